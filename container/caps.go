@@ -1,0 +1,91 @@
+package container
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// capNames lists the Linux capabilities by number.
+var capNames = []string{
+	"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL",
+	"SETGID", "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE",
+	"NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+	"SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+	"SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME",
+	"SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL",
+	"SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
+	"BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+}
+
+// capSet is a bit set of capabilities (at most 64).
+type capSet uint64
+
+// parseCaps turns names like "CAP_NET_ADMIN", "net_admin" or "ALL" into a
+// set.
+func parseCaps(names []string) (capSet, error) {
+	var s capSet
+	for _, n := range names {
+		u := strings.ToUpper(strings.TrimSpace(n))
+		if u == "ALL" || u == "CAP_ALL" {
+			for i := 0; i <= lastCap(); i++ {
+				s |= 1 << i
+			}
+			continue
+		}
+		u = strings.TrimPrefix(u, "CAP_")
+		found := false
+		for i, c := range capNames {
+			if c == u {
+				s |= 1 << i
+				found = true
+				break
+			}
+		}
+		if !found {
+			return 0, fmt.Errorf("unknown capability %q", n)
+		}
+	}
+	return s, nil
+}
+
+var lastCapOnce = sync.OnceValue(func() int {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n < 64 {
+			return n
+		}
+	}
+	return len(capNames) - 1
+})
+
+// lastCap is the highest capability number the kernel knows.
+func lastCap() int { return lastCapOnce() }
+
+// applyCaps sets the calling thread's bounding, permitted, effective,
+// and inheritable sets to caps. The thread must be locked and
+// still hold the capabilities it keeps.
+func applyCaps(caps capSet) error {
+	for i := 0; i <= lastCap(); i++ {
+		if caps&(1<<i) != 0 {
+			continue
+		}
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(i), 0, 0, 0); err != nil && err != unix.EINVAL {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", i, err)
+		}
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	data[0].Effective = uint32(caps)
+	data[1].Effective = uint32(caps >> 32)
+	data[0].Permitted, data[1].Permitted = data[0].Effective, data[1].Effective
+	data[0].Inheritable, data[1].Inheritable = data[0].Effective, data[1].Effective
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("set capabilities: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,803 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/berthlabs/berth/cgroup"
+	"github.com/berthlabs/berth/namespace"
+	"golang.org/x/sys/unix"
+)
+
+// State is where a container is in its life.
+type State string
+
+// The container states.
+const (
+	Created State = "created" // Create done, Start not yet
+	Running State = "running" // the main process runs
+	Paused  State = "paused"  // frozen by Pause
+	Stopped State = "stopped" // the main process ended
+	Deleted State = "deleted" // Delete done; every call fails with ErrDeleted
+)
+
+// ExitStatus tells how a process ended.
+type ExitStatus struct {
+	// Code is the exit code, or 128+signal for a process killed by a
+	// signal, as shells and Docker report it.
+	Code int
+	// Signal is the signal that killed the process, or 0.
+	Signal syscall.Signal
+	// OOMKilled is true when the kernel's OOM killer killed a process of
+	// the container (its memory limit was reached).
+	OOMKilled bool
+	// ExitedAt is when berth saw the process end.
+	ExitedAt time.Time
+}
+
+// Success reports whether the process exited with code 0.
+func (s *ExitStatus) Success() bool { return s.Code == 0 && s.Signal == 0 && !s.OOMKilled }
+
+// String describes the status like "exit status 3" or "killed by
+// signal killed (OOM)".
+func (s *ExitStatus) String() string {
+	var r string
+	if s.Signal != 0 {
+		r = "killed by signal " + s.Signal.String()
+	} else {
+		r = fmt.Sprintf("exit status %d", s.Code)
+	}
+	if s.OOMKilled {
+		r += " (OOM)"
+	}
+	return r
+}
+
+func exitStatusOf(ws unix.WaitStatus) *ExitStatus {
+	s := &ExitStatus{ExitedAt: time.Now()}
+	switch {
+	case ws.Signaled():
+		s.Signal = ws.Signal()
+		s.Code = 128 + int(s.Signal)
+	default:
+		s.Code = ws.ExitStatus()
+	}
+	return s
+}
+
+// Runtime owns a set of containers: their IDs and the cgroup they are
+// placed under. The zero value is ready to use; Default is the one the
+// package-level functions use.
+type Runtime struct {
+	// CgroupParent is the cgroup under which each container gets
+	// CgroupParent/ID. Empty means "/berth".
+	CgroupParent string
+	// Logger receives debug and warning records; nil means slog.Default().
+	Logger *slog.Logger
+
+	mu         sync.Mutex
+	containers map[string]*Container
+}
+
+// Default is the Runtime used by the package-level Create, Get and List.
+var Default = &Runtime{}
+
+// Create creates a container in the Default runtime; see Runtime.Create.
+func Create(ctx context.Context, id string, spec *Spec) (*Container, error) {
+	return Default.Create(ctx, id, spec)
+}
+
+var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+
+func (r *Runtime) logger() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.Default()
+}
+
+func (r *Runtime) cgroupPath(id string) string {
+	parent := r.CgroupParent
+	if parent == "" {
+		parent = "/berth"
+	}
+	return parent + "/" + id
+}
+
+// Create checks spec against its rootfs (the program exists, the user
+// is known), creates the container's cgroup with its limits and returns
+// the container in state Created. Nothing runs until Start. On error
+// nothing is left behind. The spec is copied; later changes to it do not
+// affect the container.
+func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Container, err error) {
+	if !idPattern.MatchString(id) {
+		return nil, fmt.Errorf("%w: container ID %q: want 1 to 128 of [a-zA-Z0-9_.-], starting with a letter or digit", ErrInvalidSpec, id)
+	}
+	if spec == nil {
+		return nil, fmt.Errorf("%w: nil spec", ErrInvalidSpec)
+	}
+	if err := spec.validate(); err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	if r.containers == nil {
+		r.containers = map[string]*Container{}
+	}
+	if _, ok := r.containers[id]; ok {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("create %s: %w", id, ErrExists)
+	}
+	r.containers[id] = nil // reserved
+	r.mu.Unlock()
+	defer func() {
+		if err != nil {
+			r.mu.Lock()
+			delete(r.containers, id)
+			r.mu.Unlock()
+		}
+	}()
+
+	c = &Container{id: id, rt: r, spec: *spec, state: Created, done: make(chan struct{})}
+	if err := c.prepare(); err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
+	cg, err := cgroup.New(r.cgroupPath(id), &spec.Resources)
+	if err != nil {
+		if errors.Is(err, cgroup.ErrExists) {
+			err = fmt.Errorf("%w (its cgroup %s holds processes): %w", ErrExists, r.cgroupPath(id), err)
+		}
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
+	c.cg = cg
+	r.mu.Lock()
+	r.containers[id] = c
+	r.mu.Unlock()
+	return c, nil
+}
+
+// Get returns the container with the given ID.
+func (r *Runtime) Get(id string) (*Container, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.containers[id]
+	if c == nil {
+		return nil, fmt.Errorf("%s: %w", id, ErrNotFound)
+	}
+	return c, nil
+}
+
+// List returns the runtime's containers, sorted by ID.
+func (r *Runtime) List() []*Container {
+	r.mu.Lock()
+	out := make([]*Container, 0, len(r.containers))
+	for _, c := range r.containers {
+		if c != nil {
+			out = append(out, c)
+		}
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// Container is a container: created by Create, run by Start, ended by
+// Wait/Stop/Kill, removed by Delete. Its methods are safe for concurrent
+// use.
+type Container struct {
+	id   string
+	rt   *Runtime
+	spec Spec
+	cfg  initConfig
+	cg   *cgroup.Cgroup
+
+	mu       sync.Mutex
+	state    State
+	cmd      *exec.Cmd
+	conn     *net.UnixConn
+	log      *logFile
+	logs     []io.Closer
+	initPid  int
+	mainPid  int
+	pending  map[uint64]chan *message
+	execs    map[uint64]*ExecProcess
+	nextID   uint64
+	done     chan struct{} // closed when the main process has ended and init is reaped
+	exit     *ExitStatus
+	startErr error
+}
+
+// ID returns the container's ID.
+func (c *Container) ID() string { return c.id }
+
+// Spec returns a copy of the container's spec.
+func (c *Container) Spec() Spec { return c.spec }
+
+// State returns the container's current state.
+func (c *Container) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// Pid returns the host PID of the container's init (PID 1 inside), or 0
+// when it is not running.
+func (c *Container) Pid() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != Running && c.state != Paused {
+		return 0
+	}
+	return c.initPid
+}
+
+// NamespacePath returns the path of the running container's namespace of
+// kind k, for another container to join (Namespace{Mode: NamespaceJoin,
+// Path: ...}), as Kubernetes pods share network and IPC.
+func (c *Container) NamespacePath(k namespace.Kind) (string, error) {
+	pid := c.Pid()
+	if pid == 0 {
+		return "", fmt.Errorf("%s: %w", c.id, ErrNotRunning)
+	}
+	return namespace.ProcPath(pid, k), nil
+}
+
+// CgroupPath returns the container's cgroup path within the hierarchy.
+func (c *Container) CgroupPath() string { return c.cg.Path() }
+
+// prepare resolves the spec into init's configuration and checks it
+// against the rootfs.
+func (c *Container) prepare() error {
+	s := &c.spec
+	root, err := openRoot(s.Rootfs)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	p := &s.Process
+	env := envWithPath(p.Env)
+	dir := p.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	if _, err := root.lookPath(p.Args[0], lookupEnv(env, "PATH"), dir); err != nil {
+		return err
+	}
+	if _, err := root.resolveUser(p.User, p.AdditionalGroups); err != nil {
+		return err
+	}
+	caps, err := parseCaps(DefaultCapabilities)
+	if s.Capabilities != nil {
+		caps, err = parseCaps(s.Capabilities)
+	}
+	if err != nil {
+		return err
+	}
+	modes := defaultNamespaces()
+	for k, ns := range s.Namespaces {
+		modes[k] = ns.Mode
+	}
+	cfg := initConfig{
+		Rootfs:        s.Rootfs,
+		Readonly:      s.ReadonlyRootfs,
+		Mounts:        s.Mounts,
+		MaskedPaths:   s.MaskedPaths,
+		ReadonlyPaths: s.ReadonlyPaths,
+		OOMScoreAdj:   s.OOMScoreAdj,
+		NewNet:        modes[namespace.Net] == NamespaceNew,
+		NewIPC:        modes[namespace.IPC] == NamespaceNew,
+		UserNS:        modes[namespace.User] == NamespaceNew,
+		Cgroup2:       modes[namespace.Cgroup] == NamespaceNew && cgroup.HostVersion() == cgroup.V2,
+		Main: procConfig{
+			Args: p.Args, Env: env, Dir: dir, MkDir: true,
+			User: p.User, Groups: p.AdditionalGroups, Caps: caps,
+			NNP: !s.AllowPrivilegeEscalation,
+		},
+	}
+	if cfg.MaskedPaths == nil {
+		cfg.MaskedPaths = DefaultMaskedPaths
+	}
+	if cfg.ReadonlyPaths == nil {
+		cfg.ReadonlyPaths = DefaultReadonlyPaths
+	}
+	if modes[namespace.UTS] == NamespaceNew {
+		cfg.Hostname = s.Hostname
+		if cfg.Hostname == "" {
+			cfg.Hostname = c.id
+			if len(cfg.Hostname) > 12 {
+				cfg.Hostname = cfg.Hostname[:12]
+			}
+		}
+	} else if s.Hostname != "" {
+		return fmt.Errorf("%w: a hostname needs a new UTS namespace", ErrInvalidSpec)
+	}
+	for name, l := range s.Rlimits {
+		res, _ := rlimitResource(name)
+		cfg.Rlimits = append(cfg.Rlimits, rlimitCfg{Resource: res, Soft: l.Soft, Hard: l.Hard})
+	}
+	for _, m := range s.Mounts {
+		if m.Type == Bind {
+			if _, err := os.Stat(m.Source); err != nil {
+				return fmt.Errorf("%w: bind mount source: %w", ErrInvalidSpec, err)
+			}
+		}
+	}
+	c.cfg = cfg
+	return nil
+}
+
+// checkUsable returns ErrDeleted for a deleted container.
+func (c *Container) checkUsable() error {
+	if c.state == Deleted {
+		return fmt.Errorf("%s: %w", c.id, ErrDeleted)
+	}
+	return nil
+}
+
+// Start starts the container's init and main process. It returns once
+// the main process runs, or with the error that kept it from running
+// (a mount that failed, a program that cannot be executed, ...), in which
+// case nothing of the attempt is left running.
+func (c *Container) Start(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.checkUsable(); err != nil {
+		return err
+	}
+	if c.state != Created {
+		return fmt.Errorf("start %s: %w", c.id, ErrAlreadyStarted)
+	}
+	if err := c.start(ctx); err != nil {
+		return fmt.Errorf("start %s: %w", c.id, err)
+	}
+	c.state = Running
+	go c.monitor()
+	return nil
+}
+
+func (c *Container) start(ctx context.Context) (err error) {
+	exe, err := initPath()
+	if err != nil {
+		return err
+	}
+	hostConn, childSock, err := socketPair()
+	if err != nil {
+		return err
+	}
+	defer childSock.Close()
+	p := &c.spec.Process
+	stdout, stderr := p.Stdout, p.Stderr
+	if c.spec.LogPath != "" {
+		lf, err := openLog(c.spec.LogPath)
+		if err != nil {
+			hostConn.Close()
+			return err
+		}
+		c.log = lf
+		ow := &streamWriter{log: lf, stream: "stdout", next: stdout}
+		ew := &streamWriter{log: lf, stream: "stderr", next: stderr}
+		c.logs = []io.Closer{ow, ew}
+		stdout, stderr = ow, ew
+		if p.Stdout != nil && p.Stdout == p.Stderr {
+			// One writer for both: keep their order, log as stdout.
+			stderr = ow
+		}
+	}
+	cmd := &exec.Cmd{
+		Path:       exe,
+		Args:       []string{"berth-init", c.id},
+		Env:        []string{initEnv + "=1"},
+		Stdin:      p.Stdin,
+		Stdout:     stdout,
+		Stderr:     stderr,
+		ExtraFiles: []*os.File{childSock},
+		SysProcAttr: &syscall.SysProcAttr{
+			Pdeathsig: syscall.SIGKILL,
+		},
+	}
+	modes := defaultNamespaces()
+	for k, ns := range c.spec.Namespaces {
+		modes[k] = ns.Mode
+	}
+	var join []*namespace.Namespace
+	defer func() {
+		for _, ns := range join {
+			ns.Close()
+		}
+	}()
+	for _, k := range namespace.Kinds() {
+		switch modes[k] {
+		case NamespaceNew:
+			cmd.SysProcAttr.Cloneflags |= k.CloneFlag()
+		case NamespaceJoin:
+			ns, err := namespace.Open(c.spec.Namespaces[k].Path)
+			if err != nil {
+				hostConn.Close()
+				return fmt.Errorf("join %s namespace: %w", k, err)
+			}
+			if ns.Kind() != k {
+				ns.Close()
+				hostConn.Close()
+				return fmt.Errorf("join %s namespace: %s is a %s namespace", k, c.spec.Namespaces[k].Path, ns.Kind())
+			}
+			join = append(join, ns)
+		}
+	}
+	if modes[namespace.User] == NamespaceNew {
+		cmd.SysProcAttr.UidMappings = namespace.SysProcIDMaps(c.spec.UIDMappings)
+		cmd.SysProcAttr.GidMappings = namespace.SysProcIDMaps(c.spec.GIDMappings)
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+	}
+	if c.cg.Version() == cgroup.V2 {
+		// Born in its cgroup: CLONE_INTO_CGROUP.
+		dir, err := c.cg.OpenDir()
+		if err != nil {
+			hostConn.Close()
+			return err
+		}
+		defer dir.Close()
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = int(dir.Fd())
+	}
+	if len(join) > 0 {
+		// The forking thread enters the namespaces and is restored after;
+		// a thread that cannot be restored is destroyed, which would fire
+		// Pdeathsig, so the control socket alone ties init to us here.
+		cmd.SysProcAttr.Pdeathsig = 0
+		err = namespace.Do(cmd.Start, join...)
+	} else {
+		err = cmd.Start()
+	}
+	if err != nil {
+		hostConn.Close()
+		c.closeLogs()
+		return fmt.Errorf("start init: %w", err)
+	}
+	c.cmd, c.conn, c.initPid = cmd, hostConn, cmd.Process.Pid
+	fail := func(err error) error {
+		cmd.Process.Kill()
+		hostConn.Close()
+		cmd.Wait()
+		c.cg.Kill()
+		c.closeLogs()
+		c.cmd, c.conn, c.initPid = nil, nil, 0
+		return err
+	}
+	if c.cg.Version() == cgroup.V1 {
+		// init waits for its start message: nothing of the container runs
+		// before it is in its cgroup.
+		if err := c.cg.Add(cmd.Process.Pid); err != nil {
+			return fail(err)
+		}
+	}
+	cfg := c.cfg
+	if err := sendMsg(hostConn, &message{Type: msgStart, Config: &cfg}); err != nil {
+		return fail(fmt.Errorf("send config to init: %w", err))
+	}
+	stop := context.AfterFunc(ctx, func() { hostConn.SetReadDeadline(time.Unix(1, 0)) })
+	m, files, err := recvMsg(hostConn, make([]byte, 64<<10), make([]byte, 256))
+	stop()
+	closeFiles(files)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fail(ctx.Err())
+		}
+		// init died before answering.
+		return fail(fmt.Errorf("container init exited during setup: %w", err))
+	}
+	hostConn.SetReadDeadline(time.Time{})
+	switch m.Type {
+	case msgStarted:
+		c.mainPid = m.Pid
+		return nil
+	case msgError:
+		return fail(errors.New(m.Error))
+	}
+	return fail(fmt.Errorf("unexpected %q message from init", m.Type))
+}
+
+func (c *Container) closeLogs() {
+	for _, l := range c.logs {
+		l.Close()
+	}
+	c.logs = nil
+	if c.log != nil {
+		c.log.Close()
+		c.log = nil
+	}
+}
+
+// monitor reads init's messages until init is gone, then records the
+// exit status.
+func (c *Container) monitor() {
+	buf, oob := make([]byte, 64<<10), make([]byte, 256)
+	var mainStatus *ExitStatus
+	for {
+		m, files, err := recvMsg(c.conn, buf, oob)
+		if err != nil {
+			break
+		}
+		closeFiles(files)
+		switch m.Type {
+		case msgExit:
+			st := exitStatusOf(unix.WaitStatus(m.Status))
+			if m.ID == 0 {
+				mainStatus = st
+				continue
+			}
+			c.mu.Lock()
+			p := c.execs[m.ID]
+			delete(c.execs, m.ID)
+			c.mu.Unlock()
+			if p != nil {
+				p.finish(st)
+			}
+		default:
+			c.mu.Lock()
+			ch := c.pending[m.ID]
+			delete(c.pending, m.ID)
+			c.mu.Unlock()
+			if ch != nil {
+				ch <- m
+			}
+		}
+	}
+	c.cmd.Wait() // reaps init, waits for the output to be copied
+	if mainStatus == nil {
+		// init itself was killed (Kill, OOM, or from outside).
+		mainStatus = &ExitStatus{Code: 128 + int(syscall.SIGKILL), Signal: syscall.SIGKILL, ExitedAt: time.Now()}
+		if ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			mainStatus.Signal = ws.Signal()
+			mainStatus.Code = 128 + int(ws.Signal())
+		}
+	}
+	if n, err := c.cg.OOMKills(); err == nil && n > 0 {
+		mainStatus.OOMKilled = true
+	}
+	// With the host's PID namespace nothing kills the rest for us.
+	if procs, err := c.cg.Processes(); err == nil && len(procs) > 0 {
+		c.cg.Kill()
+	}
+	c.conn.Close()
+	c.mu.Lock()
+	c.closeLogs()
+	c.exit = mainStatus
+	c.state = Stopped
+	for id, ch := range c.pending {
+		ch <- &message{Type: msgError, ID: id, Error: ErrNotRunning.Error()}
+	}
+	c.pending = nil
+	execs := c.execs
+	c.execs = nil
+	c.mu.Unlock()
+	for _, p := range execs {
+		p.finish(&ExitStatus{Code: 137, Signal: syscall.SIGKILL, ExitedAt: time.Now()})
+	}
+	close(c.done)
+}
+
+// Wait waits for the main process to end and returns its exit status.
+// Any number of callers may wait; each gets the same status.
+func (c *Container) Wait(ctx context.Context) (*ExitStatus, error) {
+	c.mu.Lock()
+	if err := c.checkUsable(); err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
+	if c.state == Created {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("wait %s: %w", c.id, ErrNotRunning)
+	}
+	c.mu.Unlock()
+	select {
+	case <-c.done:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.exit, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Done returns a channel closed when the main process has ended (after
+// Start), for use in select.
+func (c *Container) Done() <-chan struct{} { return c.done }
+
+// Signal sends sig to the container's main process.
+func (c *Container) Signal(sig syscall.Signal) error {
+	return c.signalProc(0, sig)
+}
+
+func (c *Container) signalProc(id uint64, sig syscall.Signal) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.checkUsable(); err != nil {
+		return err
+	}
+	if c.state != Running && c.state != Paused {
+		return fmt.Errorf("signal %s: %w", c.id, ErrNotRunning)
+	}
+	if sig == syscall.SIGKILL && id == 0 {
+		// Works even while init is frozen.
+		return c.cg.Kill()
+	}
+	return sendMsg(c.conn, &message{Type: msgSignal, ID: id, Signal: int(sig)})
+}
+
+// Kill kills every process of the container at once (SIGKILL through its
+// cgroup, paused or not) and waits until the container has stopped.
+func (c *Container) Kill(ctx context.Context) error {
+	c.mu.Lock()
+	if err := c.checkUsable(); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	st := c.state
+	c.mu.Unlock()
+	if st != Running && st != Paused {
+		return nil
+	}
+	if err := c.cg.Kill(); err != nil {
+		return fmt.Errorf("kill %s: %w", c.id, err)
+	}
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stop asks the main process to end with the spec's StopSignal (SIGTERM
+// by default), waits up to grace for it, then kills every process of the
+// container, like `docker stop -t`. A negative grace means the spec's
+// StopTimeout (10 s by default). Stop on a container that is not running
+// does nothing.
+func (c *Container) Stop(ctx context.Context, grace time.Duration) error {
+	c.mu.Lock()
+	if err := c.checkUsable(); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	st := c.state
+	c.mu.Unlock()
+	if st != Running && st != Paused {
+		return nil
+	}
+	if grace < 0 {
+		grace = c.spec.StopTimeout
+		if grace == 0 {
+			grace = 10 * time.Second
+		}
+	}
+	sig := c.spec.StopSignal
+	if sig == 0 {
+		sig = syscall.SIGTERM
+	}
+	if st == Paused {
+		// A frozen process cannot handle a signal: kill at once.
+		grace = 0
+	}
+	if grace > 0 {
+		if err := c.Signal(sig); err != nil && !errors.Is(err, ErrNotRunning) {
+			return fmt.Errorf("stop %s: %w", c.id, err)
+		}
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-c.done:
+			return nil
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return c.Kill(ctx)
+}
+
+// Pause freezes every process of the container (cgroup freezer).
+func (c *Container) Pause() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.checkUsable(); err != nil {
+		return err
+	}
+	if c.state != Running {
+		return fmt.Errorf("pause %s: %w", c.id, ErrNotRunning)
+	}
+	if err := c.cg.Freeze(); err != nil {
+		return fmt.Errorf("pause %s: %w", c.id, err)
+	}
+	c.state = Paused
+	return nil
+}
+
+// Resume thaws a paused container.
+func (c *Container) Resume() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.checkUsable(); err != nil {
+		return err
+	}
+	if c.state != Paused {
+		return fmt.Errorf("resume %s: container is %s, not paused", c.id, c.state)
+	}
+	if err := c.cg.Thaw(); err != nil {
+		return fmt.Errorf("resume %s: %w", c.id, err)
+	}
+	c.state = Running
+	return nil
+}
+
+// Stats returns the container's resource usage from its cgroup.
+func (c *Container) Stats() (*cgroup.Stats, error) {
+	c.mu.Lock()
+	if err := c.checkUsable(); err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
+	c.mu.Unlock()
+	return c.cg.Stats()
+}
+
+// Update changes the container's resource limits while it runs.
+func (c *Container) Update(r cgroup.Resources) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.checkUsable(); err != nil {
+		return err
+	}
+	if err := c.cg.Update(&r); err != nil {
+		return fmt.Errorf("update %s: %w", c.id, err)
+	}
+	c.spec.Resources = r
+	return nil
+}
+
+// Delete removes the container: if it still runs, every process is
+// killed first (like `docker rm -f`); then its cgroup is removed. Nothing
+// of it remains: no process, mount, namespace, cgroup or file descriptor.
+// After Delete every call on c returns ErrDeleted.
+func (c *Container) Delete(ctx context.Context) error {
+	c.mu.Lock()
+	if err := c.checkUsable(); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	st := c.state
+	c.mu.Unlock()
+	if st == Running || st == Paused {
+		if err := c.Kill(ctx); err != nil {
+			return fmt.Errorf("delete %s: %w", c.id, err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.checkUsable(); err != nil {
+		return err
+	}
+	if err := c.cg.Delete(); err != nil {
+		return fmt.Errorf("delete %s: %w", c.id, err)
+	}
+	c.closeLogs()
+	c.state = Deleted
+	c.rt.mu.Lock()
+	if c.rt.containers[c.id] == c {
+		delete(c.rt.containers, c.id)
+	}
+	c.rt.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,170 @@
+package container
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/berthlabs/berth/internal/busybox"
+)
+
+var testRootfs string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Geteuid() == 0 {
+			dir, err := os.MkdirTemp("", "berth-rootfs-")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			defer os.RemoveAll(dir)
+			if err := busybox.Rootfs(dir); err == nil {
+				testRootfs = dir
+			} else {
+				fmt.Fprintln(os.Stderr, "no busybox rootfs:", err)
+			}
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// needRoot skips tests that need root and a busybox rootfs.
+func needRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates namespaces, cgroups and mounts")
+	}
+	if testRootfs == "" {
+		t.Skip("needs a static busybox (apt-get install busybox-static)")
+	}
+}
+
+var idSeq atomic.Int64
+
+func testID(t testing.TB) string {
+	name := strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())
+	if len(name) > 60 {
+		name = name[:60]
+	}
+	return fmt.Sprintf("t%d-%s-%d", os.Getpid(), name, idSeq.Add(1))
+}
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// run creates, starts and waits for a container running args; it returns
+// the output and status, and deletes the container.
+func run(t *testing.T, spec *Spec) (string, *ExitStatus) {
+	t.Helper()
+	ctx := testCtx(t)
+	var out bytes.Buffer
+	spec.Process.Stdout, spec.Process.Stderr = &out, &out
+	if spec.Rootfs == "" {
+		spec.Rootfs = testRootfs
+	}
+	c, err := Create(ctx, testID(t), spec)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	defer c.Delete(ctx)
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	st, err := c.Wait(ctx)
+	if err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	if err := c.Delete(ctx); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	return out.String(), st
+}
+
+func sh(script string) Process {
+	return Process{Args: []string{"sh", "-c", script}}
+}
+
+// snapshot records what a container could leave behind.
+type snapshot struct {
+	mounts  string
+	cgroups []string
+	procs   map[string]bool
+	fds     int
+}
+
+func takeSnapshot(t testing.TB) snapshot {
+	t.Helper()
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cgs []string
+	for _, root := range []string{"/sys/fs/cgroup/memory/berth", "/sys/fs/cgroup/pids/berth", "/sys/fs/cgroup/berth"} {
+		ents, _ := os.ReadDir(root)
+		for _, e := range ents {
+			if e.IsDir() && strings.HasPrefix(e.Name(), fmt.Sprintf("t%d-", os.Getpid())) {
+				cgs = append(cgs, filepath.Join(root, e.Name()))
+			}
+		}
+	}
+	procs := map[string]bool{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if e.Name()[0] >= '0' && e.Name()[0] <= '9' {
+			if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && bytes.HasPrefix(b, []byte("berth-init")) {
+				procs[e.Name()] = true
+			}
+		}
+	}
+	fds, _ := os.ReadDir("/proc/self/fd")
+	return snapshot{mounts: normalizeMounts(string(mi)), cgroups: cgs, procs: procs, fds: len(fds)}
+}
+
+func normalizeMounts(mi string) string {
+	var lines []string
+	for _, l := range strings.Split(mi, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 5 {
+			lines = append(lines, f[4]) // mount point
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// checkNoLeaks compares against a snapshot taken before.
+func checkNoLeaks(t testing.TB, before snapshot) {
+	t.Helper()
+	var after snapshot
+	for i := 0; i < 50; i++ { // fds of finished goroutines close asynchronously
+		after = takeSnapshot(t)
+		if after.fds <= before.fds && len(after.procs) == 0 && len(after.cgroups) == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if after.mounts != before.mounts {
+		t.Errorf("mounts changed:\nbefore:\n%s\nafter:\n%s", before.mounts, after.mounts)
+	}
+	if len(after.cgroups) > len(before.cgroups) {
+		t.Errorf("cgroups left: %v", after.cgroups)
+	}
+	for p := range after.procs {
+		if !before.procs[p] {
+			t.Errorf("container init %s still running", p)
+		}
+	}
+	if after.fds > before.fds {
+		t.Errorf("file descriptors leaked: %d before, %d after", before.fds, after.fds)
+	}
+}

@@ -1,0 +1,331 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"github.com/berthlabs/berth/namespace"
+	"golang.org/x/sys/unix"
+)
+
+// initEnv marks a process as a container init: the embedding program,
+// re-executed from its sealed copy. The package's init function
+// recognises it, so it works in any program that imports this package,
+// test binaries included, before the program's own main or TestMain runs.
+const initEnv = "_BERTH_CONTAINER_INIT"
+
+func init() {
+	if os.Getenv(initEnv) != "1" {
+		return
+	}
+	runInit()
+}
+
+// initState is the container init's own state. One goroutine (the main
+// loop) owns it.
+type initState struct {
+	conn  *net.UnixConn
+	pid1  bool
+	procs map[int]uint64 // pid -> process ID (0: main)
+	ids   map[uint64]int // process ID -> pid
+	cfg   *initConfig
+}
+
+// runInit is PID 1 of a container. It builds the root filesystem, starts
+// the main process, then stays to reap zombies, forward signals, start
+// Exec'd processes and report exits to the host. It never returns.
+func runInit() {
+	runtime.GOMAXPROCS(1)
+	debug.SetGCPercent(50)
+	unix.CloseOnExec(3)
+	conn, err := fileConn(3)
+	if err != nil {
+		os.Exit(121)
+	}
+	s := &initState{conn: conn, pid1: os.Getpid() == 1, procs: map[int]uint64{}, ids: map[uint64]int{}}
+	buf, oob := make([]byte, maxMessage), make([]byte, 4096)
+	m, files, err := recvMsg(conn, buf, oob)
+	closeFiles(files)
+	if err != nil || m.Type != msgStart || m.Config == nil {
+		os.Exit(122)
+	}
+	s.cfg = m.Config
+	// Signals: SIGCHLD to reap; the rest are forwarded to the main process.
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs)
+	if err := s.setup(); err != nil {
+		sendMsg(conn, &message{Type: msgError, Error: err.Error()})
+		os.Exit(123)
+	}
+	pid, err := s.spawn(&s.cfg.Main, []*os.File{os.Stdin, os.Stdout, os.Stderr})
+	if err != nil {
+		sendMsg(conn, &message{Type: msgError, Error: err.Error()})
+		os.Exit(124)
+	}
+	s.procs[pid], s.ids[0] = 0, pid
+	// Our own stdio belongs to the main process now.
+	devnull, _ := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	for fd := 0; fd < 3; fd++ {
+		unix.Dup3(int(devnull.Fd()), fd, 0)
+	}
+	devnull.Close()
+	sendMsg(conn, &message{Type: msgStarted, Pid: pid})
+
+	type recv struct {
+		m     *message
+		files []*os.File
+		err   error
+	}
+	msgs := make(chan recv)
+	go func() {
+		for {
+			m, files, err := recvMsg(conn, buf, oob)
+			msgs <- recv{m, files, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == unix.SIGCHLD {
+				s.reap()
+				continue
+			}
+			if sig == unix.SIGPIPE || sig == unix.SIGURG {
+				continue // Go's own
+			}
+			if p, ok := s.ids[0]; ok {
+				unix.Kill(p, sig.(syscall.Signal))
+			}
+		case r := <-msgs:
+			if r.err != nil {
+				// The host is gone: nothing may outlive it.
+				s.killAll()
+				os.Exit(125)
+			}
+			s.handle(r.m, r.files)
+		}
+	}
+}
+
+func (s *initState) handle(m *message, files []*os.File) {
+	defer closeFiles(files)
+	switch m.Type {
+	case msgExec:
+		if m.Proc == nil || len(files) != 3 {
+			sendMsg(s.conn, &message{Type: msgError, ID: m.ID, Error: "malformed exec request"})
+			return
+		}
+		pid, err := s.spawn(m.Proc, files)
+		if err != nil {
+			sendMsg(s.conn, &message{Type: msgError, ID: m.ID, Error: err.Error()})
+			return
+		}
+		s.procs[pid], s.ids[m.ID] = m.ID, pid
+		sendMsg(s.conn, &message{Type: msgStarted, ID: m.ID, Pid: pid})
+	case msgSignal:
+		if pid, ok := s.ids[m.ID]; ok {
+			unix.Kill(pid, unix.Signal(m.Signal))
+		}
+	}
+}
+
+// reap collects every exited child: those berth started are reported,
+// orphans that were re-parented to init are just reaped.
+func (s *initState) reap() {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if pid <= 0 || err != nil {
+			return
+		}
+		id, ok := s.procs[pid]
+		if !ok {
+			continue
+		}
+		delete(s.procs, pid)
+		delete(s.ids, id)
+		sendMsg(s.conn, &message{Type: msgExit, ID: id, Status: int(ws)})
+		if id == 0 {
+			// The main process ended: so does the container.
+			s.killAll()
+			os.Exit(0)
+		}
+	}
+}
+
+// killAll kills every process of the container. As PID 1 our own exit
+// does that; otherwise we kill what we started.
+func (s *initState) killAll() {
+	if s.pid1 {
+		unix.Kill(-1, unix.SIGKILL)
+		return
+	}
+	for pid := range s.procs {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+}
+
+// setup builds the container around init: root filesystem, host name,
+// loopback, rlimits. init runs as root with every capability until here;
+// the processes it starts get the spec's restricted set.
+func (s *initState) setup() error {
+	c := s.cfg
+	unix.Umask(0)
+	if err := setupRootfs(c); err != nil {
+		return err
+	}
+	if c.Hostname != "" {
+		if err := unix.Sethostname([]byte(c.Hostname)); err != nil {
+			return fmt.Errorf("set hostname: %w", err)
+		}
+	}
+	if c.NewNet {
+		if err := namespace.LoopbackUp(); err != nil {
+			return fmt.Errorf("bring up loopback: %w", err)
+		}
+	}
+	for _, l := range c.Rlimits {
+		// syscall.Setrlimit, so that Go's own NOFILE handling knows.
+		if err := syscall.Setrlimit(l.Resource, &syscall.Rlimit{Cur: l.Soft, Max: l.Hard}); err != nil {
+			return fmt.Errorf("set rlimit %d: %w", l.Resource, err)
+		}
+	}
+	if c.OOMScoreAdj != 0 {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(c.OOMScoreAdj)), 0); err != nil {
+			return fmt.Errorf("set oom_score_adj: %w", err)
+		}
+	}
+	if !s.pid1 {
+		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	}
+	// Nothing in the container may open our /proc entries (exe, mem, fds).
+	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	unix.Umask(0o022)
+	return nil
+}
+
+// spawn starts p with the given stdio, on a fresh OS thread that takes on
+// the process's credentials and capabilities first (they are per thread
+// on Linux, and a forked child inherits its thread's). The thread is
+// never handed back to the Go scheduler: it ends with its goroutine.
+func (s *initState) spawn(p *procConfig, stdio []*os.File) (int, error) {
+	root, err := openRoot("/")
+	if err != nil {
+		return 0, err
+	}
+	defer root.Close()
+	dir := p.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	if p.MkDir {
+		if fd, err := secureMkdirAll(root.fd, dir); err == nil {
+			unix.Close(fd)
+		}
+	}
+	path, err := root.lookPath(p.Args[0], lookupEnv(p.Env, "PATH"), dir)
+	if err != nil {
+		return 0, err
+	}
+	user, err := root.resolveUser(p.User, p.Groups)
+	if err != nil {
+		return 0, err
+	}
+	env := p.Env
+	if lookupEnv(env, "HOME") == "" {
+		env = append(env, "HOME="+user.Home)
+	}
+	type result struct {
+		pid int
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
+		pid, err := spawnOnThread(p, path, dir, env, user, stdio)
+		ch <- result{pid, err}
+	}()
+	r := <-ch
+	return r.pid, r.err
+}
+
+func spawnOnThread(p *procConfig, path, dir string, env []string, u ids, stdio []*os.File) (int, error) {
+	if p.NNP {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return 0, fmt.Errorf("set no_new_privs: %w", err)
+		}
+	}
+	// Keep the capabilities across the UID change; applyCaps then sets
+	// exactly the spec's. Raw syscalls: Go's own Setuid changes every
+	// thread of the process.
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+		return 0, fmt.Errorf("keep capabilities: %w", err)
+	}
+	groups := u.Groups
+	if groups == nil {
+		groups = []uint32{}
+	}
+	var gp uintptr
+	if len(groups) > 0 {
+		gp = uintptr(unsafe.Pointer(&groups[0]))
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), gp, 0); e != 0 {
+		return 0, fmt.Errorf("set supplementary groups %v: %w", groups, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(u.GID), uintptr(u.GID), uintptr(u.GID)); e != 0 {
+		return 0, fmt.Errorf("set gid %d: %w", u.GID, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(u.UID), uintptr(u.UID), uintptr(u.UID)); e != 0 {
+		return 0, fmt.Errorf("set uid %d: %w", u.UID, e)
+	}
+	if err := applyCaps(p.Caps); err != nil {
+		return 0, err
+	}
+	proc, err := os.StartProcess(path, p.Args, &os.ProcAttr{
+		Dir:   dir,
+		Env:   env,
+		Files: stdio,
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) && pe.Op == "chdir" {
+			return 0, fmt.Errorf("working directory %s: %w", dir, pe.Err)
+		}
+		return 0, fmt.Errorf("start %s: %w", path, err)
+	}
+	pid := proc.Pid
+	proc.Release()
+	return pid, nil
+}
+
+// isDir tells whether path is a directory.
+func isDir(path string) (bool, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return false, err
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFDIR, nil
+}
+
+func isEPIPE(err error) bool { return errors.Is(err, syscall.EPIPE) }
+
+// String gives the mount for error messages.
+func (m Mount) String() string {
+	return fmt.Sprintf("%s %s on %s (%s)", m.Type, m.Source, m.Target, strings.Join(m.Options, ","))
+}

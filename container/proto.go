@@ -1,0 +1,171 @@
+package container
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// The host and a container's init talk over a SOCK_SEQPACKET socket pair:
+// one JSON message per packet, file descriptors passed with SCM_RIGHTS.
+
+const maxMessage = 1 << 20
+
+type message struct {
+	Type   string      `json:"type"`
+	ID     uint64      `json:"id,omitempty"`
+	Config *initConfig `json:"config,omitempty"`
+	Proc   *procConfig `json:"proc,omitempty"`
+	Signal int         `json:"signal,omitempty"`
+	Pid    int         `json:"pid,omitempty"`
+	Status int         `json:"status,omitempty"`
+	Error  string      `json:"error,omitempty"`
+}
+
+// Message types.
+const (
+	msgStart   = "start"   // host -> init: set up and run the main process
+	msgStarted = "started" // init -> host: main (ID 0) or exec (ID) process runs, Pid
+	msgExec    = "exec"    // host -> init: run another process, stdio in SCM_RIGHTS
+	msgSignal  = "signal"  // host -> init: signal process ID (0: main)
+	msgExit    = "exit"    // init -> host: process ID ended with wait status Status
+	msgError   = "error"   // init -> host: request ID failed
+)
+
+// initConfig is what init needs to build the container.
+type initConfig struct {
+	Rootfs        string      `json:"rootfs"`
+	Readonly      bool        `json:"readonly,omitempty"`
+	Hostname      string      `json:"hostname,omitempty"`
+	Mounts        []Mount     `json:"mounts,omitempty"`
+	MaskedPaths   []string    `json:"masked,omitempty"`
+	ReadonlyPaths []string    `json:"readonlyPaths,omitempty"`
+	Rlimits       []rlimitCfg `json:"rlimits,omitempty"`
+	OOMScoreAdj   int         `json:"oomScoreAdj,omitempty"`
+	NewNet        bool        `json:"newNet,omitempty"`
+	NewIPC        bool        `json:"newIPC,omitempty"`
+	UserNS        bool        `json:"userNS,omitempty"`
+	Cgroup2       bool        `json:"cgroup2,omitempty"`
+	Main          procConfig  `json:"main"`
+}
+
+type rlimitCfg struct {
+	Resource   int    `json:"resource"`
+	Soft, Hard uint64 `json:",omitempty"`
+}
+
+// procConfig is a process for init to start inside the container.
+type procConfig struct {
+	Args   []string `json:"args"`
+	Env    []string `json:"env,omitempty"`
+	Dir    string   `json:"dir,omitempty"`
+	MkDir  bool     `json:"mkdir,omitempty"`
+	User   string   `json:"user,omitempty"`
+	Groups []string `json:"groups,omitempty"`
+	Caps   capSet   `json:"caps"`
+	NNP    bool     `json:"nnp,omitempty"`
+}
+
+// socketPair returns the host's end as a net.UnixConn (served by the
+// netpoller) and the child's end as a file to hand over.
+func socketPair() (*net.UnixConn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	for _, fd := range fds {
+		// Configs can be large; ignore failure, the default suffices for
+		// ordinary specs.
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, maxMessage*2)
+	}
+	host, err := fileConn(fds[0])
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, err
+	}
+	return host, os.NewFile(uintptr(fds[1]), "berth-init-sock"), nil
+}
+
+// fileConn turns a socket fd into a *net.UnixConn, taking ownership.
+func fileConn(fd int) (*net.UnixConn, error) {
+	f := os.NewFile(uintptr(fd), "berth-sock")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("control socket: unexpected type %T", c)
+	}
+	return uc, nil
+}
+
+func sendMsg(c *net.UnixConn, m *message, files ...*os.File) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if len(b) > maxMessage {
+		return fmt.Errorf("%s message of %d bytes exceeds the %d-byte limit", m.Type, len(b), maxMessage)
+	}
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		oob = unix.UnixRights(fds...)
+	}
+	_, _, err = c.WriteMsgUnix(b, oob, nil)
+	return err
+}
+
+// recvMsg reads one message and the files passed with it.
+func recvMsg(c *net.UnixConn, buf, oob []byte) (*message, []*os.File, error) {
+	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, nil, err
+	}
+	var files []*os.File
+	if oobn > 0 {
+		scms, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return nil, nil, fmt.Errorf("parse control message: %w", err)
+		}
+		for _, scm := range scms {
+			fds, err := unix.ParseUnixRights(&scm)
+			if err != nil {
+				continue
+			}
+			for _, fd := range fds {
+				unix.CloseOnExec(fd)
+				files = append(files, os.NewFile(uintptr(fd), "passed"))
+			}
+		}
+	}
+	if n == 0 {
+		closeFiles(files)
+		return nil, nil, errClosed
+	}
+	m := new(message)
+	if err := json.Unmarshal(buf[:n], m); err != nil {
+		closeFiles(files)
+		return nil, nil, fmt.Errorf("decode message: %w", err)
+	}
+	return m, files, nil
+}
+
+var errClosed = fmt.Errorf("control socket closed")
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
+}

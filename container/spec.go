@@ -1,0 +1,375 @@
+package container
+
+import (
+	"fmt"
+	"path"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berthlabs/berth/cgroup"
+	"github.com/berthlabs/berth/namespace"
+)
+
+// Spec describes a container: its root filesystem, the process it runs,
+// and how it is isolated and limited. The zero value of every optional
+// field means what `docker run` does by default.
+type Spec struct {
+	// Rootfs is the host directory that becomes the container's "/".
+	Rootfs string
+	// ReadonlyRootfs mounts the root filesystem read-only.
+	ReadonlyRootfs bool
+
+	// Process is the container's main process (PID 1's child, the
+	// process whose exit ends the container).
+	Process Process
+
+	// Hostname is the container's host name (in its own UTS namespace).
+	// Empty means the container ID, shortened to 12 characters.
+	Hostname string
+
+	// Mounts are added on top of the rootfs, in order, after /proc, /dev
+	// and /sys.
+	Mounts []Mount
+
+	// Resources are the cgroup limits.
+	Resources cgroup.Resources
+
+	// Namespaces overrides, per kind, whether the container gets a new
+	// namespace, shares the host's, or joins an existing one. Kinds not
+	// listed get Docker's defaults: new mount, PID, UTS, IPC and network
+	// namespaces, and a new cgroup namespace on cgroup v2 hosts.
+	Namespaces map[namespace.Kind]Namespace
+	// UIDMappings and GIDMappings map IDs when a new user namespace is
+	// requested.
+	UIDMappings, GIDMappings []namespace.IDMap
+
+	// Rlimits are resource limits for every process of the container,
+	// keyed by name as in `docker run --ulimit` ("nofile", "nproc", ...).
+	Rlimits map[string]Rlimit
+
+	// Capabilities, when non-nil, is the exact set of capabilities of the
+	// container's processes (names like "CAP_NET_ADMIN" or "NET_ADMIN").
+	// Nil means Docker's default set (DefaultCapabilities).
+	Capabilities []string
+	// AllowPrivilegeEscalation, when false (the default), sets
+	// no_new_privs so that setuid binaries and file capabilities cannot
+	// raise privileges.
+	AllowPrivilegeEscalation bool
+
+	// MaskedPaths are hidden from the container (bind-mounted over with
+	// /dev/null or an empty read-only tmpfs). Nil means
+	// DefaultMaskedPaths; an empty non-nil slice masks nothing.
+	MaskedPaths []string
+	// ReadonlyPaths are remounted read-only. Nil means
+	// DefaultReadonlyPaths.
+	ReadonlyPaths []string
+
+	// OOMScoreAdj is written to the container's processes'
+	// /proc/PID/oom_score_adj (-1000..1000).
+	OOMScoreAdj int
+
+	// StopSignal is what Stop sends first. Zero means SIGTERM.
+	StopSignal syscall.Signal
+	// StopTimeout is Stop's grace period when its caller passes a
+	// negative one. Zero means 10 seconds.
+	StopTimeout time.Duration
+
+	// LogPath, when set, is a file that receives the main process's
+	// stdout and stderr as JSON lines in Docker's json-file format
+	// ({"log":..., "stream":"stdout", "time":...}); see ReadLogs.
+	LogPath string
+}
+
+// Process describes a process to run in a container: the main one
+// (Spec.Process) or one added with Exec.
+type Process struct {
+	// Args is the program and its arguments. Args[0] is looked up in the
+	// container's PATH when it holds no slash.
+	Args []string
+	// Env holds KEY=value pairs. For Exec they are added to the
+	// container's. PATH defaults to DefaultPath.
+	Env []string
+	// Dir is the working directory inside the container; "/" when
+	// empty. For the main process it is created when missing, as Docker
+	// does with WORKDIR.
+	Dir string
+	// User is "user", "user:group", "uid" or "uid:gid", resolved against
+	// the container's /etc/passwd and /etc/group. Empty means root, or
+	// for Exec the container's user.
+	User string
+	// AdditionalGroups are supplementary groups (names or numeric IDs)
+	// added to those the user has in the container's /etc/group.
+	AdditionalGroups []string
+
+	// Stdin, Stdout and Stderr work as in os/exec.Cmd: nil means the null
+	// device, an *os.File is handed to the process directly, anything
+	// else is copied through a pipe.
+	Stdin  interface{ Read([]byte) (int, error) }
+	Stdout interface{ Write([]byte) (int, error) }
+	Stderr interface{ Write([]byte) (int, error) }
+}
+
+// Rlimit is a soft and hard resource limit.
+type Rlimit struct {
+	Soft, Hard uint64
+}
+
+// NamespaceMode says where a container's namespace of one kind comes from.
+type NamespaceMode int
+
+// The namespace modes.
+const (
+	// NamespaceNew creates a new namespace for the container.
+	NamespaceNew NamespaceMode = iota + 1
+	// NamespaceHost shares the host's (the embedding process's) namespace.
+	NamespaceHost
+	// NamespaceJoin joins the namespace at Namespace.Path, for example
+	// another container's (see Container.NamespacePath).
+	NamespaceJoin
+)
+
+// Namespace is one entry of Spec.Namespaces.
+type Namespace struct {
+	Mode NamespaceMode
+	// Path is the namespace to join, with NamespaceJoin:
+	// /proc/PID/ns/KIND or a file a namespace is bind-mounted on.
+	Path string
+}
+
+// MountType is the kind of an extra mount.
+type MountType string
+
+// The mount types.
+const (
+	// Bind mounts a host file or directory (Source) into the container.
+	Bind MountType = "bind"
+	// Tmpfs mounts an empty in-memory file system.
+	Tmpfs MountType = "tmpfs"
+)
+
+// Mount is an extra mount in the container, like `docker run -v` and
+// `--tmpfs`.
+type Mount struct {
+	Type MountType
+	// Source is the host path for Bind; ignored for Tmpfs.
+	Source string
+	// Target is the absolute path inside the container. Missing
+	// directories (and, for a file bind mount, the file) are created.
+	Target string
+	// ReadOnly makes the mount read-only.
+	ReadOnly bool
+	// Options are extra mount options for Tmpfs ("size=64m",
+	// "mode=1777").
+	Options []string
+}
+
+// DefaultPath is the PATH a container's processes get when their Env sets
+// none.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// DefaultCapabilities is Docker's default capability set.
+var DefaultCapabilities = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// DefaultMaskedPaths are the paths runc and Docker hide from containers.
+var DefaultMaskedPaths = []string{
+	"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore",
+	"/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+	"/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+	"/sys/firmware", "/sys/devices/virtual/powercap",
+}
+
+// DefaultReadonlyPaths are the paths runc and Docker make read-only.
+var DefaultReadonlyPaths = []string{
+	"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+}
+
+var rlimitNames = map[string]int{
+	"as": 9, "core": 4, "cpu": 0, "data": 2, "fsize": 1, "locks": 10,
+	"memlock": 8, "msgqueue": 12, "nice": 13, "nofile": 7, "nproc": 6,
+	"rss": 5, "rtprio": 14, "rttime": 15, "sigpending": 11, "stack": 3,
+}
+
+// rlimitResource maps "nofile", "RLIMIT_NOFILE" and the like to the
+// resource number.
+func rlimitResource(name string) (int, bool) {
+	n := strings.ToLower(strings.TrimPrefix(strings.ToUpper(name), "RLIMIT_"))
+	r, ok := rlimitNames[n]
+	return r, ok
+}
+
+// defaultNamespaces are the kinds a container gets new by default.
+func defaultNamespaces() map[namespace.Kind]NamespaceMode {
+	m := map[namespace.Kind]NamespaceMode{
+		namespace.Mount: NamespaceNew,
+		namespace.PID:   NamespaceNew,
+		namespace.UTS:   NamespaceNew,
+		namespace.IPC:   NamespaceNew,
+		namespace.Net:   NamespaceNew,
+	}
+	if cgroup.HostVersion() == cgroup.V2 {
+		m[namespace.Cgroup] = NamespaceNew
+	}
+	return m
+}
+
+// validate checks what can be checked without touching the rootfs.
+func (s *Spec) validate() error {
+	if s.Rootfs == "" {
+		return fmt.Errorf("%w: no rootfs given", ErrInvalidSpec)
+	}
+	if err := s.Process.validate(); err != nil {
+		return err
+	}
+	if err := s.Resources.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+	}
+	for k, ns := range s.Namespaces {
+		if !validKind(k) {
+			return fmt.Errorf("%w: unknown namespace kind %d", ErrInvalidSpec, int(k))
+		}
+		switch ns.Mode {
+		case NamespaceNew, NamespaceHost:
+		case NamespaceJoin:
+			if ns.Path == "" {
+				return fmt.Errorf("%w: joining a %s namespace needs its path", ErrInvalidSpec, k)
+			}
+		default:
+			return fmt.Errorf("%w: %s namespace: unknown mode %d", ErrInvalidSpec, k, ns.Mode)
+		}
+		switch {
+		case k == namespace.Mount && ns.Mode != NamespaceNew:
+			return fmt.Errorf("%w: the mount namespace must be new: a container pivots into its own root", ErrInvalidSpec)
+		case k == namespace.User && ns.Mode == NamespaceJoin:
+			return fmt.Errorf("%w: joining an existing user namespace is not supported: a multi-threaded Go process cannot setns into one; create a new one with UIDMappings", ErrInvalidSpec)
+		}
+	}
+	if s.Namespaces[namespace.User].Mode == NamespaceNew {
+		if len(s.UIDMappings) == 0 || len(s.GIDMappings) == 0 {
+			return fmt.Errorf("%w: a new user namespace needs UIDMappings and GIDMappings", ErrInvalidSpec)
+		}
+		if err := namespace.ValidateIDMaps(s.UIDMappings); err != nil {
+			return fmt.Errorf("%w: uid mappings: %w", ErrInvalidSpec, err)
+		}
+		if err := namespace.ValidateIDMaps(s.GIDMappings); err != nil {
+			return fmt.Errorf("%w: gid mappings: %w", ErrInvalidSpec, err)
+		}
+	}
+	for i, m := range s.Mounts {
+		if err := m.validate(); err != nil {
+			return fmt.Errorf("%w: mount %d (%s): %w", ErrInvalidSpec, i, m.Target, err)
+		}
+	}
+	for name, l := range s.Rlimits {
+		if _, ok := rlimitResource(name); !ok {
+			return fmt.Errorf("%w: unknown rlimit %q", ErrInvalidSpec, name)
+		}
+		if l.Soft > l.Hard {
+			return fmt.Errorf("%w: rlimit %s: soft limit %d above hard limit %d", ErrInvalidSpec, name, l.Soft, l.Hard)
+		}
+	}
+	if s.Capabilities != nil {
+		if _, err := parseCaps(s.Capabilities); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+		}
+	}
+	for _, p := range append(append([]string{}, s.MaskedPaths...), s.ReadonlyPaths...) {
+		if !path.IsAbs(p) {
+			return fmt.Errorf("%w: masked or read-only path %q is not absolute", ErrInvalidSpec, p)
+		}
+	}
+	if s.OOMScoreAdj < -1000 || s.OOMScoreAdj > 1000 {
+		return fmt.Errorf("%w: oom score adjustment %d out of range -1000..1000", ErrInvalidSpec, s.OOMScoreAdj)
+	}
+	if s.StopTimeout < 0 {
+		return fmt.Errorf("%w: negative stop timeout %v", ErrInvalidSpec, s.StopTimeout)
+	}
+	if len(s.Hostname) > 64 {
+		return fmt.Errorf("%w: hostname %q longer than 64 bytes", ErrInvalidSpec, s.Hostname)
+	}
+	return nil
+}
+
+func validKind(k namespace.Kind) bool {
+	for _, v := range namespace.Kinds() {
+		if v == k {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Process) validate() error {
+	if len(p.Args) == 0 || p.Args[0] == "" {
+		return fmt.Errorf("%w: no program to run (Process.Args is empty)", ErrInvalidSpec)
+	}
+	for _, e := range p.Env {
+		if !strings.Contains(e, "=") {
+			return fmt.Errorf("%w: environment entry %q is not KEY=value", ErrInvalidSpec, e)
+		}
+	}
+	if p.Dir != "" && !path.IsAbs(p.Dir) {
+		return fmt.Errorf("%w: working directory %q is not absolute", ErrInvalidSpec, p.Dir)
+	}
+	return nil
+}
+
+func (m *Mount) validate() error {
+	if !path.IsAbs(m.Target) {
+		return fmt.Errorf("target %q is not an absolute path", m.Target)
+	}
+	if path.Clean(m.Target) == "/" {
+		return fmt.Errorf("cannot mount over the container's root")
+	}
+	switch m.Type {
+	case Bind:
+		if !path.IsAbs(m.Source) {
+			return fmt.Errorf("bind source %q is not an absolute host path", m.Source)
+		}
+	case Tmpfs:
+	default:
+		return fmt.Errorf("unknown mount type %q (want %q or %q)", m.Type, Bind, Tmpfs)
+	}
+	return nil
+}
+
+// envWithPath returns env with PATH set to DefaultPath when it has none.
+func envWithPath(env []string) []string {
+	for _, e := range env {
+		if strings.HasPrefix(e, "PATH=") {
+			return env
+		}
+	}
+	return append(append([]string(nil), env...), "PATH="+DefaultPath)
+}
+
+// mergeEnv returns base with the entries of over added or replaced.
+func mergeEnv(base, over []string) []string {
+	out := make([]string, 0, len(base)+len(over))
+	idx := map[string]int{}
+	for _, list := range [][]string{base, over} {
+		for _, e := range list {
+			k, _, _ := strings.Cut(e, "=")
+			if i, ok := idx[k]; ok {
+				out[i] = e
+				continue
+			}
+			idx[k] = len(out)
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func lookupEnv(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, _ := strings.Cut(env[i], "="); k == key {
+			return v
+		}
+	}
+	return ""
+}
