@@ -66,10 +66,9 @@ var lastCapOnce = sync.OnceValue(func() int {
 // lastCap is the highest capability number the kernel knows.
 func lastCap() int { return lastCapOnce() }
 
-// applyCaps sets the calling thread's bounding, permitted, effective,
-// and inheritable sets to caps. The thread must be locked and
-// still hold the capabilities it keeps.
-func applyCaps(caps capSet) error {
+// dropBounding drops every capability not in caps from the calling
+// thread's bounding set. The thread must be locked and hold CAP_SETPCAP.
+func dropBounding(caps capSet) error {
 	for i := 0; i <= lastCap(); i++ {
 		if caps&(1<<i) != 0 {
 			continue
@@ -78,6 +77,12 @@ func applyCaps(caps capSet) error {
 			return fmt.Errorf("drop capability %d from the bounding set: %w", i, err)
 		}
 	}
+	return nil
+}
+
+// applyCaps sets the calling thread's permitted, effective and
+// inheritable sets to caps. The thread must be locked.
+func applyCaps(caps capSet) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	data[0].Effective = uint32(caps)

@@ -208,6 +208,7 @@ type Container struct {
 	state    State
 	cmd      *exec.Cmd
 	conn     *net.UnixConn
+	stdio    *stdio
 	log      *logFile
 	logs     []io.Closer
 	initPid  int
@@ -300,7 +301,7 @@ func (c *Container) prepare() error {
 		NewNet:        modes[namespace.Net] == NamespaceNew,
 		NewIPC:        modes[namespace.IPC] == NamespaceNew,
 		UserNS:        modes[namespace.User] == NamespaceNew,
-		Cgroup2:       modes[namespace.Cgroup] == NamespaceNew && cgroup.HostVersion() == cgroup.V2,
+		CgroupNS:      modes[namespace.Cgroup] == NamespaceNew,
 		Main: procConfig{
 			Args: p.Args, Env: env, Dir: dir, MkDir: true,
 			User: p.User, Groups: p.AdditionalGroups, Caps: caps,
@@ -396,14 +397,19 @@ func (c *Container) start(ctx context.Context) (err error) {
 			stderr = ow
 		}
 	}
+	sio, err := newStdio(p.Stdin, stdout, stderr)
+	if err != nil {
+		hostConn.Close()
+		c.closeLogs()
+		return fmt.Errorf("stdio: %w", err)
+	}
+	defer sio.handedOver()
 	cmd := &exec.Cmd{
 		Path:       exe,
 		Args:       []string{"berth-init", c.id},
 		Env:        []string{initEnv + "=1"},
-		Stdin:      p.Stdin,
-		Stdout:     stdout,
-		Stderr:     stderr,
-		ExtraFiles: []*os.File{childSock},
+		Stderr:     &initLog{log: c.rt.logger(), id: c.id},
+		ExtraFiles: []*os.File{childSock, sio.child[0], sio.child[1], sio.child[2]},
 		SysProcAttr: &syscall.SysProcAttr{
 			Pdeathsig: syscall.SIGKILL,
 		},
@@ -421,6 +427,11 @@ func (c *Container) start(ctx context.Context) (err error) {
 	for _, k := range namespace.Kinds() {
 		switch modes[k] {
 		case NamespaceNew:
+			if k == namespace.Cgroup {
+				// Each process init starts unshares its own, once it is
+				// in the container's cgroup.
+				continue
+			}
 			cmd.SysProcAttr.Cloneflags |= k.CloneFlag()
 		case NamespaceJoin:
 			ns, err := namespace.Open(c.spec.Namespaces[k].Path)
@@ -440,17 +451,28 @@ func (c *Container) start(ctx context.Context) (err error) {
 		cmd.SysProcAttr.UidMappings = namespace.SysProcIDMaps(c.spec.UIDMappings)
 		cmd.SysProcAttr.GidMappings = namespace.SysProcIDMaps(c.spec.GIDMappings)
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		// Become the namespace's root: our host UID is not mapped in it.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
-	if c.cg.Version() == cgroup.V2 {
-		// Born in its cgroup: CLONE_INTO_CGROUP.
-		dir, err := c.cg.OpenDir()
-		if err != nil {
-			hostConn.Close()
-			return err
-		}
-		defer dir.Close()
-		cmd.SysProcAttr.UseCgroupFD = true
-		cmd.SysProcAttr.CgroupFD = int(dir.Fd())
+	// init stays outside the container's cgroup, as a shim would: its
+	// threads and memory do not count against the container's limits,
+	// and it can still act while the container is frozen or at its pids
+	// limit. It places each process it starts into the cgroup before that
+	// process runs, through these descriptors.
+	cgFiles, err := c.cg.OpenPlacement()
+	if err != nil {
+		hostConn.Close()
+		sio.handedOver()
+		sio.wait()
+		c.closeLogs()
+		return err
+	}
+	defer closeFiles(cgFiles)
+	cmd.ExtraFiles = append(cmd.ExtraFiles, cgFiles...)
+	c.cfg.CgroupFDs = len(cgFiles)
+	c.cfg.CgroupV2 = c.cg.Version() == cgroup.V2
+	if c.cfg.CgroupNS && c.cfg.CgroupV2 {
+		c.cfg.CgroupDir = c.cg.Dirs()[0]
 	}
 	if len(join) > 0 {
 		// The forking thread enters the namespaces and is restored after;
@@ -463,25 +485,22 @@ func (c *Container) start(ctx context.Context) (err error) {
 	}
 	if err != nil {
 		hostConn.Close()
+		sio.handedOver()
+		sio.wait()
 		c.closeLogs()
 		return fmt.Errorf("start init: %w", err)
 	}
-	c.cmd, c.conn, c.initPid = cmd, hostConn, cmd.Process.Pid
+	c.cmd, c.conn, c.initPid, c.stdio = cmd, hostConn, cmd.Process.Pid, sio
 	fail := func(err error) error {
 		cmd.Process.Kill()
 		hostConn.Close()
 		cmd.Wait()
+		sio.handedOver()
+		sio.wait()
 		c.cg.Kill()
 		c.closeLogs()
 		c.cmd, c.conn, c.initPid = nil, nil, 0
 		return err
-	}
-	if c.cg.Version() == cgroup.V1 {
-		// init waits for its start message: nothing of the container runs
-		// before it is in its cgroup.
-		if err := c.cg.Add(cmd.Process.Pid); err != nil {
-			return fail(err)
-		}
 	}
 	cfg := c.cfg
 	if err := sendMsg(hostConn, &message{Type: msgStart, Config: &cfg}); err != nil {
@@ -555,7 +574,8 @@ func (c *Container) monitor() {
 			}
 		}
 	}
-	c.cmd.Wait() // reaps init, waits for the output to be copied
+	c.cmd.Wait()   // reaps init
+	c.stdio.wait() // the output is copied once every holder has exited
 	if mainStatus == nil {
 		// init itself was killed (Kill, OOM, or from outside).
 		mainStatus = &ExitStatus{Code: 128 + int(syscall.SIGKILL), Signal: syscall.SIGKILL, ExitedAt: time.Now()}
@@ -800,4 +820,16 @@ func (c *Container) Delete(ctx context.Context) error {
 	}
 	c.rt.mu.Unlock()
 	return nil
+}
+
+// initLog passes what a container's init writes to its own stderr (a Go
+// runtime crash, say) to the runtime's logger.
+type initLog struct {
+	log *slog.Logger
+	id  string
+}
+
+func (l *initLog) Write(p []byte) (int, error) {
+	l.log.Warn("container init", "container", l.id, "output", string(p))
+	return len(p), nil
 }

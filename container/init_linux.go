@@ -34,6 +34,7 @@ func init() {
 // loop) owns it.
 type initState struct {
 	conn  *net.UnixConn
+	cg    []int // descriptors that place a process into the container's cgroup
 	pid1  bool
 	procs map[int]uint64 // pid -> process ID (0: main)
 	ids   map[uint64]int // process ID -> pid
@@ -45,6 +46,8 @@ type initState struct {
 // Exec'd processes and report exits to the host. It never returns.
 func runInit() {
 	runtime.GOMAXPROCS(1)
+	// Our comm would be the memfd's descriptor number otherwise.
+	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("berth-init\x00")[0])), 0, 0, 0)
 	debug.SetGCPercent(50)
 	unix.CloseOnExec(3)
 	conn, err := fileConn(3)
@@ -59,6 +62,10 @@ func runInit() {
 		os.Exit(122)
 	}
 	s.cfg = m.Config
+	for i := 0; i < s.cfg.CgroupFDs; i++ {
+		unix.CloseOnExec(7 + i)
+		s.cg = append(s.cg, 7+i)
+	}
 	// Signals: SIGCHLD to reap; the rest are forwarded to the main process.
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs)
@@ -66,18 +73,20 @@ func runInit() {
 		sendMsg(conn, &message{Type: msgError, Error: err.Error()})
 		os.Exit(123)
 	}
-	pid, err := s.spawn(&s.cfg.Main, []*os.File{os.Stdin, os.Stdout, os.Stderr})
+	// The main process's stdio arrives as fds 4, 5 and 6; our own 0-2 are
+	// the host's log of init itself.
+	var stdio []*os.File
+	for fd := 4; fd <= 6; fd++ {
+		unix.CloseOnExec(fd)
+		stdio = append(stdio, os.NewFile(uintptr(fd), "stdio"))
+	}
+	pid, err := s.spawn(&s.cfg.Main, stdio)
+	closeFiles(stdio)
 	if err != nil {
 		sendMsg(conn, &message{Type: msgError, Error: err.Error()})
 		os.Exit(124)
 	}
 	s.procs[pid], s.ids[0] = 0, pid
-	// Our own stdio belongs to the main process now.
-	devnull, _ := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	for fd := 0; fd < 3; fd++ {
-		unix.Dup3(int(devnull.Fd()), fd, 0)
-	}
-	devnull.Close()
 	sendMsg(conn, &message{Type: msgStarted, Pid: pid})
 
 	type recv struct {
@@ -238,6 +247,11 @@ func (s *initState) spawn(p *procConfig, stdio []*os.File) (int, error) {
 			unix.Close(fd)
 		}
 	}
+	if ok, err := isDir(dir); err != nil {
+		return 0, fmt.Errorf("working directory: %w", err)
+	} else if !ok {
+		return 0, fmt.Errorf("working directory %s is not a directory", dir)
+	}
 	path, err := root.lookPath(p.Args[0], lookupEnv(p.Env, "PATH"), dir)
 	if err != nil {
 		return 0, err
@@ -257,25 +271,43 @@ func (s *initState) spawn(p *procConfig, stdio []*os.File) (int, error) {
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
-		pid, err := spawnOnThread(p, path, dir, env, user, stdio)
+		pid, err := s.spawnOnThread(p, path, dir, env, user, stdio)
 		ch <- result{pid, err}
 	}()
 	r := <-ch
 	return r.pid, r.err
 }
 
-func spawnOnThread(p *procConfig, path, dir string, env []string, u ids, stdio []*os.File) (int, error) {
+func (s *initState) spawnOnThread(p *procConfig, path, dir string, env []string, u ids, stdio []*os.File) (int, error) {
+	sys := &syscall.SysProcAttr{Setsid: true}
+	if s.cfg.CgroupV2 {
+		// Born in the container's cgroup (CLONE_INTO_CGROUP).
+		sys.UseCgroupFD, sys.CgroupFD = true, s.cg[0]
+	} else {
+		// cgroup v1 places single threads: move this one, and the child
+		// it forks is born in the container's cgroups. The thread dies
+		// after, never to run anything else.
+		tid := []byte(strconv.Itoa(unix.Gettid()))
+		for _, fd := range s.cg {
+			if _, err := unix.Write(fd, tid); err != nil {
+				return 0, fmt.Errorf("enter the container's cgroup: %w", err)
+			}
+		}
+	}
+	if s.cfg.CgroupNS {
+		// The child's cgroup namespace is rooted at its cgroup.
+		sys.Unshareflags = unix.CLONE_NEWCGROUP
+	}
 	if p.NNP {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return 0, fmt.Errorf("set no_new_privs: %w", err)
 		}
 	}
-	// Keep the capabilities across the UID change; applyCaps then sets
-	// exactly the spec's. Raw syscalls: Go's own Setuid changes every
-	// thread of the process.
-	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
-		return 0, fmt.Errorf("keep capabilities: %w", err)
+	if err := dropBounding(p.Caps); err != nil {
+		return 0, err
 	}
+	// Groups first, while this thread may. Raw syscalls: Go's own
+	// Setgroups and friends change every thread of the process.
 	groups := u.Groups
 	if groups == nil {
 		groups = []uint32{}
@@ -290,17 +322,22 @@ func spawnOnThread(p *procConfig, path, dir string, env []string, u ids, stdio [
 	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(u.GID), uintptr(u.GID), uintptr(u.GID)); e != 0 {
 		return 0, fmt.Errorf("set gid %d: %w", u.GID, e)
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(u.UID), uintptr(u.UID), uintptr(u.UID)); e != 0 {
-		return 0, fmt.Errorf("set uid %d: %w", u.UID, e)
-	}
-	if err := applyCaps(p.Caps); err != nil {
-		return 0, err
+	if u.UID == 0 {
+		// root keeps exactly the spec's capabilities.
+		if err := applyCaps(p.Caps); err != nil {
+			return 0, err
+		}
+	} else {
+		// The child becomes the user after it is forked (so that it can
+		// still be placed in its cgroup); changing UID clears its
+		// capabilities, as Docker does for non-root users.
+		sys.Credential = &syscall.Credential{Uid: u.UID, Gid: u.GID, NoSetGroups: true}
 	}
 	proc, err := os.StartProcess(path, p.Args, &os.ProcAttr{
 		Dir:   dir,
 		Env:   env,
 		Files: stdio,
-		Sys:   &syscall.SysProcAttr{Setsid: true},
+		Sys:   sys,
 	})
 	if err != nil {
 		var pe *os.PathError

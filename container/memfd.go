@@ -35,7 +35,14 @@ var sealedExe = sync.OnceValues(func() (*os.File, error) {
 		dst.Close()
 		return nil, fmt.Errorf("%w: copy own executable into a sealed memfd: %w", ErrInitUnavailable, err)
 	}
-	return dst, nil
+	// Executed as /proc/self/fd/N after the child has arranged its own
+	// descriptors 0..len(ExtraFiles)+2: keep N far above them.
+	high, err := unix.FcntlInt(dst.Fd(), unix.F_DUPFD_CLOEXEC, 1000)
+	dst.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%w: duplicate memfd: %w", ErrInitUnavailable, err)
+	}
+	return os.NewFile(uintptr(high), "berth-init"), nil
 })
 
 // initPath returns a path that executes the sealed copy.

@@ -48,7 +48,10 @@ type initConfig struct {
 	NewNet        bool        `json:"newNet,omitempty"`
 	NewIPC        bool        `json:"newIPC,omitempty"`
 	UserNS        bool        `json:"userNS,omitempty"`
-	Cgroup2       bool        `json:"cgroup2,omitempty"`
+	CgroupNS      bool        `json:"cgroupNS,omitempty"`
+	CgroupV2      bool        `json:"cgroupV2,omitempty"`
+	CgroupFDs     int         `json:"cgroupFDs,omitempty"` // from fd 7 on
+	CgroupDir     string      `json:"cgroupDir,omitempty"` // v2: mounted as /sys/fs/cgroup
 	Main          procConfig  `json:"main"`
 }
 

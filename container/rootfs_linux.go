@@ -148,8 +148,13 @@ func setupRootfs(c *initConfig) error {
 			return fmt.Errorf("remount /sys read-only: %w", err)
 		}
 	}
-	if c.Cgroup2 {
-		if err := mountAt(rootfd, "/sys/fs/cgroup", "cgroup2", "cgroup2", mntNoExec|unix.MS_RDONLY, ""); err != nil {
+	if c.CgroupDir != "" {
+		// What a cgroup namespace shows: the container's own cgroup as
+		// the root, read-only.
+		if err := mountAt(rootfd, "/sys/fs/cgroup", c.CgroupDir, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return err
+		}
+		if err := remountReadonly(rootfd, "/sys/fs/cgroup", mntNoExec); err != nil {
 			return err
 		}
 	}

@@ -40,6 +40,12 @@ func Rootfs(dir string) error {
 	if err != nil {
 		return err
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
 	for _, d := range []string{"bin", "etc", "proc", "sys", "dev", "tmp", "root", "home/app", "var", "run"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return err

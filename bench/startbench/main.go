@@ -1,0 +1,174 @@
+// Command startbench times the start-to-exit of a container running
+// /bin/true on a busybox rootfs (new PID, mount, UTS, IPC and network
+// namespaces; 64 MiB memory and 64 pids limits) with berth, runc and
+// crun, interleaved in one run, and prints medians and ratios.
+// bench/runtimes.sh installs the peers and runs it.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/berthlabs/berth/cgroup"
+	"github.com/berthlabs/berth/container"
+	"github.com/berthlabs/berth/internal/busybox"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func main() {
+	n := flag.Int("n", 100, "runs per runtime")
+	runtimes := flag.String("runtimes", "berth,runc,crun,unshare", "comma-separated runtimes to time")
+	flag.Parse()
+	if err := run(*n, strings.Split(*runtimes, ",")); err != nil {
+		fmt.Fprintln(os.Stderr, "startbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(n int, runtimes []string) error {
+	dir, err := os.MkdirTemp("", "berth-startbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := busybox.Rootfs(rootfs); err != nil {
+		return err
+	}
+	if err := writeBundle(dir); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	spec := &container.Spec{
+		Rootfs:    rootfs,
+		Process:   container.Process{Args: []string{"/bin/true"}},
+		Resources: cgroup.Resources{MemoryLimit: 64 << 20, PidsLimit: 64},
+	}
+	times := map[string][]time.Duration{}
+	var avail []string
+	for _, r := range runtimes {
+		if r == "berth" {
+			avail = append(avail, r)
+			continue
+		}
+		if _, err := exec.LookPath(r); err != nil {
+			fmt.Fprintf(os.Stderr, "startbench: %s not installed, skipped\n", r)
+			continue
+		}
+		avail = append(avail, r)
+	}
+	// Warm up each once, then interleave so that they share the noise.
+	for i := -1; i < n; i++ {
+		for _, r := range avail {
+			id := fmt.Sprintf("sb-%s-%d-%d", r, os.Getpid(), i+1)
+			start := time.Now()
+			var err error
+			switch r {
+			case "berth":
+				err = runBerth(ctx, id, spec)
+			case "unshare":
+				err = exec.Command("unshare", "--pid", "--mount", "--uts", "--ipc", "--net", "--fork", "/bin/true").Run()
+			default:
+				var out []byte
+				out, err = exec.Command(r, "run", "--bundle", dir, id).CombinedOutput()
+				if err != nil {
+					err = fmt.Errorf("%w: %s", err, out)
+				}
+			}
+			el := time.Since(start)
+			if err != nil {
+				return fmt.Errorf("%s: %w", r, err)
+			}
+			if i >= 0 {
+				times[r] = append(times[r], el)
+			}
+		}
+	}
+	base := median(times["berth"])
+	fmt.Printf("start-to-exit of /bin/true, %d runs each, interleaved\n", n)
+	fmt.Printf("%-8s %10s %10s %10s %12s\n", "runtime", "median", "p10", "p90", "berth/peer")
+	for _, r := range avail {
+		d := times[r]
+		fmt.Printf("%-8s %10s %10s %10s %12.2f\n", r, round(median(d)), round(pct(d, 10)), round(pct(d, 90)), float64(base)/float64(median(d)))
+	}
+	return nil
+}
+
+func runBerth(ctx context.Context, id string, spec *container.Spec) error {
+	c, err := container.Create(ctx, id, spec)
+	if err != nil {
+		return err
+	}
+	defer c.Delete(ctx)
+	if err := c.Start(ctx); err != nil {
+		return err
+	}
+	st, err := c.Wait(ctx)
+	if err != nil {
+		return err
+	}
+	if !st.Success() {
+		return fmt.Errorf("exit: %v", st)
+	}
+	return c.Delete(ctx)
+}
+
+// writeBundle writes config.json for runc and crun: the same work as the
+// berth spec above.
+func writeBundle(dir string) error {
+	mem, pids := int64(64<<20), int64(64)
+	caps := []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+		"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+		"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"}
+	s := specs.Spec{
+		Version:  "1.0.2",
+		Root:     &specs.Root{Path: "rootfs"},
+		Hostname: "bench",
+		Process: &specs.Process{
+			Args: []string{"/bin/true"}, Cwd: "/", Env: []string{"PATH=/bin"},
+			NoNewPrivileges: true,
+			Capabilities:    &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
+		},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc"},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		},
+		Linux: &specs.Linux{
+			Namespaces: []specs.LinuxNamespace{{Type: "pid"}, {Type: "network"}, {Type: "ipc"}, {Type: "uts"}, {Type: "mount"}},
+			Resources:  &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &mem}, Pids: &specs.LinuxPids{Limit: &pids}},
+			MaskedPaths: []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"},
+			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+		},
+	}
+	b, err := json.MarshalIndent(&s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
+}
+
+func median(d []time.Duration) time.Duration { return pct(d, 50) }
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[(len(s)-1)*p/100]
+}
+
+func round(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }

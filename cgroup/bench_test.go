@@ -1,0 +1,125 @@
+package cgroup
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/containerd/cgroups/v3/cgroup1"
+)
+
+// benchResources are typical container limits.
+var benchResources = &Resources{MemoryLimit: 256 << 20, CPUQuota: 50000, PidsLimit: 100}
+
+func benchSetup(b *testing.B) (parent string, pid int) {
+	if os.Geteuid() != 0 || HostVersion() == 0 {
+		b.Skip("needs root and cgroups")
+	}
+	parent = fmt.Sprintf("/berth-bench-%d", os.Getpid())
+	b.Cleanup(func() {
+		if c, err := Load(parent); err == nil {
+			_ = c.Delete()
+		}
+	})
+	cmd := exec.Command("sleep", "600")
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return parent, cmd.Process.Pid
+}
+
+// rootManager is the root cgroup, to move a process back out of a cgroup.
+func rootManager(b *testing.B) manager {
+	switch HostVersion() {
+	case V1:
+		h, err := v1Hierarchy()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return newV1(h, "")
+	default:
+		h, err := v2Hierarchy()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return newV2(h, "")
+	}
+}
+
+// BenchmarkNewDelete measures the cgroup part of a container's life:
+// create with typical limits, add a process, delete. The process is moved
+// back out, untimed, before Delete, so Delete finds the cgroup empty.
+func BenchmarkNewDelete(b *testing.B) {
+	parent, pid := benchSetup(b)
+	root := rootManager(b)
+	if _, err := New(parent, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("New+Add+Delete", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			c, err := New(fmt.Sprintf("%s/c%d", parent, i), benchResources)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Add(pid); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if err := root.add(pid); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if err := c.Delete(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("New+Delete", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			c, err := New(fmt.Sprintf("%s/e%d", parent, i), benchResources)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Delete(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// The same work through containerd's cgroup1 with its default
+	// hierarchy, for comparison.
+	b.Run("containerd-cgroup1", func(b *testing.B) {
+		if HostVersion() != V1 {
+			b.Skip("cgroup v1 only")
+		}
+		spec := benchResources.OCI()
+		// It uses name=systemd too: move back there as well.
+		croot, err := cgroup1.Load(cgroup1.RootPath)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			if c, err := cgroup1.Load(cgroup1.StaticPath(parent)); err == nil {
+				_ = c.Delete()
+			}
+		})
+		for i := 0; b.Loop(); i++ {
+			c, err := cgroup1.New(cgroup1.StaticPath(fmt.Sprintf("%s/d%d", parent, i)), spec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := c.AddProc(uint64(pid)); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if err := croot.AddProc(uint64(pid)); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if err := c.Delete(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,40 @@
+// Package cgroup puts processes under resource limits with Linux control
+// groups, on cgroup v1, cgroup v2 and hybrid hosts, behind one API.
+//
+// A Cgroup is a named group of processes, such as "/berth/web-1", that
+// exists once in every v1 hierarchy berth uses (cpu, cpuacct, cpuset,
+// memory, pids, blkio, freezer, devices) or once in the v2 unified
+// hierarchy. New creates it with Resources, Add moves a process into it,
+// Update changes the limits while it runs, Stats reads what it used, and
+// Delete kills what is left and removes it:
+//
+//	cg, err := cgroup.New("/berth/web-1", &cgroup.Resources{
+//		MemoryLimit: 256 << 20,
+//		CPUQuota:    50000, // half a CPU with the default period
+//		PidsLimit:   100,
+//	})
+//	if err != nil { ... }
+//	defer cg.Delete()
+//	if err := cg.Add(cmd.Process.Pid); err != nil { ... }
+//
+// On cgroup v2 a child can be started directly inside the group, with no
+// window in which it runs unlimited: pass the descriptor from OpenDir as
+// syscall.SysProcAttr.CgroupFD with UseCgroupFD set.
+//
+// Paths are absolute within the hierarchy: "/berth/web-1" is
+// /sys/fs/cgroup/memory/berth/web-1 on v1 and /sys/fs/cgroup/berth/web-1
+// on v2. HostVersion says which version the host uses; hybrid hosts (v1
+// controllers plus an empty v2 mount) use v1.
+//
+// The zero Resources sets no limits. Resources mirror Docker's flags (for
+// example MemorySwap is memory plus swap, as with docker run
+// --memory-swap), FromOCI and Resources.OCI convert to and from the OCI
+// runtime specification, and Validate reports the first value the kernel
+// would refuse, naming the field, before anything is created.
+//
+// Errors can be matched with errors.Is against ErrNotFound, ErrExists,
+// ErrInvalid and ErrNotSupported. The package works over
+// github.com/containerd/cgroups/v3 and reads and writes the kernel's files
+// directly where that is faster or more precise. Managing cgroups needs
+// root (or a delegated subtree on v2).
+package cgroup
