@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/containerd/cgroups/v3"
+	"golang.org/x/sys/unix"
 )
 
 // Version is a cgroup version.
@@ -49,15 +49,23 @@ var (
 	ErrNotSupported = errors.New("cgroup: not supported on this host")
 )
 
-var hostVersion = sync.OnceValue(func() Version {
-	switch cgroups.Mode() {
-	case cgroups.Unified:
-		return V2
-	case cgroups.Legacy, cgroups.Hybrid:
-		return V1
+var hostVersion = sync.OnceValue(func() Version { return detectVersion(v2Mount) })
+
+// detectVersion tells the cgroup version from the file system mounted at
+// dir, as containerd and runc do: cgroup2 there is a unified (v2) host;
+// anything else, normally a tmpfs holding the v1 hierarchies (and on a
+// hybrid host a cgroup2 mount at dir/unified, which berth leaves alone), is
+// a v1 host. A dir that cannot be examined (missing) gives 0.
+func detectVersion(dir string) Version {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0
 	}
-	return 0
-})
+	if st.Type == unix.CGROUP2_SUPER_MAGIC {
+		return V2
+	}
+	return V1
+}
 
 // HostVersion returns the cgroup version this host uses: V2 on a pure
 // cgroup v2 (unified) host, V1 on legacy and hybrid hosts, and 0 when no

@@ -407,7 +407,7 @@ func (c *Container) start(ctx context.Context) (err error) {
 	cmd := &exec.Cmd{
 		Path:       exe,
 		Args:       []string{"berth-init", c.id},
-		Env:        []string{initEnv + "=1"},
+		Env:        []string{initEnv + "=1", "GOMAXPROCS=1"},
 		Stderr:     &initLog{log: c.rt.logger(), id: c.id},
 		ExtraFiles: []*os.File{childSock, sio.child[0], sio.child[1], sio.child[2]},
 		SysProcAttr: &syscall.SysProcAttr{
@@ -587,9 +587,12 @@ func (c *Container) monitor() {
 	if n, err := c.cg.OOMKills(); err == nil && n > 0 {
 		mainStatus.OOMKilled = true
 	}
-	// With the host's PID namespace nothing kills the rest for us.
-	if procs, err := c.cg.Processes(); err == nil && len(procs) > 0 {
-		c.cg.Kill()
+	// With a PID namespace of its own, init's end killed everything in
+	// it; with the host's (or another's), nothing did.
+	if c.spec.Namespaces[namespace.PID].Mode != 0 && c.spec.Namespaces[namespace.PID].Mode != NamespaceNew {
+		if procs, err := c.cg.Processes(); err == nil && len(procs) > 0 {
+			c.cg.Kill()
+		}
 	}
 	c.conn.Close()
 	c.mu.Lock()

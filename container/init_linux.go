@@ -45,7 +45,6 @@ type initState struct {
 // the main process, then stays to reap zombies, forward signals, start
 // Exec'd processes and report exits to the host. It never returns.
 func runInit() {
-	runtime.GOMAXPROCS(1)
 	// Our comm would be the memfd's descriptor number otherwise.
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("berth-init\x00")[0])), 0, 0, 0)
 	debug.SetGCPercent(50)

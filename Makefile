@@ -1,0 +1,33 @@
+# berth: the two commands a newcomer needs are `make run` and `make test`.
+# Both install what they need (Debian packages, Go modules) when missing.
+# Run them as root: containers need namespaces, cgroups and mounts.
+
+GO ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: all deps run test check bench
+
+all: test
+
+deps:
+	@scripts/deps.sh
+
+# Run a command in a container on a busybox rootfs built on the fly.
+run: deps
+	$(GO) run ./examples/run
+
+# Formatting, vet, staticcheck, then every test (as root they create real
+# namespaces, cgroups and mounts; without root they skip with the reason).
+test: deps check
+	$(GO) test -count=1 -timeout 15m ./...
+
+check:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "not gofmt-formatted: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+# Benchmarks: go test -bench, and berth beside runc and crun.
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 200x ./container/ ./cgroup/
+	bench/runtimes.sh

@@ -1,0 +1,28 @@
+// Package berth is an embeddable, daemonless container library: a Go
+// program imports it and, in its own process, runs isolated containers
+// under Linux namespaces and cgroup limits. There is no daemon, no
+// containerd and no shim process.
+//
+// The packages, from the bottom up:
+//
+//   - [github.com/berthlabs/berth/namespace]: namespace kinds, ID maps,
+//     joining, persistent and network namespaces.
+//   - [github.com/berthlabs/berth/cgroup]: resource limits, stats, freeze
+//     and kill, over cgroup v1, v2 and hybrid hosts behind one API.
+//   - [github.com/berthlabs/berth/container]: the runtime. A Spec (or an
+//     OCI runtime spec) becomes a Container with Create, Start, Wait,
+//     Signal, Stop, Kill, Exec, Pause, Resume, Stats and Delete, in the
+//     style of os/exec.
+//
+// # The container init
+//
+// A container's PID 1 is berth's own small init: the embedding program,
+// re-executed from a sealed in-memory copy of its executable (so nothing
+// in a container can overwrite the host's binary through /proc/PID/exe).
+// The container package recognises the re-execution in its package init
+// function, so a program, or a go test binary, needs no hook of its own
+// and builds with CGO_ENABLED=0. init builds the root filesystem, starts
+// the workload with its credentials and capabilities, reaps zombies,
+// forwards signals, starts Exec'd processes from inside, and dies with
+// the embedding process, taking the container with it.
+package berth

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what berth's tests, examples and benchmarks need on a fresh
+# Debian machine (as root): Debian packages that are missing, and the Go
+# modules. Usage: scripts/deps.sh [extra Debian packages...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want=(busybox-static "$@")
+missing=()
+for p in "${want[@]}"; do
+	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "deps: missing Debian packages ${missing[*]}; run as root to install them" >&2
+		exit 1
+	fi
+	echo "deps: installing ${missing[*]}" >&2
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+go mod download
