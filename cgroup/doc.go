@@ -33,8 +33,12 @@
 // would refuse, naming the field, before anything is created.
 //
 // Errors can be matched with errors.Is against ErrNotFound, ErrExists,
-// ErrInvalid and ErrNotSupported. The package works over
-// github.com/containerd/cgroups/v3 and reads and writes the kernel's files
-// directly where that is faster or more precise. Managing cgroups needs
-// root (or a delegated subtree on v2).
+// ErrInvalid and ErrNotSupported. Managing cgroups needs root (or a
+// delegated subtree on v2).
+//
+// The package reads and writes the kernel's cgroup files directly and
+// depends on nothing but golang.org/x/sys (and the OCI runtime-spec types),
+// so that it adds little to the start time and size of the programs that
+// import it, such as a container's init, which is the embedding program
+// re-executed.
 package cgroup

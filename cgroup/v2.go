@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/containerd/cgroups/v3/cgroup2"
 	"golang.org/x/sys/unix"
 )
 
@@ -73,31 +72,70 @@ func (c *v2) create() (bool, func(), error) {
 
 // enableControllers makes the controllers berth uses available to the
 // cgroup by enabling them in the cgroup.subtree_control of every ancestor.
-// It costs one read when the parent has them already.
 func (c *v2) enableControllers() error {
-	want := c.h.controllers
+	return enableControllers(c.h.mount, c.dir, c.h.controllers, writeFile)
+}
+
+// enableControllers enables the controllers want in the
+// cgroup.subtree_control of each ancestor of the cgroup directory dir, from
+// the mount root down to dir's parent, writing "+cpu +memory" for the ones
+// an ancestor lacks; write is writeFile but in tests. It costs one read
+// when the parent has them all already (then so do the ancestors above it,
+// as the kernel offers a cgroup only what its parent enabled).
+//
+// As in containerd, a failure at one level is forgiven if a level below
+// succeeds (rootless, an ancestor may refuse writes but have the
+// controllers enabled already); the last level's failure is returned. The
+// kernel enables all of a write's controllers or none.
+func enableControllers(mount, dir string, want []string, write func(path, s string) error) error {
 	if len(want) == 0 {
 		return nil
 	}
-	b, err := readFile(filepath.Join(filepath.Dir(c.dir), "cgroup.subtree_control"))
-	if err != nil {
-		return err
-	}
-	have := strings.Fields(string(b))
-	if !slices.ContainsFunc(want, func(s string) bool { return !slices.Contains(have, s) }) {
-		return nil
-	}
-	m, err := cgroup2.Load(c.path, cgroup2.WithMountpoint(c.h.mount))
-	if err != nil {
-		return err
-	}
-	if err := m.ToggleControllers(want, cgroup2.Enable); err != nil {
-		if errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("%w (a parent cgroup holds processes, which cgroup v2 forbids once controllers are enabled below it)", err)
+	// missing returns the controllers of want that the subtree_control
+	// file of the cgroup directory d lacks.
+	missing := func(d string) ([]string, error) {
+		b, err := readFile(filepath.Join(d, "cgroup.subtree_control"))
+		if err != nil {
+			return nil, err
 		}
+		have := strings.Fields(string(b))
+		var out []string
+		for _, c := range want {
+			if !slices.Contains(have, c) {
+				out = append(out, c)
+			}
+		}
+		return out, nil
+	}
+	parent := filepath.Dir(dir)
+	if m, err := missing(parent); err != nil || len(m) == 0 {
 		return err
 	}
-	return nil
+	rel, err := filepath.Rel(mount, parent)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("cgroup directory %s is not below the mount %s", dir, mount)
+	}
+	// The ancestors, top-down: mount, mount/a, mount/a/b, ..., parent.
+	levels := []string{mount}
+	if rel != "." {
+		d := mount
+		for name := range strings.SplitSeq(rel, "/") {
+			d = filepath.Join(d, name)
+			levels = append(levels, d)
+		}
+	}
+	var last error
+	for _, d := range levels {
+		m, err := missing(d)
+		if err == nil && len(m) > 0 {
+			err = write(filepath.Join(d, "cgroup.subtree_control"), "+"+strings.Join(m, " +"))
+			if errors.Is(err, unix.EBUSY) {
+				err = fmt.Errorf("%w (%s holds processes, which cgroup v2 forbids once controllers are enabled below it)", err, d)
+			}
+		}
+		last = err
+	}
+	return last
 }
 
 // set writes value to a file of the cgroup. A missing file (its
@@ -360,44 +398,59 @@ func (c *v2) stats() (*Stats, error) {
 	if !c.exists() {
 		return nil, &fs.PathError{Op: "stat", Path: c.dir, Err: fs.ErrNotExist}
 	}
-	m, err := cgroup2.Load(c.path, cgroup2.WithMountpoint(c.h.mount))
-	if err != nil {
-		return nil, err
-	}
-	st, err := m.StatFiltered(cgroup2.StatPids | cgroup2.StatCPU | cgroup2.StatMemory | cgroup2.StatMemoryEvents)
-	if err != nil {
-		return nil, err
-	}
-	lim := func(v uint64) uint64 {
-		if v >= unlimited {
-			return 0
-		}
-		return v
-	}
+	return v2Stats(c.dir)
+}
+
+// v2Stats reads the stats of the v2 cgroup directory dir. A file that is
+// absent (its controller is not enabled, or the kernel is too old, as for
+// memory.peak before 5.19) reads as zeros.
+func v2Stats(dir string) (*Stats, error) {
 	s := &Stats{}
-	if p := st.GetPids(); p != nil {
-		s.Pids.Current, s.Pids.Limit = p.Current, lim(p.Limit)
+	// read returns a one-value file ("max" as 0), 0 if absent.
+	read := func(name string) (uint64, error) {
+		n, err := readInt(filepath.Join(dir, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, nil
+		}
+		return uint64(limitValue(n)), err
 	}
-	if cpu := st.GetCPU(); cpu != nil {
-		s.CPU.UsageNs = cpu.UsageUsec * 1000
-		s.CPU.UserNs = cpu.UserUsec * 1000
-		s.CPU.SystemNs = cpu.SystemUsec * 1000
-		s.CPU.Periods = cpu.NrPeriods
-		s.CPU.ThrottledPeriods = cpu.NrThrottled
-		s.CPU.ThrottledNs = cpu.ThrottledUsec * 1000
+	keyed := func(name string, keys ...string) ([]uint64, error) {
+		v, err := readKeyed(filepath.Join(dir, name), keys...)
+		if errors.Is(err, fs.ErrNotExist) {
+			return make([]uint64, len(keys)), nil
+		}
+		return v, err
 	}
-	if mem := st.GetMemory(); mem != nil {
-		s.Memory.Usage = mem.Usage
-		s.Memory.MaxUsage = mem.MaxUsage
-		s.Memory.Limit = lim(mem.UsageLimit)
-		s.Memory.Cache = mem.File
-		s.Memory.RSS = mem.Anon
-		s.Memory.Swap = mem.SwapUsage
+	v, err := keyed("cpu.stat", "usage_usec", "user_usec", "system_usec", "nr_periods", "nr_throttled", "throttled_usec")
+	if err != nil {
+		return nil, err
 	}
-	if ev := st.GetMemoryEvents(); ev != nil {
-		s.Memory.OOMEvents = ev.Oom
-		s.Memory.OOMKills = ev.OomKill
+	s.CPU.UsageNs, s.CPU.UserNs, s.CPU.SystemNs = v[0]*1000, v[1]*1000, v[2]*1000
+	s.CPU.Periods, s.CPU.ThrottledPeriods, s.CPU.ThrottledNs = v[3], v[4], v[5]*1000
+
+	for _, f := range []struct {
+		name string
+		dst  *uint64
+	}{
+		{"memory.current", &s.Memory.Usage},
+		{"memory.peak", &s.Memory.MaxUsage},
+		{"memory.max", &s.Memory.Limit},
+		{"memory.swap.current", &s.Memory.Swap},
+		{"pids.current", &s.Pids.Current},
+		{"pids.max", &s.Pids.Limit},
+	} {
+		if *f.dst, err = read(f.name); err != nil {
+			return nil, err
+		}
 	}
+	if v, err = keyed("memory.stat", "file", "anon"); err != nil {
+		return nil, err
+	}
+	s.Memory.Cache, s.Memory.RSS = v[0], v[1]
+	if v, err = keyed("memory.events", "oom", "oom_kill"); err != nil {
+		return nil, err
+	}
+	s.Memory.OOMEvents, s.Memory.OOMKills = v[0], v[1]
 	return s, nil
 }
 

@@ -481,7 +481,7 @@ func (c *Container) start(ctx context.Context) (err error) {
 		cmd.SysProcAttr.Pdeathsig = 0
 		err = namespace.Do(cmd.Start, join...)
 	} else {
-		err = cmd.Start()
+		err = onForkThread(cmd.Start)
 	}
 	if err != nil {
 		hostConn.Close()

@@ -19,8 +19,12 @@ var Candidates = []string{"/bin/busybox", "/usr/bin/busybox"}
 // ErrMissing is returned when no static busybox is installed.
 var ErrMissing = errors.New("no static busybox found (apt-get install busybox-static)")
 
-// Path returns the host's static busybox.
+// Path returns the host's static busybox: $BERTH_BUSYBOX when set, else
+// the first of Candidates that exists.
 func Path() (string, error) {
+	if p := os.Getenv("BERTH_BUSYBOX"); p != "" {
+		return p, nil
+	}
 	for _, p := range Candidates {
 		if _, err := os.Stat(p); err == nil {
 			if out, err := exec.Command("file", "-L", p).Output(); err == nil && bytes.Contains(out, []byte("dynamically linked")) {
