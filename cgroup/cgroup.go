@@ -162,6 +162,11 @@ func New(path string, r *Resources) (*Cgroup, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newCgroup(path, v, m, r)
+}
+
+// newCgroup is New after the choice of manager (tests pass their own).
+func newCgroup(path string, v Version, m manager, r *Resources) (*Cgroup, error) {
 	existed, undo, err := m.create()
 	if err != nil {
 		return nil, fmt.Errorf("cgroup: create %s: %w", path, err)

@@ -108,6 +108,12 @@ func readKeyed(path string, keys ...string) ([]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseKeyed(b, keys...), nil
+}
+
+// parseKeyed parses the contents of a flat keyed file, returning the
+// values of keys, 0 for the absent and the unparsable ones.
+func parseKeyed(b []byte, keys ...string) []uint64 {
 	out := make([]uint64, len(keys))
 	for line := range strings.SplitSeq(string(b), "\n") {
 		k, v, ok := strings.Cut(line, " ")
@@ -118,7 +124,7 @@ func readKeyed(path string, keys ...string) ([]uint64, error) {
 			out[i], _ = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // unlimited is the smallest value treated as "no limit" when reading v1

@@ -27,12 +27,16 @@ type v2Hier struct {
 	controllers []string // of v2Controllers, those the root offers
 }
 
-var v2Hierarchy = sync.OnceValues(func() (*v2Hier, error) {
-	b, err := readFile(filepath.Join(v2Mount, "cgroup.controllers"))
+var v2Hierarchy = sync.OnceValues(func() (*v2Hier, error) { return v2HierAt(v2Mount) })
+
+// v2HierAt reads the controllers the unified hierarchy mounted at mount
+// offers.
+func v2HierAt(mount string) (*v2Hier, error) {
+	b, err := readFile(filepath.Join(mount, "cgroup.controllers"))
 	if err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
-	h := &v2Hier{mount: v2Mount}
+	h := &v2Hier{mount: mount}
 	have := strings.Fields(string(b))
 	for _, c := range v2Controllers {
 		if slices.Contains(have, c) {
@@ -40,7 +44,7 @@ var v2Hierarchy = sync.OnceValues(func() (*v2Hier, error) {
 		}
 	}
 	return h, nil
-})
+}
 
 // v2 is a cgroup on a v2 (unified) host.
 type v2 struct {
