@@ -67,7 +67,7 @@ func runInit() {
 	}
 	// Signals: SIGCHLD to reap; the rest are forwarded to the main process.
 	sigs := make(chan os.Signal, 64)
-	signal.Notify(sigs)
+	signal.Notify(sigs, forwardSignals...)
 	if err := s.setup(); err != nil {
 		sendMsg(conn, &message{Type: msgError, Error: err.Error()})
 		os.Exit(123)
@@ -348,6 +348,15 @@ func (s *initState) spawnOnThread(p *procConfig, path, dir string, env []string,
 	pid := proc.Pid
 	proc.Release()
 	return pid, nil
+}
+
+// forwardSignals are what init handles: SIGCHLD to reap, the rest to pass
+// on to the main process. (Asking for every signal costs milliseconds of
+// start-up.)
+var forwardSignals = []os.Signal{
+	unix.SIGCHLD, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT,
+	unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH, unix.SIGALRM, unix.SIGCONT,
+	unix.SIGPWR, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU,
 }
 
 // isDir tells whether path is a directory.
