@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/berthlabs/berth/internal/initproc"
 	"io"
 	"log/slog"
 	"net"
@@ -201,7 +202,7 @@ type Container struct {
 	id   string
 	rt   *Runtime
 	spec Spec
-	cfg  initConfig
+	cfg  initproc.Config
 	cg   *cgroup.Cgroup
 
 	mu       sync.Mutex
@@ -213,7 +214,7 @@ type Container struct {
 	logs     []io.Closer
 	initPid  int
 	mainPid  int
-	pending  map[uint64]chan *message
+	pending  map[uint64]chan *initproc.Message
 	execs    map[uint64]*ExecProcess
 	nextID   uint64
 	done     chan struct{} // closed when the main process has ended and init is reaped
@@ -263,7 +264,7 @@ func (c *Container) CgroupPath() string { return c.cg.Path() }
 // against the rootfs.
 func (c *Container) prepare() error {
 	s := &c.spec
-	root, err := openRoot(s.Rootfs)
+	root, err := initproc.OpenRoot(s.Rootfs)
 	if err != nil {
 		return err
 	}
@@ -274,15 +275,15 @@ func (c *Container) prepare() error {
 	if dir == "" {
 		dir = "/"
 	}
-	if _, err := root.lookPath(p.Args[0], lookupEnv(env, "PATH"), dir); err != nil {
+	if _, err := root.LookPath(p.Args[0], lookupEnv(env, "PATH"), dir); err != nil {
 		return err
 	}
-	if _, err := root.resolveUser(p.User, p.AdditionalGroups); err != nil {
+	if _, err := root.ResolveUser(p.User, p.AdditionalGroups); err != nil {
 		return err
 	}
-	caps, err := parseCaps(DefaultCapabilities)
+	caps, err := initproc.ParseCaps(DefaultCapabilities)
 	if s.Capabilities != nil {
-		caps, err = parseCaps(s.Capabilities)
+		caps, err = initproc.ParseCaps(s.Capabilities)
 	}
 	if err != nil {
 		return err
@@ -291,10 +292,9 @@ func (c *Container) prepare() error {
 	for k, ns := range s.Namespaces {
 		modes[k] = ns.Mode
 	}
-	cfg := initConfig{
+	cfg := initproc.Config{
 		Rootfs:        s.Rootfs,
 		Readonly:      s.ReadonlyRootfs,
-		Mounts:        s.Mounts,
 		MaskedPaths:   s.MaskedPaths,
 		ReadonlyPaths: s.ReadonlyPaths,
 		OOMScoreAdj:   s.OOMScoreAdj,
@@ -302,7 +302,7 @@ func (c *Container) prepare() error {
 		NewIPC:        modes[namespace.IPC] == NamespaceNew,
 		UserNS:        modes[namespace.User] == NamespaceNew,
 		CgroupNS:      modes[namespace.Cgroup] == NamespaceNew,
-		Main: procConfig{
+		Main: initproc.Proc{
 			Args: p.Args, Env: env, Dir: dir, MkDir: true,
 			User: p.User, Groups: p.AdditionalGroups, Caps: caps,
 			NNP: !s.AllowPrivilegeEscalation,
@@ -327,9 +327,10 @@ func (c *Container) prepare() error {
 	}
 	for name, l := range s.Rlimits {
 		res, _ := rlimitResource(name)
-		cfg.Rlimits = append(cfg.Rlimits, rlimitCfg{Resource: res, Soft: l.Soft, Hard: l.Hard})
+		cfg.Rlimits = append(cfg.Rlimits, initproc.Rlimit{Resource: res, Soft: l.Soft, Hard: l.Hard})
 	}
 	for _, m := range s.Mounts {
+		cfg.Mounts = append(cfg.Mounts, initproc.Mount{Type: string(m.Type), Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, Options: m.Options})
 		if m.Type == Bind {
 			if _, err := os.Stat(m.Source); err != nil {
 				return fmt.Errorf("%w: bind mount source: %w", ErrInvalidSpec, err)
@@ -374,7 +375,7 @@ func (c *Container) start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	hostConn, childSock, err := socketPair()
+	hostConn, childSock, err := initproc.SocketPair()
 	if err != nil {
 		return err
 	}
@@ -407,7 +408,7 @@ func (c *Container) start(ctx context.Context) (err error) {
 	cmd := &exec.Cmd{
 		Path:       exe,
 		Args:       []string{"berth-init", c.id},
-		Env:        []string{initEnv + "=1", "GOMAXPROCS=1"},
+		Env:        []string{initproc.Env + "=1", "GOMAXPROCS=1"},
 		Stderr:     &initLog{log: c.rt.logger(), id: c.id},
 		ExtraFiles: []*os.File{childSock, sio.child[0], sio.child[1], sio.child[2]},
 		SysProcAttr: &syscall.SysProcAttr{
@@ -467,7 +468,7 @@ func (c *Container) start(ctx context.Context) (err error) {
 		c.closeLogs()
 		return err
 	}
-	defer closeFiles(cgFiles)
+	defer initproc.CloseFiles(cgFiles)
 	cmd.ExtraFiles = append(cmd.ExtraFiles, cgFiles...)
 	c.cfg.CgroupFDs = len(cgFiles)
 	c.cfg.CgroupV2 = c.cg.Version() == cgroup.V2
@@ -503,13 +504,13 @@ func (c *Container) start(ctx context.Context) (err error) {
 		return err
 	}
 	cfg := c.cfg
-	if err := sendMsg(hostConn, &message{Type: msgStart, Config: &cfg}); err != nil {
+	if err := initproc.Send(hostConn, &initproc.Message{Type: initproc.MsgStart, Config: &cfg}); err != nil {
 		return fail(fmt.Errorf("send config to init: %w", err))
 	}
 	stop := context.AfterFunc(ctx, func() { hostConn.SetReadDeadline(time.Unix(1, 0)) })
-	m, files, err := recvMsg(hostConn, make([]byte, 64<<10), make([]byte, 256))
+	m, files, err := initproc.Recv(hostConn, make([]byte, 64<<10), make([]byte, 256))
 	stop()
-	closeFiles(files)
+	initproc.CloseFiles(files)
 	if err != nil {
 		if ctx.Err() != nil {
 			return fail(ctx.Err())
@@ -519,13 +520,13 @@ func (c *Container) start(ctx context.Context) (err error) {
 	}
 	hostConn.SetReadDeadline(time.Time{})
 	switch m.Type {
-	case msgStarted:
+	case initproc.MsgStarted:
 		c.mainPid = m.Pid
 		return nil
-	case msgError:
+	case initproc.MsgError:
 		return fail(errors.New(m.Error))
 	}
-	return fail(fmt.Errorf("unexpected %q message from init", m.Type))
+	return fail(fmt.Errorf("unexpected %q initproc.Message from init", m.Type))
 }
 
 func (c *Container) closeLogs() {
@@ -545,13 +546,13 @@ func (c *Container) monitor() {
 	buf, oob := make([]byte, 64<<10), make([]byte, 256)
 	var mainStatus *ExitStatus
 	for {
-		m, files, err := recvMsg(c.conn, buf, oob)
+		m, files, err := initproc.Recv(c.conn, buf, oob)
 		if err != nil {
 			break
 		}
-		closeFiles(files)
+		initproc.CloseFiles(files)
 		switch m.Type {
-		case msgExit:
+		case initproc.MsgExit:
 			st := exitStatusOf(unix.WaitStatus(m.Status))
 			if m.ID == 0 {
 				mainStatus = st
@@ -600,7 +601,7 @@ func (c *Container) monitor() {
 	c.exit = mainStatus
 	c.state = Stopped
 	for id, ch := range c.pending {
-		ch <- &message{Type: msgError, ID: id, Error: ErrNotRunning.Error()}
+		ch <- &initproc.Message{Type: initproc.MsgError, ID: id, Error: ErrNotRunning.Error()}
 	}
 	c.pending = nil
 	execs := c.execs
@@ -657,7 +658,7 @@ func (c *Container) signalProc(id uint64, sig syscall.Signal) error {
 		// Works even while init is frozen.
 		return c.cg.Kill()
 	}
-	return sendMsg(c.conn, &message{Type: msgSignal, ID: id, Signal: int(sig)})
+	return initproc.Send(c.conn, &initproc.Message{Type: initproc.MsgSignal, ID: id, Signal: int(sig)})
 }
 
 // Kill kills every process of the container at once (SIGKILL through its

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/berthlabs/berth/internal/initproc"
 	"io"
 	"os"
 	"os/exec"
@@ -127,7 +128,7 @@ func TestUserGroupsAndEnv(t *testing.T) {
 func TestCapabilitiesAndNoNewPrivs(t *testing.T) {
 	needRoot(t)
 	out, _ := run(t, &Spec{Process: sh("grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status")})
-	caps, _ := parseCaps(DefaultCapabilities)
+	caps, _ := initproc.ParseCaps(DefaultCapabilities)
 	want := fmt.Sprintf("CapEff:\t%016x\nCapBnd:\t%016x\nNoNewPrivs:\t1\n", uint64(caps), uint64(caps))
 	if out != want {
 		t.Errorf("got %q, want %q", out, want)

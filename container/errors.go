@@ -1,11 +1,15 @@
 package container
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/berthlabs/berth/internal/initproc"
+)
 
 // Errors callers can branch on with errors.Is.
 var (
 	// ErrInvalidSpec is wrapped by every error about a bad Spec or Process.
-	ErrInvalidSpec = errors.New("invalid container spec")
+	ErrInvalidSpec = initproc.ErrInvalid
 	// ErrExists is returned by Create for an ID already in use.
 	ErrExists = errors.New("container already exists")
 	// ErrNotFound is returned for an unknown container ID.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/berthlabs/berth/internal/initproc"
 	"syscall"
 )
 
@@ -38,7 +39,7 @@ func (c *Container) Exec(ctx context.Context, p Process) (*ExecProcess, error) {
 		return nil, fmt.Errorf("exec in %s (%s): %w", c.id, st, ErrNotRunning)
 	}
 	main := c.cfg.Main
-	pc := &procConfig{
+	pc := &initproc.Proc{
 		Args:   p.Args,
 		Env:    mergeEnv(main.Env, p.Env),
 		Dir:    p.Dir,
@@ -60,9 +61,9 @@ func (c *Container) Exec(ctx context.Context, p Process) (*ExecProcess, error) {
 	}
 	c.nextID++
 	id := c.nextID
-	reply := make(chan *message, 1)
+	reply := make(chan *initproc.Message, 1)
 	if c.pending == nil {
-		c.pending = map[uint64]chan *message{}
+		c.pending = map[uint64]chan *initproc.Message{}
 	}
 	c.pending[id] = reply
 	ep := &ExecProcess{c: c, id: id, stdio: sio, done: make(chan struct{})}
@@ -70,7 +71,7 @@ func (c *Container) Exec(ctx context.Context, p Process) (*ExecProcess, error) {
 		c.execs = map[uint64]*ExecProcess{}
 	}
 	c.execs[id] = ep
-	err = sendMsg(c.conn, &message{Type: msgExec, ID: id, Proc: pc}, sio.child[:]...)
+	err = initproc.Send(c.conn, &initproc.Message{Type: initproc.MsgExec, ID: id, Proc: pc}, sio.child[:]...)
 	sio.handedOver()
 	if err != nil {
 		delete(c.pending, id)
@@ -81,19 +82,19 @@ func (c *Container) Exec(ctx context.Context, p Process) (*ExecProcess, error) {
 	}
 	c.mu.Unlock()
 
-	var m *message
+	var m *initproc.Message
 	select {
 	case m = <-reply:
 	case <-ctx.Done():
 		// The process may still start; kill it when it does.
 		go func() {
-			if m := <-reply; m.Type == msgStarted {
+			if m := <-reply; m.Type == initproc.MsgStarted {
 				c.signalProc(id, syscall.SIGKILL)
 			}
 		}()
 		return nil, ctx.Err()
 	}
-	if m.Type != msgStarted {
+	if m.Type != initproc.MsgStarted {
 		c.mu.Lock()
 		delete(c.execs, id)
 		c.mu.Unlock()

@@ -2,6 +2,7 @@ package container
 
 import (
 	"fmt"
+	"github.com/berthlabs/berth/internal/initproc"
 	"path"
 	"strings"
 	"syscall"
@@ -273,7 +274,7 @@ func (s *Spec) validate() error {
 		}
 	}
 	if s.Capabilities != nil {
-		if _, err := parseCaps(s.Capabilities); err != nil {
+		if _, err := initproc.ParseCaps(s.Capabilities); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 		}
 	}

@@ -2,9 +2,11 @@ package container
 
 import (
 	"errors"
+	"github.com/berthlabs/berth/internal/initproc"
 	"io"
 	"os"
 	"sync"
+	"syscall"
 )
 
 // stdio connects a process's standard streams the way os/exec.Cmd does:
@@ -21,7 +23,7 @@ type stdio struct {
 func newStdio(in io.Reader, out, errw io.Writer) (*stdio, error) {
 	s := &stdio{}
 	fail := func(err error) (*stdio, error) {
-		closeFiles(s.closeUp)
+		initproc.CloseFiles(s.closeUp)
 		return nil, err
 	}
 	devnull := func() (*os.File, error) {
@@ -49,7 +51,7 @@ func newStdio(in io.Reader, out, errw io.Writer) (*stdio, error) {
 		s.closeUp = append(s.closeUp, pr)
 		s.goCopy(func() error {
 			_, err := io.Copy(pw, r)
-			if errors.Is(err, os.ErrClosed) || isEPIPE(err) {
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EPIPE) {
 				err = nil
 			}
 			if cerr := pw.Close(); err == nil {
@@ -108,7 +110,7 @@ func (s *stdio) goCopy(fn func() error) {
 // handedOver closes the host's copies of the child ends, once the
 // process holds them.
 func (s *stdio) handedOver() {
-	closeFiles(s.closeUp)
+	initproc.CloseFiles(s.closeUp)
 	s.closeUp = nil
 }
 

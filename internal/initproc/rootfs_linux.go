@@ -1,4 +1,4 @@
-package container
+package initproc
 
 import (
 	"errors"
@@ -117,7 +117,7 @@ func mountAt(rootfd int, p, source, fstype string, flags uintptr, data string) e
 
 const mntNoExec = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 
-func setupRootfs(c *initConfig) error {
+func setupRootfs(c *Config) error {
 	// Nothing we mount may propagate back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
@@ -209,7 +209,7 @@ var devices = []struct {
 
 // setupDev mounts a minimal /dev: a tmpfs with the usual character
 // devices, pts, shm and mqueue.
-func setupDev(rootfd int, c *initConfig) error {
+func setupDev(rootfd int, c *Config) error {
 	if err := mountAt(rootfd, "/dev", "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return err
 	}
@@ -269,7 +269,7 @@ func bindHostDevice(dev int, name string) error {
 
 func userMount(rootfd int, m Mount) error {
 	switch m.Type {
-	case Bind:
+	case "bind":
 		var st unix.Stat_t
 		if err := unix.Stat(m.Source, &st); err != nil {
 			return fmt.Errorf("bind source: %w", err)
@@ -293,7 +293,7 @@ func userMount(rootfd int, m Mount) error {
 			return remountReadonly(rootfd, m.Target, 0)
 		}
 		return nil
-	case Tmpfs:
+	case "tmpfs":
 		flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
 		if m.ReadOnly {
 			flags |= unix.MS_RDONLY

@@ -1,4 +1,4 @@
-package container
+package initproc
 
 import (
 	"fmt"
@@ -22,13 +22,13 @@ var capNames = []string{
 	"BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
 }
 
-// capSet is a bit set of capabilities (at most 64).
-type capSet uint64
+// CapSet is a bit set of capabilities (at most 64).
+type CapSet uint64
 
-// parseCaps turns names like "CAP_NET_ADMIN", "net_admin" or "ALL" into a
+// ParseCaps turns names like "CAP_NET_ADMIN", "net_admin" or "ALL" into a
 // set.
-func parseCaps(names []string) (capSet, error) {
-	var s capSet
+func ParseCaps(names []string) (CapSet, error) {
+	var s CapSet
 	for _, n := range names {
 		u := strings.ToUpper(strings.TrimSpace(n))
 		if u == "ALL" || u == "CAP_ALL" {
@@ -68,7 +68,7 @@ func lastCap() int { return lastCapOnce() }
 
 // dropBounding drops every capability not in caps from the calling
 // thread's bounding set. The thread must be locked and hold CAP_SETPCAP.
-func dropBounding(caps capSet) error {
+func dropBounding(caps CapSet) error {
 	for i := 0; i <= lastCap(); i++ {
 		if caps&(1<<i) != 0 {
 			continue
@@ -82,7 +82,7 @@ func dropBounding(caps capSet) error {
 
 // applyCaps sets the calling thread's permitted, effective and
 // inheritable sets to caps. The thread must be locked.
-func applyCaps(caps capSet) error {
+func applyCaps(caps CapSet) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	data[0].Effective = uint32(caps)

@@ -1,4 +1,4 @@
-package container
+package initproc
 
 import (
 	"errors"
@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"syscall"
 	"unsafe"
 
@@ -17,17 +16,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// initEnv marks a process as a container init: the embedding program,
+// Env marks a process as a container init: the embedding program,
 // re-executed from its sealed copy. The package's init function
 // recognises it, so it works in any program that imports this package,
 // test binaries included, before the program's own main or TestMain runs.
-const initEnv = "_BERTH_CONTAINER_INIT"
+const Env = "_BERTH_CONTAINER_INIT"
 
 func init() {
-	if os.Getenv(initEnv) != "1" {
+	if os.Getenv(Env) != "1" {
 		return
 	}
-	runInit()
+	Main()
 }
 
 // initState is the container init's own state. One goroutine (the main
@@ -37,27 +36,27 @@ type initState struct {
 	cg    []int // descriptors that place a process into the container's cgroup
 	pid1  bool
 	procs map[int]uint64 // pid -> process ID (0: main)
-	ids   map[uint64]int // process ID -> pid
-	cfg   *initConfig
+	IDs   map[uint64]int // process ID -> pid
+	cfg   *Config
 }
 
-// runInit is PID 1 of a container. It builds the root filesystem, starts
+// Main is PID 1 of a container. It builds the root filesystem, starts
 // the main process, then stays to reap zombies, forward signals, start
 // Exec'd processes and report exits to the host. It never returns.
-func runInit() {
+func Main() {
 	// Our comm would be the memfd's descriptor number otherwise.
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("berth-init\x00")[0])), 0, 0, 0)
 	debug.SetGCPercent(50)
 	unix.CloseOnExec(3)
-	conn, err := fileConn(3)
+	conn, err := FileConn(3)
 	if err != nil {
 		os.Exit(121)
 	}
-	s := &initState{conn: conn, pid1: os.Getpid() == 1, procs: map[int]uint64{}, ids: map[uint64]int{}}
-	buf, oob := make([]byte, maxMessage), make([]byte, 4096)
-	m, files, err := recvMsg(conn, buf, oob)
-	closeFiles(files)
-	if err != nil || m.Type != msgStart || m.Config == nil {
+	s := &initState{conn: conn, pid1: os.Getpid() == 1, procs: map[int]uint64{}, IDs: map[uint64]int{}}
+	buf, oob := make([]byte, MaxMessage), make([]byte, 4096)
+	m, files, err := Recv(conn, buf, oob)
+	CloseFiles(files)
+	if err != nil || m.Type != MsgStart || m.Config == nil {
 		os.Exit(122)
 	}
 	s.cfg = m.Config
@@ -69,7 +68,7 @@ func runInit() {
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, forwardSignals...)
 	if err := s.setup(); err != nil {
-		sendMsg(conn, &message{Type: msgError, Error: err.Error()})
+		Send(conn, &Message{Type: MsgError, Error: err.Error()})
 		os.Exit(123)
 	}
 	// The main process's stdio arrives as fds 4, 5 and 6; our own 0-2 are
@@ -80,23 +79,23 @@ func runInit() {
 		stdio = append(stdio, os.NewFile(uintptr(fd), "stdio"))
 	}
 	pid, err := s.spawn(&s.cfg.Main, stdio)
-	closeFiles(stdio)
+	CloseFiles(stdio)
 	if err != nil {
-		sendMsg(conn, &message{Type: msgError, Error: err.Error()})
+		Send(conn, &Message{Type: MsgError, Error: err.Error()})
 		os.Exit(124)
 	}
-	s.procs[pid], s.ids[0] = 0, pid
-	sendMsg(conn, &message{Type: msgStarted, Pid: pid})
+	s.procs[pid], s.IDs[0] = 0, pid
+	Send(conn, &Message{Type: MsgStarted, Pid: pid})
 
 	type recv struct {
-		m     *message
+		m     *Message
 		files []*os.File
 		err   error
 	}
 	msgs := make(chan recv)
 	go func() {
 		for {
-			m, files, err := recvMsg(conn, buf, oob)
+			m, files, err := Recv(conn, buf, oob)
 			msgs <- recv{m, files, err}
 			if err != nil {
 				return
@@ -113,7 +112,7 @@ func runInit() {
 			if sig == unix.SIGPIPE || sig == unix.SIGURG {
 				continue // Go's own
 			}
-			if p, ok := s.ids[0]; ok {
+			if p, ok := s.IDs[0]; ok {
 				unix.Kill(p, sig.(syscall.Signal))
 			}
 		case r := <-msgs:
@@ -127,23 +126,23 @@ func runInit() {
 	}
 }
 
-func (s *initState) handle(m *message, files []*os.File) {
-	defer closeFiles(files)
+func (s *initState) handle(m *Message, files []*os.File) {
+	defer CloseFiles(files)
 	switch m.Type {
-	case msgExec:
+	case MsgExec:
 		if m.Proc == nil || len(files) != 3 {
-			sendMsg(s.conn, &message{Type: msgError, ID: m.ID, Error: "malformed exec request"})
+			Send(s.conn, &Message{Type: MsgError, ID: m.ID, Error: "malformed exec request"})
 			return
 		}
 		pid, err := s.spawn(m.Proc, files)
 		if err != nil {
-			sendMsg(s.conn, &message{Type: msgError, ID: m.ID, Error: err.Error()})
+			Send(s.conn, &Message{Type: MsgError, ID: m.ID, Error: err.Error()})
 			return
 		}
-		s.procs[pid], s.ids[m.ID] = m.ID, pid
-		sendMsg(s.conn, &message{Type: msgStarted, ID: m.ID, Pid: pid})
-	case msgSignal:
-		if pid, ok := s.ids[m.ID]; ok {
+		s.procs[pid], s.IDs[m.ID] = m.ID, pid
+		Send(s.conn, &Message{Type: MsgStarted, ID: m.ID, Pid: pid})
+	case MsgSignal:
+		if pid, ok := s.IDs[m.ID]; ok {
 			unix.Kill(pid, unix.Signal(m.Signal))
 		}
 	}
@@ -166,8 +165,8 @@ func (s *initState) reap() {
 			continue
 		}
 		delete(s.procs, pid)
-		delete(s.ids, id)
-		sendMsg(s.conn, &message{Type: msgExit, ID: id, Status: int(ws)})
+		delete(s.IDs, id)
+		Send(s.conn, &Message{Type: MsgExit, ID: id, Status: int(ws)})
 		if id == 0 {
 			// The main process ended: so does the container.
 			s.killAll()
@@ -231,8 +230,8 @@ func (s *initState) setup() error {
 // the process's credentials and capabilities first (they are per thread
 // on Linux, and a forked child inherits its thread's). The thread is
 // never handed back to the Go scheduler: it ends with its goroutine.
-func (s *initState) spawn(p *procConfig, stdio []*os.File) (int, error) {
-	root, err := openRoot("/")
+func (s *initState) spawn(p *Proc, stdio []*os.File) (int, error) {
+	root, err := OpenRoot("/")
 	if err != nil {
 		return 0, err
 	}
@@ -251,16 +250,16 @@ func (s *initState) spawn(p *procConfig, stdio []*os.File) (int, error) {
 	} else if !ok {
 		return 0, fmt.Errorf("working directory %s is not a directory", dir)
 	}
-	path, err := root.lookPath(p.Args[0], lookupEnv(p.Env, "PATH"), dir)
+	path, err := root.LookPath(p.Args[0], LookupEnv(p.Env, "PATH"), dir)
 	if err != nil {
 		return 0, err
 	}
-	user, err := root.resolveUser(p.User, p.Groups)
+	user, err := root.ResolveUser(p.User, p.Groups)
 	if err != nil {
 		return 0, err
 	}
 	env := p.Env
-	if lookupEnv(env, "HOME") == "" {
+	if LookupEnv(env, "HOME") == "" {
 		env = append(env, "HOME="+user.Home)
 	}
 	type result struct {
@@ -277,7 +276,7 @@ func (s *initState) spawn(p *procConfig, stdio []*os.File) (int, error) {
 	return r.pid, r.err
 }
 
-func (s *initState) spawnOnThread(p *procConfig, path, dir string, env []string, u ids, stdio []*os.File) (int, error) {
+func (s *initState) spawnOnThread(p *Proc, path, dir string, env []string, u IDs, stdio []*os.File) (int, error) {
 	sys := &syscall.SysProcAttr{Setsid: true}
 	if s.cfg.CgroupV2 {
 		// Born in the container's cgroup (CLONE_INTO_CGROUP).
@@ -368,9 +367,3 @@ func isDir(path string) (bool, error) {
 	return st.Mode&unix.S_IFMT == unix.S_IFDIR, nil
 }
 
-func isEPIPE(err error) bool { return errors.Is(err, syscall.EPIPE) }
-
-// String gives the mount for error messages.
-func (m Mount) String() string {
-	return fmt.Sprintf("%s %s on %s (%s)", m.Type, m.Source, m.Target, strings.Join(m.Options, ","))
-}

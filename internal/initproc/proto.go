@@ -1,4 +1,4 @@
-package container
+package initproc
 
 import (
 	"encoding/json"
@@ -10,15 +10,15 @@ import (
 )
 
 // The host and a container's init talk over a SOCK_SEQPACKET socket pair:
-// one JSON message per packet, file descriptors passed with SCM_RIGHTS.
+// one JSON Message per packet, file descriptors passed with SCM_RIGHTS.
 
-const maxMessage = 1 << 20
+const MaxMessage = 1 << 20
 
-type message struct {
+type Message struct {
 	Type   string      `json:"type"`
 	ID     uint64      `json:"id,omitempty"`
-	Config *initConfig `json:"config,omitempty"`
-	Proc   *procConfig `json:"proc,omitempty"`
+	Config *Config `json:"config,omitempty"`
+	Proc   *Proc `json:"proc,omitempty"`
 	Signal int         `json:"signal,omitempty"`
 	Pid    int         `json:"pid,omitempty"`
 	Status int         `json:"status,omitempty"`
@@ -27,23 +27,23 @@ type message struct {
 
 // Message types.
 const (
-	msgStart   = "start"   // host -> init: set up and run the main process
-	msgStarted = "started" // init -> host: main (ID 0) or exec (ID) process runs, Pid
-	msgExec    = "exec"    // host -> init: run another process, stdio in SCM_RIGHTS
-	msgSignal  = "signal"  // host -> init: signal process ID (0: main)
-	msgExit    = "exit"    // init -> host: process ID ended with wait status Status
-	msgError   = "error"   // init -> host: request ID failed
+	MsgStart   = "start"   // host -> init: set up and run the main process
+	MsgStarted = "started" // init -> host: main (ID 0) or exec (ID) process runs, Pid
+	MsgExec    = "exec"    // host -> init: run another process, stdio in SCM_RIGHTS
+	MsgSignal  = "signal"  // host -> init: signal process ID (0: main)
+	MsgExit    = "exit"    // init -> host: process ID ended with wait status Status
+	MsgError   = "error"   // init -> host: request ID failed
 )
 
-// initConfig is what init needs to build the container.
-type initConfig struct {
+// Config is what init needs to build the container.
+type Config struct {
 	Rootfs        string      `json:"rootfs"`
 	Readonly      bool        `json:"readonly,omitempty"`
 	Hostname      string      `json:"hostname,omitempty"`
 	Mounts        []Mount     `json:"mounts,omitempty"`
 	MaskedPaths   []string    `json:"masked,omitempty"`
 	ReadonlyPaths []string    `json:"readonlyPaths,omitempty"`
-	Rlimits       []rlimitCfg `json:"rlimits,omitempty"`
+	Rlimits       []Rlimit `json:"rlimits,omitempty"`
 	OOMScoreAdj   int         `json:"oomScoreAdj,omitempty"`
 	NewNet        bool        `json:"newNet,omitempty"`
 	NewIPC        bool        `json:"newIPC,omitempty"`
@@ -52,29 +52,29 @@ type initConfig struct {
 	CgroupV2      bool        `json:"cgroupV2,omitempty"`
 	CgroupFDs     int         `json:"cgroupFDs,omitempty"` // from fd 7 on
 	CgroupDir     string      `json:"cgroupDir,omitempty"` // v2: mounted as /sys/fs/cgroup
-	Main          procConfig  `json:"main"`
+	Main          Proc  `json:"main"`
 }
 
-type rlimitCfg struct {
+type Rlimit struct {
 	Resource   int    `json:"resource"`
 	Soft, Hard uint64 `json:",omitempty"`
 }
 
-// procConfig is a process for init to start inside the container.
-type procConfig struct {
+// Proc is a process for init to start inside the container.
+type Proc struct {
 	Args   []string `json:"args"`
 	Env    []string `json:"env,omitempty"`
 	Dir    string   `json:"dir,omitempty"`
 	MkDir  bool     `json:"mkdir,omitempty"`
 	User   string   `json:"user,omitempty"`
 	Groups []string `json:"groups,omitempty"`
-	Caps   capSet   `json:"caps"`
+	Caps   CapSet   `json:"caps"`
 	NNP    bool     `json:"nnp,omitempty"`
 }
 
-// socketPair returns the host's end as a net.UnixConn (served by the
+// SocketPair returns the host's end as a net.UnixConn (served by the
 // netpoller) and the child's end as a file to hand over.
-func socketPair() (*net.UnixConn, *os.File, error) {
+func SocketPair() (*net.UnixConn, *os.File, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("socketpair: %w", err)
@@ -82,9 +82,9 @@ func socketPair() (*net.UnixConn, *os.File, error) {
 	for _, fd := range fds {
 		// Configs can be large; ignore failure, the default suffices for
 		// ordinary specs.
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, maxMessage*2)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, MaxMessage*2)
 	}
-	host, err := fileConn(fds[0])
+	host, err := FileConn(fds[0])
 	if err != nil {
 		unix.Close(fds[1])
 		return nil, nil, err
@@ -92,8 +92,8 @@ func socketPair() (*net.UnixConn, *os.File, error) {
 	return host, os.NewFile(uintptr(fds[1]), "berth-init-sock"), nil
 }
 
-// fileConn turns a socket fd into a *net.UnixConn, taking ownership.
-func fileConn(fd int) (*net.UnixConn, error) {
+// FileConn turns a socket fd into a *net.UnixConn, taking ownership.
+func FileConn(fd int) (*net.UnixConn, error) {
 	f := os.NewFile(uintptr(fd), "berth-sock")
 	c, err := net.FileConn(f)
 	f.Close()
@@ -108,13 +108,13 @@ func fileConn(fd int) (*net.UnixConn, error) {
 	return uc, nil
 }
 
-func sendMsg(c *net.UnixConn, m *message, files ...*os.File) error {
+func Send(c *net.UnixConn, m *Message, files ...*os.File) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	if len(b) > maxMessage {
-		return fmt.Errorf("%s message of %d bytes exceeds the %d-byte limit", m.Type, len(b), maxMessage)
+	if len(b) > MaxMessage {
+		return fmt.Errorf("%s Message of %d bytes exceeds the %d-byte limit", m.Type, len(b), MaxMessage)
 	}
 	var oob []byte
 	if len(files) > 0 {
@@ -128,8 +128,8 @@ func sendMsg(c *net.UnixConn, m *message, files ...*os.File) error {
 	return err
 }
 
-// recvMsg reads one message and the files passed with it.
-func recvMsg(c *net.UnixConn, buf, oob []byte) (*message, []*os.File, error) {
+// Recv reads one Message and the files passed with it.
+func Recv(c *net.UnixConn, buf, oob []byte) (*Message, []*os.File, error) {
 	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
 	if err != nil {
 		return nil, nil, err
@@ -138,7 +138,7 @@ func recvMsg(c *net.UnixConn, buf, oob []byte) (*message, []*os.File, error) {
 	if oobn > 0 {
 		scms, err := unix.ParseSocketControlMessage(oob[:oobn])
 		if err != nil {
-			return nil, nil, fmt.Errorf("parse control message: %w", err)
+			return nil, nil, fmt.Errorf("parse control Message: %w", err)
 		}
 		for _, scm := range scms {
 			fds, err := unix.ParseUnixRights(&scm)
@@ -152,20 +152,20 @@ func recvMsg(c *net.UnixConn, buf, oob []byte) (*message, []*os.File, error) {
 		}
 	}
 	if n == 0 {
-		closeFiles(files)
-		return nil, nil, errClosed
+		CloseFiles(files)
+		return nil, nil, ErrClosed
 	}
-	m := new(message)
+	m := new(Message)
 	if err := json.Unmarshal(buf[:n], m); err != nil {
-		closeFiles(files)
-		return nil, nil, fmt.Errorf("decode message: %w", err)
+		CloseFiles(files)
+		return nil, nil, fmt.Errorf("decode Message: %w", err)
 	}
 	return m, files, nil
 }
 
-var errClosed = fmt.Errorf("control socket closed")
+var ErrClosed = fmt.Errorf("control socket closed")
 
-func closeFiles(files []*os.File) {
+func CloseFiles(files []*os.File) {
 	for _, f := range files {
 		if f != nil {
 			f.Close()

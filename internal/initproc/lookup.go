@@ -1,4 +1,4 @@
-package container
+package initproc
 
 import (
 	"bufio"
@@ -13,32 +13,32 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rootDir is an open container root filesystem. Every lookup resolves
+// Root is an open container root filesystem. Every lookup resolves
 // inside it (openat2 RESOLVE_IN_ROOT), so symlinks in an untrusted rootfs
 // cannot reach host files.
-type rootDir struct {
+type Root struct {
 	fd   int
 	path string
 }
 
-func openRoot(dir string) (*rootDir, error) {
+func OpenRoot(dir string) (*Root, error) {
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return nil, fmt.Errorf("%w: rootfs %s does not exist", ErrInvalidSpec, dir)
+			return nil, fmt.Errorf("%w: rootfs %s does not exist", ErrInvalid, dir)
 		}
 		if errors.Is(err, unix.ENOTDIR) {
-			return nil, fmt.Errorf("%w: rootfs %s is not a directory", ErrInvalidSpec, dir)
+			return nil, fmt.Errorf("%w: rootfs %s is not a directory", ErrInvalid, dir)
 		}
 		return nil, fmt.Errorf("open rootfs %s: %w", dir, err)
 	}
-	return &rootDir{fd: fd, path: dir}, nil
+	return &Root{fd: fd, path: dir}, nil
 }
 
-func (r *rootDir) Close() error { return unix.Close(r.fd) }
+func (r *Root) Close() error { return unix.Close(r.fd) }
 
 // open opens name (a path inside the container) for reading.
-func (r *rootDir) open(name string, flags int) (*os.File, error) {
+func (r *Root) open(name string, flags int) (*os.File, error) {
 	fd, err := unix.Openat2(r.fd, strings.TrimPrefix(path.Clean("/"+name), "/"), &unix.OpenHow{
 		Flags:   uint64(flags | unix.O_CLOEXEC),
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
@@ -52,7 +52,7 @@ func (r *rootDir) open(name string, flags int) (*os.File, error) {
 // lookPath finds the program args0 in the container like execvp: a name
 // with a slash is taken as it is (relative to dir), others are searched in
 // PATH. It returns the path inside the container.
-func (r *rootDir) lookPath(args0, pathEnv, dir string) (string, error) {
+func (r *Root) LookPath(args0, pathEnv, dir string) (string, error) {
 	var candidates []string
 	if strings.Contains(args0, "/") {
 		p := args0
@@ -96,13 +96,13 @@ func (r *rootDir) lookPath(args0, pathEnv, dir string) (string, error) {
 		return c, nil
 	}
 	if strings.Contains(args0, "/") {
-		return "", fmt.Errorf("%w: executable %q not found in the container's rootfs: %v", ErrInvalidSpec, args0, lastErr)
+		return "", fmt.Errorf("%w: executable %q not found in the container's rootfs: %v", ErrInvalid, args0, lastErr)
 	}
-	return "", fmt.Errorf("%w: executable %q not found in the container's PATH %s", ErrInvalidSpec, args0, pathEnv)
+	return "", fmt.Errorf("%w: executable %q not found in the container's PATH %s", ErrInvalid, args0, pathEnv)
 }
 
-// ids is a resolved user: uid, gid and supplementary groups.
-type ids struct {
+// IDs is a resolved user: uid, gid and supplementary groups.
+type IDs struct {
 	UID    uint32   `json:"uid"`
 	GID    uint32   `json:"gid"`
 	Groups []uint32 `json:"groups,omitempty"`
@@ -112,8 +112,8 @@ type ids struct {
 // resolveUser resolves a Docker-style user spec ("name", "uid",
 // "name:group", "uid:gid") and additional groups against the container's
 // /etc/passwd and /etc/group, as Docker does.
-func (r *rootDir) resolveUser(spec string, extra []string) (ids, error) {
-	out := ids{Home: "/"}
+func (r *Root) ResolveUser(spec string, extra []string) (IDs, error) {
+	out := IDs{Home: "/"}
 	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
 	if userPart == "" {
 		userPart = "0"
@@ -141,7 +141,7 @@ func (r *rootDir) resolveUser(spec string, extra []string) (ids, error) {
 				uid, err1 := strconv.ParseUint(e[2], 10, 32)
 				gid, err2 := strconv.ParseUint(e[3], 10, 32)
 				if err1 != nil || err2 != nil {
-					return out, fmt.Errorf("%w: malformed /etc/passwd entry for user %q", ErrInvalidSpec, userPart)
+					return out, fmt.Errorf("%w: malformed /etc/passwd entry for user %q", ErrInvalid, userPart)
 				}
 				out.UID, out.GID, out.Home = uint32(uid), uint32(gid), e[5]
 				userName = e[0]
@@ -150,7 +150,7 @@ func (r *rootDir) resolveUser(spec string, extra []string) (ids, error) {
 			}
 		}
 		if !found {
-			return out, fmt.Errorf("%w: unknown user %q: no such entry in the container's /etc/passwd", ErrInvalidSpec, userPart)
+			return out, fmt.Errorf("%w: unknown user %q: no such entry in the container's /etc/passwd", ErrInvalid, userPart)
 		}
 	}
 	lookupGroup := func(g string) (uint32, error) {
@@ -166,7 +166,7 @@ func (r *rootDir) resolveUser(spec string, extra []string) (ids, error) {
 				return uint32(gid), nil
 			}
 		}
-		return 0, fmt.Errorf("%w: unknown group %q: no such entry in the container's /etc/group", ErrInvalidSpec, g)
+		return 0, fmt.Errorf("%w: unknown group %q: no such entry in the container's /etc/group", ErrInvalid, g)
 	}
 	if hasGroup {
 		gid, err := lookupGroup(groupPart)
@@ -202,7 +202,7 @@ func (r *rootDir) resolveUser(spec string, extra []string) (ids, error) {
 
 // readColonFile reads a passwd-style file from the container; a missing
 // file reads as empty.
-func (r *rootDir) readColonFile(name string) ([][]string, error) {
+func (r *Root) readColonFile(name string) ([][]string, error) {
 	f, err := r.open(name, unix.O_RDONLY)
 	if err != nil {
 		return nil, err
