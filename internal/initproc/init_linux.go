@@ -36,7 +36,7 @@ type initState struct {
 	cg    []int // descriptors that place a process into the container's cgroup
 	pid1  bool
 	procs map[int]uint64 // pid -> process ID (0: main)
-	IDs   map[uint64]int // process ID -> pid
+	byID  map[uint64]int // process ID -> pid
 	cfg   *Config
 }
 
@@ -52,7 +52,15 @@ func Main() {
 	if err != nil {
 		os.Exit(121)
 	}
-	s := &initState{conn: conn, pid1: os.Getpid() == 1, procs: map[int]uint64{}, IDs: map[uint64]int{}}
+	// Handling signals takes a thread and a goroutine of the runtime's:
+	// set that up while the host sends the config.
+	sigs := make(chan os.Signal, 64)
+	notified := make(chan struct{})
+	go func() {
+		signal.Notify(sigs, forwardSignals...)
+		close(notified)
+	}()
+	s := &initState{conn: conn, pid1: os.Getpid() == 1, procs: map[int]uint64{}, byID: map[uint64]int{}}
 	buf, oob := make([]byte, MaxMessage), make([]byte, 4096)
 	m, files, err := Recv(conn, buf, oob)
 	CloseFiles(files)
@@ -64,9 +72,6 @@ func Main() {
 		unix.CloseOnExec(7 + i)
 		s.cg = append(s.cg, 7+i)
 	}
-	// Signals: SIGCHLD to reap; the rest are forwarded to the main process.
-	sigs := make(chan os.Signal, 64)
-	signal.Notify(sigs, forwardSignals...)
 	if err := s.setup(); err != nil {
 		Send(conn, &Message{Type: MsgError, Error: err.Error()})
 		os.Exit(123)
@@ -78,13 +83,14 @@ func Main() {
 		unix.CloseOnExec(fd)
 		stdio = append(stdio, os.NewFile(uintptr(fd), "stdio"))
 	}
+	<-notified // SIGCHLD must be caught before the main process can exit
 	pid, err := s.spawn(&s.cfg.Main, stdio)
 	CloseFiles(stdio)
 	if err != nil {
 		Send(conn, &Message{Type: MsgError, Error: err.Error()})
 		os.Exit(124)
 	}
-	s.procs[pid], s.IDs[0] = 0, pid
+	s.procs[pid], s.byID[0] = 0, pid
 	Send(conn, &Message{Type: MsgStarted, Pid: pid})
 
 	type recv struct {
@@ -112,7 +118,7 @@ func Main() {
 			if sig == unix.SIGPIPE || sig == unix.SIGURG {
 				continue // Go's own
 			}
-			if p, ok := s.IDs[0]; ok {
+			if p, ok := s.byID[0]; ok {
 				unix.Kill(p, sig.(syscall.Signal))
 			}
 		case r := <-msgs:
@@ -139,10 +145,10 @@ func (s *initState) handle(m *Message, files []*os.File) {
 			Send(s.conn, &Message{Type: MsgError, ID: m.ID, Error: err.Error()})
 			return
 		}
-		s.procs[pid], s.IDs[m.ID] = m.ID, pid
+		s.procs[pid], s.byID[m.ID] = m.ID, pid
 		Send(s.conn, &Message{Type: MsgStarted, ID: m.ID, Pid: pid})
 	case MsgSignal:
-		if pid, ok := s.IDs[m.ID]; ok {
+		if pid, ok := s.byID[m.ID]; ok {
 			unix.Kill(pid, unix.Signal(m.Signal))
 		}
 	}
@@ -165,7 +171,7 @@ func (s *initState) reap() {
 			continue
 		}
 		delete(s.procs, pid)
-		delete(s.IDs, id)
+		delete(s.byID, id)
 		Send(s.conn, &Message{Type: MsgExit, ID: id, Status: int(ws)})
 		if id == 0 {
 			// The main process ended: so does the container.
@@ -366,4 +372,3 @@ func isDir(path string) (bool, error) {
 	}
 	return st.Mode&unix.S_IFMT == unix.S_IFDIR, nil
 }
-

@@ -15,14 +15,14 @@ import (
 const MaxMessage = 1 << 20
 
 type Message struct {
-	Type   string      `json:"type"`
-	ID     uint64      `json:"id,omitempty"`
+	Type   string  `json:"type"`
+	ID     uint64  `json:"id,omitempty"`
 	Config *Config `json:"config,omitempty"`
-	Proc   *Proc `json:"proc,omitempty"`
-	Signal int         `json:"signal,omitempty"`
-	Pid    int         `json:"pid,omitempty"`
-	Status int         `json:"status,omitempty"`
-	Error  string      `json:"error,omitempty"`
+	Proc   *Proc   `json:"proc,omitempty"`
+	Signal int     `json:"signal,omitempty"`
+	Pid    int     `json:"pid,omitempty"`
+	Status int     `json:"status,omitempty"`
+	Error  string  `json:"error,omitempty"`
 }
 
 // Message types.
@@ -37,22 +37,22 @@ const (
 
 // Config is what init needs to build the container.
 type Config struct {
-	Rootfs        string      `json:"rootfs"`
-	Readonly      bool        `json:"readonly,omitempty"`
-	Hostname      string      `json:"hostname,omitempty"`
-	Mounts        []Mount     `json:"mounts,omitempty"`
-	MaskedPaths   []string    `json:"masked,omitempty"`
-	ReadonlyPaths []string    `json:"readonlyPaths,omitempty"`
+	Rootfs        string   `json:"rootfs"`
+	Readonly      bool     `json:"readonly,omitempty"`
+	Hostname      string   `json:"hostname,omitempty"`
+	Mounts        []Mount  `json:"mounts,omitempty"`
+	MaskedPaths   []string `json:"masked,omitempty"`
+	ReadonlyPaths []string `json:"readonlyPaths,omitempty"`
 	Rlimits       []Rlimit `json:"rlimits,omitempty"`
-	OOMScoreAdj   int         `json:"oomScoreAdj,omitempty"`
-	NewNet        bool        `json:"newNet,omitempty"`
-	NewIPC        bool        `json:"newIPC,omitempty"`
-	UserNS        bool        `json:"userNS,omitempty"`
-	CgroupNS      bool        `json:"cgroupNS,omitempty"`
-	CgroupV2      bool        `json:"cgroupV2,omitempty"`
-	CgroupFDs     int         `json:"cgroupFDs,omitempty"` // from fd 7 on
-	CgroupDir     string      `json:"cgroupDir,omitempty"` // v2: mounted as /sys/fs/cgroup
-	Main          Proc  `json:"main"`
+	OOMScoreAdj   int      `json:"oomScoreAdj,omitempty"`
+	NewNet        bool     `json:"newNet,omitempty"`
+	NewIPC        bool     `json:"newIPC,omitempty"`
+	UserNS        bool     `json:"userNS,omitempty"`
+	CgroupNS      bool     `json:"cgroupNS,omitempty"`
+	CgroupV2      bool     `json:"cgroupV2,omitempty"`
+	CgroupFDs     int      `json:"cgroupFDs,omitempty"` // from fd 7 on
+	CgroupDir     string   `json:"cgroupDir,omitempty"` // v2: mounted as /sys/fs/cgroup
+	Main          Proc     `json:"main"`
 }
 
 type Rlimit struct {
