@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/berthlabs/berth/cgroup"
+	"github.com/berthlabs/berth/internal/busybox"
 	"github.com/berthlabs/berth/namespace"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -731,4 +732,42 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// A hostile rootfs whose mount targets are symlinks out of it: every
+// mount must land inside the rootfs.
+func TestHostileRootfsSymlinks(t *testing.T) {
+	needRoot(t)
+	rootfs := t.TempDir()
+	if err := busybox.Rootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	victim := t.TempDir() // a host directory the rootfs points at
+	os.WriteFile(filepath.Join(victim, "keep"), []byte("host"), 0o644)
+	for _, l := range []string{"data", "tmp/link"} {
+		os.Symlink("../../../../../../../.."+victim, filepath.Join(rootfs, l))
+	}
+	os.Remove(filepath.Join(rootfs, "sys"))
+	os.Symlink(victim, filepath.Join(rootfs, "sys"))
+	before := takeSnapshot(t)
+	out, st := run(t, &Spec{
+		Rootfs: rootfs,
+		Mounts: []Mount{
+			{Type: Tmpfs, Target: "/data"},
+			{Type: Bind, Source: t.TempDir(), Target: "/tmp/link/sub"},
+		},
+		Process: sh("touch /data/inside && echo ok"),
+	})
+	if !st.Success() || out != "ok\n" {
+		t.Fatalf("%v %q", st, out)
+	}
+	ents, _ := os.ReadDir(victim)
+	if len(ents) != 1 || ents[0].Name() != "keep" {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("the host directory the symlinks point at was written: %v", names)
+	}
+	checkNoLeaks(t, before)
 }

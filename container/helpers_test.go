@@ -105,6 +105,7 @@ type snapshot struct {
 
 func takeSnapshot(t testing.TB) snapshot {
 	t.Helper()
+	initPath() // the sealed init is made once per process and kept
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)

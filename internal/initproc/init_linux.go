@@ -52,14 +52,6 @@ func Main() {
 	if err != nil {
 		os.Exit(121)
 	}
-	// Handling signals takes a thread and a goroutine of the runtime's:
-	// set that up while the host sends the config.
-	sigs := make(chan os.Signal, 64)
-	notified := make(chan struct{})
-	go func() {
-		signal.Notify(sigs, forwardSignals...)
-		close(notified)
-	}()
 	s := &initState{conn: conn, pid1: os.Getpid() == 1, procs: map[int]uint64{}, byID: map[uint64]int{}}
 	buf, oob := make([]byte, MaxMessage), make([]byte, 4096)
 	m, files, err := Recv(conn, buf, oob)
@@ -83,7 +75,6 @@ func Main() {
 		unix.CloseOnExec(fd)
 		stdio = append(stdio, os.NewFile(uintptr(fd), "stdio"))
 	}
-	<-notified // SIGCHLD must be caught before the main process can exit
 	pid, err := s.spawn(&s.cfg.Main, stdio)
 	CloseFiles(stdio)
 	if err != nil {
@@ -93,6 +84,30 @@ func Main() {
 	s.procs[pid], s.byID[0] = 0, pid
 	Send(conn, &Message{Type: MsgStarted, Pid: pid})
 
+	// Signals are forwarded to the main process. Setting that up costs
+	// milliseconds (a thread and a goroutine of the runtime's), so it
+	// happens off the start path; children are reaped by a goroutine
+	// blocked in wait4 instead of on SIGCHLD.
+	sigs := make(chan os.Signal, 64)
+	go signal.Notify(sigs, forwardSignals...)
+	type exited struct {
+		pid int
+		ws  unix.WaitStatus
+	}
+	reaped := make(chan exited, 64)
+	go func() {
+		for {
+			var ws unix.WaitStatus
+			pid, err := unix.Wait4(-1, &ws, 0, nil)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return // ECHILD: main has been reaped, init is exiting
+			}
+			reaped <- exited{pid, ws}
+		}
+	}()
 	type recv struct {
 		m     *Message
 		files []*os.File
@@ -110,14 +125,9 @@ func Main() {
 	}()
 	for {
 		select {
+		case e := <-reaped:
+			s.exited(e.pid, e.ws)
 		case sig := <-sigs:
-			if sig == unix.SIGCHLD {
-				s.reap()
-				continue
-			}
-			if sig == unix.SIGPIPE || sig == unix.SIGURG {
-				continue // Go's own
-			}
 			if p, ok := s.byID[0]; ok {
 				unix.Kill(p, sig.(syscall.Signal))
 			}
@@ -154,30 +164,20 @@ func (s *initState) handle(m *Message, files []*os.File) {
 	}
 }
 
-// reap collects every exited child: those berth started are reported,
-// orphans that were re-parented to init are just reaped.
-func (s *initState) reap() {
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if pid <= 0 || err != nil {
-			return
-		}
-		id, ok := s.procs[pid]
-		if !ok {
-			continue
-		}
-		delete(s.procs, pid)
-		delete(s.byID, id)
-		Send(s.conn, &Message{Type: MsgExit, ID: id, Status: int(ws)})
-		if id == 0 {
-			// The main process ended: so does the container.
-			s.killAll()
-			os.Exit(0)
-		}
+// exited handles a reaped child: those berth started are reported;
+// orphans that were re-parented to init need nothing more.
+func (s *initState) exited(pid int, ws unix.WaitStatus) {
+	id, ok := s.procs[pid]
+	if !ok {
+		return
+	}
+	delete(s.procs, pid)
+	delete(s.byID, id)
+	Send(s.conn, &Message{Type: MsgExit, ID: id, Status: int(ws)})
+	if id == 0 {
+		// The main process ended: so does the container.
+		s.killAll()
+		os.Exit(0)
 	}
 }
 
@@ -355,11 +355,9 @@ func (s *initState) spawnOnThread(p *Proc, path, dir string, env []string, u IDs
 	return pid, nil
 }
 
-// forwardSignals are what init handles: SIGCHLD to reap, the rest to pass
-// on to the main process. (Asking for every signal costs milliseconds of
-// start-up.)
+// forwardSignals are the signals init passes on to the main process.
 var forwardSignals = []os.Signal{
-	unix.SIGCHLD, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT,
+	unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT,
 	unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH, unix.SIGALRM, unix.SIGCONT,
 	unix.SIGPWR, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU,
 }

@@ -37,20 +37,41 @@ func openIn(rootfd int, p string, flags int) (int, error) {
 }
 
 // secureMkdirAll creates directory p and its parents inside the root and
-// returns an O_PATH descriptor of it.
+// returns an O_PATH descriptor of it. A dangling symlink on the way is
+// followed inside the root and its target created, as runc does.
 func secureMkdirAll(rootfd int, p string) (int, error) {
+	return mkdirAllDepth(rootfd, p, 0)
+}
+
+func mkdirAllDepth(rootfd int, p string, depth int) (int, error) {
+	if depth > 40 {
+		return -1, &os.PathError{Op: "mkdir", Path: "/" + relPath(p), Err: unix.ELOOP}
+	}
 	fd, err := openIn(rootfd, p, unix.O_PATH|unix.O_DIRECTORY)
 	if err == nil || !errors.Is(err, unix.ENOENT) {
 		return fd, err
 	}
 	parent, base := path.Split(relPath(p))
-	pfd, err := secureMkdirAll(rootfd, parent)
+	pfd, err := mkdirAllDepth(rootfd, parent, depth+1)
 	if err != nil {
 		return -1, err
 	}
+	defer unix.Close(pfd)
 	err = unix.Mkdirat(pfd, base, 0o755)
-	unix.Close(pfd)
-	if err != nil && !errors.Is(err, unix.EEXIST) {
+	if errors.Is(err, unix.EEXIST) {
+		// Something is there yet does not resolve: a dangling symlink.
+		buf := make([]byte, unix.PathMax)
+		n, lerr := unix.Readlinkat(pfd, base, buf)
+		if lerr != nil {
+			return -1, &os.PathError{Op: "mkdir", Path: "/" + relPath(p), Err: err}
+		}
+		target := string(buf[:n])
+		if !path.IsAbs(target) {
+			target = path.Join("/", parent, target)
+		}
+		return mkdirAllDepth(rootfd, target, depth+1)
+	}
+	if err != nil {
 		return -1, &os.PathError{Op: "mkdir", Path: "/" + relPath(p), Err: err}
 	}
 	return openIn(rootfd, p, unix.O_PATH|unix.O_DIRECTORY)
