@@ -469,6 +469,16 @@ func (c *Container) start(ctx context.Context) (err error) {
 		return err
 	}
 	defer initproc.CloseFiles(cgFiles)
+	if modes[namespace.User] == NamespaceNew && c.cg.Version() == cgroup.V2 {
+		// From inside a user namespace, cgroup v2 refuses to create a
+		// process in a cgroup owned by the host's root (the common
+		// ancestor's cgroup.procs is not writable there). Then init is
+		// born in the container's cgroup itself, and its threads and
+		// memory count against the limits.
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = int(cgFiles[0].Fd())
+		cgFiles = nil
+	}
 	cmd.ExtraFiles = append(cmd.ExtraFiles, cgFiles...)
 	c.cfg.CgroupFDs = len(cgFiles)
 	c.cfg.CgroupV2 = c.cg.Version() == cgroup.V2

@@ -80,17 +80,17 @@ func dropBounding(caps CapSet) error {
 	return nil
 }
 
-// applyCaps sets the calling thread's permitted, effective and
-// inheritable sets to caps. The thread must be locked.
-func applyCaps(caps CapSet) error {
+// clearInheritable empties the calling thread's inheritable set (root's
+// execve adds it to the new permitted set), keeping its other sets.
+func clearInheritable() error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
-	data[0].Effective = uint32(caps)
-	data[1].Effective = uint32(caps >> 32)
-	data[0].Permitted, data[1].Permitted = data[0].Effective, data[1].Effective
-	data[0].Inheritable, data[1].Inheritable = data[0].Effective, data[1].Effective
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("get capabilities: %w", err)
+	}
+	data[0].Inheritable, data[1].Inheritable = 0, 0
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("set capabilities: %w", err)
+		return fmt.Errorf("clear inheritable capabilities: %w", err)
 	}
 	return nil
 }

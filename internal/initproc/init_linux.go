@@ -284,10 +284,13 @@ func (s *initState) spawn(p *Proc, stdio []*os.File) (int, error) {
 
 func (s *initState) spawnOnThread(p *Proc, path, dir string, env []string, u IDs, stdio []*os.File) (int, error) {
 	sys := &syscall.SysProcAttr{Setsid: true}
-	if s.cfg.CgroupV2 {
+	switch {
+	case len(s.cg) == 0:
+		// init is in the container's cgroup itself: children inherit it.
+	case s.cfg.CgroupV2:
 		// Born in the container's cgroup (CLONE_INTO_CGROUP).
 		sys.UseCgroupFD, sys.CgroupFD = true, s.cg[0]
-	} else {
+	default:
 		// cgroup v1 places single threads: move this one, and the child
 		// it forks is born in the container's cgroups. The thread dies
 		// after, never to run anything else.
@@ -326,15 +329,16 @@ func (s *initState) spawnOnThread(p *Proc, path, dir string, env []string, u IDs
 	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(u.GID), uintptr(u.GID), uintptr(u.GID)); e != 0 {
 		return 0, fmt.Errorf("set gid %d: %w", u.GID, e)
 	}
-	if u.UID == 0 {
-		// root keeps exactly the spec's capabilities.
-		if err := applyCaps(p.Caps); err != nil {
-			return 0, err
-		}
-	} else {
-		// The child becomes the user after it is forked (so that it can
-		// still be placed in its cgroup); changing UID clears its
-		// capabilities, as Docker does for non-root users.
+	// The thread keeps its effective capabilities: the child may need
+	// them before it executes (to unshare its cgroup namespace). What the
+	// program gets is decided by execve: root gets the bounding set just
+	// dropped to the spec's capabilities (inheritable and ambient are
+	// empty), any other user none, as with Docker.
+	if err := clearInheritable(); err != nil {
+		return 0, err
+	}
+	if u.UID != 0 {
+		// The child becomes the user after it is forked and placed.
 		sys.Credential = &syscall.Credential{Uid: u.UID, Gid: u.GID, NoSetGroups: true}
 	}
 	proc, err := os.StartProcess(path, p.Args, &os.ProcAttr{
