@@ -205,21 +205,20 @@ type Container struct {
 	cfg  initproc.Config
 	cg   *cgroup.Cgroup
 
-	mu       sync.Mutex
-	state    State
-	cmd      *exec.Cmd
-	conn     *net.UnixConn
-	stdio    *stdio
-	log      *logFile
-	logs     []io.Closer
-	initPid  int
-	mainPid  int
-	pending  map[uint64]chan *initproc.Message
-	execs    map[uint64]*ExecProcess
-	nextID   uint64
-	done     chan struct{} // closed when the main process has ended and init is reaped
-	exit     *ExitStatus
-	startErr error
+	mu      sync.Mutex
+	state   State
+	cmd     *exec.Cmd
+	conn    *net.UnixConn
+	stdio   *stdio
+	log     *logFile
+	logs    []io.Closer
+	initPid int
+	mainPid int
+	pending map[uint64]chan *initproc.Message
+	execs   map[uint64]*ExecProcess
+	nextID  uint64
+	done    chan struct{} // closed when the main process has ended and init is reaped
+	exit    *ExitStatus
 }
 
 // ID returns the container's ID.
