@@ -842,6 +842,7 @@ type initLog struct {
 	id  string
 }
 
+// Write logs p as one record.
 func (l *initLog) Write(p []byte) (int, error) {
 	l.log.Warn("container init", "container", l.id, "output", string(p))
 	return len(p), nil

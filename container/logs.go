@@ -42,6 +42,7 @@ func (l *logFile) write(stream string, line []byte) {
 	l.mu.Unlock()
 }
 
+// Close flushes and closes the file.
 func (l *logFile) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -67,6 +68,7 @@ type streamWriter struct {
 	buf    []byte
 }
 
+// Write logs complete lines and passes p on.
 func (w *streamWriter) Write(p []byte) (int, error) {
 	w.buf = append(w.buf, p...)
 	for {

@@ -21,6 +21,7 @@ type Root struct {
 	path string
 }
 
+// OpenRoot opens dir as a container root for lookups inside it.
 func OpenRoot(dir string) (*Root, error) {
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -35,6 +36,7 @@ func OpenRoot(dir string) (*Root, error) {
 	return &Root{fd: fd, path: dir}, nil
 }
 
+// Close releases the root.
 func (r *Root) Close() error { return unix.Close(r.fd) }
 
 // open opens name (a path inside the container) for reading.

@@ -12,8 +12,10 @@ import (
 // The host and a container's init talk over a SOCK_SEQPACKET socket pair:
 // one JSON Message per packet, file descriptors passed with SCM_RIGHTS.
 
+// MaxMessage is the largest message either side sends.
 const MaxMessage = 1 << 20
 
+// Message is one packet of the protocol.
 type Message struct {
 	Type   string  `json:"type"`
 	ID     uint64  `json:"id,omitempty"`
@@ -55,6 +57,7 @@ type Config struct {
 	Main          Proc     `json:"main"`
 }
 
+// Rlimit is a resource limit for init to set.
 type Rlimit struct {
 	Resource   int    `json:"resource"`
 	Soft, Hard uint64 `json:",omitempty"`
@@ -108,6 +111,7 @@ func FileConn(fd int) (*net.UnixConn, error) {
 	return uc, nil
 }
 
+// Send writes one message, passing files with SCM_RIGHTS.
 func Send(c *net.UnixConn, m *Message, files ...*os.File) error {
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -163,8 +167,10 @@ func Recv(c *net.UnixConn, buf, oob []byte) (*Message, []*os.File, error) {
 	return m, files, nil
 }
 
+// ErrClosed is returned by Recv when the peer has closed its end.
 var ErrClosed = fmt.Errorf("control socket closed")
 
+// CloseFiles closes every non-nil file.
 func CloseFiles(files []*os.File) {
 	for _, f := range files {
 		if f != nil {
