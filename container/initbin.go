@@ -12,5 +12,6 @@ package container
 // `make init`); TestEmbeddedInitUpToDate fails while the binaries are
 // stale.
 
+//go:generate sh -c "go env GOVERSION > initbin/GOVERSION"
 //go:generate sh -c "CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags='-s -w -buildid=' -o initbin/berth-init-linux-amd64 ../internal/initproc/cmd/berth-init"
 //go:generate sh -c "CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build -trimpath -ldflags='-s -w -buildid=' -o initbin/berth-init-linux-arm64 ../internal/initproc/cmd/berth-init"

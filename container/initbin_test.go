@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -18,6 +19,15 @@ func TestEmbeddedInitUpToDate(t *testing.T) {
 	gobin, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("no go command to rebuild the init with")
+	}
+	// Builds are reproducible only with the same toolchain.
+	want, _ := os.ReadFile("initbin/GOVERSION")
+	have, err := exec.Command(gobin, "env", "GOVERSION").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(want)) != strings.TrimSpace(string(have)) {
+		t.Skipf("the embedded init was built with %s, this is %s", bytes.TrimSpace(want), bytes.TrimSpace(have))
 	}
 	out := filepath.Join(t.TempDir(), "berth-init")
 	cmd := exec.Command(gobin, "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, "../internal/initproc/cmd/berth-init")
