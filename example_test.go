@@ -15,14 +15,11 @@ import (
 // A long-running container, a command run inside it with Exec, and a
 // graceful stop. Needs root and a static busybox.
 func Example() {
-	rootfs, err := os.MkdirTemp("", "berth-example-")
+	rootfs, err := busybox.TempRootfs()
 	if err != nil {
 		panic(err)
 	}
 	defer os.RemoveAll(rootfs)
-	if err := busybox.Rootfs(rootfs); err != nil {
-		panic(err)
-	}
 	ctx := context.Background()
 	c, err := container.Create(ctx, "berth-example-service", &container.Spec{
 		Rootfs:    rootfs,

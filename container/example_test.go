@@ -13,14 +13,11 @@ import (
 // Run a command in a container with a memory and a pids limit, and read
 // its exit status. Needs root and a static busybox.
 func Example() {
-	rootfs, err := os.MkdirTemp("", "berth-rootfs-")
+	rootfs, err := busybox.TempRootfs()
 	if err != nil {
 		panic(err)
 	}
 	defer os.RemoveAll(rootfs)
-	if err := busybox.Rootfs(rootfs); err != nil {
-		panic(err)
-	}
 	ctx := context.Background()
 	c, err := container.Create(ctx, "example-hello", &container.Spec{
 		Rootfs:   rootfs,

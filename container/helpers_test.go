@@ -19,14 +19,10 @@ var testRootfs string
 func TestMain(m *testing.M) {
 	code := func() int {
 		if os.Geteuid() == 0 {
-			dir, err := os.MkdirTemp("", "berth-rootfs-")
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-			defer os.RemoveAll(dir)
-			if err := busybox.Rootfs(dir); err == nil {
+			dir, err := busybox.TempRootfs()
+			if err == nil {
 				testRootfs = dir
+				defer os.RemoveAll(dir)
 			} else {
 				fmt.Fprintln(os.Stderr, "no busybox rootfs:", err)
 			}

@@ -53,14 +53,11 @@ func run(memory string, pids int64, args []string) error {
 	if len(args) == 0 {
 		args = []string{"sh", "-c", demo}
 	}
-	rootfs, err := os.MkdirTemp("", "berth-example-rootfs-")
+	rootfs, err := busybox.TempRootfs()
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(rootfs)
-	if err := busybox.Rootfs(rootfs); err != nil {
-		return err
-	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

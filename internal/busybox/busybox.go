@@ -100,3 +100,17 @@ func copyFile(src, dst string, mode os.FileMode) error {
 	}
 	return out.Close()
 }
+
+// TempRootfs builds a busybox root filesystem in a new temporary
+// directory and returns its path; the caller removes it.
+func TempRootfs() (string, error) {
+	dir, err := os.MkdirTemp("", "berth-rootfs-")
+	if err != nil {
+		return "", err
+	}
+	if err := Rootfs(dir); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}
