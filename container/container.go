@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/berthlabs/berth/cgroup"
+	"github.com/berthlabs/berth/layer"
 	"github.com/berthlabs/berth/namespace"
 	"golang.org/x/sys/unix"
 )
@@ -86,6 +87,8 @@ type Runtime struct {
 	CgroupParent string
 	// Logger receives debug and warning records; nil means slog.Default().
 	Logger *slog.Logger
+	// Images is the layer store that Spec.Image names images in.
+	Images *layer.Store
 
 	mu         sync.Mutex
 	containers map[string]*Container
@@ -128,9 +131,6 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 	if spec == nil {
 		return nil, fmt.Errorf("%w: nil spec", ErrInvalidSpec)
 	}
-	if err := spec.validate(); err != nil {
-		return nil, fmt.Errorf("create %s: %w", id, err)
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -151,6 +151,22 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 			r.mu.Unlock()
 		}
 	}()
+	if spec.Image != "" {
+		s := *spec
+		s.Process.Env = append([]string(nil), spec.Process.Env...)
+		if err := r.fromImage(ctx, id, &s); err != nil {
+			return nil, fmt.Errorf("create %s: %w", id, err)
+		}
+		defer func() {
+			if err != nil {
+				r.Images.Release(context.Background(), snapshotKey(id))
+			}
+		}()
+		spec = &s
+	}
+	if err := spec.validate(); err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
 
 	c = &Container{id: id, rt: r, spec: *spec, state: Created, done: make(chan struct{})}
 	if err := c.prepare(); err != nil {
@@ -293,6 +309,7 @@ func (c *Container) prepare() error {
 	}
 	cfg := initproc.Config{
 		Rootfs:        s.Rootfs,
+		RootfsMounts:  s.rootfsMounts,
 		Readonly:      s.ReadonlyRootfs,
 		MaskedPaths:   s.MaskedPaths,
 		ReadonlyPaths: s.ReadonlyPaths,
@@ -823,6 +840,9 @@ func (c *Container) Delete(ctx context.Context) error {
 		return err
 	}
 	if err := c.cg.Delete(); err != nil {
+		return fmt.Errorf("delete %s: %w", c.id, err)
+	}
+	if err := c.releaseImage(ctx); err != nil {
 		return fmt.Errorf("delete %s: %w", c.id, err)
 	}
 	c.closeLogs()

@@ -92,14 +92,14 @@ func sh(script string) Process {
 }
 
 // snapshot records what a container could leave behind.
-type snapshot struct {
+type leakSnapshot struct {
 	mounts  string
 	cgroups []string
 	procs   map[string]bool
 	fds     int
 }
 
-func takeSnapshot(t testing.TB) snapshot {
+func takeSnapshot(t testing.TB) leakSnapshot {
 	t.Helper()
 	initPath() // the sealed init is made once per process and kept
 	mi, err := os.ReadFile("/proc/self/mountinfo")
@@ -125,7 +125,7 @@ func takeSnapshot(t testing.TB) snapshot {
 		}
 	}
 	fds, _ := os.ReadDir("/proc/self/fd")
-	return snapshot{mounts: normalizeMounts(string(mi)), cgroups: cgs, procs: procs, fds: len(fds)}
+	return leakSnapshot{mounts: normalizeMounts(string(mi)), cgroups: cgs, procs: procs, fds: len(fds)}
 }
 
 func normalizeMounts(mi string) string {
@@ -140,9 +140,9 @@ func normalizeMounts(mi string) string {
 }
 
 // checkNoLeaks compares against a snapshot taken before.
-func checkNoLeaks(t testing.TB, before snapshot) {
+func checkNoLeaks(t testing.TB, before leakSnapshot) {
 	t.Helper()
-	var after snapshot
+	var after leakSnapshot
 	for i := 0; i < 50; i++ { // fds of finished goroutines close asynchronously
 		after = takeSnapshot(t)
 		if after.fds <= before.fds && len(after.procs) == 0 && len(after.cgroups) == 0 {

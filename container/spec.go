@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berthlabs/berth/cgroup"
+	"github.com/berthlabs/berth/layer/snapshot"
 	"github.com/berthlabs/berth/namespace"
 )
 
@@ -18,6 +19,20 @@ import (
 type Spec struct {
 	// Rootfs is the host directory that becomes the container's "/".
 	Rootfs string
+	// Image, instead of Rootfs, names an image in the runtime's layer
+	// store (Runtime.Images) to run: the root filesystem is a fresh
+	// copy-on-write snapshot on the image's layers, and the image's
+	// config supplies defaults as `docker run` does: ENTRYPOINT and CMD
+	// (Process.Args, when set, replace CMD), Env (the spec's entries
+	// win), WorkingDir, User and StopSignal.
+	Image string
+	// Entrypoint, when non-nil, replaces the image's ENTRYPOINT (an empty
+	// slice clears it) and drops its CMD, like `docker run --entrypoint`.
+	Entrypoint []string
+	// KeepRootfs keeps an image container's snapshot after Delete.
+	KeepRootfs bool
+	// rootfsMounts make the root filesystem of an image container.
+	rootfsMounts []snapshot.Mount
 	// ReadonlyRootfs mounts the root filesystem read-only.
 	ReadonlyRootfs bool
 

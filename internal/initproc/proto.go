@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 
+	"github.com/berthlabs/berth/layer/snapshot"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,22 +40,26 @@ const (
 
 // Config is what init needs to build the container.
 type Config struct {
-	Rootfs        string   `json:"rootfs"`
-	Readonly      bool     `json:"readonly,omitempty"`
-	Hostname      string   `json:"hostname,omitempty"`
-	Mounts        []Mount  `json:"mounts,omitempty"`
-	MaskedPaths   []string `json:"masked,omitempty"`
-	ReadonlyPaths []string `json:"readonlyPaths,omitempty"`
-	Rlimits       []Rlimit `json:"rlimits,omitempty"`
-	OOMScoreAdj   int      `json:"oomScoreAdj,omitempty"`
-	NewNet        bool     `json:"newNet,omitempty"`
-	NewIPC        bool     `json:"newIPC,omitempty"`
-	UserNS        bool     `json:"userNS,omitempty"`
-	CgroupNS      bool     `json:"cgroupNS,omitempty"`
-	CgroupV2      bool     `json:"cgroupV2,omitempty"`
-	CgroupFDs     int      `json:"cgroupFDs,omitempty"` // from fd 7 on
-	CgroupDir     string   `json:"cgroupDir,omitempty"` // v2: mounted as /sys/fs/cgroup
-	Main          Proc     `json:"main"`
+	Rootfs string `json:"rootfs"`
+	// RootfsMounts, when set, make the root filesystem (a snapshot's
+	// overlay or bind mount): init mounts them on Rootfs inside the
+	// container's mount namespace, so they vanish with it.
+	RootfsMounts  []snapshot.Mount `json:"rootfsMounts,omitempty"`
+	Readonly      bool             `json:"readonly,omitempty"`
+	Hostname      string           `json:"hostname,omitempty"`
+	Mounts        []Mount          `json:"mounts,omitempty"`
+	MaskedPaths   []string         `json:"masked,omitempty"`
+	ReadonlyPaths []string         `json:"readonlyPaths,omitempty"`
+	Rlimits       []Rlimit         `json:"rlimits,omitempty"`
+	OOMScoreAdj   int              `json:"oomScoreAdj,omitempty"`
+	NewNet        bool             `json:"newNet,omitempty"`
+	NewIPC        bool             `json:"newIPC,omitempty"`
+	UserNS        bool             `json:"userNS,omitempty"`
+	CgroupNS      bool             `json:"cgroupNS,omitempty"`
+	CgroupV2      bool             `json:"cgroupV2,omitempty"`
+	CgroupFDs     int              `json:"cgroupFDs,omitempty"` // from fd 7 on
+	CgroupDir     string           `json:"cgroupDir,omitempty"` // v2: mounted as /sys/fs/cgroup
+	Main          Proc             `json:"main"`
 }
 
 // Rlimit is a resource limit for init to set.

@@ -7,6 +7,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/berthlabs/berth/layer/snapshot"
 	"golang.org/x/sys/unix"
 )
 
@@ -143,8 +144,12 @@ func setupRootfs(c *Config) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
-	// pivot_root needs the new root to be a mount point.
-	if err := unix.Mount(c.Rootfs, c.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	if len(c.RootfsMounts) > 0 {
+		if err := snapshot.MountAll(c.RootfsMounts, c.Rootfs); err != nil {
+			return fmt.Errorf("mount the root filesystem: %w", err)
+		}
+	} else if err := unix.Mount(c.Rootfs, c.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		// pivot_root needs the new root to be a mount point.
 		return fmt.Errorf("bind rootfs %s: %w", c.Rootfs, err)
 	}
 	rootfd, err := unix.Open(c.Rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

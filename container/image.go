@@ -1,0 +1,84 @@
+package container
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// snapshotKey is the name of an image container's root filesystem
+// snapshot in the layer store.
+func snapshotKey(id string) string { return "container-" + id }
+
+// fromImage prepares spec s to run the image s.Image from the runtime's
+// layer store: a fresh snapshot on the image's layers becomes the rootfs
+// (mounted by init inside the container), and the image config supplies
+// the defaults, as `docker run` does. It returns the mounts init makes.
+func (r *Runtime) fromImage(ctx context.Context, id string, s *Spec) (err error) {
+	if r.Images == nil {
+		return fmt.Errorf("%w: spec names image %q but the runtime has no layer store (Runtime.Images)", ErrInvalidSpec, s.Image)
+	}
+	if s.Rootfs != "" {
+		return fmt.Errorf("%w: a spec gives either Rootfs or Image, not both", ErrInvalidSpec)
+	}
+	key := snapshotKey(id)
+	img, mounts, err := r.Images.Prepare(ctx, key, s.Image)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+	}
+	defer func() {
+		if err != nil {
+			r.Images.Release(context.Background(), key)
+		}
+	}()
+	dir, err := r.Images.MountPoint(key)
+	if err != nil {
+		return err
+	}
+	s.Rootfs = dir
+	s.rootfsMounts = mounts
+
+	cfg := img.Config.Config
+	ep, cmd := cfg.Entrypoint, cfg.Cmd
+	if s.Entrypoint != nil {
+		// --entrypoint resets the image's CMD too.
+		ep, cmd = s.Entrypoint, nil
+	}
+	if s.Process.Args != nil {
+		cmd = s.Process.Args
+	}
+	s.Process.Args = append(append([]string(nil), ep...), cmd...)
+	if len(s.Process.Args) == 0 {
+		return fmt.Errorf("%w: image %s has no ENTRYPOINT or CMD and the spec gives no command", ErrInvalidSpec, s.Image)
+	}
+	s.Process.Env = mergeEnv(cfg.Env, s.Process.Env)
+	if s.Process.Dir == "" {
+		s.Process.Dir = cfg.WorkingDir
+	}
+	if s.Process.User == "" {
+		s.Process.User = cfg.User
+	}
+	if s.StopSignal == 0 && cfg.StopSignal != "" {
+		sig, err := ParseSignal(cfg.StopSignal)
+		if err != nil {
+			return fmt.Errorf("%w: image %s: stop signal: %w", ErrInvalidSpec, s.Image, err)
+		}
+		s.StopSignal = sig
+	}
+	return nil
+}
+
+// releaseImage removes an image container's root filesystem snapshot
+// unless the spec keeps it.
+func (c *Container) releaseImage(ctx context.Context) error {
+	if c.spec.Image == "" || c.spec.KeepRootfs {
+		return nil
+	}
+	// init mounted the rootfs in its own mount namespace, which is gone.
+	unix.Unmount(c.spec.Rootfs, unix.MNT_DETACH)
+	if err := c.rt.Images.Release(ctx, snapshotKey(c.id)); err != nil {
+		return fmt.Errorf("remove root filesystem snapshot: %w", err)
+	}
+	return nil
+}
