@@ -290,11 +290,15 @@ func (c *Container) prepare() error {
 	if dir == "" {
 		dir = "/"
 	}
-	if _, err := root.LookPath(p.Args[0], lookupEnv(env, "PATH"), dir); err != nil {
-		return err
-	}
-	if _, err := root.ResolveUser(p.User, p.AdditionalGroups); err != nil {
-		return err
+	if s.rootfsMounts == nil {
+		// An image's root filesystem exists only once init has mounted
+		// it: there init reports a missing program or user, at Start.
+		if _, err := root.LookPath(p.Args[0], lookupEnv(env, "PATH"), dir); err != nil {
+			return err
+		}
+		if _, err := root.ResolveUser(p.User, p.AdditionalGroups); err != nil {
+			return err
+		}
 	}
 	caps, err := initproc.ParseCaps(DefaultCapabilities)
 	if s.Capabilities != nil {
