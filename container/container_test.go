@@ -156,6 +156,7 @@ touch /sys/x 2>/dev/null && echo WROTE-SYS
 echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo WROTE-PROC-SYS
 [ -s /proc/kcore ] && echo KCORE
 mknod /tmp/sda b 8 0 2>/dev/null && dd if=/tmp/sda of=/dev/null count=1 2>/dev/null && echo READ-DISK
+rm -f /tmp/sda
 ls /dev | tr '\n' ' '
 `
 	out, _ := run(t, &Spec{Process: sh(script)})
@@ -435,11 +436,12 @@ func TestDeleteLeavesNothing(t *testing.T) {
 	c := startSleeper(t, &Spec{
 		LogPath: logPath,
 		Mounts:  []Mount{{Type: Bind, Source: t.TempDir(), Target: "/host", ReadOnly: true}},
-		Process: sh("echo to-out; echo to-err >&2; exec sleep 60"),
+		Process: sh("echo to-out; echo to-err >&2; touch /tmp/logged; exec sleep 60"),
 		Resources: cgroup.Resources{
 			MemoryLimit: 64 << 20, PidsLimit: 32,
 		},
 	})
+	waitFor(t, func() bool { _, err := os.Stat(fmt.Sprintf("/proc/%d/root/tmp/logged", c.Pid())); return err == nil }, "output written")
 	p, err := c.Exec(ctx, Process{Args: []string{"sleep", "60"}})
 	if err != nil {
 		t.Fatal(err)

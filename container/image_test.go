@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berthlabs/berth/internal/busybox"
 	"github.com/berthlabs/berth/layer"
 	"github.com/berthlabs/berth/layer/snapshot"
 	digest "github.com/opencontainers/go-digest"
@@ -34,6 +35,9 @@ func tarDir(t testing.TB, dir string) []byte {
 		info, err := d.Info()
 		if err != nil {
 			return err
+		}
+		if info.Mode()&(fs.ModeDevice|fs.ModeNamedPipe|fs.ModeSocket) != 0 {
+			return nil // what other tests left in the shared rootfs
 		}
 		link := ""
 		if info.Mode()&fs.ModeSymlink != 0 {
@@ -111,7 +115,12 @@ func TestRunFromImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	base := tarDir(t, testRootfs)
+	fresh, err := busybox.TempRootfs() // testRootfs has other tests' files in /tmp
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(fresh)
+	base := tarDir(t, fresh)
 	extra := t.TempDir()
 	os.MkdirAll(filepath.Join(extra, "etc"), 0o755)
 	os.WriteFile(filepath.Join(extra, "etc/motd"), []byte("second layer\n"), 0o644)

@@ -22,6 +22,9 @@ const (
 	DefaultMaxBytes = 64 << 30 // uncompressed bytes of a layer
 )
 
+// holeBlock is the granularity of the holes Apply makes in sparse files.
+const holeBlock = 64 << 10
+
 const (
 	whiteoutPrefix = ".wh."
 	whiteoutMeta   = ".wh..wh."
@@ -77,6 +80,9 @@ type Stats struct {
 // them. See the package documentation for the safety contract: nothing
 // outside dir is ever touched.
 //
+// With opts.OverlayWhiteouts dir holds this layer alone, so a hardlink
+// must name a file of the same layer (as with Docker's overlay2 driver).
+//
 // Apply reads r to its end, since what follows the tar's end marker is
 // part of the layer's DiffID. When ctx is cancelled, Apply returns once
 // the read in progress returns. On error, dir is left partly applied.
@@ -85,7 +91,7 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts Options) (Stats, e
 		opts:     opts,
 		maxFiles: opts.MaxFiles,
 		maxBytes: opts.MaxBytes,
-		buf:      make([]byte, chunkSize),
+		buf:      getChunk(),
 		unpacked: make(map[string]struct{}),
 		dirIndex: make(map[string]int),
 	}
@@ -101,6 +107,7 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts Options) (Stats, e
 	}
 	defer t.close()
 	a.t = t
+	defer putChunk(a.buf)
 
 	src, release, err := decompress(r)
 	if err != nil {
@@ -290,21 +297,28 @@ func (a *applier) file(parent, base string, hdr *tar.Header, r io.Reader) error 
 func (a *applier) copyData(fd int, r io.Reader, hdr *tar.Header) error {
 	sparse := hdr.Typeflag == tar.TypeGNUSparse || hasSparsePAX(hdr.PAXRecords)
 	if sparse && a.zeros == nil {
-		a.zeros = make([]byte, len(a.buf))
+		a.zeros = make([]byte, holeBlock)
 	}
 	holes := false
 	for {
 		n, err := r.Read(a.buf)
-		if n > 0 {
-			b := a.buf[:n]
-			if sparse && bytes.Equal(b, a.zeros[:n]) {
-				if _, err := unix.Seek(fd, int64(n), io.SeekCurrent); err != nil {
+		if n > 0 && !sparse {
+			if err := writeAll(fd, a.buf[:n]); err != nil {
+				return opErr("write", err)
+			}
+		}
+		// A sparse file's zeros become holes, in blocks of holeBlock.
+		for b := a.buf[:n]; sparse && len(b) > 0; {
+			m := min(len(b), holeBlock)
+			if bytes.Equal(b[:m], a.zeros[:m]) {
+				if _, err := unix.Seek(fd, int64(m), io.SeekCurrent); err != nil {
 					return opErr("seek", err)
 				}
 				holes = true
-			} else if err := writeAll(fd, b); err != nil {
+			} else if err := writeAll(fd, b[:m]); err != nil {
 				return opErr("write", err)
 			}
+			b = b[m:]
 		}
 		if err == io.EOF {
 			break

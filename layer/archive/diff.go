@@ -331,12 +331,12 @@ func xattrsEqual(a, b map[string][]byte) bool {
 }
 
 func sameContent(lfd, ufd int, name string, size int64) (bool, error) {
-	lf, err := openat2(lfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0, resolveHere)
+	lf, err := openat2(lfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY, 0, resolveHere)
 	if err != nil {
 		return false, err
 	}
 	defer unix.Close(lf)
-	uf, err := openat2(ufd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0, resolveHere)
+	uf, err := openat2(ufd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY, 0, resolveHere)
 	if err != nil {
 		return false, err
 	}
@@ -507,7 +507,7 @@ func (d *differ) header(dirfd int, name, p string, st *unix.Stat_t, xa map[strin
 		}
 		return nil
 	}
-	fd, err := openat2(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0, resolveHere)
+	fd, err := openat2(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY, 0, resolveHere)
 	if err != nil {
 		return fmt.Errorf("archive: open %q: %w", p, err)
 	}

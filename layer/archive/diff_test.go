@@ -110,10 +110,14 @@ func TestDiffRoundTrip(t *testing.T) {
 		}
 	}
 
+	want := snapshot(t, upper)
+	if d := differences(snapshot(t, target), want); d < 20 {
+		t.Fatalf("only %d differences before the layer is applied: the comparison is too weak", d)
+	}
 	st, err := apply(t, target, layer.Bytes(), Options{AllowDevices: true})
 	must(t, err)
 	t.Logf("applied %d entries, %d bytes", st.Files, st.Bytes)
-	compareTrees(t, snapshot(t, target), snapshot(t, upper))
+	compareTrees(t, snapshot(t, target), want)
 }
 
 func TestDiffEqualTrees(t *testing.T) {
@@ -260,4 +264,19 @@ func contains(s []string, x string) bool {
 		}
 	}
 	return false
+}
+
+func differences(a, b map[string]node) int {
+	n := 0
+	for p, x := range a {
+		if y, ok := b[p]; !ok || x != y {
+			n++
+		}
+	}
+	for p := range b {
+		if _, ok := a[p]; !ok {
+			n++
+		}
+	}
+	return n
 }

@@ -28,8 +28,7 @@
 //     ".." component anywhere is refused. Hardlink targets obey the same
 //     rule, must exist inside dir already, and may not be directories.
 //     A refusal is an [*EntryError] that names the entry and matches
-//     [ErrUnsafe] with [errors.Is]:
-//     archive: entry "../etc/passwd": path escapes the layer root
+//     [ErrUnsafe] with [errors.Is] (see the example below the list).
 //   - Device nodes are refused unless [Options].AllowDevices is set
 //     (fifos are always allowed). Unknown entry types are refused with
 //     [errors.ErrUnsupported].
@@ -47,8 +46,14 @@
 //     filesystem does not support, or that the caller may not set
 //     (trusted.* and security.capability without privilege), is skipped.
 //
+// A refused entry reads:
+//
+//	archive: entry "../etc/passwd": path escapes the layer root
+//
 // On error, dir is left partly applied: callers unpack into a directory
-// they discard on failure (a snapshot that is not committed).
+// they discard on failure (a snapshot that is not committed). Apply does
+// not sync what it writes; a caller that must survive a power failure
+// syncs the tree before it records the layer as unpacked.
 //
 // # Layer semantics
 //

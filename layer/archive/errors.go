@@ -26,6 +26,7 @@ type EntryError struct {
 	Err error
 }
 
+// Error returns the message, which names the entry.
 func (e *EntryError) Error() string {
 	return fmt.Sprintf("archive: entry %q: %v", e.Name, e.Err)
 }

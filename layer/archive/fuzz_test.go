@@ -15,7 +15,10 @@ import (
 // layers, plain and compressed. The layer's length picks the options, so
 // every seed runs in both whiteout modes as the fuzzer trims it.
 //
-//	go test -run '^$' -fuzz FuzzApply -fuzztime 60s ./layer/archive/
+//	go test -run '^$' -fuzz FuzzApply -fuzztime 60s -fuzzminimizetime 3s ./layer/archive/
+//
+// (Minimizing an input takes up to a minute by default, during which the
+// fuzzer reports no progress.)
 func FuzzApply(f *testing.F) {
 	var seeds [][]byte
 	for _, tc := range hostileCases() {
@@ -46,8 +49,11 @@ func FuzzApply(f *testing.F) {
 	f.Add(gz.Bytes())
 	f.Add(zst.Bytes())
 
+	sb := newSandbox(f) // one per process: fuzzing is faster without making it each time
 	f.Fuzz(func(t *testing.T, layer []byte) {
-		sb := newSandbox(t)
+		if err := clearDir(sb.root); err != nil {
+			t.Fatal(err)
+		}
 		opts := Options{
 			OverlayWhiteouts: len(layer)&1 == 1,
 			AllowDevices:     len(layer)&2 == 2,

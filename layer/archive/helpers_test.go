@@ -107,6 +107,7 @@ func newSandbox(t testing.TB) *sandbox {
 		t.Fatal(err)
 	}
 	sb.before = sb.snapshotOutside(t)
+	t.Cleanup(func() { clearDir(sb.root) }) // read-only directories from a layer
 	return sb
 }
 
@@ -332,3 +333,26 @@ func lstat(t testing.TB, p string) *syscall.Stat_t {
 }
 
 func isRoot() bool { return os.Geteuid() == 0 }
+
+// clearDir removes everything in dir, leaving dir itself. Unprivileged,
+// it first makes the directories in it writable.
+func clearDir(dir string) error {
+	if !isRoot() {
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				os.Chmod(p, 0o700)
+			}
+			return nil
+		})
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}

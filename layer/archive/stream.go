@@ -52,9 +52,9 @@ func decompress(r io.Reader) (io.Reader, func(), error) {
 		}
 		return zr, zr.Close, nil
 	case bytes.HasPrefix(magic, magicXz):
-		return nil, nil, unsupportedErr("archive: xz-compressed layers are not supported")
+		return nil, nil, unsupportedErr("xz-compressed layers are not supported")
 	case bytes.HasPrefix(magic, magicBzip2):
-		return nil, nil, unsupportedErr("archive: bzip2-compressed layers are not supported")
+		return nil, nil, unsupportedErr("bzip2-compressed layers are not supported")
 	}
 	return br, func() {}, nil
 }
@@ -90,7 +90,7 @@ func newStream(ctx context.Context, src io.Reader, max int64, progress func(int6
 		hash:     sha256.New(),
 	}
 	for range chunks {
-		s.free <- make([]byte, chunkSize)
+		s.free <- getChunk()
 	}
 	s.wg.Add(1)
 	go s.produce(src, max)
@@ -100,9 +100,14 @@ func newStream(ctx context.Context, src io.Reader, max int64, progress func(int6
 func (s *stream) produce(src io.Reader, max int64) {
 	defer s.wg.Done()
 	defer close(s.full)
+	var b []byte // the buffer being filled
+	defer func() {
+		if b != nil {
+			putChunk(b)
+		}
+	}()
 	var total int64
 	for {
-		var b []byte
 		select {
 		case b = <-s.free:
 		case <-s.stop:
@@ -113,11 +118,12 @@ func (s *stream) produce(src io.Reader, max int64) {
 		if n > 0 {
 			total += int64(n)
 			if total > max {
-				s.err = limitErr("archive: layer is larger than %d bytes uncompressed (Options.MaxBytes)", max)
+				s.err = limitErr("layer is larger than %d bytes uncompressed (Options.MaxBytes)", max)
 				return
 			}
 			select {
 			case s.full <- b[:n]:
+				b = nil
 			case <-s.stop:
 				s.err = context.Canceled
 				return
@@ -178,11 +184,33 @@ func (s *stream) drain() error {
 	}
 }
 
-// close stops the producer and waits for it.
+// close stops the producer, waits for it, and gives the buffers back.
 func (s *stream) close() {
 	close(s.stop)
 	s.wg.Wait()
+	if s.buf != nil {
+		putChunk(s.buf)
+		s.buf, s.cur = nil, nil
+	}
+	for b := range s.full { // closed by the producer
+		putChunk(b)
+	}
+	for {
+		select {
+		case b := <-s.free:
+			putChunk(b)
+		default:
+			return
+		}
+	}
 }
+
+// chunks of chunkSize bytes, reused across calls of Apply.
+var chunkPool = sync.Pool{New: func() any { return new([chunkSize]byte) }}
+
+func getChunk() []byte { return chunkPool.Get().(*[chunkSize]byte)[:] }
+
+func putChunk(b []byte) { chunkPool.Put((*[chunkSize]byte)(b[:chunkSize])) }
 
 // sum returns the SHA-256 of the whole stream, once drained.
 func (s *stream) sum() []byte { return s.hash.Sum(nil) }
