@@ -68,7 +68,38 @@ func Open(root string) (*Store, error) {
 		return nil, fmt.Errorf("layer: snapshotter %T cannot be written into", sn)
 	}
 	_, overlay := sn.(*snapshot.Overlay)
-	return &Store{Content: cs, Snapshots: sn, root: root, overlay: overlay, unpacking: map[string]*call{}}, nil
+	s := &Store{Content: cs, Snapshots: sn, root: root, overlay: overlay, unpacking: map[string]*call{}}
+	if err := s.cleanLeftovers(context.Background()); err != nil {
+		sn.Close()
+		return nil, fmt.Errorf("layer: %w", err)
+	}
+	return s, nil
+}
+
+// extractPrefix names the active snapshots layers are unpacked into
+// before they are committed under their chain ID.
+const extractPrefix = "extract-"
+
+// cleanLeftovers removes the half-unpacked layers of a process that died
+// while unpacking. The snapshot store is locked to one Store at a time,
+// so any such snapshot found at Open is a leftover.
+func (s *Store) cleanLeftovers(ctx context.Context) error {
+	var stale []string
+	err := s.Snapshots.Walk(ctx, func(i snapshot.Info) error {
+		if i.Kind == snapshot.KindActive && strings.HasPrefix(i.Name, extractPrefix) {
+			stale = append(stale, i.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := s.Snapshots.Remove(ctx, k); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+			return fmt.Errorf("remove half-unpacked layer %s: %w", k, err)
+		}
+	}
+	return nil
 }
 
 // Close releases the store.
@@ -167,7 +198,7 @@ func (s *Store) unpackOnce(ctx context.Context, id, parent string, l ocispec.Des
 }
 
 func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descriptor, diffID digest.Digest) (err error) {
-	key := "extract-" + randomID() + "-" + id
+	key := extractPrefix + randomID() + "-" + id
 	if _, err := s.Snapshots.Prepare(ctx, key, parent); err != nil {
 		return err
 	}
