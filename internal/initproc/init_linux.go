@@ -52,6 +52,17 @@ func Main() {
 	if err != nil {
 		os.Exit(121)
 	}
+	// Signals for the main process are forwarded. Setting that up costs
+	// milliseconds (a thread and a goroutine of the runtime's): it runs
+	// while the config arrives and the rootfs is built, and must be done
+	// before Start returns to the host, so that no signal sent after
+	// that is lost (or, for SIGTERM, ends init).
+	sigs := make(chan os.Signal, 64)
+	notified := make(chan struct{})
+	go func() {
+		signal.Notify(sigs, forwardSignals...)
+		close(notified)
+	}()
 	s := &initState{conn: conn, pid1: os.Getpid() == 1, procs: map[int]uint64{}, byID: map[uint64]int{}}
 	buf, oob := make([]byte, MaxMessage), make([]byte, 4096)
 	m, files, err := Recv(conn, buf, oob)
@@ -82,14 +93,11 @@ func Main() {
 		os.Exit(124)
 	}
 	s.procs[pid], s.byID[0] = 0, pid
+	<-notified
 	Send(conn, &Message{Type: MsgStarted, Pid: pid})
 
-	// Signals are forwarded to the main process. Setting that up costs
-	// milliseconds (a thread and a goroutine of the runtime's), so it
-	// happens off the start path; children are reaped by a goroutine
-	// blocked in wait4 instead of on SIGCHLD.
-	sigs := make(chan os.Signal, 64)
-	go signal.Notify(sigs, forwardSignals...)
+	// Children are reaped by a goroutine blocked in wait4 (SIGCHLD is
+	// not needed).
 	type exited struct {
 		pid int
 		ws  unix.WaitStatus
