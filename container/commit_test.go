@@ -59,7 +59,7 @@ func TestCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(rootfs)
-	putImage(t, store, "example.com/app:v1", ocispec.ImageConfig{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}, tarDir(t, rootfs))
+	importImage(t, store, "example.com/app:v1", ocispec.ImageConfig{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}, rootfs)
 	rt := &Runtime{Images: store}
 
 	runImage := func(spec *Spec) (*Container, *bytes.Buffer) {

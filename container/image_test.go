@@ -1,107 +1,24 @@
 package container
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/berthlabs/berth/internal/busybox"
 	"github.com/berthlabs/berth/layer"
 	"github.com/berthlabs/berth/layer/snapshot"
-	digest "github.com/opencontainers/go-digest"
-	specsv "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// tarDir writes dir as an uncompressed layer tar.
-func tarDir(t testing.TB, dir string) []byte {
+// importImage stores the trees dirs as an image called name.
+func importImage(t testing.TB, s *layer.Store, name string, cfg ocispec.ImageConfig, dirs ...string) {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if info.Mode()&(fs.ModeDevice|fs.ModeNamedPipe|fs.ModeSocket) != 0 {
-			return nil // what other tests left in the shared rootfs
-		}
-		link := ""
-		if info.Mode()&fs.ModeSymlink != 0 {
-			link, _ = os.Readlink(p)
-		}
-		h, err := tar.FileInfoHeader(info, link)
-		if err != nil {
-			return err
-		}
-		h.Name, _ = filepath.Rel(dir, p)
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if info.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = io.Copy(tw, f)
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw.Close()
-	return buf.Bytes()
-}
-
-// putImage stores an image of the given layer tars and config under name.
-func putImage(t testing.TB, s *layer.Store, name string, cfg ocispec.ImageConfig, layers ...[]byte) {
-	t.Helper()
-	ctx := context.Background()
-	img := ocispec.Image{Config: cfg, RootFS: ocispec.RootFS{Type: "layers"}}
-	img.OS, img.Architecture = "linux", runtime.GOARCH
-	var m ocispec.Manifest
-	m.Versioned = specsv.Versioned{SchemaVersion: 2}
-	m.MediaType = ocispec.MediaTypeImageManifest
-	for _, l := range layers {
-		img.RootFS.DiffIDs = append(img.RootFS.DiffIDs, digest.FromBytes(l))
-		var gz bytes.Buffer
-		zw := gzip.NewWriter(&gz)
-		zw.Write(l)
-		zw.Close()
-		d, err := s.Content.Put(ctx, ocispec.MediaTypeImageLayerGzip, &gz, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.Layers = append(m.Layers, d)
-	}
-	cb, _ := json.Marshal(img)
-	cd, err := s.Content.Put(ctx, ocispec.MediaTypeImageConfig, bytes.NewReader(cb), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Config = cd
-	mb, _ := json.Marshal(m)
-	md, err := s.Content.Put(ctx, ocispec.MediaTypeImageManifest, bytes.NewReader(mb), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Content.Tag(ctx, name, md); err != nil {
+	if _, err := s.ImportDirs(context.Background(), name, cfg, dirs...); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -120,19 +37,17 @@ func TestRunFromImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(fresh)
-	base := tarDir(t, fresh)
 	extra := t.TempDir()
 	os.MkdirAll(filepath.Join(extra, "etc"), 0o755)
 	os.WriteFile(filepath.Join(extra, "etc/motd"), []byte("second layer\n"), 0o644)
-	top := tarDir(t, extra)
-	putImage(t, store, "example.com/app:v1", ocispec.ImageConfig{
+	importImage(t, store, "example.com/app:v1", ocispec.ImageConfig{
 		Entrypoint: []string{"sh", "-c"},
 		Cmd:        []string{`echo "$GREETING from $(pwd) as $(id -un): $(cat /etc/motd)"; touch /tmp/written`},
 		Env:        []string{"GREETING=hi", "PATH=/bin"},
 		WorkingDir: "/home/app",
 		User:       "app",
-	}, base, top)
-	putImage(t, store, "example.com/base:v1", ocispec.ImageConfig{Cmd: []string{"ls", "/tmp"}}, base)
+	}, fresh, extra)
+	importImage(t, store, "example.com/base:v1", ocispec.ImageConfig{Cmd: []string{"ls", "/tmp"}}, fresh)
 
 	rt := &Runtime{Images: store}
 	runImage := func(spec *Spec) (string, *ExitStatus) {

@@ -1,10 +1,8 @@
 package layer
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -18,7 +16,6 @@ import (
 	"github.com/berthlabs/berth/layer/snapshot"
 	"github.com/klauspost/compress/gzip"
 	digest "github.com/opencontainers/go-digest"
-	specsv "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -140,35 +137,13 @@ func (s *Store) Commit(ctx context.Context, key string, base *Image, opts Commit
 	if err != nil {
 		return fail(err)
 	}
-	cb, err := json.Marshal(cfg)
-	if err != nil {
-		return fail(err)
-	}
-	cfgDesc, err := s.Content.Put(ctx, ocispec.MediaTypeImageConfig, bytes.NewReader(cb), "")
-	if err != nil {
-		return fail(fmt.Errorf("store config: %w", err))
-	}
-	m := ocispec.Manifest{
-		Versioned: specsv.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageManifest,
-		Config:    cfgDesc,
-		Layers:    append(slices.Clip(base.Manifest.Layers), layerDesc),
-	}
+	var ann map[string]string
 	if base.Name != "" {
-		m.Annotations = map[string]string{ocispec.AnnotationBaseImageName: base.Name}
+		ann = map[string]string{ocispec.AnnotationBaseImageName: base.Name}
 	}
-	mb, err := json.Marshal(m)
+	md, err := s.putImage(ctx, opts.Name, cfg, append(slices.Clip(base.Manifest.Layers), layerDesc), ann)
 	if err != nil {
 		return fail(err)
-	}
-	md, err := s.Content.Put(ctx, ocispec.MediaTypeImageManifest, bytes.NewReader(mb), "")
-	if err != nil {
-		return fail(fmt.Errorf("store manifest: %w", err))
-	}
-	if opts.Name != "" {
-		if err := s.Content.Tag(ctx, opts.Name, md); err != nil {
-			return fail(err)
-		}
 	}
 	return md, nil
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +17,6 @@ import (
 	"github.com/berthlabs/berth/layer/content"
 	"github.com/berthlabs/berth/layer/snapshot"
 	digest "github.com/opencontainers/go-digest"
-	specsv "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -89,7 +87,7 @@ func putImage(t testing.TB, s *Store, name string, cfg ocispec.ImageConfig, laye
 	ctx := context.Background()
 	img := ocispec.Image{Config: cfg, RootFS: ocispec.RootFS{Type: "layers"}}
 	img.OS, img.Architecture = "linux", runtime.GOARCH
-	m := ocispec.Manifest{Versioned: specsv.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest}
+	var descs []ocispec.Descriptor
 	for _, l := range layers {
 		img.RootFS.DiffIDs = append(img.RootFS.DiffIDs, digest.FromBytes(l))
 		var gz bytes.Buffer
@@ -100,20 +98,10 @@ func putImage(t testing.TB, s *Store, name string, cfg ocispec.ImageConfig, laye
 		if err != nil {
 			t.Fatal(err)
 		}
-		m.Layers = append(m.Layers, d)
+		descs = append(descs, d)
 	}
-	cb, _ := json.Marshal(img)
-	cd, err := s.Content.Put(ctx, ocispec.MediaTypeImageConfig, bytes.NewReader(cb), "")
+	md, err := s.putImage(ctx, name, img, descs, nil)
 	if err != nil {
-		t.Fatal(err)
-	}
-	m.Config = cd
-	mb, _ := json.Marshal(m)
-	md, err := s.Content.Put(ctx, ocispec.MediaTypeImageManifest, bytes.NewReader(mb), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Content.Tag(ctx, name, md); err != nil {
 		t.Fatal(err)
 	}
 	return md

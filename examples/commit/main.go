@@ -11,25 +11,17 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/berthlabs/berth/container"
 	"github.com/berthlabs/berth/internal/busybox"
 	"github.com/berthlabs/berth/layer"
-	digest "github.com/opencontainers/go-digest"
-	specsv "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -60,7 +52,7 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(rootfs)
-	if err := putImage(ctx, store, "example.com/app:v1", rootfs, ocispec.ImageConfig{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}); err != nil {
+	if _, err := store.ImportDirs(ctx, "example.com/app:v1", ocispec.ImageConfig{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}, rootfs); err != nil {
 		return err
 	}
 	fmt.Println("built example.com/app:v1 from a busybox root filesystem")
@@ -137,88 +129,4 @@ func run() error {
 	}
 	fmt.Printf("skopeo inspect: %d layers\n", len(info.Layers))
 	return nil
-}
-
-// putImage stores an image of one layer, the tree dir, under name.
-func putImage(ctx context.Context, s *layer.Store, name, dir string, cfg ocispec.ImageConfig) error {
-	l, err := tarDir(dir)
-	if err != nil {
-		return err
-	}
-	img := ocispec.Image{Config: cfg, RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromBytes(l)}}}
-	img.OS, img.Architecture = "linux", runtime.GOARCH
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write(l)
-	zw.Close()
-	ld, err := s.Content.Put(ctx, ocispec.MediaTypeImageLayerGzip, &gz, "")
-	if err != nil {
-		return err
-	}
-	cb, _ := json.Marshal(img)
-	cd, err := s.Content.Put(ctx, ocispec.MediaTypeImageConfig, bytes.NewReader(cb), "")
-	if err != nil {
-		return err
-	}
-	m := ocispec.Manifest{
-		Versioned: specsv.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageManifest,
-		Config:    cd,
-		Layers:    []ocispec.Descriptor{ld},
-	}
-	mb, _ := json.Marshal(m)
-	md, err := s.Content.Put(ctx, ocispec.MediaTypeImageManifest, bytes.NewReader(mb), "")
-	if err != nil {
-		return err
-	}
-	return s.Content.Tag(ctx, name, md)
-}
-
-// tarDir returns dir as an uncompressed layer tar.
-func tarDir(dir string) ([]byte, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		link := ""
-		if info.Mode()&fs.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		h, err := tar.FileInfoHeader(info, link)
-		if err != nil {
-			return err
-		}
-		h.Name, _ = filepath.Rel(dir, p)
-		if info.IsDir() {
-			h.Name += "/"
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if info.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = io.Copy(tw, f)
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
