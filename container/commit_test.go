@@ -2,7 +2,6 @@ package container
 
 import (
 	"archive/tar"
-	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -62,19 +61,9 @@ func TestCommit(t *testing.T) {
 	importImage(t, store, "example.com/app:v1", ocispec.ImageConfig{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}, rootfs)
 	rt := &Runtime{Images: store}
 
-	runImage := func(spec *Spec) (*Container, *bytes.Buffer) {
+	runImage := func(spec *Spec) (*Container, *syncBuffer) {
 		t.Helper()
-		var out bytes.Buffer
-		spec.Process.Stdout, spec.Process.Stderr = &out, &out
-		c, err := rt.Create(ctx, testID(t), spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Start(ctx); err != nil {
-			c.Delete(ctx)
-			t.Fatal(err)
-		}
-		return c, &out
+		return startIn(t, rt, spec)
 	}
 
 	// A stopped container: docker commit after the fact.

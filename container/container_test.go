@@ -275,21 +275,13 @@ func TestCPUQuotaInStats(t *testing.T) {
 
 func startSleeper(t *testing.T, spec *Spec) *Container {
 	t.Helper()
-	ctx := testCtx(t)
-	if spec.Rootfs == "" {
-		spec.Rootfs = testRootfs
-	}
 	if spec.Process.Args == nil {
 		spec.Process = sh("echo started > /tmp/started; exec sleep 60")
 	}
-	c, err := Create(ctx, testID(t), spec)
-	if err != nil {
-		t.Fatal(err)
+	if spec.Process.Stdout == nil {
+		spec.Process.Stdout = io.Discard // stdout and stderr stay apart
 	}
-	t.Cleanup(func() { c.Delete(context.Background()) })
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := startIn(t, Default, spec)
 	return c
 }
 
@@ -354,7 +346,7 @@ func TestExec(t *testing.T) {
 	waitFor(t, func() bool { _, err := os.Stat(fmt.Sprintf("/proc/%d/root/tmp/shared", c.Pid())); return err == nil }, "file written")
 	var out, errOut bytes.Buffer
 	p, err := c.Exec(ctx, Process{
-		Args:   []string{"sh", "-c", "cat /tmp/shared; ps -o comm | grep -c sleep; echo $FROM $EXTRA; id -u; echo oops >&2; exit 4"},
+		Args:   []string{"sh", "-c", "cat /tmp/shared; until ps -o comm | grep -q sleep; do sleep 0.01; done; ps -o comm | grep -c sleep; echo $FROM $EXTRA; id -u; echo oops >&2; exit 4"},
 		Env:    []string{"EXTRA=x"},
 		Stdout: &out, Stderr: &errOut,
 	})

@@ -59,29 +59,41 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// run creates, starts and waits for a container running args; it returns
-// the output and status, and deletes the container.
-func run(t *testing.T, spec *Spec) (string, *ExitStatus) {
+// startIn creates spec in rt (on testRootfs unless it names a rootfs or
+// an image), capturing its output unless the spec has its own, and
+// starts it. The container is
+// deleted when the test ends, if the test has not done so.
+func startIn(t testing.TB, rt *Runtime, spec *Spec) (*Container, *syncBuffer) {
 	t.Helper()
 	ctx := testCtx(t)
-	var out bytes.Buffer
-	spec.Process.Stdout, spec.Process.Stderr = &out, &out
-	if spec.Rootfs == "" {
+	out := &syncBuffer{}
+	if spec.Process.Stdout == nil && spec.Process.Stderr == nil {
+		spec.Process.Stdout, spec.Process.Stderr = out, out
+	}
+	if spec.Rootfs == "" && spec.Image == "" {
 		spec.Rootfs = testRootfs
 	}
-	c, err := Create(ctx, testID(t), spec)
+	c, err := rt.Create(ctx, testID(t), spec)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	defer c.Delete(ctx)
+	t.Cleanup(func() { c.Delete(context.Background()) })
 	if err := c.Start(ctx); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	st, err := c.Wait(ctx)
+	return c, out
+}
+
+// run runs spec in the Default runtime to its end, deletes it, and
+// returns its output and status.
+func run(t *testing.T, spec *Spec) (string, *ExitStatus) {
+	t.Helper()
+	c, out := startIn(t, Default, spec)
+	st, err := c.Wait(testCtx(t))
 	if err != nil {
 		t.Fatalf("Wait: %v", err)
 	}
-	if err := c.Delete(ctx); err != nil {
+	if err := c.Delete(testCtx(t)); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	return out.String(), st

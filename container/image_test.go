@@ -1,7 +1,6 @@
 package container
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -52,16 +51,7 @@ func TestRunFromImage(t *testing.T) {
 	rt := &Runtime{Images: store}
 	runImage := func(spec *Spec) (string, *ExitStatus) {
 		t.Helper()
-		var out bytes.Buffer
-		spec.Process.Stdout, spec.Process.Stderr = &out, &out
-		c, err := rt.Create(ctx, testID(t), spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Start(ctx); err != nil {
-			c.Delete(ctx)
-			t.Fatal(err)
-		}
+		c, out := startIn(t, rt, spec)
 		st, err := c.Wait(ctx)
 		if err != nil {
 			t.Fatal(err)
