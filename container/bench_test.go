@@ -3,9 +3,13 @@ package container
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 
 	"github.com/berthlabs/berth/cgroup"
+	"github.com/berthlabs/berth/internal/busybox"
+	"github.com/berthlabs/berth/layer"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // BenchmarkRun is the start-to-exit cost of a container: create (new
@@ -34,6 +38,46 @@ func BenchmarkRun(b *testing.B) {
 		}
 		st, err := c.Wait(ctx)
 		if err != nil || !st.Success() {
+			b.Fatal(st, err)
+		}
+		if err := c.Delete(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRunFromImage is BenchmarkRun from a busybox image in a layer
+// store: a snapshot prepared on the image's layer, mounted by init,
+// removed on Delete. bench/layers.sh does the same with a big image.
+func BenchmarkRunFromImage(b *testing.B) {
+	needRoot(b)
+	ctx := context.Background()
+	store, err := layer.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	fresh, err := busybox.TempRootfs()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(fresh)
+	importImage(b, store, "bench/busybox:1", ocispec.ImageConfig{Cmd: []string{"/bin/true"}}, fresh)
+	if _, err := store.Unpack(ctx, "bench/busybox:1"); err != nil {
+		b.Fatal(err)
+	}
+	rt := &Runtime{Images: store}
+	spec := &Spec{Image: "bench/busybox:1", Resources: cgroup.Resources{MemoryLimit: 64 << 20, PidsLimit: 64}}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c, err := rt.Create(ctx, fmt.Sprintf("bench-img-%d-%d", i, b.N), spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Start(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if st, err := c.Wait(ctx); err != nil || !st.Success() {
 			b.Fatal(st, err)
 		}
 		if err := c.Delete(ctx); err != nil {
