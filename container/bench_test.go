@@ -3,12 +3,9 @@ package container
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/berthlabs/berth/cgroup"
-	"github.com/berthlabs/berth/internal/busybox"
-	"github.com/berthlabs/berth/layer"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -52,16 +49,7 @@ func BenchmarkRun(b *testing.B) {
 func BenchmarkRunFromImage(b *testing.B) {
 	needRoot(b)
 	ctx := context.Background()
-	store, err := layer.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
-	fresh, err := busybox.TempRootfs()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer os.RemoveAll(fresh)
+	store, fresh := newImageStore(b)
 	importImage(b, store, "bench/busybox:1", ocispec.ImageConfig{Cmd: []string{"/bin/true"}}, fresh)
 	if _, err := store.Unpack(ctx, "bench/busybox:1"); err != nil {
 		b.Fatal(err)

@@ -6,13 +6,11 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/berthlabs/berth/internal/busybox"
 	"github.com/berthlabs/berth/layer"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -47,17 +45,7 @@ func TestCommit(t *testing.T) {
 	needRoot(t)
 	ctx := testCtx(t)
 	before := takeSnapshot(t)
-	store, err := layer.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	// A rootfs of its own: other tests write into the shared testRootfs.
-	rootfs, err := busybox.TempRootfs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(rootfs)
+	store, rootfs := newImageStore(t)
 	importImage(t, store, "example.com/app:v1", ocispec.ImageConfig{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}, rootfs)
 	rt := &Runtime{Images: store}
 

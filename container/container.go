@@ -293,7 +293,7 @@ func (c *Container) prepare() error {
 	if s.rootfsMounts == nil {
 		// An image's root filesystem exists only once init has mounted
 		// it: there init reports a missing program or user, at Start.
-		if _, err := root.LookPath(p.Args[0], lookupEnv(env, "PATH"), dir); err != nil {
+		if _, err := root.LookPath(p.Args[0], initproc.LookupEnv(env, "PATH"), dir); err != nil {
 			return err
 		}
 		if _, err := root.ResolveUser(p.User, p.AdditionalGroups); err != nil {

@@ -3,8 +3,6 @@ package container
 import (
 	"context"
 	"fmt"
-
-	"golang.org/x/sys/unix"
 )
 
 // snapshotKey is the name of an image container's root filesystem
@@ -75,8 +73,8 @@ func (c *Container) releaseImage(ctx context.Context) error {
 	if c.spec.Image == "" || c.spec.KeepRootfs {
 		return nil
 	}
-	// init mounted the rootfs in its own mount namespace, which is gone.
-	unix.Unmount(c.spec.Rootfs, unix.MNT_DETACH)
+	// init mounted the rootfs in its own mount namespace, which is gone:
+	// nothing is mounted on the host.
 	if err := c.rt.Images.Release(ctx, snapshotKey(c.id)); err != nil {
 		return fmt.Errorf("remove root filesystem snapshot: %w", err)
 	}

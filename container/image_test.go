@@ -22,20 +22,29 @@ func importImage(t testing.TB, s *layer.Store, name string, cfg ocispec.ImageCon
 	}
 }
 
-func TestRunFromImage(t *testing.T) {
-	needRoot(t)
-	ctx := testCtx(t)
-	before := takeSnapshot(t)
+// newImageStore opens a layer store in a temporary directory and builds a
+// fresh busybox rootfs to import (testRootfs has other tests' files in
+// /tmp). Both go when the test ends.
+func newImageStore(t testing.TB) (*layer.Store, string) {
+	t.Helper()
 	store, err := layer.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	fresh, err := busybox.TempRootfs() // testRootfs has other tests' files in /tmp
+	t.Cleanup(func() { store.Close() })
+	rootfs, err := busybox.TempRootfs()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(fresh)
+	t.Cleanup(func() { os.RemoveAll(rootfs) })
+	return store, rootfs
+}
+
+func TestRunFromImage(t *testing.T) {
+	needRoot(t)
+	ctx := testCtx(t)
+	before := takeSnapshot(t)
+	store, fresh := newImageStore(t)
 	extra := t.TempDir()
 	os.MkdirAll(filepath.Join(extra, "etc"), 0o755)
 	os.WriteFile(filepath.Join(extra, "etc/motd"), []byte("second layer\n"), 0o644)

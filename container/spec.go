@@ -380,12 +380,3 @@ func mergeEnv(base, over []string) []string {
 	}
 	return out
 }
-
-func lookupEnv(env []string, key string) string {
-	for i := len(env) - 1; i >= 0; i-- {
-		if k, v, _ := strings.Cut(env[i], "="); k == key {
-			return v
-		}
-	}
-	return ""
-}
