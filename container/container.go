@@ -220,6 +220,9 @@ type Container struct {
 	spec Spec
 	cfg  initproc.Config
 	cg   *cgroup.Cgroup
+	// modes is where each kind of namespace comes from: the spec's
+	// choices over the defaults.
+	modes map[namespace.Kind]NamespaceMode
 
 	mu      sync.Mutex
 	state   State
@@ -311,6 +314,7 @@ func (c *Container) prepare() error {
 	for k, ns := range s.Namespaces {
 		modes[k] = ns.Mode
 	}
+	c.modes = modes
 	cfg := initproc.Config{
 		Rootfs:        s.Rootfs,
 		RootfsMounts:  s.rootfsMounts,
@@ -400,12 +404,24 @@ func (c *Container) start(ctx context.Context) (err error) {
 		return err
 	}
 	defer childSock.Close()
+	// Until init runs, a failure undoes everything here; after, fail does.
+	var sio *stdio
+	started := false
+	defer func() {
+		if err != nil && !started {
+			hostConn.Close()
+			if sio != nil {
+				sio.handedOver()
+				sio.wait()
+			}
+			c.closeLogs()
+		}
+	}()
 	p := &c.spec.Process
 	stdout, stderr := p.Stdout, p.Stderr
 	if c.spec.LogPath != "" {
 		lf, err := openLog(c.spec.LogPath)
 		if err != nil {
-			hostConn.Close()
 			return err
 		}
 		c.log = lf
@@ -418,10 +434,8 @@ func (c *Container) start(ctx context.Context) (err error) {
 			stderr = ow
 		}
 	}
-	sio, err := newStdio(p.Stdin, stdout, stderr)
+	sio, err = newStdio(p.Stdin, stdout, stderr)
 	if err != nil {
-		hostConn.Close()
-		c.closeLogs()
 		return fmt.Errorf("stdio: %w", err)
 	}
 	defer sio.handedOver()
@@ -435,10 +449,7 @@ func (c *Container) start(ctx context.Context) (err error) {
 			Pdeathsig: syscall.SIGKILL,
 		},
 	}
-	modes := defaultNamespaces()
-	for k, ns := range c.spec.Namespaces {
-		modes[k] = ns.Mode
-	}
+	modes := c.modes
 	var join []*namespace.Namespace
 	defer func() {
 		for _, ns := range join {
@@ -457,12 +468,10 @@ func (c *Container) start(ctx context.Context) (err error) {
 		case NamespaceJoin:
 			ns, err := namespace.Open(c.spec.Namespaces[k].Path)
 			if err != nil {
-				hostConn.Close()
 				return fmt.Errorf("join %s namespace: %w", k, err)
 			}
 			if ns.Kind() != k {
 				ns.Close()
-				hostConn.Close()
 				return fmt.Errorf("join %s namespace: %s is a %s namespace", k, c.spec.Namespaces[k].Path, ns.Kind())
 			}
 			join = append(join, ns)
@@ -482,10 +491,6 @@ func (c *Container) start(ctx context.Context) (err error) {
 	// process runs, through these descriptors.
 	cgFiles, err := c.cg.OpenPlacement()
 	if err != nil {
-		hostConn.Close()
-		sio.handedOver()
-		sio.wait()
-		c.closeLogs()
 		return err
 	}
 	defer initproc.CloseFiles(cgFiles)
@@ -515,12 +520,9 @@ func (c *Container) start(ctx context.Context) (err error) {
 		err = onForkThread(cmd.Start)
 	}
 	if err != nil {
-		hostConn.Close()
-		sio.handedOver()
-		sio.wait()
-		c.closeLogs()
 		return fmt.Errorf("start init: %w", err)
 	}
+	started = true
 	c.cmd, c.conn, c.initPid, c.stdio = cmd, hostConn, cmd.Process.Pid, sio
 	fail := func(err error) error {
 		cmd.Process.Kill()
@@ -620,7 +622,7 @@ func (c *Container) monitor() {
 	}
 	// With a PID namespace of its own, init's end killed everything in
 	// it; with the host's (or another's), nothing did.
-	if c.spec.Namespaces[namespace.PID].Mode != 0 && c.spec.Namespaces[namespace.PID].Mode != NamespaceNew {
+	if c.modes[namespace.PID] != NamespaceNew {
 		if procs, err := c.cg.Processes(); err == nil && len(procs) > 0 {
 			c.cg.Kill()
 		}

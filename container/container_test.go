@@ -522,7 +522,16 @@ func TestBadInput(t *testing.T) {
 	if err := bad.Start(ctx); err == nil || !strings.Contains(err.Error(), "/etc/passwd") {
 		t.Errorf("start with a file as working directory: %v", err)
 	}
-	for _, c := range []*Container{c, bad} {
+	// So does joining a namespace of the wrong kind (after stdio is set up).
+	wrong, err := Create(ctx, testID(t), &Spec{Rootfs: testRootfs, Process: Process{Args: []string{"true"}, Stdout: io.Discard},
+		Namespaces: map[namespace.Kind]Namespace{namespace.Net: {Mode: NamespaceJoin, Path: "/proc/self/ns/uts"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wrong.Start(ctx); err == nil || !strings.Contains(err.Error(), "is a uts namespace") {
+		t.Errorf("joining a uts namespace as the network namespace: %v", err)
+	}
+	for _, c := range []*Container{c, bad, wrong} {
 		if err := c.Delete(ctx); err != nil {
 			t.Error(err)
 		}
