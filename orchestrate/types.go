@@ -1,0 +1,586 @@
+package orchestrate
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/berthlabs/berth/cgroup"
+)
+
+// Kinds of the objects the built-in controllers know.
+const (
+	KindPod        = "Pod"
+	KindReplicaSet = "ReplicaSet"
+	KindDeployment = "Deployment"
+	KindJob        = "Job"
+	KindConfigMap  = "ConfigMap"
+	KindSecret     = "Secret"
+)
+
+// Errors callers branch on.
+var (
+	// ErrNotFound: no object of that kind and name.
+	ErrNotFound = errors.New("orchestrate: object not found")
+	// ErrExists: an object of that kind and name exists already.
+	ErrExists = errors.New("orchestrate: object already exists")
+	// ErrConflict: the object changed since it was read (its
+	// ResourceVersion is stale); read it again and retry.
+	ErrConflict = errors.New("orchestrate: object was modified")
+	// ErrInvalid: the object failed validation; the error says which field.
+	ErrInvalid = errors.New("orchestrate: invalid object")
+)
+
+// ObjectMeta is what every object has, as in Kubernetes' metadata.
+type ObjectMeta struct {
+	// Name identifies the object among those of its kind: lowercase
+	// letters, digits and '-', at most 63 characters, starting and
+	// ending with a letter or digit (a DNS label).
+	Name string
+	// Labels are identifying key/value pairs that selectors match.
+	Labels map[string]string
+	// Annotations are free-form key/value pairs for tools.
+	Annotations map[string]string
+	// UID is set by the store on Create and never changes.
+	UID string
+	// Generation is set to 1 on Create and incremented by the store on
+	// every Update that changes the object's spec (not its status or
+	// metadata).
+	Generation int64
+	// ResourceVersion is set by the store on every write; an Update or
+	// UpdateStatus whose ResourceVersion is not the stored one fails with
+	// ErrConflict (0 skips the check).
+	ResourceVersion uint64
+	// CreationTime is set by the store on Create.
+	CreationTime time.Time
+	// OwnerReferences name the objects this one belongs to (a Pod's
+	// ReplicaSet, a ReplicaSet's Deployment).
+	OwnerReferences []OwnerReference
+}
+
+// OwnerReference points at the object that owns another one.
+type OwnerReference struct {
+	Kind string
+	Name string
+	UID  string
+	// Controller is true for the one owner that manages the object.
+	Controller bool
+}
+
+// Object is any object the Store holds. The built-in kinds are *Pod,
+// *ReplicaSet, *Deployment, *Job, *ConfigMap and *Secret.
+type Object interface {
+	// Kind returns the object's kind, such as KindPod.
+	Kind() string
+	// Meta returns a pointer to the object's metadata.
+	Meta() *ObjectMeta
+	// DeepCopy returns an independent copy of the object.
+	DeepCopy() Object
+}
+
+// WatchEventType says what happened to an object.
+type WatchEventType string
+
+// Watch event types.
+const (
+	Added    WatchEventType = "Added"
+	Modified WatchEventType = "Modified"
+	Deleted  WatchEventType = "Deleted"
+)
+
+// WatchEvent is one change seen by a watch.
+type WatchEvent struct {
+	Type   WatchEventType
+	Object Object // a copy; for Deleted, the last stored state
+}
+
+// Store holds declared objects: their spec (desired state) and status
+// (observed state). Objects handed in and out are copies. An in-memory
+// store is the default; another (a replicated one) can implement this
+// interface.
+type Store interface {
+	// Create stores a new object, setting UID, Generation (1),
+	// ResourceVersion and CreationTime. ErrExists if the kind and name
+	// are taken.
+	Create(ctx context.Context, obj Object) (Object, error)
+	// Update replaces an object's metadata and spec (its status is kept).
+	// Generation is incremented when the spec changed.
+	Update(ctx context.Context, obj Object) (Object, error)
+	// UpdateStatus replaces an object's status only.
+	UpdateStatus(ctx context.Context, obj Object) (Object, error)
+	// Delete removes an object. ErrNotFound if it does not exist.
+	Delete(ctx context.Context, kind, name string) error
+	// Get returns a copy of an object, or ErrNotFound.
+	Get(ctx context.Context, kind, name string) (Object, error)
+	// List returns copies of the objects of a kind whose labels match
+	// sel (nil matches all), sorted by name.
+	List(ctx context.Context, kind string, sel *LabelSelector) ([]Object, error)
+	// Watch sends every change to objects of a kind (all kinds if kind
+	// is "") until ctx ends; then the channel is closed. With
+	// sendInitial, the objects stored now come first as Added events.
+	Watch(ctx context.Context, kind string, sendInitial bool) (<-chan WatchEvent, error)
+}
+
+// SelectorOperator is the operator of a LabelSelectorRequirement.
+type SelectorOperator string
+
+// Selector operators, as in Kubernetes' matchExpressions.
+const (
+	In           SelectorOperator = "In"
+	NotIn        SelectorOperator = "NotIn"
+	Exists       SelectorOperator = "Exists"
+	DoesNotExist SelectorOperator = "DoesNotExist"
+)
+
+// LabelSelector selects objects by labels: all of MatchLabels and all
+// of MatchExpressions must hold. An empty selector matches everything
+// (a nil one matches everything too).
+type LabelSelector struct {
+	MatchLabels      map[string]string
+	MatchExpressions []LabelSelectorRequirement
+}
+
+// LabelSelectorRequirement is one matchExpressions entry.
+type LabelSelectorRequirement struct {
+	Key      string
+	Operator SelectorOperator
+	// Values must be non-empty for In and NotIn and empty for Exists and
+	// DoesNotExist.
+	Values []string
+}
+
+// RestartPolicy says when a Pod's containers are restarted after they exit.
+type RestartPolicy string
+
+// Restart policies, as in Kubernetes.
+const (
+	RestartAlways    RestartPolicy = "Always"
+	RestartOnFailure RestartPolicy = "OnFailure"
+	RestartNever     RestartPolicy = "Never"
+)
+
+// Pod is one or more containers that share network, IPC and UTS
+// namespaces and volumes, started and stopped together.
+type Pod struct {
+	ObjectMeta
+	Spec   PodSpec
+	Status PodStatus
+}
+
+// PodTemplate is the pod a ReplicaSet, Deployment or Job creates.
+type PodTemplate struct {
+	// Labels of the pods; the owner's selector must match them.
+	Labels      map[string]string
+	Annotations map[string]string
+	Spec        PodSpec
+}
+
+// PodSpec is the desired state of a Pod.
+type PodSpec struct {
+	// Containers run in the pod; at least one, names unique.
+	Containers []Container
+	// RestartPolicy defaults to RestartAlways (a Job's pods must say
+	// OnFailure or Never).
+	RestartPolicy RestartPolicy
+	// Volumes the containers can mount; names unique.
+	Volumes []Volume
+	// Hostname of the pod; defaults to the pod's name.
+	Hostname string
+	// TerminationGracePeriod is how long a container has to exit after
+	// its stop signal before it is killed; 0 means 30 seconds.
+	TerminationGracePeriod time.Duration
+}
+
+// Container is one container of a Pod.
+type Container struct {
+	// Name is unique within the pod (a DNS label).
+	Name string
+	// Image is the image reference in the runtime's image store.
+	Image string
+	// Command replaces the image's ENTRYPOINT (and drops its CMD).
+	Command []string
+	// Args replace the image's CMD.
+	Args []string
+	// Env adds or overrides environment variables.
+	Env []EnvVar
+	// EnvFrom adds every key of a ConfigMap or Secret as a variable.
+	EnvFrom []EnvFromSource
+	// WorkingDir replaces the image's working directory.
+	WorkingDir string
+	// User replaces the image's user ("uid[:gid]" or a name in the image).
+	User string
+	// Resources are the container's cgroup limits.
+	Resources cgroup.Resources
+	// VolumeMounts mount the pod's volumes into the container.
+	VolumeMounts []VolumeMount
+	// LivenessProbe failing FailureThreshold times in a row restarts
+	// the container (subject to the pod's RestartPolicy).
+	LivenessProbe *Probe
+	// ReadinessProbe decides whether the container is ready; a pod is
+	// ready when all its containers are.
+	ReadinessProbe *Probe
+	// StartupProbe, while it has not succeeded, holds the other probes
+	// back; failing FailureThreshold times restarts the container.
+	StartupProbe *Probe
+}
+
+// EnvVar is one environment variable: a literal Value or one taken from
+// a ConfigMap or Secret key.
+type EnvVar struct {
+	Name      string
+	Value     string
+	ValueFrom *EnvVarSource
+}
+
+// EnvVarSource names the ConfigMap or Secret key an EnvVar comes from;
+// exactly one of the two is set.
+type EnvVarSource struct {
+	ConfigMapKeyRef *KeySelector
+	SecretKeyRef    *KeySelector
+}
+
+// KeySelector selects one key of a ConfigMap or Secret.
+type KeySelector struct {
+	Name string // the ConfigMap or Secret
+	Key  string
+	// Optional: a missing object or key leaves the variable unset
+	// instead of holding the container back.
+	Optional bool
+}
+
+// EnvFromSource imports every key of a ConfigMap or Secret (exactly one
+// is set) as environment variables, each name prefixed with Prefix.
+type EnvFromSource struct {
+	ConfigMap string
+	Secret    string
+	Prefix    string
+	Optional  bool
+}
+
+// Volume is storage the containers of a pod can mount; exactly one
+// source is set.
+type Volume struct {
+	Name      string
+	EmptyDir  *EmptyDirVolume
+	ConfigMap *ConfigMapVolume
+	Secret    *SecretVolume
+	HostPath  *HostPathVolume
+}
+
+// EmptyDirVolume is a directory that lives as long as the pod, shared by
+// its containers.
+type EmptyDirVolume struct {
+	// Memory backs it by tmpfs; SizeLimit bounds it (0: unbounded).
+	Memory    bool
+	SizeLimit int64
+}
+
+// ConfigMapVolume shows a ConfigMap's keys as files.
+type ConfigMapVolume struct {
+	Name string
+	// Items selects keys and their file paths; empty: every key, as a
+	// file named for the key.
+	Items    []KeyToPath
+	Mode     uint32 // file mode; 0 means 0644
+	Optional bool
+}
+
+// SecretVolume shows a Secret's keys as files.
+type SecretVolume struct {
+	Name     string
+	Items    []KeyToPath
+	Mode     uint32 // file mode; 0 means 0400
+	Optional bool
+}
+
+// KeyToPath maps a key to a relative file path in the volume.
+type KeyToPath struct {
+	Key  string
+	Path string
+}
+
+// HostPathVolume mounts a directory of the host.
+type HostPathVolume struct {
+	Path string
+}
+
+// VolumeMount mounts a pod volume into a container.
+type VolumeMount struct {
+	Name      string // a Volume of the pod
+	MountPath string // absolute path in the container
+	ReadOnly  bool
+}
+
+// Probe checks a container; exactly one of Exec, HTTPGet and TCPSocket
+// is set.
+type Probe struct {
+	Exec      *ExecAction
+	HTTPGet   *HTTPGetAction
+	TCPSocket *TCPSocketAction
+	// InitialDelay after the container started before the first probe.
+	InitialDelay time.Duration
+	// Period between probes; 0 means 10 seconds.
+	Period time.Duration
+	// Timeout of one probe; 0 means 1 second.
+	Timeout time.Duration
+	// SuccessThreshold: consecutive successes after a failure to count
+	// as passing; 0 means 1 (must be 1 for liveness and startup).
+	SuccessThreshold int
+	// FailureThreshold: consecutive failures to count as failed; 0 means 3.
+	FailureThreshold int
+}
+
+// ExecAction runs a command in the container; exit status 0 is success.
+type ExecAction struct {
+	Command []string
+}
+
+// HTTPGetAction sends GET to the pod's network namespace; a status in
+// 200..399 is success.
+type HTTPGetAction struct {
+	Path    string // default "/"
+	Port    int
+	Host    string // default 127.0.0.1 in the pod's network namespace
+	Scheme  string // "HTTP" (default) or "HTTPS" (certificate not verified)
+	Headers map[string]string
+}
+
+// TCPSocketAction connects to a port in the pod's network namespace;
+// an established connection is success.
+type TCPSocketAction struct {
+	Port int
+	Host string // default 127.0.0.1
+}
+
+// PodPhase is the coarse state of a pod, as in Kubernetes.
+type PodPhase string
+
+// Pod phases.
+const (
+	PodPending   PodPhase = "Pending"
+	PodRunning   PodPhase = "Running"
+	PodSucceeded PodPhase = "Succeeded"
+	PodFailed    PodPhase = "Failed"
+)
+
+// PodStatus is the observed state of a Pod.
+type PodStatus struct {
+	ObservedGeneration int64
+	Phase              PodPhase
+	// Ready: every container is running and passes its readiness probe.
+	Ready bool
+	// ReadySince is when Ready last became true (zero while not ready);
+	// minReadySeconds counts from it.
+	ReadySince time.Time
+	StartTime  time.Time
+	Reason     string
+	Message    string
+	Containers []ContainerStatus
+}
+
+// ContainerStateKind is the state of one container of a pod.
+type ContainerStateKind string
+
+// Container states.
+const (
+	ContainerWaiting    ContainerStateKind = "Waiting"
+	ContainerRunning    ContainerStateKind = "Running"
+	ContainerTerminated ContainerStateKind = "Terminated"
+)
+
+// ContainerStatus is the observed state of one container of a pod.
+type ContainerStatus struct {
+	Name  string
+	Image string
+	// ID is the runtime's container ID of the current instance.
+	ID    string
+	State ContainerStateKind
+	// Reason for Waiting (such as "CrashLoopBackOff",
+	// "CreateContainerError") or Terminated ("Completed", "Error",
+	// "OOMKilled").
+	Reason       string
+	Message      string
+	Ready        bool
+	Started      bool // the startup probe passed (or there is none)
+	RestartCount int
+	ExitCode     int
+	StartedAt    time.Time
+	FinishedAt   time.Time
+}
+
+// IntOrPercent is a count given as a number or as a percentage of a
+// total, as maxSurge and maxUnavailable are.
+type IntOrPercent struct {
+	Value   int
+	Percent bool // Value is a percentage
+}
+
+// ReplicaSet keeps Replicas pods matching Selector running from Template.
+type ReplicaSet struct {
+	ObjectMeta
+	Spec   ReplicaSetSpec
+	Status ReplicaSetStatus
+}
+
+// ReplicaSetSpec is the desired state of a ReplicaSet.
+type ReplicaSetSpec struct {
+	// Replicas is the number of pods wanted, 0 or more.
+	Replicas int
+	// Selector must match Template.Labels; pods it matches that no
+	// controller owns are adopted.
+	Selector *LabelSelector
+	Template PodTemplate
+	// MinReadySeconds a pod must have been ready to count as available.
+	MinReadySeconds int
+}
+
+// ReplicaSetStatus is the observed state of a ReplicaSet.
+type ReplicaSetStatus struct {
+	ObservedGeneration int64
+	Replicas           int // pods owned
+	ReadyReplicas      int
+	AvailableReplicas  int
+}
+
+// DeploymentStrategyType is how a Deployment replaces old pods.
+type DeploymentStrategyType string
+
+// Deployment strategies.
+const (
+	RollingUpdate DeploymentStrategyType = "RollingUpdate"
+	Recreate      DeploymentStrategyType = "Recreate"
+)
+
+// Deployment manages ReplicaSets to roll a pod template out.
+type Deployment struct {
+	ObjectMeta
+	Spec   DeploymentSpec
+	Status DeploymentStatus
+}
+
+// DeploymentSpec is the desired state of a Deployment.
+type DeploymentSpec struct {
+	Replicas int
+	Selector *LabelSelector
+	Template PodTemplate
+	// Strategy defaults to RollingUpdate with 25% surge and 25%
+	// unavailable.
+	Strategy DeploymentStrategy
+	// MinReadySeconds a pod must have been ready to count as available.
+	MinReadySeconds int
+	// RevisionHistoryLimit is how many old ReplicaSets are kept for
+	// rollback; nil means 10.
+	RevisionHistoryLimit *int
+	// Paused stops rollouts; changes to Template wait until it is false.
+	Paused bool
+	// ProgressDeadline after which a rollout that made no progress is
+	// reported failed (condition Progressing false, reason
+	// ProgressDeadlineExceeded); 0 means 600 seconds.
+	ProgressDeadline time.Duration
+}
+
+// DeploymentStrategy is the strategy and its parameters.
+type DeploymentStrategy struct {
+	Type DeploymentStrategyType
+	// MaxSurge: pods over Replicas allowed during a rolling update
+	// (percent rounds up); nil means 25%.
+	MaxSurge *IntOrPercent
+	// MaxUnavailable: pods under Replicas allowed during a rolling
+	// update (percent rounds down); nil means 25%. Both 0 is invalid.
+	MaxUnavailable *IntOrPercent
+}
+
+// DeploymentStatus is the observed state of a Deployment.
+type DeploymentStatus struct {
+	ObservedGeneration  int64
+	Replicas            int
+	UpdatedReplicas     int
+	ReadyReplicas       int
+	AvailableReplicas   int
+	UnavailableReplicas int
+	// Revision of the current template (its ReplicaSet).
+	Revision   int64
+	Conditions []Condition
+}
+
+// Condition is one aspect of an object's state, as in Kubernetes.
+type Condition struct {
+	Type           string // such as "Available", "Progressing", "Complete", "Failed"
+	Status         bool
+	Reason         string
+	Message        string
+	LastTransition time.Time
+	LastUpdate     time.Time
+}
+
+// Job runs pods until Completions of them succeed.
+type Job struct {
+	ObjectMeta
+	Spec   JobSpec
+	Status JobStatus
+}
+
+// JobSpec is the desired state of a Job.
+type JobSpec struct {
+	// Completions: successful pods needed; nil means 1.
+	Completions *int
+	// Parallelism: pods running at once at most; nil means 1.
+	Parallelism *int
+	// BackoffLimit: failed pods (or container restarts under OnFailure)
+	// before the job fails; nil means 6.
+	BackoffLimit *int
+	// ActiveDeadline: the job fails and its pods are stopped after this
+	// long; 0 means none.
+	ActiveDeadline time.Duration
+	// Template's RestartPolicy must be OnFailure or Never.
+	Template PodTemplate
+}
+
+// JobStatus is the observed state of a Job.
+type JobStatus struct {
+	ObservedGeneration int64
+	Active             int
+	Succeeded          int
+	Failed             int
+	StartTime          time.Time
+	CompletionTime     time.Time
+	// Conditions: "Complete" or "Failed" (reason BackoffLimitExceeded or
+	// DeadlineExceeded) once the job is finished.
+	Conditions []Condition
+}
+
+// ConfigMap is non-secret configuration given to containers as files or
+// environment variables.
+type ConfigMap struct {
+	ObjectMeta
+	Data       map[string]string
+	BinaryData map[string][]byte
+}
+
+// Secret is sensitive configuration given to containers as files or
+// environment variables.
+type Secret struct {
+	ObjectMeta
+	Data map[string][]byte
+}
+
+// EventType is Normal or Warning, as in Kubernetes.
+type EventType string
+
+// Event types.
+const (
+	EventNormal  EventType = "Normal"
+	EventWarning EventType = "Warning"
+)
+
+// Event records something that happened to an object: reasons include
+// Created, Started, Killing, Unhealthy, BackOff, ScalingReplicaSet,
+// SuccessfulCreate, SuccessfulDelete, Completed, Failed.
+type Event struct {
+	Time    time.Time
+	Type    EventType
+	Kind    string // of the object involved
+	Name    string
+	Reason  string
+	Message string
+}
