@@ -163,6 +163,23 @@ func (s *Store) Unpack(ctx context.Context, name string) (*Image, error) {
 	return img, nil
 }
 
+// UnpackLayer unpacks one layer on top of the committed snapshot parent
+// ("" for a first layer), verifying it against diffID, unless that chain
+// is unpacked already, and returns the layer's chain ID: the snapshot to
+// use as the next layer's parent. It is Unpack one layer at a time, for a
+// caller that unpacks layers while later ones still download; the layer's
+// blob must be in the content store.
+func (s *Store) UnpackLayer(ctx context.Context, parent string, l ocispec.Descriptor, diffID digest.Digest) (string, error) {
+	id := diffID
+	if parent != "" {
+		id = digest.FromString(parent + " " + diffID.String())
+	}
+	if err := s.unpackOnce(ctx, id.String(), parent, l, diffID); err != nil {
+		return "", fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+	}
+	return id.String(), nil
+}
+
 // unpackOnce unpacks one layer into the committed snapshot id, unless it
 // exists or another goroutine is doing it.
 func (s *Store) unpackOnce(ctx context.Context, id, parent string, l ocispec.Descriptor, diffID digest.Digest) error {

@@ -139,6 +139,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// Size returns the number of bytes written so far.
+func (w *Writer) Size() int64 { return w.n }
+
 // Commit checks the data written against the descriptor given to Writer,
 // syncs it and moves it into place under its digest, and returns the
 // blob's descriptor. On a mismatch it returns an error wrapping

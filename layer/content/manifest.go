@@ -309,7 +309,7 @@ func (s *Store) manifest(ctx context.Context, desc ocispec.Descriptor, platform 
 		}
 		cur.MediaType = mt
 		if isIndexType(mt) {
-			next, ok := matchPlatform(n.Manifests, want)
+			next, ok := MatchPlatform(n.Manifests, want)
 			if !ok {
 				return fail(fmt.Errorf("%w: no manifest for platform %s", ErrNotFound, platformString(want)))
 			}
@@ -340,7 +340,7 @@ func (s *Store) manifest(ctx context.Context, desc ocispec.Descriptor, platform 
 
 // matchPlatform picks the first manifest of an index for p. Entries without
 // a platform are taken when none has a matching one.
-func matchPlatform(ms []ocispec.Descriptor, p *ocispec.Platform) (ocispec.Descriptor, bool) {
+func MatchPlatform(ms []ocispec.Descriptor, p *ocispec.Platform) (ocispec.Descriptor, bool) {
 	for _, m := range ms {
 		if m.Platform != nil && (isManifestType(m.MediaType) || isIndexType(m.MediaType)) &&
 			m.Platform.OS == p.OS && m.Platform.Architecture == p.Architecture &&

@@ -1,0 +1,509 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berthlabs/berth/layer"
+	"github.com/berthlabs/berth/layer/content"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Media types of Docker's image format, which registries still serve.
+const (
+	MediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MediaTypeDockerConfig       = "application/vnd.docker.container.image.v1+json"
+	MediaTypeDockerLayer        = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+)
+
+// errRestart: a download must start over from byte 0.
+var errRestart = errors.New("download must restart")
+
+// maxManifestSize bounds a manifest or index (distribution's limit is 4 MiB).
+const maxManifestSize = 4 << 20
+
+var manifestAccept = strings.Join([]string{
+	ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex,
+	MediaTypeDockerManifest, MediaTypeDockerManifestList,
+}, ", ")
+
+func isIndex(mt string) bool {
+	return mt == ocispec.MediaTypeImageIndex || mt == MediaTypeDockerManifestList
+}
+
+func isManifest(mt string) bool {
+	return mt == ocispec.MediaTypeImageManifest || mt == MediaTypeDockerManifest
+}
+
+func isLayer(mt string) bool {
+	switch mt {
+	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerZstd,
+		MediaTypeDockerLayer, "application/vnd.docker.image.rootfs.diff.tar":
+		return true
+	}
+	return false
+}
+
+// Pulled is the result of a Pull.
+type Pulled struct {
+	// Name is the image's name in the store: the reference, normalized,
+	// or for a reference by digest "repo@digest" of the manifest stored
+	// (which is the platform's manifest when the digest named an index).
+	Name string
+	// Manifest is the descriptor of the image manifest stored and
+	// tagged.
+	Manifest ocispec.Descriptor
+	// Index is the descriptor of the index the manifest was chosen
+	// from, if the reference named one.
+	Index *ocispec.Descriptor
+	// Image is the unpacked image, nil with WithoutUnpack.
+	Image *layer.Image
+	// Fetched and FetchedBytes count the blobs downloaded; blobs the
+	// store had are not counted.
+	Fetched      int
+	FetchedBytes int64
+}
+
+// Pull fetches the image ref names into store, verifying every blob, and
+// unpacks its layers (unless WithoutUnpack). When ref names an index,
+// the manifest for the platform (WithPlatform, default the host's) is
+// pulled. Many goroutines pulling the same image download and unpack
+// each blob once. On error, no name is tagged and nothing unverified is
+// kept.
+func (c *Client) Pull(ctx context.Context, ref string, store *layer.Store, opts ...Option) (*Pulled, error) {
+	o := c.with(opts)
+	r, err := o.parse(ref)
+	if err != nil {
+		return nil, err
+	}
+	res, err := o.pull(ctx, r, store)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", r.String(), err)
+	}
+	return res, nil
+}
+
+func (o *options) pull(ctx context.Context, r ref, store *layer.Store) (*Pulled, error) {
+	s, err := o.connect(ctx, r.repo, nil, transport.PullScope)
+	if err != nil {
+		return nil, err
+	}
+	res := &Pulled{}
+	desc, body, err := s.fetchManifest(ctx, r.id, r.Digest)
+	if err != nil {
+		return nil, err
+	}
+	if isIndex(desc.MediaType) {
+		idx := desc
+		res.Index = &idx
+		var index ocispec.Index
+		if err := json.Unmarshal(body, &index); err != nil {
+			return nil, fmt.Errorf("%w: index %s: %v", ErrUnsupported, desc.Digest, err)
+		}
+		want := o.platform
+		if want == nil {
+			want = &ocispec.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}
+		}
+		m, ok := content.MatchPlatform(index.Manifests, want)
+		if !ok || !isManifest(m.MediaType) {
+			return nil, fmt.Errorf("%w: index %s has no image manifest for %s/%s", ErrUnsupported, desc.Digest, want.OS, want.Architecture)
+		}
+		desc, body, err = s.fetchManifest(ctx, m.Digest.String(), m.Digest)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !isManifest(desc.MediaType) {
+		return nil, fmt.Errorf("%w: manifest %s has media type %q", ErrUnsupported, desc.Digest, desc.MediaType)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, fmt.Errorf("%w: manifest %s: %v", ErrUnsupported, desc.Digest, err)
+	}
+	for _, l := range m.Layers {
+		if !isLayer(l.MediaType) {
+			return nil, fmt.Errorf("%w: manifest %s: layer %s has media type %q", ErrUnsupported, desc.Digest, l.Digest, l.MediaType)
+		}
+	}
+	if m.Config.MediaType != ocispec.MediaTypeImageConfig && m.Config.MediaType != MediaTypeDockerConfig {
+		return nil, fmt.Errorf("%w: manifest %s: config has media type %q", ErrUnsupported, desc.Digest, m.Config.MediaType)
+	}
+
+	prog := newProgress(o.progress, r.String(), m)
+	// The config first: it holds the diff IDs unpacking checks.
+	if n, err := s.fetchBlob(ctx, store.Content, m.Config, prog); err != nil {
+		return nil, fmt.Errorf("config %s: %w", m.Config.Digest, err)
+	} else if n > 0 {
+		res.Fetched++
+		res.FetchedBytes += n
+	}
+	var cfg ocispec.Image
+	if err := readJSON(ctx, store.Content, m.Config.Digest, &cfg); err != nil {
+		return nil, fmt.Errorf("config %s: %w", m.Config.Digest, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("%w: manifest %s has %d layers, its config %d diff IDs", ErrUnsupported, desc.Digest, len(m.Layers), len(cfg.RootFS.DiffIDs))
+	}
+
+	if err := o.fetchLayers(ctx, s, store, m, cfg, prog, res); err != nil {
+		return nil, err
+	}
+	if _, err := store.Content.Put(ctx, desc.MediaType, bytes.NewReader(body), desc.Digest); err != nil {
+		return nil, fmt.Errorf("store manifest %s: %w", desc.Digest, err)
+	}
+	res.Manifest = desc
+	res.Name = r.String()
+	if r.Digest != "" {
+		res.Name = r.Name() + "@" + desc.Digest.String()
+	}
+	if err := store.Content.Tag(ctx, res.Name, desc); err != nil {
+		return nil, err
+	}
+	if o.unpack {
+		img, err := store.Unpack(ctx, res.Name)
+		if err != nil {
+			return nil, err
+		}
+		res.Image = img
+	}
+	return res, nil
+}
+
+// fetchLayers downloads the layers that are not in the store, at most
+// o.concurrency at once, and unpacks each (in order) as soon as it and
+// every layer below it are in.
+func (o *options) fetchLayers(ctx context.Context, s *session, store *layer.Store, m ocispec.Manifest, cfg ocispec.Image, prog *progress, res *Pulled) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make([]chan struct{}, len(m.Layers))
+	errs := make([]error, len(m.Layers))
+	sem := make(chan struct{}, o.concurrency)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i, l := range m.Layers {
+		done[i] = make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(done[i])
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = context.Cause(ctx)
+				return
+			}
+			n, err := s.fetchBlob(ctx, store.Content, l, prog)
+			<-sem
+			if err != nil {
+				errs[i] = fmt.Errorf("layer %s: %w", l.Digest, err)
+				cancel(errs[i])
+				return
+			}
+			prog.layerDone()
+			if n > 0 {
+				mu.Lock()
+				res.Fetched++
+				res.FetchedBytes += n
+				mu.Unlock()
+			}
+		}()
+	}
+	var err error
+	parent := ""
+	for i, l := range m.Layers {
+		<-done[i]
+		if errs[i] != nil {
+			err = errs[i]
+			break
+		}
+		if !o.unpack {
+			continue
+		}
+		parent, err = store.UnpackLayer(ctx, parent, l, cfg.RootFS.DiffIDs[i])
+		if err != nil {
+			cancel(err)
+			break
+		}
+		prog.unpacked()
+	}
+	if err != nil {
+		cancel(err)
+		wg.Wait()
+		// The first failure is the cause; the others are cancellations.
+		for _, e := range errs {
+			if e != nil && !errors.Is(e, context.Canceled) {
+				return e
+			}
+		}
+		return err
+	}
+	wg.Wait()
+	return nil
+}
+
+// fetchManifest fetches the manifest or index id (a tag or digest) and
+// checks it against want (if set) and against the digest the registry
+// says it has.
+func (s *session) fetchManifest(ctx context.Context, id string, want digest.Digest) (ocispec.Descriptor, []byte, error) {
+	var desc ocispec.Descriptor
+	var body []byte
+	err := s.o.retryLoop(ctx, "manifest "+id, func(ctx context.Context) error {
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		arm, stop := watch(s.o.stallTimeout, cancel)
+		defer stop()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/manifests/"+id, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Accept", manifestAccept)
+		resp, err := s.do(req, http.StatusOK)
+		if err != nil {
+			return stalled(ctx, err)
+		}
+		defer resp.Body.Close()
+		if resp.ContentLength > maxManifestSize {
+			return fmt.Errorf("%w: manifest of %d bytes (at most %d)", ErrUnsupported, resp.ContentLength, maxManifestSize)
+		}
+		body, err = io.ReadAll(io.LimitReader(arm(resp.Body), maxManifestSize+1))
+		if err != nil {
+			return stalled(ctx, err)
+		}
+		if len(body) > maxManifestSize {
+			return fmt.Errorf("%w: manifest larger than %d bytes", ErrUnsupported, maxManifestSize)
+		}
+		if resp.ContentLength >= 0 && int64(len(body)) != resp.ContentLength {
+			return fmt.Errorf("manifest: %w", io.ErrUnexpectedEOF)
+		}
+		alg := digest.Canonical
+		if want != "" {
+			alg = want.Algorithm()
+		}
+		got := alg.FromBytes(body)
+		if want != "" && got != want {
+			return fmt.Errorf("%w: manifest %s: content has digest %s", ErrDigestMismatch, want, got)
+		}
+		if h := digest.Digest(resp.Header.Get("Docker-Content-Digest")); want == "" && h != "" && h.Validate() == nil {
+			if h.Algorithm().Available() && h.Algorithm().FromBytes(body) != h {
+				return fmt.Errorf("%w: manifest %s: the registry says %s, the content has %s", ErrDigestMismatch, id, h, got)
+			}
+		}
+		mt := resp.Header.Get("Content-Type")
+		if i := strings.IndexByte(mt, ';'); i >= 0 {
+			mt = mt[:i]
+		}
+		var probe struct {
+			MediaType string `json:"mediaType"`
+		}
+		if json.Unmarshal(body, &probe) == nil && probe.MediaType != "" {
+			mt = probe.MediaType
+		}
+		desc = ocispec.Descriptor{MediaType: strings.TrimSpace(mt), Digest: got, Size: int64(len(body))}
+		return nil
+	})
+	return desc, body, err
+}
+
+// stalled reports a request killed by the stall watchdog as ErrStalled.
+func stalled(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), ErrStalled) {
+		return fmt.Errorf("%w: %w", ErrStalled, err)
+	}
+	return err
+}
+
+// fetchBlob downloads the blob desc into cs unless it is there, verifying
+// it, resuming after a broken connection where the registry serves
+// ranges, and retrying transient failures. It returns the bytes
+// downloaded (0 when the blob was present or another goroutine of this
+// process stored it meanwhile).
+func (s *session) fetchBlob(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, prog *progress) (int64, error) {
+	var w *content.Writer
+	defer func() {
+		if w != nil {
+			w.Close()
+		}
+	}()
+	present := false
+	err := s.o.retryLoop(ctx, "blob "+desc.Digest.String(), func(ctx context.Context) error {
+		if w == nil {
+			var err error
+			w, err = cs.Writer(ctx, ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size})
+			if errors.Is(err, content.ErrExists) {
+				present = true
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+		err := s.download(ctx, w, desc, prog)
+		if err == nil {
+			_, err = w.Commit(ctx)
+			if err == nil {
+				return nil
+			}
+		}
+		if errors.Is(err, content.ErrDigestMismatch) || errors.Is(err, ErrDigestMismatch) || errors.Is(err, errRestart) || w.Size() == 0 {
+			// Start over: the data so far is wrong or there is none.
+			prog.add(-w.Size())
+			w.Close()
+			w = nil
+		}
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if present {
+		prog.add(desc.Size)
+		return 0, nil
+	}
+	n := w.Size()
+	w = nil // committed
+	return n, nil
+}
+
+// download appends the rest of the blob to w: from w.Size() on, asking
+// for a range when some is there already.
+func (s *session) download(ctx context.Context, w *content.Writer, desc ocispec.Descriptor, prog *progress) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	arm, stop := watch(s.o.stallTimeout, cancel)
+	defer stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/blobs/"+desc.Digest.String(), nil)
+	if err != nil {
+		return err
+	}
+	off := w.Size()
+	if off > 0 {
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-")
+	}
+	resp, err := s.do(req, http.StatusOK, http.StatusPartialContent)
+	if err != nil {
+		return stalled(ctx, err)
+	}
+	defer resp.Body.Close()
+	if off > 0 && (resp.StatusCode != http.StatusPartialContent || !strings.HasPrefix(resp.Header.Get("Content-Range"), "bytes "+strconv.FormatInt(off, 10)+"-")) {
+		// No resume: the caller starts over.
+		return fmt.Errorf("%w: the registry did not resume at byte %d", errRestart, off)
+	}
+	if resp.ContentLength >= 0 && off+resp.ContentLength != desc.Size {
+		return fmt.Errorf("%w: blob %s: registry sends %d bytes, the manifest says %d", ErrDigestMismatch, desc.Digest, off+resp.ContentLength, desc.Size)
+	}
+	_, err = io.Copy(&countingWriter{w: w, prog: prog}, arm(resp.Body))
+	if err != nil {
+		return stalled(ctx, err)
+	}
+	if w.Size() < desc.Size {
+		return fmt.Errorf("blob %s: %d of %d bytes: %w", desc.Digest, w.Size(), desc.Size, io.ErrUnexpectedEOF)
+	}
+	return nil
+}
+
+type countingWriter struct {
+	w    io.Writer
+	prog *progress
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.prog.add(int64(n))
+	return n, err
+}
+
+func readJSON(ctx context.Context, cs *content.Store, d digest.Digest, v any) error {
+	rc, err := cs.Open(ctx, d)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxManifestSize+1))
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrUnsupported, d, err)
+	}
+	return nil
+}
+
+// progress aggregates a transfer's progress and reports it, throttled.
+type progress struct {
+	fn   func(Progress)
+	mu   sync.Mutex
+	p    Progress
+	last time.Time
+}
+
+func newProgress(fn func(Progress), ref string, m ocispec.Manifest) *progress {
+	p := &progress{fn: fn, p: Progress{Ref: ref, Layers: len(m.Layers)}}
+	for _, l := range m.Layers {
+		p.p.Bytes += l.Size
+	}
+	p.p.Bytes += m.Config.Size
+	return p
+}
+
+func (p *progress) update(fn func(*Progress), force bool) {
+	if p == nil || p.fn == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fn(&p.p)
+	now := time.Now()
+	if force || now.Sub(p.last) >= 100*time.Millisecond {
+		p.last = now
+		p.fn(p.p)
+	}
+}
+
+func (p *progress) add(n int64) {
+	if n != 0 {
+		p.update(func(p *Progress) { p.BytesDone += n }, false)
+	}
+}
+
+func (p *progress) layerDone() { p.update(func(p *Progress) { p.LayersDone++ }, true) }
+
+func (p *progress) unpacked() { p.update(func(p *Progress) { p.Unpacked++ }, true) }
+
+// get reads a small blob (a config) into w, verified.
+func (s *session) get(ctx context.Context, desc ocispec.Descriptor, w *bytes.Buffer) error {
+	if desc.Size > maxManifestSize {
+		return fmt.Errorf("%w: blob of %d bytes", ErrUnsupported, desc.Size)
+	}
+	return s.o.retryLoop(ctx, "blob "+desc.Digest.String(), func(ctx context.Context) error {
+		w.Reset()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/blobs/"+desc.Digest.String(), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := s.do(req, http.StatusOK)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if _, err := io.Copy(w, io.LimitReader(resp.Body, desc.Size+1)); err != nil {
+			return err
+		}
+		if got := desc.Digest.Algorithm().FromBytes(w.Bytes()); got != desc.Digest {
+			return fmt.Errorf("%w: blob %s: content has digest %s", ErrDigestMismatch, desc.Digest, got)
+		}
+		return nil
+	})
+}
