@@ -12,9 +12,10 @@ all: test
 deps:
 	@scripts/deps.sh
 
-# Run a command in a container on a busybox rootfs built on the fly.
+# berth's main job: build an image, push it to a registry (one served
+# in-process unless REGISTRY=host:port), pull it into a fresh store, run it.
 run: deps
-	$(GO) run ./examples/run
+	$(GO) run ./examples/pullrun $(if $(REGISTRY),-registry $(REGISTRY))
 
 # Formatting, vet, staticcheck, then every test (as root they create real
 # namespaces, cgroups and mounts; without root they skip with the reason).

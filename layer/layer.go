@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,7 +155,7 @@ func (s *Store) Unpack(ctx context.Context, name string) (*Image, error) {
 	parent := ""
 	for i, l := range m.Layers {
 		id := chain[i].String()
-		if err := s.unpackOnce(ctx, id, parent, l, cfg.RootFS.DiffIDs[i]); err != nil {
+		if err := s.unpackOnce(ctx, id, parent, l, cfg.RootFS.DiffIDs[i], nil); err != nil {
 			return nil, fmt.Errorf("unpack %s: layer %d (%s): %w", name, i, l.Digest, err)
 		}
 		parent = id
@@ -164,17 +165,23 @@ func (s *Store) Unpack(ctx context.Context, name string) (*Image, error) {
 }
 
 // UnpackLayer unpacks one layer on top of the committed snapshot parent
-// ("" for a first layer), verifying it against diffID, unless that chain
-// is unpacked already, and returns the layer's chain ID: the snapshot to
-// use as the next layer's parent. It is Unpack one layer at a time, for a
-// caller that unpacks layers while later ones still download; the layer's
-// blob must be in the content store.
-func (s *Store) UnpackLayer(ctx context.Context, parent string, l ocispec.Descriptor, diffID digest.Digest) (string, error) {
+// ("" for a first layer) unless that chain is unpacked already, and
+// returns the layer's chain ID: the snapshot to use as the next layer's
+// parent. It is Unpack one layer at a time, for a puller that unpacks
+// layers while later ones still download.
+//
+// The layer's blob is read from r, or from the content store when r is
+// nil; a puller passes the download itself to unpack while it arrives.
+// The unpacked layer is kept only if its uncompressed content matches
+// diffID (which vouches for it whatever r yields). r is not read at all
+// when the chain exists already and may be left unread after the end of
+// the tar stream: the caller drains or closes it.
+func (s *Store) UnpackLayer(ctx context.Context, parent string, l ocispec.Descriptor, diffID digest.Digest, r io.Reader) (string, error) {
 	id := diffID
 	if parent != "" {
 		id = digest.FromString(parent + " " + diffID.String())
 	}
-	if err := s.unpackOnce(ctx, id.String(), parent, l, diffID); err != nil {
+	if err := s.unpackOnce(ctx, id.String(), parent, l, diffID, r); err != nil {
 		return "", fmt.Errorf("unpack layer %s: %w", l.Digest, err)
 	}
 	return id.String(), nil
@@ -182,7 +189,7 @@ func (s *Store) UnpackLayer(ctx context.Context, parent string, l ocispec.Descri
 
 // unpackOnce unpacks one layer into the committed snapshot id, unless it
 // exists or another goroutine is doing it.
-func (s *Store) unpackOnce(ctx context.Context, id, parent string, l ocispec.Descriptor, diffID digest.Digest) error {
+func (s *Store) unpackOnce(ctx context.Context, id, parent string, l ocispec.Descriptor, diffID digest.Digest, r io.Reader) error {
 	for {
 		if _, err := s.Snapshots.Stat(ctx, id); err == nil {
 			return nil
@@ -205,7 +212,7 @@ func (s *Store) unpackOnce(ctx context.Context, id, parent string, l ocispec.Des
 				return ctx.Err()
 			}
 		}
-		c.err = s.unpack(ctx, id, parent, l, diffID)
+		c.err = s.unpack(ctx, id, parent, l, diffID, r)
 		s.mu.Lock()
 		delete(s.unpacking, id)
 		s.mu.Unlock()
@@ -214,7 +221,7 @@ func (s *Store) unpackOnce(ctx context.Context, id, parent string, l ocispec.Des
 	}
 }
 
-func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descriptor, diffID digest.Digest) (err error) {
+func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descriptor, diffID digest.Digest, r io.Reader) (err error) {
 	key := extractPrefix + randomID() + "-" + id
 	if _, err := s.Snapshots.Prepare(ctx, key, parent); err != nil {
 		return err
@@ -228,12 +235,15 @@ func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descrip
 	if err != nil {
 		return err
 	}
-	blob, err := s.Content.Open(ctx, l.Digest)
-	if err != nil {
-		return err
+	if r == nil {
+		blob, err := s.Content.Open(ctx, l.Digest)
+		if err != nil {
+			return err
+		}
+		defer blob.Close()
+		r = blob
 	}
-	defer blob.Close()
-	st, err := archive.Apply(ctx, dir, blob, archive.Options{OverlayWhiteouts: s.overlay})
+	st, err := archive.Apply(ctx, dir, r, archive.Options{OverlayWhiteouts: s.overlay})
 	if err != nil {
 		return err
 	}

@@ -2,11 +2,16 @@ package layer
 
 import (
 	"context"
+	"errors"
+	"io"
 	"os"
+	"path/filepath"
 	"testing"
+	"testing/iotest"
 
 	"github.com/berthlabs/berth/layer/snapshot"
 	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 func TestChainIDs(t *testing.T) {
@@ -44,5 +49,59 @@ func TestOpenCleansHalfUnpackedLayers(t *testing.T) {
 	s.Snapshots.Walk(ctx, func(i snapshot.Info) error { names = append(names, i.Name); return nil })
 	if len(names) != 1 || names[0] != "container-keep" {
 		t.Errorf("snapshots after reopening: %v, want only container-keep", names)
+	}
+}
+
+// UnpackLayer from a reader keeps a layer only when its content matches
+// the diff ID, and does not read the reader when the chain is there.
+func TestUnpackLayerFromReader(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a"), []byte("a\n"), 0o644)
+	other := t.TempDir()
+	os.WriteFile(filepath.Join(other, "b"), []byte("b\n"), 0o644)
+	desc, err := s.ImportDirs(ctx, "example.com/x:v1", ocispec.ImageConfig{}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongDesc, err := s.ImportDirs(ctx, "example.com/y:v1", ocispec.ImageConfig{}, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, cfg, err := s.Content.Manifest(ctx, desc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wm, _, err := s.Content.Manifest(ctx, wrongDesc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(d digest.Digest) io.Reader {
+		f, err := s.Content.Open(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	l, diffID := m.Layers[0], cfg.RootFS.DiffIDs[0]
+	// Another layer's bytes: refused, nothing kept.
+	if _, err := s.UnpackLayer(ctx, "", l, diffID, open(wm.Layers[0].Digest)); err == nil {
+		t.Fatal("a layer with the wrong content was unpacked")
+	}
+	if _, err := s.Snapshots.Stat(ctx, diffID.String()); err == nil {
+		t.Fatal("the wrong layer was kept")
+	}
+	id, err := s.UnpackLayer(ctx, "", l, diffID, open(l.Digest))
+	if err != nil || id != diffID.String() {
+		t.Fatalf("unpack: %s %v", id, err)
+	}
+	if _, err := s.UnpackLayer(ctx, "", l, diffID, iotest.ErrReader(errors.New("read"))); err != nil {
+		t.Errorf("an unpacked chain read its reader: %v", err)
 	}
 }

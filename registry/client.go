@@ -351,29 +351,53 @@ func (o *options) retryLoop(ctx context.Context, what string, fn func(ctx contex
 	}
 }
 
-// stallReader fails reads with ErrStalled through cancel when nothing
-// arrives for the stall timeout.
-type stallReader struct {
-	r     io.Reader
-	timer *time.Timer
+// stallWatch cancels a request (through its context) when nothing
+// arrives for the stall timeout. Time spent paused (handing data on to a
+// slower consumer) does not count.
+type stallWatch struct {
+	timer *time.Timer // nil: no timeout
 	d     time.Duration
 }
 
-// watch arms a stall timer that cancels the request through cancel; the
-// returned reader re-arms it on every read that returns bytes, and stop
-// disarms it.
-func watch(d time.Duration, cancel context.CancelCauseFunc) (arm func(io.Reader) io.Reader, stop func()) {
+// watch arms a stall watch that cancels through cancel.
+func watch(d time.Duration, cancel context.CancelCauseFunc) *stallWatch {
 	if d <= 0 {
-		return func(r io.Reader) io.Reader { return r }, func() {}
+		return &stallWatch{}
 	}
-	t := time.AfterFunc(d, func() { cancel(ErrStalled) })
-	return func(r io.Reader) io.Reader { return &stallReader{r: r, timer: t, d: d} }, func() { t.Stop() }
+	return &stallWatch{timer: time.AfterFunc(d, func() { cancel(ErrStalled) }), d: d}
+}
+
+// reader returns r re-arming the watch on every read that returns bytes.
+func (w *stallWatch) reader(r io.Reader) io.Reader {
+	if w.timer == nil {
+		return r
+	}
+	return &stallReader{r: r, w: w}
+}
+
+func (w *stallWatch) pause() {
+	if w != nil && w.timer != nil {
+		w.timer.Stop()
+	}
+}
+
+func (w *stallWatch) resume() {
+	if w != nil && w.timer != nil {
+		w.timer.Reset(w.d)
+	}
+}
+
+func (w *stallWatch) stop() { w.pause() }
+
+type stallReader struct {
+	r io.Reader
+	w *stallWatch
 }
 
 func (s *stallReader) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
 	if n > 0 {
-		s.timer.Reset(s.d)
+		s.w.resume()
 	}
 	return n, err
 }

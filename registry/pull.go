@@ -144,7 +144,7 @@ func (o *options) pull(ctx context.Context, r ref, store *layer.Store) (*Pulled,
 
 	prog := newProgress(o.progress, r.String(), m)
 	// The config first: it holds the diff IDs unpacking checks.
-	if n, err := s.fetchBlob(ctx, store.Content, m.Config, prog); err != nil {
+	if n, err := s.fetchBlob(ctx, store.Content, m.Config, prog, nil); err != nil {
 		return nil, fmt.Errorf("config %s: %w", m.Config.Digest, err)
 	} else if n > 0 {
 		res.Fetched++
@@ -183,33 +183,36 @@ func (o *options) pull(ctx context.Context, r ref, store *layer.Store) (*Pulled,
 }
 
 // fetchLayers downloads the layers that are not in the store, at most
-// o.concurrency at once, and unpacks each (in order) as soon as it and
-// every layer below it are in.
+// o.concurrency at once, and unpacks each in order as soon as the layers
+// below it are: while it downloads when the unpacker is ready for it
+// before its download starts, from the store otherwise.
 func (o *options) fetchLayers(ctx context.Context, s *session, store *layer.Store, m ocispec.Manifest, cfg ocispec.Image, prog *progress, res *Pulled) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	done := make([]chan struct{}, len(m.Layers))
-	errs := make([]error, len(m.Layers))
+	taps := make([]*tap, len(m.Layers))
 	sem := make(chan struct{}, o.concurrency)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i, l := range m.Layers {
-		done[i] = make(chan struct{})
+		t := newTap()
+		taps[i] = t
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer close(done[i])
+			defer close(t.done)
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				errs[i] = context.Cause(ctx)
+				t.err = context.Cause(ctx)
+				t.end(t.err)
 				return
 			}
-			n, err := s.fetchBlob(ctx, store.Content, l, prog)
+			n, err := s.fetchBlob(ctx, store.Content, l, prog, t)
 			<-sem
+			t.end(err)
 			if err != nil {
-				errs[i] = fmt.Errorf("layer %s: %w", l.Digest, err)
-				cancel(errs[i])
+				t.err = fmt.Errorf("layer %s: %w", l.Digest, err)
+				cancel(t.err)
 				return
 			}
 			prog.layerDone()
@@ -221,37 +224,167 @@ func (o *options) fetchLayers(ctx context.Context, s *session, store *layer.Stor
 			}
 		}()
 	}
-	var err error
+	err := o.unpackLayers(ctx, store, m, cfg, taps, prog)
+	if err != nil {
+		cancel(err)
+	}
+	wg.Wait()
+	// The first failure is the cause; the others are cancellations.
+	for _, t := range taps {
+		if t.err != nil && !errors.Is(t.err, context.Canceled) {
+			return t.err
+		}
+	}
+	return err
+}
+
+// unpackLayers unpacks the layers in order as they arrive.
+func (o *options) unpackLayers(ctx context.Context, store *layer.Store, m ocispec.Manifest, cfg ocispec.Image, taps []*tap, prog *progress) error {
 	parent := ""
 	for i, l := range m.Layers {
-		<-done[i]
-		if errs[i] != nil {
-			err = errs[i]
-			break
+		t := taps[i]
+		streamed := false
+		if o.unpack {
+			pr, pw := io.Pipe()
+			if t.attach(ctx, pw) {
+				id, err := store.UnpackLayer(ctx, parent, l, cfg.RootFS.DiffIDs[i], pr)
+				if err == nil {
+					parent, streamed = id, true
+					// The rest (tar padding, or all of it when the
+					// layer was there already) goes nowhere.
+					go func() { io.Copy(io.Discard, pr); pr.Close() }()
+				} else {
+					pr.CloseWithError(err)
+					if ctx.Err() != nil {
+						return context.Cause(ctx)
+					}
+					o.logger.Debug("registry: unpacking while downloading failed; unpacking from the store", "layer", l.Digest, "err", err)
+				}
+			}
 		}
-		if !o.unpack {
+		select {
+		case <-t.done:
+		case <-ctx.Done():
+			<-t.done
+		}
+		if t.err != nil {
+			return t.err
+		}
+		if !o.unpack || streamed {
+			if streamed {
+				prog.unpacked()
+			}
 			continue
 		}
-		parent, err = store.UnpackLayer(ctx, parent, l, cfg.RootFS.DiffIDs[i])
-		if err != nil {
-			cancel(err)
-			break
+		var err error
+		if parent, err = store.UnpackLayer(ctx, parent, l, cfg.RootFS.DiffIDs[i], nil); err != nil {
+			return err
 		}
 		prog.unpacked()
 	}
-	if err != nil {
-		cancel(err)
-		wg.Wait()
-		// The first failure is the cause; the others are cancellations.
-		for _, e := range errs {
-			if e != nil && !errors.Is(e, context.Canceled) {
-				return e
-			}
-		}
-		return err
-	}
-	wg.Wait()
 	return nil
+}
+
+// tap hands a layer's bytes, as they download, to an unpacker that
+// attached before the first byte. Only the goroutine that holds the
+// blob's writer (the one download of it in this process) can be tapped,
+// so an unpacker never waits on a download that waits on another
+// unpacker. A download that starts over from byte 0 cuts the unpacker
+// off (it unpacks from the store later).
+type tap struct {
+	mu        sync.Mutex
+	flowed    bool // bytes went to the store
+	pw        *io.PipeWriter
+	ready     chan struct{} // closed when this goroutine holds the writer, or at the end
+	readyOnce sync.Once
+	done      chan struct{} // closed when the blob is stored, or failed
+	err       error
+}
+
+func newTap() *tap { return &tap{ready: make(chan struct{}), done: make(chan struct{})} }
+
+func (t *tap) markReady() {
+	if t != nil {
+		t.readyOnce.Do(func() { close(t.ready) })
+	}
+}
+
+// attach waits until the download holds the blob's writer (or is over)
+// and gives it pw, unless bytes have flowed already.
+func (t *tap) attach(ctx context.Context, pw *io.PipeWriter) bool {
+	select {
+	case <-t.ready:
+	case <-ctx.Done():
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.flowed || isClosed(t.done) {
+		return false
+	}
+	t.pw = pw
+	return true
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// begin is called before each download attempt, at byte off.
+func (t *tap) begin(off int64) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.flowed && off == 0 && t.pw != nil {
+		// Starting over: what the unpacker read is not the stream any more.
+		t.pw.CloseWithError(errRestart)
+		t.pw = nil
+	}
+}
+
+// write passes p on, and lets go of an unpacker that stopped reading.
+func (t *tap) write(p []byte, sw *stallWatch) {
+	if t == nil || len(p) == 0 {
+		return
+	}
+	t.mu.Lock()
+	t.flowed = true
+	pw := t.pw
+	t.mu.Unlock()
+	if pw == nil {
+		return
+	}
+	sw.pause() // the unpacker's pace is not a stalled registry
+	_, err := pw.Write(p)
+	sw.resume()
+	if err != nil {
+		t.mu.Lock()
+		t.pw = nil
+		t.mu.Unlock()
+	}
+}
+
+// end closes the pipe: EOF when the blob is stored, err otherwise.
+func (t *tap) end(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.flowed = true
+	defer t.markReady()
+	if t.pw != nil {
+		if err == nil {
+			t.pw.Close()
+		} else {
+			t.pw.CloseWithError(err)
+		}
+		t.pw = nil
+	}
 }
 
 // fetchManifest fetches the manifest or index id (a tag or digest) and
@@ -263,8 +396,8 @@ func (s *session) fetchManifest(ctx context.Context, id string, want digest.Dige
 	err := s.o.retryLoop(ctx, "manifest "+id, func(ctx context.Context) error {
 		ctx, cancel := context.WithCancelCause(ctx)
 		defer cancel(nil)
-		arm, stop := watch(s.o.stallTimeout, cancel)
-		defer stop()
+		sw := watch(s.o.stallTimeout, cancel)
+		defer sw.stop()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/manifests/"+id, nil)
 		if err != nil {
 			return err
@@ -278,7 +411,7 @@ func (s *session) fetchManifest(ctx context.Context, id string, want digest.Dige
 		if resp.ContentLength > maxManifestSize {
 			return fmt.Errorf("%w: manifest of %d bytes (at most %d)", ErrUnsupported, resp.ContentLength, maxManifestSize)
 		}
-		body, err = io.ReadAll(io.LimitReader(arm(resp.Body), maxManifestSize+1))
+		body, err = io.ReadAll(io.LimitReader(sw.reader(resp.Body), maxManifestSize+1))
 		if err != nil {
 			return stalled(ctx, err)
 		}
@@ -330,7 +463,7 @@ func stalled(ctx context.Context, err error) error {
 // ranges, and retrying transient failures. It returns the bytes
 // downloaded (0 when the blob was present or another goroutine of this
 // process stored it meanwhile).
-func (s *session) fetchBlob(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, prog *progress) (int64, error) {
+func (s *session) fetchBlob(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, prog *progress, t *tap) (int64, error) {
 	var w *content.Writer
 	defer func() {
 		if w != nil {
@@ -349,8 +482,9 @@ func (s *session) fetchBlob(ctx context.Context, cs *content.Store, desc ocispec
 			if err != nil {
 				return err
 			}
+			t.markReady()
 		}
-		err := s.download(ctx, w, desc, prog)
+		err := s.download(ctx, w, desc, prog, t)
 		if err == nil {
 			_, err = w.Commit(ctx)
 			if err == nil {
@@ -379,16 +513,17 @@ func (s *session) fetchBlob(ctx context.Context, cs *content.Store, desc ocispec
 
 // download appends the rest of the blob to w: from w.Size() on, asking
 // for a range when some is there already.
-func (s *session) download(ctx context.Context, w *content.Writer, desc ocispec.Descriptor, prog *progress) error {
+func (s *session) download(ctx context.Context, w *content.Writer, desc ocispec.Descriptor, prog *progress, t *tap) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	arm, stop := watch(s.o.stallTimeout, cancel)
-	defer stop()
+	sw := watch(s.o.stallTimeout, cancel)
+	defer sw.stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/blobs/"+desc.Digest.String(), nil)
 	if err != nil {
 		return err
 	}
 	off := w.Size()
+	t.begin(off)
 	if off > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-")
 	}
@@ -404,7 +539,7 @@ func (s *session) download(ctx context.Context, w *content.Writer, desc ocispec.
 	if resp.ContentLength >= 0 && off+resp.ContentLength != desc.Size {
 		return fmt.Errorf("%w: blob %s: registry sends %d bytes, the manifest says %d", ErrDigestMismatch, desc.Digest, off+resp.ContentLength, desc.Size)
 	}
-	_, err = io.Copy(&countingWriter{w: w, prog: prog}, arm(resp.Body))
+	_, err = io.Copy(&countingWriter{w: w, prog: prog, tap: t, sw: sw}, sw.reader(resp.Body))
 	if err != nil {
 		return stalled(ctx, err)
 	}
@@ -414,14 +549,19 @@ func (s *session) download(ctx context.Context, w *content.Writer, desc ocispec.
 	return nil
 }
 
+// countingWriter writes to the store, reports progress, and passes what
+// the store took to the tap.
 type countingWriter struct {
 	w    io.Writer
 	prog *progress
+	tap  *tap
+	sw   *stallWatch
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.prog.add(int64(n))
+	c.tap.write(p[:n], c.sw)
 	return n, err
 }
 

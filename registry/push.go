@@ -382,9 +382,9 @@ func (s *session) putBlob(ctx context.Context, cs *content.Store, b ocispec.Desc
 	u.RawQuery = q.Encode()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	arm, stop := watch(s.o.stallTimeout, cancel)
-	defer stop()
-	cw := &countingReader{r: arm(f), prog: prog}
+	sw := watch(s.o.stallTimeout, cancel)
+	defer sw.stop()
+	cw := &countingReader{r: sw.reader(f), prog: prog}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), cw)
 	if err != nil {
 		return err

@@ -7,17 +7,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/berthlabs/berth/internal/regtest"
+	"github.com/berthlabs/berth/layer"
 	"github.com/berthlabs/berth/layer/content"
 	digest "github.com/opencontainers/go-digest"
 )
@@ -361,6 +364,11 @@ func TestFaults(t *testing.T) {
 	manifest := regexp.MustCompile(`/manifests/`)
 	ref := p.Host + "/fixture/img:v1"
 	const odd = `{"schemaVersion":2,"mediaType":"application/vnd.example.thing+json"}`
+	var diffIDs []digest.Digest
+	for _, d := range img.DiffIDs {
+		diffIDs = append(diffIDs, digest.Digest(d))
+	}
+	chain := layer.ChainIDs(diffIDs)[len(diffIDs)-1].String()
 	for _, tc := range []struct {
 		name  string
 		fault regtest.Fault
@@ -387,11 +395,14 @@ func TestFaults(t *testing.T) {
 			p.ResetRequests()
 			p.Add(tc.fault)
 			store := openStore(t)
-			_, err := New(fastRetry).Pull(testCtx(t), ref, store, tc.opts...)
+			res, err := New(fastRetry).Pull(testCtx(t), ref, store, tc.opts...)
 			switch want := tc.want.(type) {
 			case nil:
 				if err != nil {
 					t.Fatal(err)
+				}
+				if res.Image == nil || res.Image.ChainID != chain {
+					t.Errorf("unpacked to %+v, want chain %s", res.Image, chain)
 				}
 			case *StatusError:
 				var se *StatusError
@@ -477,4 +488,57 @@ func TestCancelledPullLeavesNothing(t *testing.T) {
 	if res.Fetched < 1 || res.Fetched > 3 {
 		t.Errorf("fetched %d", res.Fetched)
 	}
+}
+
+// TestUnpackWhileDownloading checks that a layer is unpacked from the
+// download itself (no fallback to the store), and that a download that
+// goes wrong midway falls back and still gives the right layer.
+func TestUnpackWhileDownloading(t *testing.T) {
+	needRegistry(t)
+	reg := regtest.Start(t, regtest.Options{})
+	img := testImage(t, reg, "fixture/img", "v1")
+	p := regtest.NewProxy(t, reg)
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if _, err := New(WithLogger(logger)).Pull(testCtx(t), p.Host+"/fixture/img:v1", openStore(t)); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "unpacking from the store") {
+		t.Errorf("fell back to the store:\n%s", logs.String())
+	}
+	p.Add(regtest.Fault{Method: "GET", Path: regexp.MustCompile(regexp.QuoteMeta(img.Layers[0].Digest)), Times: 1, Corrupt: true})
+	logs.Reset()
+	res, err := New(WithLogger(logger), fastRetry).Pull(testCtx(t), p.Host+"/fixture/img:v1", openStore(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "unpacking from the store") {
+		t.Errorf("a corrupted stream was not abandoned:\n%s", logs.String())
+	}
+	if res.Image == nil || res.Image.ChainID == "" {
+		t.Errorf("pulled %+v", res)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
 }

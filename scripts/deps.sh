@@ -19,3 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 go mod download
+# crane, a peer for interop tests and benchmarks, from the Go module proxy.
+if [ ! -x bin/crane ]; then
+	GOBIN="$PWD/bin" go install github.com/google/go-containerregistry/cmd/crane@v0.22.1
+fi

@@ -1,0 +1,154 @@
+// Command regbench times berth's registry work beside its peers, in one
+// run, interleaved, against a docker-registry it starts on loopback:
+//
+//	pull + unpack   berth Pull          | skopeo copy docker:// oci: + umoci raw unpack
+//	push            berth Push          | crane push (of an OCI layout)
+//
+// The image comes from an existing berth store (-store, -name), as
+// bench/registry.sh builds it (the Go toolchain as one layer plus
+// busybox). It prints each median and the ratios.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/berthlabs/berth/internal/regtest"
+	"github.com/berthlabs/berth/layer"
+	"github.com/berthlabs/berth/registry"
+)
+
+func main() {
+	root := flag.String("store", "", "berth store holding the image")
+	name := flag.String("name", "", "image name in the store")
+	work := flag.String("work", os.TempDir(), "scratch directory")
+	crane := flag.String("crane", "bin/crane", "crane binary")
+	n := flag.Int("n", 5, "runs of each")
+	flag.Parse()
+	if err := run(*root, *name, *work, *crane, *n); err != nil {
+		fmt.Fprintln(os.Stderr, "regbench:", err)
+		os.Exit(1)
+	}
+}
+
+func timed(f func() error) (time.Duration, error) {
+	t := time.Now()
+	err := f()
+	return time.Since(t), err
+}
+
+func sh(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return nil
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func run(root, name, work, crane string, n int) error {
+	ctx := context.Background()
+	src, err := layer.Open(root)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	reg, err := regtest.StartProcess(regtest.Options{})
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	c := registry.New()
+	seed := reg.Host + "/seed/go:latest"
+	if _, err := c.Push(ctx, src, name, seed); err != nil {
+		return err
+	}
+	layout := filepath.Join(work, "layout")
+	os.RemoveAll(layout)
+	if err := src.Content.ExportLayout(ctx, layout, name); err != nil {
+		return err
+	}
+	var berthPull, skopeoCopy, umociUnpack, berthPush, cranePush []time.Duration
+	for i := range n {
+		scratch := filepath.Join(work, fmt.Sprintf("run%d", i))
+		if err := os.MkdirAll(scratch, 0o755); err != nil {
+			return err
+		}
+		sh("sync")
+		// berth: pull and unpack into a fresh store.
+		d, err := timed(func() error {
+			s, err := layer.Open(filepath.Join(scratch, "store"))
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			_, err = c.Pull(ctx, seed, s)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		berthPull = append(berthPull, d)
+		sh("sync")
+		// skopeo copy to an OCI layout, then umoci raw unpack.
+		oci := filepath.Join(scratch, "oci")
+		d, err = timed(func() error {
+			return sh("skopeo", "copy", "-q", "--src-tls-verify=false", "docker://"+seed, "oci:"+oci+":go")
+		})
+		if err != nil {
+			return err
+		}
+		skopeoCopy = append(skopeoCopy, d)
+		sh("sync")
+		d, err = timed(func() error {
+			return sh("umoci", "raw", "unpack", "--image", oci+":go", filepath.Join(scratch, "rootfs"))
+		})
+		if err != nil {
+			return err
+		}
+		umociUnpack = append(umociUnpack, d)
+		// Push to empty repositories.
+		d, err = timed(func() error {
+			_, err := c.Push(ctx, src, name, fmt.Sprintf("%s/berth%d/go:latest", reg.Host, i))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		berthPush = append(berthPush, d)
+		d, err = timed(func() error {
+			return sh(crane, "push", "--insecure", layout, fmt.Sprintf("%s/crane%d/go:latest", reg.Host, i))
+		})
+		if err != nil {
+			return err
+		}
+		cranePush = append(cranePush, d)
+		if err := os.RemoveAll(scratch); err != nil {
+			return err
+		}
+		// The store's snapshots hold overlay upper dirs only; a plain
+		// RemoveAll is enough.
+		fmt.Fprintf(os.Stderr, "run %d: pull %v | skopeo %v + umoci %v | push %v | crane %v\n", i+1, berthPull[i], skopeoCopy[i], umociUnpack[i], berthPush[i], cranePush[i])
+	}
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/1e6) }
+	peer := median(skopeoCopy) + median(umociUnpack)
+	fmt.Printf("pull+unpack  berth %s | skopeo copy %s + umoci raw unpack %s = %s | ratio %.2f (target <= 0.5)\n",
+		ms(median(berthPull)), ms(median(skopeoCopy)), ms(median(umociUnpack)), ms(peer), float64(median(berthPull))/float64(peer))
+	fmt.Printf("push         berth %s | crane push %s | ratio %.2f (target <= 1.0)\n",
+		ms(median(berthPush)), ms(median(cranePush)), float64(median(berthPush))/float64(median(cranePush)))
+	return nil
+}
