@@ -3,8 +3,8 @@ package registry
 import (
 	"errors"
 
-	"github.com/berthlabs/berth/layer/content"
 	"fmt"
+	"github.com/berthlabs/berth/layer/content"
 	"net/http"
 	"time"
 )

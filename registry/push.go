@@ -320,8 +320,12 @@ func (s *session) uploadBlob(ctx context.Context, cs *content.Store, b ocispec.D
 			prog.add(b.Size)
 			return nil
 		}
+		// Mount attempts, as Docker makes them: up to three sources; a
+		// refused mount opens an upload, which the last one uses and
+		// the others cancel.
 		var location string
-		for _, from := range fromRepos {
+		sources := fromRepos[:min(len(fromRepos), 3)]
+		for i, from := range sources {
 			q := url.Values{"mount": {b.Digest.String()}, "from": {from}}
 			req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/blobs/uploads/?"+q.Encode(), nil)
 			if err != nil {
@@ -337,11 +341,13 @@ func (s *session) uploadBlob(ctx context.Context, cs *content.Store, b ocispec.D
 				prog.add(b.Size)
 				return nil
 			}
-			location, err = resolveLocation(resp)
-			if err != nil {
+			if location, err = resolveLocation(resp); err != nil {
 				return err
 			}
-			break
+			if i < len(sources)-1 {
+				s.cancelUpload(ctx, location)
+				location = ""
+			}
 		}
 		if location == "" {
 			req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/blobs/uploads/", nil)
@@ -364,6 +370,18 @@ func (s *session) uploadBlob(ctx context.Context, cs *content.Store, b ocispec.D
 		return nil
 	})
 	return how, err
+}
+
+// cancelUpload abandons an upload session (best effort: registries
+// expire them anyway).
+func (s *session) cancelUpload(ctx context.Context, location string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, location, nil)
+	if err != nil {
+		return
+	}
+	if resp, err := s.client.Do(req); err == nil {
+		resp.Body.Close()
+	}
 }
 
 // putBlob sends the blob in one PUT to an upload location.
