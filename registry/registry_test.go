@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -541,4 +542,96 @@ func (s *syncBuffer) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.b.Reset()
+}
+
+// TestConcurrencyLimit checks berth's own limit on parallel downloads.
+func TestConcurrencyLimit(t *testing.T) {
+	needRegistry(t)
+	reg := regtest.Start(t, regtest.Options{})
+	var layers []map[string]string
+	for i := range 6 {
+		layers = append(layers, map[string]string{fmt.Sprintf("f%d", i): noise(64 << 10)})
+	}
+	img, err := regtest.NewTestImage(layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.PushImage(testCtx(t), "many/layers", "v1", img); err != nil {
+		t.Fatal(err)
+	}
+	p := regtest.NewProxy(t, reg)
+	p.Add(regtest.Fault{Method: "GET", Path: regexp.MustCompile(`/blobs/`), Delay: 50 * time.Millisecond})
+	var mu sync.Mutex
+	inflight, peak := 0, 0
+	tr := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if !strings.Contains(r.URL.Path, "/blobs/") {
+			return http.DefaultTransport.RoundTrip(r)
+		}
+		mu.Lock()
+		inflight++
+		peak = max(peak, inflight)
+		mu.Unlock()
+		resp, err := http.DefaultTransport.RoundTrip(r)
+		if err != nil {
+			mu.Lock()
+			inflight--
+			mu.Unlock()
+			return nil, err
+		}
+		resp.Body = &onClose{ReadCloser: resp.Body, fn: func() { mu.Lock(); inflight--; mu.Unlock() }}
+		return resp, nil
+	})
+	if _, err := New(WithTransport(tr), WithConcurrency(2)).Pull(testCtx(t), p.Host+"/many/layers:v1", openStore(t)); err != nil {
+		t.Fatal(err)
+	}
+	if peak != 2 {
+		t.Errorf("peak of %d parallel blob downloads, want 2", peak)
+	}
+}
+
+type onClose struct {
+	io.ReadCloser
+	fn   func()
+	once sync.Once
+}
+
+func (o *onClose) Close() error {
+	o.once.Do(o.fn)
+	return o.ReadCloser.Close()
+}
+
+func TestPushFaults(t *testing.T) {
+	needRegistry(t)
+	ctx := testCtx(t)
+	reg := regtest.Start(t, regtest.Options{})
+	p := regtest.NewProxy(t, reg)
+	store := openStore(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "file"), []byte(noise(200<<10)), 0o644)
+	if _, err := store.ImportDirs(ctx, "example.com/local/app:v1", imageConfig(), dir); err != nil {
+		t.Fatal(err)
+	}
+	// A failed upload and a failed manifest PUT are retried.
+	p.Add(regtest.Fault{Method: "PUT", Path: regexp.MustCompile(`/blobs/uploads/`), Times: 1, Status: 500})
+	p.Add(regtest.Fault{Method: "PUT", Path: regexp.MustCompile(`/manifests/`), Times: 1, Status: 503})
+	p.Add(regtest.Fault{Method: "PATCH", Path: regexp.MustCompile(`/blobs/uploads/`), Times: 1, Truncate: 10})
+	pushed, err := New(fastRetry).Push(ctx, store, "example.com/local/app:v1", p.Host+"/faulty/app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New().Inspect(ctx, reg.Ref("faulty/app", "v1"))
+	if err != nil || r.Descriptor.Digest != pushed.Descriptor.Digest {
+		t.Fatalf("inspect after a retried push: %v", err)
+	}
+	// Refused: not retried.
+	p.Reset()
+	p.ResetRequests()
+	p.Add(regtest.Fault{Method: "POST", Status: 401})
+	_, err = New(fastRetry, WithConcurrency(1)).Push(ctx, store, "example.com/local/app:v1", p.Host+"/faulty/other:v1")
+	if !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("push refused: %v", err)
+	}
+	if n := p.Count("POST", nil); n != 1 {
+		t.Errorf("a refused upload was tried %d times", n)
+	}
 }
