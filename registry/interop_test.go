@@ -196,3 +196,50 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// TestPushIndex pushes an index whose platform manifests are all in the
+// store.
+func TestPushIndex(t *testing.T) {
+	needRegistry(t)
+	ctx := testCtx(t)
+	reg := regtest.Start(t, regtest.Options{})
+	store := openStore(t)
+	var descs []ocispec.Descriptor
+	for i, arch := range []string{"amd64", "arm64"} {
+		img, err := regtest.NewTestImage(map[string]string{"etc/arch": arch, "n": strings.Repeat("x", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range append(append([]regtest.Blob{}, img.Layers...), img.Config, img.Manifest) {
+			if _, err := store.Content.Put(ctx, b.MediaType, bytes.NewReader(b.Data), digest.Digest(b.Digest)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d := img.Manifest.Descriptor()
+		d.Platform = &ocispec.Platform{OS: "linux", Architecture: arch}
+		descs = append(descs, d)
+	}
+	idx, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: descs})
+	d, err := store.Content.Put(ctx, ocispec.MediaTypeImageIndex, bytes.NewReader(idx), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Content.Tag(ctx, "example.com/multi:v1", d); err != nil {
+		t.Fatal(err)
+	}
+	pushed, err := New().Push(ctx, store, "example.com/multi:v1", reg.Ref("multi/pushed", "v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pushed.Descriptor.Digest != d.Digest || pushed.Uploaded != 4 {
+		t.Errorf("pushed %+v", pushed)
+	}
+	r, err := New().Inspect(ctx, reg.Ref("multi/pushed", "v1"), WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"}))
+	if err != nil || r.Index == nil || r.ManifestDescriptor.Digest != descs[1].Digest {
+		t.Fatalf("inspect: %+v %v", r, err)
+	}
+	raw := runTool(t, "skopeo", "inspect", "--raw", "--tls-verify=false", "docker://"+reg.Ref("multi/pushed", "v1"))
+	if digest.FromBytes(raw) != d.Digest {
+		t.Errorf("skopeo reads an index of digest %s, pushed %s", digest.FromBytes(raw), d.Digest)
+	}
+}
