@@ -1,0 +1,407 @@
+package orchestrate
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/berthlabs/berth/container"
+	"github.com/berthlabs/berth/layer/content"
+	"github.com/berthlabs/berth/namespace"
+	"golang.org/x/sys/unix"
+)
+
+// SandboxDir is where NewContainerRuntime's sandboxes keep their
+// namespaces: SandboxDir/NAME/{net,ipc,uts}, bind mounts removed with the
+// sandbox.
+const SandboxDir = "/run/berth/sandboxes"
+
+// NewContainerRuntime returns a Runtime that runs pods with package
+// container in rt, whose Images store holds the images pods name. A
+// pod's sandbox is a network namespace (loopback up), an IPC namespace
+// and a UTS namespace holding the pod's hostname, persisted by bind
+// mounts under SandboxDir so that they outlive any one container; each
+// container joins them and gets its own mount and PID namespaces.
+func NewContainerRuntime(rt *container.Runtime) Runtime {
+	return &containerRuntime{rt: rt, sandboxes: map[string]*crSandbox{}, containers: map[string]*crContainer{}}
+}
+
+type containerRuntime struct {
+	rt *container.Runtime
+
+	mu         sync.Mutex
+	sandboxes  map[string]*crSandbox
+	containers map[string]*crContainer
+}
+
+type crSandbox struct {
+	name string
+	dir  string
+	net  *namespace.Namespace // kept open for Dial
+}
+
+type crContainer struct {
+	c       *container.Container
+	started time.Time
+	done    chan struct{} // closed when the exit has been recorded
+	exit    *container.ExitStatus
+}
+
+var sandboxKinds = []namespace.Kind{namespace.Net, namespace.IPC, namespace.UTS}
+
+func (r *containerRuntime) ImageExists(ctx context.Context, image string) (bool, error) {
+	if r.rt.Images == nil {
+		return false, errors.New("the container runtime has no image store")
+	}
+	_, err := r.rt.Images.Content.Resolve(ctx, image)
+	if errors.Is(err, content.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (r *containerRuntime) CreateSandbox(ctx context.Context, cfg SandboxConfig) (id string, err error) {
+	if !idPatternOK(cfg.Name) {
+		return "", fmt.Errorf("create sandbox: bad name %q", cfg.Name)
+	}
+	r.mu.Lock()
+	if _, ok := r.sandboxes[cfg.Name]; ok {
+		r.mu.Unlock()
+		return "", fmt.Errorf("create sandbox %s: %w", cfg.Name, ErrExists)
+	}
+	r.sandboxes[cfg.Name] = nil // reserved
+	r.mu.Unlock()
+	dir := filepath.Join(SandboxDir, cfg.Name)
+	defer func() {
+		if err != nil {
+			releaseSandboxDir(dir)
+			r.mu.Lock()
+			delete(r.sandboxes, cfg.Name)
+			r.mu.Unlock()
+		}
+	}()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create sandbox %s: %w", cfg.Name, err)
+	}
+	if err := newSandboxNamespaces(dir, cfg.Hostname); err != nil {
+		return "", fmt.Errorf("create sandbox %s: %w", cfg.Name, err)
+	}
+	netns, err := namespace.Open(filepath.Join(dir, "net"))
+	if err != nil {
+		return "", fmt.Errorf("create sandbox %s: %w", cfg.Name, err)
+	}
+	r.mu.Lock()
+	r.sandboxes[cfg.Name] = &crSandbox{name: cfg.Name, dir: dir, net: netns}
+	r.mu.Unlock()
+	return cfg.Name, nil
+}
+
+// newSandboxNamespaces makes new network, IPC and UTS namespaces on a
+// locked thread, sets the hostname and brings lo up in them, persists
+// them at dir/{net,ipc,uts}, and puts the thread back (or, if that
+// fails, lets it die with its goroutine).
+func newSandboxNamespaces(dir, hostname string) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		restored := false
+		defer func() {
+			if restored {
+				runtime.UnlockOSThread()
+			}
+		}()
+		var origs []*namespace.Namespace
+		defer func() {
+			for _, o := range origs {
+				o.Close()
+			}
+		}()
+		for _, k := range sandboxKinds {
+			o, err := namespace.Current(k)
+			if err != nil {
+				restored = true
+				errc <- err
+				return
+			}
+			origs = append(origs, o)
+		}
+		if err := unix.Unshare(unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS); err != nil {
+			restored = true
+			errc <- fmt.Errorf("unshare: %w", err)
+			return
+		}
+		err := unix.Sethostname([]byte(hostname))
+		if err == nil {
+			err = namespace.LoopbackUp()
+		}
+		for _, k := range sandboxKinds {
+			if err != nil {
+				break
+			}
+			var ns *namespace.Namespace
+			if ns, err = namespace.Current(k); err == nil {
+				err = ns.Persist(filepath.Join(dir, k.String()))
+				ns.Close()
+			}
+		}
+		restored = true
+		for _, o := range origs {
+			if rerr := o.Enter(); rerr != nil {
+				restored = false
+				err = errors.Join(err, fmt.Errorf("restore thread: %w", rerr))
+			}
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+// releaseSandboxDir unmounts and removes a sandbox's namespace files
+// and its directory.
+func releaseSandboxDir(dir string) error {
+	var errs []error
+	for _, k := range sandboxKinds {
+		if err := namespace.Release(filepath.Join(dir, k.String())); err != nil && !errors.Is(err, namespace.ErrNotNamespace) {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (r *containerRuntime) RemoveSandbox(ctx context.Context, id string) error {
+	r.mu.Lock()
+	sb := r.sandboxes[id]
+	r.mu.Unlock()
+	if sb == nil {
+		return nil
+	}
+	sb.net.Close()
+	if err := releaseSandboxDir(sb.dir); err != nil {
+		return fmt.Errorf("remove sandbox %s: %w", id, err)
+	}
+	r.mu.Lock()
+	delete(r.sandboxes, id)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *containerRuntime) sandbox(id string) (*crSandbox, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sb := r.sandboxes[id]
+	if sb == nil {
+		return nil, fmt.Errorf("sandbox %s: %w", id, ErrNotFound)
+	}
+	return sb, nil
+}
+
+func (r *containerRuntime) StartContainer(ctx context.Context, sandboxID string, cfg ContainerConfig) (string, error) {
+	sb, err := r.sandbox(sandboxID)
+	if err != nil {
+		return "", err
+	}
+	id := sandboxID + "_" + cfg.Name
+	if !idPatternOK(id) {
+		id = newToken(8) + "_" + cfg.Name
+		if len(id) > 128 {
+			id = id[:128]
+		}
+	}
+	spec := &container.Spec{
+		Image:      cfg.Image,
+		Entrypoint: cfg.Command,
+		Process: container.Process{
+			Args: cfg.Args,
+			Env:  cfg.Env,
+			Dir:  cfg.WorkingDir,
+			User: cfg.User,
+		},
+		Resources: cfg.Resources,
+		Namespaces: map[namespace.Kind]container.Namespace{
+			namespace.Net: {Mode: container.NamespaceJoin, Path: filepath.Join(sb.dir, "net")},
+			namespace.IPC: {Mode: container.NamespaceJoin, Path: filepath.Join(sb.dir, "ipc")},
+			namespace.UTS: {Mode: container.NamespaceJoin, Path: filepath.Join(sb.dir, "uts")},
+		},
+		StopTimeout: cfg.StopGrace,
+		LogPath:     cfg.LogPath,
+	}
+	for _, m := range cfg.Mounts {
+		spec.Mounts = append(spec.Mounts, container.Mount{Type: container.Bind, Source: m.HostPath, Target: m.ContainerPath, ReadOnly: m.ReadOnly})
+	}
+	c, err := r.rt.Create(ctx, id, spec)
+	if err != nil {
+		return "", err
+	}
+	if err := c.Start(ctx); err != nil {
+		c.Delete(context.Background())
+		return "", err
+	}
+	cc := &crContainer{c: c, started: time.Now(), done: make(chan struct{})}
+	r.mu.Lock()
+	r.containers[id] = cc
+	r.mu.Unlock()
+	go func() {
+		st, err := c.Wait(context.Background())
+		if err != nil || st == nil {
+			st = &container.ExitStatus{Code: 137, ExitedAt: time.Now()}
+		}
+		cc.exit = st
+		close(cc.done)
+		if cfg.OnExit != nil {
+			cfg.OnExit()
+		}
+	}()
+	return id, nil
+}
+
+func (r *containerRuntime) container(id string) (*crContainer, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cc := r.containers[id]
+	if cc == nil {
+		return nil, fmt.Errorf("container %s: %w", id, ErrNotFound)
+	}
+	return cc, nil
+}
+
+func (r *containerRuntime) StopContainer(ctx context.Context, id string, grace time.Duration) error {
+	cc, err := r.container(id)
+	if err != nil {
+		return err
+	}
+	if err := cc.c.Stop(ctx, grace); err != nil && !errors.Is(err, container.ErrDeleted) {
+		return err
+	}
+	select {
+	case <-cc.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *containerRuntime) RemoveContainer(ctx context.Context, id string) error {
+	cc, err := r.container(id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err := cc.c.Delete(ctx); err != nil && !errors.Is(err, container.ErrDeleted) {
+		return err
+	}
+	select { // the exit is recorded (and OnExit called) before it is forgotten
+	case <-cc.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	r.mu.Lock()
+	delete(r.containers, id)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *containerRuntime) ContainerStatus(ctx context.Context, id string) (ContainerInfo, error) {
+	cc, err := r.container(id)
+	if err != nil {
+		return ContainerInfo{}, err
+	}
+	select {
+	case <-cc.done:
+		return ContainerInfo{
+			ExitCode:   cc.exit.Code,
+			OOMKilled:  cc.exit.OOMKilled,
+			StartedAt:  cc.started,
+			FinishedAt: cc.exit.ExitedAt,
+		}, nil
+	default:
+		return ContainerInfo{Running: true, StartedAt: cc.started}, nil
+	}
+}
+
+// maxExecOutput is how much of an exec's output is kept.
+const maxExecOutput = 4096
+
+func (r *containerRuntime) Exec(ctx context.Context, id string, cmd []string) (int, []byte, error) {
+	cc, err := r.container(id)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := &limitedBuffer{max: maxExecOutput}
+	p, err := cc.c.Exec(ctx, container.Process{Args: cmd, Stdout: out, Stderr: out})
+	if err != nil {
+		return 0, nil, err
+	}
+	st, err := p.Wait(ctx)
+	if err != nil {
+		p.Signal(unix.SIGKILL)
+		return 0, out.bytes(), fmt.Errorf("exec %s: %w", cmd[0], err)
+	}
+	return st.Code, out.bytes(), nil
+}
+
+func (r *containerRuntime) Dial(ctx context.Context, sandboxID, network, address string) (net.Conn, error) {
+	sb, err := r.sandbox(sandboxID)
+	if err != nil {
+		return nil, err
+	}
+	// The socket is made inside the namespace; connecting and using it
+	// work from any thread.
+	var conn net.Conn
+	var d net.Dialer
+	ctxDial, cancel := context.WithCancel(ctx)
+	defer cancel()
+	err = namespace.Do(func() error {
+		var err error
+		conn, err = d.DialContext(ctxDial, network, address)
+		return err
+	}, sb.net)
+	return conn, err
+}
+
+// limitedBuffer keeps the first max bytes written to it.
+type limitedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	max int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if room := b.max - b.buf.Len(); room > 0 {
+		b.buf.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func (b *limitedBuffer) bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}
+
+// idPatternOK reports whether s is a valid container ID (and sandbox
+// directory name): 1 to 128 of [a-zA-Z0-9_.-], starting alphanumeric.
+func idPatternOK(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i, c := range []byte(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case (c == '_' || c == '.' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,77 @@
+package orchestrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/berthlabs/berth/orchestrate/reconcile"
+)
+
+// gcKey names an owner whose dependents the garbage collector checks.
+type gcKey struct {
+	Kind, Name, UID string
+}
+
+// gcKinds are the kinds whose objects can have a controlling owner.
+var gcKinds = []string{KindPod, KindReplicaSet, KindDeployment, KindJob, KindConfigMap, KindSecret}
+
+// gcKeysFor maps a watch event to the owners to check: a deleted object
+// (its dependents must go), and the controller of an added object (it
+// may have been deleted before its dependent was created).
+func gcKeysFor(ev WatchEvent) []gcKey {
+	meta := ev.Object.Meta()
+	switch ev.Type {
+	case Deleted:
+		return []gcKey{{Kind: ev.Object.Kind(), Name: meta.Name, UID: meta.UID}}
+	case Added:
+		if ref := ownerRefOf(meta); ref != nil {
+			return []gcKey{{Kind: ref.Kind, Name: ref.Name, UID: ref.UID}}
+		}
+	}
+	return nil
+}
+
+// ownerRefOf returns the controlling owner reference of meta, or nil.
+func ownerRefOf(meta *ObjectMeta) *OwnerReference {
+	for i := range meta.OwnerReferences {
+		if meta.OwnerReferences[i].Controller {
+			return &meta.OwnerReferences[i]
+		}
+	}
+	return nil
+}
+
+// collect deletes the objects controlled by the owner k names, unless
+// that owner (with that UID) still exists. The deletions cascade: each
+// one is a Deleted event that brings its own dependents here.
+func (m *Manager) collect(ctx context.Context, k gcKey) (res reconcile.Result, err error) {
+	owner, err := m.store.Get(ctx, k.Kind, k.Name)
+	switch {
+	case err == nil && owner.Meta().UID == k.UID:
+		return res, nil // the owner lives
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return res, err
+	}
+	var errs []error
+	for _, kind := range gcKinds {
+		objs, err := m.store.List(ctx, kind, nil)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, o := range objs {
+			ref := ownerRefOf(o.Meta())
+			if ref == nil || ref.UID != k.UID {
+				continue
+			}
+			err := m.store.Delete(ctx, kind, o.Meta().Name)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				errs = append(errs, fmt.Errorf("garbage-collect %s %s: %w", kind, o.Meta().Name, err))
+				continue
+			}
+			m.log.Debug("garbage-collected", "kind", kind, "name", o.Meta().Name, "owner", k.Kind+"/"+k.Name)
+		}
+	}
+	return res, errors.Join(errs...)
+}

@@ -1,0 +1,250 @@
+package orchestrate
+
+import (
+	"context"
+	"github.com/berthlabs/berth/orchestrate/reconcile"
+	"testing"
+	"time"
+)
+
+func newJob(name string, completions, parallelism int) *Job {
+	return &Job{
+		ObjectMeta: ObjectMeta{Name: name},
+		Spec: JobSpec{
+			Completions: &completions,
+			Parallelism: &parallelism,
+			Template: PodTemplate{
+				Labels: map[string]string{"app": "batch"},
+				Spec: PodSpec{
+					Containers:    []Container{{Name: "work", Image: "batch:v1", Command: []string{"true"}}},
+					RestartPolicy: RestartNever,
+				},
+			},
+		},
+	}
+}
+
+func (h *wlHarness) job(name string) *Job {
+	h.t.Helper()
+	obj, err := h.m.store.Get(h.ctx, KindJob, name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return obj.(*Job)
+}
+
+// activeJobPods returns the job's pods that have not finished.
+func (h *wlHarness) activeJobPods(name string) []*Pod {
+	var out []*Pod
+	for _, p := range h.pods(KindJob, name) {
+		if podActive(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// finish ends a pod as its container exiting would.
+func (h *wlHarness) finish(name string, phase PodPhase) {
+	now := h.clock.Now()
+	h.setStatus(name, func(s *PodStatus) {
+		s.Phase, s.Ready = phase, false
+		s.Containers = []ContainerStatus{{Name: "work", State: ContainerTerminated, FinishedAt: now}}
+	})
+}
+
+func TestJobCompletionsAndParallelism(t *testing.T) {
+	h := newWLHarness(t)
+	h.apply(newJob("batch", 5, 2))
+	h.settle()
+	for done := 0; done < 5; done++ {
+		active := h.activeJobPods("batch")
+		want := min(2, 5-done)
+		if len(active) != want {
+			t.Fatalf("after %d completions: %d active pods, want %d", done, len(active), want)
+		}
+		for _, p := range active {
+			if p.Labels[LabelJobName] != "batch" || p.Labels["app"] != "batch" || p.Spec.RestartPolicy != RestartNever {
+				t.Errorf("pod %s: labels %v restart policy %s", p.Name, p.Labels, p.Spec.RestartPolicy)
+			}
+		}
+		if st := h.job("batch").Status; st.Succeeded != done || st.Active != want || st.StartTime.IsZero() {
+			t.Errorf("after %d completions: status %+v", done, st)
+		}
+		h.finish(active[0].Name, PodSucceeded)
+		h.step(time.Second)
+	}
+	j := h.job("batch")
+	c := getCondition(j.Status.Conditions, JobComplete)
+	if c == nil || !c.Status || j.Status.Succeeded != 5 || j.Status.Active != 0 || j.Status.CompletionTime.IsZero() {
+		t.Fatalf("finished job: %+v", j.Status)
+	}
+	if len(h.events(KindJob, "batch", "Completed")) != 1 {
+		t.Errorf("Completed events: %v", h.events(KindJob, "batch", "Completed"))
+	}
+	// Finished pods are kept (for their logs), and no more are made.
+	h.step(time.Minute)
+	if n := len(h.pods(KindJob, "batch")); n != 5 {
+		t.Errorf("job has %d pods after completion, want its 5 finished ones", n)
+	}
+	// Deleting the job deletes them.
+	if err := h.m.Delete(h.ctx, KindJob, "batch"); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	if n := len(h.pods(KindJob, "batch")); n != 0 {
+		t.Errorf("%d pods left after the job was deleted", n)
+	}
+}
+
+func TestJobBackoffLimitNever(t *testing.T) {
+	h := newWLHarness(t)
+	j := newJob("batch", 1, 1)
+	limit := 1
+	j.Spec.BackoffLimit = &limit
+	h.apply(j)
+	h.settle()
+	h.finish(h.activeJobPods("batch")[0].Name, PodFailed)
+	h.settle()
+	if n := len(h.activeJobPods("batch")); n != 0 {
+		t.Fatalf("a pod was made again at once after a failure (%d active), want a 10s back-off", n)
+	}
+	h.step(10 * time.Second)
+	active := h.activeJobPods("batch")
+	if len(active) != 1 {
+		t.Fatalf("after the back-off: %d active pods, want 1", len(active))
+	}
+	if st := h.job("batch").Status; st.Failed != 1 || jobFinished(h.job("batch")) {
+		t.Fatalf("after one failure: %+v", st)
+	}
+	h.finish(active[0].Name, PodFailed)
+	h.settle()
+	jb := h.job("batch")
+	c := getCondition(jb.Status.Conditions, JobFailed)
+	if c == nil || !c.Status || c.Reason != ReasonBackoffLimitExceeded || jb.Status.Failed != 2 {
+		t.Fatalf("after two failures with backoffLimit 1: %+v", jb.Status)
+	}
+	h.step(time.Minute)
+	if n := len(h.activeJobPods("batch")); n != 0 {
+		t.Errorf("failed job runs %d pods", n)
+	}
+}
+
+func TestJobBackoffLimitOnFailure(t *testing.T) {
+	h := newWLHarness(t)
+	j := newJob("batch", 1, 1)
+	limit := 3
+	j.Spec.BackoffLimit = &limit
+	j.Spec.Template.Spec.RestartPolicy = RestartOnFailure
+	h.apply(j)
+	h.settle()
+	pod := h.activeJobPods("batch")[0].Name
+	restart := func(n int) {
+		h.setStatus(pod, func(s *PodStatus) {
+			s.Phase = PodRunning
+			s.Containers = []ContainerStatus{{Name: "work", State: ContainerRunning, RestartCount: n}}
+		})
+		h.settle()
+	}
+	restart(2)
+	if jobFinished(h.job("batch")) {
+		t.Fatalf("job failed after 2 restarts with backoffLimit 3")
+	}
+	restart(3)
+	jb := h.job("batch")
+	c := getCondition(jb.Status.Conditions, JobFailed)
+	if c == nil || c.Reason != ReasonBackoffLimitExceeded {
+		t.Fatalf("after 3 restarts: %+v", jb.Status)
+	}
+	if n := len(h.activeJobPods("batch")); n != 0 {
+		t.Errorf("the restarting pod was not deleted (%d active)", n)
+	}
+}
+
+func TestJobActiveDeadline(t *testing.T) {
+	h := newWLHarness(t)
+	j := newJob("batch", 4, 2)
+	j.Spec.ActiveDeadline = 30 * time.Second
+	h.apply(j)
+	h.settle()
+	first := h.activeJobPods("batch")
+	h.finish(first[0].Name, PodSucceeded)
+	h.step(20 * time.Second)
+	if jobFinished(h.job("batch")) || len(h.activeJobPods("batch")) != 2 {
+		t.Fatalf("before the deadline: %+v", h.job("batch").Status)
+	}
+	h.step(10 * time.Second)
+	jb := h.job("batch")
+	c := getCondition(jb.Status.Conditions, JobFailed)
+	if c == nil || c.Reason != ReasonDeadlineExceeded {
+		t.Fatalf("after the deadline: %+v", jb.Status)
+	}
+	if n := len(h.activeJobPods("batch")); n != 0 || jb.Status.Active != 0 || jb.Status.Succeeded != 1 || jb.Status.Failed != 2 {
+		t.Errorf("after the deadline: %d active pods, status %+v", n, jb.Status)
+	}
+	if len(h.events(KindJob, "batch", ReasonDeadlineExceeded)) != 1 {
+		t.Errorf("DeadlineExceeded events: %v", h.events(KindJob, "batch", ReasonDeadlineExceeded))
+	}
+}
+
+func TestJobZeroCompletionsAndParallelismChange(t *testing.T) {
+	h := newWLHarness(t)
+	h.apply(newJob("none", 0, 1))
+	h.settle()
+	if c := getCondition(h.job("none").Status.Conditions, JobComplete); c == nil || len(h.pods(KindJob, "none")) != 0 {
+		t.Errorf("job with 0 completions: %+v", h.job("none").Status)
+	}
+	h.apply(newJob("batch", 3, 0)) // parallelism 0: nothing runs
+	h.settle()
+	if n := len(h.activeJobPods("batch")); n != 0 {
+		t.Fatalf("parallelism 0 runs %d pods", n)
+	}
+	h.apply(newJob("batch", 3, 3))
+	h.settle()
+	if n := len(h.activeJobPods("batch")); n != 3 {
+		t.Fatalf("parallelism 3 runs %d pods", n)
+	}
+	h.apply(newJob("batch", 3, 1))
+	h.settle()
+	if n := len(h.activeJobPods("batch")); n != 1 {
+		t.Errorf("parallelism lowered to 1 runs %d pods", n)
+	}
+}
+
+// TestJobWithFakeRuntime runs a job through the Pod controller on a fake
+// runtime whose containers exit when told to.
+func TestJobWithFakeRuntime(t *testing.T) {
+	clock := reconcile.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	rt := newFakeRuntime(clock, "batch:v1")
+	m, err := NewManager(Options{Runtime: rt, Clock: clock, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(func() { m.Close(context.Background()); cancel() })
+	h := &wlHarness{t: t, ctx: ctx, m: m, clock: clock}
+	h.settle()
+
+	h.apply(newJob("batch", 3, 2))
+	h.settle()
+	for round := 0; round < 10 && !jobFinished(h.job("batch")); round++ {
+		active := h.activeJobPods("batch")
+		if len(active) > 2 {
+			t.Fatalf("%d pods at once, parallelism 2", len(active))
+		}
+		for _, p := range active {
+			if c := rt.running(p.Name, "work"); c != nil {
+				rt.exit(c.ID, 0)
+				break
+			}
+		}
+		h.step(time.Second)
+	}
+	j := h.job("batch")
+	if c := getCondition(j.Status.Conditions, JobComplete); c == nil || j.Status.Succeeded != 3 {
+		t.Fatalf("job status %+v", j.Status)
+	}
+	if n := len(h.pods(KindJob, "batch")); n != 3 {
+		t.Errorf("%d pods kept, want the 3 finished ones", n)
+	}
+}

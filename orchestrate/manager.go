@@ -1,0 +1,494 @@
+package orchestrate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/berthlabs/berth/orchestrate/reconcile"
+)
+
+// Options configures a Manager. The zero value is valid: an in-memory
+// store, no runtime (pods are stored but never run), the real clock.
+type Options struct {
+	// Store holds the declared objects; nil means NewMemoryStore().
+	Store Store
+	// Runtime runs the pods' containers. Nil means pods are never
+	// started and their status is never written, which suits unit tests
+	// of the workload controllers.
+	Runtime Runtime
+	// Clock is the time source of every controller, probe and backoff;
+	// nil means the real clock. Tests pass a reconcile.FakeClock.
+	Clock reconcile.Clock
+	// Logger receives the controllers' logs; nil discards them.
+	Logger *slog.Logger
+	// Workers is how many objects of one kind are reconciled at once;
+	// 0 means 4.
+	Workers int
+	// StateDir is the host directory under which pods' volumes and logs
+	// are kept. Empty means a new directory in os.TempDir(), removed by
+	// Close; a given directory is kept, and only what the Manager made
+	// in it is removed.
+	StateDir string
+	// CrashLoop tunes the crash-loop backoff of restarting containers;
+	// its zero fields take the kubelet's values.
+	CrashLoop CrashLoopBackoff
+}
+
+// CrashLoopBackoff is how long a container that keeps exiting waits
+// before it is restarted: its first restart is immediate, the next waits
+// Initial, and each further one twice as long as the one before, up to
+// Max; a container that ran for Reset before it exited starts over.
+type CrashLoopBackoff struct {
+	Initial time.Duration // 0 means 10 s
+	Max     time.Duration // 0 means 5 minutes
+	Reset   time.Duration // 0 means 10 minutes
+}
+
+func (b CrashLoopBackoff) withDefaults() CrashLoopBackoff {
+	if b.Initial <= 0 {
+		b.Initial = crashBackoffInitial
+	}
+	if b.Max <= 0 {
+		b.Max = crashBackoffMax
+	}
+	if b.Reset <= 0 {
+		b.Reset = crashBackoffReset
+	}
+	b.Max = max(b.Max, b.Initial)
+	return b
+}
+
+// builtinControllers are the workload controllers (ReplicaSet,
+// Deployment, Job) that NewManager registers after the Pod controller;
+// each adds itself from an init function of its file.
+var builtinControllers []func(*Manager)
+
+// Manager keeps the objects of a Store converged: it runs one
+// reconcile.Controller per kind (Pod, ReplicaSet, Deployment, Job), fed
+// by one watch of the store, records events, and deletes the dependents
+// of deleted objects (owner references). Apply, Get, List and Delete are
+// the way in for callers; Run runs the controllers; Close stops and
+// removes every container the Manager started.
+type Manager struct {
+	store    Store
+	runtime  Runtime
+	clock    reconcile.Clock
+	log      *slog.Logger
+	workers  int
+	stateDir string
+	ownState bool // stateDir was made by NewManager: Close removes it
+	events   *eventRecorder
+	crash    CrashLoopBackoff
+
+	kinds     map[string]*kindController
+	kindOrder []string
+	gc        *reconcile.Controller[gcKey]
+	pods      *podController
+
+	// The watch that feeds the controllers, started by the first Run or
+	// RunUntilIdle and stopped by Close.
+	watchOnce   sync.Once
+	watchErr    error
+	watchCtx    context.Context
+	watchCancel context.CancelFunc
+	watchDone   chan struct{}
+	dispatched  atomic.Uint64 // ResourceVersion of the last event handed out
+	lastEvent   atomic.Int64  // UnixNano of the last event handed out
+
+	mu      sync.Mutex
+	running bool
+	closed  bool
+}
+
+// kindController is the controller of one kind.
+type kindController struct {
+	kind     string
+	ctrl     *reconcile.Controller[string]
+	keysFor  func(ev WatchEvent) []string
+	validate func(ctx context.Context, obj Object) error
+}
+
+// NewManager returns a Manager configured by opts, with the Pod
+// controller and the built-in workload controllers registered. Nothing
+// runs until Run (or RunUntilIdle) is called.
+func NewManager(opts Options) (*Manager, error) {
+	m := &Manager{
+		store:   opts.Store,
+		runtime: opts.Runtime,
+		clock:   opts.Clock,
+		log:     opts.Logger,
+		workers: opts.Workers,
+		events:  newEventRecorder(0),
+		crash:   opts.CrashLoop.withDefaults(),
+		kinds:   map[string]*kindController{},
+	}
+	if m.store == nil {
+		m.store = NewMemoryStore()
+	}
+	if m.clock == nil {
+		m.clock = reconcile.RealClock()
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.workers <= 0 {
+		m.workers = 4
+	}
+	if opts.StateDir != "" {
+		m.stateDir = opts.StateDir
+		if err := os.MkdirAll(m.stateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("orchestrate: state directory: %w", err)
+		}
+	} else {
+		dir, err := os.MkdirTemp("", "berth-orchestrate-")
+		if err != nil {
+			return nil, fmt.Errorf("orchestrate: state directory: %w", err)
+		}
+		m.stateDir, m.ownState = dir, true
+	}
+	m.watchCtx, m.watchCancel = context.WithCancel(context.Background())
+	m.watchDone = make(chan struct{})
+	m.gc = reconcile.New[gcKey](reconcile.Func[gcKey](m.collect), reconcile.Options[gcKey]{
+		Name: "gc", Workers: 1, Clock: m.clock, Logger: m.log,
+	})
+	registerPods(m)
+	registerConfigKinds(m)
+	for _, f := range builtinControllers {
+		f(m)
+	}
+	return m, nil
+}
+
+// register adds the controller of a kind: r reconciles objects of the
+// kind by name; keysFor maps every change the store's watch sees (of any
+// kind) to names of this kind to reconcile (nil: none); validate, if not
+// nil, checks objects of the kind in Apply.
+func (m *Manager) register(kind string, r reconcile.Reconciler[string], keysFor func(ev WatchEvent) []string, validate func(ctx context.Context, obj Object) error) {
+	kc := &kindController{kind: kind, keysFor: keysFor, validate: validate}
+	if r != nil {
+		kc.ctrl = reconcile.New[string](r, reconcile.Options[string]{
+			Name:    kind,
+			Workers: m.workers,
+			Clock:   m.clock,
+			Logger:  m.log,
+			Backoff: reconcile.Backoff{Base: 100 * time.Millisecond, Max: 30 * time.Second},
+		})
+	}
+	if _, ok := m.kinds[kind]; !ok {
+		m.kindOrder = append(m.kindOrder, kind)
+	}
+	m.kinds[kind] = kc
+}
+
+// controller returns the reconcile controller of kind, or nil.
+func (m *Manager) controller(kind string) *reconcile.Controller[string] {
+	if kc := m.kinds[kind]; kc != nil {
+		return kc.ctrl
+	}
+	return nil
+}
+
+// Store returns the Manager's store. Writing to it directly skips the
+// validation Apply does.
+func (m *Manager) Store() Store { return m.store }
+
+// StateDir returns the host directory that holds the pods' volumes and
+// logs.
+func (m *Manager) StateDir() string { return m.stateDir }
+
+// Apply creates obj, or, when an object of its kind and name exists,
+// replaces that object's labels, annotations, owner references and spec
+// (its status is kept; Generation is incremented when the spec changed).
+// obj is validated first; an invalid one gives an error wrapping
+// ErrInvalid that names the field, and nothing changes. A non-zero
+// ResourceVersion in obj makes the update conditional (ErrConflict). A
+// Pod's spec cannot change once created: delete and recreate the pod.
+// Apply returns the object as stored.
+func (m *Manager) Apply(ctx context.Context, obj Object) (Object, error) {
+	if err := checkObject(obj); err != nil {
+		return nil, err
+	}
+	kc := m.kinds[obj.Kind()]
+	if kc == nil {
+		return nil, fmt.Errorf("apply %s %s: unknown kind: %w", obj.Kind(), obj.Meta().Name, ErrInvalid)
+	}
+	meta := obj.Meta()
+	err := validateName("metadata.name", meta.Name)
+	if err == nil {
+		err = validateLabels("metadata.labels", meta.Labels)
+	}
+	if err == nil {
+		err = validateAnnotations("metadata.annotations", meta.Annotations)
+	}
+	if err == nil && kc.validate != nil {
+		err = kc.validate(ctx, obj)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("apply %s %s: %w", obj.Kind(), meta.Name, err)
+	}
+	for {
+		cur, err := m.store.Get(ctx, obj.Kind(), meta.Name)
+		if errors.Is(err, ErrNotFound) {
+			created, err := m.store.Create(ctx, obj)
+			if errors.Is(err, ErrExists) {
+				continue // created meanwhile: update it
+			}
+			return created, err
+		}
+		if err != nil {
+			return nil, err
+		}
+		if p, ok := obj.(*Pod); ok && !reflect.DeepEqual(p.Spec, cur.(*Pod).Spec) {
+			return nil, fmt.Errorf("apply %s %s: %w", obj.Kind(), meta.Name,
+				invalidf("spec", "a pod's spec cannot be changed; delete the pod and create it again"))
+		}
+		next := obj.DeepCopy()
+		nm := next.Meta()
+		nm.UID = cur.Meta().UID
+		if nm.ResourceVersion == 0 {
+			nm.ResourceVersion = cur.Meta().ResourceVersion
+		}
+		updated, err := m.store.Update(ctx, next)
+		if errors.Is(err, ErrConflict) && meta.ResourceVersion == 0 {
+			continue // changed between Get and Update: read it again
+		}
+		return updated, err
+	}
+}
+
+// Get returns the object of a kind and name, or an error wrapping
+// ErrNotFound.
+func (m *Manager) Get(ctx context.Context, kind, name string) (Object, error) {
+	return m.store.Get(ctx, kind, name)
+}
+
+// List returns the objects of a kind whose labels match sel (nil: all),
+// sorted by name.
+func (m *Manager) List(ctx context.Context, kind string, sel *LabelSelector) ([]Object, error) {
+	return m.store.List(ctx, kind, sel)
+}
+
+// Delete deletes an object. The objects it controls (through an
+// OwnerReference with Controller set) are deleted after it, in the
+// background, and theirs in turn; a deleted Pod's containers are
+// stopped and removed by the Pod controller.
+func (m *Manager) Delete(ctx context.Context, kind, name string) error {
+	return m.store.Delete(ctx, kind, name)
+}
+
+// startWatch starts, once, the store watch that feeds the controllers.
+func (m *Manager) startWatch() error {
+	m.watchOnce.Do(func() {
+		var ch <-chan WatchEvent
+		var startRev uint64
+		initial := 0
+		if ms, ok := m.store.(*memoryStore); ok {
+			ch, startRev, initial = ms.watchAt(m.watchCtx, "", true)
+		} else {
+			var err error
+			if ch, err = m.store.Watch(m.watchCtx, "", true); err != nil {
+				m.watchErr = fmt.Errorf("orchestrate: watch store: %w", err)
+				close(m.watchDone)
+				return
+			}
+		}
+		go func() {
+			defer close(m.watchDone)
+			// The initial events come in name order, not version
+			// order; once all are dispatched, every write up to the
+			// revision of the watch's start has been seen (deletions
+			// before it included).
+			if initial == 0 {
+				m.observe(startRev)
+			}
+			for ev := range ch {
+				m.dispatch(ev)
+				if initial > 0 {
+					if initial--; initial == 0 {
+						m.observe(startRev)
+					}
+				}
+			}
+		}()
+	})
+	return m.watchErr
+}
+
+// dispatch hands one watch event to every controller's keysFor and to
+// the garbage collector.
+func (m *Manager) dispatch(ev WatchEvent) {
+	for _, kind := range m.kindOrder {
+		kc := m.kinds[kind]
+		if kc.ctrl == nil || kc.keysFor == nil {
+			continue
+		}
+		for _, k := range kc.keysFor(ev) {
+			kc.ctrl.Add(k)
+		}
+	}
+	for _, k := range gcKeysFor(ev) {
+		m.gc.Add(k)
+	}
+	m.lastEvent.Store(time.Now().UnixNano())
+	m.observe(ev.Object.Meta().ResourceVersion)
+}
+
+// observe records that writes up to rev have been dispatched.
+func (m *Manager) observe(rev uint64) {
+	for {
+		cur := m.dispatched.Load()
+		if rev <= cur || m.dispatched.CompareAndSwap(cur, rev) {
+			return
+		}
+	}
+}
+
+// waitDispatched waits until every write to the store so far has been
+// dispatched; it returns the store's revision then. For stores other
+// than the memory store it waits until the watch has been quiet for a
+// few milliseconds.
+func (m *Manager) waitDispatched(ctx context.Context) (uint64, error) {
+	rs, ok := m.store.(interface{ revision() uint64 })
+	for {
+		if ok {
+			rev := rs.revision()
+			if m.dispatched.Load() >= rev {
+				return rev, nil
+			}
+		} else if time.Since(time.Unix(0, m.lastEvent.Load())) > 20*time.Millisecond {
+			return uint64(m.lastEvent.Load()), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-m.watchDone:
+			return 0, errors.New("orchestrate: the manager is closed")
+		case <-time.After(200 * time.Microsecond):
+		}
+	}
+}
+
+// Run runs every controller until ctx ends, then waits for the
+// reconciles in flight to finish and returns nil. Pods keep running
+// after Run returns; Close stops them. Run may be called once.
+func (m *Manager) Run(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return errors.New("orchestrate: run: the manager is closed")
+	}
+	if m.running {
+		m.mu.Unlock()
+		return errors.New("orchestrate: run: already running")
+	}
+	m.running = true
+	m.mu.Unlock()
+	if err := m.startWatch(); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(m.kindOrder)+1)
+	for i, kind := range m.kindOrder {
+		if c := m.kinds[kind].ctrl; c != nil {
+			wg.Go(func() { errs[i] = c.Run(ctx) })
+		}
+	}
+	wg.Go(func() { errs[len(errs)-1] = m.gc.Run(ctx) })
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// RunUntilIdle runs every controller until none has work due at the
+// clock's current time and every change to the store has been seen,
+// then returns. It is for tests with a reconcile.FakeClock: step the
+// clock, call RunUntilIdle, check the state. It fails once Run has
+// been called.
+func (m *Manager) RunUntilIdle(ctx context.Context) error {
+	m.mu.Lock()
+	closed, running := m.closed, m.running
+	m.mu.Unlock()
+	if closed || running {
+		return errors.New("orchestrate: run until idle: the manager is closed or running")
+	}
+	if err := m.startWatch(); err != nil {
+		return err
+	}
+	for range 10000 {
+		rev, err := m.waitDispatched(ctx)
+		if err != nil {
+			return err
+		}
+		for _, kind := range m.kindOrder {
+			if c := m.kinds[kind].ctrl; c != nil {
+				if err := c.RunUntilIdle(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		if err := m.gc.RunUntilIdle(ctx); err != nil {
+			return err
+		}
+		after, err := m.waitDispatched(ctx)
+		if err != nil {
+			return err
+		}
+		if after == rev && m.allIdle() {
+			return nil
+		}
+	}
+	return errors.New("orchestrate: run until idle: the controllers do not settle")
+}
+
+// allIdle reports whether no controller has a key due now.
+func (m *Manager) allIdle() bool {
+	for _, kind := range m.kindOrder {
+		if c := m.kinds[kind].ctrl; c != nil && c.Queue().Len() > 0 {
+			return false
+		}
+	}
+	return m.gc.Queue().Len() == 0
+}
+
+// Close stops the store watch and then stops and removes every container
+// and sandbox the Manager started, each container with its pod's grace
+// period (bounded by ctx), and removes the state directory (when the
+// Manager made it). Call it after Run has returned. The store and its
+// objects are left as they are.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	m.mu.Unlock()
+	m.watchCancel()
+	m.watchOnce.Do(func() { close(m.watchDone) })
+	<-m.watchDone
+	err := m.pods.closeAll(ctx)
+	if m.ownState {
+		if rerr := os.RemoveAll(m.stateDir); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	} else if rerr := os.RemoveAll(filepath.Join(m.stateDir, "pods")); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	return err
+}
+
+// newToken returns n random bytes in hex.
+func newToken(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

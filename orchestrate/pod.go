@@ -1,0 +1,580 @@
+package orchestrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/berthlabs/berth/orchestrate/reconcile"
+)
+
+// Crash-loop backoff, as the kubelet does it (Options.CrashLoop changes
+// it): the first restart of a container is immediate, the next waits
+// 10 s, then 20 s, 40 s and so on up to 5 minutes; a container that ran
+// 10 minutes before it exited starts over.
+const (
+	crashBackoffInitial = 10 * time.Second
+	crashBackoffMax     = 5 * time.Minute
+	crashBackoffReset   = 10 * time.Minute
+	// configRetry is how often a container waiting for a missing
+	// ConfigMap or Secret looks again (a change to one is seen at once).
+	configRetry = 10 * time.Second
+	// defaultGrace is a pod's termination grace period when it sets none.
+	defaultGrace = 30 * time.Second
+)
+
+// Container exit reasons in ContainerStatus.Reason.
+const (
+	reasonCompleted     = "Completed"
+	reasonError         = "Error"
+	reasonOOMKilled     = "OOMKilled"
+	reasonCrashLoop     = "CrashLoopBackOff"
+	reasonCreating      = "ContainerCreating"
+	reasonConfigError   = "CreateContainerConfigError"
+	reasonRunError      = "RunContainerError"
+	reasonSandboxFailed = "FailedCreatePodSandBox"
+	reasonFailedMount   = "FailedMount"
+)
+
+// podController runs the containers of Pod objects through the Runtime
+// and writes their status. It tracks the pods it runs in memory, so that
+// a pod deleted from the store is still torn down.
+type podController struct {
+	m    *Manager
+	rt   Runtime
+	ctrl *reconcile.Controller[string]
+
+	mu     sync.Mutex
+	pods   map[string]*podState // by pod name
+	closed bool
+}
+
+// podState is what the controller knows of one pod it runs.
+type podState struct {
+	mu      sync.Mutex
+	name    string
+	uid     string
+	spec    PodSpec // as the pod was created (a pod's spec does not change)
+	dir     string  // host directory of its volumes and logs
+	sandbox string  // sandbox ID; "" before it is made and after it is removed
+	tmpfs   []string
+	garbage []string // IDs of exited containers not yet removed
+	start   time.Time
+	ctrs    []*ctrState
+	// reason and message explain a pod that cannot start.
+	reason, message string
+	readySince      time.Time
+	done            bool // every container finished for good; resources freed
+	closed          bool // Close tore it down: no more work
+}
+
+// ctrState is one container of a pod across its restarts.
+type ctrState struct {
+	spec *Container
+	// The current instance.
+	id        string // "" when none runs
+	lastID    string
+	running   bool
+	startedAt time.Time
+	instances int // instances started, for unique runtime names
+	// The last termination.
+	finishedAt time.Time
+	exitCode   int
+	termReason string
+	// Restarts.
+	everStarted  bool
+	restartCount int
+	finished     bool // terminated and not to be restarted
+	backoff      time.Duration
+	restartAt    time.Time
+	waitReason   string
+	waitMessage  string
+	// Probes.
+	started                     bool // the startup probe passed (or there is none)
+	ready                       bool
+	startup, liveness, readines probeState
+}
+
+// registerPods registers the Pod controller of m.
+func registerPods(m *Manager) {
+	pc := &podController{m: m, rt: m.runtime, pods: map[string]*podState{}}
+	m.pods = pc
+	if m.runtime == nil {
+		m.register(KindPod, nil, nil, m.validatePod)
+		return
+	}
+	m.register(KindPod, pc, pc.keysFor, m.validatePod)
+	pc.ctrl = m.controller(KindPod)
+}
+
+// keysFor maps a store change to the pods to reconcile: the pod itself,
+// or the pods that use a ConfigMap or Secret that changed.
+func (pc *podController) keysFor(ev WatchEvent) []string {
+	switch o := ev.Object.(type) {
+	case *Pod:
+		return []string{o.Name}
+	case *ConfigMap, *Secret:
+		if ev.Type == Deleted {
+			return nil
+		}
+		kind, name := ev.Object.Kind(), ev.Object.Meta().Name
+		pc.mu.Lock()
+		defer pc.mu.Unlock()
+		var keys []string
+		for pname, st := range pc.pods {
+			if usesConfig(&st.spec, kind, name) {
+				keys = append(keys, pname)
+			}
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	return nil
+}
+
+// Reconcile brings the containers of one pod in line with its object.
+func (pc *podController) Reconcile(ctx context.Context, name string) (reconcile.Result, error) {
+	obj, err := pc.m.store.Get(ctx, KindPod, name)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return reconcile.Result{}, err
+	}
+	var pod *Pod
+	if err == nil {
+		pod = obj.(*Pod)
+	}
+	pc.mu.Lock()
+	if pc.closed {
+		pc.mu.Unlock()
+		return reconcile.Result{}, nil
+	}
+	st := pc.pods[name]
+	pc.mu.Unlock()
+
+	if st != nil && (pod == nil || pod.UID != st.uid) {
+		// Deleted (or deleted and created anew): tear the old one down.
+		st.mu.Lock()
+		err := pc.teardown(ctx, st, true)
+		st.mu.Unlock()
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		pc.mu.Lock()
+		if pc.pods[name] == st {
+			delete(pc.pods, name)
+		}
+		pc.mu.Unlock()
+		st = nil
+	}
+	if pod == nil {
+		return reconcile.Result{}, nil
+	}
+	if st == nil {
+		if pod.Status.Phase == PodSucceeded || pod.Status.Phase == PodFailed {
+			return reconcile.Result{}, nil // finished before this manager knew it
+		}
+		st = pc.newPodState(pod)
+		pc.mu.Lock()
+		if pc.closed {
+			pc.mu.Unlock()
+			return reconcile.Result{}, nil
+		}
+		pc.pods[name] = st
+		pc.mu.Unlock()
+	}
+
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return reconcile.Result{}, nil
+	}
+	res, syncErr := pc.sync(ctx, st, pod)
+	status := pc.status(st, pod)
+	if !reflect.DeepEqual(status, pod.Status) {
+		pod.Status = status
+		pod.ResourceVersion = 0 // the controller is the only writer of a pod's status
+		if _, err := pc.m.store.UpdateStatus(ctx, pod); err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrConflict) {
+			return reconcile.Result{}, errors.Join(syncErr, fmt.Errorf("update status of pod %s: %w", name, err))
+		}
+	}
+	return res, syncErr
+}
+
+func (pc *podController) newPodState(pod *Pod) *podState {
+	uid8 := pod.UID
+	if len(uid8) > 8 {
+		uid8 = uid8[:8]
+	}
+	spec := (&Pod{Spec: pod.Spec}).DeepCopy().(*Pod).Spec
+	st := &podState{
+		name: pod.Name,
+		uid:  pod.UID,
+		spec: spec,
+		dir:  filepath.Join(pc.m.stateDir, "pods", pod.Name+"-"+uid8),
+	}
+	for i := range st.spec.Containers {
+		c := &st.spec.Containers[i]
+		cs := &ctrState{spec: c}
+		st.ctrs = append(st.ctrs, cs)
+	}
+	return st
+}
+
+// sync does what is due now for one pod and says when to come back.
+func (pc *podController) sync(ctx context.Context, st *podState, pod *Pod) (reconcile.Result, error) {
+	now := pc.m.clock.Now()
+	if st.done {
+		return reconcile.Result{}, nil
+	}
+	if st.sandbox == "" {
+		if st.start.IsZero() {
+			st.start = now
+		}
+		if err := pc.prepareVolumes(ctx, st); err != nil {
+			st.reason, st.message = reasonFailedMount, err.Error()
+			pc.m.recordEvent(pod, EventWarning, reasonFailedMount, "%v", err)
+			return reconcile.Result{}, err
+		}
+		hostname := st.spec.Hostname
+		if hostname == "" {
+			hostname = st.name
+		}
+		id, err := pc.rt.CreateSandbox(ctx, SandboxConfig{Name: filepath.Base(st.dir), Hostname: hostname})
+		if err != nil {
+			st.reason, st.message = reasonSandboxFailed, err.Error()
+			pc.m.recordEvent(pod, EventWarning, reasonSandboxFailed, "create pod sandbox: %v", err)
+			return reconcile.Result{}, err
+		}
+		st.sandbox = id
+		st.reason, st.message = "", ""
+	}
+	pc.collectGarbage(ctx, st)
+
+	// Exits since the last look.
+	for _, c := range st.ctrs {
+		if !c.running {
+			continue
+		}
+		info, err := pc.rt.ContainerStatus(ctx, c.id)
+		if errors.Is(err, ErrNotFound) {
+			info, err = ContainerInfo{ExitCode: 137}, nil // gone behind our back
+		}
+		if err != nil {
+			return reconcile.Result{}, fmt.Errorf("status of container %s of pod %s: %w", c.spec.Name, st.name, err)
+		}
+		if !info.Running {
+			pc.exited(ctx, st, pod, c, info, now)
+		}
+	}
+	// Probes of the running containers.
+	for _, c := range st.ctrs {
+		if c.running {
+			pc.probe(ctx, st, pod, c, now)
+		}
+	}
+	// Starts and restarts that are due.
+	for _, c := range st.ctrs {
+		// A container waiting for a ConfigMap or Secret tries again on
+		// every reconcile: a change to one brings it here.
+		if c.running || c.finished || c.restartAt.After(now) && c.waitReason != reasonConfigError {
+			continue
+		}
+		pc.start(ctx, st, pod, c, now)
+	}
+	// A pod whose containers have all finished for good frees its
+	// sandbox and volumes; its status stays.
+	if !slices.ContainsFunc(st.ctrs, func(c *ctrState) bool { return !c.finished }) {
+		st.done = true
+		return reconcile.Result{}, pc.teardown(ctx, st, false)
+	}
+	return pc.nextWake(st, now), nil
+}
+
+// nextWake returns the Result that brings the controller back for the
+// next restart or probe.
+func (pc *podController) nextWake(st *podState, now time.Time) reconcile.Result {
+	var next time.Time
+	consider := func(t time.Time) {
+		if t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for _, c := range st.ctrs {
+		switch {
+		case c.running:
+			for _, p := range c.activeProbes() {
+				consider(p.state.next)
+			}
+		case !c.finished:
+			consider(c.restartAt)
+		}
+	}
+	if next.IsZero() {
+		return reconcile.Result{}
+	}
+	return reconcile.Result{RequeueAfter: next.Sub(now)}
+}
+
+// start starts a new instance of c.
+func (pc *podController) start(ctx context.Context, st *podState, pod *Pod, c *ctrState, now time.Time) {
+	cfg, err := pc.containerConfig(ctx, st, c)
+	if err != nil {
+		if c.waitReason != reasonConfigError || c.waitMessage != err.Error() {
+			pc.m.recordEvent(pod, EventWarning, "Failed", "container %s: %v", c.spec.Name, err)
+		}
+		c.waitReason, c.waitMessage = reasonConfigError, err.Error()
+		c.restartAt = now.Add(configRetry)
+		return
+	}
+	c.instances++
+	cfg.Name = fmt.Sprintf("%s-%d", c.spec.Name, c.instances)
+	name := st.name
+	cfg.OnExit = func() {
+		if pc.ctrl != nil {
+			pc.ctrl.Add(name)
+		}
+	}
+	id, err := pc.rt.StartContainer(ctx, st.sandbox, cfg)
+	if err != nil {
+		pc.m.recordEvent(pod, EventWarning, "Failed", "start container %s: %v", c.spec.Name, err)
+		c.waitReason, c.waitMessage = reasonRunError, err.Error()
+		b := pc.m.crash
+		c.backoff = max(c.backoff, b.Initial)
+		c.restartAt = now.Add(c.backoff)
+		c.backoff = min(2*c.backoff, b.Max)
+		return
+	}
+	pc.m.recordEvent(pod, EventNormal, "Created", "created container %s", c.spec.Name)
+	if c.everStarted {
+		c.restartCount++
+	}
+	c.everStarted, c.running = true, true
+	c.id, c.lastID, c.startedAt = id, id, now
+	c.waitReason, c.waitMessage = "", ""
+	c.started = c.spec.StartupProbe == nil
+	c.ready = false
+	c.startup = newProbeState(c.spec.StartupProbe, now)
+	c.liveness = newProbeState(c.spec.LivenessProbe, now)
+	c.readines = newProbeState(c.spec.ReadinessProbe, now)
+	pc.m.recordEvent(pod, EventNormal, "Started", "started container %s", c.spec.Name)
+}
+
+// exited records the end of c's current instance and decides whether
+// and when it restarts.
+func (pc *podController) exited(ctx context.Context, st *podState, pod *Pod, c *ctrState, info ContainerInfo, now time.Time) {
+	c.running = false
+	c.finishedAt = now
+	c.exitCode = info.ExitCode
+	switch {
+	case info.OOMKilled:
+		c.termReason = reasonOOMKilled
+	case info.ExitCode == 0:
+		c.termReason = reasonCompleted
+	default:
+		c.termReason = reasonError
+	}
+	c.ready = false
+	if err := pc.rt.RemoveContainer(ctx, c.id); err != nil {
+		pc.m.log.Warn("remove exited container", "pod", st.name, "container", c.spec.Name, "error", err)
+		st.garbage = append(st.garbage, c.id)
+	}
+	c.id = ""
+	policy := st.spec.RestartPolicy
+	if policy == "" {
+		policy = RestartAlways
+	}
+	if policy == RestartNever || policy == RestartOnFailure && info.ExitCode == 0 && !info.OOMKilled {
+		c.finished = true
+		pc.m.recordEvent(pod, EventNormal, c.termReason, "container %s exited with code %d", c.spec.Name, info.ExitCode)
+		return
+	}
+	b := pc.m.crash
+	if now.Sub(c.startedAt) >= b.Reset {
+		c.backoff = 0
+	}
+	c.restartAt = now.Add(c.backoff)
+	if c.backoff > 0 {
+		pc.m.recordEvent(pod, EventWarning, "BackOff", "back-off %v restarting failed container %s (exit code %d)", c.backoff, c.spec.Name, info.ExitCode)
+	}
+	c.backoff = min(max(2*c.backoff, b.Initial), b.Max)
+}
+
+// kill stops c (for a failed liveness or startup probe) and records its
+// end.
+func (pc *podController) kill(ctx context.Context, st *podState, pod *Pod, c *ctrState, why string, now time.Time) {
+	pc.m.recordEvent(pod, EventNormal, "Killing", "container %s %s, will be restarted", c.spec.Name, why)
+	if err := pc.rt.StopContainer(ctx, c.id, st.grace()); err != nil {
+		pc.m.log.Warn("stop container", "pod", st.name, "container", c.spec.Name, "error", err)
+	}
+	info, err := pc.rt.ContainerStatus(ctx, c.id)
+	if err != nil || info.Running {
+		info = ContainerInfo{ExitCode: 137}
+	}
+	pc.exited(ctx, st, pod, c, info, now)
+}
+
+func (st *podState) grace() time.Duration {
+	if st.spec.TerminationGracePeriod > 0 {
+		return st.spec.TerminationGracePeriod
+	}
+	return defaultGrace
+}
+
+// collectGarbage retries removing exited containers.
+func (pc *podController) collectGarbage(ctx context.Context, st *podState) {
+	st.garbage = slices.DeleteFunc(st.garbage, func(id string) bool {
+		return pc.rt.RemoveContainer(ctx, id) == nil
+	})
+}
+
+// teardown stops and removes every container of a pod (all at once,
+// each with the pod's grace period), its sandbox and its volumes.
+// stopping says whether the pod is being deleted (events are recorded).
+func (pc *podController) teardown(ctx context.Context, st *podState, stopping bool) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(st.ctrs))
+	for i, c := range st.ctrs {
+		if c.id == "" {
+			continue
+		}
+		if stopping {
+			pc.m.recordEvent(&Pod{ObjectMeta: ObjectMeta{Name: st.name}}, EventNormal, "Killing", "stopping container %s", c.spec.Name)
+		}
+		id := c.id
+		wg.Go(func() {
+			if c.running {
+				if err := pc.rt.StopContainer(ctx, id, st.grace()); err != nil {
+					pc.m.log.Warn("stop container", "pod", st.name, "container", c.spec.Name, "error", err)
+				}
+			}
+			errs[i] = pc.rt.RemoveContainer(ctx, id)
+		})
+	}
+	wg.Wait()
+	for i, c := range st.ctrs {
+		if c.id != "" && errs[i] == nil {
+			c.id, c.running = "", false
+		}
+	}
+	pc.collectGarbage(ctx, st)
+	err := errors.Join(errs...)
+	if len(st.garbage) > 0 {
+		err = errors.Join(err, fmt.Errorf("%d exited containers could not be removed", len(st.garbage)))
+	}
+	if err != nil {
+		return fmt.Errorf("tear down pod %s: %w", st.name, err)
+	}
+	if st.sandbox != "" {
+		if err := pc.rt.RemoveSandbox(ctx, st.sandbox); err != nil {
+			return fmt.Errorf("tear down pod %s: %w", st.name, err)
+		}
+		st.sandbox = ""
+	}
+	if err := pc.removeVolumes(st); err != nil {
+		return fmt.Errorf("tear down pod %s: %w", st.name, err)
+	}
+	return nil
+}
+
+// closeAll tears down every pod, for Manager.Close.
+func (pc *podController) closeAll(ctx context.Context) error {
+	pc.mu.Lock()
+	pc.closed = true
+	pods := make([]*podState, 0, len(pc.pods))
+	for _, st := range pc.pods {
+		pods = append(pods, st)
+	}
+	pc.mu.Unlock()
+	errs := make([]error, len(pods))
+	var wg sync.WaitGroup
+	for i, st := range pods {
+		wg.Go(func() {
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			st.closed = true
+			errs[i] = pc.teardown(ctx, st, false)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// status computes a pod's status from what the controller knows.
+func (pc *podController) status(st *podState, pod *Pod) PodStatus {
+	now := pc.m.clock.Now()
+	s := PodStatus{
+		ObservedGeneration: pod.Generation,
+		StartTime:          st.start,
+		Reason:             st.reason,
+		Message:            st.message,
+	}
+	allFinished, allOK, pending, ready := true, true, false, true
+	for _, c := range st.ctrs {
+		cs := ContainerStatus{
+			Name:         c.spec.Name,
+			Image:        c.spec.Image,
+			ID:           c.lastID,
+			RestartCount: c.restartCount,
+			ExitCode:     c.exitCode,
+			FinishedAt:   c.finishedAt,
+			StartedAt:    c.startedAt,
+		}
+		switch {
+		case c.running:
+			cs.State = ContainerRunning
+			cs.Started = c.started
+			cs.Ready = c.ready
+			cs.ExitCode, cs.FinishedAt = 0, time.Time{}
+		case c.finished:
+			cs.State = ContainerTerminated
+			cs.Reason = c.termReason
+		default:
+			cs.State = ContainerWaiting
+			switch {
+			case c.waitReason != "":
+				cs.Reason, cs.Message = c.waitReason, c.waitMessage
+			case c.everStarted && c.restartAt.After(now):
+				cs.Reason = reasonCrashLoop
+				cs.Message = fmt.Sprintf("back-off %v restarting failed container %s", c.restartAt.Sub(c.finishedAt).Round(time.Second), c.spec.Name)
+			default:
+				cs.Reason = reasonCreating
+			}
+		}
+		if !c.finished {
+			allFinished = false
+		} else if c.exitCode != 0 || c.termReason == reasonOOMKilled {
+			allOK = false
+		}
+		if !c.everStarted {
+			pending = true
+		}
+		if !cs.Ready {
+			ready = false
+		}
+		s.Containers = append(s.Containers, cs)
+	}
+	switch {
+	case allFinished && allOK:
+		s.Phase = PodSucceeded
+	case allFinished:
+		s.Phase = PodFailed
+	case pending:
+		s.Phase = PodPending
+	default:
+		s.Phase = PodRunning
+	}
+	s.Ready = ready && s.Phase == PodRunning
+	if s.Ready {
+		if st.readySince.IsZero() {
+			st.readySince = now
+		}
+		s.ReadySince = st.readySince
+	} else {
+		st.readySince = time.Time{}
+	}
+	return s
+}

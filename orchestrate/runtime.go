@@ -1,0 +1,109 @@
+package orchestrate
+
+import (
+	"context"
+	"net"
+	"time"
+
+	"github.com/berthlabs/berth/cgroup"
+)
+
+// Runtime runs the containers of pods for the Pod controller. It is the
+// one seam between orchestration and a container back end:
+// NewContainerRuntime implements it on package container, and tests use
+// a fake.
+//
+// A pod is a sandbox (network, IPC and UTS namespaces and a hostname,
+// which outlive any one container) holding containers that join it. A
+// container, once started, runs until its main process exits or it is
+// stopped; it is never restarted by the Runtime: the Pod controller
+// starts a new one. All methods are safe for concurrent use.
+type Runtime interface {
+	// ImageExists reports whether image can be run: it is in the
+	// runtime's image store. Apply refuses pods whose images do not
+	// exist.
+	ImageExists(ctx context.Context, image string) (bool, error)
+
+	// CreateSandbox creates the shared namespaces of a pod and returns
+	// the sandbox's ID.
+	CreateSandbox(ctx context.Context, cfg SandboxConfig) (string, error)
+	// RemoveSandbox removes a sandbox whose containers have all been
+	// removed. Removing one that does not exist is not an error.
+	RemoveSandbox(ctx context.Context, sandboxID string) error
+
+	// StartContainer creates a container in a sandbox and starts it,
+	// returning its ID once its main process runs. cfg.OnExit is called
+	// when that process has ended.
+	StartContainer(ctx context.Context, sandboxID string, cfg ContainerConfig) (string, error)
+	// StopContainer sends the container's stop signal, waits up to grace
+	// for it to exit, then kills it; it returns when the container has
+	// ended (at once if it had). ctx bounds the wait.
+	StopContainer(ctx context.Context, id string, grace time.Duration) error
+	// RemoveContainer removes a container, killing it first if it still
+	// runs. Removing one that does not exist is not an error.
+	RemoveContainer(ctx context.Context, id string) error
+	// ContainerStatus returns the state of a container; ErrNotFound
+	// (wrapped) if there is no such container.
+	ContainerStatus(ctx context.Context, id string) (ContainerInfo, error)
+
+	// Exec runs cmd in a running container, as the container's user,
+	// and returns its exit code; ctx bounds it (the process is killed
+	// when ctx ends). output is its combined stdout and stderr, cut to a
+	// few kilobytes.
+	Exec(ctx context.Context, id string, cmd []string) (code int, output []byte, err error)
+	// Dial connects to address ("host:port") from inside the sandbox's
+	// network namespace, as net.Dialer.DialContext does (network "tcp").
+	Dial(ctx context.Context, sandboxID, network, address string) (net.Conn, error)
+}
+
+// SandboxConfig describes a pod's sandbox.
+type SandboxConfig struct {
+	// Name identifies the pod, unique among the runtime's sandboxes:
+	// the pod's name and a part of its UID.
+	Name string
+	// Hostname is the pod's host name, in its UTS namespace.
+	Hostname string
+}
+
+// ContainerConfig is a pod's container resolved for the runtime: the
+// environment and volumes are final.
+type ContainerConfig struct {
+	// Name is unique within the sandbox for as long as the container
+	// exists (the container's name and its restart count).
+	Name  string
+	Image string
+	// Command, when non-nil, replaces the image's ENTRYPOINT (and drops
+	// its CMD); Args, when non-nil, replace its CMD.
+	Command    []string
+	Args       []string
+	Env        []string // KEY=value, added to the image's
+	WorkingDir string
+	User       string
+	Mounts     []ContainerMount
+	Resources  cgroup.Resources
+	// LogPath, when set, receives the container's output as JSON lines
+	// (container.ReadLogs reads them).
+	LogPath string
+	// StopGrace is the default grace period of StopContainer.
+	StopGrace time.Duration
+	// OnExit, when set, is called once, from any goroutine, after the
+	// container's main process has ended. It must not block.
+	OnExit func()
+}
+
+// ContainerMount bind-mounts a host path into a container.
+type ContainerMount struct {
+	HostPath      string
+	ContainerPath string
+	ReadOnly      bool
+}
+
+// ContainerInfo is the state of a container in a Runtime.
+type ContainerInfo struct {
+	Running   bool
+	ExitCode  int // when not running: the main process's exit code (128+signal if killed)
+	OOMKilled bool
+	StartedAt time.Time
+	// FinishedAt is when the main process ended (zero while it runs).
+	FinishedAt time.Time
+}
