@@ -88,41 +88,52 @@ func run(root, name, work, crane string, n int) error {
 		if err := os.MkdirAll(scratch, 0o755); err != nil {
 			return err
 		}
-		sh("sync")
-		// berth: pull and unpack into a fresh store.
-		d, err := timed(func() error {
-			s, err := layer.Open(filepath.Join(scratch, "store"))
+		pullBerth := func() error {
+			sh("sync")
+			d, err := timed(func() error {
+				s, err := layer.Open(filepath.Join(scratch, "store"))
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				_, err = c.Pull(ctx, seed, s)
+				return err
+			})
+			berthPull = append(berthPull, d)
+			return err
+		}
+		pullPeers := func() error {
+			// skopeo copy to an OCI layout, then umoci raw unpack.
+			oci := filepath.Join(scratch, "oci")
+			sh("sync")
+			d, err := timed(func() error {
+				return sh("skopeo", "copy", "-q", "--src-tls-verify=false", "docker://"+seed, "oci:"+oci+":go")
+			})
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			_, err = c.Pull(ctx, seed, s)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		berthPull = append(berthPull, d)
-		sh("sync")
-		// skopeo copy to an OCI layout, then umoci raw unpack.
-		oci := filepath.Join(scratch, "oci")
-		d, err = timed(func() error {
-			return sh("skopeo", "copy", "-q", "--src-tls-verify=false", "docker://"+seed, "oci:"+oci+":go")
-		})
-		if err != nil {
+			skopeoCopy = append(skopeoCopy, d)
+			sh("sync")
+			d, err = timed(func() error {
+				return sh("umoci", "raw", "unpack", "--image", oci+":go", filepath.Join(scratch, "rootfs"))
+			})
+			umociUnpack = append(umociUnpack, d)
 			return err
 		}
-		skopeoCopy = append(skopeoCopy, d)
-		sh("sync")
-		d, err = timed(func() error {
-			return sh("umoci", "raw", "unpack", "--image", oci+":go", filepath.Join(scratch, "rootfs"))
-		})
-		if err != nil {
+		// Alternate who goes first; keep every tree until the end (this
+		// VM's ext4 creates files slowly right after large deletions).
+		first, second := pullBerth, pullPeers
+		if i%2 == 1 {
+			first, second = pullPeers, pullBerth
+		}
+		if err := first(); err != nil {
 			return err
 		}
-		umociUnpack = append(umociUnpack, d)
+		if err := second(); err != nil {
+			return err
+		}
 		// Push to empty repositories.
-		d, err = timed(func() error {
+		d, err := timed(func() error {
 			_, err := c.Push(ctx, src, name, fmt.Sprintf("%s/berth%d/go:latest", reg.Host, i))
 			return err
 		})
@@ -137,11 +148,6 @@ func run(root, name, work, crane string, n int) error {
 			return err
 		}
 		cranePush = append(cranePush, d)
-		if err := os.RemoveAll(scratch); err != nil {
-			return err
-		}
-		// The store's snapshots hold overlay upper dirs only; a plain
-		// RemoveAll is enough.
 		fmt.Fprintf(os.Stderr, "run %d: pull %v | skopeo %v + umoci %v | push %v | crane %v\n", i+1, berthPull[i], skopeoCopy[i], umociUnpack[i], berthPush[i], cranePush[i])
 	}
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/1e6) }
