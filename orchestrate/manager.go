@@ -312,12 +312,14 @@ func (m *Manager) startWatch() error {
 				m.observe(startRev)
 			}
 			for ev := range ch {
-				m.dispatch(ev)
 				if initial > 0 {
+					m.dispatch(ev, false)
 					if initial--; initial == 0 {
 						m.observe(startRev)
 					}
+					continue
 				}
+				m.dispatch(ev, true)
 			}
 		}()
 	})
@@ -325,8 +327,9 @@ func (m *Manager) startWatch() error {
 }
 
 // dispatch hands one watch event to every controller's keysFor and to
-// the garbage collector.
-func (m *Manager) dispatch(ev WatchEvent) {
+// the garbage collector, and with observe records its version as seen
+// (not for initial events, which come in name order).
+func (m *Manager) dispatch(ev WatchEvent, observe bool) {
 	for _, kind := range m.kindOrder {
 		kc := m.kinds[kind]
 		if kc.ctrl == nil || kc.keysFor == nil {
@@ -340,7 +343,9 @@ func (m *Manager) dispatch(ev WatchEvent) {
 		m.gc.Add(k)
 	}
 	m.lastEvent.Store(time.Now().UnixNano())
-	m.observe(ev.Object.Meta().ResourceVersion)
+	if observe {
+		m.observe(ev.Object.Meta().ResourceVersion)
+	}
 }
 
 // observe records that writes up to rev have been dispatched.
@@ -475,6 +480,14 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.watchCancel()
 	m.watchOnce.Do(func() { close(m.watchDone) })
 	<-m.watchDone
+	// Stop the queues' delay timers (Run stops them itself; RunUntilIdle
+	// does not).
+	for _, kind := range m.kindOrder {
+		if c := m.kinds[kind].ctrl; c != nil {
+			c.Queue().ShutDown()
+		}
+	}
+	m.gc.Queue().ShutDown()
 	err := m.pods.closeAll(ctx)
 	if m.ownState {
 		if rerr := os.RemoveAll(m.stateDir); rerr != nil {

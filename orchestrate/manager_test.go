@@ -2,6 +2,8 @@ package orchestrate
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 // initial watch events come in name order, and deletions leave no event,
 // yet RunUntilIdle must know it has seen every write.
 func TestRunUntilIdleWithObjectsStoredFirst(t *testing.T) {
+	goroutines := runtime.NumGoroutine()
 	clock := reconcile.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	m, err := NewManager(Options{Clock: clock})
 	if err != nil {
@@ -35,11 +38,38 @@ func TestRunUntilIdleWithObjectsStoredFirst(t *testing.T) {
 	if _, err := m.Apply(ctx, d); err != nil {
 		t.Fatal(err)
 	}
+	// Many objects, and the last write sorting first.
+	for i := range 300 {
+		if _, err := m.Apply(ctx, &ConfigMap{ObjectMeta: ObjectMeta{Name: fmt.Sprintf("z%03d", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.Apply(ctx, &ConfigMap{ObjectMeta: ObjectMeta{Name: "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	j := newJob("deadline", 1, 1)
+	j.Spec.ActiveDeadline = time.Hour // a delayed requeue: the queue's timer runs
+	if _, err := m.Apply(ctx, j); err != nil {
+		t.Fatal(err)
+	}
 	if err := m.RunUntilIdle(ctx); err != nil {
 		t.Fatalf("RunUntilIdle: %v", err)
 	}
 	pods, err := m.List(ctx, KindPod, &LabelSelector{MatchLabels: map[string]string{"app": "web"}})
 	if err != nil || len(pods) != 2 {
 		t.Errorf("pods of web: %d, %v", len(pods), err)
+	}
+	pods, err = m.List(ctx, KindPod, &LabelSelector{MatchLabels: map[string]string{"app": "site"}})
+	if err != nil || len(pods) != 1 {
+		t.Errorf("pods of site: %d, %v", len(pods), err)
+	}
+	// Close stops every goroutine the manager started.
+	m.Close(context.Background())
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > goroutines && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > goroutines {
+		t.Errorf("%d goroutines after Close, %d before", n, goroutines)
 	}
 }

@@ -56,6 +56,11 @@ func (s *memoryStore) Create(ctx context.Context, obj Object) (Object, error) {
 		return nil, fmt.Errorf("create %s %s: %w", kind, meta.Name, ErrExists)
 	}
 	stored := obj.DeepCopy()
+	// Status is observed state: a new object has none, whatever the
+	// caller sent (as the Kubernetes API server does).
+	if f := reflect.ValueOf(stored).Elem().FieldByName("Status"); f.IsValid() {
+		f.Set(reflect.Zero(f.Type()))
+	}
 	m := stored.Meta()
 	m.UID = newUID()
 	m.Generation = 1

@@ -100,8 +100,8 @@ type WatchEvent struct {
 // interface.
 type Store interface {
 	// Create stores a new object, setting UID, Generation (1),
-	// ResourceVersion and CreationTime. ErrExists if the kind and name
-	// are taken.
+	// ResourceVersion and CreationTime and clearing its status (written
+	// with UpdateStatus). ErrExists if the kind and name are taken.
 	Create(ctx context.Context, obj Object) (Object, error)
 	// Update replaces an object's metadata and spec (its status is kept).
 	// Generation is incremented when the spec changed.
