@@ -204,9 +204,9 @@ func (s *Store) unpackOnce(ctx context.Context, id, parent string, l ocispec.Des
 		if busy {
 			select {
 			case <-c.done:
-				if c.err != nil {
-					return c.err
-				}
+				// Done or failed: look again, and unpack it ourselves
+				// if it is not there. Another caller's failure (its
+				// context ended, its stream broke) is not ours.
 				continue
 			case <-ctx.Done():
 				return ctx.Err()

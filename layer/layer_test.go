@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/berthlabs/berth/layer/snapshot"
 	digest "github.com/opencontainers/go-digest"
@@ -103,5 +104,50 @@ func TestUnpackLayerFromReader(t *testing.T) {
 	}
 	if _, err := s.UnpackLayer(ctx, "", l, diffID, iotest.ErrReader(errors.New("read"))); err != nil {
 		t.Errorf("an unpacked chain read its reader: %v", err)
+	}
+}
+
+// A caller waiting for another's unpack of the same chain unpacks it
+// itself when that one fails (its stream broke, its context ended).
+func TestUnpackLayerWaiterTakesOver(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a"), []byte("a\n"), 0o644)
+	desc, err := s.ImportDirs(ctx, "example.com/x:v1", ocispec.ImageConfig{}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, cfg, err := s.Content.Manifest(ctx, desc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, diffID := m.Layers[0], cfg.RootFS.DiffIDs[0]
+	pr, pw := io.Pipe()
+	ownerErr := make(chan error, 1)
+	go func() {
+		_, err := s.UnpackLayer(ctx, "", l, diffID, pr)
+		ownerErr <- err
+	}()
+	pw.Write([]byte{0x1f}) // the owner is reading: it holds the chain
+	waiterErr := make(chan error, 1)
+	go func() {
+		_, err := s.UnpackLayer(ctx, "", l, diffID, nil)
+		waiterErr <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	pw.CloseWithError(errors.New("stream broke"))
+	if err := <-ownerErr; err == nil {
+		t.Fatal("the broken stream was unpacked")
+	}
+	if err := <-waiterErr; err != nil {
+		t.Fatalf("the waiter failed with the owner: %v", err)
+	}
+	if _, err := s.Snapshots.Stat(ctx, diffID.String()); err != nil {
+		t.Errorf("layer not unpacked: %v", err)
 	}
 }

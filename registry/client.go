@@ -338,7 +338,10 @@ func (o *options) retryLoop(ctx context.Context, what string, fn func(ctx contex
 		wait = time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64()))
 		var se *StatusError
 		if errors.As(err, &se) && se.RetryAfter > 0 {
-			wait = min(se.RetryAfter, o.retry.Max)
+			if se.RetryAfter > o.retry.Max {
+				return fmt.Errorf("%s: the registry asks to retry after %v, longer than the retry policy allows (%v): %w", what, se.RetryAfter, o.retry.Max, err)
+			}
+			wait = se.RetryAfter
 		}
 		o.logger.Warn("registry: retrying", "what", what, "attempt", attempt, "wait", wait, "err", err)
 		t := time.NewTimer(wait)
@@ -384,6 +387,13 @@ func (w *stallWatch) pause() {
 func (w *stallWatch) resume() {
 	if w != nil && w.timer != nil {
 		w.timer.Reset(w.d)
+	}
+}
+
+// resumeFor re-arms the watch for d instead of the stall timeout.
+func (w *stallWatch) resumeFor(d time.Duration) {
+	if w != nil && w.timer != nil {
+		w.timer.Reset(d)
 	}
 }
 

@@ -2,11 +2,11 @@ package registry
 
 import (
 	"errors"
-
 	"fmt"
-	"github.com/berthlabs/berth/layer/content"
 	"net/http"
 	"time"
+
+	"github.com/berthlabs/berth/layer/content"
 )
 
 // Errors callers can match with errors.Is.
@@ -32,15 +32,19 @@ var (
 
 // StatusError is an unexpected HTTP answer from a registry.
 type StatusError struct {
+	// Method and URL are the request's (the URL without its query).
 	Method string
 	URL    string
-	Code   int
+	// Code is the HTTP status.
+	Code int
 	// Detail is the registry's error message, if it sent one.
 	Detail string
 	// RetryAfter is the delay a 429 or 503 asked for, if any.
 	RetryAfter time.Duration
 }
 
+// Error says which request got which answer, with the registry's
+// message.
 func (e *StatusError) Error() string {
 	s := fmt.Sprintf("%s %s: %d %s", e.Method, e.URL, e.Code, http.StatusText(e.Code))
 	if e.Detail != "" {

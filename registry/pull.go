@@ -158,7 +158,8 @@ func (o *options) pull(ctx context.Context, r ref, store *layer.Store) (*Pulled,
 		return nil, fmt.Errorf("%w: manifest %s has %d layers, its config %d diff IDs", ErrUnsupported, desc.Digest, len(m.Layers), len(cfg.RootFS.DiffIDs))
 	}
 
-	if err := o.fetchLayers(ctx, s, store, m, cfg, prog, res); err != nil {
+	chain, err := o.fetchLayers(ctx, s, store, m, cfg, prog, res)
+	if err != nil {
 		return nil, err
 	}
 	if _, err := store.Content.Put(ctx, desc.MediaType, bytes.NewReader(body), desc.Digest); err != nil {
@@ -169,15 +170,12 @@ func (o *options) pull(ctx context.Context, r ref, store *layer.Store) (*Pulled,
 	if r.Digest != "" {
 		res.Name = r.Name() + "@" + desc.Digest.String()
 	}
+	if o.unpack {
+		res.Image = &layer.Image{Name: res.Name, Manifest: m, Config: cfg, ChainID: chain}
+	}
+	// The name last: once it is there, everything it needs is.
 	if err := store.Content.Tag(ctx, res.Name, desc); err != nil {
 		return nil, err
-	}
-	if o.unpack {
-		img, err := store.Unpack(ctx, res.Name)
-		if err != nil {
-			return nil, err
-		}
-		res.Image = img
 	}
 	return res, nil
 }
@@ -185,61 +183,82 @@ func (o *options) pull(ctx context.Context, r ref, store *layer.Store) (*Pulled,
 // fetchLayers downloads the layers that are not in the store, at most
 // o.concurrency at once, and unpacks each in order as soon as the layers
 // below it are: while it downloads when the unpacker is ready for it
-// before its download starts, from the store otherwise.
-func (o *options) fetchLayers(ctx context.Context, s *session, store *layer.Store, m ocispec.Manifest, cfg ocispec.Image, prog *progress, res *Pulled) error {
+// before its download starts, from the store otherwise. It returns the
+// chain ID of the top layer ("" without unpacking).
+func (o *options) fetchLayers(ctx context.Context, s *session, store *layer.Store, m ocispec.Manifest, cfg ocispec.Image, prog *progress, res *Pulled) (string, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	taps := make([]*tap, len(m.Layers))
+	for i := range taps {
+		taps[i] = newTap()
+	}
 	sem := make(chan struct{}, o.concurrency)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for i, l := range m.Layers {
-		t := newTap()
-		taps[i] = t
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(t.done)
+	// Downloads start in layer order (the unpacker wants the bottom
+	// layers first), at most o.concurrency at once.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i, l := range m.Layers {
+			t := taps[i]
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				t.err = context.Cause(ctx)
-				t.end(t.err)
+				for _, t := range taps[i:] {
+					t.err = context.Cause(ctx)
+					t.end(t.err)
+					close(t.done)
+				}
 				return
 			}
-			n, err := s.fetchBlob(ctx, store.Content, l, prog, t)
-			<-sem
-			t.end(err)
-			if err != nil {
-				t.err = fmt.Errorf("layer %s: %w", l.Digest, err)
-				cancel(t.err)
-				return
-			}
-			prog.layerDone()
-			if n > 0 {
-				mu.Lock()
-				res.Fetched++
-				res.FetchedBytes += n
-				mu.Unlock()
-			}
-		}()
-	}
-	err := o.unpackLayers(ctx, store, m, cfg, taps, prog)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer close(t.done)
+				n, err := s.fetchBlob(ctx, store.Content, l, prog, t)
+				<-sem
+				t.end(err)
+				if err != nil {
+					t.err = fmt.Errorf("layer %s: %w", l.Digest, err)
+					cancel(t.err) // the first failure is the cause
+					return
+				}
+				prog.layerDone()
+				if n > 0 {
+					mu.Lock()
+					res.Fetched++
+					res.FetchedBytes += n
+					mu.Unlock()
+				}
+			}()
+		}
+	}()
+	chain, err := o.unpackLayers(ctx, store, m, cfg, taps, prog)
 	if err != nil {
 		cancel(err)
 	}
 	wg.Wait()
-	// The first failure is the cause; the others are cancellations.
-	for _, t := range taps {
-		if t.err != nil && !errors.Is(t.err, context.Canceled) {
-			return t.err
+	if err == nil {
+		for _, t := range taps {
+			if t.err != nil {
+				err = t.err
+				break
+			}
 		}
 	}
-	return err
+	if err != nil {
+		// Report the first failure, not the cancellations it caused.
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
+			return "", cause
+		}
+		return "", err
+	}
+	return chain, nil
 }
 
 // unpackLayers unpacks the layers in order as they arrive.
-func (o *options) unpackLayers(ctx context.Context, store *layer.Store, m ocispec.Manifest, cfg ocispec.Image, taps []*tap, prog *progress) error {
+func (o *options) unpackLayers(ctx context.Context, store *layer.Store, m ocispec.Manifest, cfg ocispec.Image, taps []*tap, prog *progress) (string, error) {
 	parent := ""
 	for i, l := range m.Layers {
 		t := taps[i]
@@ -250,13 +269,14 @@ func (o *options) unpackLayers(ctx context.Context, store *layer.Store, m ocispe
 				id, err := store.UnpackLayer(ctx, parent, l, cfg.RootFS.DiffIDs[i], pr)
 				if err == nil {
 					parent, streamed = id, true
+					o.logger.Debug("registry: unpacked while downloading", "layer", l.Digest)
 					// The rest (tar padding, or all of it when the
 					// layer was there already) goes nowhere.
 					go func() { io.Copy(io.Discard, pr); pr.Close() }()
 				} else {
 					pr.CloseWithError(err)
 					if ctx.Err() != nil {
-						return context.Cause(ctx)
+						return "", context.Cause(ctx)
 					}
 					o.logger.Debug("registry: unpacking while downloading failed; unpacking from the store", "layer", l.Digest, "err", err)
 				}
@@ -268,7 +288,7 @@ func (o *options) unpackLayers(ctx context.Context, store *layer.Store, m ocispe
 			<-t.done
 		}
 		if t.err != nil {
-			return t.err
+			return "", t.err
 		}
 		if !o.unpack || streamed {
 			if streamed {
@@ -278,11 +298,11 @@ func (o *options) unpackLayers(ctx context.Context, store *layer.Store, m ocispe
 		}
 		var err error
 		if parent, err = store.UnpackLayer(ctx, parent, l, cfg.RootFS.DiffIDs[i], nil); err != nil {
-			return err
+			return "", err
 		}
 		prog.unpacked()
 	}
-	return nil
+	return parent, nil
 }
 
 // tap hands a layer's bytes, as they download, to an unpacker that
@@ -335,16 +355,18 @@ func isClosed(c chan struct{}) bool {
 	}
 }
 
-// begin is called before each download attempt, at byte off.
-func (t *tap) begin(off int64) {
+// cut detaches the unpacker, which then unpacks from the store: the
+// download is starting over, or giving up the blob's writer (another
+// goroutine may take it, and its unpacker must not wait on this one).
+func (t *tap) cut(err error) {
 	if t == nil {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.flowed && off == 0 && t.pw != nil {
-		// Starting over: what the unpacker read is not the stream any more.
-		t.pw.CloseWithError(errRestart)
+	t.flowed = true
+	if t.pw != nil {
+		t.pw.CloseWithError(err)
 		t.pw = nil
 	}
 }
@@ -493,6 +515,7 @@ func (s *session) fetchBlob(ctx context.Context, cs *content.Store, desc ocispec
 		}
 		if errors.Is(err, content.ErrDigestMismatch) || errors.Is(err, ErrDigestMismatch) || errors.Is(err, errRestart) || w.Size() == 0 {
 			// Start over: the data so far is wrong or there is none.
+			t.cut(errRestart)
 			prog.add(-w.Size())
 			w.Close()
 			w = nil
@@ -523,7 +546,6 @@ func (s *session) download(ctx context.Context, w *content.Writer, desc ocispec.
 		return err
 	}
 	off := w.Size()
-	t.begin(off)
 	if off > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-")
 	}

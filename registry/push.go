@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -171,6 +172,10 @@ func (o *options) push(ctx context.Context, cs *content.Store, src string, dst [
 		}
 		for _, r := range refs {
 			res.Refs = append(res.Refs, r.String())
+		}
+		// The next repositories of the same registry mount from this one.
+		for _, b := range g.blobs {
+			mounts[b.Digest] = append([]string{name}, mounts[b.Digest]...)
 		}
 	}
 	return res, nil
@@ -364,6 +369,12 @@ func (s *session) uploadBlob(ctx context.Context, cs *content.Store, b ocispec.D
 			}
 		}
 		if err := s.putBlob(ctx, cs, b, location, prog); err != nil {
+			s.cancelUpload(ctx, location)
+			var se *StatusError
+			if errors.As(err, &se) && se.Code == http.StatusNotFound && strings.Contains(se.Detail, "BLOB_UPLOAD_UNKNOWN") {
+				// The upload session expired: another try opens a new one.
+				return fmt.Errorf("%w: %w", errRestart, err)
+			}
 			return err
 		}
 		how = uploaded
@@ -402,7 +413,7 @@ func (s *session) putBlob(ctx context.Context, cs *content.Store, b ocispec.Desc
 	defer cancel(nil)
 	sw := watch(s.o.stallTimeout, cancel)
 	defer sw.stop()
-	cw := &countingReader{r: sw.reader(f), prog: prog}
+	cw := &countingReader{r: sw.reader(f), prog: prog, sw: sw}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), cw)
 	if err != nil {
 		return err
@@ -422,12 +433,18 @@ type countingReader struct {
 	r    io.Reader
 	prog *progress
 	n    int64
+	sw   *stallWatch
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	c.prog.add(int64(n))
+	if err == io.EOF && c.sw != nil {
+		// All sent: the registry may take a while to verify and store
+		// a large blob before it answers.
+		c.sw.resumeFor(4 * c.sw.d)
+	}
 	return n, err
 }
 

@@ -154,7 +154,6 @@ func TestPushPullRoundTrip(t *testing.T) {
 		t.Errorf("final progress %+v", last)
 	}
 	// The unpacked layers are there.
-	dir := t.TempDir()
 	_, mounts, err := src.Prepare(ctx, "check", pulled.Name)
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +162,6 @@ func TestPushPullRoundTrip(t *testing.T) {
 		t.Fatal("no mounts")
 	}
 	src.Release(ctx, "check")
-	_ = dir
 
 	// Again: nothing is fetched.
 	again, err := c.Pull(ctx, reg.Ref("fixture/img", "v1"), src)
@@ -233,6 +231,11 @@ func TestPushUploads(t *testing.T) {
 	}
 	if r.Descriptor.Digest != pushed.Descriptor.Digest || len(r.Manifest.Layers) != 1 || r.Config.Config.Cmd[0] != "sh" {
 		t.Errorf("inspect %+v", r)
+	}
+	// Two repositories at once: the second mounts from the first.
+	both, err := New().Push(ctx, store, "example.com/local/app:v1", reg.Ref("one/app", "v1"), reg.Ref("two/app", "v1"))
+	if err != nil || both.Uploaded != 2 || both.Mounted != 2 {
+		t.Errorf("push to two repositories: %+v %v", both, err)
 	}
 	// A digest destination must be the image's.
 	if _, err := New().Push(ctx, store, "example.com/local/app:v1", reg.Host+"/up/app@sha256:"+fmt.Sprintf("%064x", 7)); !errors.Is(err, ErrInvalidReference) {
@@ -352,6 +355,32 @@ func TestConcurrentPullsFetchOnce(t *testing.T) {
 	for _, b := range append(img.Layers, img.Config) {
 		if n := p.Count("GET", regexp.MustCompile(regexp.QuoteMeta(b.Digest))); n != 1 {
 			t.Errorf("blob %s fetched %d times", b.Digest, n)
+		}
+	}
+	// With a failure on the first try of the big layer, the goroutine
+	// that held it gives it up and another takes over: no pull may wait
+	// on another's unpacker.
+	for _, f := range []regtest.Fault{
+		{Method: "GET", Path: regexp.MustCompile(regexp.QuoteMeta(img.Layers[0].Digest)), Times: 1, Status: 503},
+		{Method: "GET", Path: regexp.MustCompile(regexp.QuoteMeta(img.Layers[0].Digest)), Times: 1, Corrupt: true},
+	} {
+		p.Reset()
+		p.Add(f)
+		store := openStore(t)
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		for i := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = New(fastRetry).Pull(ctx, p.Host+"/fixture/img:v1", store)
+			}()
+		}
+		wg.Wait()
+		cancel()
+		for _, err := range errs[:4] {
+			if err != nil {
+				t.Fatalf("with %+v: %v", f, err)
+			}
 		}
 	}
 }
@@ -507,6 +536,11 @@ func TestUnpackWhileDownloading(t *testing.T) {
 	if strings.Contains(logs.String(), "unpacking from the store") {
 		t.Errorf("fell back to the store:\n%s", logs.String())
 	}
+	// The bottom layer at least (a later one may be in before the
+	// unpacker gets to it, and is then unpacked from the store).
+	if !strings.Contains(logs.String(), "unpacked while downloading\" layer="+img.Layers[0].Digest) {
+		t.Errorf("the bottom layer was not unpacked while downloading:\n%s", logs.String())
+	}
 	p.Add(regtest.Fault{Method: "GET", Path: regexp.MustCompile(regexp.QuoteMeta(img.Layers[0].Digest)), Times: 1, Corrupt: true})
 	logs.Reset()
 	res, err := New(WithLogger(logger), fastRetry).Pull(testCtx(t), p.Host+"/fixture/img:v1", openStore(t))
@@ -614,7 +648,6 @@ func TestPushFaults(t *testing.T) {
 	// A failed upload and a failed manifest PUT are retried.
 	p.Add(regtest.Fault{Method: "PUT", Path: regexp.MustCompile(`/blobs/uploads/`), Times: 1, Status: 500})
 	p.Add(regtest.Fault{Method: "PUT", Path: regexp.MustCompile(`/manifests/`), Times: 1, Status: 503})
-	p.Add(regtest.Fault{Method: "PATCH", Path: regexp.MustCompile(`/blobs/uploads/`), Times: 1, Truncate: 10})
 	pushed, err := New(fastRetry).Push(ctx, store, "example.com/local/app:v1", p.Host+"/faulty/app:v1")
 	if err != nil {
 		t.Fatal(err)
