@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,8 +17,22 @@ import (
 
 var testRootfs string
 
+// scratch holds every temporary directory of this test binary (TMPDIR
+// points into it), so leak checks can tell this package's mounts from
+// those of other packages' tests running at the same time.
+var scratch string
+
 func TestMain(m *testing.M) {
 	code := func() int {
+		dir, err := os.MkdirTemp("", "berth-container-test-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		os.Chmod(dir, 0o755) // user-namespaced containers bind rootfs dirs from here
+		scratch = dir
+		os.Setenv("TMPDIR", dir)
 		if os.Geteuid() == 0 {
 			dir, err := busybox.TempRootfs()
 			if err == nil {
@@ -130,21 +145,38 @@ func takeSnapshot(t testing.TB) leakSnapshot {
 	procs := map[string]bool{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
-		if e.Name()[0] >= '0' && e.Name()[0] <= '9' {
-			if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && bytes.HasPrefix(b, []byte("berth-init")) {
-				procs[e.Name()] = true
-			}
+		if e.Name()[0] >= '0' && e.Name()[0] <= '9' && isOurInit(e.Name()) {
+			procs[e.Name()] = true
 		}
 	}
 	fds, _ := os.ReadDir("/proc/self/fd")
 	return leakSnapshot{mounts: normalizeMounts(string(mi)), cgroups: cgs, procs: procs, fds: len(fds)}
 }
 
+// isOurInit reports whether process pid is a container init started by
+// this test binary (other packages' tests start theirs concurrently).
+func isOurInit(pid string) bool {
+	b, err := os.ReadFile("/proc/" + pid + "/cmdline")
+	if err != nil || !bytes.HasPrefix(b, []byte("berth-init")) {
+		return false
+	}
+	st, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(st, ')')
+	f := strings.Fields(string(st[i+1:]))
+	return len(f) > 1 && f[1] == strconv.Itoa(os.Getpid())
+}
+
+// normalizeMounts lists the mount points under this binary's scratch
+// directory: the only place the package under test mounts on the host
+// (root filesystems are mounted inside the containers' namespaces).
 func normalizeMounts(mi string) string {
 	var lines []string
 	for _, l := range strings.Split(mi, "\n") {
 		f := strings.Fields(l)
-		if len(f) > 5 {
+		if len(f) > 5 && (f[4] == scratch || strings.HasPrefix(f[4], scratch+"/")) {
 			lines = append(lines, f[4]) // mount point
 		}
 	}

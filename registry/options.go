@@ -134,16 +134,14 @@ func WithConcurrency(n int) Option {
 
 // WithRetry sets the retry policy for transient failures.
 func WithRetry(r Retry) Option {
-	return func(o *options) {
-		r.Attempts = max(r.Attempts, 1)
-		if r.Base <= 0 {
-			r.Base = 250 * time.Millisecond
-		}
-		if r.Max < r.Base {
-			r.Max = r.Base
-		}
-		o.retry = r
+	r.Attempts = max(r.Attempts, 1)
+	if r.Base <= 0 {
+		r.Base = 250 * time.Millisecond
 	}
+	if r.Max < r.Base {
+		r.Max = r.Base
+	}
+	return func(o *options) { o.retry = r }
 }
 
 // WithStallTimeout sets how long a request may go without receiving
