@@ -64,7 +64,8 @@ func (m *Manager) validateWorkload(ctx context.Context, obj Object, replicas, mi
 }
 
 // validateTemplateSelector checks that sel is valid, not empty, and
-// matches the template's labels.
+// matches the template's labels, and that the template's labels and
+// annotations are valid.
 func validateTemplateSelector(sel *LabelSelector, tmpl *PodTemplate) error {
 	if sel == nil || (len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0) {
 		return invalidf("spec.selector", "must not be empty")
@@ -73,6 +74,9 @@ func validateTemplateSelector(sel *LabelSelector, tmpl *PodTemplate) error {
 		return err
 	}
 	if err := validateLabels("spec.template.labels", tmpl.Labels); err != nil {
+		return err
+	}
+	if err := validateAnnotations("spec.template.annotations", tmpl.Annotations); err != nil {
 		return err
 	}
 	if !sel.Matches(tmpl.Labels) {

@@ -3,6 +3,8 @@ package orchestrate
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"path"
 	"regexp"
 	"sort"
@@ -15,12 +17,31 @@ var envNameRE = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
 // configKeyRE is a ConfigMap or Secret key.
 var configKeyRE = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
 
-// validateAnnotations checks annotation keys (as label keys); values are
-// free.
+// Limits, as in Kubernetes.
+const (
+	// maxAnnotationsSize bounds the keys and values of an object's
+	// annotations together.
+	maxAnnotationsSize = 256 << 10
+	// maxConfigKeyLen bounds a ConfigMap or Secret key.
+	maxConfigKeyLen = 253
+	// maxDNSNameLen bounds a DNS name (an RFC 1123 subdomain).
+	maxDNSNameLen = 253
+	// maxVolumePathLen and maxVolumePathPart bound a file path inside a
+	// volume and each of its components (PATH_MAX, NAME_MAX).
+	maxVolumePathLen  = 4096
+	maxVolumePathPart = 255
+)
+
+// validateAnnotations checks annotations: every key is a qualified name
+// as a label key is ([DNS-subdomain prefix "/"] name of at most 63
+// alphanumerics, '-', '_' and '.', starting and ending alphanumeric);
+// values are free, but keys and values together are at most 256 KiB.
 func validateAnnotations(field string, a map[string]string) error {
 	keys := make([]string, 0, len(a))
-	for k := range a {
+	size := 0
+	for k, v := range a {
 		keys = append(keys, k)
+		size += len(k) + len(v)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
@@ -28,7 +49,103 @@ func validateAnnotations(field string, a map[string]string) error {
 			return err
 		}
 	}
+	if size > maxAnnotationsSize {
+		return invalidf(field, "%d bytes of keys and values, more than the %d allowed", size, maxAnnotationsSize)
+	}
 	return nil
+}
+
+// validateConfigKey checks a ConfigMap or Secret key, as Kubernetes:
+// 1 to 253 alphanumerics, '-', '_' and '.', not "." nor starting with
+// "..". Such a key is also a safe file name in a volume.
+func validateConfigKey(f, key string) error {
+	switch {
+	case len(key) > maxConfigKeyLen:
+		return invalidf(f, "key %.20q... is longer than %d characters", key, maxConfigKeyLen)
+	case !configKeyRE.MatchString(key):
+		return invalidf(f, "%q is not a valid key (1 to %d alphanumerics, '-', '_' and '.')", key, maxConfigKeyLen)
+	case key == ".":
+		return invalidf(f, "key must not be '.'")
+	case strings.HasPrefix(key, ".."):
+		return invalidf(f, "key %q must not start with '..'", key)
+	}
+	return nil
+}
+
+// validateEnvName checks an environment variable name (or a prefix of
+// one), as Kubernetes: [-._a-zA-Z][-._a-zA-Z0-9]*, not "." nor starting
+// with "..".
+func validateEnvName(f, name, what string) error {
+	if !envNameRE.MatchString(name) || name == "." || strings.HasPrefix(name, "..") {
+		return invalidf(f, "%q is not a valid variable %s ([-._a-zA-Z][-._a-zA-Z0-9]*, not '.' nor starting with '..')", name, what)
+	}
+	return nil
+}
+
+// validateHost checks a probe's host: empty (127.0.0.1), an IP address
+// (without brackets or zone) or a DNS name (an RFC 1123 subdomain,
+// letters of either case, without a final dot).
+func validateHost(f, host string) error {
+	if host == "" || net.ParseIP(host) != nil {
+		return nil
+	}
+	if len(host) <= maxDNSNameLen {
+		ok := true
+		for _, label := range strings.Split(strings.ToLower(host), ".") {
+			if len(label) > 63 || !dnsLabelRE.MatchString(label) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return nil
+		}
+	}
+	return invalidf(f, "%q is neither an IP address nor a DNS name", host)
+}
+
+// isHTTPToken reports whether s is an HTTP token (RFC 9110), as a header
+// field name must be.
+func isHTTPToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue reports whether v can be sent as an HTTP header field
+// value: no control characters (CR, LF, NUL...) other than tab.
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHostHeader reports whether v is a Host header value that Go's
+// HTTP client sends (the bytes of a host name, an IP literal and a port).
+func validHostHeader(v string) bool {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!$%&'()*+,-.:;=[]_~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // validatePod checks a Pod for Apply.
@@ -130,31 +247,59 @@ func validateKeyVolume(f, name string, items []KeyToPath, mode uint32) error {
 	if mode > 0o777 {
 		return invalidf(f+".mode", "%#o is not a file permission (0 to 0777)", mode)
 	}
-	paths := map[string]bool{}
+	files := map[string]bool{} // the items' paths
+	dirs := map[string]bool{}  // the directories they are in
 	for i, it := range items {
 		fi := fmt.Sprintf("%s.items[%d]", f, i)
-		if !configKeyRE.MatchString(it.Key) {
-			return invalidf(fi+".key", "%q is not a valid key", it.Key)
+		if err := validateConfigKey(fi+".key", it.Key); err != nil {
+			return err
 		}
 		if err := validateRelPath(fi+".path", it.Path); err != nil {
 			return err
 		}
-		if paths[path.Clean(it.Path)] {
+		// validateRelPath leaves no "." or empty component: the path is
+		// clean, and equal paths are equal strings.
+		switch {
+		case files[it.Path]:
 			return invalidf(fi+".path", "duplicate path %q", it.Path)
+		case dirs[it.Path]:
+			return invalidf(fi+".path", "%q is a directory of another item's path", it.Path)
 		}
-		paths[path.Clean(it.Path)] = true
+		for d := path.Dir(it.Path); d != "."; d = path.Dir(d) {
+			if files[d] {
+				return invalidf(fi+".path", "%q is under %q, another item's file", it.Path, d)
+			}
+			dirs[d] = true
+		}
+		files[it.Path] = true
 	}
 	return nil
 }
 
-// validateRelPath checks a path inside a volume: relative, no "..".
+// validateRelPath checks a file path inside a volume, as Kubernetes and
+// more: relative, not starting with "..", with no ".", ".." or empty
+// component, no NUL, at most 4096 bytes and 255 a component.
 func validateRelPath(f, p string) error {
-	if p == "" || path.IsAbs(p) {
-		return invalidf(f, "%q must be a non-empty relative path", p)
+	switch {
+	case p == "":
+		return invalidf(f, "must not be empty")
+	case path.IsAbs(p):
+		return invalidf(f, "%q must be a relative path", p)
+	case len(p) > maxVolumePathLen:
+		return invalidf(f, "path is longer than %d bytes", maxVolumePathLen)
+	case strings.IndexByte(p, 0) >= 0:
+		return invalidf(f, "%q must not contain NUL", p)
+	case strings.HasPrefix(p, ".."):
+		return invalidf(f, "%q must not start with '..'", p)
 	}
 	for _, part := range strings.Split(p, "/") {
-		if part == ".." {
-			return invalidf(f, "%q must not contain '..'", p)
+		switch {
+		case part == "":
+			return invalidf(f, "%q must not have an empty component (leading, trailing or doubled '/')", p)
+		case part == "." || part == "..":
+			return invalidf(f, "%q must not have a %q component", p, part)
+		case len(part) > maxVolumePathPart:
+			return invalidf(f, "%q has a component longer than %d bytes", p, maxVolumePathPart)
 		}
 	}
 	return nil
@@ -181,8 +326,8 @@ func (m *Manager) validateContainer(ctx context.Context, f string, c *Container,
 	}
 	for i, e := range c.Env {
 		fe := fmt.Sprintf("%s.env[%d]", f, i)
-		if !envNameRE.MatchString(e.Name) {
-			return invalidf(fe+".name", "%q is not a valid variable name", e.Name)
+		if err := validateEnvName(fe+".name", e.Name, "name"); err != nil {
+			return err
 		}
 		if e.ValueFrom == nil {
 			continue
@@ -201,8 +346,8 @@ func (m *Manager) validateContainer(ctx context.Context, f string, c *Container,
 		if err := validateName(rf+".name", ref.Name); err != nil {
 			return err
 		}
-		if !configKeyRE.MatchString(ref.Key) {
-			return invalidf(rf+".key", "%q is not a valid key", ref.Key)
+		if err := validateConfigKey(rf+".key", ref.Key); err != nil {
+			return err
 		}
 	}
 	for i, e := range c.EnvFrom {
@@ -213,8 +358,10 @@ func (m *Manager) validateContainer(ctx context.Context, f string, c *Container,
 		if err := validateName(fe+".name", e.ConfigMap+e.Secret); err != nil {
 			return err
 		}
-		if e.Prefix != "" && !envNameRE.MatchString(e.Prefix) {
-			return invalidf(fe+".prefix", "%q is not a valid variable name prefix", e.Prefix)
+		if e.Prefix != "" {
+			if err := validateEnvName(fe+".prefix", e.Prefix, "name prefix"); err != nil {
+				return err
+			}
 		}
 	}
 	mounts := map[string]bool{}
@@ -223,8 +370,8 @@ func (m *Manager) validateContainer(ctx context.Context, f string, c *Container,
 		if volumes[vm.Name] == nil {
 			return invalidf(fm+".name", "no volume %q in the pod", vm.Name)
 		}
-		if !path.IsAbs(vm.MountPath) || path.Clean(vm.MountPath) == "/" {
-			return invalidf(fm+".mountPath", "%q must be an absolute path other than /", vm.MountPath)
+		if !path.IsAbs(vm.MountPath) || path.Clean(vm.MountPath) == "/" || strings.IndexByte(vm.MountPath, 0) >= 0 {
+			return invalidf(fm+".mountPath", "%q must be an absolute path other than /, without NUL", vm.MountPath)
 		}
 		if mounts[path.Clean(vm.MountPath)] {
 			return invalidf(fm+".mountPath", "duplicate mount path %q", vm.MountPath)
@@ -253,23 +400,18 @@ func validateProbe(f string, p *Probe, oneSuccess bool) error {
 			return invalidf(f+".exec.command", "must not be empty")
 		}
 	}
-	if p.HTTPGet != nil {
+	if g := p.HTTPGet; g != nil {
 		n++
-		if err := validatePort(f+".httpGet.port", p.HTTPGet.Port); err != nil {
+		if err := validateHTTPGet(f+".httpGet", g); err != nil {
 			return err
 		}
-		switch strings.ToUpper(p.HTTPGet.Scheme) {
-		case "", "HTTP", "HTTPS":
-		default:
-			return invalidf(f+".httpGet.scheme", "%q is not HTTP or HTTPS", p.HTTPGet.Scheme)
-		}
-		if p.HTTPGet.Path != "" && !strings.HasPrefix(p.HTTPGet.Path, "/") {
-			return invalidf(f+".httpGet.path", "%q must start with /", p.HTTPGet.Path)
-		}
 	}
-	if p.TCPSocket != nil {
+	if t := p.TCPSocket; t != nil {
 		n++
-		if err := validatePort(f+".tcpSocket.port", p.TCPSocket.Port); err != nil {
+		if err := validatePort(f+".tcpSocket.port", t.Port); err != nil {
+			return err
+		}
+		if err := validateHost(f+".tcpSocket.host", t.Host); err != nil {
 			return err
 		}
 	}
@@ -293,6 +435,56 @@ func validateProbe(f string, p *Probe, oneSuccess bool) error {
 	return nil
 }
 
+// validateHTTPGet checks an HTTP probe as Kubernetes does, and for what
+// Go's HTTP client would refuse to send: the port, the scheme (exactly
+// HTTP or HTTPS, or empty for HTTP), the host, the path (starting with
+// "/" when set, a request URI without spaces, control characters or
+// fragment) and the headers (token names, each once whatever its case;
+// values without control characters).
+func validateHTTPGet(f string, g *HTTPGetAction) error {
+	if err := validatePort(f+".port", g.Port); err != nil {
+		return err
+	}
+	switch g.Scheme {
+	case "", "HTTP", "HTTPS":
+	default:
+		return invalidf(f+".scheme", "%q is not HTTP or HTTPS", g.Scheme)
+	}
+	if err := validateHost(f+".host", g.Host); err != nil {
+		return err
+	}
+	if g.Path != "" {
+		if !strings.HasPrefix(g.Path, "/") {
+			return invalidf(f+".path", "%q must start with /", g.Path)
+		}
+		if strings.ContainsAny(g.Path, " \t#") || !validHeaderValue(g.Path) {
+			return invalidf(f+".path", "%q must not contain spaces, control characters or '#'", g.Path)
+		}
+		if _, err := url.ParseRequestURI(g.Path); err != nil {
+			return invalidf(f+".path", "%q is not a request URI: %v", g.Path, err)
+		}
+	}
+	seen := map[string]string{}
+	for _, k := range sortedKeys(g.Headers) {
+		v := g.Headers[k]
+		if !isHTTPToken(k) {
+			return invalidf(f+".headers", "%q is not a valid header name", k)
+		}
+		if !validHeaderValue(v) {
+			return invalidf(f+".headers", "the value of %s must not contain CR, LF or other control characters", k)
+		}
+		if strings.EqualFold(k, "Host") && !validHostHeader(v) {
+			return invalidf(f+".headers", "%q is not a valid Host header", v)
+		}
+		lk := strings.ToLower(k)
+		if prev, ok := seen[lk]; ok {
+			return invalidf(f+".headers", "%q and %q are the same header", prev, k)
+		}
+		seen[lk] = k
+	}
+	return nil
+}
+
 func validatePort(f string, port int) error {
 	if port < 1 || port > 65535 {
 		return invalidf(f, "%d is not a port (1 to 65535)", port)
@@ -309,13 +501,13 @@ func registerConfigKinds(m *Manager) {
 			return invalidf("kind", "%T is not a *ConfigMap", obj)
 		}
 		for _, k := range sortedKeys(cm.Data) {
-			if !configKeyRE.MatchString(k) || k == "." || k == ".." {
-				return invalidf("data", "%q is not a valid key (alphanumerics, '-', '_' and '.')", k)
+			if err := validateConfigKey("data", k); err != nil {
+				return err
 			}
 		}
 		for _, k := range sortedKeys(cm.BinaryData) {
-			if !configKeyRE.MatchString(k) || k == "." || k == ".." {
-				return invalidf("binaryData", "%q is not a valid key (alphanumerics, '-', '_' and '.')", k)
+			if err := validateConfigKey("binaryData", k); err != nil {
+				return err
 			}
 			if _, ok := cm.Data[k]; ok {
 				return invalidf("binaryData", "key %q is in data too", k)
@@ -329,8 +521,8 @@ func registerConfigKinds(m *Manager) {
 			return invalidf("kind", "%T is not a *Secret", obj)
 		}
 		for _, k := range sortedKeys(s.Data) {
-			if !configKeyRE.MatchString(k) || k == "." || k == ".." {
-				return invalidf("data", "%q is not a valid key (alphanumerics, '-', '_' and '.')", k)
+			if err := validateConfigKey("data", k); err != nil {
+				return err
 			}
 		}
 		return nil

@@ -32,6 +32,32 @@ func TestApplyRefusesInvalidPods(t *testing.T) {
 			f(c.LivenessProbe)
 		})
 	}
+	httpGet := func(f func(g *HTTPGetAction)) *Pod {
+		return ctr(func(c *Container) {
+			c.ReadinessProbe = &Probe{HTTPGet: &HTTPGetAction{Port: 80}}
+			f(c.ReadinessProbe.HTTPGet)
+		})
+	}
+	tcp := func(f func(s *TCPSocketAction)) *Pod {
+		return ctr(func(c *Container) {
+			c.ReadinessProbe = &Probe{TCPSocket: &TCPSocketAction{Port: 80}}
+			f(c.ReadinessProbe.TCPSocket)
+		})
+	}
+	cmItems := func(items ...KeyToPath) *Pod {
+		return podOf(func(p *Pod) {
+			p.Spec.Volumes = []Volume{{Name: "v", ConfigMap: &ConfigMapVolume{Name: "c", Items: items}}}
+		})
+	}
+	secretItems := func(items ...KeyToPath) *Pod {
+		return podOf(func(p *Pod) { p.Spec.Volumes = []Volume{{Name: "v", Secret: &SecretVolume{Name: "s", Items: items}}} })
+	}
+	mounts := func(ms ...VolumeMount) *Pod {
+		return podOf(func(p *Pod) {
+			p.Spec.Volumes = []Volume{{Name: "v", EmptyDir: &EmptyDirVolume{}}}
+			p.Spec.Containers[0].VolumeMounts = ms
+		})
+	}
 	for _, tc := range []struct {
 		field string
 		obj   Object
@@ -39,6 +65,14 @@ func TestApplyRefusesInvalidPods(t *testing.T) {
 		{"metadata.name", podOf(func(p *Pod) { p.Name = "Bad_Name" })},
 		{"metadata.labels", podOf(func(p *Pod) { p.Labels = map[string]string{"a": "b c"} })},
 		{"metadata.annotations", podOf(func(p *Pod) { p.Annotations = map[string]string{"/x": "y"} })},
+		{"metadata.annotations", podOf(func(p *Pod) { p.Annotations = map[string]string{"a b": "y"} })},
+		{"metadata.annotations", podOf(func(p *Pod) { p.Annotations = map[string]string{"Example.com/x": "y"} })},
+		{"metadata.annotations", podOf(func(p *Pod) { p.Annotations = map[string]string{"x-": "y"} })},
+		{"metadata.annotations", podOf(func(p *Pod) { p.Annotations = map[string]string{strings.Repeat("x", 64): "y"} })},
+		{"metadata.annotations", podOf(func(p *Pod) { p.Annotations = map[string]string{"a": strings.Repeat("x", 256<<10)} })},
+		{"metadata.annotations", podOf(func(p *Pod) {
+			p.Annotations = map[string]string{"a": strings.Repeat("x", 128<<10), "b": strings.Repeat("x", 128<<10)}
+		})},
 		{"spec.containers", podOf(func(p *Pod) { p.Spec.Containers = nil })},
 		{"spec.containers[1].name", podOf(func(p *Pod) { p.Spec.Containers = append(p.Spec.Containers, p.Spec.Containers[0]) })},
 		{"spec.containers[0].name", ctr(func(c *Container) { c.Name = "C" })},
@@ -47,6 +81,20 @@ func TestApplyRefusesInvalidPods(t *testing.T) {
 		{"spec.containers[0].workingDir", ctr(func(c *Container) { c.WorkingDir = "rel" })},
 		{"spec.containers[0].resources", ctr(func(c *Container) { c.Resources = cgroup.Resources{CPUQuota: -5} })},
 		{"spec.containers[0].env[0].name", ctr(func(c *Container) { c.Env = []EnvVar{{Name: "A=B"}} })},
+		{"spec.containers[0].env[0].name", ctr(func(c *Container) { c.Env = []EnvVar{{Name: ""}} })},
+		{"spec.containers[0].env[0].name", ctr(func(c *Container) { c.Env = []EnvVar{{Name: "1A"}} })},
+		{"spec.containers[0].env[0].name", ctr(func(c *Container) { c.Env = []EnvVar{{Name: "A B"}} })},
+		{"spec.containers[0].env[0].name", ctr(func(c *Container) { c.Env = []EnvVar{{Name: "."}} })},
+		{"spec.containers[0].env[0].name", ctr(func(c *Container) { c.Env = []EnvVar{{Name: ".."}} })},
+		{"spec.containers[0].env[1].name", ctr(func(c *Container) { c.Env = []EnvVar{{Name: "A"}, {Name: "..A"}} })},
+		{"spec.containers[0].env[0].valueFrom.configMapKeyRef.key", ctr(func(c *Container) {
+			c.Env = []EnvVar{{Name: "A", ValueFrom: &EnvVarSource{ConfigMapKeyRef: &KeySelector{Name: "c", Key: ".."}}}}
+		})},
+		{"spec.containers[0].env[0].valueFrom.secretKeyRef.key", ctr(func(c *Container) {
+			c.Env = []EnvVar{{Name: "A", ValueFrom: &EnvVarSource{SecretKeyRef: &KeySelector{Name: "s", Key: strings.Repeat("k", 254)}}}}
+		})},
+		{"spec.containers[0].envFrom[0].prefix", ctr(func(c *Container) { c.EnvFrom = []EnvFromSource{{ConfigMap: "a", Prefix: "A="}} })},
+		{"spec.containers[0].envFrom[0].prefix", ctr(func(c *Container) { c.EnvFrom = []EnvFromSource{{Secret: "s", Prefix: ".."}} })},
 		{"spec.containers[0].env[0]", ctr(func(c *Container) {
 			c.Env = []EnvVar{{Name: "A", Value: "v", ValueFrom: &EnvVarSource{ConfigMapKeyRef: &KeySelector{Name: "c", Key: "k"}}}}
 		})},
@@ -57,6 +105,12 @@ func TestApplyRefusesInvalidPods(t *testing.T) {
 			p.Spec.Volumes = []Volume{{Name: "v", EmptyDir: &EmptyDirVolume{}}}
 			p.Spec.Containers[0].VolumeMounts = []VolumeMount{{Name: "v", MountPath: "x"}}
 		})},
+		{"spec.containers[0].volumeMounts[0].mountPath", mounts(VolumeMount{Name: "v", MountPath: ""})},
+		{"spec.containers[0].volumeMounts[0].mountPath", mounts(VolumeMount{Name: "v", MountPath: "/"})},
+		{"spec.containers[0].volumeMounts[0].mountPath", mounts(VolumeMount{Name: "v", MountPath: "/a/.."})},
+		{"spec.containers[0].volumeMounts[0].mountPath", mounts(VolumeMount{Name: "v", MountPath: "/a\x00b"})},
+		{"spec.containers[0].volumeMounts[1].mountPath", mounts(VolumeMount{Name: "v", MountPath: "/x"}, VolumeMount{Name: "v", MountPath: "/x"})},
+		{"spec.containers[0].volumeMounts[1].mountPath", mounts(VolumeMount{Name: "v", MountPath: "/x/y"}, VolumeMount{Name: "v", MountPath: "/x//y/"})},
 		{"spec.containers[0].livenessProbe", probe(func(pr *Probe) { pr.TCPSocket = &TCPSocketAction{Port: 80} })},
 		{"spec.containers[0].livenessProbe", probe(func(pr *Probe) { pr.Exec = nil })},
 		{"spec.containers[0].livenessProbe.exec.command", probe(func(pr *Probe) { pr.Exec.Command = nil })},
@@ -65,6 +119,39 @@ func TestApplyRefusesInvalidPods(t *testing.T) {
 		{"spec.containers[0].livenessProbe.failureThreshold", probe(func(pr *Probe) { pr.FailureThreshold = -1 })},
 		{"spec.containers[0].readinessProbe.httpGet.port", ctr(func(c *Container) { c.ReadinessProbe = &Probe{HTTPGet: &HTTPGetAction{Port: 70000}} })},
 		{"spec.containers[0].readinessProbe.httpGet.scheme", ctr(func(c *Container) { c.ReadinessProbe = &Probe{HTTPGet: &HTTPGetAction{Port: 80, Scheme: "FTP"}} })},
+		{"spec.containers[0].readinessProbe.httpGet.port", httpGet(func(g *HTTPGetAction) { g.Port = 0 })},
+		{"spec.containers[0].readinessProbe.httpGet.port", httpGet(func(g *HTTPGetAction) { g.Port = -1 })},
+		{"spec.containers[0].readinessProbe.httpGet.port", httpGet(func(g *HTTPGetAction) { g.Port = 65536 })},
+		{"spec.containers[0].readinessProbe.httpGet.scheme", httpGet(func(g *HTTPGetAction) { g.Scheme = "https" })},
+		{"spec.containers[0].readinessProbe.httpGet.scheme", httpGet(func(g *HTTPGetAction) { g.Scheme = "Http" })},
+		{"spec.containers[0].readinessProbe.httpGet.host", httpGet(func(g *HTTPGetAction) { g.Host = "not a host" })},
+		{"spec.containers[0].readinessProbe.httpGet.host", httpGet(func(g *HTTPGetAction) { g.Host = "evil.com/x?" })},
+		{"spec.containers[0].readinessProbe.httpGet.host", httpGet(func(g *HTTPGetAction) { g.Host = "user@evil.com" })},
+		{"spec.containers[0].readinessProbe.httpGet.host", httpGet(func(g *HTTPGetAction) { g.Host = "[::1]" })},
+		{"spec.containers[0].readinessProbe.httpGet.host", httpGet(func(g *HTTPGetAction) { g.Host = "host:80" })},
+		{"spec.containers[0].readinessProbe.httpGet.host", httpGet(func(g *HTTPGetAction) { g.Host = "-a.example" })},
+		{"spec.containers[0].readinessProbe.httpGet.host", httpGet(func(g *HTTPGetAction) { g.Host = "example.com." })},
+		{"spec.containers[0].readinessProbe.httpGet.host", httpGet(func(g *HTTPGetAction) { g.Host = strings.Repeat("a", 64) + ".com" })},
+		{"spec.containers[0].readinessProbe.httpGet.path", httpGet(func(g *HTTPGetAction) { g.Path = "healthz" })},
+		{"spec.containers[0].readinessProbe.httpGet.path", httpGet(func(g *HTTPGetAction) { g.Path = "/a b" })},
+		{"spec.containers[0].readinessProbe.httpGet.path", httpGet(func(g *HTTPGetAction) { g.Path = "/a\r\nX-Injected: 1" })},
+		{"spec.containers[0].readinessProbe.httpGet.path", httpGet(func(g *HTTPGetAction) { g.Path = "/a#frag" })},
+		{"spec.containers[0].readinessProbe.httpGet.path", httpGet(func(g *HTTPGetAction) { g.Path = "/%zz" })},
+		{"spec.containers[0].readinessProbe.httpGet.headers", httpGet(func(g *HTTPGetAction) { g.Headers = map[string]string{"": "x"} })},
+		{"spec.containers[0].readinessProbe.httpGet.headers", httpGet(func(g *HTTPGetAction) { g.Headers = map[string]string{"X Probe": "x"} })},
+		{"spec.containers[0].readinessProbe.httpGet.headers", httpGet(func(g *HTTPGetAction) { g.Headers = map[string]string{"X-Probe:": "x"} })},
+		{"spec.containers[0].readinessProbe.httpGet.headers", httpGet(func(g *HTTPGetAction) { g.Headers = map[string]string{"X-Pröbe": "x"} })},
+		{"spec.containers[0].readinessProbe.httpGet.headers", httpGet(func(g *HTTPGetAction) { g.Headers = map[string]string{"X-A": "a\r\nX-Injected: 1"} })},
+		{"spec.containers[0].readinessProbe.httpGet.headers", httpGet(func(g *HTTPGetAction) { g.Headers = map[string]string{"X-A": "a\nb"} })},
+		{"spec.containers[0].readinessProbe.httpGet.headers", httpGet(func(g *HTTPGetAction) { g.Headers = map[string]string{"X-A": "a\x00b"} })},
+		{"spec.containers[0].readinessProbe.httpGet.headers", httpGet(func(g *HTTPGetAction) { g.Headers = map[string]string{"X-A": "1", "x-a": "2"} })},
+		{"spec.containers[0].readinessProbe.httpGet.headers", httpGet(func(g *HTTPGetAction) { g.Headers = map[string]string{"Host": "a b"} })},
+		{"spec.containers[0].readinessProbe.tcpSocket.port", tcp(func(s *TCPSocketAction) { s.Port = 0 })},
+		{"spec.containers[0].readinessProbe.tcpSocket.port", tcp(func(s *TCPSocketAction) { s.Port = 65536 })},
+		{"spec.containers[0].readinessProbe.tcpSocket.host", tcp(func(s *TCPSocketAction) { s.Host = "a b" })},
+		{"spec.containers[0].readinessProbe.tcpSocket.host", tcp(func(s *TCPSocketAction) { s.Host = "[::1]" })},
+		{"spec.containers[0].readinessProbe.tcpSocket.host", tcp(func(s *TCPSocketAction) { s.Host = "10.0.0.1:80" })},
+		{"spec.containers[0].readinessProbe.tcpSocket.host", tcp(func(s *TCPSocketAction) { s.Host = "a_b.example" })},
 		{"spec.restartPolicy", podOf(func(p *Pod) { p.Spec.RestartPolicy = "Sometimes" })},
 		{"spec.terminationGracePeriod", podOf(func(p *Pod) { p.Spec.TerminationGracePeriod = -1 })},
 		{"spec.hostname", podOf(func(p *Pod) { p.Spec.Hostname = "not a host" })},
@@ -79,11 +166,52 @@ func TestApplyRefusesInvalidPods(t *testing.T) {
 		{"spec.volumes[0].configMap.items[0].path", podOf(func(p *Pod) {
 			p.Spec.Volumes = []Volume{{Name: "v", ConfigMap: &ConfigMapVolume{Name: "c", Items: []KeyToPath{{Key: "k", Path: "../escape"}}}}}
 		})},
+		{"spec.volumes[0].configMap.items[0].path", cmItems(KeyToPath{Key: "k", Path: ""})},
+		{"spec.volumes[0].configMap.items[0].path", cmItems(KeyToPath{Key: "k", Path: "."})},
+		{"spec.volumes[0].configMap.items[0].path", cmItems(KeyToPath{Key: "k", Path: ".."})},
+		{"spec.volumes[0].configMap.items[0].path", cmItems(KeyToPath{Key: "k", Path: "a/.."})},
+		{"spec.volumes[0].configMap.items[0].path", cmItems(KeyToPath{Key: "k", Path: "a/../b"})},
+		{"spec.volumes[0].configMap.items[0].path", cmItems(KeyToPath{Key: "k", Path: "./a"})},
+		{"spec.volumes[0].configMap.items[0].path", cmItems(KeyToPath{Key: "k", Path: "a/./b"})},
+		{"spec.volumes[0].configMap.items[0].path", cmItems(KeyToPath{Key: "k", Path: "a//b"})},
+		{"spec.volumes[0].configMap.items[0].path", cmItems(KeyToPath{Key: "k", Path: "a/"})},
+		{"spec.volumes[0].configMap.items[0].path", cmItems(KeyToPath{Key: "k", Path: "/etc/passwd"})},
+		{"spec.volumes[0].configMap.items[0].path", cmItems(KeyToPath{Key: "k", Path: "..data"})},
+		{"spec.volumes[0].configMap.items[0].path", cmItems(KeyToPath{Key: "k", Path: "a\x00b"})},
+		{"spec.volumes[0].configMap.items[0].path", cmItems(KeyToPath{Key: "k", Path: strings.Repeat("a", 256)})},
+		{"spec.volumes[0].configMap.items[0].path", cmItems(KeyToPath{Key: "k", Path: strings.Repeat("a/", 2048) + "a"})},
+		{"spec.volumes[0].configMap.items[1].path", cmItems(KeyToPath{Key: "a", Path: "x"}, KeyToPath{Key: "b", Path: "x"})},
+		{"spec.volumes[0].configMap.items[1].path", cmItems(KeyToPath{Key: "a", Path: "x"}, KeyToPath{Key: "b", Path: "x/y"})},
+		{"spec.volumes[0].configMap.items[1].path", cmItems(KeyToPath{Key: "a", Path: "x/y"}, KeyToPath{Key: "b", Path: "x"})},
+		{"spec.volumes[0].configMap.items[2].path", cmItems(KeyToPath{Key: "a", Path: "x/y/z"}, KeyToPath{Key: "b", Path: "x-y"}, KeyToPath{Key: "c", Path: "x/y"})},
+		{"spec.volumes[0].configMap.items[2].path", cmItems(KeyToPath{Key: "a", Path: "x"}, KeyToPath{Key: "b", Path: "x-y/z"}, KeyToPath{Key: "c", Path: "x/y/z"})},
+		{"spec.volumes[0].configMap.items[0].key", cmItems(KeyToPath{Key: "", Path: "p"})},
+		{"spec.volumes[0].configMap.items[0].key", cmItems(KeyToPath{Key: "a/b", Path: "p"})},
+		{"spec.volumes[0].configMap.items[0].key", cmItems(KeyToPath{Key: ".", Path: "p"})},
+		{"spec.volumes[0].configMap.items[0].key", cmItems(KeyToPath{Key: "..", Path: "p"})},
+		{"spec.volumes[0].configMap.items[0].key", cmItems(KeyToPath{Key: "..k", Path: "p"})},
+		{"spec.volumes[0].configMap.items[0].key", cmItems(KeyToPath{Key: "a b", Path: "p"})},
+		{"spec.volumes[0].configMap.items[0].key", cmItems(KeyToPath{Key: strings.Repeat("k", 254), Path: "p"})},
+		{"spec.volumes[0].secret.items[0].path", secretItems(KeyToPath{Key: "k", Path: "../escape"})},
+		{"spec.volumes[0].secret.items[0].path", secretItems(KeyToPath{Key: "k", Path: "a/./b"})},
+		{"spec.volumes[0].secret.items[1].path", secretItems(KeyToPath{Key: "a", Path: "d/f"}, KeyToPath{Key: "b", Path: "d"})},
+		{"spec.volumes[0].secret.items[0].key", secretItems(KeyToPath{Key: "k:1", Path: "p"})},
 		{"spec.volumes[0].secret.mode", podOf(func(p *Pod) { p.Spec.Volumes = []Volume{{Name: "v", Secret: &SecretVolume{Name: "s", Mode: 0o4755}}} })},
 		{"spec", podOf(func(p *Pod) { p.Spec.Hostname = "changed" })}, // a valid spec, but pods are immutable
 		{"data", &ConfigMap{ObjectMeta: ObjectMeta{Name: "c"}, Data: map[string]string{"a/b": "x"}}},
 		{"binaryData", &ConfigMap{ObjectMeta: ObjectMeta{Name: "c"}, Data: map[string]string{"k": "x"}, BinaryData: map[string][]byte{"k": nil}}},
 		{"data", &Secret{ObjectMeta: ObjectMeta{Name: "s"}, Data: map[string][]byte{"..": nil}}},
+		{"data", &ConfigMap{ObjectMeta: ObjectMeta{Name: "c"}, Data: map[string]string{"": "x"}}},
+		{"data", &ConfigMap{ObjectMeta: ObjectMeta{Name: "c"}, Data: map[string]string{".": "x"}}},
+		{"data", &ConfigMap{ObjectMeta: ObjectMeta{Name: "c"}, Data: map[string]string{"..data": "x"}}},
+		{"data", &ConfigMap{ObjectMeta: ObjectMeta{Name: "c"}, Data: map[string]string{strings.Repeat("k", 254): "x"}}},
+		{"binaryData", &ConfigMap{ObjectMeta: ObjectMeta{Name: "c"}, BinaryData: map[string][]byte{"..": nil}}},
+		{"binaryData", &ConfigMap{ObjectMeta: ObjectMeta{Name: "c"}, BinaryData: map[string][]byte{"a b": nil}}},
+		{"data", &Secret{ObjectMeta: ObjectMeta{Name: "s"}, Data: map[string][]byte{"..x": nil}}},
+		{"data", &Secret{ObjectMeta: ObjectMeta{Name: "s"}, Data: map[string][]byte{"a/b": nil}}},
+		{"data", &Secret{ObjectMeta: ObjectMeta{Name: "s"}, Data: map[string][]byte{strings.Repeat("k", 254): nil}}},
+		{"metadata.annotations", &ConfigMap{ObjectMeta: ObjectMeta{Name: "c", Annotations: map[string]string{"a": strings.Repeat("x", 256<<10)}}}},
+		{"metadata.annotations", &Secret{ObjectMeta: ObjectMeta{Name: "s", Annotations: map[string]string{"_x": "y"}}}},
 	} {
 		_, err := pt.m.Apply(pt.ctx, tc.obj)
 		var fe *FieldError
@@ -130,5 +258,70 @@ func TestApplyUpdates(t *testing.T) {
 	p.Labels["extra"] = "yes"
 	if got := pt.apply(p); got.Meta().Labels["extra"] != "yes" {
 		t.Error("pod labels not updated")
+	}
+}
+
+// TestValidateAccepts applies objects at the edges of what validation
+// allows: each must be stored.
+func TestValidateAccepts(t *testing.T) {
+	pt := newPodTest(t)
+	p := simplePod("edges", RestartAlways, "c")
+	p.Annotations = map[string]string{
+		"example.com/some-key_1.x": strings.Repeat("v", 200<<10),
+		"a":                        "",
+		"berth.dev/A.b":            "any value\nat all",
+	}
+	p.Spec.Volumes = []Volume{
+		{Name: "cm", ConfigMap: &ConfigMapVolume{Name: "c", Items: []KeyToPath{
+			{Key: "a", Path: "x/a"}, {Key: "b", Path: "x/b"}, {Key: "a", Path: "x-y"}, {Key: ".hidden", Path: ".hidden"},
+			{Key: "k", Path: "x.y/..z"}, {Key: strings.Repeat("k", 253), Path: "deep/er/still/" + strings.Repeat("f", 255)},
+		}}},
+		{Name: "s", Secret: &SecretVolume{Name: "s", Items: []KeyToPath{{Key: "tls.crt", Path: "tls/crt"}, {Key: "tls.key", Path: "tls/key"}}}},
+		{Name: "e", EmptyDir: &EmptyDirVolume{}},
+	}
+	c := &p.Spec.Containers[0]
+	c.Env = []EnvVar{
+		{Name: "my.env-name", Value: "1"}, {Name: "_A"}, {Name: "-x"}, {Name: ".a"},
+		{Name: "K", ValueFrom: &EnvVarSource{ConfigMapKeyRef: &KeySelector{Name: "c", Key: "a.b-c_d"}}},
+	}
+	c.EnvFrom = []EnvFromSource{{ConfigMap: "c", Prefix: "CFG_"}}
+	c.VolumeMounts = []VolumeMount{{Name: "cm", MountPath: "/etc/cfg"}, {Name: "s", MountPath: "/etc/cfg/tls"}, {Name: "e", MountPath: "/data/"}}
+	c.LivenessProbe = &Probe{HTTPGet: &HTTPGetAction{
+		Path: "/healthz?full=1&x=%20", Port: 65535, Host: "::1", Scheme: "HTTPS",
+		Headers: map[string]string{"X-Probe": "yes\tplease", "Host": "Example.com:8080", "Accept": "", "x-custom_1!": "a: b"},
+	}}
+	c.ReadinessProbe = &Probe{HTTPGet: &HTTPGetAction{Port: 1, Host: "My-Svc.default.local", Scheme: "HTTP"}}
+	c.StartupProbe = &Probe{TCPSocket: &TCPSocketAction{Port: 80, Host: "10.0.0.1"}}
+	for _, obj := range []Object{
+		p,
+		&ConfigMap{ObjectMeta: ObjectMeta{Name: "c"}, Data: map[string]string{".hidden": "x", "a-b_c.d": "y", strings.Repeat("k", 253): "z"}, BinaryData: map[string][]byte{"b.bin": {1}}},
+		&Secret{ObjectMeta: ObjectMeta{Name: "s"}, Data: map[string][]byte{"tls.crt": nil, "tls.key": nil, "a..b": nil}},
+	} {
+		if _, err := pt.m.Apply(pt.ctx, obj); err != nil {
+			t.Errorf("apply %s %s: %v", obj.Kind(), obj.Meta().Name, err)
+		}
+	}
+	for _, host := range []string{"", "127.0.0.1", "localhost", "fe80::1", "a.b-c.d"} {
+		if err := validateHost("host", host); err != nil {
+			t.Errorf("host %q: %v", host, err)
+		}
+	}
+}
+
+// TestValidateAnnotationsSize: keys and values together may fill 256 KiB
+// exactly, not a byte more.
+func TestValidateAnnotationsSize(t *testing.T) {
+	full := map[string]string{"a": strings.Repeat("x", 256<<10-2), "b": ""}
+	if err := validateAnnotations("spec.template.annotations", full); err != nil {
+		t.Errorf("256 KiB: %v", err)
+	}
+	full["b"] = "x"
+	err := validateAnnotations("spec.template.annotations", full)
+	var fe *FieldError
+	if !errors.Is(err, ErrInvalid) || !errors.As(err, &fe) || fe.Field != "spec.template.annotations" {
+		t.Errorf("256 KiB + 1: %v", err)
+	}
+	if err := validateAnnotations("metadata.annotations", nil); err != nil {
+		t.Errorf("nil: %v", err)
 	}
 }
