@@ -85,6 +85,9 @@ func (c *jobController) validate(ctx context.Context, obj Object) error {
 	if err := validateLabels("spec.template.labels", j.Spec.Template.Labels); err != nil {
 		return err
 	}
+	if err := validateAnnotations("spec.template.annotations", j.Spec.Template.Annotations); err != nil {
+		return err
+	}
 	if err := c.m.validatePodSpec(ctx, "spec.template.spec", &j.Spec.Template.Spec); err != nil {
 		return err
 	}

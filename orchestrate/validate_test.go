@@ -325,3 +325,20 @@ func TestValidateAnnotationsSize(t *testing.T) {
 		t.Errorf("nil: %v", err)
 	}
 }
+
+// Template annotations are validated.
+func TestTemplateAnnotationsValidated(t *testing.T) {
+	h := newWLHarness(t)
+	bad := map[string]string{"bad key!": "v"}
+	rs := newRS("web", 1)
+	rs.Spec.Template.Annotations = bad
+	d := newDeployment("site", 1)
+	d.Spec.Template.Annotations = bad
+	j := newJob("batch", 1, 1)
+	j.Spec.Template.Annotations = bad
+	for _, obj := range []Object{rs, d, j} {
+		if _, err := h.m.Apply(h.ctx, obj); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "spec.template.annotations") {
+			t.Errorf("%s with a bad template annotation: %v, want ErrInvalid naming spec.template.annotations", obj.Kind(), err)
+		}
+	}
+}
