@@ -17,15 +17,27 @@ type gcKey struct {
 var gcKinds = []string{KindPod, KindReplicaSet, KindDeployment, KindJob, KindConfigMap, KindSecret}
 
 // gcKeysFor maps a watch event to the owners to check: a deleted object
-// (its dependents must go), and the controller of an added object (it
-// may have been deleted before its dependent was created).
-func gcKeysFor(ev WatchEvent) []gcKey {
+// (its dependents must go), and the controller of an added object, or of
+// a modified one whose controller changed (the owner may have been
+// deleted before it was set: an adoption racing the owner's deletion).
+// It remembers each object's controller UID to tell; it is called from
+// the one goroutine that dispatches the watch.
+func (m *Manager) gcKeysFor(ev WatchEvent) []gcKey {
 	meta := ev.Object.Meta()
+	id := ev.Object.Kind() + "/" + meta.Name
 	switch ev.Type {
 	case Deleted:
+		delete(m.gcRefs, id)
 		return []gcKey{{Kind: ev.Object.Kind(), Name: meta.Name, UID: meta.UID}}
-	case Added:
-		if ref := ownerRefOf(meta); ref != nil {
+	case Added, Modified:
+		ref := ownerRefOf(meta)
+		if ref == nil {
+			delete(m.gcRefs, id)
+			return nil
+		}
+		prev, seen := m.gcRefs[id]
+		m.gcRefs[id] = ref.UID
+		if ev.Type == Added || !seen || prev != ref.UID {
 			return []gcKey{{Kind: ref.Kind, Name: ref.Name, UID: ref.UID}}
 		}
 	}

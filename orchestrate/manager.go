@@ -93,7 +93,10 @@ type Manager struct {
 	kinds     map[string]*kindController
 	kindOrder []string
 	gc        *reconcile.Controller[gcKey]
-	pods      *podController
+	// gcRefs is the controller UID of each object ("Kind/name") that has
+	// one, as last dispatched; only the dispatching goroutine uses it.
+	gcRefs map[string]string
+	pods   *podController
 
 	// The watch that feeds the controllers, started by the first Run or
 	// RunUntilIdle and stopped by Close.
@@ -131,6 +134,7 @@ func NewManager(opts Options) (*Manager, error) {
 		events:  newEventRecorder(0),
 		crash:   opts.CrashLoop.withDefaults(),
 		kinds:   map[string]*kindController{},
+		gcRefs:  map[string]string{},
 	}
 	if m.store == nil {
 		m.store = NewMemoryStore()
@@ -339,7 +343,7 @@ func (m *Manager) dispatch(ev WatchEvent, observe bool) {
 			kc.ctrl.Add(k)
 		}
 	}
-	for _, k := range gcKeysFor(ev) {
+	for _, k := range m.gcKeysFor(ev) {
 		m.gc.Add(k)
 	}
 	m.lastEvent.Store(time.Now().UnixNano())

@@ -2,6 +2,7 @@ package orchestrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"testing"
@@ -71,5 +72,31 @@ func TestRunUntilIdleWithObjectsStoredFirst(t *testing.T) {
 	}
 	if n := runtime.NumGoroutine(); n > goroutines {
 		t.Errorf("%d goroutines after Close, %d before", n, goroutines)
+	}
+}
+
+// A pod given (through an Update) a controller that was deleted
+// meanwhile is collected.
+func TestGCOnAdoptionByDeletedOwner(t *testing.T) {
+	h := newWLHarness(t)
+	owner := h.apply(&ConfigMap{ObjectMeta: ObjectMeta{Name: "owner"}})
+	h.apply(&Pod{ObjectMeta: ObjectMeta{Name: "p"}, Spec: PodSpec{Containers: []Container{{Name: "c", Image: "x"}}}})
+	h.settle()
+	if err := h.m.Delete(h.ctx, KindConfigMap, "owner"); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	obj, err := h.m.Get(h.ctx, KindPod, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := obj.(*Pod)
+	p.OwnerReferences = []OwnerReference{controllerRef(owner)}
+	if _, err := h.m.Store().Update(h.ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	if _, err := h.m.Get(h.ctx, KindPod, "p"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("pod adopted by a deleted owner: %v, want it collected", err)
 	}
 }
