@@ -304,3 +304,16 @@ func checkNoFakeLeaks(t *testing.T, f *fakeRuntime) {
 }
 
 var _ Runtime = (*fakeRuntime)(nil)
+
+// callsWith returns the calls recorded so far that start with prefix.
+func (f *fakeRuntime) callsWith(prefix string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, prefix) {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -39,6 +39,10 @@ const (
 	reasonRunError      = "RunContainerError"
 	reasonSandboxFailed = "FailedCreatePodSandBox"
 	reasonFailedMount   = "FailedMount"
+	// reasonStartError: the runtime could not start the container; it
+	// counts as terminated with exit code startErrorCode.
+	reasonStartError = "StartError"
+	startErrorCode   = 128
 )
 
 // podController runs the containers of Pod objects through the Runtime
@@ -83,9 +87,10 @@ type ctrState struct {
 	startedAt time.Time
 	instances int // instances started, for unique runtime names
 	// The last termination.
-	finishedAt time.Time
-	exitCode   int
-	termReason string
+	finishedAt  time.Time
+	exitCode    int
+	termReason  string
+	termMessage string
 	// Restarts.
 	everStarted  bool
 	restartCount int
@@ -332,6 +337,10 @@ func (pc *podController) start(ctx context.Context, st *podState, pod *Pod, c *c
 	}
 	c.instances++
 	cfg.Name = fmt.Sprintf("%s-%d", c.spec.Name, c.instances)
+	if c.everStarted {
+		c.restartCount++ // every attempt after the first, failed ones too
+	}
+	c.everStarted = true
 	name := st.name
 	cfg.OnExit = func() {
 		if pc.ctrl != nil {
@@ -340,19 +349,21 @@ func (pc *podController) start(ctx context.Context, st *podState, pod *Pod, c *c
 	}
 	id, err := pc.rt.StartContainer(ctx, st.sandbox, cfg)
 	if err != nil {
+		// As the kubelet: the container terminated with a StartError
+		// (exit code 128); the restart policy decides what comes next.
 		pc.m.recordEvent(pod, EventWarning, "Failed", "start container %s: %v", c.spec.Name, err)
-		c.waitReason, c.waitMessage = reasonRunError, err.Error()
-		b := pc.m.crash
-		c.backoff = max(c.backoff, b.Initial)
-		c.restartAt = now.Add(c.backoff)
-		c.backoff = min(2*c.backoff, b.Max)
+		c.running, c.ready = false, false
+		c.startedAt, c.finishedAt = now, now
+		c.exitCode, c.termReason, c.termMessage = startErrorCode, reasonStartError, err.Error()
+		c.waitReason, c.waitMessage = "", ""
+		pc.afterExit(pod, st, c, true, true, now)
+		if !c.finished {
+			c.waitReason, c.waitMessage = reasonRunError, err.Error()
+		}
 		return
 	}
 	pc.m.recordEvent(pod, EventNormal, "Created", "created container %s", c.spec.Name)
-	if c.everStarted {
-		c.restartCount++
-	}
-	c.everStarted, c.running = true, true
+	c.running = true
 	c.id, c.lastID, c.startedAt = id, id, now
 	c.waitReason, c.waitMessage = "", ""
 	c.started = c.spec.StartupProbe == nil
@@ -369,6 +380,7 @@ func (pc *podController) exited(ctx context.Context, st *podState, pod *Pod, c *
 	c.running = false
 	c.finishedAt = now
 	c.exitCode = info.ExitCode
+	c.termMessage = ""
 	switch {
 	case info.OOMKilled:
 		c.termReason = reasonOOMKilled
@@ -383,22 +395,38 @@ func (pc *podController) exited(ctx context.Context, st *podState, pod *Pod, c *
 		st.garbage = append(st.garbage, c.id)
 	}
 	c.id = ""
+	failed := info.ExitCode != 0 || info.OOMKilled
+	pc.afterExit(pod, st, c, failed, false, now)
+}
+
+// afterExit decides, by the pod's restart policy, whether and when c
+// runs again after its instance ended (failed: not a success) or could
+// not start (startError). A start error waits at least the initial
+// crash-loop delay before the next try.
+func (pc *podController) afterExit(pod *Pod, st *podState, c *ctrState, failed, startError bool, now time.Time) {
 	policy := st.spec.RestartPolicy
 	if policy == "" {
 		policy = RestartAlways
 	}
-	if policy == RestartNever || policy == RestartOnFailure && info.ExitCode == 0 && !info.OOMKilled {
+	if policy == RestartNever || policy == RestartOnFailure && !failed {
 		c.finished = true
-		pc.m.recordEvent(pod, EventNormal, c.termReason, "container %s exited with code %d", c.spec.Name, info.ExitCode)
+		typ := EventNormal
+		if failed {
+			typ = EventWarning
+		}
+		pc.m.recordEvent(pod, typ, c.termReason, "container %s exited with code %d", c.spec.Name, c.exitCode)
 		return
 	}
 	b := pc.m.crash
 	if now.Sub(c.startedAt) >= b.Reset {
 		c.backoff = 0
 	}
+	if startError {
+		c.backoff = max(c.backoff, b.Initial)
+	}
 	c.restartAt = now.Add(c.backoff)
 	if c.backoff > 0 {
-		pc.m.recordEvent(pod, EventWarning, "BackOff", "back-off %v restarting failed container %s (exit code %d)", c.backoff, c.spec.Name, info.ExitCode)
+		pc.m.recordEvent(pod, EventWarning, "BackOff", "back-off %v restarting failed container %s (exit code %d)", c.backoff, c.spec.Name, c.exitCode)
 	}
 	c.backoff = min(max(2*c.backoff, b.Initial), b.Max)
 }
@@ -531,7 +559,7 @@ func (pc *podController) status(st *podState, pod *Pod) PodStatus {
 			cs.ExitCode, cs.FinishedAt = 0, time.Time{}
 		case c.finished:
 			cs.State = ContainerTerminated
-			cs.Reason = c.termReason
+			cs.Reason, cs.Message = c.termReason, c.termMessage
 		default:
 			cs.State = ContainerWaiting
 			switch {

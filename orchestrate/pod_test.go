@@ -635,8 +635,10 @@ func TestStartErrorBacksOff(t *testing.T) {
 	}
 	pt.step(time.Second)
 	pt.mustRun("p", "c")
-	if got := pt.pod("p").Status.Containers[0].RestartCount; got != 0 {
-		t.Errorf("restart count %d after a failed first start, want 0", got)
+	// As the kubelet, a failed start is an attempt: the next one is a
+	// restart.
+	if got := pt.pod("p").Status.Containers[0].RestartCount; got != 1 {
+		t.Errorf("restart count %d after a failed first start, want 1", got)
 	}
 }
 
@@ -661,5 +663,51 @@ func TestManagerWithoutRuntime(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("own state dir left: %v", err)
+	}
+}
+
+// A container that cannot start under RestartNever terminates with
+// StartError (exit code 128) and the pod fails; a Job sees it.
+func TestStartErrorUnderNever(t *testing.T) {
+	pt := newPodTest(t)
+	pt.rt.startErr = errors.New("exec: no such file")
+	pt.apply(simplePod("p", RestartNever, "c"))
+	st := pt.pod("p").Status
+	if st.Phase != PodFailed || len(st.Containers) != 1 {
+		t.Fatalf("status %+v, want Failed", st)
+	}
+	cs := st.Containers[0]
+	if cs.State != ContainerTerminated || cs.Reason != reasonStartError || cs.ExitCode != 128 || !strings.Contains(cs.Message, "no such file") {
+		t.Errorf("container status %+v, want Terminated StartError 128", cs)
+	}
+	pt.step(time.Minute)
+	if n := len(pt.rt.callsWith("start ")); n != 0 {
+		t.Errorf("%d starts recorded", n)
+	}
+	checkNoFakeLeaks(t, pt.rt) // torn down
+
+	// Under OnFailure it is retried with backoff, counting restarts.
+	pt.apply(simplePod("q", RestartOnFailure, "c"))
+	pt.step(10 * time.Second)
+	pt.step(20 * time.Second)
+	cs = pt.pod("q").Status.Containers[0]
+	if pt.pod("q").Status.Phase == PodFailed || cs.RestartCount != 2 || cs.State != ContainerWaiting {
+		t.Errorf("under OnFailure: %+v, want Waiting with 2 restarts", pt.pod("q").Status)
+	}
+
+	// A Job with backoffLimit 0 fails.
+	limit := 0
+	j := &Job{ObjectMeta: ObjectMeta{Name: "batch"}, Spec: JobSpec{BackoffLimit: &limit, Template: PodTemplate{
+		Spec: PodSpec{RestartPolicy: RestartNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
+	}}}
+	pt.apply(j)
+	pt.settle()
+	obj, err := pt.m.Get(pt.ctx, KindJob, "batch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jb := obj.(*Job)
+	if c := getCondition(jb.Status.Conditions, JobFailed); c == nil || c.Reason != ReasonBackoffLimitExceeded || jb.Status.Failed != 1 {
+		t.Errorf("job: %+v, want Failed with BackoffLimitExceeded", jb.Status)
 	}
 }
