@@ -272,7 +272,7 @@ func (pc *podController) sync(ctx context.Context, st *podState, pod *Pod) (reco
 			return reconcile.Result{}, fmt.Errorf("status of container %s of pod %s: %w", c.spec.Name, st.name, err)
 		}
 		if !info.Running {
-			pc.exited(ctx, st, pod, c, info, now)
+			pc.exited(ctx, st, pod, c, info, false, now)
 		}
 	}
 	// Probes of the running containers.
@@ -375,8 +375,10 @@ func (pc *podController) start(ctx context.Context, st *podState, pod *Pod, c *c
 }
 
 // exited records the end of c's current instance and decides whether
-// and when it restarts.
-func (pc *podController) exited(ctx context.Context, st *podState, pod *Pod, c *ctrState, info ContainerInfo, now time.Time) {
+// and when it restarts. killedByProbe says the controller stopped it for
+// a failed liveness or startup probe: then it is restarted under any
+// policy but Never, whatever its exit code (as the kubelet does).
+func (pc *podController) exited(ctx context.Context, st *podState, pod *Pod, c *ctrState, info ContainerInfo, killedByProbe bool, now time.Time) {
 	c.running = false
 	c.finishedAt = now
 	c.exitCode = info.ExitCode
@@ -395,7 +397,7 @@ func (pc *podController) exited(ctx context.Context, st *podState, pod *Pod, c *
 		st.garbage = append(st.garbage, c.id)
 	}
 	c.id = ""
-	failed := info.ExitCode != 0 || info.OOMKilled
+	failed := info.ExitCode != 0 || info.OOMKilled || killedByProbe
 	pc.afterExit(pod, st, c, failed, false, now)
 }
 
@@ -442,7 +444,7 @@ func (pc *podController) kill(ctx context.Context, st *podState, pod *Pod, c *ct
 	if err != nil || info.Running {
 		info = ContainerInfo{ExitCode: 137}
 	}
-	pc.exited(ctx, st, pod, c, info, now)
+	pc.exited(ctx, st, pod, c, info, true, now)
 }
 
 func (st *podState) grace() time.Duration {

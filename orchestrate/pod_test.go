@@ -711,3 +711,23 @@ func TestStartErrorUnderNever(t *testing.T) {
 		t.Errorf("job: %+v, want Failed with BackoffLimitExceeded", jb.Status)
 	}
 }
+
+// A container killed for a failed liveness probe is restarted under
+// OnFailure even when it exits 0 on its stop signal.
+func TestLivenessKillRestartsUnderOnFailure(t *testing.T) {
+	pt := newPodTest(t)
+	pt.rt.stopExitCode = 0
+	pt.rt.setExec(func(pod, ctr string, cmd []string) int { return 1 })
+	p := simplePod("p", RestartOnFailure, "c")
+	p.Spec.Containers[0].LivenessProbe = &Probe{Exec: &ExecAction{Command: []string{"live"}}, InitialDelay: 5 * time.Second, Period: time.Second, FailureThreshold: 1}
+	pt.apply(p)
+	first := pt.mustRun("p", "c")
+	pt.step(5 * time.Second)
+	st := pt.pod("p").Status
+	if st.Phase == PodSucceeded {
+		t.Fatalf("pod Succeeded after its container was killed by the liveness probe: %+v", st)
+	}
+	if c := pt.mustRun("p", "c"); c.ID == first.ID || st.Containers[0].RestartCount != 1 {
+		t.Errorf("not restarted: status %+v", st)
+	}
+}
