@@ -44,6 +44,9 @@ type fakeRuntime struct {
 	// startErr, when set, makes StartContainer fail.
 	startErr     error
 	stopExitCode int
+	// removeSandboxFailures makes that many RemoveSandbox calls fail
+	// (a negative number: all of them).
+	removeSandboxFailures int
 	// history of calls, for assertions: "start POD/NAME", "stop ID", ...
 	calls []string
 }
@@ -107,6 +110,13 @@ func (f *fakeRuntime) RemoveSandbox(ctx context.Context, id string) error {
 	sb := f.sandboxes[id]
 	if sb == nil {
 		return nil
+	}
+	if f.removeSandboxFailures != 0 {
+		if f.removeSandboxFailures > 0 {
+			f.removeSandboxFailures--
+		}
+		f.calls = append(f.calls, "remove-sandbox-failed "+sb.Pod)
+		return fmt.Errorf("fake: remove sandbox %s: device or resource busy", id)
 	}
 	for _, cid := range sb.Contents {
 		if !f.containers[cid].Removed {

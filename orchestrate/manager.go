@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -471,8 +473,9 @@ func (m *Manager) allIdle() bool {
 // Close stops the store watch and then stops and removes every container
 // and sandbox the Manager started, each container with its pod's grace
 // period (bounded by ctx), and removes the state directory (when the
-// Manager made it). Call it after Run has returned. The store and its
-// objects are left as they are.
+// Manager made it; else what it made in it), unless a file system is
+// still mounted there: then the error says so. Call it after Run has
+// returned. The store and its objects are left as they are.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {
@@ -493,14 +496,71 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.gc.Queue().ShutDown()
 	err := m.pods.closeAll(ctx)
+	dir := filepath.Join(m.stateDir, "pods")
 	if m.ownState {
-		if rerr := os.RemoveAll(m.stateDir); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
-	} else if rerr := os.RemoveAll(filepath.Join(m.stateDir, "pods")); rerr != nil {
+		dir = m.stateDir
+	}
+	// A pod whose teardown failed may still have a tmpfs mounted in its
+	// directory: removing the tree would empty that file system (and
+	// fail on the mount point). Leave the tree and say why.
+	if mounts, merr := mountsUnder(dir); merr != nil {
+		err = errors.Join(err, fmt.Errorf("orchestrate: state directory %s not removed: %w", dir, merr))
+	} else if len(mounts) > 0 {
+		err = errors.Join(err, fmt.Errorf("orchestrate: state directory %s not removed: still mounted: %s", dir, strings.Join(mounts, ", ")))
+	} else if rerr := os.RemoveAll(dir); rerr != nil {
 		err = errors.Join(err, rerr)
 	}
 	return err
+}
+
+// mountsUnder returns the mount points at or under dir, from
+// /proc/self/mountinfo.
+func mountsUnder(dir string) ([]string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	} else if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for line := range strings.SplitSeq(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMountPath(f[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	return out, nil
+}
+
+// unescapeMountPath undoes the octal escapes (\040 for a space) of a
+// path in /proc/self/mountinfo.
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // newToken returns n random bytes in hex.

@@ -73,7 +73,7 @@ type podState struct {
 	// reason and message explain a pod that cannot start.
 	reason, message string
 	readySince      time.Time
-	done            bool // every container finished for good; resources freed
+	done            bool // every container finished for good and the teardown succeeded
 	closed          bool // Close tore it down: no more work
 }
 
@@ -235,6 +235,10 @@ func (pc *podController) sync(ctx context.Context, st *podState, pod *Pod) (reco
 	if st.done {
 		return reconcile.Result{}, nil
 	}
+	if st.allFinished() {
+		// Finished, but an earlier teardown failed: try it again.
+		return pc.finish(ctx, st)
+	}
 	if st.sandbox == "" {
 		if st.start.IsZero() {
 			st.start = now
@@ -292,11 +296,29 @@ func (pc *podController) sync(ctx context.Context, st *podState, pod *Pod) (reco
 	}
 	// A pod whose containers have all finished for good frees its
 	// sandbox and volumes; its status stays.
-	if !slices.ContainsFunc(st.ctrs, func(c *ctrState) bool { return !c.finished }) {
-		st.done = true
-		return reconcile.Result{}, pc.teardown(ctx, st, false)
+	if st.allFinished() {
+		return pc.finish(ctx, st)
 	}
 	return pc.nextWake(st, now), nil
+}
+
+// allFinished reports whether every container of the pod has finished
+// for good.
+func (st *podState) allFinished() bool {
+	return !slices.ContainsFunc(st.ctrs, func(c *ctrState) bool { return !c.finished })
+}
+
+// finish tears down a pod whose containers have all finished. The pod is
+// done only once that succeeded: an error brings the controller back,
+// with backoff, to try again, so that a sandbox or volume is not left
+// behind until Close.
+func (pc *podController) finish(ctx context.Context, st *podState) (reconcile.Result, error) {
+	if err := pc.teardown(ctx, st, false); err != nil {
+		pc.m.log.Warn("tear down finished pod", "pod", st.name, "error", err)
+		return reconcile.Result{}, err
+	}
+	st.done = true
+	return reconcile.Result{}, nil
 }
 
 // nextWake returns the Result that brings the controller back for the

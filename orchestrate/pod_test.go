@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berthlabs/berth/orchestrate/reconcile"
+	"golang.org/x/sys/unix"
 )
 
 // podTest is a Manager on a fakeRuntime and a FakeClock.
@@ -729,5 +730,55 @@ func TestLivenessKillRestartsUnderOnFailure(t *testing.T) {
 	}
 	if c := pt.mustRun("p", "c"); c.ID == first.ID || st.Containers[0].RestartCount != 1 {
 		t.Errorf("not restarted: status %+v", st)
+	}
+}
+
+// A finished pod whose teardown fails is torn down again later
+// (with backoff), not left until Close.
+func TestFinishedPodTeardownRetried(t *testing.T) {
+	pt := newPodTest(t)
+	pt.rt.removeSandboxFailures = 2
+	pt.apply(simplePod("p", RestartNever, "c"))
+	pt.rt.exit(pt.mustRun("p", "c").ID, 0)
+	pt.settle()
+	if ph := pt.pod("p").Status.Phase; ph != PodSucceeded {
+		t.Fatalf("phase %s, want Succeeded", ph)
+	}
+	for range 5 {
+		pt.step(time.Second)
+	}
+	if _, sbs := pt.rt.live(); len(sbs) != 0 {
+		t.Fatalf("sandboxes %v left after the teardown failed; it was not retried (calls %v)", sbs, pt.rt.callsWith("remove-sandbox"))
+	}
+	if n := len(pt.rt.callsWith("remove-sandbox-failed")); n != 2 {
+		t.Errorf("%d failed removals, want 2", n)
+	}
+}
+
+// Close does not remove a state directory in which a tmpfs is still
+// mounted (a pod whose teardown failed); it says so.
+func TestCloseKeepsMountedStateDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount tmpfs")
+	}
+	pt := newPodTest(t)
+	pt.rt.removeSandboxFailures = -1
+	p := simplePod("p", RestartAlways, "c")
+	p.Spec.Volumes = []Volume{{Name: "mem", EmptyDir: &EmptyDirVolume{Memory: true}}}
+	p.Spec.Containers[0].VolumeMounts = []VolumeMount{{Name: "mem", MountPath: "/mem"}}
+	pt.apply(p)
+	c := pt.mustRun("p", "c")
+	vol := c.Config.Mounts[0].HostPath
+	t.Cleanup(func() { unix.Unmount(vol, unix.MNT_DETACH) })
+	file := filepath.Join(vol, "data")
+	if err := os.WriteFile(file, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := pt.m.Close(pt.ctx)
+	if err == nil || !strings.Contains(err.Error(), "still mounted") {
+		t.Errorf("Close: %v, want an error saying a mount is left", err)
+	}
+	if _, err := os.Stat(file); err != nil {
+		t.Errorf("the tmpfs was emptied: %v", err)
 	}
 }
