@@ -132,9 +132,22 @@ func deepCopyTemplate(t PodTemplate) PodTemplate {
 }
 
 // podActive reports whether a pod still runs or is yet to run: it has not
-// succeeded or failed for good.
+// succeeded or failed for good and is not being deleted (Kubernetes'
+// IsPodActive, which FilterActivePods uses).
 func podActive(p *Pod) bool {
-	return p.Status.Phase != PodSucceeded && p.Status.Phase != PodFailed
+	return !podFinished(p) && p.DeletionTime == nil
+}
+
+// podFinished reports whether a pod succeeded or failed for good.
+func podFinished(p *Pod) bool {
+	return p.Status.Phase == PodSucceeded || p.Status.Phase == PodFailed
+}
+
+// podTerminating reports whether a pod is being deleted while its
+// containers may still run: it has a DeletionTime and has not finished.
+// Such a pod is not active, but its containers are not gone either.
+func podTerminating(p *Pod) bool {
+	return p.DeletionTime != nil && !podFinished(p)
 }
 
 // podAvailable reports whether a pod has been ready for minReady by now.
@@ -172,12 +185,42 @@ func (m *Manager) listPods(ctx context.Context, sel *LabelSelector) ([]*Pod, err
 	return pods, nil
 }
 
-// deletePod removes a pod; one already gone is not an error.
+// deletePod deletes a pod gracefully (see startPodDeletion); one already
+// gone is not an error.
 func (m *Manager) deletePod(ctx context.Context, name string) error {
-	if err := m.store.Delete(ctx, KindPod, name); err != nil && !errors.Is(err, ErrNotFound) {
+	if err := m.startPodDeletion(ctx, name); err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("delete pod %s: %w", name, err)
 	}
 	return nil
+}
+
+// startPodDeletion begins the graceful deletion of a pod, as the
+// Kubernetes API server does: it sets the pod's DeletionTime (unless it
+// is set already), and the Pod controller stops its containers, tears
+// its sandbox down and then removes the object. Without a runtime no Pod
+// controller would ever do that, so the pod is removed at once. A pod
+// that does not exist gives an error wrapping ErrNotFound.
+func (m *Manager) startPodDeletion(ctx context.Context, name string) error {
+	if m.runtime == nil {
+		return m.store.Delete(ctx, KindPod, name)
+	}
+	for {
+		obj, err := m.store.Get(ctx, KindPod, name)
+		if err != nil {
+			return err
+		}
+		p := obj.(*Pod)
+		if p.DeletionTime != nil {
+			return nil // being deleted already
+		}
+		now := m.clock.Now()
+		p.DeletionTime = &now
+		_, err = m.store.Update(ctx, p)
+		if errors.Is(err, ErrConflict) && ctx.Err() == nil {
+			continue // changed since read: read it again
+		}
+		return err
+	}
 }
 
 // getCondition returns the condition of type typ, or nil.

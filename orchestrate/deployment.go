@@ -154,10 +154,13 @@ func (c *deploymentController) keysFor(ev WatchEvent) []string {
 // not on the ReplicaSet's status, which lags (see maxPods and
 // availableCapped).
 type rsView struct {
-	rs        *ReplicaSet
-	pods      int // active pods
-	ready     int
-	available int
+	rs   *ReplicaSet
+	pods int // active pods
+	// terminating pods are being deleted and their containers may still
+	// run: a Recreate rollout waits for them (Kubernetes' oldPodsRunning).
+	terminating int
+	ready       int
+	available   int
 	// nextAvailable is the soonest a ready pod becomes available
 	// (zero if none is waiting).
 	nextAvailable time.Time
@@ -283,11 +286,17 @@ func (s *deploymentSync) load(ctx context.Context) error {
 	minReady := time.Duration(d.Spec.MinReadySeconds) * time.Second
 	for _, p := range pods {
 		ref := controllerOf(&p.ObjectMeta)
-		if ref == nil || ref.Kind != KindReplicaSet || !podActive(p) {
+		if ref == nil || ref.Kind != KindReplicaSet {
 			continue
 		}
 		v := byUID[ref.UID]
 		if v == nil {
+			continue
+		}
+		if podTerminating(p) {
+			v.terminating++
+		}
+		if !podActive(p) {
 			continue
 		}
 		v.pods++
@@ -623,8 +632,9 @@ func (s *deploymentSync) scaleDownOldForRollingUpdate(ctx context.Context, newRS
 }
 
 // rolloutRecreate is Kubernetes' recreate.go: scale every old
-// ReplicaSet to zero, wait until their pods are gone, then create and
-// scale up the new one.
+// ReplicaSet to zero, wait until their pods are gone (terminating ones
+// included: a deleted pod stays until its containers have stopped), then
+// create and scale up the new one.
 func (s *deploymentSync) rolloutRecreate(ctx context.Context) error {
 	newRS, old, err := s.syncRevision(ctx, false)
 	if err != nil {
@@ -643,8 +653,10 @@ func (s *deploymentSync) rolloutRecreate(ctx context.Context) error {
 		return s.syncRolloutStatus(ctx, newRS)
 	}
 	for _, v := range old {
-		if v.pods > 0 {
-			return s.syncRolloutStatus(ctx, newRS) // old pods still running
+		if v.pods > 0 || v.terminating > 0 {
+			// Old pods still running, or being deleted: their containers
+			// may run until they are gone.
+			return s.syncRolloutStatus(ctx, newRS)
 		}
 	}
 	if newRS == nil {

@@ -540,3 +540,77 @@ func TestDeploymentWithFakeRuntime(t *testing.T) {
 	h.step(time.Minute)
 	checkNoFakeLeaks(t, rt)
 }
+
+// A Recreate Deployment starts its new pods only once the old pods'
+// containers have stopped: deleting a pod is graceful, and the old pods
+// stay (terminating) until then.
+func TestRecreateWaitsForTerminatingPods(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clock := reconcile.NewFakeClock(testEpoch)
+	rt := newFakeRuntime(clock, "web:v1", "web:v2")
+	var mu sync.Mutex
+	var overlaps []string
+	rt.onStart = func(image string, running []string) {
+		for _, r := range running {
+			if r != image {
+				mu.Lock()
+				overlaps = append(overlaps, image+" started while "+r+" runs")
+				mu.Unlock()
+			}
+		}
+	}
+	m, err := NewManager(Options{Runtime: rt, Clock: clock, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(runCtx) }()
+	defer func() {
+		rt.releaseStops() // on every path: Close stops containers
+		stop()
+		<-done
+		if err := m.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+		checkNoFakeLeaks(t, rt)
+	}()
+
+	d := newDeployment("site", 2)
+	d.Spec.Strategy.Type = Recreate
+	if _, err := m.Apply(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "2 v1 containers", func() bool { return rt.runningImages("web:v1") == 2 })
+
+	rt.holdStops()
+	obj, err := m.Get(ctx, KindDeployment, "site")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = obj.(*Deployment)
+	d.Spec.Template.Spec.Containers[0].Image = "web:v2"
+	if _, err := m.Apply(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the old containers to be stopping", func() bool { return len(rt.callsWith("stop ")) == 2 })
+	time.Sleep(50 * time.Millisecond) // room for a wrong start
+	terminating, live := podsByDeletion(t, m)
+	if len(terminating) != 2 || len(live) != 0 {
+		t.Errorf("while the old containers stop: %d terminating pods, %d others; want 2 and 0", len(terminating), len(live))
+	}
+	if n := rt.runningImages("web:v2"); n != 0 {
+		t.Errorf("%d new containers started while the old ones still run", n)
+	}
+	rt.releaseStops()
+	waitFor(t, "2 v2 containers and the old pods gone", func() bool {
+		terminating, live := podsByDeletion(t, m)
+		return rt.runningImages("web:v2") == 2 && rt.runningImages("web:v1") == 0 && len(terminating) == 0 && len(live) == 2
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(overlaps) > 0 {
+		t.Errorf("old and new containers alive at once: %v", overlaps)
+	}
+}

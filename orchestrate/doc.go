@@ -28,8 +28,10 @@
 // Manager.Apply validates an object and creates or updates it; an
 // invalid one is refused with an error wrapping ErrInvalid that names
 // the field, and nothing changes. Deleting an object deletes the objects
-// it controls (owner references), and a deleted pod's containers are
-// stopped and removed. What happens is recorded as Events (Started,
+// it controls (owner references). Deleting a pod is graceful, as in
+// Kubernetes: it gets a DeletionTime, its containers are stopped with its
+// grace period and removed, and only then does the object go; a pod
+// being deleted no longer counts for its ReplicaSet or Job. What happens is recorded as Events (Started,
 // Killing, Unhealthy, BackOff, ScalingReplicaSet, ...), read with
 // Manager.Events or followed with Manager.SubscribeEvents.
 //

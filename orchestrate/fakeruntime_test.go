@@ -44,6 +44,13 @@ type fakeRuntime struct {
 	// startErr, when set, makes StartContainer fail.
 	startErr     error
 	stopExitCode int
+	// stopGate, when set (holdStops), holds StopContainer (once recorded
+	// in calls, before the container ends) until releaseStops closes it or
+	// ctx ends: a stop that takes time.
+	stopGate chan struct{}
+	// onStart, when set, is called by StartContainer (f.mu held) with the
+	// image to start and the images of the containers running then.
+	onStart func(image string, running []string)
 	// removeSandboxFailures makes that many RemoveSandbox calls fail
 	// (a negative number: all of them).
 	removeSandboxFailures int
@@ -141,6 +148,15 @@ func (f *fakeRuntime) StartContainer(ctx context.Context, sandboxID string, cfg 
 	if !f.images[cfg.Image] {
 		return "", fmt.Errorf("fake: no image %s", cfg.Image)
 	}
+	if f.onStart != nil {
+		var running []string
+		for _, c := range f.containers {
+			if c.Running {
+				running = append(running, c.Config.Image)
+			}
+		}
+		f.onStart(cfg.Image, running)
+	}
 	name := cfg.Name
 	if i := strings.LastIndexByte(name, '-'); i > 0 {
 		name = name[:i]
@@ -173,6 +189,14 @@ func (f *fakeRuntime) StopContainer(ctx context.Context, id string, grace time.D
 		return fmt.Errorf("fake: stop %s: %w", id, ErrNotFound)
 	}
 	f.calls = append(f.calls, "stop "+c.Pod+"/"+c.Name)
+	if gate := f.stopGate; gate != nil {
+		f.mu.Unlock()
+		select {
+		case <-gate:
+		case <-ctx.Done():
+		}
+		f.mu.Lock()
+	}
 	onExit := f.end(c, f.stopExitCode)
 	f.mu.Unlock()
 	if onExit != nil {
@@ -298,6 +322,55 @@ func (f *fakeRuntime) started(pod, name string) int {
 	return n
 }
 
+// holdStops makes StopContainer wait, once it has recorded its call,
+// until releaseStops. Tests that hold stops must release them on every
+// path, failures included (newPodTest's cleanup does, before Close):
+// Close stops containers, and a held stop would keep it waiting.
+func (f *fakeRuntime) holdStops() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopGate == nil {
+		f.stopGate = make(chan struct{})
+	}
+}
+
+// releaseStops lets the held stops and every later one through. It may
+// be called more than once.
+func (f *fakeRuntime) releaseStops() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopGate != nil {
+		close(f.stopGate)
+		f.stopGate = nil
+	}
+}
+
+// callsWith returns the calls recorded so far that start with prefix.
+func (f *fakeRuntime) callsWith(prefix string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, prefix) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// runningImages counts the running containers of image.
+func (f *fakeRuntime) runningImages(image string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.containers {
+		if c.Running && c.Config.Image == image {
+			n++
+		}
+	}
+	return n
+}
+
 // setExec sets execFunc.
 func (f *fakeRuntime) setExec(fn func(pod, container string, cmd []string) int) {
 	f.mu.Lock()
@@ -315,15 +388,33 @@ func checkNoFakeLeaks(t *testing.T, f *fakeRuntime) {
 
 var _ Runtime = (*fakeRuntime)(nil)
 
-// callsWith returns the calls recorded so far that start with prefix.
-func (f *fakeRuntime) callsWith(prefix string) []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []string
-	for _, c := range f.calls {
-		if strings.HasPrefix(c, prefix) {
-			out = append(out, c)
+// waitFor polls cond (in real time) until it holds, failing t after a
+// few seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// podsByDeletion splits the pods of the store into those being deleted
+// and the others.
+func podsByDeletion(t *testing.T, m *Manager) (terminating, live []*Pod) {
+	t.Helper()
+	pods, err := m.listPods(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods {
+		if p.DeletionTime != nil {
+			terminating = append(terminating, p)
+		} else {
+			live = append(live, p)
 		}
 	}
-	return out
+	return terminating, live
 }

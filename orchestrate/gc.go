@@ -77,7 +77,12 @@ func (m *Manager) collect(ctx context.Context, k gcKey) (res reconcile.Result, e
 			if ref == nil || ref.UID != k.UID {
 				continue
 			}
-			err := m.store.Delete(ctx, kind, o.Meta().Name)
+			var err error
+			if kind == KindPod {
+				err = m.startPodDeletion(ctx, o.Meta().Name) // graceful
+			} else {
+				err = m.store.Delete(ctx, kind, o.Meta().Name)
+			}
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				errs = append(errs, fmt.Errorf("garbage-collect %s %s: %w", kind, o.Meta().Name, err))
 				continue

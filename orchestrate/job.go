@@ -163,7 +163,9 @@ func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.R
 				}
 			}
 		default:
-			active = append(active, p)
+			if p.DeletionTime == nil { // a pod being deleted is not active
+				active = append(active, p)
+			}
 		}
 	}
 

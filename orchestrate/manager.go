@@ -255,12 +255,18 @@ func (m *Manager) Apply(ctx context.Context, obj Object) (Object, error) {
 			return nil, err
 		}
 		if p, ok := obj.(*Pod); ok && !reflect.DeepEqual(p.Spec, cur.(*Pod).Spec) {
+			if cur.Meta().DeletionTime != nil {
+				return nil, fmt.Errorf("apply %s %s: %w", obj.Kind(), meta.Name,
+					invalidf("spec", "the pod is being deleted; wait until it is gone and create it again"))
+			}
 			return nil, fmt.Errorf("apply %s %s: %w", obj.Kind(), meta.Name,
 				invalidf("spec", "a pod's spec cannot be changed; delete the pod and create it again"))
 		}
 		next := obj.DeepCopy()
 		nm := next.Meta()
 		nm.UID = cur.Meta().UID
+		// Only Delete starts a deletion; Apply neither starts nor undoes one.
+		nm.DeletionTime = cur.Meta().DeletionTime
 		if nm.ResourceVersion == 0 {
 			nm.ResourceVersion = cur.Meta().ResourceVersion
 		}
@@ -286,9 +292,18 @@ func (m *Manager) List(ctx context.Context, kind string, sel *LabelSelector) ([]
 
 // Delete deletes an object. The objects it controls (through an
 // OwnerReference with Controller set) are deleted after it, in the
-// background, and theirs in turn; a deleted Pod's containers are
-// stopped and removed by the Pod controller.
+// background, and theirs in turn.
+//
+// Deleting a Pod is graceful, as in Kubernetes: Delete sets the pod's
+// DeletionTime and returns; the Pod controller then stops its containers
+// (each with the pod's grace period), removes them and the sandbox, and
+// only then removes the object from the store. Deleting a pod that is
+// being deleted already does nothing. Without a runtime (Options.Runtime
+// nil) pods never run, and a deleted pod is removed at once.
 func (m *Manager) Delete(ctx context.Context, kind, name string) error {
+	if kind == KindPod {
+		return m.startPodDeletion(ctx, name)
+	}
 	return m.store.Delete(ctx, kind, name)
 }
 
@@ -472,10 +487,12 @@ func (m *Manager) allIdle() bool {
 
 // Close stops the store watch and then stops and removes every container
 // and sandbox the Manager started, each container with its pod's grace
-// period (bounded by ctx), and removes the state directory (when the
-// Manager made it; else what it made in it), unless a file system is
-// still mounted there: then the error says so. Call it after Run has
-// returned. The store and its objects are left as they are.
+// period (bounded by ctx), removes the pods being deleted (DeletionTime
+// set) whose teardown is done from the store, and removes the state
+// directory (when the Manager made it; else what it made in it), unless
+// a file system is still mounted there: then the error says so. Call it
+// after Run has returned. Other objects of the store are left as they
+// are.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {

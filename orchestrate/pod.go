@@ -178,6 +178,9 @@ func (pc *podController) Reconcile(ctx context.Context, name string) (reconcile.
 	if pod == nil {
 		return reconcile.Result{}, nil
 	}
+	if pod.DeletionTime != nil {
+		return reconcile.Result{}, pc.finalize(ctx, pod, st)
+	}
 	if st == nil {
 		if pod.Status.Phase == PodSucceeded || pod.Status.Phase == PodFailed {
 			return reconcile.Result{}, nil // finished before this manager knew it
@@ -207,6 +210,54 @@ func (pc *podController) Reconcile(ctx context.Context, name string) (reconcile.
 		}
 	}
 	return res, syncErr
+}
+
+// finalize ends the graceful deletion of a pod: it stops its containers
+// (with the grace period), removes them, the sandbox and the volumes, and
+// then removes the pod from the store. A failed teardown is returned, and
+// the controller tries again with backoff; the object stays until the
+// teardown succeeds.
+func (pc *podController) finalize(ctx context.Context, pod *Pod, st *podState) error {
+	if st != nil {
+		st.mu.Lock()
+		if st.closed {
+			st.mu.Unlock()
+			return nil // Close tears it down and removes it
+		}
+		err := pc.teardown(ctx, st, true)
+		if err == nil {
+			st.done = true
+		}
+		st.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		pc.mu.Lock()
+		if pc.pods[pod.Name] == st {
+			delete(pc.pods, pod.Name)
+		}
+		pc.mu.Unlock()
+	}
+	return pc.removeObject(ctx, pod.Name, pod.UID)
+}
+
+// removeObject removes the pod name from the store if it is still the
+// one with uid; one gone already is not an error.
+func (pc *podController) removeObject(ctx context.Context, name, uid string) error {
+	obj, err := pc.m.store.Get(ctx, KindPod, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if obj.Meta().UID != uid {
+		return nil // another pod of that name
+	}
+	if err := pc.m.store.Delete(ctx, KindPod, name); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("remove deleted pod %s: %w", name, err)
+	}
+	return nil
 }
 
 func (pc *podController) newPodState(pod *Pod) *podState {
@@ -552,6 +603,24 @@ func (pc *podController) closeAll(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	// The pods being deleted are finalized: their teardown is done (or
+	// they never ran here), so they are removed from the store. One whose
+	// teardown failed stays, for a later Manager on the same store.
+	failed := map[string]bool{}
+	for i, st := range pods {
+		if errs[i] != nil {
+			failed[st.uid] = true
+		}
+	}
+	objs, err := pc.m.store.List(ctx, KindPod, nil)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, o := range objs {
+		if meta := o.Meta(); meta.DeletionTime != nil && !failed[meta.UID] {
+			errs = append(errs, pc.removeObject(ctx, meta.Name, meta.UID))
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -39,7 +39,10 @@ func newPodTest(t *testing.T) *podTest {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { m.Close(context.Background()) })
+	t.Cleanup(func() {
+		rt.releaseStops() // a test that failed while holding them
+		m.Close(context.Background())
+	})
 	return &podTest{t: t, ctx: ctx, m: m, rt: rt, clock: clock}
 }
 
@@ -591,6 +594,7 @@ func TestPodRecreatedWithSameName(t *testing.T) {
 	if err := pt.m.Delete(pt.ctx, KindPod, "p"); err != nil {
 		t.Fatal(err)
 	}
+	pt.settle() // the deleted pod is gone once its containers are
 	pt.apply(simplePod("p", RestartAlways, "c"))
 	second := pt.mustRun("p", "c")
 	if first.ID == second.ID || first.Sandbox == second.Sandbox {
@@ -780,5 +784,50 @@ func TestCloseKeepsMountedStateDir(t *testing.T) {
 	}
 	if _, err := os.Stat(file); err != nil {
 		t.Errorf("the tmpfs was emptied: %v", err)
+	}
+}
+
+// Manager.Delete of a pod is graceful; Close finalizes a pod being
+// deleted (tears it down and removes the object).
+func TestPodDeleteGracefulAndClose(t *testing.T) {
+	pt := newPodTest(t)
+	pt.apply(simplePod("p", RestartAlways, "c"))
+	pt.mustRun("p", "c")
+	if err := pt.m.Delete(pt.ctx, KindPod, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if p := pt.pod("p"); p.DeletionTime == nil || !p.DeletionTime.Equal(testEpoch) {
+		t.Fatalf("after Delete: DeletionTime %v, want set to now", p.DeletionTime)
+	}
+	if err := pt.m.Delete(pt.ctx, KindPod, "p"); err != nil {
+		t.Errorf("second Delete: %v", err)
+	}
+	if err := pt.m.Delete(pt.ctx, KindPod, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Delete of a missing pod: %v, want ErrNotFound", err)
+	}
+	if err := pt.m.Close(pt.ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkNoFakeLeaks(t, pt.rt)
+	if _, err := pt.m.Get(pt.ctx, KindPod, "p"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("terminating pod after Close: %v, want it removed", err)
+	}
+}
+
+// Only Delete starts a deletion: a DeletionTime sent with Apply is
+// ignored (nothing would ever finish deleting a ConfigMap).
+func TestApplyDoesNotStartDeletion(t *testing.T) {
+	pt := newPodTest(t)
+	pt.apply(&ConfigMap{ObjectMeta: ObjectMeta{Name: "cfg"}, Data: map[string]string{"a": "1"}})
+	now := testEpoch
+	for _, data := range []string{"1", "2"} { // unchanged, changed
+		cm := &ConfigMap{ObjectMeta: ObjectMeta{Name: "cfg", DeletionTime: &now}, Data: map[string]string{"a": data}}
+		got, err := pt.m.Apply(pt.ctx, cm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Meta().DeletionTime != nil {
+			t.Errorf("Apply with a DeletionTime (data %s) set it: %v", data, got.Meta().DeletionTime)
+		}
 	}
 }

@@ -486,3 +486,79 @@ func mapsEqual(a, b map[string]uint64) bool {
 	}
 	return true
 }
+
+// Scaling a ReplicaSet down marks the victim pod deleted; the object
+// stays, with its DeletionTime, until its containers have stopped, and
+// the ReplicaSet does not count it.
+func TestReplicaSetScaleDownGraceful(t *testing.T) {
+	pt := newPodTest(t)
+	rs := &ReplicaSet{ObjectMeta: ObjectMeta{Name: "web"}, Spec: ReplicaSetSpec{
+		Replicas: 2,
+		Selector: &LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+		Template: PodTemplate{Labels: map[string]string{"app": "web"}, Spec: PodSpec{
+			Containers: []Container{{Name: "c", Image: "busybox"}},
+		}},
+	}}
+	pt.apply(rs)
+	if _, live := podsByDeletion(t, pt.m); len(live) != 2 {
+		t.Fatalf("%d pods, want 2", len(live))
+	}
+	pt.rt.holdStops()
+	obj, _ := pt.m.Get(pt.ctx, KindReplicaSet, "web")
+	rs = obj.(*ReplicaSet)
+	rs.Spec.Replicas = 1
+	if _, err := pt.m.Apply(pt.ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- pt.m.RunUntilIdle(pt.ctx) }()
+	ran := false
+	defer func() {
+		if !ran { // failed early: let the stop and the run end before Close
+			pt.rt.releaseStops()
+			<-errc
+		}
+	}()
+	waitFor(t, "a container to be stopping", func() bool { return len(pt.rt.callsWith("stop ")) == 1 })
+	terminating, live := podsByDeletion(t, pt.m)
+	if len(terminating) != 1 || len(live) != 1 {
+		t.Fatalf("while stopping: %d terminating pods, %d others; want 1 and 1", len(terminating), len(live))
+	}
+	victim := terminating[0]
+	if pt.rt.running(victim.Name, "c") == nil {
+		t.Error("the victim's container is not running any more, yet its stop has not returned")
+	}
+	if o, err := pt.m.Get(pt.ctx, KindReplicaSet, "web"); err != nil {
+		t.Fatal(err)
+	} else if got := o.(*ReplicaSet).Status.Replicas; got != 1 {
+		t.Errorf("ReplicaSet status replicas %d, want 1 (a terminating pod is not counted)", got)
+	}
+	// A spec update of the terminating pod is refused.
+	upd := victim.DeepCopy().(*Pod)
+	upd.Spec.Containers[0].Image = "busybox:other"
+	if _, err := pt.m.Store().Update(pt.ctx, upd); !errors.Is(err, ErrInvalid) {
+		t.Errorf("spec update of a terminating pod: %v, want ErrInvalid", err)
+	}
+	// Apply keeps the DeletionTime.
+	upd = victim.DeepCopy().(*Pod)
+	upd.DeletionTime, upd.ResourceVersion = nil, 0
+	upd.Labels = map[string]string{"app": "web", "extra": "x"}
+	if got, err := pt.m.Apply(pt.ctx, upd); err != nil || got.Meta().DeletionTime == nil {
+		t.Errorf("Apply to a terminating pod: %v, DeletionTime kept: %v", err, err == nil && got.Meta().DeletionTime != nil)
+	}
+	pt.rt.releaseStops()
+	ran = true
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	pt.settle()
+	if _, err := pt.m.Get(pt.ctx, KindPod, victim.Name); !errors.Is(err, ErrNotFound) {
+		t.Errorf("victim after its containers stopped: %v, want it gone", err)
+	}
+	if _, live := podsByDeletion(t, pt.m); len(live) != 1 {
+		t.Errorf("%d pods left, want 1", len(live))
+	}
+	if cs, sbs := pt.rt.live(); len(cs) != 1 || len(sbs) != 1 {
+		t.Errorf("live containers %v, sandboxes %v; want the survivor's only", cs, sbs)
+	}
+}

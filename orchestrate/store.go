@@ -64,6 +64,7 @@ func (s *memoryStore) Create(ctx context.Context, obj Object) (Object, error) {
 	m := stored.Meta()
 	m.UID = newUID()
 	m.Generation = 1
+	m.DeletionTime = nil
 	s.rev++
 	m.ResourceVersion = s.rev
 	if s.now != nil {
@@ -95,6 +96,15 @@ func (s *memoryStore) Update(ctx context.Context, obj Object) (Object, error) {
 	nm.UID, nm.CreationTime, nm.Generation = cm.UID, cm.CreationTime, cm.Generation
 	nm.ResourceVersion = cm.ResourceVersion
 	setStatus(next, statusOf(cur.DeepCopy())) // the status is kept
+	if cm.DeletionTime != nil {
+		// A graceful delete cannot be undone, and what is being deleted
+		// does not change its spec.
+		t := *cm.DeletionTime
+		nm.DeletionTime = &t
+		if !reflect.DeepEqual(specOf(next), specOf(cur)) {
+			return nil, fmt.Errorf("update %s %s: the object is being deleted; its spec cannot change: %w", kind, meta.Name, ErrInvalid)
+		}
+	}
 	if !reflect.DeepEqual(specOf(next), specOf(cur)) {
 		nm.Generation++
 	}

@@ -53,6 +53,12 @@ type ObjectMeta struct {
 	ResourceVersion uint64
 	// CreationTime is set by the store on Create.
 	CreationTime time.Time
+	// DeletionTime is set when a graceful delete began (Kubernetes'
+	// deletionTimestamp); the object is removed once its finalization is
+	// done — for Pods, when their containers and sandbox are torn down.
+	// Once set it cannot be cleared or changed, and the object's spec
+	// cannot be updated any more. Create clears it.
+	DeletionTime *time.Time
 	// OwnerReferences name the objects this one belongs to (a Pod's
 	// ReplicaSet, a ReplicaSet's Deployment).
 	OwnerReferences []OwnerReference
@@ -104,7 +110,9 @@ type Store interface {
 	// with UpdateStatus). ErrExists if the kind and name are taken.
 	Create(ctx context.Context, obj Object) (Object, error)
 	// Update replaces an object's metadata and spec (its status is kept).
-	// Generation is incremented when the spec changed.
+	// Generation is incremented when the spec changed. A DeletionTime,
+	// once set, is kept (it cannot be cleared or changed), and the spec
+	// of an object that has one cannot change (ErrInvalid).
 	Update(ctx context.Context, obj Object) (Object, error)
 	// UpdateStatus replaces an object's status only.
 	UpdateStatus(ctx context.Context, obj Object) (Object, error)
