@@ -145,28 +145,45 @@ func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.R
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	// The counts are cumulative: a pod is counted once, when it is first
+	// seen finished (or deleted before it succeeded, which counts as a
+	// failure, as Kubernetes does), and its UID is kept in CountedPods
+	// while it exists, so that deleting finished pods changes nothing.
+	counted := make(map[string]bool, len(j.Status.CountedPods))
+	for _, uid := range j.Status.CountedPods {
+		counted[uid] = true
+	}
 	var active []*Pod
-	succeeded, failed := 0, 0
+	var countedNow []string
+	succeeded, failed := j.Status.Succeeded, j.Status.Failed
 	var lastFailure time.Time
 	for _, p := range all {
 		if !isControlledBy(&p.ObjectMeta, j) {
 			continue
 		}
-		switch p.Status.Phase {
-		case PodSucceeded:
-			succeeded++
-		case PodFailed:
-			failed++
+		if p.Status.Phase == PodFailed {
 			for _, cs := range p.Status.Containers {
 				if cs.FinishedAt.After(lastFailure) {
 					lastFailure = cs.FinishedAt
 				}
 			}
-		default:
-			if p.DeletionTime == nil { // a pod being deleted is not active
-				active = append(active, p)
-			}
+		} else if podTerminating(p) && p.DeletionTime.After(lastFailure) {
+			lastFailure = *p.DeletionTime
 		}
+		if counted[p.UID] {
+			countedNow = append(countedNow, p.UID)
+			continue
+		}
+		switch {
+		case p.Status.Phase == PodSucceeded:
+			succeeded++
+		case p.Status.Phase == PodFailed, p.DeletionTime != nil:
+			failed++
+		default:
+			active = append(active, p)
+			continue
+		}
+		countedNow = append(countedNow, p.UID)
 	}
 
 	now := m.clock.Now()
@@ -196,6 +213,7 @@ func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.R
 			}
 			m.recordEvent(j, EventNormal, "SuccessfulDelete", "Deleted pod: %s", p.Name)
 			failed++
+			countedNow = append(countedNow, p.UID)
 		}
 		active = nil
 		st.Conditions = setCondition(st.Conditions, Condition{Type: JobFailed, Status: true, Reason: reason, Message: msg}, now)
@@ -215,6 +233,8 @@ func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.R
 		}
 	}
 	st.Active, st.Succeeded, st.Failed = len(active), succeeded, failed
+	slices.Sort(countedNow)
+	st.CountedPods = slices.Compact(countedNow)
 	if !reflect.DeepEqual(st, j.Status) {
 		j.Status = st
 		if _, err := m.store.UpdateStatus(ctx, j); err != nil && !errors.Is(err, ErrNotFound) {

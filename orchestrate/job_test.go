@@ -248,3 +248,51 @@ func TestJobWithFakeRuntime(t *testing.T) {
 		t.Errorf("%d pods kept, want the 3 finished ones", n)
 	}
 }
+
+// A Job's counts are cumulative: deleting its failed pods does not
+// reset the backoff count, deleting succeeded ones does not re-run work.
+func TestJobCountsSurvivePodDeletion(t *testing.T) {
+	h := newWLHarness(t)
+	j := newJob("batch", 2, 1)
+	limit := 1
+	j.Spec.BackoffLimit = &limit
+	h.apply(j)
+	h.settle()
+
+	first := h.activeJobPods("batch")[0].Name
+	h.finish(first, PodSucceeded)
+	h.settle()
+	if err := h.m.Delete(h.ctx, KindPod, first); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	if st := h.job("batch").Status; st.Succeeded != 1 || st.Active != 1 {
+		t.Fatalf("after the succeeded pod was deleted: %+v, want 1 succeeded, 1 active", st)
+	}
+	fail := func() {
+		t.Helper()
+		active := h.activeJobPods("batch")
+		if len(active) != 1 {
+			t.Fatalf("%d active pods, want 1", len(active))
+		}
+		h.finish(active[0].Name, PodFailed)
+		h.settle()
+		if err := h.m.Delete(h.ctx, KindPod, active[0].Name); err != nil {
+			t.Fatal(err)
+		}
+		h.settle()
+	}
+	fail()
+	if st := h.job("batch").Status; st.Failed != 1 || st.Succeeded != 1 || jobFinished(h.job("batch")) {
+		t.Fatalf("after a failed pod was deleted: %+v", st)
+	}
+	if st := h.job("batch").Status; len(st.CountedPods) != 0 {
+		t.Errorf("counted pods %v kept for pods that are gone", st.CountedPods)
+	}
+	h.step(10 * time.Second)
+	fail()
+	jb := h.job("batch")
+	if c := getCondition(jb.Status.Conditions, JobFailed); c == nil || jb.Status.Failed != 2 || jb.Status.Succeeded != 1 {
+		t.Fatalf("after two failures (deleted) with backoffLimit 1: %+v", jb.Status)
+	}
+}

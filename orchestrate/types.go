@@ -547,11 +547,20 @@ type JobSpec struct {
 // JobStatus is the observed state of a Job.
 type JobStatus struct {
 	ObservedGeneration int64
-	Active             int
-	Succeeded          int
-	Failed             int
-	StartTime          time.Time
-	CompletionTime     time.Time
+	// Active is the number of pods running or yet to run (not
+	// terminating).
+	Active int
+	// Succeeded and Failed count the Job's pods that succeeded and
+	// failed (or were deleted before they succeeded). They only grow:
+	// deleting a finished pod does not change them.
+	Succeeded int
+	Failed    int
+	// CountedPods are the UIDs of the Job's pods that still exist and
+	// are already counted in Succeeded or Failed, so that they are
+	// counted once; UIDs of pods that are gone are dropped.
+	CountedPods    []string
+	StartTime      time.Time
+	CompletionTime time.Time
 	// Conditions: "Complete" or "Failed" (reason BackoffLimitExceeded or
 	// DeadlineExceeded) once the job is finished.
 	Conditions []Condition
