@@ -13,7 +13,8 @@ import (
 
 // Condition types and reasons of a Job, as in Kubernetes.
 const (
-	// JobComplete: Completions pods succeeded.
+	// JobComplete: Completions pods succeeded (for a work-queue Job, one
+	// did and all have ended).
 	JobComplete = "Complete"
 	// JobFailed: the Job gave up (ReasonBackoffLimitExceeded or
 	// ReasonDeadlineExceeded).
@@ -96,7 +97,7 @@ func (c *jobController) validate(ctx context.Context, obj Object) error {
 		if !templatesEqual(o.Spec.Template, j.Spec.Template) {
 			return invalidf("spec.template", "field is immutable")
 		}
-		if intOr(o.Spec.Completions, 1) != intOr(j.Spec.Completions, 1) {
+		if (o.Spec.Completions == nil) != (j.Spec.Completions == nil) || intOr(o.Spec.Completions, 1) != intOr(j.Spec.Completions, 1) {
 			return invalidf("spec.completions", "field is immutable")
 		}
 	}
@@ -193,7 +194,6 @@ func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.R
 	if st.StartTime.IsZero() {
 		st.StartTime = now
 	}
-	completions := intOr(j.Spec.Completions, 1)
 	backoffLimit := intOr(j.Spec.BackoffLimit, defaultBackoffLimit)
 	var res reconcile.Result
 
@@ -220,7 +220,7 @@ func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.R
 		m.recordEvent(j, EventWarning, reason, "%s", msg)
 	} else {
 		active, res, manageErr = c.manageJob(ctx, j, active, succeeded, failed, lastFailure, now)
-		if succeeded >= completions && len(active) == 0 {
+		if jobComplete(j, succeeded, len(active)) {
 			st.Conditions = setCondition(st.Conditions, Condition{Type: JobComplete, Status: true}, now)
 			st.CompletionTime = now
 			m.recordEvent(j, EventNormal, "Completed", "Job completed")
@@ -244,6 +244,19 @@ func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.R
 	return res, manageErr
 }
 
+// jobComplete reports whether a Job with succeeded pods and active ones
+// running is complete: Completions pods succeeded, or for a work-queue
+// Job (Completions nil), one did; and none is still active.
+func jobComplete(j *Job, succeeded, active int) bool {
+	if active > 0 {
+		return false
+	}
+	if j.Spec.Completions == nil {
+		return succeeded > 0
+	}
+	return succeeded >= *j.Spec.Completions
+}
+
 // pastBackoffLimitOnFailure reports whether, under RestartOnFailure, the
 // container restarts of the active pods reach the backoff limit (any
 // restart when the limit is 0).
@@ -264,12 +277,22 @@ func pastBackoffLimitOnFailure(j *Job, active []*Pod, limit int) bool {
 }
 
 // manageJob is Kubernetes' manageJob: it runs as many pods as are wanted
-// (parallelism, but no more than completions still needed), deleting
-// extras and creating the missing ones, after a back-off delay when pods
-// have failed. It returns the active pods.
+// (parallelism, but no more than completions still needed; for a
+// work-queue Job, parallelism until one pod succeeded, then no new
+// ones), deleting extras and creating the missing ones, after a
+// back-off delay when pods have failed. It returns the active pods.
 func (c *jobController) manageJob(ctx context.Context, j *Job, active []*Pod, succeeded, failed int, lastFailure, now time.Time) ([]*Pod, reconcile.Result, error) {
 	m := c.m
-	want := min(max(intOr(j.Spec.Completions, 1)-succeeded, 0), intOr(j.Spec.Parallelism, 1))
+	parallelism := intOr(j.Spec.Parallelism, 1)
+	var want int
+	switch {
+	case j.Spec.Completions != nil:
+		want = min(max(*j.Spec.Completions-succeeded, 0), parallelism)
+	case succeeded > 0:
+		want = min(len(active), parallelism) // let what runs finish
+	default:
+		want = parallelism
+	}
 	if extra := len(active) - want; extra > 0 {
 		for _, p := range podsToDelete(active, extra) {
 			if err := m.deletePod(ctx, p.Name); err != nil {

@@ -296,3 +296,32 @@ func TestJobCountsSurvivePodDeletion(t *testing.T) {
 		t.Fatalf("after two failures (deleted) with backoffLimit 1: %+v", jb.Status)
 	}
 }
+
+// A Job with Completions nil is a work queue: Parallelism pods run,
+// none is started once one succeeded, and it completes when all ended.
+func TestJobWorkQueue(t *testing.T) {
+	h := newWLHarness(t)
+	j := newJob("queue", 0, 3)
+	j.Spec.Completions = nil
+	h.apply(j)
+	h.settle()
+	active := h.activeJobPods("queue")
+	if len(active) != 3 {
+		t.Fatalf("%d pods, want parallelism 3", len(active))
+	}
+	h.finish(active[0].Name, PodSucceeded)
+	h.step(time.Second)
+	if n := len(h.activeJobPods("queue")); n != 2 {
+		t.Fatalf("after one succeeded: %d active pods, want the 2 left running", n)
+	}
+	if jobFinished(h.job("queue")) {
+		t.Fatal("complete while pods still run")
+	}
+	h.finish(active[1].Name, PodSucceeded)
+	h.finish(active[2].Name, PodSucceeded)
+	h.step(time.Second)
+	jb := h.job("queue")
+	if c := getCondition(jb.Status.Conditions, JobComplete); c == nil || jb.Status.Succeeded != 3 || len(h.pods(KindJob, "queue")) != 3 {
+		t.Errorf("work queue: %+v, %d pods", jb.Status, len(h.pods(KindJob, "queue")))
+	}
+}

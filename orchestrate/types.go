@@ -530,7 +530,10 @@ type Job struct {
 
 // JobSpec is the desired state of a Job.
 type JobSpec struct {
-	// Completions: successful pods needed; nil means 1.
+	// Completions: successful pods needed. Nil makes a work-queue Job,
+	// as in Kubernetes: Parallelism pods are started (nil means 1), none
+	// is started once one has succeeded, and the Job is complete when at
+	// least one pod succeeded and all its pods have ended. Immutable.
 	Completions *int
 	// Parallelism: pods running at once at most; nil means 1.
 	Parallelism *int
