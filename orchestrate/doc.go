@@ -31,9 +31,10 @@
 // it controls (owner references). Deleting a pod is graceful, as in
 // Kubernetes: it gets a DeletionTime, its containers are stopped with its
 // grace period and removed, and only then does the object go; a pod
-// being deleted no longer counts for its ReplicaSet or Job. What happens is recorded as Events (Started,
-// Killing, Unhealthy, BackOff, ScalingReplicaSet, ...), read with
-// Manager.Events or followed with Manager.SubscribeEvents.
+// being deleted no longer counts for its ReplicaSet or Job. What
+// happens is recorded as Events (Started, Killing, Unhealthy, BackOff,
+// ScalingReplicaSet, ...), read with Manager.Events or followed with
+// Manager.SubscribeEvents.
 //
 // Every timer of the controllers (probe periods, backoff, requeues)
 // reads the Manager's Clock, so tests can drive it with a
