@@ -591,6 +591,7 @@ func TestRecreateWaitsForTerminatingPods(t *testing.T) {
 	}
 	d = obj.(*Deployment)
 	d.Spec.Template.Spec.Containers[0].Image = "web:v2"
+	d.ResourceVersion = 0 // the controllers write its status meanwhile
 	if _, err := m.Apply(ctx, d); err != nil {
 		t.Fatal(err)
 	}
