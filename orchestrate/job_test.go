@@ -325,3 +325,51 @@ func TestJobWorkQueue(t *testing.T) {
 		t.Errorf("work queue: %+v, %d pods", jb.Status, len(h.pods(KindJob, "queue")))
 	}
 }
+
+// A Job's pod deleted while it runs counts as failed, as in Kubernetes,
+// even with a runtime that stops it at once: the pod object stays until
+// the Job has counted it. Deleting a pod that succeeded changes nothing.
+func TestJobCountsDeletedPods(t *testing.T) {
+	pt := newPodTest(t)
+	two := 2
+	pt.apply(&Job{ObjectMeta: ObjectMeta{Name: "batch"}, Spec: JobSpec{Completions: &two, Template: PodTemplate{
+		Spec: PodSpec{RestartPolicy: RestartNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
+	}}})
+	job := func() JobStatus {
+		t.Helper()
+		obj, err := pt.m.Get(pt.ctx, KindJob, "batch")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return obj.(*Job).Status
+	}
+	onlyPod := func() *Pod {
+		t.Helper()
+		_, live := podsByDeletion(t, pt.m)
+		if len(live) != 1 {
+			t.Fatalf("%d pods, want 1", len(live))
+		}
+		return live[0]
+	}
+	if err := pt.m.Delete(pt.ctx, KindPod, onlyPod().Name); err != nil {
+		t.Fatal(err)
+	}
+	pt.settle()
+	if st := job(); st.Failed != 1 || st.Succeeded != 0 {
+		t.Fatalf("after its running pod was deleted: %+v, want 1 failed", st)
+	}
+	pt.step(10 * time.Second) // the failure's backoff
+	p := onlyPod()
+	pt.rt.exit(pt.mustRun(p.Name, "c").ID, 0)
+	pt.settle()
+	if err := pt.m.Delete(pt.ctx, KindPod, p.Name); err != nil {
+		t.Fatal(err)
+	}
+	pt.settle()
+	if st := job(); st.Failed != 1 || st.Succeeded != 1 || st.Active != 1 || len(st.CountedPods) != 0 {
+		t.Errorf("after a pod that succeeded was deleted: %+v, want 1 failed, 1 succeeded, 1 active", st)
+	}
+	if terminating, _ := podsByDeletion(t, pt.m); len(terminating) != 0 {
+		t.Errorf("%d deleted pods left", len(terminating))
+	}
+}

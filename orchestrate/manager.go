@@ -297,7 +297,8 @@ func (m *Manager) List(ctx context.Context, kind string, sel *LabelSelector) ([]
 // Deleting a Pod is graceful, as in Kubernetes: Delete sets the pod's
 // DeletionTime and returns; the Pod controller then stops its containers
 // (each with the pod's grace period), removes them and the sandbox, and
-// only then removes the object from the store. Deleting a pod that is
+// only then removes the object from the store (a pod of a running Job
+// once the Job has counted it, see JobStatus). Deleting a pod that is
 // being deleted already does nothing. Without a runtime (Options.Runtime
 // nil) pods never run, and a deleted pod is removed at once.
 func (m *Manager) Delete(ctx context.Context, kind, name string) error {

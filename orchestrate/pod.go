@@ -53,9 +53,13 @@ type podController struct {
 	rt   Runtime
 	ctrl *reconcile.Controller[string]
 
-	mu     sync.Mutex
-	pods   map[string]*podState // by pod name
-	closed bool
+	mu   sync.Mutex
+	pods map[string]*podState // by pod name
+	// awaiting holds the pods being deleted whose teardown is done but
+	// whose Job has yet to count them (see awaitJob): the Job's UID by
+	// pod name. A change to that Job brings them back.
+	awaiting map[string]string
+	closed   bool
 }
 
 // podState is what the controller knows of one pod it runs.
@@ -107,7 +111,7 @@ type ctrState struct {
 
 // registerPods registers the Pod controller of m.
 func registerPods(m *Manager) {
-	pc := &podController{m: m, rt: m.runtime, pods: map[string]*podState{}}
+	pc := &podController{m: m, rt: m.runtime, pods: map[string]*podState{}, awaiting: map[string]string{}}
 	m.pods = pc
 	if m.runtime == nil {
 		m.register(KindPod, nil, nil, m.validatePod)
@@ -118,11 +122,24 @@ func registerPods(m *Manager) {
 }
 
 // keysFor maps a store change to the pods to reconcile: the pod itself,
-// or the pods that use a ConfigMap or Secret that changed.
+// the pods that use a ConfigMap or Secret that changed, or the deleted
+// pods waiting for a Job that changed to count them.
 func (pc *podController) keysFor(ev WatchEvent) []string {
 	switch o := ev.Object.(type) {
 	case *Pod:
 		return []string{o.Name}
+	case *Job:
+		pc.mu.Lock()
+		defer pc.mu.Unlock()
+		var keys []string
+		for pname, uid := range pc.awaiting {
+			if uid == o.UID {
+				keys = append(keys, pname)
+				delete(pc.awaiting, pname) // Reconcile puts it back if it must wait on
+			}
+		}
+		slices.Sort(keys)
+		return keys
 	case *ConfigMap, *Secret:
 		if ev.Type == Deleted {
 			return nil
@@ -238,7 +255,44 @@ func (pc *podController) finalize(ctx context.Context, pod *Pod, st *podState) e
 		}
 		pc.mu.Unlock()
 	}
+	if wait, err := pc.awaitJob(ctx, pod); err != nil || wait {
+		return err // if it waits, a change to the Job brings it back
+	}
 	return pc.removeObject(ctx, pod.Name, pod.UID)
+}
+
+// awaitJob reports whether pod, being deleted, must stay because the Job
+// that controls it is still running and has yet to count it
+// (JobStatus.CountedPods), as Kubernetes' Job tracking finalizer keeps
+// it: a pod removed before its Job saw it would never be counted (as
+// succeeded, or as failed for one deleted while it ran). Such a pod is
+// put in awaiting before the Job is read, so that a change to the Job
+// made after the read is sure to bring it back.
+func (pc *podController) awaitJob(ctx context.Context, pod *Pod) (bool, error) {
+	ref := controllerOf(&pod.ObjectMeta)
+	if ref == nil || ref.Kind != KindJob {
+		return false, nil
+	}
+	pc.mu.Lock()
+	pc.awaiting[pod.Name] = ref.UID
+	pc.mu.Unlock()
+	wait, err := func() (bool, error) {
+		obj, err := pc.m.store.Get(ctx, KindJob, ref.Name)
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		j := obj.(*Job)
+		return j.UID == ref.UID && !jobFinished(j) && !slices.Contains(j.Status.CountedPods, pod.UID), nil
+	}()
+	if !wait {
+		pc.mu.Lock()
+		delete(pc.awaiting, pod.Name)
+		pc.mu.Unlock()
+	}
+	return wait, err
 }
 
 // removeObject removes the pod name from the store if it is still the

@@ -555,7 +555,8 @@ type JobStatus struct {
 	Active int
 	// Succeeded and Failed count the Job's pods that succeeded and
 	// failed (or were deleted before they succeeded). They only grow:
-	// deleting a finished pod does not change them.
+	// deleting a finished pod does not change them. A deleted pod of a
+	// running Job stays in the store until the Job has counted it.
 	Succeeded int
 	Failed    int
 	// CountedPods are the UIDs of the Job's pods that still exist and
