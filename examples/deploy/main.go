@@ -8,7 +8,9 @@
 // The two versions are images built on the fly from the host's static
 // busybox (Debian's busybox-static), each serving its own index.html
 // with `busybox httpd`; a pod is ready when its server answers an HTTP
-// readiness probe. It needs root (namespaces, cgroups, mounts) and
+// readiness probe. Each state line lists the pods by version: +v1 ready,
+// -v1 not ready (yet), xv1 terminating (being stopped after a scale
+// down). It needs root (namespaces, cgroups, mounts) and
 // removes everything it made before it exits.
 package main
 
@@ -224,8 +226,11 @@ func converge(ctx context.Context, m *orchestrate.Manager, image string) error {
 		ready, onImage := 0, 0
 		for _, o := range objs {
 			p := o.(*orchestrate.Pod)
-			mark := "-"
-			if p.Status.Ready {
+			mark := "-" // not ready
+			switch {
+			case p.DeletionTime != nil:
+				mark = "x" // terminating: its containers are being stopped
+			case p.Status.Ready:
 				mark = "+"
 				ready++
 			}
