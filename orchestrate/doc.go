@@ -29,9 +29,12 @@
 // invalid one is refused with an error wrapping ErrInvalid that names
 // the field, and nothing changes. Deleting an object deletes the objects
 // it controls (owner references). Deleting a pod is graceful, as in
-// Kubernetes: it gets a DeletionTime, its containers are stopped with its
-// grace period and removed, and only then does the object go; a pod
-// being deleted no longer counts for its ReplicaSet or Job. What
+// Kubernetes: it gets a DeletionTime and is no longer ready, its
+// containers are stopped with its grace period (in the background: a
+// slow stop holds no worker) and removed, and only then does the object
+// go; a pod being deleted no longer counts as active for its ReplicaSet
+// or Job, and a Job is not complete while one of its pods still stops.
+// What
 // happens is recorded as Events (Started, Killing, Unhealthy, BackOff,
 // ScalingReplicaSet, ...), read with Manager.Events or followed with
 // Manager.SubscribeEvents.

@@ -142,7 +142,12 @@ func (f *fakeRuntime) StartContainer(ctx context.Context, sandboxID string, cfg 
 	if sb == nil || sb.Removed {
 		return "", fmt.Errorf("fake: no sandbox %s", sandboxID)
 	}
+	name := cfg.Name
+	if i := strings.LastIndexByte(name, '-'); i > 0 {
+		name = name[:i]
+	}
 	if f.startErr != nil {
+		f.calls = append(f.calls, "start-failed "+sb.Pod+"/"+name)
 		return "", f.startErr
 	}
 	if !f.images[cfg.Image] {
@@ -156,10 +161,6 @@ func (f *fakeRuntime) StartContainer(ctx context.Context, sandboxID string, cfg 
 			}
 		}
 		f.onStart(cfg.Image, running)
-	}
-	name := cfg.Name
-	if i := strings.LastIndexByte(name, '-'); i > 0 {
-		name = name[:i]
 	}
 	f.seq++
 	c := &fakeContainer{

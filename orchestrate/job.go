@@ -157,10 +157,14 @@ func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.R
 	var active []*Pod
 	var countedNow []string
 	succeeded, failed := j.Status.Succeeded, j.Status.Failed
-	var lastFailure time.Time
+	lastFailure := j.Status.LastFailureTime
+	terminating := 0
 	for _, p := range all {
 		if !isControlledBy(&p.ObjectMeta, j) {
 			continue
+		}
+		if podTerminating(p) {
+			terminating++
 		}
 		if p.Status.Phase == PodFailed {
 			for _, cs := range p.Status.Containers {
@@ -220,7 +224,7 @@ func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.R
 		m.recordEvent(j, EventWarning, reason, "%s", msg)
 	} else {
 		active, res, manageErr = c.manageJob(ctx, j, active, succeeded, failed, lastFailure, now)
-		if jobComplete(j, succeeded, len(active)) {
+		if jobComplete(j, succeeded, len(active)+terminating) {
 			st.Conditions = setCondition(st.Conditions, Condition{Type: JobComplete, Status: true}, now)
 			st.CompletionTime = now
 			m.recordEvent(j, EventNormal, "Completed", "Job completed")
@@ -233,6 +237,7 @@ func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.R
 		}
 	}
 	st.Active, st.Succeeded, st.Failed = len(active), succeeded, failed
+	st.LastFailureTime = lastFailure
 	slices.Sort(countedNow)
 	st.CountedPods = slices.Compact(countedNow)
 	if !reflect.DeepEqual(st, j.Status) {
@@ -245,8 +250,9 @@ func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.R
 }
 
 // jobComplete reports whether a Job with succeeded pods and active ones
-// running is complete: Completions pods succeeded, or for a work-queue
-// Job (Completions nil), one did; and none is still active.
+// (running, or being deleted and still stopping) is complete:
+// Completions pods succeeded, or for a work-queue Job (Completions nil),
+// one did; and none is still active.
 func jobComplete(j *Job, succeeded, active int) bool {
 	if active > 0 {
 		return false

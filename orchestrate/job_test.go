@@ -2,6 +2,7 @@ package orchestrate
 
 import (
 	"context"
+	"errors"
 	"github.com/berthlabs/berth/orchestrate/reconcile"
 	"testing"
 	"time"
@@ -355,10 +356,16 @@ func TestJobCountsDeletedPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	pt.settle()
-	if st := job(); st.Failed != 1 || st.Succeeded != 0 {
+	if st := job(); st.Failed != 1 || st.Succeeded != 0 || st.LastFailureTime.IsZero() {
 		t.Fatalf("after its running pod was deleted: %+v, want 1 failed", st)
 	}
-	pt.step(10 * time.Second) // the failure's backoff
+	// The replacement waits for the failure's back-off (10 s), although
+	// the failed pod is gone.
+	pt.step(9 * time.Second)
+	if terminating, live := podsByDeletion(t, pt.m); len(terminating)+len(live) != 0 {
+		t.Fatalf("%d pods 9 s after the failure, want none before the 10 s back-off", len(terminating)+len(live))
+	}
+	pt.step(time.Second)
 	p := onlyPod()
 	pt.rt.exit(pt.mustRun(p.Name, "c").ID, 0)
 	pt.settle()
@@ -371,5 +378,112 @@ func TestJobCountsDeletedPods(t *testing.T) {
 	}
 	if terminating, _ := podsByDeletion(t, pt.m); len(terminating) != 0 {
 		t.Errorf("%d deleted pods left", len(terminating))
+	}
+}
+
+// A work-queue Job is not complete while a deleted pod of it is still
+// stopping, only once that pod is gone.
+func TestJobCompleteWaitsForTerminatingPods(t *testing.T) {
+	pt := newPodTest(t)
+	two := 2
+	pt.apply(&Job{ObjectMeta: ObjectMeta{Name: "queue"}, Spec: JobSpec{Parallelism: &two, Template: PodTemplate{
+		Spec: PodSpec{RestartPolicy: RestartNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
+	}}})
+	_, live := podsByDeletion(t, pt.m)
+	if len(live) != 2 {
+		t.Fatalf("%d pods, want 2", len(live))
+	}
+	job := func() *Job {
+		t.Helper()
+		obj, err := pt.m.Get(pt.ctx, KindJob, "queue")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return obj.(*Job)
+	}
+	pt.rt.exit(pt.mustRun(live[0].Name, "c").ID, 0)
+	pt.settle()
+	pt.rt.holdStops()
+	// The controllers run concurrently here (RunUntilIdle runs one kind
+	// after the other: the Job would wait for the held stop).
+	runCtx, stop := context.WithCancel(pt.ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- pt.m.Run(runCtx) }()
+	defer func() {
+		pt.rt.releaseStops()
+		stop()
+		<-errc
+	}()
+	if err := pt.m.Delete(pt.ctx, KindPod, live[1].Name); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the deleted pod to be stopping", func() bool { return len(pt.rt.callsWith("stop ")) == 1 })
+	waitFor(t, "the Job to count the deleted pod", func() bool { return job().Status.Failed == 1 })
+	if jb := job(); jobFinished(jb) || jb.Status.Succeeded != 1 {
+		t.Fatalf("while a deleted pod is stopping: %+v, want 1 succeeded and not complete yet", jb.Status)
+	}
+	pt.rt.releaseStops()
+	waitFor(t, "the Job to complete", func() bool { return getCondition(job().Status.Conditions, JobComplete) != nil })
+	if _, err := pt.m.Get(pt.ctx, KindPod, live[1].Name); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the deleted pod after the Job completed: %v, want it gone", err)
+	}
+}
+
+// A deleted Job pod that its Job has not counted yet stays through Close
+// (with how its container ended), and the next Manager on the store
+// counts it and removes it.
+func TestJobPodAwaitingCountSurvivesClose(t *testing.T) {
+	pt := newPodTest(t)
+	pt.apply(&Job{ObjectMeta: ObjectMeta{Name: "batch"}, Spec: JobSpec{Template: PodTemplate{
+		Spec: PodSpec{RestartPolicy: RestartNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
+	}}})
+	_, live := podsByDeletion(t, pt.m)
+	if len(live) != 1 {
+		t.Fatalf("%d pods, want 1", len(live))
+	}
+	name := live[0].Name
+	if err := pt.m.Delete(pt.ctx, KindPod, name); err != nil {
+		t.Fatal(err)
+	}
+	if err := pt.m.Close(pt.ctx); err != nil { // before the Job saw the deletion
+		t.Fatal(err)
+	}
+	checkNoFakeLeaks(t, pt.rt)
+	if p, err := pt.m.Get(pt.ctx, KindPod, name); err != nil || p.Meta().DeletionTime == nil {
+		t.Fatalf("deleted pod not counted yet, after Close: %v; want it kept", err)
+	}
+	m2, err := NewManager(Options{Store: pt.m.Store(), Runtime: pt.rt, Clock: pt.clock, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close(context.Background())
+	if err := m2.RunUntilIdle(pt.ctx); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := m2.Get(pt.ctx, KindJob, "batch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := obj.(*Job).Status; st.Failed != 1 {
+		t.Errorf("Job status %+v, want the deleted pod counted as failed", st)
+	}
+	if _, err := m2.Get(pt.ctx, KindPod, name); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the counted pod: %v, want it removed", err)
+	}
+}
+
+// Only pods are deleted gracefully: the store refuses a DeletionTime on
+// another kind.
+func TestStoreRefusesDeletionTimeOnOtherKinds(t *testing.T) {
+	s := NewMemoryStore()
+	ctx := context.Background()
+	obj, err := s.Create(ctx, &ConfigMap{ObjectMeta: ObjectMeta{Name: "cfg"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := testEpoch
+	obj.Meta().DeletionTime = &now
+	if _, err := s.Update(ctx, obj); !errors.Is(err, ErrInvalid) {
+		t.Errorf("DeletionTime on a ConfigMap: %v, want ErrInvalid", err)
 	}
 }

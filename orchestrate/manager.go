@@ -465,6 +465,11 @@ func (m *Manager) RunUntilIdle(ctx context.Context) error {
 		if err := m.gc.RunUntilIdle(ctx); err != nil {
 			return err
 		}
+		// Deleted pods' teardowns run in the background; each brings its
+		// pod back to the controller when it ends.
+		if err := m.pods.waitFinalizing(ctx); err != nil {
+			return err
+		}
 		after, err := m.waitDispatched(ctx)
 		if err != nil {
 			return err

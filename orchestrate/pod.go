@@ -30,9 +30,12 @@ const (
 
 // Container exit reasons in ContainerStatus.Reason.
 const (
-	reasonCompleted     = "Completed"
-	reasonError         = "Error"
-	reasonOOMKilled     = "OOMKilled"
+	reasonCompleted = "Completed"
+	reasonError     = "Error"
+	reasonOOMKilled = "OOMKilled"
+	// reasonStatusUnknown: a container of a deleted pod that was not
+	// running (Kubernetes' ContainerStatusUnknown).
+	reasonStatusUnknown = "ContainerStatusUnknown"
 	reasonCrashLoop     = "CrashLoopBackOff"
 	reasonCreating      = "ContainerCreating"
 	reasonConfigError   = "CreateContainerConfigError"
@@ -59,7 +62,21 @@ type podController struct {
 	// whose Job has yet to count them (see awaitJob): the Job's UID by
 	// pod name. A change to that Job brings them back.
 	awaiting map[string]string
+	// finals are the teardowns of deleted pods running in the background
+	// (see finalize), by pod name; finalWG counts their goroutines, which
+	// use bgCtx, cancelled when Close runs out of time.
+	finals   map[string]*finalization
+	finalWG  sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 	closed   bool
+}
+
+// finalization is the background teardown of a deleted pod.
+type finalization struct {
+	uid  string
+	done bool  // it ended; err says how
+	err  error // guarded by podController.mu, as done
 }
 
 // podState is what the controller knows of one pod it runs.
@@ -111,7 +128,11 @@ type ctrState struct {
 
 // registerPods registers the Pod controller of m.
 func registerPods(m *Manager) {
-	pc := &podController{m: m, rt: m.runtime, pods: map[string]*podState{}, awaiting: map[string]string{}}
+	pc := &podController{
+		m: m, rt: m.runtime,
+		pods: map[string]*podState{}, awaiting: map[string]string{}, finals: map[string]*finalization{},
+	}
+	pc.bgCtx, pc.bgCancel = context.WithCancel(context.Background())
 	m.pods = pc
 	if m.runtime == nil {
 		m.register(KindPod, nil, nil, m.validatePod)
@@ -189,6 +210,9 @@ func (pc *podController) Reconcile(ctx context.Context, name string) (reconcile.
 		if pc.pods[name] == st {
 			delete(pc.pods, name)
 		}
+		if f := pc.finals[name]; f != nil && f.uid == st.uid {
+			delete(pc.finals, name)
+		}
 		pc.mu.Unlock()
 		st = nil
 	}
@@ -231,34 +255,111 @@ func (pc *podController) Reconcile(ctx context.Context, name string) (reconcile.
 
 // finalize ends the graceful deletion of a pod: it stops its containers
 // (with the grace period), removes them, the sandbox and the volumes, and
-// then removes the pod from the store. A failed teardown is returned, and
-// the controller tries again with backoff; the object stays until the
+// then removes the pod from the store. The teardown runs in the
+// background, as the kubelet's pod workers do, so that pods stopping
+// slowly do not hold the controller's workers; when it ends the pod is
+// reconciled again. A failed teardown is returned then, and the
+// controller tries again with backoff; the object stays until the
 // teardown succeeds.
 func (pc *podController) finalize(ctx context.Context, pod *Pod, st *podState) error {
 	if st != nil {
-		st.mu.Lock()
-		if st.closed {
-			st.mu.Unlock()
-			return nil // Close tears it down and removes it
-		}
-		err := pc.teardown(ctx, st, true)
-		if err == nil {
-			st.done = true
-		}
-		st.mu.Unlock()
-		if err != nil {
-			return err
-		}
 		pc.mu.Lock()
-		if pc.pods[pod.Name] == st {
+		f := pc.finals[pod.Name]
+		switch {
+		case f == nil || f.uid != pod.UID:
+			if pc.closed {
+				pc.mu.Unlock()
+				return nil // Close tears it down and removes it
+			}
+			f = &finalization{uid: pod.UID}
+			pc.finals[pod.Name] = f
+			pc.finalWG.Add(1)
+			pc.mu.Unlock()
+			go pc.finalizeInBackground(pod, st, f)
+			return nil
+		case !f.done:
+			pc.mu.Unlock()
+			return nil // it brings the pod back when it ends
+		}
+		delete(pc.finals, pod.Name)
+		err := f.err
+		if err == nil && pc.pods[pod.Name] == st {
 			delete(pc.pods, pod.Name)
 		}
 		pc.mu.Unlock()
+		if err != nil {
+			return err // a new teardown on the next try, after backoff
+		}
 	}
-	if wait, err := pc.awaitJob(ctx, pod); err != nil || wait {
-		return err // if it waits, a change to the Job brings it back
+	wait, err := pc.awaitJob(ctx, pod)
+	if err != nil {
+		return err
+	}
+	if wait {
+		return nil // until its Job has counted it: a change to the Job brings it back
 	}
 	return pc.removeObject(ctx, pod.Name, pod.UID)
+}
+
+// finalizeInBackground stops and removes the containers, sandbox and
+// volumes of pod, being deleted, records how that went in f and brings
+// the pod back to the controller.
+func (pc *podController) finalizeInBackground(pod *Pod, st *podState, f *finalization) {
+	defer pc.finalWG.Done()
+	ctx := pc.bgCtx
+	st.mu.Lock()
+	var err error
+	if !st.closed { // else Close tears it down
+		// As the kubelet: a pod being deleted is not ready any more, for
+		// the whole of its grace period.
+		for _, c := range st.ctrs {
+			c.ready = false
+		}
+		pc.writeStatus(ctx, st, pod)
+		if err = pc.teardown(ctx, st, true); err == nil {
+			st.done = true
+			pc.writeStatus(ctx, st, pod) // how its containers ended
+		}
+	}
+	st.mu.Unlock()
+	pc.mu.Lock()
+	f.done, f.err = true, err
+	pc.mu.Unlock()
+	if pc.ctrl != nil {
+		pc.ctrl.Add(pod.Name)
+	}
+}
+
+// waitFinalizing waits until no teardown of a deleted pod runs in the
+// background (RunUntilIdle calls it when no reconcile runs, so none
+// starts meanwhile).
+func (pc *podController) waitFinalizing(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		pc.finalWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// writeStatus writes the status of pod computed from st, if it changed;
+// st.mu is held. A write that fails is logged: the next reconcile of the
+// pod writes it again.
+func (pc *podController) writeStatus(ctx context.Context, st *podState, pod *Pod) {
+	status := pc.status(st, pod)
+	if reflect.DeepEqual(status, pod.Status) {
+		return
+	}
+	pod.Status = status
+	pod.ResourceVersion = 0 // the controller is the only writer of a pod's status
+	if _, err := pc.m.store.UpdateStatus(ctx, pod); err != nil && !errors.Is(err, ErrNotFound) {
+		pc.m.log.Warn("update status of pod", "pod", pod.Name, "error", err)
+	}
 }
 
 // awaitJob reports whether pod, being deleted, must stay because the Job
@@ -510,14 +611,7 @@ func (pc *podController) exited(ctx context.Context, st *podState, pod *Pod, c *
 	c.finishedAt = now
 	c.exitCode = info.ExitCode
 	c.termMessage = ""
-	switch {
-	case info.OOMKilled:
-		c.termReason = reasonOOMKilled
-	case info.ExitCode == 0:
-		c.termReason = reasonCompleted
-	default:
-		c.termReason = reasonError
-	}
+	c.termReason = terminationReason(info)
 	c.ready = false
 	if err := pc.rt.RemoveContainer(ctx, c.id); err != nil {
 		pc.m.log.Warn("remove exited container", "pod", st.name, "container", c.spec.Name, "error", err)
@@ -526,6 +620,19 @@ func (pc *podController) exited(ctx context.Context, st *podState, pod *Pod, c *
 	c.id = ""
 	failed := info.ExitCode != 0 || info.OOMKilled || killedByProbe
 	pc.afterExit(pod, st, c, failed, false, now)
+}
+
+// terminationReason is the reason shown for a container that ended as
+// info says.
+func terminationReason(info ContainerInfo) string {
+	switch {
+	case info.OOMKilled:
+		return reasonOOMKilled
+	case info.ExitCode == 0:
+		return reasonCompleted
+	default:
+		return reasonError
+	}
 }
 
 // afterExit decides, by the pod's restart policy, whether and when c
@@ -602,11 +709,22 @@ func (pc *podController) teardown(ctx context.Context, st *podState, stopping bo
 			pc.m.recordEvent(&Pod{ObjectMeta: ObjectMeta{Name: st.name}}, EventNormal, "Killing", "stopping container %s", c.spec.Name)
 		}
 		id := c.id
-		wg.Go(func() {
+		wg.Go(func() { // each goroutine touches its own c only
 			if c.running {
 				if err := pc.rt.StopContainer(ctx, id, st.grace()); err != nil {
 					pc.m.log.Warn("stop container", "pod", st.name, "container", c.spec.Name, "error", err)
 				}
+			}
+			if stopping && !c.finished {
+				// Keep how it ended, for the status of a pod that stays
+				// after its deletion (see awaitJob).
+				info, err := pc.rt.ContainerStatus(ctx, id)
+				if err != nil || info.Running {
+					info = ContainerInfo{ExitCode: 137}
+				}
+				c.running, c.finished = false, true
+				c.finishedAt, c.exitCode, c.termMessage = pc.m.clock.Now(), info.ExitCode, ""
+				c.termReason = terminationReason(info)
 			}
 			errs[i] = pc.rt.RemoveContainer(ctx, id)
 		})
@@ -615,6 +733,16 @@ func (pc *podController) teardown(ctx context.Context, st *podState, stopping bo
 	for i, c := range st.ctrs {
 		if c.id != "" && errs[i] == nil {
 			c.id, c.running = "", false
+		}
+		if stopping && !c.finished && c.id == "" {
+			// Not running when the pod was deleted (waiting to start or
+			// to restart): it ends with its last exit, or, never started,
+			// as the kubelet reports a container it did not find.
+			c.finished = true
+			if !c.everStarted {
+				c.finishedAt, c.exitCode = pc.m.clock.Now(), 137
+				c.termReason, c.termMessage = reasonStatusUnknown, "the container was not running when the pod was deleted"
+			}
 		}
 	}
 	pc.collectGarbage(ctx, st)
@@ -646,6 +774,13 @@ func (pc *podController) closeAll(ctx context.Context) error {
 		pods = append(pods, st)
 	}
 	pc.mu.Unlock()
+	// Let the teardowns of deleted pods finish, within ctx: then they are
+	// cut short, and the teardowns below finish the job.
+	if pc.waitFinalizing(ctx) != nil {
+		pc.bgCancel()
+		pc.waitFinalizing(context.Background())
+	}
+	defer pc.bgCancel()
 	errs := make([]error, len(pods))
 	var wg sync.WaitGroup
 	for i, st := range pods {
@@ -671,9 +806,20 @@ func (pc *podController) closeAll(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for _, o := range objs {
-		if meta := o.Meta(); meta.DeletionTime != nil && !failed[meta.UID] {
-			errs = append(errs, pc.removeObject(ctx, meta.Name, meta.UID))
+		meta := o.Meta()
+		if meta.DeletionTime == nil || failed[meta.UID] {
+			continue
 		}
+		// One whose Job has yet to count it stays for the next Manager.
+		wait, err := pc.awaitJob(ctx, o.(*Pod))
+		pc.mu.Lock()
+		delete(pc.awaiting, meta.Name)
+		pc.mu.Unlock()
+		if err != nil || wait {
+			errs = append(errs, err)
+			continue
+		}
+		errs = append(errs, pc.removeObject(ctx, meta.Name, meta.UID))
 	}
 	return errors.Join(errs...)
 }

@@ -686,8 +686,8 @@ func TestStartErrorUnderNever(t *testing.T) {
 		t.Errorf("container status %+v, want Terminated StartError 128", cs)
 	}
 	pt.step(time.Minute)
-	if n := len(pt.rt.callsWith("start ")); n != 0 {
-		t.Errorf("%d starts recorded", n)
+	if tries := pt.rt.callsWith("start-failed p/"); len(tries) != 1 {
+		t.Errorf("start tried %d times under Never, want once: %v", len(tries), tries)
 	}
 	checkNoFakeLeaks(t, pt.rt) // torn down
 
@@ -830,4 +830,51 @@ func TestApplyDoesNotStartDeletion(t *testing.T) {
 			t.Errorf("Apply with a DeletionTime (data %s) set it: %v", data, got.Meta().DeletionTime)
 		}
 	}
+}
+
+// A deleted pod's containers stop in the background: a pod stopping for
+// its whole grace period does not hold a worker (here the only one), and
+// other pods start meanwhile.
+func TestDeletedPodStopsInBackground(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clock := reconcile.NewFakeClock(testEpoch)
+	rt := newFakeRuntime(clock, "busybox")
+	m, err := NewManager(Options{Runtime: rt, Clock: clock, StateDir: t.TempDir(), Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- m.Run(runCtx) }()
+	defer func() {
+		rt.releaseStops()
+		stop()
+		<-errc
+		if err := m.Close(ctx); err != nil {
+			t.Error(err)
+		}
+		checkNoFakeLeaks(t, rt)
+	}()
+	if _, err := m.Apply(ctx, simplePod("slow", RestartAlways, "c")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first pod to run", func() bool { return rt.running("slow", "c") != nil })
+	rt.holdStops()
+	if err := m.Delete(ctx, KindPod, "slow"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "its container to be stopping", func() bool { return len(rt.callsWith("stop ")) == 1 })
+	if _, err := m.Apply(ctx, simplePod("next", RestartAlways, "c")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "another pod to start while the first stops", func() bool { return rt.running("next", "c") != nil })
+	if _, err := m.Get(ctx, KindPod, "slow"); err != nil {
+		t.Errorf("the stopping pod: %v, want it still there", err)
+	}
+	rt.releaseStops()
+	waitFor(t, "the deleted pod to be gone", func() bool {
+		_, err := m.Get(ctx, KindPod, "slow")
+		return errors.Is(err, ErrNotFound)
+	})
 }

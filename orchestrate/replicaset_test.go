@@ -525,6 +525,9 @@ func TestReplicaSetScaleDownGraceful(t *testing.T) {
 		t.Fatalf("while stopping: %d terminating pods, %d others; want 1 and 1", len(terminating), len(live))
 	}
 	victim := terminating[0]
+	if victim.Status.Ready || len(victim.Status.Containers) != 1 || victim.Status.Containers[0].Ready {
+		t.Errorf("a terminating pod is still ready: %+v", victim.Status)
+	}
 	if pt.rt.running(victim.Name, "c") == nil {
 		t.Error("the victim's container is not running any more, yet its stop has not returned")
 	}

@@ -104,6 +104,9 @@ func (s *memoryStore) Update(ctx context.Context, obj Object) (Object, error) {
 		if !reflect.DeepEqual(specOf(next), specOf(cur)) {
 			return nil, fmt.Errorf("update %s %s: the object is being deleted; its spec cannot change: %w", kind, meta.Name, ErrInvalid)
 		}
+	} else if nm.DeletionTime != nil && kind != KindPod {
+		// Nothing would ever finish the deletion of another kind.
+		return nil, fmt.Errorf("update %s %s: only pods are deleted gracefully (DeletionTime); delete it instead: %w", kind, meta.Name, ErrInvalid)
 	}
 	if !reflect.DeepEqual(specOf(next), specOf(cur)) {
 		nm.Generation++

@@ -112,7 +112,8 @@ type Store interface {
 	// Update replaces an object's metadata and spec (its status is kept).
 	// Generation is incremented when the spec changed. A DeletionTime,
 	// once set, is kept (it cannot be cleared or changed), and the spec
-	// of an object that has one cannot change (ErrInvalid).
+	// of an object that has one cannot change (ErrInvalid). Only a Pod
+	// may be given a DeletionTime (ErrInvalid for other kinds).
 	Update(ctx context.Context, obj Object) (Object, error)
 	// UpdateStatus replaces an object's status only.
 	UpdateStatus(ctx context.Context, obj Object) (Object, error)
@@ -561,10 +562,15 @@ type JobStatus struct {
 	Failed    int
 	// CountedPods are the UIDs of the Job's pods that still exist and
 	// are already counted in Succeeded or Failed, so that they are
-	// counted once; UIDs of pods that are gone are dropped.
-	CountedPods    []string
-	StartTime      time.Time
-	CompletionTime time.Time
+	// counted once; while the Job runs, UIDs of pods that are gone are
+	// dropped (a finished Job's list is left as it was).
+	CountedPods []string
+	// LastFailureTime is when the latest counted failure happened; the
+	// delay before the next pod is created (10 s doubling per failure,
+	// up to 6 min) counts from it, also once the failed pods are gone.
+	LastFailureTime time.Time
+	StartTime       time.Time
+	CompletionTime  time.Time
 	// Conditions: "Complete" or "Failed" (reason BackoffLimitExceeded or
 	// DeadlineExceeded) once the job is finished.
 	Conditions []Condition
