@@ -18,9 +18,11 @@ run: deps
 	$(GO) run ./examples/pullrun $(if $(REGISTRY),-registry $(REGISTRY))
 
 # Formatting, vet, staticcheck, then every test (as root they create real
-# namespaces, cgroups and mounts; without root they skip with the reason).
+# namespaces, cgroups and mounts; without root they skip with the reason),
+# then the concurrent code's unit tests again under the race detector.
 test: deps check
 	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -timeout 10m -skip 'TestE2E' ./orchestrate/... ./registry/ ./layer/content/
 
 check:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

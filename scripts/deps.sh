@@ -4,7 +4,7 @@
 # modules. Usage: scripts/deps.sh [extra Debian packages...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-want=(busybox-static skopeo umoci docker-registry apache2-utils "$@")
+want=(busybox-static skopeo umoci docker-registry apache2-utils gcc libc6-dev "$@") # gcc: go test -race
 missing=()
 for p in "${want[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
