@@ -160,7 +160,4 @@ func TestParseV1Mounts(t *testing.T) {
 	if !reflect.DeepEqual(h.mounts, wantMounts) {
 		t.Errorf("mounts = %v, want %v", h.mounts, wantMounts)
 	}
-	if got := unescape(`/mnt/mem\040x`); got != "/mnt/mem x" {
-		t.Errorf("unescape = %q", got)
-	}
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berthlabs/berth/internal/mountinfo"
 )
 
 // v1Controllers are the v1 controllers berth uses. Others (net_cls,
@@ -59,7 +61,7 @@ func parseV1Mounts(f io.Reader) (*v1Hier, error) {
 		if len(a) < 5 || len(b) < 3 || b[0] != "cgroup" {
 			continue
 		}
-		mroot, point := unescape(a[3]), unescape(a[4])
+		mroot, point := mountinfo.Unescape(a[3]), mountinfo.Unescape(a[4])
 		for opt := range strings.SplitSeq(b[2], ",") {
 			if !isV1Controller(opt) {
 				continue
@@ -86,25 +88,6 @@ func parseV1Mounts(f io.Reader) (*v1Hier, error) {
 }
 
 func isV1Controller(s string) bool { return slices.Contains(v1Controllers, s) }
-
-// unescape undoes mountinfo's octal escapes (\040 for a space).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
 
 // v1 is a cgroup on a v1 (or hybrid) host.
 type v1 struct {
