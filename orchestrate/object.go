@@ -1,6 +1,9 @@
 package orchestrate
 
-import "reflect"
+import (
+	"reflect"
+	"sync"
+)
 
 // Kind returns KindPod.
 func (p *Pod) Kind() string { return KindPod }
@@ -57,52 +60,118 @@ func (s *Secret) Meta() *ObjectMeta { return &s.ObjectMeta }
 func (s *Secret) DeepCopy() Object { return deepCopy(s) }
 
 // deepCopy copies a pointer to a struct of plain data (no cycles, no
-// channels or funcs), recursing into pointers, slices and maps.
+// channels or funcs), recursing into pointers, slices and maps reached
+// through exported fields; unexported fields (inside time.Time) and
+// interfaces are copied as they are.
 func deepCopy[T any](p *T) *T {
 	if p == nil {
 		return nil
 	}
-	return copyValue(reflect.ValueOf(p)).Interface().(*T)
+	n := new(T)
+	copyInto(reflect.ValueOf(n).Elem(), reflect.ValueOf(p).Elem())
+	return n
 }
 
-func copyValue(v reflect.Value) reflect.Value {
-	switch v.Kind() {
+// copyInto sets dst, which is settable and of src's type, to a deep copy
+// of src. Values of flat types are assigned.
+func copyInto(dst, src reflect.Value) {
+	t := src.Type()
+	if flat(t) {
+		dst.Set(src)
+		return
+	}
+	switch src.Kind() {
 	case reflect.Pointer:
-		if v.IsNil() {
-			return v
+		if src.IsNil() {
+			dst.Set(src)
+			return
 		}
-		n := reflect.New(v.Elem().Type())
-		n.Elem().Set(copyValue(v.Elem()))
-		return n
+		n := reflect.New(t.Elem())
+		copyInto(n.Elem(), src.Elem())
+		dst.Set(n)
 	case reflect.Struct:
-		n := reflect.New(v.Type()).Elem()
-		n.Set(v) // unexported and scalar fields (time.Time) as they are
-		for i := range v.NumField() {
-			if n.Field(i).CanSet() {
-				n.Field(i).Set(copyValue(v.Field(i)))
+		dst.Set(src) // flat and unexported fields
+		for i, f := range deepFields(t) {
+			if f {
+				copyInto(dst.Field(i), src.Field(i))
 			}
 		}
-		return n
 	case reflect.Slice:
-		if v.IsNil() {
-			return v
+		if src.IsNil() {
+			dst.Set(src)
+			return
 		}
-		n := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
-		for i := range v.Len() {
-			n.Index(i).Set(copyValue(v.Index(i)))
+		n := reflect.MakeSlice(t, src.Len(), src.Len())
+		if flat(t.Elem()) {
+			reflect.Copy(n, src)
+		} else {
+			for i := range src.Len() {
+				copyInto(n.Index(i), src.Index(i))
+			}
 		}
-		return n
+		dst.Set(n)
 	case reflect.Map:
-		if v.IsNil() {
-			return v
+		if src.IsNil() {
+			dst.Set(src)
+			return
 		}
-		n := reflect.MakeMapWithSize(v.Type(), v.Len())
-		it := v.MapRange()
+		n := reflect.MakeMapWithSize(t, src.Len())
+		elemFlat := flat(t.Elem())
+		it := src.MapRange()
 		for it.Next() {
-			n.SetMapIndex(it.Key(), copyValue(it.Value()))
+			if elemFlat {
+				n.SetMapIndex(it.Key(), it.Value())
+				continue
+			}
+			e := reflect.New(t.Elem()).Elem()
+			copyInto(e, it.Value())
+			n.SetMapIndex(it.Key(), e)
 		}
-		return n
-	default:
-		return v
+		dst.Set(n)
+	default: // interfaces: as they are
+		dst.Set(src)
 	}
+}
+
+// flatTypes caches flat, deepFieldsOf caches deepFields, by type.
+var flatTypes, deepFieldsOf sync.Map
+
+// flat reports whether a value of type t is copied by assignment: no
+// pointer, slice, map or interface is reachable through its exported
+// fields (a struct's unexported fields are always assigned).
+func flat(t reflect.Type) bool {
+	if f, ok := flatTypes.Load(t); ok {
+		return f.(bool)
+	}
+	f := true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Map, reflect.Interface:
+		f = false
+	case reflect.Array:
+		f = flat(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if sf := t.Field(i); sf.IsExported() && !flat(sf.Type) {
+				f = false
+				break
+			}
+		}
+	}
+	flatTypes.Store(t, f)
+	return f
+}
+
+// deepFields reports, for each field of the struct type t, whether it
+// must be copied deeply: exported and not flat.
+func deepFields(t reflect.Type) []bool {
+	if d, ok := deepFieldsOf.Load(t); ok {
+		return d.([]bool)
+	}
+	d := make([]bool, t.NumField())
+	for i := range d {
+		sf := t.Field(i)
+		d[i] = sf.IsExported() && !flat(sf.Type)
+	}
+	deepFieldsOf.Store(t, d)
+	return d
 }
