@@ -121,13 +121,16 @@ type Process struct {
 	// Stdin, Stdout and Stderr work as in os/exec.Cmd: nil means the null
 	// device, an *os.File is handed to the process directly, anything
 	// else is copied through a pipe.
-	Stdin  interface{ Read([]byte) (int, error) }
-	Stdout interface{ Write([]byte) (int, error) }
-	Stderr interface{ Write([]byte) (int, error) }
+	Stdin  interface{ Read([]byte) (int, error) }  // the process's standard input
+	Stdout interface{ Write([]byte) (int, error) } // the process's standard output
+	Stderr interface{ Write([]byte) (int, error) } // the process's standard error
 }
 
 // Rlimit is a soft and hard resource limit.
 type Rlimit struct {
+	// Soft and Hard are the current and maximum values (setrlimit's
+	// rlim_cur and rlim_max), in the resource's unit; Soft must not be
+	// above Hard.
 	Soft, Hard uint64
 }
 
@@ -147,6 +150,9 @@ const (
 
 // Namespace is one entry of Spec.Namespaces.
 type Namespace struct {
+	// Mode is NamespaceNew, NamespaceHost or NamespaceJoin (0 is
+	// invalid). The mount namespace must be new, and a user namespace
+	// cannot be joined.
 	Mode NamespaceMode
 	// Path is the namespace to join, with NamespaceJoin:
 	// /proc/PID/ns/KIND or a file a namespace is bind-mounted on.
@@ -167,6 +173,7 @@ const (
 // Mount is an extra mount in the container, like `docker run -v` and
 // `--tmpfs`.
 type Mount struct {
+	// Type is Bind or Tmpfs.
 	Type MountType
 	// Source is the host path for Bind; ignored for Tmpfs.
 	Source string

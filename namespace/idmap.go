@@ -24,7 +24,12 @@ const MaxIDMaps = 340
 // IDMap maps a range of IDs inside a user namespace to IDs outside.
 // IDs ContainerID to ContainerID+Size-1 in the namespace are HostID to
 // HostID+Size-1 in the parent namespace: a line of /proc/PID/uid_map.
-type IDMap struct{ ContainerID, HostID, Size uint32 }
+type IDMap struct {
+	// ContainerID is the first ID of the range inside the namespace,
+	// HostID the first in the parent namespace, and Size the number of
+	// IDs (at least 1).
+	ContainerID, HostID, Size uint32
+}
 
 // String returns the map as a line of /proc/PID/uid_map spells it,
 // without the newline: "CONTAINERID HOSTID SIZE".

@@ -9,9 +9,9 @@ import (
 
 // EventFilter selects events; empty fields match anything.
 type EventFilter struct {
-	Kind   string
-	Name   string
-	Reason string
+	Kind   string // the kind of the object involved, such as KindPod
+	Name   string // the name of the object involved
+	Reason string // the event's reason, such as "BackOff"
 	// Since, when set, keeps events at or after this time.
 	Since time.Time
 }

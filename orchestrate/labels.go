@@ -215,7 +215,8 @@ func invalidf(field, format string, args ...any) error {
 type FieldError struct {
 	// Field is the path of the field, such as
 	// "spec.template.spec.containers[1].name".
-	Field  string
+	Field string
+	// Detail says what is wrong with it.
 	Detail string
 }
 

@@ -70,17 +70,18 @@ type SandboxConfig struct {
 type ContainerConfig struct {
 	// Name is unique within the sandbox for as long as the container
 	// exists (the container's name and its restart count).
-	Name  string
+	Name string
+	// Image is the image reference in the runtime's image store.
 	Image string
 	// Command, when non-nil, replaces the image's ENTRYPOINT (and drops
 	// its CMD); Args, when non-nil, replace its CMD.
 	Command    []string
-	Args       []string
-	Env        []string // KEY=value, added to the image's
-	WorkingDir string
-	User       string
-	Mounts     []ContainerMount
-	Resources  cgroup.Resources
+	Args       []string         // see Command
+	Env        []string         // KEY=value, added to the image's
+	WorkingDir string           // when set, replaces the image's working directory
+	User       string           // when set, replaces the image's user
+	Mounts     []ContainerMount // bind mounts, in order
+	Resources  cgroup.Resources // the container's cgroup limits
 	// LogPath, when set, receives the container's output as JSON lines
 	// (container.ReadLogs reads them).
 	LogPath string
@@ -93,17 +94,17 @@ type ContainerConfig struct {
 
 // ContainerMount bind-mounts a host path into a container.
 type ContainerMount struct {
-	HostPath      string
-	ContainerPath string
-	ReadOnly      bool
+	HostPath      string // the file or directory of the host
+	ContainerPath string // absolute path in the container
+	ReadOnly      bool   // mount it read-only
 }
 
 // ContainerInfo is the state of a container in a Runtime.
 type ContainerInfo struct {
-	Running   bool
-	ExitCode  int // when not running: the main process's exit code (128+signal if killed)
-	OOMKilled bool
-	StartedAt time.Time
+	Running   bool      // the main process has not ended yet
+	ExitCode  int       // when not running: the main process's exit code (128+signal if killed)
+	OOMKilled bool      // when not running: the kernel's OOM killer killed a process of it
+	StartedAt time.Time // when StartContainer started it
 	// FinishedAt is when the main process ended (zero while it runs).
 	FinishedAt time.Time
 }

@@ -66,9 +66,13 @@ type ObjectMeta struct {
 
 // OwnerReference points at the object that owns another one.
 type OwnerReference struct {
+	// Kind is the owner's kind, such as KindReplicaSet.
 	Kind string
+	// Name is the owner's name.
 	Name string
-	UID  string
+	// UID is the owner's UID: an object of that kind and name with
+	// another UID (one deleted and created anew) is not the owner.
+	UID string
 	// Controller is true for the one owner that manages the object.
 	Controller bool
 }
@@ -96,8 +100,8 @@ const (
 
 // WatchEvent is one change seen by a watch.
 type WatchEvent struct {
-	Type   WatchEventType
-	Object Object // a copy; for Deleted, the last stored state
+	Type   WatchEventType // what happened: Added, Modified or Deleted
+	Object Object         // a copy; for Deleted, the last stored state
 }
 
 // Store holds declared objects: their spec (desired state) and status
@@ -145,13 +149,20 @@ const (
 // of MatchExpressions must hold. An empty selector matches everything
 // (a nil one matches everything too).
 type LabelSelector struct {
-	MatchLabels      map[string]string
+	// MatchLabels are key/value pairs a matching object's labels must
+	// all have.
+	MatchLabels map[string]string
+	// MatchExpressions are requirements a matching object's labels must
+	// all meet.
 	MatchExpressions []LabelSelectorRequirement
 }
 
 // LabelSelectorRequirement is one matchExpressions entry.
 type LabelSelectorRequirement struct {
-	Key      string
+	// Key is the label key the requirement is about.
+	Key string
+	// Operator relates the key's value to Values: In, NotIn, Exists or
+	// DoesNotExist.
 	Operator SelectorOperator
 	// Values must be non-empty for In and NotIn and empty for Exists and
 	// DoesNotExist.
@@ -172,16 +183,21 @@ const (
 // namespaces and volumes, started and stopped together.
 type Pod struct {
 	ObjectMeta
-	Spec   PodSpec
+	// Spec is the desired state, given by the caller; Manager.Apply
+	// refuses to change it once the pod exists.
+	Spec PodSpec
+	// Status is the observed state, written by the Pod controller.
 	Status PodStatus
 }
 
 // PodTemplate is the pod a ReplicaSet, Deployment or Job creates.
 type PodTemplate struct {
 	// Labels of the pods; the owner's selector must match them.
-	Labels      map[string]string
+	Labels map[string]string
+	// Annotations of the pods.
 	Annotations map[string]string
-	Spec        PodSpec
+	// Spec of the pods.
+	Spec PodSpec
 }
 
 // PodSpec is the desired state of a Pod.
@@ -236,22 +252,27 @@ type Container struct {
 // EnvVar is one environment variable: a literal Value or one taken from
 // a ConfigMap or Secret key.
 type EnvVar struct {
-	Name      string
-	Value     string
+	// Name of the variable; it wins over a variable of that name from
+	// EnvFrom.
+	Name string
+	// Value is the literal value; it must be empty when ValueFrom is set.
+	Value string
+	// ValueFrom, when set, takes the value from a ConfigMap or Secret key
+	// when the container starts.
 	ValueFrom *EnvVarSource
 }
 
 // EnvVarSource names the ConfigMap or Secret key an EnvVar comes from;
 // exactly one of the two is set.
 type EnvVarSource struct {
-	ConfigMapKeyRef *KeySelector
-	SecretKeyRef    *KeySelector
+	ConfigMapKeyRef *KeySelector // a key of a ConfigMap
+	SecretKeyRef    *KeySelector // a key of a Secret
 }
 
 // KeySelector selects one key of a ConfigMap or Secret.
 type KeySelector struct {
 	Name string // the ConfigMap or Secret
-	Key  string
+	Key  string // the key whose value is taken
 	// Optional: a missing object or key leaves the variable unset
 	// instead of holding the container back.
 	Optional bool
@@ -260,72 +281,93 @@ type KeySelector struct {
 // EnvFromSource imports every key of a ConfigMap or Secret (exactly one
 // is set) as environment variables, each name prefixed with Prefix.
 type EnvFromSource struct {
+	// ConfigMap is the name of the ConfigMap to import.
 	ConfigMap string
-	Secret    string
-	Prefix    string
-	Optional  bool
+	// Secret is the name of the Secret to import.
+	Secret string
+	// Prefix is put before every key to make the variable's name; keys
+	// that do not then make a valid name are skipped.
+	Prefix string
+	// Optional: a missing ConfigMap or Secret adds no variables instead
+	// of holding the container back.
+	Optional bool
 }
 
 // Volume is storage the containers of a pod can mount; exactly one
 // source is set.
 type Volume struct {
+	// Name is unique within the pod (a DNS label); VolumeMount.Name
+	// refers to it.
 	Name      string
-	EmptyDir  *EmptyDirVolume
-	ConfigMap *ConfigMapVolume
-	Secret    *SecretVolume
-	HostPath  *HostPathVolume
+	EmptyDir  *EmptyDirVolume  // an empty directory made for the pod
+	ConfigMap *ConfigMapVolume // a ConfigMap's keys as files (read-only)
+	Secret    *SecretVolume    // a Secret's keys as files (read-only)
+	HostPath  *HostPathVolume  // a directory of the host
 }
 
 // EmptyDirVolume is a directory that lives as long as the pod, shared by
 // its containers.
 type EmptyDirVolume struct {
 	// Memory backs it by tmpfs; SizeLimit bounds it (0: unbounded).
-	Memory    bool
+	Memory bool
+	// SizeLimit is the size of the tmpfs in bytes, with Memory (0 gives
+	// no size option: the kernel's default); a directory on disk is not
+	// limited.
 	SizeLimit int64
 }
 
 // ConfigMapVolume shows a ConfigMap's keys as files.
 type ConfigMapVolume struct {
+	// Name of the ConfigMap.
 	Name string
 	// Items selects keys and their file paths; empty: every key, as a
 	// file named for the key.
-	Items    []KeyToPath
-	Mode     uint32 // file mode; 0 means 0644
+	Items []KeyToPath
+	Mode  uint32 // file mode; 0 means 0644
+	// Optional: a missing ConfigMap gives an empty volume, and a missing
+	// key of Items is left out, instead of failing the pod's start.
 	Optional bool
 }
 
 // SecretVolume shows a Secret's keys as files.
 type SecretVolume struct {
-	Name     string
-	Items    []KeyToPath
-	Mode     uint32 // file mode; 0 means 0400
+	// Name of the Secret.
+	Name string
+	// Items selects keys and their file paths; empty: every key, as a
+	// file named for the key.
+	Items []KeyToPath
+	Mode  uint32 // file mode; 0 means 0400
+	// Optional: a missing Secret gives an empty volume, and a missing key
+	// of Items is left out, instead of failing the pod's start.
 	Optional bool
 }
 
 // KeyToPath maps a key to a relative file path in the volume.
 type KeyToPath struct {
-	Key  string
-	Path string
+	Key  string // a key of the ConfigMap or Secret
+	Path string // relative, without "." or ".." components
 }
 
 // HostPathVolume mounts a directory of the host.
 type HostPathVolume struct {
-	Path string
+	Path string // absolute path of the host directory
 }
 
 // VolumeMount mounts a pod volume into a container.
 type VolumeMount struct {
 	Name      string // a Volume of the pod
 	MountPath string // absolute path in the container
-	ReadOnly  bool
+	// ReadOnly mounts the volume read-only (ConfigMap and Secret volumes
+	// always are).
+	ReadOnly bool
 }
 
 // Probe checks a container; exactly one of Exec, HTTPGet and TCPSocket
 // is set.
 type Probe struct {
-	Exec      *ExecAction
-	HTTPGet   *HTTPGetAction
-	TCPSocket *TCPSocketAction
+	Exec      *ExecAction      // run a command in the container
+	HTTPGet   *HTTPGetAction   // send an HTTP GET
+	TCPSocket *TCPSocketAction // open a TCP connection
 	// InitialDelay after the container started before the first probe.
 	InitialDelay time.Duration
 	// Period between probes; 0 means 10 seconds.
@@ -341,23 +383,27 @@ type Probe struct {
 
 // ExecAction runs a command in the container; exit status 0 is success.
 type ExecAction struct {
+	// Command is the program and its arguments (no shell), run as the
+	// container's user; its first element must not be empty.
 	Command []string
 }
 
 // HTTPGetAction sends GET to the pod's network namespace; a status in
 // 200..399 is success.
 type HTTPGetAction struct {
-	Path    string // default "/"
-	Port    int
-	Host    string // default 127.0.0.1 in the pod's network namespace
-	Scheme  string // "HTTP" (default) or "HTTPS" (certificate not verified)
+	Path   string // default "/"
+	Port   int    // 1 to 65535
+	Host   string // default 127.0.0.1 in the pod's network namespace
+	Scheme string // "HTTP" (default) or "HTTPS" (certificate not verified)
+	// Headers are added to the request; a "Host" entry sets the Host
+	// header.
 	Headers map[string]string
 }
 
 // TCPSocketAction connects to a port in the pod's network namespace;
 // an established connection is success.
 type TCPSocketAction struct {
-	Port int
+	Port int    // 1 to 65535
 	Host string // default 127.0.0.1
 }
 
@@ -374,16 +420,28 @@ const (
 
 // PodStatus is the observed state of a Pod.
 type PodStatus struct {
+	// ObservedGeneration is the pod's Generation when the status was
+	// written.
 	ObservedGeneration int64
-	Phase              PodPhase
+	// Phase is Pending until every container has started once, then
+	// Running, and Succeeded or Failed once all have finished for good
+	// (Succeeded if every one exited 0 and none was OOM-killed).
+	Phase PodPhase
 	// Ready: every container is running and passes its readiness probe.
 	Ready bool
 	// ReadySince is when Ready last became true (zero while not ready);
 	// minReadySeconds counts from it.
 	ReadySince time.Time
-	StartTime  time.Time
-	Reason     string
-	Message    string
+	// StartTime is when the controller began to set the pod up (zero
+	// before).
+	StartTime time.Time
+	// Reason says why the pod cannot start ("FailedMount",
+	// "FailedCreatePodSandBox"); empty once its sandbox exists.
+	Reason string
+	// Message details Reason.
+	Message string
+	// Containers are the states of the pod's containers, in the order
+	// of its spec.
 	Containers []ContainerStatus
 }
 
@@ -399,35 +457,47 @@ const (
 
 // ContainerStatus is the observed state of one container of a pod.
 type ContainerStatus struct {
-	Name  string
-	Image string
+	Name  string // the container's name in the pod spec
+	Image string // the image of the container's spec
 	// ID is the runtime's container ID of the current instance.
 	ID    string
-	State ContainerStateKind
+	State ContainerStateKind // Waiting, Running or Terminated
 	// Reason for Waiting (such as "CrashLoopBackOff",
 	// "CreateContainerError") or Terminated ("Completed", "Error",
 	// "OOMKilled").
-	Reason       string
-	Message      string
-	Ready        bool
-	Started      bool // the startup probe passed (or there is none)
+	Reason  string
+	Message string // details Reason
+	// Ready: the container runs and passes its readiness probe (or,
+	// without one, its startup probe passed).
+	Ready   bool
+	Started bool // the startup probe passed (or there is none)
+	// RestartCount counts the starts after the first one, failed starts
+	// included.
 	RestartCount int
-	ExitCode     int
-	StartedAt    time.Time
-	FinishedAt   time.Time
+	// ExitCode is the last instance's exit code (128+signal if killed;
+	// 128 for a StartError); 0 while the container runs.
+	ExitCode int
+	// StartedAt is when the current or last instance started.
+	StartedAt time.Time
+	// FinishedAt is when the last instance ended; zero while the
+	// container runs.
+	FinishedAt time.Time
 }
 
 // IntOrPercent is a count given as a number or as a percentage of a
 // total, as maxSurge and maxUnavailable are.
 type IntOrPercent struct {
-	Value   int
+	Value   int  // the count, or the percentage with Percent; not negative
 	Percent bool // Value is a percentage
 }
 
 // ReplicaSet keeps Replicas pods matching Selector running from Template.
 type ReplicaSet struct {
 	ObjectMeta
-	Spec   ReplicaSetSpec
+	// Spec is the desired state, given by the caller (or by the
+	// Deployment that owns the ReplicaSet).
+	Spec ReplicaSetSpec
+	// Status is the observed state, written by the ReplicaSet controller.
 	Status ReplicaSetStatus
 }
 
@@ -438,6 +508,9 @@ type ReplicaSetSpec struct {
 	// Selector must match Template.Labels; pods it matches that no
 	// controller owns are adopted.
 	Selector *LabelSelector
+	// Template is the pod created when pods are missing; its
+	// RestartPolicy must be Always (or empty). Changing it does not
+	// replace the pods that run.
 	Template PodTemplate
 	// MinReadySeconds a pod must have been ready to count as available.
 	MinReadySeconds int
@@ -445,10 +518,14 @@ type ReplicaSetSpec struct {
 
 // ReplicaSetStatus is the observed state of a ReplicaSet.
 type ReplicaSetStatus struct {
+	// ObservedGeneration is the Generation of the spec the controller
+	// last acted on in full; it keeps its previous value when creating
+	// or deleting pods failed.
 	ObservedGeneration int64
 	Replicas           int // pods owned
-	ReadyReplicas      int
-	AvailableReplicas  int
+	ReadyReplicas      int // owned pods that are ready
+	// AvailableReplicas are owned pods ready for MinReadySeconds.
+	AvailableReplicas int
 }
 
 // DeploymentStrategyType is how a Deployment replaces old pods.
@@ -463,14 +540,21 @@ const (
 // Deployment manages ReplicaSets to roll a pod template out.
 type Deployment struct {
 	ObjectMeta
-	Spec   DeploymentSpec
+	// Spec is the desired state, given by the caller.
+	Spec DeploymentSpec
+	// Status is the observed state, written by the Deployment controller.
 	Status DeploymentStatus
 }
 
 // DeploymentSpec is the desired state of a Deployment.
 type DeploymentSpec struct {
+	// Replicas is the number of pods wanted, 0 or more.
 	Replicas int
+	// Selector must match Template.Labels and cannot be changed;
+	// ReplicaSets it matches that no controller owns are adopted.
 	Selector *LabelSelector
+	// Template is the pod to run; its RestartPolicy must be Always (or
+	// empty). A change rolls out a new revision (a new ReplicaSet).
 	Template PodTemplate
 	// Strategy defaults to RollingUpdate with 25% surge and 25%
 	// unavailable.
@@ -490,6 +574,7 @@ type DeploymentSpec struct {
 
 // DeploymentStrategy is the strategy and its parameters.
 type DeploymentStrategy struct {
+	// Type is RollingUpdate (the default when empty) or Recreate.
 	Type DeploymentStrategyType
 	// MaxSurge: pods over Replicas allowed during a rolling update
 	// (percent rounds up); nil means 25%.
@@ -501,31 +586,46 @@ type DeploymentStrategy struct {
 
 // DeploymentStatus is the observed state of a Deployment.
 type DeploymentStatus struct {
-	ObservedGeneration  int64
-	Replicas            int
-	UpdatedReplicas     int
-	ReadyReplicas       int
-	AvailableReplicas   int
+	// ObservedGeneration is the Deployment's Generation when the status
+	// was computed.
+	ObservedGeneration int64
+	// Replicas counts the active pods of all its ReplicaSets.
+	Replicas int
+	// UpdatedReplicas counts the active pods of the current template's
+	// ReplicaSet.
+	UpdatedReplicas int
+	// ReadyReplicas counts the ready ones among Replicas.
+	ReadyReplicas int
+	// AvailableReplicas counts those ready for MinReadySeconds.
+	AvailableReplicas int
+	// UnavailableReplicas is the replicas its ReplicaSets want in all,
+	// less AvailableReplicas (not below 0).
 	UnavailableReplicas int
 	// Revision of the current template (its ReplicaSet).
-	Revision   int64
+	Revision int64
+	// Conditions: "Available" and "Progressing".
 	Conditions []Condition
 }
 
 // Condition is one aspect of an object's state, as in Kubernetes.
 type Condition struct {
-	Type           string // such as "Available", "Progressing", "Complete", "Failed"
-	Status         bool
-	Reason         string
-	Message        string
+	Type    string // such as "Available", "Progressing", "Complete", "Failed"
+	Status  bool   // whether the condition holds
+	Reason  string // a CamelCase word, such as "NewReplicaSetAvailable"; may be empty
+	Message string // details, for humans; may be empty
+	// LastTransition is when Status last changed.
 	LastTransition time.Time
-	LastUpdate     time.Time
+	// LastUpdate is when the condition was last set with a new status or
+	// reason; for a Deployment's Progressing, also the last progress.
+	LastUpdate time.Time
 }
 
 // Job runs pods until Completions of them succeed.
 type Job struct {
 	ObjectMeta
-	Spec   JobSpec
+	// Spec is the desired state, given by the caller.
+	Spec JobSpec
+	// Status is the observed state, written by the Job controller.
 	Status JobStatus
 }
 
@@ -550,6 +650,8 @@ type JobSpec struct {
 
 // JobStatus is the observed state of a Job.
 type JobStatus struct {
+	// ObservedGeneration is the Job's Generation when the status was
+	// written.
 	ObservedGeneration int64
 	// Active is the number of pods running or yet to run (not
 	// terminating).
@@ -559,7 +661,7 @@ type JobStatus struct {
 	// deleting a finished pod does not change them. A deleted pod of a
 	// running Job stays in the store until the Job has counted it.
 	Succeeded int
-	Failed    int
+	Failed    int // see Succeeded
 	// CountedPods are the UIDs of the Job's pods that still exist and
 	// are already counted in Succeeded or Failed, so that they are
 	// counted once; while the Job runs, UIDs of pods that are gone are
@@ -569,8 +671,12 @@ type JobStatus struct {
 	// delay before the next pod is created (10 s doubling per failure,
 	// up to 6 min) counts from it, also once the failed pods are gone.
 	LastFailureTime time.Time
-	StartTime       time.Time
-	CompletionTime  time.Time
+	// StartTime is when the controller first handled the Job;
+	// ActiveDeadline counts from it.
+	StartTime time.Time
+	// CompletionTime is when the Job completed; zero while it runs and
+	// if it failed.
+	CompletionTime time.Time
 	// Conditions: "Complete" or "Failed" (reason BackoffLimitExceeded or
 	// DeadlineExceeded) once the job is finished.
 	Conditions []Condition
@@ -580,7 +686,10 @@ type JobStatus struct {
 // environment variables.
 type ConfigMap struct {
 	ObjectMeta
-	Data       map[string]string
+	// Data holds text values by key (1 to 253 alphanumerics, '-', '_'
+	// and '.').
+	Data map[string]string
+	// BinaryData holds byte values by key; a key cannot be in both.
 	BinaryData map[string][]byte
 }
 
@@ -588,6 +697,8 @@ type ConfigMap struct {
 // environment variables.
 type Secret struct {
 	ObjectMeta
+	// Data holds the values by key (1 to 253 alphanumerics, '-', '_'
+	// and '.').
 	Data map[string][]byte
 }
 
@@ -604,10 +715,10 @@ const (
 // Created, Started, Killing, Unhealthy, BackOff, ScalingReplicaSet,
 // SuccessfulCreate, SuccessfulDelete, Completed, Failed.
 type Event struct {
-	Time    time.Time
-	Type    EventType
-	Kind    string // of the object involved
-	Name    string
-	Reason  string
-	Message string
+	Time    time.Time // when it was recorded, on the Manager's clock
+	Type    EventType // Normal or Warning
+	Kind    string    // of the object involved
+	Name    string    // of the object involved
+	Reason  string    // a CamelCase word, such as "Started"
+	Message string    // a sentence for humans
 }

@@ -34,7 +34,7 @@ var (
 type StatusError struct {
 	// Method and URL are the request's (the URL without its query).
 	Method string
-	URL    string
+	URL    string // the request's URL, without its query
 	// Code is the HTTP status.
 	Code int
 	// Detail is the registry's error message, if it sent one.

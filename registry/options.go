@@ -53,9 +53,9 @@ func defaultOptions() options {
 // between them. A Retry-After the registry sends is the wait instead; one
 // longer than Max ends the retries with the registry's answer.
 type Retry struct {
-	Attempts int
-	Base     time.Duration
-	Max      time.Duration
+	Attempts int           // tries in all, the first included; WithRetry takes 0 as 1
+	Base     time.Duration // the first wait, doubled for each next one; WithRetry takes 0 as 250ms
+	Max      time.Duration // the longest wait; WithRetry raises it to Base when it is below
 }
 
 // WithKeychain finds credentials per registry in kc. The default is

@@ -74,7 +74,7 @@ type Pulled struct {
 	// Fetched and FetchedBytes count the blobs downloaded; blobs the
 	// store had are not counted.
 	Fetched      int
-	FetchedBytes int64
+	FetchedBytes int64 // the size of those blobs, in bytes
 }
 
 // Pull fetches the image ref names into store, verifying every blob, and

@@ -30,7 +30,7 @@ type Pushed struct {
 	// another repository of the same registry, and found in the
 	// registry already; UploadedBytes is what was sent.
 	Uploaded, Mounted, Skipped int
-	UploadedBytes              int64
+	UploadedBytes              int64 // the size of the blobs sent, in bytes
 }
 
 // Push sends the image src (a name in store) to every reference in dst:

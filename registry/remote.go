@@ -26,8 +26,8 @@ type Remote struct {
 	// index, those of the platform's manifest: WithPlatform, default the
 	// host's).
 	ManifestDescriptor ocispec.Descriptor
-	Manifest           ocispec.Manifest
-	Config             ocispec.Image
+	Manifest           ocispec.Manifest // the image manifest, decoded
+	Config             ocispec.Image    // the image configuration, decoded
 	// Raw is the manifest or index as the registry sent it.
 	Raw []byte
 }

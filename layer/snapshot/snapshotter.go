@@ -81,6 +81,8 @@ func (k *Kind) UnmarshalText(b []byte) error {
 
 // Info describes a snapshot.
 type Info struct {
+	// Kind is the snapshot's state: KindActive, KindView or
+	// KindCommitted.
 	Kind Kind
 	// Name is the key of an active snapshot or a view, or the name of a
 	// committed snapshot.

@@ -69,6 +69,7 @@ type PanicError struct {
 	Stack []byte // the goroutine's stack at the panic
 }
 
+// Error returns "reconcile: panic: " and the panic value.
 func (e *PanicError) Error() string { return fmt.Sprintf("reconcile: panic: %v", e.Value) }
 
 // ErrStarted is returned by Run when the Controller has been run already
@@ -91,12 +92,15 @@ type Options[K comparable] struct {
 	// Resync > 0 adds, every Resync while Run runs, every key that
 	// ResyncKeys returns; an error from ResyncKeys is logged and the keys
 	// it returned anyway are added.
-	Resync     time.Duration
+	Resync time.Duration
+	// ResyncKeys lists the keys to add at every resync; nil means no
+	// resync.
 	ResyncKeys func(ctx context.Context) ([]K, error)
 	// Clock is the time source; nil means RealClock().
 	Clock Clock
 	// Backoff and RateLimit configure the queue's AddRateLimited.
-	Backoff   Backoff
+	Backoff Backoff
+	// RateLimit is the overall token bucket; zero fields take defaults.
 	RateLimit RateLimit
 	// Metrics are the hooks of the queue and the controller.
 	Metrics Metrics

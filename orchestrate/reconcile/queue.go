@@ -146,11 +146,11 @@ type Metrics struct {
 // QueueOptions configures a Queue; the zero value gives a working queue
 // on the real clock with the default Backoff and RateLimit.
 type QueueOptions struct {
-	Clock     Clock // nil: RealClock()
-	Backoff   Backoff
-	RateLimit RateLimit
-	Metrics   Metrics
-	Name      string // passed to the Metrics hooks
+	Clock     Clock     // nil: RealClock()
+	Backoff   Backoff   // per-key backoff of AddRateLimited
+	RateLimit RateLimit // overall token bucket of AddRateLimited
+	Metrics   Metrics   // hooks; nil funcs are skipped
+	Name      string    // passed to the Metrics hooks
 }
 
 type keyState uint8
