@@ -2,13 +2,13 @@ package container
 
 import (
 	"fmt"
-	"github.com/berthlabs/berth/internal/initproc"
 	"path"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/berthlabs/berth/cgroup"
+	"github.com/berthlabs/berth/internal/initproc"
 	"github.com/berthlabs/berth/layer/snapshot"
 	"github.com/berthlabs/berth/namespace"
 )

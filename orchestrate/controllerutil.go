@@ -283,6 +283,12 @@ func templateHash(t PodTemplate, collisions int) string {
 func templatesEqual(a, b PodTemplate) bool {
 	a.Labels = withoutLabel(a.Labels, LabelPodTemplateHash)
 	b.Labels = withoutLabel(b.Labels, LabelPodTemplateHash)
+	return semanticEqual(a, b)
+}
+
+// semanticEqual reports whether a and b are deeply equal, with empty
+// maps and slices taken as nil (as after a JSON round trip).
+func semanticEqual[T any](a, b T) bool {
 	return reflect.DeepEqual(normalize(reflect.ValueOf(a)).Interface(), normalize(reflect.ValueOf(b)).Interface())
 }
 

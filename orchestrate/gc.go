@@ -30,7 +30,7 @@ func (m *Manager) gcKeysFor(ev WatchEvent) []gcKey {
 		delete(m.gcRefs, id)
 		return []gcKey{{Kind: ev.Object.Kind(), Name: meta.Name, UID: meta.UID}}
 	case Added, Modified:
-		ref := ownerRefOf(meta)
+		ref := controllerOf(meta)
 		if ref == nil {
 			delete(m.gcRefs, id)
 			return nil
@@ -39,16 +39,6 @@ func (m *Manager) gcKeysFor(ev WatchEvent) []gcKey {
 		m.gcRefs[id] = ref.UID
 		if ev.Type == Added || !seen || prev != ref.UID {
 			return []gcKey{{Kind: ref.Kind, Name: ref.Name, UID: ref.UID}}
-		}
-	}
-	return nil
-}
-
-// ownerRefOf returns the controlling owner reference of meta, or nil.
-func ownerRefOf(meta *ObjectMeta) *OwnerReference {
-	for i := range meta.OwnerReferences {
-		if meta.OwnerReferences[i].Controller {
-			return &meta.OwnerReferences[i]
 		}
 	}
 	return nil
@@ -73,7 +63,7 @@ func (m *Manager) collect(ctx context.Context, k gcKey) (res reconcile.Result, e
 			continue
 		}
 		for _, o := range objs {
-			ref := ownerRefOf(o.Meta())
+			ref := controllerOf(o.Meta())
 			if ref == nil || ref.UID != k.UID {
 				continue
 			}

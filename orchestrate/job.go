@@ -25,6 +25,9 @@ const (
 	ReasonBackoffLimitExceeded = "BackoffLimitExceeded"
 	// ReasonDeadlineExceeded: the job ran longer than its ActiveDeadline.
 	ReasonDeadlineExceeded = "DeadlineExceeded"
+	// ReasonCompletionsReached: the Job is Complete, enough pods (or,
+	// for a work-queue Job, one) succeeded.
+	ReasonCompletionsReached = "CompletionsReached"
 )
 
 // Defaults of a JobSpec's nil fields, and the delay before a pod is
@@ -225,7 +228,7 @@ func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.R
 	} else {
 		active, res, manageErr = c.manageJob(ctx, j, active, succeeded, failed, lastFailure, now)
 		if jobComplete(j, succeeded, len(active)+terminating) {
-			st.Conditions = setCondition(st.Conditions, Condition{Type: JobComplete, Status: true}, now)
+			st.Conditions = setCondition(st.Conditions, Condition{Type: JobComplete, Status: true, Reason: ReasonCompletionsReached, Message: "Reached expected number of succeeded pods"}, now)
 			st.CompletionTime = now
 			m.recordEvent(j, EventNormal, "Completed", "Job completed")
 		} else if j.Spec.ActiveDeadline > 0 {

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -254,7 +253,7 @@ func (m *Manager) Apply(ctx context.Context, obj Object) (Object, error) {
 		if err != nil {
 			return nil, err
 		}
-		if p, ok := obj.(*Pod); ok && !reflect.DeepEqual(p.Spec, cur.(*Pod).Spec) {
+		if p, ok := obj.(*Pod); ok && !semanticEqual(p.Spec, cur.(*Pod).Spec) {
 			if cur.Meta().DeletionTime != nil {
 				return nil, fmt.Errorf("apply %s %s: %w", obj.Kind(), meta.Name,
 					invalidf("spec", "the pod is being deleted; wait until it is gone and create it again"))
@@ -263,6 +262,9 @@ func (m *Manager) Apply(ctx context.Context, obj Object) (Object, error) {
 				invalidf("spec", "a pod's spec cannot be changed; delete the pod and create it again"))
 		}
 		next := obj.DeepCopy()
+		if p, ok := next.(*Pod); ok {
+			p.Spec = cur.(*Pod).Spec // the same, but nil and empty may differ
+		}
 		nm := next.Meta()
 		nm.UID = cur.Meta().UID
 		// Only Delete starts a deletion; Apply neither starts nor undoes one.

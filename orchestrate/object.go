@@ -96,6 +96,10 @@ func copyInto(dst, src reflect.Value) {
 				copyInto(dst.Field(i), src.Field(i))
 			}
 		}
+	case reflect.Array:
+		for i := range src.Len() {
+			copyInto(dst.Index(i), src.Index(i))
+		}
 	case reflect.Slice:
 		if src.IsNil() {
 			dst.Set(src)

@@ -308,7 +308,8 @@ type Volume struct {
 // EmptyDirVolume is a directory that lives as long as the pod, shared by
 // its containers.
 type EmptyDirVolume struct {
-	// Memory backs it by tmpfs; SizeLimit bounds it (0: unbounded).
+	// Memory backs it by a tmpfs (sized by SizeLimit) instead of a
+	// directory on the host's disk.
 	Memory bool
 	// SizeLimit is the size of the tmpfs in bytes, with Memory (0 gives
 	// no size option: the kernel's default); a directory on disk is not
@@ -459,12 +460,14 @@ const (
 type ContainerStatus struct {
 	Name  string // the container's name in the pod spec
 	Image string // the image of the container's spec
-	// ID is the runtime's container ID of the current instance.
+	// ID is the runtime's container ID of the current instance, or of
+	// the last one once it has ended.
 	ID    string
 	State ContainerStateKind // Waiting, Running or Terminated
-	// Reason for Waiting (such as "CrashLoopBackOff",
-	// "CreateContainerError") or Terminated ("Completed", "Error",
-	// "OOMKilled").
+	// Reason for Waiting ("ContainerCreating", "CrashLoopBackOff",
+	// "CreateContainerConfigError", "RunContainerError") or Terminated
+	// ("Completed", "Error", "OOMKilled", "StartError",
+	// "ContainerStatusUnknown").
 	Reason  string
 	Message string // details Reason
 	// Ready: the container runs and passes its readiness probe (or,

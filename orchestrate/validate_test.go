@@ -259,6 +259,17 @@ func TestApplyUpdates(t *testing.T) {
 	if got := pt.apply(p); got.Meta().Labels["extra"] != "yes" {
 		t.Error("pod labels not updated")
 	}
+	// Empty slices and maps mean what nil does (as after a JSON round
+	// trip): the same spec, not a change.
+	p = simplePod("p", "", "c")
+	p.Spec.Volumes = []Volume{}
+	p.Spec.Containers[0].Env = []EnvVar{}
+	gen := pt.pod("p").Generation
+	if got, err := pt.m.Apply(pt.ctx, p); err != nil {
+		t.Errorf("re-apply with empty instead of nil slices: %v", err)
+	} else if got.Meta().Generation != gen {
+		t.Errorf("generation %d -> %d for the same spec", gen, got.Meta().Generation)
+	}
 }
 
 // TestValidateAccepts applies objects at the edges of what validation

@@ -335,7 +335,7 @@ func (o *options) retryLoop(ctx context.Context, what string, fn func(ctx contex
 		if wait > o.retry.Max || wait <= 0 {
 			wait = o.retry.Max
 		}
-		wait = time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64()))
+		wait = min(time.Duration(float64(wait)*(0.8+0.4*rand.Float64())), o.retry.Max)
 		var se *StatusError
 		if errors.As(err, &se) && se.RetryAfter > 0 {
 			if se.RetryAfter > o.retry.Max {

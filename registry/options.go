@@ -49,7 +49,7 @@ func defaultOptions() options {
 }
 
 // Retry is the retry policy for transient failures: Attempts tries in
-// all, waiting Base, 2*Base, 4*Base, ... (at most Max, with ±20% jitter)
+// all, waiting Base, 2*Base, 4*Base, ... (with ±20% jitter, never over Max)
 // between them. A Retry-After the registry sends is the wait instead; one
 // longer than Max ends the retries with the registry's answer.
 type Retry struct {
