@@ -242,13 +242,8 @@ func (pc *podController) Reconcile(ctx context.Context, name string) (reconcile.
 		return reconcile.Result{}, nil
 	}
 	res, syncErr := pc.sync(ctx, st, pod)
-	status := pc.status(st, pod)
-	if !reflect.DeepEqual(status, pod.Status) {
-		pod.Status = status
-		pod.ResourceVersion = 0 // the controller is the only writer of a pod's status
-		if _, err := pc.m.store.UpdateStatus(ctx, pod); err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrConflict) {
-			return reconcile.Result{}, errors.Join(syncErr, fmt.Errorf("update status of pod %s: %w", name, err))
-		}
+	if err := pc.writeStatus(ctx, st, pod); err != nil {
+		return reconcile.Result{}, errors.Join(syncErr, err)
 	}
 	return res, syncErr
 }
@@ -315,10 +310,16 @@ func (pc *podController) finalizeInBackground(pod *Pod, st *podState, f *finaliz
 		for _, c := range st.ctrs {
 			c.ready = false
 		}
-		pc.writeStatus(ctx, st, pod)
+		// Status writes that fail are logged: the teardown goes on.
+		logStatus := func(err error) {
+			if err != nil {
+				pc.m.log.Warn("pod being deleted", "pod", pod.Name, "error", err)
+			}
+		}
+		logStatus(pc.writeStatus(ctx, st, pod))
 		if err = pc.teardown(ctx, st, true); err == nil {
 			st.done = true
-			pc.writeStatus(ctx, st, pod) // how its containers ended
+			logStatus(pc.writeStatus(ctx, st, pod)) // how its containers ended
 		}
 	}
 	st.mu.Unlock()
@@ -348,18 +349,18 @@ func (pc *podController) waitFinalizing(ctx context.Context) error {
 }
 
 // writeStatus writes the status of pod computed from st, if it changed;
-// st.mu is held. A write that fails is logged: the next reconcile of the
-// pod writes it again.
-func (pc *podController) writeStatus(ctx context.Context, st *podState, pod *Pod) {
+// st.mu is held. A pod gone meanwhile is not an error.
+func (pc *podController) writeStatus(ctx context.Context, st *podState, pod *Pod) error {
 	status := pc.status(st, pod)
 	if reflect.DeepEqual(status, pod.Status) {
-		return
+		return nil
 	}
 	pod.Status = status
 	pod.ResourceVersion = 0 // the controller is the only writer of a pod's status
-	if _, err := pc.m.store.UpdateStatus(ctx, pod); err != nil && !errors.Is(err, ErrNotFound) {
-		pc.m.log.Warn("update status of pod", "pod", pod.Name, "error", err)
+	if _, err := pc.m.store.UpdateStatus(ctx, pod); err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrConflict) {
+		return fmt.Errorf("update status of pod %s: %w", pod.Name, err)
 	}
+	return nil
 }
 
 // awaitJob reports whether pod, being deleted, must stay because the Job
