@@ -424,9 +424,11 @@ func TestJobCompleteWaitsForTerminatingPods(t *testing.T) {
 	}
 	pt.rt.releaseStops()
 	waitFor(t, "the Job to complete", func() bool { return getCondition(job().Status.Conditions, JobComplete) != nil })
-	if _, err := pt.m.Get(pt.ctx, KindPod, live[1].Name); !errors.Is(err, ErrNotFound) {
-		t.Errorf("the deleted pod after the Job completed: %v, want it gone", err)
-	}
+	// The pod controller removes the pod concurrently.
+	waitFor(t, "the deleted pod to be gone", func() bool {
+		_, err := pt.m.Get(pt.ctx, KindPod, live[1].Name)
+		return errors.Is(err, ErrNotFound)
+	})
 }
 
 // A deleted Job pod that its Job has not counted yet stays through Close
