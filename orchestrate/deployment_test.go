@@ -480,16 +480,7 @@ func TestDeploymentCascadingDelete(t *testing.T) {
 // bounds hold at every change, and the old pods' containers are stopped
 // and removed.
 func TestDeploymentWithFakeRuntime(t *testing.T) {
-	clock := reconcile.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
-	rt := newFakeRuntime(clock, "web:v1", "web:v2")
-	m, err := NewManager(Options{Runtime: rt, Clock: clock, StateDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(func() { m.Close(context.Background()); cancel() })
-	h := &wlHarness{t: t, ctx: ctx, m: m, clock: clock}
-	h.settle()
+	h, rt := newWLHarnessRuntime(t, "web:v1", "web:v2")
 
 	d := newDeployment("site", 4)
 	d.Spec.Strategy.MaxSurge, d.Spec.Strategy.MaxUnavailable = Count(1), Count(1)
@@ -531,10 +522,10 @@ func TestDeploymentWithFakeRuntime(t *testing.T) {
 	// An image the runtime does not have is refused.
 	bad := h.deployment("site")
 	bad.Spec.Template.Spec.Containers[0].Image = "web:nosuch"
-	if _, err := m.Apply(ctx, bad); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "spec.template.spec.containers[0].image") {
+	if _, err := h.m.Apply(h.ctx, bad); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "spec.template.spec.containers[0].image") {
 		t.Errorf("unknown image: %v", err)
 	}
-	if err := m.Delete(ctx, KindDeployment, "site"); err != nil {
+	if err := h.m.Delete(h.ctx, KindDeployment, "site"); err != nil {
 		t.Fatal(err)
 	}
 	h.step(time.Minute)

@@ -3,7 +3,6 @@ package orchestrate
 import (
 	"context"
 	"errors"
-	"github.com/berthlabs/berth/orchestrate/reconcile"
 	"testing"
 	"time"
 )
@@ -215,16 +214,7 @@ func TestJobZeroCompletionsAndParallelismChange(t *testing.T) {
 // TestJobWithFakeRuntime runs a job through the Pod controller on a fake
 // runtime whose containers exit when told to.
 func TestJobWithFakeRuntime(t *testing.T) {
-	clock := reconcile.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
-	rt := newFakeRuntime(clock, "batch:v1")
-	m, err := NewManager(Options{Runtime: rt, Clock: clock, StateDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(func() { m.Close(context.Background()); cancel() })
-	h := &wlHarness{t: t, ctx: ctx, m: m, clock: clock}
-	h.settle()
+	h, rt := newWLHarnessRuntime(t, "batch:v1")
 
 	h.apply(newJob("batch", 3, 2))
 	h.settle()

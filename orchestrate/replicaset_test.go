@@ -22,8 +22,22 @@ type wlHarness struct {
 
 func newWLHarness(t *testing.T) *wlHarness {
 	t.Helper()
+	h, _ := newWLHarnessRuntime(t)
+	return h
+}
+
+// newWLHarnessRuntime is newWLHarness with a fake runtime that has
+// images (none: no runtime, pods never run and tests write their status).
+func newWLHarnessRuntime(t *testing.T, images ...string) (*wlHarness, *fakeRuntime) {
+	t.Helper()
 	clock := reconcile.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
-	m, err := NewManager(Options{Clock: clock})
+	opts := Options{Clock: clock}
+	var rt *fakeRuntime
+	if len(images) > 0 {
+		rt = newFakeRuntime(clock, images...)
+		opts.Runtime, opts.StateDir = rt, t.TempDir()
+	}
+	m, err := NewManager(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +48,7 @@ func newWLHarness(t *testing.T) *wlHarness {
 	})
 	h := &wlHarness{t: t, ctx: ctx, m: m, clock: clock}
 	h.settle() // start the watch on an empty store
-	return h
+	return h, rt
 }
 
 // settle runs the controllers until nothing is due now.
