@@ -9,13 +9,13 @@ import (
 
 	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/container"
-	"github.com/berthlabs/berth/internal/busybox"
+	"github.com/berthlabs/berth/container/containertest"
 )
 
 // A long-running container, a command run inside it with Exec, and a
 // graceful stop. Needs root and a static busybox.
 func Example() {
-	rootfs, err := busybox.TempRootfs()
+	rootfs, err := containertest.TempBusyboxRootfs()
 	if err != nil {
 		panic(err)
 	}

@@ -7,13 +7,13 @@ import (
 
 	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/container"
-	"github.com/berthlabs/berth/internal/busybox"
+	"github.com/berthlabs/berth/container/containertest"
 )
 
 // Run a command in a container with a memory and a pids limit, and read
 // its exit status. Needs root and a static busybox.
 func Example() {
-	rootfs, err := busybox.TempRootfs()
+	rootfs, err := containertest.TempBusyboxRootfs()
 	if err != nil {
 		panic(err)
 	}

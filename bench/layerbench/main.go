@@ -30,7 +30,7 @@ import (
 	"time"
 
 	"github.com/berthlabs/berth/container"
-	"github.com/berthlabs/berth/internal/busybox"
+	"github.com/berthlabs/berth/container/containertest"
 	"github.com/berthlabs/berth/layer"
 	"github.com/berthlabs/berth/layer/snapshot"
 	"github.com/klauspost/compress/gzip"
@@ -178,7 +178,7 @@ func commit(ctx context.Context, s *layer.Store, name string) (time.Duration, er
 
 // build stores the image: goroot under its own path, then busybox.
 func build(ctx context.Context, s *layer.Store, name, goroot string) error {
-	bb, err := busybox.TempRootfs()
+	bb, err := containertest.TempBusyboxRootfs()
 	if err != nil {
 		return err
 	}

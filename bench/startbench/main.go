@@ -19,7 +19,7 @@ import (
 
 	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/container"
-	"github.com/berthlabs/berth/internal/busybox"
+	"github.com/berthlabs/berth/container/containertest"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -40,7 +40,7 @@ func run(n int, runtimes []string) error {
 	}
 	defer os.RemoveAll(dir)
 	rootfs := filepath.Join(dir, "rootfs")
-	if err := busybox.Rootfs(rootfs); err != nil {
+	if err := containertest.BusyboxRootfs(rootfs); err != nil {
 		return err
 	}
 	if err := writeBundle(dir); err != nil {

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/berthlabs/berth/container"
-	"github.com/berthlabs/berth/internal/busybox"
+	"github.com/berthlabs/berth/container/containertest"
 	"github.com/berthlabs/berth/layer"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -47,7 +47,7 @@ func run() error {
 	defer store.Close()
 
 	// An image of one layer: a busybox root filesystem.
-	rootfs, err := busybox.TempRootfs()
+	rootfs, err := containertest.TempBusyboxRootfs()
 	if err != nil {
 		return err
 	}

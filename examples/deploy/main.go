@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/berthlabs/berth/container"
-	"github.com/berthlabs/berth/internal/busybox"
+	"github.com/berthlabs/berth/container/containertest"
 	"github.com/berthlabs/berth/layer"
 	"github.com/berthlabs/berth/orchestrate"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -184,7 +184,7 @@ func buildImages(ctx context.Context, dir string) (*layer.Store, error) {
 		return nil, err
 	}
 	rootfs := filepath.Join(dir, "rootfs")
-	if err := busybox.Rootfs(rootfs); err != nil {
+	if err := containertest.BusyboxRootfs(rootfs); err != nil {
 		store.Close()
 		return nil, err
 	}

@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/berthlabs/berth/container"
-	"github.com/berthlabs/berth/internal/busybox"
+	"github.com/berthlabs/berth/container/containertest"
 	"github.com/berthlabs/berth/layer"
 	"github.com/berthlabs/berth/registry"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
@@ -76,7 +76,7 @@ func run(ctx context.Context, reg, repo string, plain bool, args []string) error
 		return err
 	}
 	defer local.Close()
-	rootfs, err := busybox.TempRootfs()
+	rootfs, err := containertest.TempBusyboxRootfs()
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,7 @@ import (
 
 	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/container"
-	"github.com/berthlabs/berth/internal/busybox"
+	"github.com/berthlabs/berth/container/containertest"
 )
 
 const demo = `echo "hello from $(hostname), PID $$ under PID 1 $(cat /proc/1/comm)"
@@ -53,7 +53,7 @@ func run(memory string, pids int64, args []string) error {
 	if len(args) == 0 {
 		args = []string{"sh", "-c", demo}
 	}
-	rootfs, err := busybox.TempRootfs()
+	rootfs, err := containertest.TempBusyboxRootfs()
 	if err != nil {
 		return err
 	}
