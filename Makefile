@@ -17,7 +17,7 @@ deps:
 run: deps
 	$(GO) run ./examples/pullrun $(if $(REGISTRY),-registry $(REGISTRY))
 
-# Formatting, vet, staticcheck, then every test (as root they create real
+# Formatting, go.mod tidiness, vet, staticcheck, then every test (as root they create real
 # namespaces, cgroups and mounts; without root they skip with the reason),
 # then the concurrent code's unit tests again under the race detector.
 test: deps check
@@ -27,6 +27,7 @@ test: deps check
 check:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "not gofmt-formatted: $$unformatted"; exit 1; fi
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
