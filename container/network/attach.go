@@ -1,0 +1,280 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/berthlabs/berth/namespace"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// AttachOptions say how an endpoint joins a network (`docker network
+// connect`, `docker run --network --ip --mac-address --network-alias`).
+type AttachOptions struct {
+	// Name is the container's name: other containers of the network
+	// resolve it (user-defined networks only, as in Docker). Empty: none.
+	Name string
+	// Aliases are more names the endpoint is resolved by on this
+	// network (--network-alias); several endpoints may not share one,
+	// nor use another's name.
+	Aliases []string
+	// IP is a fixed address (--ip); zero allocates the next free one.
+	IP netip.Addr
+	// MAC is a fixed MAC address (--mac-address); nil derives one from
+	// the IP address, 02:42 followed by its four bytes, as Docker does.
+	MAC net.HardwareAddr
+	// Interface is the interface's name inside the namespace; empty
+	// means "eth0".
+	Interface string
+	// NoDefaultRoute leaves the namespace's routes alone; otherwise the
+	// network's gateway becomes the default route if the namespace has
+	// none yet (a container's first network).
+	NoDefaultRoute bool
+}
+
+// An Endpoint is one network namespace's interface on a network.
+type Endpoint struct {
+	n       *Network
+	name    string
+	aliases []string
+	ip      netip.Addr
+	mac     net.HardwareAddr
+	iface   string
+	hubName string
+	nsIno   uint64
+}
+
+// Network returns the endpoint's network.
+func (e *Endpoint) Network() *Network { return e.n }
+
+// IP returns the endpoint's address.
+func (e *Endpoint) IP() netip.Addr { return e.ip }
+
+// Prefix returns the endpoint's address with the subnet's prefix length.
+func (e *Endpoint) Prefix() netip.Prefix { return netip.PrefixFrom(e.ip, e.n.cfg.Subnet.Bits()) }
+
+// MAC returns the MAC address of the endpoint's interface.
+func (e *Endpoint) MAC() net.HardwareAddr { return slices.Clone(e.mac) }
+
+// Interface returns the interface's name inside the namespace.
+func (e *Endpoint) Interface() string { return e.iface }
+
+// Name returns the name the endpoint is resolved by (AttachOptions.Name).
+func (e *Endpoint) Name() string { return e.name }
+
+// Aliases returns the endpoint's aliases on its network.
+func (e *Endpoint) Aliases() []string { return slices.Clone(e.aliases) }
+
+var dnsLabelRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?)*$`)
+
+var ifaceRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
+
+// Attach connects the network namespace ns to the network: a veth pair
+// with one end on the network's bridge and the other, named
+// opts.Interface, inside ns with the endpoint's address, and a default
+// route through the gateway if ns has none. A failure in the middle
+// removes what was made. Errors match ErrInvalidAddress, ErrAddressInUse
+// or ErrInvalidAlias for bad options.
+func (n *Network) Attach(ctx context.Context, ns *namespace.Namespace, opts AttachOptions) (_ *Endpoint, err error) {
+	m := n.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	if n.removed {
+		return nil, fmt.Errorf("%w: network %q was removed", ErrNotFound, n.cfg.Name)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if ns == nil || ns.Kind() != namespace.Net {
+		return nil, fmt.Errorf("network %s: attach needs a network namespace", n.cfg.Name)
+	}
+	e := &Endpoint{n: n, name: opts.Name, aliases: slices.Clone(opts.Aliases), iface: opts.Interface, nsIno: ns.Inode()}
+	if e.iface == "" {
+		e.iface = "eth0"
+	}
+	if !ifaceRE.MatchString(e.iface) {
+		return nil, fmt.Errorf("%w: network %s: interface name %q", ErrInvalidConfig, n.cfg.Name, e.iface)
+	}
+	if err := n.checkNames(e); err != nil {
+		return nil, err
+	}
+	for o := range n.endpoints {
+		if o.nsIno == e.nsIno {
+			return nil, fmt.Errorf("%w: network %s: the namespace is attached already (as %s)", ErrInUse, n.cfg.Name, o.ip)
+		}
+	}
+	if opts.IP.IsValid() {
+		if opts.IP == n.cfg.Gateway || opts.IP == n.hostAddr {
+			return nil, fmt.Errorf("%w: network %s: %s is the network's gateway or host address", ErrAddressInUse, n.cfg.Name, opts.IP)
+		}
+		if err := n.pool.take(opts.IP.Unmap()); err != nil {
+			return nil, fmt.Errorf("network %s: %w", n.cfg.Name, err)
+		}
+		e.ip = opts.IP.Unmap()
+	} else if e.ip, err = n.pool.allocate(); err != nil {
+		return nil, fmt.Errorf("network %s: %w", n.cfg.Name, err)
+	}
+	defer func() {
+		if err != nil {
+			n.pool.release(e.ip)
+		}
+	}()
+	e.mac = slices.Clone(opts.MAC)
+	if e.mac == nil {
+		b := e.ip.As4()
+		e.mac = net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}
+	} else if len(e.mac) != 6 || e.mac[0]&1 != 0 {
+		return nil, fmt.Errorf("%w: network %s: MAC address %s is not a 6-byte unicast address", ErrInvalidAddress, n.cfg.Name, e.mac)
+	}
+	m.nextVeth++
+	e.hubName = "v" + strconv.FormatUint(m.nextVeth, 10)
+	if err := e.plumb(ns, !opts.NoDefaultRoute); err != nil {
+		if derr := m.hub.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: e.hubName}}); derr != nil && !errors.Is(derr, unix.ENODEV) {
+			err = errors.Join(err, fmt.Errorf("roll back: remove veth: %w", derr))
+		}
+		return nil, fmt.Errorf("network %s: attach: %w", n.cfg.Name, err)
+	}
+	n.endpoints[e] = true
+	m.log.Debug("endpoint attached", "network", n.cfg.Name, "ip", e.ip, "interface", e.iface)
+	return e, nil
+}
+
+// checkNames refuses names and aliases that are not DNS names or that
+// another endpoint of the network resolves by.
+func (n *Network) checkNames(e *Endpoint) error {
+	taken := map[string]bool{}
+	for o := range n.endpoints {
+		for _, s := range append([]string{o.name}, o.aliases...) {
+			if s != "" {
+				taken[strings.ToLower(s)] = true
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for i, s := range append([]string{e.name}, e.aliases...) {
+		if s == "" && i == 0 {
+			continue
+		}
+		if !dnsLabelRE.MatchString(s) || len(s) > 253 {
+			return fmt.Errorf("%w: network %s: %q is not a DNS name", ErrInvalidAlias, n.cfg.Name, s)
+		}
+		l := strings.ToLower(s)
+		if seen[l] {
+			return fmt.Errorf("%w: network %s: %q given twice", ErrInvalidAlias, n.cfg.Name, s)
+		}
+		seen[l] = true
+		if taken[l] && i > 0 {
+			return fmt.Errorf("%w: network %s: alias %q is taken by another endpoint", ErrInvalidAlias, n.cfg.Name, s)
+		}
+	}
+	return nil
+}
+
+// plumb makes the veth pair and configures both ends.
+func (e *Endpoint) plumb(ns *namespace.Namespace, defaultRoute bool) error {
+	h := e.n.m.hub
+	veth := &netlink.Veth{
+		LinkAttrs:        netlink.LinkAttrs{Name: e.hubName, MTU: e.n.cfg.MTU, MasterIndex: e.n.bridge.Attrs().Index},
+		PeerName:         e.iface,
+		PeerNamespace:    netlink.NsFd(ns.Fd()),
+		PeerHardwareAddr: e.mac,
+		PeerMTU:          uint32(e.n.cfg.MTU),
+	}
+	if err := h.nl.LinkAdd(veth); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("create veth: the namespace has an interface named %s already", e.iface)
+		}
+		return fmt.Errorf("create veth: %w", err)
+	}
+	link, err := h.nl.LinkByName(e.hubName)
+	if err != nil {
+		return fmt.Errorf("veth: %w", err)
+	}
+	if err := h.nl.LinkSetHairpin(link, true); err != nil {
+		return fmt.Errorf("veth hairpin: %w", err)
+	}
+	if err := h.nl.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set veth up: %w", err)
+	}
+	in, err := netlink.NewHandleAt(netns.NsHandle(ns.Fd()))
+	if err != nil {
+		return fmt.Errorf("netlink in the container's namespace: %w", err)
+	}
+	defer in.Close()
+	peer, err := in.LinkByName(e.iface)
+	if err != nil {
+		return fmt.Errorf("%s: %w", e.iface, err)
+	}
+	if err := in.AddrAdd(peer, &netlink.Addr{IPNet: addrNet(e.ip, e.n.cfg.Subnet.Bits())}); err != nil {
+		return fmt.Errorf("address %s on %s: %w", e.ip, e.iface, err)
+	}
+	if err := in.LinkSetUp(peer); err != nil {
+		return fmt.Errorf("set %s up: %w", e.iface, err)
+	}
+	if lo, err := in.LinkByName("lo"); err == nil {
+		in.LinkSetUp(lo)
+	}
+	if !defaultRoute {
+		return nil
+	}
+	routes, err := retryDump(func() ([]netlink.Route, error) {
+		return in.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: nil}, 0)
+	})
+	if err != nil {
+		return fmt.Errorf("list routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
+			return nil // a default route exists
+		}
+	}
+	if err := in.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: e.n.cfg.Gateway.AsSlice()}); err != nil {
+		return fmt.Errorf("default route via %s: %w", e.n.cfg.Gateway, err)
+	}
+	return nil
+}
+
+// Detach removes the endpoint from its network: its veth pair goes (the
+// interface inside the namespace with it), its address is released and
+// its names no longer resolve. Detaching twice is not an error.
+func (e *Endpoint) Detach() error {
+	m := e.n.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	return e.detach()
+}
+
+func (e *Endpoint) detach() error {
+	n := e.n
+	if !n.endpoints[e] {
+		return nil
+	}
+	delete(n.endpoints, e)
+	n.pool.release(e.ip)
+	err := n.m.hub.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: e.hubName}})
+	if err != nil && !errors.Is(err, unix.ENODEV) {
+		// The namespace may be gone already, and the pair with it.
+		if _, lerr := n.m.hub.nl.LinkByName(e.hubName); lerr == nil {
+			return fmt.Errorf("network %s: detach %s: %w", n.cfg.Name, e.ip, err)
+		}
+	}
+	n.m.log.Debug("endpoint detached", "network", n.cfg.Name, "ip", e.ip)
+	return nil
+}
+
+func namespaceDo(h *hub, fn func() error) error { return namespace.Do(fn, h.ns) }

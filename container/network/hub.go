@@ -1,0 +1,178 @@
+package network
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/berthlabs/berth/namespace"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// The hub is a network namespace that only this process holds (it is
+// never bind-mounted): it holds one bridge per network, the veths to the
+// containers, the firewall rules that isolate networks, and one veth pair
+// to the host. When the process dies, however it dies, the kernel
+// destroys the hub with everything in it, the pair to the host included,
+// and with the host's end go its address and its routes.
+type hub struct {
+	ns       *namespace.Namespace
+	nl       *netlink.Handle // in the hub
+	host     *netlink.Handle // in the host's (the process's) namespace
+	hostLink netlink.Link    // the host's end of the pair
+	up       netlink.Link    // the hub's end, uplinkName
+}
+
+const (
+	uplinkName = "up0"
+	// hostLinkPrefix starts the name of the host's end of a hub's uplink
+	// ("bh" and 8 random hex digits).
+	hostLinkPrefix = "bh"
+	// linkAlias is set as the alias of the host's end, so that tools see
+	// whose link it is.
+	linkAlias = "berth network hub"
+)
+
+func newHub() (h *hub, err error) {
+	h = &hub{}
+	defer func() {
+		if err != nil {
+			h.close()
+		}
+	}()
+	if h.ns, err = namespace.NewNet(""); err != nil {
+		return nil, fmt.Errorf("create hub namespace: %w", err)
+	}
+	if h.nl, err = netlink.NewHandleAt(netns.NsHandle(h.ns.Fd())); err != nil {
+		return nil, fmt.Errorf("netlink in hub: %w", err)
+	}
+	if h.host, err = netlink.NewHandle(); err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	var rnd [4]byte
+	rand.Read(rnd[:])
+	name := hostLinkPrefix + hex.EncodeToString(rnd[:])
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: name, Alias: linkAlias},
+		PeerName:      uplinkName,
+		PeerNamespace: netlink.NsFd(h.ns.Fd()),
+	}
+	if err := h.host.LinkAdd(veth); err != nil {
+		return nil, fmt.Errorf("create hub uplink %s: %w", name, err)
+	}
+	if h.hostLink, err = h.host.LinkByName(name); err != nil {
+		return nil, fmt.Errorf("hub uplink %s: %w", name, err)
+	}
+	if err := h.host.LinkSetAlias(h.hostLink, linkAlias); err != nil {
+		return nil, fmt.Errorf("hub uplink %s: alias: %w", name, err)
+	}
+	if h.up, err = h.nl.LinkByName(uplinkName); err != nil {
+		return nil, fmt.Errorf("hub uplink %s: %w", uplinkName, err)
+	}
+	err = namespace.Do(func() error {
+		for _, s := range []struct{ path, value string }{
+			{"ipv4/ip_forward", "1"},
+			{"ipv4/conf/" + uplinkName + "/proxy_arp", "1"},
+			{"ipv4/neigh/" + uplinkName + "/proxy_delay", "0"}, // answer ARP at once, not after up to 0.8 s
+			{"ipv4/conf/all/rp_filter", "0"},
+			{"ipv4/conf/" + uplinkName + "/rp_filter", "0"},
+		} {
+			if err := writeSysctl(s.path, s.value); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, h.ns)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	if err := h.nl.LinkSetUp(h.up); err != nil {
+		return nil, fmt.Errorf("hub: set %s up: %w", uplinkName, err)
+	}
+	if err := h.host.LinkSetUp(h.hostLink); err != nil {
+		return nil, fmt.Errorf("hub: set %s up: %w", name, err)
+	}
+	return h, nil
+}
+
+// writeSysctl writes a /proc/sys/net sysctl of the calling thread's
+// network namespace.
+func writeSysctl(path, value string) error {
+	if err := os.WriteFile(filepath.Join("/proc/sys/net", path), []byte(value), 0); err != nil {
+		return fmt.Errorf("sysctl net.%s=%s: %w", filepath.ToSlash(path), value, err)
+	}
+	return nil
+}
+
+// close removes the pair to the host at once (the kernel would do it
+// when the namespace goes, but asynchronously) and lets go of the hub.
+func (h *hub) close() error {
+	var errs []error
+	if h.host != nil && h.hostLink != nil {
+		if err := h.host.LinkDel(h.hostLink); err != nil && !errors.Is(err, unix.ENODEV) {
+			errs = append(errs, fmt.Errorf("remove hub uplink %s: %w", h.hostLink.Attrs().Name, err))
+		}
+	}
+	if h.nl != nil {
+		h.nl.Close()
+	}
+	if h.host != nil {
+		h.host.Close()
+	}
+	if h.ns != nil {
+		h.ns.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// hostRoutes lists the host's IPv4 and IPv6 routes to prefixes of every
+// table, the default routes left out.
+func (h *hub) hostRoutes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		routes, err := retryDump(func() ([]netlink.Route, error) {
+			return h.host.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list host routes: %w", err)
+		}
+		for _, r := range routes {
+			if r.Dst == nil {
+				continue
+			}
+			p, ok := prefixOf(r.Dst)
+			if !ok || p.Bits() == 0 || r.Table == unix.RT_TABLE_LOCAL {
+				continue
+			}
+			if fam == netlink.FAMILY_V6 && p.Addr().IsLinkLocalUnicast() || p.Addr().IsMulticast() {
+				continue
+			}
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones).Masked(), true
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func addrNet(a netip.Addr, bits int) *net.IPNet {
+	return &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(bits, a.BitLen())}
+}
