@@ -1,0 +1,229 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/berthlabs/berth/namespace"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+func TestParsePort(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	good := map[string][]PortMapping{
+		"80":                {{ContainerPort: 80, Protocol: "tcp"}},
+		"8080:80":           {{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}},
+		"127.0.0.1:8080:80": {{HostIP: lo, HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}},
+		"127.0.0.1::80":     {{HostIP: lo, ContainerPort: 80, Protocol: "tcp"}},
+		"[::1]:8080:80":     {{HostIP: netip.IPv6Loopback(), HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}},
+		"53:53/udp":         {{HostPort: 53, ContainerPort: 53, Protocol: "udp"}},
+		"53/UDP":            {{ContainerPort: 53, Protocol: "udp"}},
+		"8000-8001:80-81": {
+			{HostPort: 8000, ContainerPort: 80, Protocol: "tcp"},
+			{HostPort: 8001, ContainerPort: 81, Protocol: "tcp"},
+		},
+		"80-81":            {{ContainerPort: 80, Protocol: "tcp"}, {ContainerPort: 81, Protocol: "tcp"}},
+		"8000-8010:80":     {{HostPort: 8000, HostPortEnd: 8010, ContainerPort: 80, Protocol: "tcp"}},
+		"0:80":             {{ContainerPort: 80, Protocol: "tcp"}},
+		"1.2.3.4:0:80/tcp": {{HostIP: netip.MustParseAddr("1.2.3.4"), ContainerPort: 80, Protocol: "tcp"}},
+	}
+	for in, want := range good {
+		got, err := ParsePort(in)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("ParsePort(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "0", "80:0", "x", "80/sctp", "1.2.3:80:80", "a:b:c:d", "70000", "8000-8002:80-81",
+		"90-80", "[::1:80:80", "[1.2.3.4]:80:80", "::1:80:80", "1.2.3.4:80", "-1"} {
+		if _, err := ParsePort(in); !errors.Is(err, ErrInvalidPort) {
+			t.Errorf("ParsePort(%q) = %v, want ErrInvalidPort", in, err)
+		}
+	}
+	if s := (PortMapping{ContainerPort: 80, HostPort: 32768}).String(); s != "80/tcp -> 0.0.0.0:32768" {
+		t.Errorf("String: %q", s)
+	}
+}
+
+// attached makes a network with one namespace on it serving TCP and UDP
+// echo on port 80 of its address.
+func attached(t *testing.T) (*Manager, *Network, *Endpoint, *namespace.Namespace) {
+	m := newManager(t)
+	ctx := context.Background()
+	n, err := m.Create(ctx, Config{Name: "pub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := newNS(t)
+	e, err := n.Attach(ctx, ns, AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Listen(ctx, ns, "tcp", netip.AddrPortFrom(e.IP(), 80).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	serveEcho(l)
+	pc, err := ListenPacket(ctx, ns, "udp", netip.AddrPortFrom(e.IP(), 80).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		b := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(append([]byte("echo "), b[:n]...), from)
+		}
+	}()
+	return m, n, e, ns
+}
+
+func udpEcho(t *testing.T, c net.Conn) string {
+	t.Helper()
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("hi\n")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 100)
+	n, err := c.Read(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b[:n])
+}
+
+func TestPublish(t *testing.T) {
+	_, n, e, ns := attached(t)
+	ctx := context.Background()
+	ports, err := ParsePort("127.0.0.1::80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp, _ := ParsePort("0:80/udp")
+	all, _ := ParsePort("80")
+	p, err := Publish(ctx, e.IP(), append(append(ports, udp...), all...), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	got := p.Ports()
+	if len(got) != 3 || got[0].HostPort == 0 || got[1].HostPort == 0 || got[1].Protocol != "udp" {
+		t.Fatalf("ports: %+v", got)
+	}
+	local := net.JoinHostPort("127.0.0.1", itoa(got[0].HostPort))
+	c, err := net.Dial("tcp", local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := echo(t, c); s != "echo hi\n" {
+		t.Fatalf("tcp through %s: %q", local, s)
+	}
+	c, err = net.Dial("udp", net.JoinHostPort("127.0.0.1", itoa(got[1].HostPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := udpEcho(t, c); s != "echo hi\n" {
+		t.Fatalf("udp: %q", s)
+	}
+	// Hairpin: the container reaches its own port published on every
+	// address at the host's address on the network; a port published on
+	// 127.0.0.1 is not reachable from it.
+	c, err = Dial(ctx, ns, "tcp", netip.AddrPortFrom(n.HostAddr(), got[2].HostPort).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := echo(t, c); s != "echo hi\n" {
+		t.Fatalf("hairpin: %q", s)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if c, err := Dial(dctx, ns, "tcp", netip.AddrPortFrom(n.HostAddr(), got[0].HostPort).String()); err == nil {
+		c.Close()
+		t.Fatal("a port published on 127.0.0.1 was reachable from the container")
+	}
+	// A client on another interface: a test host with a veth to the host.
+	client := testHost(t, "203.0.113.1", "203.0.113.2")
+	c, err = Dial(ctx, client, "tcp", net.JoinHostPort("203.0.113.1", itoa(got[2].HostPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := echo(t, c); s != "echo hi\n" {
+		t.Fatalf("from another interface: %q", s)
+	}
+	dctx, cancel = context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if c, err := Dial(dctx, client, "tcp", net.JoinHostPort("203.0.113.1", itoa(got[0].HostPort))); err == nil {
+		c.Close()
+		t.Fatal("a port published on 127.0.0.1 was reachable from another interface")
+	}
+	// A clash: the same host port again fails and binds nothing.
+	clash := []PortMapping{{HostIP: netip.MustParseAddr("127.0.0.1"), ContainerPort: 81}, got[0]}
+	if _, err := Publish(ctx, e.IP(), clash, nil); !errors.Is(err, ErrPortInUse) {
+		t.Fatalf("clash: %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.Dial("tcp", local); err == nil {
+		c.Close()
+		t.Fatal("port still bound after Close")
+	}
+	for _, bad := range [][]PortMapping{{{ContainerPort: 0}}, {{ContainerPort: 80, Protocol: "sctp"}}} {
+		if _, err := Publish(ctx, e.IP(), bad, nil); !errors.Is(err, ErrInvalidPort) {
+			t.Errorf("Publish(%+v) = %v", bad, err)
+		}
+	}
+}
+
+func itoa(p uint16) string { return netip.AddrPortFrom(netip.IPv4Unspecified(), p).String()[8:] }
+
+// testHost makes a network namespace with a veth to the host: hostAddr
+// on the host's end, addr inside, both /30. It is the "client on another
+// interface" of the traffic rules: an address the test made.
+func testHost(t *testing.T, hostAddr, addr string) *namespace.Namespace {
+	t.Helper()
+	ns := newNS(t)
+	name := "bt" + itoa(uint16(time.Now().UnixNano()%60000))
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: "eth0", PeerNamespace: netlink.NsFd(ns.Fd())}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { netlink.LinkDel(veth) })
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: addrNet(netip.MustParseAddr(hostAddr), 30)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		t.Fatal(err)
+	}
+	in, err := netlink.NewHandleAt(netns.NsHandle(ns.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	peer, err := in.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.AddrAdd(peer, &netlink.Addr{IPNet: addrNet(netip.MustParseAddr(addr), 30)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.LinkSetUp(peer); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
