@@ -146,6 +146,19 @@ func (n *Network) Attach(ctx context.Context, ns *namespace.Namespace, opts Atta
 		}
 		return nil, fmt.Errorf("network %s: attach: %w", n.cfg.Name, err)
 	}
+	if n.cfg.Name != DefaultName {
+		if r := m.resolvers[e.nsIno]; r != nil {
+			r.refs++
+		} else {
+			r, err := m.startResolver(ns)
+			if err != nil {
+				m.hub.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: e.hubName}})
+				return nil, fmt.Errorf("network %s: attach: %w", n.cfg.Name, err)
+			}
+			r.refs = 1
+			m.resolvers[e.nsIno] = r
+		}
+	}
 	n.endpoints[e] = true
 	m.log.Debug("endpoint attached", "network", n.cfg.Name, "ip", e.ip, "interface", e.iface)
 	return e, nil
@@ -252,11 +265,14 @@ func (e *Endpoint) plumb(ns *namespace.Namespace, defaultRoute bool) error {
 func (e *Endpoint) Detach() error {
 	m := e.n.m
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closed {
+		m.mu.Unlock()
 		return nil
 	}
-	return e.detach()
+	err := e.detach()
+	m.mu.Unlock()
+	m.stopResolvers()
+	return err
 }
 
 func (e *Endpoint) detach() error {
@@ -266,6 +282,14 @@ func (e *Endpoint) detach() error {
 	}
 	delete(n.endpoints, e)
 	n.pool.release(e.ip)
+	if r := n.m.resolvers[e.nsIno]; r != nil && n.cfg.Name != DefaultName {
+		if r.refs--; r.refs == 0 {
+			// Stopped once m.mu is released: a query being answered
+			// waits for m.mu, and stopping waits for the query.
+			n.m.stopping = append(n.m.stopping, r)
+			delete(n.m.resolvers, e.nsIno)
+		}
+	}
 	err := n.m.hub.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: e.hubName}})
 	if err != nil && !errors.Is(err, unix.ENODEV) {
 		// The namespace may be gone already, and the pair with it.

@@ -79,6 +79,22 @@ type Options struct {
 	// Pools are the ranges automatic subnets come from; nil means
 	// DefaultPools.
 	Pools []netip.Prefix
+	// DNSUpstreams are the servers the embedded DNS server forwards the
+	// names it does not know to, from the host's side. nil means the
+	// nameservers of the host's /etc/resolv.conf; an empty, non-nil
+	// slice forwards nothing (such queries are answered REFUSED).
+	DNSUpstreams []netip.AddrPort
+	// ResolvConf is the host's resolver configuration, read for
+	// DNSUpstreams and for containers' /etc/resolv.conf; empty means
+	// /etc/resolv.conf.
+	ResolvConf string
+}
+
+func (o *Options) resolvConfPath() string {
+	if o.ResolvConf == "" {
+		return "/etc/resolv.conf"
+	}
+	return o.ResolvConf
 }
 
 // A Manager owns this process's networks. Its bridges, veths and rules
@@ -97,6 +113,11 @@ type Manager struct {
 	nextBr   int
 	nextVeth uint64
 	closed   bool
+
+	resolvers   map[uint64]*resolver // by namespace inode
+	stopping    []*resolver          // to stop once mu is released
+	hostDNSOnce sync.Once
+	hostDNS     []netip.AddrPort
 }
 
 // New returns a Manager. Nothing is made until the first network is
@@ -112,7 +133,7 @@ func New(opts Options) *Manager {
 	if opts.Pools == nil {
 		opts.Pools = DefaultPools
 	}
-	return &Manager{opts: opts, log: log, networks: map[string]*Network{}}
+	return &Manager{opts: opts, log: log, networks: map[string]*Network{}, resolvers: map[uint64]*resolver{}}
 }
 
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
@@ -400,6 +421,7 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 // Manager cannot be used afterwards.
 func (m *Manager) Close() error {
 	m.mu.Lock()
+	defer m.stopResolvers()
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil
@@ -413,11 +435,27 @@ func (m *Manager) Close() error {
 		errs = append(errs, n.teardown())
 	}
 	m.networks = nil
+	for _, r := range m.resolvers {
+		m.stopping = append(m.stopping, r)
+	}
+	m.resolvers = nil
 	if m.hub != nil {
 		errs = append(errs, m.hub.close())
 		m.hub = nil
 	}
 	return errors.Join(errs...)
+}
+
+// stopResolvers stops the resolvers whose last endpoint went; m.mu must
+// not be held.
+func (m *Manager) stopResolvers() {
+	m.mu.Lock()
+	rs := m.stopping
+	m.stopping = nil
+	m.mu.Unlock()
+	for _, r := range rs {
+		r.stop()
+	}
 }
 
 // lockFile takes an exclusive flock on path (made if missing) and

@@ -1,0 +1,319 @@
+package network
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/berthlabs/berth/namespace"
+	"github.com/miekg/dns"
+)
+
+// ResolverAddr is where the embedded DNS server listens inside each
+// container of a user-defined network, as Docker's does.
+var ResolverAddr = netip.MustParseAddrPort("127.0.0.11:53")
+
+// recordTTL is the TTL of the embedded server's answers (Docker's: 600 s
+// would outlive a container; names change with containers).
+const recordTTL = 10
+
+// upstreamTimeout bounds one forwarded query to one upstream.
+const upstreamTimeout = 3 * time.Second
+
+// resolver is the embedded DNS server of one network namespace: UDP and
+// TCP sockets on ResolverAddr inside it, served from this process. It
+// answers the names and aliases of the endpoints on the namespace's
+// user-defined networks and forwards other names to the upstreams, from
+// the host's side (so a loopback upstream such as 127.0.0.53 works).
+type resolver struct {
+	m       *Manager
+	ino     uint64
+	servers []*dns.Server
+	refs    int
+}
+
+// startResolver serves DNS in ns. m.mu is held.
+func (m *Manager) startResolver(ns *namespace.Namespace) (_ *resolver, err error) {
+	r := &resolver{m: m, ino: ns.Inode()}
+	defer func() {
+		if err != nil {
+			r.stop()
+		}
+	}()
+	ctx := context.Background()
+	pc, err := ListenPacket(ctx, ns, "udp", ResolverAddr.String())
+	if err != nil {
+		return nil, fmt.Errorf("embedded DNS: %w", err)
+	}
+	l, err := Listen(ctx, ns, "tcp", ResolverAddr.String())
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("embedded DNS: %w", err)
+	}
+	r.servers = []*dns.Server{{PacketConn: pc, Handler: r}, {Listener: l, Handler: r}}
+	for _, s := range r.servers {
+		started := make(chan struct{})
+		s.NotifyStartedFunc = func() { close(started) }
+		go s.ActivateAndServe()
+		<-started
+	}
+	return r, nil
+}
+
+func (r *resolver) stop() {
+	for _, s := range r.servers {
+		if s.Shutdown() != nil {
+			// Not started: close the sockets it was given.
+			if s.PacketConn != nil {
+				s.PacketConn.Close()
+			}
+			if s.Listener != nil {
+				s.Listener.Close()
+			}
+		}
+	}
+}
+
+// ServeDNS answers one query.
+func (r *resolver) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
+	if len(q.Question) != 1 {
+		m := new(dns.Msg)
+		m.SetRcode(q, dns.RcodeFormatError)
+		w.WriteMsg(m)
+		return
+	}
+	if resp, ok := r.local(q); ok {
+		w.WriteMsg(resp)
+		return
+	}
+	_, tcp := w.RemoteAddr().(*net.TCPAddr)
+	w.WriteMsg(r.m.forward(q, tcp))
+}
+
+// local answers q from the records of the networks the namespace is on,
+// or reports that the name is not theirs.
+func (r *resolver) local(q *dns.Msg) (*dns.Msg, bool) {
+	question := q.Question[0]
+	name := strings.ToLower(strings.TrimSuffix(question.Name, "."))
+	resp := new(dns.Msg)
+	resp.SetReply(q)
+	resp.Authoritative = true
+	resp.RecursionAvailable = true
+	r.m.mu.Lock()
+	defer r.m.mu.Unlock()
+	if question.Qtype == dns.TypePTR {
+		a, ok := ptrAddr(name)
+		if !ok {
+			return nil, false
+		}
+		for _, n := range r.m.networksOf(r.ino) {
+			for e := range n.endpoints {
+				if e.ip == a && e.name != "" {
+					resp.Answer = append(resp.Answer, &dns.PTR{
+						Hdr: dns.RR_Header{Name: question.Name, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: recordTTL},
+						Ptr: dns.Fqdn(e.name),
+					})
+					return resp, true
+				}
+			}
+		}
+		return nil, false
+	}
+	found := false
+	for _, n := range r.m.networksOf(r.ino) {
+		for e := range n.endpoints {
+			if !e.resolvesAs(name) {
+				continue
+			}
+			found = true
+			if question.Qtype == dns.TypeA || question.Qtype == dns.TypeANY {
+				resp.Answer = append(resp.Answer, &dns.A{
+					Hdr: dns.RR_Header{Name: question.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: recordTTL},
+					A:   e.ip.AsSlice(),
+				})
+			}
+		}
+	}
+	if !found {
+		return nil, false
+	}
+	// A known name with no record of the type asked for: NOERROR with
+	// no answer (NODATA), never a forward that could leak the name.
+	slices.SortFunc(resp.Answer, func(a, b dns.RR) int { return strings.Compare(a.String(), b.String()) })
+	return resp, true
+}
+
+func (e *Endpoint) resolvesAs(name string) bool {
+	if e.name != "" && strings.EqualFold(e.name, name) {
+		return true
+	}
+	return slices.ContainsFunc(e.aliases, func(a string) bool { return strings.EqualFold(a, name) })
+}
+
+// ptrAddr parses an in-addr.arpa name.
+func ptrAddr(name string) (netip.Addr, bool) {
+	rest, ok := strings.CutSuffix(name, ".in-addr.arpa")
+	if !ok {
+		return netip.Addr{}, false
+	}
+	p := strings.Split(rest, ".")
+	if len(p) != 4 {
+		return netip.Addr{}, false
+	}
+	slices.Reverse(p)
+	a, err := netip.ParseAddr(strings.Join(p, "."))
+	return a, err == nil
+}
+
+// networksOf returns the user-defined networks the namespace with inode
+// ino has endpoints on. m.mu is held.
+func (m *Manager) networksOf(ino uint64) []*Network {
+	var out []*Network
+	for _, n := range m.networks {
+		if n.cfg.Name == DefaultName {
+			continue
+		}
+		for e := range n.endpoints {
+			if e.nsIno == ino {
+				out = append(out, n)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// upstreams returns the servers other names are forwarded to.
+func (m *Manager) upstreams() []netip.AddrPort {
+	if m.opts.DNSUpstreams != nil {
+		return m.opts.DNSUpstreams
+	}
+	m.hostDNSOnce.Do(func() {
+		b, err := os.ReadFile(m.opts.resolvConfPath())
+		if err != nil {
+			m.log.Debug("embedded DNS: no host resolvers", "err", err)
+			return
+		}
+		m.hostDNS = parseResolvConf(b).nameservers
+	})
+	return m.hostDNS
+}
+
+// forward sends q to the upstreams in turn and returns the first answer,
+// or SERVFAIL (REFUSED when there is no upstream).
+func (m *Manager) forward(q *dns.Msg, tcp bool) *dns.Msg {
+	ups := m.upstreams()
+	fail := new(dns.Msg)
+	if len(ups) == 0 {
+		fail.SetRcode(q, dns.RcodeRefused)
+		return fail
+	}
+	fail.SetRcode(q, dns.RcodeServerFailure)
+	netw := "udp"
+	if tcp {
+		netw = "tcp"
+	}
+	for _, up := range ups {
+		c := dns.Client{Net: netw, Timeout: upstreamTimeout}
+		resp, _, err := c.Exchange(q, up.String())
+		if err == nil && resp.Truncated && !tcp {
+			c.Net = "tcp"
+			resp, _, err = c.Exchange(q, up.String())
+		}
+		if err != nil {
+			m.log.Debug("embedded DNS: upstream", "upstream", up, "err", err)
+			continue
+		}
+		return resp
+	}
+	return fail
+}
+
+// resolvConf is what berth reads of a resolv.conf.
+type resolvConf struct {
+	nameservers []netip.AddrPort
+	search      []string
+	options     []string
+}
+
+func parseResolvConf(b []byte) resolvConf {
+	var rc resolvConf
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || strings.HasPrefix(f[0], "#") || strings.HasPrefix(f[0], ";") {
+			continue
+		}
+		switch f[0] {
+		case "nameserver":
+			if a, err := netip.ParseAddr(f[1]); err == nil {
+				rc.nameservers = append(rc.nameservers, netip.AddrPortFrom(a, 53))
+			}
+		case "search", "domain":
+			rc.search = f[1:]
+		case "options":
+			rc.options = append(rc.options, f[1:]...)
+		}
+	}
+	return rc
+}
+
+// ResolvConf returns the /etc/resolv.conf for a container whose
+// endpoints are eps, by Docker's rules: on a user-defined network the
+// embedded server (nameserver 127.0.0.11, options ndots:0) with the
+// host's search domains; otherwise the host's resolv.conf without its
+// loopback nameservers, which a container cannot reach.
+func (m *Manager) ResolvConf(eps []*Endpoint) []byte {
+	host, _ := os.ReadFile(m.opts.resolvConfPath())
+	rc := parseResolvConf(host)
+	var b strings.Builder
+	embedded := slices.ContainsFunc(eps, func(e *Endpoint) bool { return e.n.cfg.Name != DefaultName })
+	if embedded {
+		fmt.Fprintf(&b, "nameserver %s\n", ResolverAddr.Addr())
+	} else {
+		for _, ns := range rc.nameservers {
+			if !ns.Addr().IsLoopback() {
+				fmt.Fprintf(&b, "nameserver %s\n", ns.Addr())
+			}
+		}
+	}
+	if len(rc.search) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(rc.search, " "))
+	}
+	opts := slices.DeleteFunc(slices.Clone(rc.options), func(o string) bool { return embedded && strings.HasPrefix(o, "ndots:") })
+	if embedded {
+		opts = append(opts, "ndots:0")
+	}
+	if len(opts) > 0 {
+		fmt.Fprintf(&b, "options %s\n", strings.Join(opts, " "))
+	}
+	return []byte(b.String())
+}
+
+// HostsFile returns the /etc/hosts for a container named hostname whose
+// endpoints are eps: localhost, and the container's own name at each
+// of its addresses, as Docker writes it.
+func HostsFile(hostname string, eps []*Endpoint) []byte {
+	var b strings.Builder
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	b.WriteString("fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+	if hostname == "" {
+		return []byte(b.String())
+	}
+	for _, e := range eps {
+		fmt.Fprintf(&b, "%s\t%s\n", e.ip, hostname)
+	}
+	if len(eps) == 0 {
+		fmt.Fprintf(&b, "127.0.1.1\t%s\n", hostname)
+	}
+	return []byte(b.String())
+}
+
+
