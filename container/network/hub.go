@@ -28,6 +28,8 @@ type hub struct {
 	host     *netlink.Handle // in the host's (the process's) namespace
 	hostLink netlink.Link    // the host's end of the pair
 	up       netlink.Link    // the hub's end, uplinkName
+
+	acceptsInstalled bool // in other tables' forward chains
 }
 
 const (
@@ -40,8 +42,8 @@ const (
 	linkAlias = "berth network hub"
 )
 
-func newHub() (h *hub, err error) {
-	h = &hub{}
+func newHub() (_ *hub, err error) {
+	h := &hub{}
 	defer func() {
 		if err != nil {
 			h.close()
@@ -99,6 +101,21 @@ func newHub() (h *hub, err error) {
 	if err := h.host.LinkSetUp(h.hostLink); err != nil {
 		return nil, fmt.Errorf("hub: set %s up: %w", name, err)
 	}
+	// The hub sends what leaves it to the host without a gateway
+	// address: the host answers its ARP requests for any address
+	// (proxy ARP on its end, at once).
+	if err := h.nl.RouteAdd(&netlink.Route{LinkIndex: h.up.Attrs().Index, Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), Scope: netlink.SCOPE_LINK}); err != nil {
+		return nil, fmt.Errorf("hub: default route: %w", err)
+	}
+	if err := writeSysctl("ipv4/conf/"+name+"/proxy_arp", "1"); err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	if err := writeSysctl("ipv4/neigh/"+name+"/proxy_delay", "0"); err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	if err := sweepDead(h.host); err != nil {
+		return nil, fmt.Errorf("hub: sweep the rules of dead processes: %w", err)
+	}
 	return h, nil
 }
 
@@ -116,6 +133,7 @@ func writeSysctl(path, value string) error {
 func (h *hub) close() error {
 	var errs []error
 	if h.host != nil && h.hostLink != nil {
+		errs = append(errs, h.removeHostRules())
 		if err := h.host.LinkDel(h.hostLink); err != nil && !errors.Is(err, unix.ENODEV) {
 			errs = append(errs, fmt.Errorf("remove hub uplink %s: %w", h.hostLink.Attrs().Name, err))
 		}

@@ -245,8 +245,9 @@ func (m *Manager) create(ctx context.Context, cfg Config) (_ *Network, err error
 		return nil, fmt.Errorf("network %s: %w", cfg.Name, err)
 	}
 	m.networks[cfg.Name] = n
-	if err := m.hub.syncRules(m.networkList()); err != nil {
+	if err := m.syncRules(); err != nil {
 		delete(m.networks, cfg.Name)
+		m.syncRules()
 		return nil, fmt.Errorf("network %s: %w", cfg.Name, err)
 	}
 	m.log.Debug("network created", "name", cfg.Name, "subnet", cfg.Subnet, "bridge", n.bridgeName)
@@ -408,7 +409,7 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 	delete(m.networks, name)
 	n.removed = true
 	err := n.teardown()
-	if rerr := m.hub.syncRules(m.networkList()); rerr != nil {
+	if rerr := m.syncRules(); rerr != nil {
 		err = errors.Join(err, rerr)
 	}
 	if err != nil {
@@ -444,6 +445,13 @@ func (m *Manager) Close() error {
 		m.hub = nil
 	}
 	return errors.Join(errs...)
+}
+
+// syncRules makes the hub's and the host's firewall rules fit the
+// networks. m.mu is held.
+func (m *Manager) syncRules() error {
+	nets := m.networkList()
+	return errors.Join(m.hub.syncRules(nets), m.hub.syncHostRules(nets))
 }
 
 // stopResolvers stops the resolvers whose last endpoint went; m.mu must

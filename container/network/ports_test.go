@@ -3,6 +3,8 @@ package network
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"net"
 	"net/netip"
 	"reflect"
@@ -186,6 +188,8 @@ func TestPublish(t *testing.T) {
 	}
 }
 
+var testHosts int
+
 func itoa(p uint16) string { return netip.AddrPortFrom(netip.IPv4Unspecified(), p).String()[8:] }
 
 // testHost makes a network namespace with a veth to the host: hostAddr
@@ -194,7 +198,8 @@ func itoa(p uint16) string { return netip.AddrPortFrom(netip.IPv4Unspecified(), 
 func testHost(t *testing.T, hostAddr, addr string) *namespace.Namespace {
 	t.Helper()
 	ns := newNS(t)
-	name := "bt" + itoa(uint16(time.Now().UnixNano()%60000))
+	testHosts++
+	name := fmt.Sprintf("bt%d-%d", os.Getpid()%100000, testHosts)
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: "eth0", PeerNamespace: netlink.NsFd(ns.Fd())}
 	if err := netlink.LinkAdd(veth); err != nil {
 		t.Fatal(err)
