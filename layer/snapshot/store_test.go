@@ -237,4 +237,3 @@ func testCrash(t *testing.T, newFn newFunc) {
 	})
 	commit(t, sn, "L2", "active")
 }
-
