@@ -134,6 +134,9 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// The container keeps its own copy: the caller may change or reuse
+	// spec, its slices and maps, as soon as Create returns.
+	spec = spec.clone()
 	r.mu.Lock()
 	if r.containers == nil {
 		r.containers = map[string]*Container{}
@@ -152,9 +155,7 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 		}
 	}()
 	if spec.Image != "" {
-		s := *spec
-		s.Process.Env = append([]string(nil), spec.Process.Env...)
-		if err := r.fromImage(ctx, id, &s); err != nil {
+		if err := r.fromImage(ctx, id, spec); err != nil {
 			return nil, fmt.Errorf("create %s: %w", id, err)
 		}
 		defer func() {
@@ -162,7 +163,6 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 				r.Images.Release(context.Background(), snapshotKey(id))
 			}
 		}()
-		spec = &s
 	}
 	if err := spec.validate(); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
@@ -243,8 +243,14 @@ type Container struct {
 // ID returns the container's ID.
 func (c *Container) ID() string { return c.id }
 
-// Spec returns a copy of the container's spec.
-func (c *Container) Spec() Spec { return c.spec }
+// Spec returns a copy of the container's spec, with Resources as the
+// last Update left them. The copy is deep: changing its slices and maps
+// does not change the container.
+func (c *Container) Spec() Spec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return *c.spec.clone()
+}
 
 // State returns the container's current state.
 func (c *Container) State() State {

@@ -2,7 +2,9 @@ package container
 
 import (
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -386,4 +388,37 @@ func mergeEnv(base, over []string) []string {
 		}
 	}
 	return out
+}
+
+// clone returns a deep copy of s: its slices and maps are its own, nil
+// ones staying nil (nil and empty mean different things in a Spec). The
+// stdio readers and writers are shared.
+func (s *Spec) clone() *Spec {
+	c := *s
+	c.Entrypoint = slices.Clone(s.Entrypoint)
+	c.rootfsMounts = slices.Clone(s.rootfsMounts)
+	for i := range c.rootfsMounts {
+		c.rootfsMounts[i].Options = slices.Clone(s.rootfsMounts[i].Options)
+	}
+	c.Process = s.Process.clone()
+	c.Mounts = slices.Clone(s.Mounts)
+	for i := range c.Mounts {
+		c.Mounts[i].Options = slices.Clone(s.Mounts[i].Options)
+	}
+	c.Namespaces = maps.Clone(s.Namespaces)
+	c.UIDMappings = slices.Clone(s.UIDMappings)
+	c.GIDMappings = slices.Clone(s.GIDMappings)
+	c.Rlimits = maps.Clone(s.Rlimits)
+	c.Capabilities = slices.Clone(s.Capabilities)
+	c.MaskedPaths = slices.Clone(s.MaskedPaths)
+	c.ReadonlyPaths = slices.Clone(s.ReadonlyPaths)
+	return &c
+}
+
+// clone returns a copy of p with slices of its own.
+func (p Process) clone() Process {
+	p.Args = slices.Clone(p.Args)
+	p.Env = slices.Clone(p.Env)
+	p.AdditionalGroups = slices.Clone(p.AdditionalGroups)
+	return p
 }
