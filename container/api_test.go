@@ -1,9 +1,14 @@
 package container
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,5 +104,83 @@ func TestSpecIsCopiedAndSafe(t *testing.T) {
 	want := fmt.Sprintf("original\n256\nCapBnd:\t%016x\nhidden\n", uint64(1<<5))
 	if !st.Success() || !strings.HasPrefix(out.String(), want) {
 		t.Errorf("the container ran what the caller changed after Create: %v %q, want %q", st, out.String(), want)
+	}
+}
+
+// Kill and Delete return at once with a done context, leaving the
+// container as it was.
+func TestKillDeleteHonourContext(t *testing.T) {
+	needRoot(t)
+	c := startSleeper(t, &Spec{})
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for name, call := range map[string]func(context.Context) error{"Kill": c.Kill, "Delete": c.Delete} {
+		start := time.Now()
+		err := call(done)
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a cancelled context = %v, want context.Canceled", name, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("%s with a cancelled context took %v", name, d)
+		}
+		select {
+		case <-c.Done():
+			t.Fatalf("%s with a cancelled context stopped the container", name)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if st := c.State(); st != Running {
+			t.Errorf("after %s with a cancelled context the container is %s, want running", name, st)
+		}
+	}
+	if err := c.Delete(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Signal on an exec'd process that has ended matches os.ErrProcessDone;
+// Resume on a container that is not paused matches ErrNotPaused.
+func TestEndedExecAndResumeErrors(t *testing.T) {
+	needRoot(t)
+	ctx := testCtx(t)
+	c := startSleeper(t, &Spec{})
+	if err := c.Resume(); !errors.Is(err, ErrNotPaused) {
+		t.Errorf("Resume of a running container = %v, want ErrNotPaused", err)
+	}
+	p, err := c.Exec(ctx, Process{Args: []string{"true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Signal(syscall.SIGTERM); !errors.Is(err, os.ErrProcessDone) {
+		t.Errorf("Signal of an ended exec process = %v, want os.ErrProcessDone", err)
+	}
+	if err := c.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Resume(); !errors.Is(err, ErrNotPaused) {
+		t.Errorf("Resume of a stopped container = %v, want ErrNotPaused", err)
+	}
+}
+
+// A Runtime with no Logger discards what init writes to its stderr; it
+// does not go to slog.Default().
+func TestNilLoggerDiscards(t *testing.T) {
+	var got syncBuffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&got, nil)))
+	defer slog.SetDefault(old)
+	rt := &Runtime{}
+	l := &initLog{log: rt.logger(), id: "x"}
+	l.Write([]byte("init crashed"))
+	if got.String() != "" {
+		t.Errorf("a nil Logger logged to slog.Default(): %q", got.String())
+	}
+	var mine syncBuffer
+	rt.Logger = slog.New(slog.NewTextHandler(&mine, nil))
+	(&initLog{log: rt.logger(), id: "x"}).Write([]byte("init crashed"))
+	if !strings.Contains(mine.String(), "init crashed") {
+		t.Errorf("the Runtime's Logger got %q", mine.String())
 	}
 }

@@ -85,7 +85,9 @@ type Runtime struct {
 	// CgroupParent is the cgroup under which each container gets
 	// CgroupParent/ID. Empty means "/berth".
 	CgroupParent string
-	// Logger receives debug and warning records; nil means slog.Default().
+	// Logger receives debug and warning records (such as what a
+	// container's init writes to its stderr when it crashes). Nil
+	// discards them.
 	Logger *slog.Logger
 	// Images is the layer store that Spec.Image names images in.
 	Images *layer.Store
@@ -102,13 +104,15 @@ func Create(ctx context.Context, id string, spec *Spec) (*Container, error) {
 	return Default.Create(ctx, id, spec)
 }
 
+var discardLogger = slog.New(slog.DiscardHandler)
+
 var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
 
 func (r *Runtime) logger() *slog.Logger {
 	if r.Logger != nil {
 		return r.Logger
 	}
-	return slog.Default()
+	return discardLogger
 }
 
 func (r *Runtime) cgroupPath(id string) string {
@@ -536,7 +540,7 @@ func (c *Container) start(ctx context.Context) (err error) {
 		cmd.Wait()
 		sio.handedOver()
 		sio.wait()
-		c.cg.Kill()
+		c.cg.Kill(context.Background())
 		c.closeLogs()
 		c.cmd, c.conn, c.initPid = nil, nil, 0
 		return err
@@ -630,7 +634,7 @@ func (c *Container) monitor() {
 	// it; with the host's (or another's), nothing did.
 	if c.modes[namespace.PID] != NamespaceNew {
 		if procs, err := c.cg.Processes(); err == nil && len(procs) > 0 {
-			c.cg.Kill()
+			c.cg.Kill(context.Background())
 		}
 	}
 	c.conn.Close()
@@ -694,13 +698,15 @@ func (c *Container) signalProc(id uint64, sig syscall.Signal) error {
 	}
 	if sig == syscall.SIGKILL && id == 0 {
 		// Works even while init is frozen.
-		return c.cg.Kill()
+		return c.cg.Kill(context.Background())
 	}
 	return initproc.Send(c.conn, &initproc.Message{Type: initproc.MsgSignal, ID: id, Signal: int(sig)})
 }
 
 // Kill kills every process of the container at once (SIGKILL through its
-// cgroup, paused or not) and waits until the container has stopped.
+// cgroup, paused or not) and waits until the container has stopped. When
+// ctx is done first, Kill returns an error matching ctx.Err(); the
+// processes have been sent SIGKILL unless ctx was done at the call.
 func (c *Container) Kill(ctx context.Context) error {
 	c.mu.Lock()
 	if err := c.checkUsable(); err != nil {
@@ -712,14 +718,14 @@ func (c *Container) Kill(ctx context.Context) error {
 	if st != Running && st != Paused {
 		return nil
 	}
-	if err := c.cg.Kill(); err != nil {
+	if err := c.cg.Kill(ctx); err != nil {
 		return fmt.Errorf("kill %s: %w", c.id, err)
 	}
 	select {
 	case <-c.done:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("kill %s: wait for it to stop: %w", c.id, ctx.Err())
 	}
 }
 
@@ -780,14 +786,15 @@ func (c *Container) Pause() error {
 	if c.state != Running {
 		return fmt.Errorf("pause %s: %w", c.id, ErrNotRunning)
 	}
-	if err := c.cg.Freeze(); err != nil {
+	if err := c.cg.Freeze(context.Background()); err != nil {
 		return fmt.Errorf("pause %s: %w", c.id, err)
 	}
 	c.state = Paused
 	return nil
 }
 
-// Resume thaws a paused container.
+// Resume thaws a paused container. On a container that is not paused it
+// returns an error matching ErrNotPaused.
 func (c *Container) Resume() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -795,7 +802,7 @@ func (c *Container) Resume() error {
 		return err
 	}
 	if c.state != Paused {
-		return fmt.Errorf("resume %s: container is %s, not paused", c.id, c.state)
+		return fmt.Errorf("resume %s (%s): %w", c.id, c.state, ErrNotPaused)
 	}
 	if err := c.cg.Thaw(); err != nil {
 		return fmt.Errorf("resume %s: %w", c.id, err)
@@ -832,8 +839,13 @@ func (c *Container) Update(r cgroup.Resources) error {
 // Delete removes the container: if it still runs, every process is
 // killed first (like `docker rm -f`); then its cgroup is removed. Nothing
 // of it remains: no process, mount, namespace, cgroup or file descriptor.
-// After Delete every call on c returns ErrDeleted.
+// After Delete every call on c returns ErrDeleted. When ctx is done
+// first, Delete returns an error matching ctx.Err() and the container is
+// not deleted (Delete can be called again).
 func (c *Container) Delete(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("delete %s: %w", c.id, err)
+	}
 	c.mu.Lock()
 	if err := c.checkUsable(); err != nil {
 		c.mu.Unlock()
@@ -851,7 +863,7 @@ func (c *Container) Delete(ctx context.Context) error {
 	if err := c.checkUsable(); err != nil {
 		return err
 	}
-	if err := c.cg.Delete(); err != nil {
+	if err := c.cg.Delete(ctx); err != nil {
 		return fmt.Errorf("delete %s: %w", c.id, err)
 	}
 	if err := c.releaseImage(ctx); err != nil {

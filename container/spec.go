@@ -2,6 +2,7 @@ package container
 
 import (
 	"fmt"
+	"io"
 	"maps"
 	"path"
 	"slices"
@@ -122,10 +123,11 @@ type Process struct {
 
 	// Stdin, Stdout and Stderr work as in os/exec.Cmd: nil means the null
 	// device, an *os.File is handed to the process directly, anything
-	// else is copied through a pipe.
-	Stdin  interface{ Read([]byte) (int, error) }  // the process's standard input
-	Stdout interface{ Write([]byte) (int, error) } // the process's standard output
-	Stderr interface{ Write([]byte) (int, error) } // the process's standard error
+	// else is copied through a pipe (Stdout and Stderr that are the same
+	// writer share one pipe, so that their order is kept).
+	Stdin  io.Reader // the process's standard input
+	Stdout io.Writer // the process's standard output
+	Stderr io.Writer // the process's standard error
 }
 
 // Rlimit is a soft and hard resource limit.
