@@ -309,9 +309,6 @@ func (c *Container) prepare() error {
 		if _, err := root.LookPath(p.Args[0], initproc.LookupEnv(env, "PATH"), dir); err != nil {
 			return err
 		}
-		if _, err := root.ResolveUser(p.User, p.AdditionalGroups); err != nil {
-			return err
-		}
 	}
 	caps, err := initproc.ParseCaps(DefaultCapabilities)
 	if s.Capabilities != nil {
@@ -325,6 +322,30 @@ func (c *Container) prepare() error {
 		modes[k] = ns.Mode
 	}
 	c.modes = modes
+	main := initproc.Proc{
+		Args: p.Args, Env: env, Dir: dir, MkDir: true,
+		User: p.User, Groups: p.AdditionalGroups, Caps: caps,
+		NNP: !s.AllowPrivilegeEscalation,
+	}
+	if err := s.capSets(&main); err != nil {
+		return err
+	}
+	if s.rootfsMounts == nil {
+		u, err := root.ResolveUser(p.User, p.AdditionalGroups)
+		if err != nil {
+			return err
+		}
+		if err := main.CheckCaps(u.UID); err != nil {
+			return err
+		}
+	} else {
+		// The user is known at Start: check what can be checked now.
+		early := main
+		early.Perm, early.Eff = nil, nil
+		if err := early.CheckCaps(0); err != nil {
+			return err
+		}
+	}
 	cfg := initproc.Config{
 		Rootfs:        s.Rootfs,
 		RootfsMounts:  s.rootfsMounts,
@@ -336,11 +357,12 @@ func (c *Container) prepare() error {
 		NewIPC:        modes[namespace.IPC] == NamespaceNew,
 		UserNS:        modes[namespace.User] == NamespaceNew,
 		CgroupNS:      modes[namespace.Cgroup] == NamespaceNew,
-		Main: initproc.Proc{
-			Args: p.Args, Env: env, Dir: dir, MkDir: true,
-			User: p.User, Groups: p.AdditionalGroups, Caps: caps,
-			NNP: !s.AllowPrivilegeEscalation,
-		},
+		Main:          main,
+	}
+	if len(s.Sysctls) > 0 {
+		if cfg.Sysctls, err = s.checkSysctls(modes); err != nil {
+			return err
+		}
 	}
 	if cfg.MaskedPaths == nil {
 		cfg.MaskedPaths = DefaultMaskedPaths
@@ -364,7 +386,11 @@ func (c *Container) prepare() error {
 		cfg.Rlimits = append(cfg.Rlimits, initproc.Rlimit{Resource: res, Soft: l.Soft, Hard: l.Hard})
 	}
 	for _, m := range s.Mounts {
-		cfg.Mounts = append(cfg.Mounts, initproc.Mount{Type: string(m.Type), Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, Options: m.Options})
+		im, err := initproc.NewMount(string(m.Type), m.Source, m.Target, m.ReadOnly, m.Options)
+		if err != nil {
+			return err
+		}
+		cfg.Mounts = append(cfg.Mounts, im)
 		if m.Type == Bind {
 			if _, err := os.Stat(m.Source); err != nil {
 				return fmt.Errorf("%w: bind mount source: %w", ErrInvalidSpec, err)

@@ -48,6 +48,8 @@ func (c *Container) Exec(ctx context.Context, p Process) (*ExecProcess, error) {
 		User:   p.User,
 		Groups: p.AdditionalGroups,
 		Caps:   main.Caps,
+		Inh:    main.Inh,
+		Amb:    main.Amb,
 		NNP:    main.NNP,
 	}
 	if pc.Dir == "" {

@@ -272,6 +272,9 @@ func (s *initState) spawn(p *Proc, stdio []*os.File) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := p.CheckCaps(user.UID); err != nil {
+		return 0, err
+	}
 	env := p.Env
 	if LookupEnv(env, "HOME") == "" {
 		env = append(env, "HOME="+user.Home)
@@ -340,10 +343,15 @@ func (s *initState) spawnOnThread(p *Proc, path, dir string, env []string, u IDs
 	// The thread keeps its effective capabilities: the child may need
 	// them before it executes (to unshare its cgroup namespace). What the
 	// program gets is decided by execve: root gets the bounding set just
-	// dropped to the spec's capabilities (inheritable and ambient are
-	// empty), any other user none, as with Docker.
-	if err := clearInheritable(); err != nil {
+	// dropped to the spec's capabilities with the inheritable and ambient
+	// sets, any other user its ambient set (none by default, as with
+	// Docker). The child inherits this thread's inheritable set; Go's
+	// fork raises the ambient set in the child after setuid.
+	if err := setInheritable(p.Inh | p.Amb); err != nil {
 		return 0, err
+	}
+	if p.Amb != 0 {
+		sys.AmbientCaps = p.Amb.list()
 	}
 	if u.UID != 0 {
 		// The child becomes the user after it is forked and placed.
