@@ -78,9 +78,11 @@ func exitStatusOf(ws unix.WaitStatus) *ExitStatus {
 	return s
 }
 
-// Runtime owns a set of containers: their IDs and the cgroup they are
-// placed under. The zero value is ready to use; Default is the one the
-// package-level functions use.
+// Runtime owns a set of containers: their IDs (unique within it; Get and
+// List find them) and the cgroup they are placed under. Images names the
+// layer store that image containers (Spec.Image) come from. The zero
+// value is ready to use; Default is the one the package-level Create
+// uses. A Runtime is safe for concurrent use.
 type Runtime struct {
 	// CgroupParent is the cgroup under which each container gets
 	// CgroupParent/ID. Empty means "/berth".
@@ -96,7 +98,8 @@ type Runtime struct {
 	containers map[string]*Container
 }
 
-// Default is the Runtime used by the package-level Create, Get and List.
+// Default is the Runtime the package-level Create uses: containers
+// created with it are found with Default.Get and Default.List.
 var Default = &Runtime{}
 
 // Create creates a container in the Default runtime; see Runtime.Create.

@@ -16,10 +16,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Env marks a process as a container init: the embedding program,
-// re-executed from its sealed copy. The package's init function
-// recognises it, so it works in any program that imports this package,
-// test binaries included, before the program's own main or TestMain runs.
+// Env marks a process as a container init: this package's init function
+// then runs Main, before the program's own main or TestMain. The
+// container package sets it for the embedded berth-init (cmd/berth-init)
+// and, where none is embedded for the architecture, for the embedding
+// program re-executed from a sealed copy: that works in any program that
+// imports this package, test binaries included.
 const Env = "_BERTH_CONTAINER_INIT"
 
 func init() {
