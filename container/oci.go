@@ -157,8 +157,10 @@ func unsupportedOCI(field, why string) error {
 // ociUnsupported refuses the fields of s that berth cannot honour.
 func ociUnsupported(s *specs.Spec) error {
 	if h := s.Hooks; h != nil {
+		//lint:ignore SA1019 a deprecated hook in a config is still one berth would not run
+		prestart := h.Prestart
 		for name, hooks := range map[string][]specs.Hook{
-			"prestart": h.Prestart, "createRuntime": h.CreateRuntime, "createContainer": h.CreateContainer,
+			"prestart": prestart, "createRuntime": h.CreateRuntime, "createContainer": h.CreateContainer,
 			"startContainer": h.StartContainer, "poststart": h.Poststart, "poststop": h.Poststop,
 		} {
 			if len(hooks) > 0 {

@@ -225,7 +225,7 @@ func TestFromOCIRefuses(t *testing.T) {
 	mode := uint32(0o22)
 	for field, edit := range map[string]func(s *specs.Spec){
 		"linux.seccomp":       func(s *specs.Spec) { s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActErrno} },
-		"hooks.prestart":      func(s *specs.Spec) { s.Hooks = &specs.Hooks{Prestart: []specs.Hook{{Path: "/bin/true"}}} },
+		"hooks.prestart":      func(s *specs.Spec) { s.Hooks = prestartHook() },
 		"hooks.poststop":      func(s *specs.Spec) { s.Hooks = &specs.Hooks{Poststop: []specs.Hook{{Path: "/bin/true"}}} },
 		"hooks.createRuntime": func(s *specs.Spec) { s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/true"}}} },
 		"linux.devices": func(s *specs.Spec) {
@@ -279,4 +279,10 @@ func TestFromOCIRefuses(t *testing.T) {
 	if _, err := FromOCI(s, ""); err != nil {
 		t.Errorf("empty hooks: %v", err)
 	}
+}
+
+// prestartHook is a Hooks with the deprecated prestart hook set.
+func prestartHook() *specs.Hooks {
+	//lint:ignore SA1019 configs still carry the deprecated prestart hooks
+	return &specs.Hooks{Prestart: []specs.Hook{{Path: "/bin/true"}}}
 }
