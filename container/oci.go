@@ -154,42 +154,49 @@ func unsupportedOCI(field, why string) error {
 	return fmt.Errorf("%w: OCI %s: %s: %w", ErrInvalidSpec, field, why, errors.ErrUnsupported)
 }
 
-// ociUnsupported refuses the fields of s that berth cannot honour.
+// ociField is a field of an OCI spec, and whether the spec sets it.
+type ociField struct {
+	name string
+	set  bool
+}
+
+// ociUnsupported refuses, in the order of the OCI spec, the fields of s that berth cannot honour.
 func ociUnsupported(s *specs.Spec) error {
 	if h := s.Hooks; h != nil {
 		//lint:ignore SA1019 a deprecated hook in a config is still one berth would not run
 		prestart := h.Prestart
-		for name, hooks := range map[string][]specs.Hook{
-			"prestart": prestart, "createRuntime": h.CreateRuntime, "createContainer": h.CreateContainer,
-			"startContainer": h.StartContainer, "poststart": h.Poststart, "poststop": h.Poststop,
+		for _, f := range []ociField{
+			{"prestart", len(prestart) > 0}, {"createRuntime", len(h.CreateRuntime) > 0},
+			{"createContainer", len(h.CreateContainer) > 0}, {"startContainer", len(h.StartContainer) > 0},
+			{"poststart", len(h.Poststart) > 0}, {"poststop", len(h.Poststop) > 0},
 		} {
-			if len(hooks) > 0 {
-				return unsupportedOCI("hooks."+name, "berth runs no hooks")
+			if f.set {
+				return unsupportedOCI("hooks."+f.name, "berth runs no hooks")
 			}
 		}
 	}
-	for field, set := range map[string]bool{
-		"solaris": s.Solaris != nil, "windows": s.Windows != nil, "vm": s.VM != nil,
-		"zos": s.ZOS != nil, "freebsd": s.FreeBSD != nil,
+	for _, f := range []ociField{
+		{"solaris", s.Solaris != nil}, {"windows", s.Windows != nil}, {"vm", s.VM != nil},
+		{"zos", s.ZOS != nil}, {"freebsd", s.FreeBSD != nil},
 	} {
-		if set {
-			return unsupportedOCI(field, "berth runs Linux containers only")
+		if f.set {
+			return unsupportedOCI(f.name, "berth runs Linux containers only")
 		}
 	}
 	p := s.Process
-	for field, set := range map[string]bool{
-		"process.terminal":        p.Terminal,
-		"process.consoleSize":     p.ConsoleSize != nil,
-		"process.apparmorProfile": p.ApparmorProfile != "",
-		"process.selinuxLabel":    p.SelinuxLabel != "",
-		"process.scheduler":       p.Scheduler != nil,
-		"process.ioPriority":      p.IOPriority != nil,
-		"process.execCPUAffinity": p.ExecCPUAffinity != nil,
-		"process.user.umask":      p.User.Umask != nil,
-		"process.commandLine":     p.CommandLine != "",
+	for _, f := range []ociField{
+		{"process.terminal", p.Terminal},
+		{"process.consoleSize", p.ConsoleSize != nil},
+		{"process.apparmorProfile", p.ApparmorProfile != ""},
+		{"process.selinuxLabel", p.SelinuxLabel != ""},
+		{"process.scheduler", p.Scheduler != nil},
+		{"process.ioPriority", p.IOPriority != nil},
+		{"process.execCPUAffinity", p.ExecCPUAffinity != nil},
+		{"process.user.umask", p.User.Umask != nil},
+		{"process.commandLine", p.CommandLine != ""},
 	} {
-		if set {
-			return unsupportedOCI(field, "not implemented")
+		if f.set {
+			return unsupportedOCI(f.name, "not implemented")
 		}
 	}
 	l := s.Linux
@@ -199,19 +206,19 @@ func ociUnsupported(s *specs.Spec) error {
 	if r := l.Resources; r != nil && len(r.Devices) > 0 {
 		return unsupportedOCI("linux.resources.devices", "berth applies no device cgroup rules")
 	}
-	for field, set := range map[string]bool{
-		"linux.seccomp":      l.Seccomp != nil,
-		"linux.devices":      len(l.Devices) > 0,
-		"linux.netDevices":   len(l.NetDevices) > 0,
-		"linux.mountLabel":   l.MountLabel != "",
-		"linux.cgroupsPath":  l.CgroupsPath != "",
-		"linux.intelRdt":     l.IntelRdt != nil,
-		"linux.memoryPolicy": l.MemoryPolicy != nil,
-		"linux.personality":  l.Personality != nil,
-		"linux.timeOffsets":  len(l.TimeOffsets) > 0,
+	for _, f := range []ociField{
+		{"linux.seccomp", l.Seccomp != nil},
+		{"linux.devices", len(l.Devices) > 0},
+		{"linux.netDevices", len(l.NetDevices) > 0},
+		{"linux.mountLabel", l.MountLabel != ""},
+		{"linux.cgroupsPath", l.CgroupsPath != ""},
+		{"linux.intelRdt", l.IntelRdt != nil},
+		{"linux.memoryPolicy", l.MemoryPolicy != nil},
+		{"linux.personality", l.Personality != nil},
+		{"linux.timeOffsets", len(l.TimeOffsets) > 0},
 	} {
-		if set {
-			return unsupportedOCI(field, "not implemented")
+		if f.set {
+			return unsupportedOCI(f.name, "not implemented")
 		}
 	}
 	switch l.RootfsPropagation {
