@@ -16,12 +16,14 @@
 //
 // # The container init
 //
-// A container's PID 1 is berth's own small init: the embedding program,
-// re-executed from a sealed in-memory copy of its executable (so nothing
-// in a container can overwrite the host's binary through /proc/PID/exe).
-// The container package recognises the re-execution in its package init
-// function, so a program, or a go test binary, needs no hook of its own
-// and builds with CGO_ENABLED=0. init builds the root filesystem, starts
+// A container's PID 1 is berth's own small init: a static Go program,
+// embedded in the container package for amd64 and arm64 and run from a
+// sealed memfd (so nothing in a container can overwrite a host binary
+// through /proc/PID/exe). On other architectures the embedding program is
+// re-executed from a sealed copy of its executable instead, and the
+// container package recognises that in its package init function. Either
+// way a program, or a go test binary, needs no hook of its own and builds
+// with CGO_ENABLED=0. init builds the root filesystem, starts
 // the workload with its credentials and capabilities, reaps zombies,
 // forwards signals, starts Exec'd processes from inside, and dies with
 // the embedding process, taking the container with it.

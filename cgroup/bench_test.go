@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,7 +18,7 @@ func benchSetup(b *testing.B) (parent string, pid int) {
 	parent = fmt.Sprintf("/berth-bench-%d", os.Getpid())
 	b.Cleanup(func() {
 		if c, err := Load(parent); err == nil {
-			_ = c.Delete()
+			_ = c.Delete(context.Background())
 		}
 	})
 	cmd := exec.Command("sleep", "600")
@@ -69,7 +70,7 @@ func BenchmarkNewDelete(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StartTimer()
-			if err := c.Delete(); err != nil {
+			if err := c.Delete(context.Background()); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -80,7 +81,7 @@ func BenchmarkNewDelete(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := c.Delete(); err != nil {
+			if err := c.Delete(context.Background()); err != nil {
 				b.Fatal(err)
 			}
 		}

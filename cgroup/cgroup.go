@@ -92,9 +92,9 @@ type manager interface {
 	setFrozen(frozen bool) error
 	frozen() (bool, error)
 	// kill sends SIGKILL to every process once.
-	kill() error
+	kill(ctx context.Context) error
 	// remove removes the directories, children first.
-	remove() error
+	remove(ctx context.Context) error
 	stats() (*Stats, error)
 	oomKills() (uint64, error)
 	watchOOM(ctx context.Context, ch chan<- struct{}) error
@@ -302,40 +302,60 @@ const (
 	killTimeout   = 10 * time.Second
 )
 
-// poll calls done with growing pauses until it reports true or fails, or
-// until timeout passes; it reports whether done said true.
-func poll(timeout time.Duration, done func() (bool, error)) (bool, error) {
+// poll calls done with growing pauses until it reports true or fails,
+// until timeout passes, or until ctx is done; it reports whether done
+// said true, and ctx's error when ctx ended the wait.
+func poll(ctx context.Context, timeout time.Duration, done func() (bool, error)) (bool, error) {
 	deadline := time.Now().Add(timeout)
 	pause := 50 * time.Microsecond
+	var timer *time.Timer
 	for {
 		ok, err := done()
 		if ok || err != nil {
 			return ok, err
 		}
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
 		if time.Now().After(deadline) {
 			return false, nil
 		}
-		time.Sleep(pause)
+		if timer == nil {
+			timer = time.NewTimer(pause)
+			defer timer.Stop()
+		} else {
+			timer.Reset(pause)
+		}
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
 		pause = min(pause*2, 10*time.Millisecond)
 	}
 }
 
 // Freeze stops every process in the cgroup and returns once all are
-// frozen, or with an error after about 5 seconds.
-func (c *Cgroup) Freeze() error {
-	return c.wrap("freeze", c.setFrozen(true))
+// frozen, or with an error after about 5 seconds. When ctx is done first
+// it returns an error matching ctx.Err(); the cgroup may then be frozen
+// or on its way there (Thaw undoes either).
+func (c *Cgroup) Freeze(ctx context.Context) error {
+	return c.wrap("freeze", c.setFrozen(ctx, true))
 }
 
 // Thaw resumes the processes Freeze stopped and returns once they run.
 func (c *Cgroup) Thaw() error {
-	return c.wrap("thaw", c.setFrozen(false))
+	return c.wrap("thaw", c.setFrozen(context.Background(), false))
 }
 
-func (c *Cgroup) setFrozen(want bool) error {
+func (c *Cgroup) setFrozen(ctx context.Context, want bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := c.m.setFrozen(want); err != nil {
 		return err
 	}
-	ok, err := poll(freezeTimeout, func() (bool, error) {
+	ok, err := poll(ctx, freezeTimeout, func() (bool, error) {
 		f, err := c.m.frozen()
 		return f == want, err
 	})
@@ -357,15 +377,21 @@ func (c *Cgroup) Frozen() (bool, error) {
 
 // Kill sends SIGKILL to every process in the cgroup and its descendants,
 // including ones forked while it runs, and returns once the cgroup is
-// empty, or with an error after about 10 seconds. Killed processes that
-// are children of the caller still need to be waited for.
-func (c *Cgroup) Kill() error {
-	return c.wrap("kill processes of", c.kill())
+// empty, or with an error after about 10 seconds. When ctx is done before
+// the cgroup is empty it returns an error matching ctx.Err() (the
+// processes have been sent SIGKILL unless ctx was done at the call).
+// Killed processes that are children of the caller still need to be
+// waited for.
+func (c *Cgroup) Kill(ctx context.Context) error {
+	return c.wrap("kill processes of", c.kill(ctx))
 }
 
-func (c *Cgroup) kill() error {
+func (c *Cgroup) kill(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	var last []int
-	ok, err := poll(killTimeout, func() (bool, error) {
+	ok, err := poll(ctx, killTimeout, func() (bool, error) {
 		procs, err := c.m.procs()
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
@@ -381,7 +407,7 @@ func (c *Cgroup) kill() error {
 			return false, nil
 		}
 		last = procs
-		return false, c.m.kill()
+		return false, c.m.kill(ctx)
 	})
 	if err != nil {
 		return err
@@ -394,12 +420,13 @@ func (c *Cgroup) kill() error {
 
 // Delete kills the processes in the cgroup (see Kill), then removes it,
 // with any child cgroups, from every hierarchy. Deleting a cgroup that is
-// gone already returns nil.
-func (c *Cgroup) Delete() error {
-	if err := c.kill(); err != nil {
+// gone already returns nil. When ctx is done first it returns an error
+// matching ctx.Err(), and the cgroup may remain (Delete again removes it).
+func (c *Cgroup) Delete(ctx context.Context) error {
+	if err := c.kill(ctx); err != nil {
 		return c.wrap("delete", err)
 	}
-	return c.wrap("delete", c.m.remove())
+	return c.wrap("delete", c.m.remove(ctx))
 }
 
 // OOMKills returns how many processes the kernel's OOM killer has killed

@@ -88,13 +88,13 @@ func runSuite(t *testing.T, v Version) {
 		if got := l.Resources(); *got != want {
 			t.Errorf("Load(...).Resources() = %+v, want %+v", got, want)
 		}
-		if err := l.Delete(); err != nil {
+		if err := l.Delete(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		if d := dirsOf(t, p); len(d) > 0 {
 			t.Errorf("after Delete, left %v", d)
 		}
-		if err := c.Delete(); err != nil {
+		if err := c.Delete(context.Background()); err != nil {
 			t.Errorf("second Delete: %v, want nil", err)
 		}
 		if _, err := Load(p); !errors.Is(err, ErrNotFound) {
@@ -121,7 +121,7 @@ func runSuite(t *testing.T, v Version) {
 		if len(dirsOf(t, p)) == 0 {
 			t.Fatal("failed New removed the cgroup in use")
 		}
-		if err := c.Kill(); err != nil {
+		if err := c.Kill(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		// Empty now: a leftover, reused with the new limits, the old
@@ -136,7 +136,7 @@ func runSuite(t *testing.T, v Version) {
 		if got, err := Load(p); err != nil || got.Resources().MemoryLimit != 0 {
 			t.Errorf("Load of the reused cgroup: %v, memory limit %+v; want reset to 0", err, got)
 		}
-		if err := c2.Delete(); err != nil {
+		if err := c2.Delete(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -358,7 +358,7 @@ func runSuite(t *testing.T, v Version) {
 		if !closedWithin(ch1, 2*time.Second) {
 			t.Error("WatchOOM channel open 2s after its context ended")
 		}
-		if err := c.Delete(); err != nil {
+		if err := c.Delete(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		if !closedWithin(ch2, 2*time.Second) {
@@ -448,7 +448,7 @@ func runSuite(t *testing.T, v Version) {
 		if err := c.Add(s.pid); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Freeze(); err != nil {
+		if err := c.Freeze(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		if f, err := c.Frozen(); !f || err != nil {
@@ -469,10 +469,10 @@ func runSuite(t *testing.T, v Version) {
 			t.Error("thawed spinner does not run")
 		}
 		// A frozen cgroup can be deleted: its processes die.
-		if err := c.Freeze(); err != nil {
+		if err := c.Freeze(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Delete(); err != nil {
+		if err := c.Delete(context.Background()); err != nil {
 			t.Fatalf("Delete of a frozen cgroup: %v", err)
 		}
 		if _, ok := s.wait(5 * time.Second); !ok {
@@ -515,7 +515,7 @@ func runSuite(t *testing.T, v Version) {
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
-		if err := c.Kill(); err != nil {
+		if err := c.Kill(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		if got, err := c.Processes(); len(got) != 0 || err != nil {
@@ -545,7 +545,7 @@ func runSuite(t *testing.T, v Version) {
 		if err := os.Mkdir(cgFile(t, v, p, "memory", "sub", "sub"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Delete(); err != nil {
+		if err := c.Delete(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		if d := dirsOf(t, p); len(d) > 0 {

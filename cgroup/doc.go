@@ -14,7 +14,7 @@
 //		PidsLimit:   100,
 //	})
 //	if err != nil { ... }
-//	defer cg.Delete()
+//	defer cg.Delete(ctx)
 //	if err := cg.Add(cmd.Process.Pid); err != nil { ... }
 //
 // On cgroup v2 a child can be started directly inside the group, with no
@@ -32,6 +32,10 @@
 // runtime specification, and Validate reports the first value the kernel
 // would refuse, naming the field, before anything is created.
 //
+// Freeze, Kill and Delete wait for the kernel (for every process to stop
+// or to be gone) for up to seconds; they take a context, and return an
+// error matching its error when it is done first.
+//
 // Errors can be matched with errors.Is against ErrNotFound, ErrExists,
 // ErrInvalid and ErrNotSupported. Managing cgroups needs root (or a
 // delegated subtree on v2).
@@ -39,6 +43,5 @@
 // The package reads and writes the kernel's cgroup files directly and
 // depends on nothing but golang.org/x/sys (and the OCI runtime-spec types),
 // so that it adds little to the start time and size of the programs that
-// import it, such as a container's init, which is the embedding program
-// re-executed.
+// import it.
 package cgroup

@@ -1,6 +1,7 @@
 package cgroup_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -22,7 +23,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	defer cg.Delete()
+	defer cg.Delete(context.Background())
 
 	cmd := exec.Command("sleep", "60")
 	if err := cmd.Start(); err != nil {
@@ -44,7 +45,7 @@ func Example() {
 	fmt.Println("memory limit:", st.Memory.Limit>>20, "MiB")
 	fmt.Println("pids:", st.Pids.Current, "of", st.Pids.Limit)
 
-	if err := cg.Delete(); err != nil {
+	if err := cg.Delete(context.Background()); err != nil {
 		fmt.Println(err)
 		return
 	}

@@ -2,7 +2,9 @@ package cgroup
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -207,8 +209,8 @@ func hasChildren(dir string) (bool, error) {
 // rmdirTree removes the cgroup directory dir and its child cgroups,
 // children first. It retries EBUSY for a short while: a cgroup whose last
 // process just exited may not be removable at once. A missing dir is not
-// an error.
-func rmdirTree(dir string) error {
+// an error. When ctx is done while it waits, it returns ctx's error.
+func rmdirTree(ctx context.Context, dir string) error {
 	pause := 100 * time.Microsecond
 	deadline := time.Now().Add(time.Second)
 	for {
@@ -224,7 +226,7 @@ func rmdirTree(dir string) error {
 			return cerr
 		}
 		for _, c := range children {
-			if err := rmdirTree(filepath.Join(dir, c)); err != nil {
+			if err := rmdirTree(ctx, filepath.Join(dir, c)); err != nil {
 				return err
 			}
 		}
@@ -234,7 +236,11 @@ func rmdirTree(dir string) error {
 		if time.Now().After(deadline) {
 			return &fs.PathError{Op: "rmdir", Path: dir, Err: err}
 		}
-		time.Sleep(pause)
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return fmt.Errorf("rmdir %s: %w", dir, ctx.Err())
+		}
 		pause = min(2*pause, 50*time.Millisecond)
 	}
 }

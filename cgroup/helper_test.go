@@ -2,6 +2,7 @@ package cgroup
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -122,7 +123,7 @@ func testPath(t *testing.T) string {
 						continue
 					}
 				}
-				if err := c.Delete(); err != nil {
+				if err := c.Delete(context.Background()); err != nil {
 					t.Errorf("cleanup: %v", err)
 				}
 			}

@@ -20,7 +20,7 @@ func sendOOMKills(ctx context.Context, ch chan<- struct{}, base *uint64, read fu
 	if lag {
 		timeout = oomLag
 	}
-	_, err := poll(timeout, func() (bool, error) {
+	_, err := poll(ctx, timeout, func() (bool, error) {
 		var err error
 		n, err = read()
 		return n > *base || ctx.Err() != nil, err

@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -54,7 +55,7 @@ func SweepOlder(parent string, age time.Duration) ([]string, error) {
 			continue
 		}
 		if err == nil {
-			err = child.remove()
+			err = child.remove(context.Background())
 		}
 		if err != nil {
 			if !isBusy(err) {

@@ -512,13 +512,13 @@ func (c *v1) frozen() (bool, error) {
 
 // kill freezes the cgroup so that nothing in it can fork, sends SIGKILL to
 // every process, and thaws it so that they die.
-func (c *v1) kill() error {
+func (c *v1) kill(ctx context.Context) error {
 	frozen := false
 	if c.dir("freezer") != "" {
 		if err := c.setFrozen(true); err == nil {
 			frozen = true
 			// Wait a little for the freeze; kill regardless.
-			_, _ = poll(freezeTimeout/5, c.frozen)
+			_, _ = poll(ctx, freezeTimeout/5, c.frozen)
 		}
 	}
 	pids, err := c.procs()
@@ -533,10 +533,10 @@ func (c *v1) kill() error {
 	return err
 }
 
-func (c *v1) remove() error {
+func (c *v1) remove(ctx context.Context) error {
 	var errs []error
 	for _, m := range c.h.mounts {
-		if err := rmdirTree(m + c.path); err != nil {
+		if err := rmdirTree(ctx, m+c.path); err != nil {
 			errs = append(errs, err)
 		}
 	}

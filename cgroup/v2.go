@@ -375,14 +375,14 @@ func (c *v2) frozen() (bool, error) {
 // kill writes cgroup.kill (Linux 5.14), which kills every process of the
 // cgroup and its descendants at once, new forks included; before 5.14 it
 // freezes, kills each process and thaws.
-func (c *v2) kill() error {
+func (c *v2) kill(ctx context.Context) error {
 	err := writeFile(c.file("cgroup.kill"), "1")
 	if !errors.Is(err, fs.ErrNotExist) || !c.exists() {
 		return err
 	}
 	frozen := c.setFrozen(true) == nil
 	if frozen {
-		_, _ = poll(freezeTimeout/5, c.frozen)
+		_, _ = poll(ctx, freezeTimeout/5, c.frozen)
 	}
 	pids, err := c.procs()
 	if err == nil {
@@ -396,7 +396,7 @@ func (c *v2) kill() error {
 	return err
 }
 
-func (c *v2) remove() error { return rmdirTree(c.dir) }
+func (c *v2) remove(ctx context.Context) error { return rmdirTree(ctx, c.dir) }
 
 func (c *v2) stats() (*Stats, error) {
 	if !c.exists() {

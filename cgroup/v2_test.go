@@ -448,7 +448,7 @@ func TestV2Kernel(t *testing.T) {
 	h := mountV2(t)
 	top := fmt.Sprintf("/berth-v2test-%d", os.Getpid())
 	t.Cleanup(func() {
-		if err := rmdirTree(h.mount + top); err != nil {
+		if err := rmdirTree(context.Background(), h.mount+top); err != nil {
 			t.Errorf("remove %s: %v", top, err)
 		}
 	})
@@ -547,7 +547,7 @@ func TestV2Kernel(t *testing.T) {
 		t.Errorf("Stats: usage %d < user %d", s.CPU.UsageNs, s.CPU.UserNs)
 	}
 
-	if err := c.Freeze(); err != nil {
+	if err := c.Freeze(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if f, err := c.Frozen(); !f || err != nil {
@@ -582,12 +582,12 @@ func TestV2Kernel(t *testing.T) {
 		if exists(h.mount + q + "/child") {
 			t.Error("the failed New left its directory")
 		}
-		if err := newV2(h, q).kill(); err != nil {
+		if err := newV2(h, q).kill(context.Background()); err != nil {
 			t.Error(err)
 		}
 	}
 
-	if err := c.Kill(); err != nil {
+	if err := c.Kill(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for _, cmd := range []*exec.Cmd{sleeper, busy} {
@@ -598,13 +598,13 @@ func TestV2Kernel(t *testing.T) {
 	if procs, err := c.Processes(); err != nil || len(procs) != 0 {
 		t.Errorf("Processes() after Kill = %v, %v", procs, err)
 	}
-	if err := c.Delete(); err != nil {
+	if err := c.Delete(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if exists(h.mount + p) {
 		t.Error("Delete left the directory")
 	}
-	if err := c.Delete(); err != nil {
+	if err := c.Delete(context.Background()); err != nil {
 		t.Errorf("second Delete = %v", err)
 	}
 	if _, err := c.Stats(); !errors.Is(err, ErrNotFound) {

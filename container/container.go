@@ -78,14 +78,18 @@ func exitStatusOf(ws unix.WaitStatus) *ExitStatus {
 	return s
 }
 
-// Runtime owns a set of containers: their IDs and the cgroup they are
-// placed under. The zero value is ready to use; Default is the one the
-// package-level functions use.
+// Runtime owns a set of containers: their IDs (unique within it; Get and
+// List find them) and the cgroup they are placed under. Images names the
+// layer store that image containers (Spec.Image) come from. The zero
+// value is ready to use; Default is the one the package-level Create
+// uses. A Runtime is safe for concurrent use.
 type Runtime struct {
 	// CgroupParent is the cgroup under which each container gets
 	// CgroupParent/ID. Empty means "/berth".
 	CgroupParent string
-	// Logger receives debug and warning records; nil means slog.Default().
+	// Logger receives debug and warning records (such as what a
+	// container's init writes to its stderr when it crashes). Nil
+	// discards them.
 	Logger *slog.Logger
 	// Images is the layer store that Spec.Image names images in.
 	Images *layer.Store
@@ -94,7 +98,8 @@ type Runtime struct {
 	containers map[string]*Container
 }
 
-// Default is the Runtime used by the package-level Create, Get and List.
+// Default is the Runtime the package-level Create uses: containers
+// created with it are found with Default.Get and Default.List.
 var Default = &Runtime{}
 
 // Create creates a container in the Default runtime; see Runtime.Create.
@@ -102,13 +107,15 @@ func Create(ctx context.Context, id string, spec *Spec) (*Container, error) {
 	return Default.Create(ctx, id, spec)
 }
 
+var discardLogger = slog.New(slog.DiscardHandler)
+
 var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
 
 func (r *Runtime) logger() *slog.Logger {
 	if r.Logger != nil {
 		return r.Logger
 	}
-	return slog.Default()
+	return discardLogger
 }
 
 func (r *Runtime) cgroupPath(id string) string {
@@ -134,6 +141,9 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// The container keeps its own copy: the caller may change or reuse
+	// spec, its slices and maps, as soon as Create returns.
+	spec = spec.clone()
 	r.mu.Lock()
 	if r.containers == nil {
 		r.containers = map[string]*Container{}
@@ -152,9 +162,7 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 		}
 	}()
 	if spec.Image != "" {
-		s := *spec
-		s.Process.Env = append([]string(nil), spec.Process.Env...)
-		if err := r.fromImage(ctx, id, &s); err != nil {
+		if err := r.fromImage(ctx, id, spec); err != nil {
 			return nil, fmt.Errorf("create %s: %w", id, err)
 		}
 		defer func() {
@@ -162,7 +170,6 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 				r.Images.Release(context.Background(), snapshotKey(id))
 			}
 		}()
-		spec = &s
 	}
 	if err := spec.validate(); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
@@ -243,8 +250,14 @@ type Container struct {
 // ID returns the container's ID.
 func (c *Container) ID() string { return c.id }
 
-// Spec returns a copy of the container's spec.
-func (c *Container) Spec() Spec { return c.spec }
+// Spec returns a copy of the container's spec, with Resources as the
+// last Update left them. The copy is deep: changing its slices and maps
+// does not change the container.
+func (c *Container) Spec() Spec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return *c.spec.clone()
+}
 
 // State returns the container's current state.
 func (c *Container) State() State {
@@ -299,9 +312,6 @@ func (c *Container) prepare() error {
 		if _, err := root.LookPath(p.Args[0], initproc.LookupEnv(env, "PATH"), dir); err != nil {
 			return err
 		}
-		if _, err := root.ResolveUser(p.User, p.AdditionalGroups); err != nil {
-			return err
-		}
 	}
 	caps, err := initproc.ParseCaps(DefaultCapabilities)
 	if s.Capabilities != nil {
@@ -315,6 +325,30 @@ func (c *Container) prepare() error {
 		modes[k] = ns.Mode
 	}
 	c.modes = modes
+	main := initproc.Proc{
+		Args: p.Args, Env: env, Dir: dir, MkDir: true,
+		User: p.User, Groups: p.AdditionalGroups, Caps: caps,
+		NNP: !s.AllowPrivilegeEscalation,
+	}
+	if err := s.capSets(&main); err != nil {
+		return err
+	}
+	if s.rootfsMounts == nil {
+		u, err := root.ResolveUser(p.User, p.AdditionalGroups)
+		if err != nil {
+			return err
+		}
+		if err := main.CheckCaps(u.UID); err != nil {
+			return err
+		}
+	} else {
+		// The user is known at Start: check what can be checked now.
+		early := main
+		early.Perm, early.Eff = nil, nil
+		if err := early.CheckCaps(0); err != nil {
+			return err
+		}
+	}
 	cfg := initproc.Config{
 		Rootfs:        s.Rootfs,
 		RootfsMounts:  s.rootfsMounts,
@@ -326,11 +360,12 @@ func (c *Container) prepare() error {
 		NewIPC:        modes[namespace.IPC] == NamespaceNew,
 		UserNS:        modes[namespace.User] == NamespaceNew,
 		CgroupNS:      modes[namespace.Cgroup] == NamespaceNew,
-		Main: initproc.Proc{
-			Args: p.Args, Env: env, Dir: dir, MkDir: true,
-			User: p.User, Groups: p.AdditionalGroups, Caps: caps,
-			NNP: !s.AllowPrivilegeEscalation,
-		},
+		Main:          main,
+	}
+	if len(s.Sysctls) > 0 {
+		if cfg.Sysctls, err = s.checkSysctls(modes); err != nil {
+			return err
+		}
 	}
 	if cfg.MaskedPaths == nil {
 		cfg.MaskedPaths = DefaultMaskedPaths
@@ -354,7 +389,11 @@ func (c *Container) prepare() error {
 		cfg.Rlimits = append(cfg.Rlimits, initproc.Rlimit{Resource: res, Soft: l.Soft, Hard: l.Hard})
 	}
 	for _, m := range s.Mounts {
-		cfg.Mounts = append(cfg.Mounts, initproc.Mount{Type: string(m.Type), Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, Options: m.Options})
+		im, err := initproc.NewMount(string(m.Type), m.Source, m.Target, m.ReadOnly, m.Options)
+		if err != nil {
+			return err
+		}
+		cfg.Mounts = append(cfg.Mounts, im)
 		if m.Type == Bind {
 			if _, err := os.Stat(m.Source); err != nil {
 				return fmt.Errorf("%w: bind mount source: %w", ErrInvalidSpec, err)
@@ -530,7 +569,7 @@ func (c *Container) start(ctx context.Context) (err error) {
 		cmd.Wait()
 		sio.handedOver()
 		sio.wait()
-		c.cg.Kill()
+		c.cg.Kill(context.Background())
 		c.closeLogs()
 		c.cmd, c.conn, c.initPid = nil, nil, 0
 		return err
@@ -624,7 +663,7 @@ func (c *Container) monitor() {
 	// it; with the host's (or another's), nothing did.
 	if c.modes[namespace.PID] != NamespaceNew {
 		if procs, err := c.cg.Processes(); err == nil && len(procs) > 0 {
-			c.cg.Kill()
+			c.cg.Kill(context.Background())
 		}
 	}
 	c.conn.Close()
@@ -688,13 +727,15 @@ func (c *Container) signalProc(id uint64, sig syscall.Signal) error {
 	}
 	if sig == syscall.SIGKILL && id == 0 {
 		// Works even while init is frozen.
-		return c.cg.Kill()
+		return c.cg.Kill(context.Background())
 	}
 	return initproc.Send(c.conn, &initproc.Message{Type: initproc.MsgSignal, ID: id, Signal: int(sig)})
 }
 
 // Kill kills every process of the container at once (SIGKILL through its
-// cgroup, paused or not) and waits until the container has stopped.
+// cgroup, paused or not) and waits until the container has stopped. When
+// ctx is done first, Kill returns an error matching ctx.Err(); the
+// processes have been sent SIGKILL unless ctx was done at the call.
 func (c *Container) Kill(ctx context.Context) error {
 	c.mu.Lock()
 	if err := c.checkUsable(); err != nil {
@@ -706,14 +747,14 @@ func (c *Container) Kill(ctx context.Context) error {
 	if st != Running && st != Paused {
 		return nil
 	}
-	if err := c.cg.Kill(); err != nil {
+	if err := c.cg.Kill(ctx); err != nil {
 		return fmt.Errorf("kill %s: %w", c.id, err)
 	}
 	select {
 	case <-c.done:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("kill %s: wait for it to stop: %w", c.id, ctx.Err())
 	}
 }
 
@@ -774,14 +815,15 @@ func (c *Container) Pause() error {
 	if c.state != Running {
 		return fmt.Errorf("pause %s: %w", c.id, ErrNotRunning)
 	}
-	if err := c.cg.Freeze(); err != nil {
+	if err := c.cg.Freeze(context.Background()); err != nil {
 		return fmt.Errorf("pause %s: %w", c.id, err)
 	}
 	c.state = Paused
 	return nil
 }
 
-// Resume thaws a paused container.
+// Resume thaws a paused container. On a container that is not paused it
+// returns an error matching ErrNotPaused.
 func (c *Container) Resume() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -789,7 +831,7 @@ func (c *Container) Resume() error {
 		return err
 	}
 	if c.state != Paused {
-		return fmt.Errorf("resume %s: container is %s, not paused", c.id, c.state)
+		return fmt.Errorf("resume %s (%s): %w", c.id, c.state, ErrNotPaused)
 	}
 	if err := c.cg.Thaw(); err != nil {
 		return fmt.Errorf("resume %s: %w", c.id, err)
@@ -826,8 +868,13 @@ func (c *Container) Update(r cgroup.Resources) error {
 // Delete removes the container: if it still runs, every process is
 // killed first (like `docker rm -f`); then its cgroup is removed. Nothing
 // of it remains: no process, mount, namespace, cgroup or file descriptor.
-// After Delete every call on c returns ErrDeleted.
+// After Delete every call on c returns ErrDeleted. When ctx is done
+// first, Delete returns an error matching ctx.Err() and the container is
+// not deleted (Delete can be called again).
 func (c *Container) Delete(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("delete %s: %w", c.id, err)
+	}
 	c.mu.Lock()
 	if err := c.checkUsable(); err != nil {
 		c.mu.Unlock()
@@ -845,7 +892,7 @@ func (c *Container) Delete(ctx context.Context) error {
 	if err := c.checkUsable(); err != nil {
 		return err
 	}
-	if err := c.cg.Delete(); err != nil {
+	if err := c.cg.Delete(ctx); err != nil {
 		return fmt.Errorf("delete %s: %w", c.id, err)
 	}
 	if err := c.releaseImage(ctx); err != nil {

@@ -570,7 +570,7 @@ func TestKilledParentTakesContainers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the dead owner's container cgroup: %v", err)
 	}
-	if err := cg.Delete(); err != nil {
+	if err := cg.Delete(context.Background()); err != nil {
 		t.Error(err)
 	}
 }

@@ -20,6 +20,9 @@ var (
 	ErrNotRunning = errors.New("container is not running")
 	// ErrAlreadyStarted is returned by a second Start.
 	ErrAlreadyStarted = errors.New("container already started")
+	// ErrNotPaused is returned by Resume on a container that is not
+	// paused (created, running or stopped).
+	ErrNotPaused = errors.New("container is not paused")
 	// ErrInitUnavailable is returned when the container init cannot be
 	// started, for example when this program's executable cannot be read.
 	ErrInitUnavailable = errors.New("berth container init unavailable")

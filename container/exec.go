@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/berthlabs/berth/internal/initproc"
+	"os"
 	"syscall"
+
+	"github.com/berthlabs/berth/internal/initproc"
 )
 
 // ExecProcess is a process started in a running container by Exec, like
@@ -46,6 +48,8 @@ func (c *Container) Exec(ctx context.Context, p Process) (*ExecProcess, error) {
 		User:   p.User,
 		Groups: p.AdditionalGroups,
 		Caps:   main.Caps,
+		Inh:    main.Inh,
+		Amb:    main.Amb,
 		NNP:    main.NNP,
 	}
 	if pc.Dir == "" {
@@ -111,11 +115,12 @@ func (c *Container) Exec(ctx context.Context, p Process) (*ExecProcess, error) {
 // Pid returns the process's PID inside the container's PID namespace.
 func (p *ExecProcess) Pid() int { return p.pid }
 
-// Signal sends sig to the process.
+// Signal sends sig to the process. Once the process has ended, Signal
+// returns an error matching os.ErrProcessDone, as os.Process.Signal does.
 func (p *ExecProcess) Signal(sig syscall.Signal) error {
 	select {
 	case <-p.done:
-		return fmt.Errorf("exec process %d: already exited", p.pid)
+		return fmt.Errorf("signal exec process %d in %s: %w", p.pid, p.c.id, os.ErrProcessDone)
 	default:
 	}
 	return p.c.signalProc(p.id, sig)

@@ -2,14 +2,17 @@ package container
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/berthlabs/berth/cgroup"
+	"github.com/berthlabs/berth/internal/initproc"
 	"github.com/berthlabs/berth/namespace"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -27,15 +30,38 @@ var standardMounts = map[string]bool{
 // relative root.path is relative to. Namespaces the OCI spec does not
 // list are the host's, as in the OCI spec. Mounts of /proc, /dev, /sys
 // and their usual sub-mounts are set up by berth and skipped; bind and
-// tmpfs mounts are converted; any other mount type is an error.
+// tmpfs mounts are converted with their options (see Mount.Options);
+// linux.sysctl becomes Sysctls (and domainname kernel.domainname), the
+// five capability sets Capabilities (the bounding set) and the
+// *Capabilities fields, linux.resources Resources (see cgroup.FromOCI).
+// Annotations are ignored, as the OCI spec allows.
+//
+// What berth cannot do is refused, never dropped: the error names the
+// field and matches ErrInvalidSpec and errors.ErrUnsupported. That is
+// hooks, process.terminal and consoleSize, process.apparmorProfile,
+// process.selinuxLabel, linux.mountLabel, linux.seccomp, linux.devices,
+// linux.netDevices, linux.resources.devices and the other resources
+// cgroup.FromOCI refuses, linux.cgroupsPath (a container's cgroup is
+// Runtime.CgroupParent/ID), linux.rootfsPropagation other than private
+// or rprivate, linux.intelRdt, linux.memoryPolicy, linux.personality,
+// linux.timeOffsets, process.scheduler, process.ioPriority,
+// process.execCPUAffinity, process.user.umask, other platforms' sections,
+// mount types other than bind and tmpfs, id-mapped mounts, and mount
+// options berth does not implement.
 func FromOCI(s *specs.Spec, bundle string) (*Spec, error) {
 	if s == nil || s.Root == nil || s.Process == nil {
 		return nil, fmt.Errorf("%w: OCI spec needs root and process", ErrInvalidSpec)
+	}
+	if err := ociUnsupported(s); err != nil {
+		return nil, err
 	}
 	out := &Spec{
 		Rootfs:         s.Root.Path,
 		ReadonlyRootfs: s.Root.Readonly,
 		Hostname:       s.Hostname,
+	}
+	if s.Domainname != "" {
+		out.Sysctls = map[string]string{"kernel.domainname": s.Domainname}
 	}
 	if !filepath.IsAbs(out.Rootfs) {
 		out.Rootfs = filepath.Join(bundle, out.Rootfs)
@@ -50,8 +76,12 @@ func FromOCI(s *specs.Spec, bundle string) (*Spec, error) {
 		out.Process.AdditionalGroups = append(out.Process.AdditionalGroups, strconv.FormatUint(uint64(g), 10))
 	}
 	out.AllowPrivilegeEscalation = !p.NoNewPrivileges
-	if p.Capabilities != nil {
-		out.Capabilities = append([]string{}, p.Capabilities.Bounding...)
+	if c := p.Capabilities; c != nil {
+		out.Capabilities = append([]string{}, c.Bounding...)
+		out.InheritableCapabilities = slices.Clone(c.Inheritable)
+		out.AmbientCapabilities = slices.Clone(c.Ambient)
+		out.PermittedCapabilities = slices.Clone(c.Permitted)
+		out.EffectiveCapabilities = slices.Clone(c.Effective)
 	}
 	if p.OOMScoreAdj != nil {
 		out.OOMScoreAdj = *p.OOMScoreAdj
@@ -62,11 +92,11 @@ func FromOCI(s *specs.Spec, bundle string) (*Spec, error) {
 		}
 		out.Rlimits[r.Type] = Rlimit{Soft: r.Soft, Hard: r.Hard}
 	}
-	for _, m := range s.Mounts {
+	for i, m := range s.Mounts {
 		if standardMounts[filepath.Clean(m.Destination)] {
 			continue
 		}
-		mm, err := ociMount(m)
+		mm, err := ociMount(i, m)
 		if err != nil {
 			return nil, err
 		}
@@ -98,35 +128,125 @@ func FromOCI(s *specs.Spec, bundle string) (*Spec, error) {
 		}
 		if l.Resources != nil {
 			r, err := cgroup.FromOCI(l.Resources)
+			if errors.Is(err, cgroup.ErrNotSupported) {
+				return nil, fmt.Errorf("%w: OCI linux.resources: %w (%w)", ErrInvalidSpec, err, errors.ErrUnsupported)
+			}
 			if err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+				return nil, fmt.Errorf("%w: OCI linux.resources: %w", ErrInvalidSpec, err)
 			}
 			out.Resources = *r
+		}
+		for k, v := range l.Sysctl {
+			if out.Sysctls == nil {
+				out.Sysctls = map[string]string{}
+			}
+			if old, ok := out.Sysctls[k]; ok && old != v {
+				return nil, fmt.Errorf("%w: OCI linux.sysctl %s = %q conflicts with domainname %q", ErrInvalidSpec, k, v, old)
+			}
+			out.Sysctls[k] = v
 		}
 	}
 	return out, nil
 }
 
-func ociMount(m specs.Mount) (Mount, error) {
-	opts := map[string]bool{}
-	var rest []string
-	for _, o := range m.Options {
-		switch o {
-		case "bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "private", "rprivate":
-			opts[o] = true
-		default:
-			rest = append(rest, o)
+// unsupportedOCI is FromOCI's error for a field berth cannot honour.
+func unsupportedOCI(field, why string) error {
+	return fmt.Errorf("%w: OCI %s: %s: %w", ErrInvalidSpec, field, why, errors.ErrUnsupported)
+}
+
+// ociField is a field of an OCI spec, and whether the spec sets it.
+type ociField struct {
+	name string
+	set  bool
+}
+
+// ociUnsupported refuses, in the order of the OCI spec, the fields of s that berth cannot honour.
+func ociUnsupported(s *specs.Spec) error {
+	if h := s.Hooks; h != nil {
+		//lint:ignore SA1019 a deprecated hook in a config is still one berth would not run
+		prestart := h.Prestart
+		for _, f := range []ociField{
+			{"prestart", len(prestart) > 0}, {"createRuntime", len(h.CreateRuntime) > 0},
+			{"createContainer", len(h.CreateContainer) > 0}, {"startContainer", len(h.StartContainer) > 0},
+			{"poststart", len(h.Poststart) > 0}, {"poststop", len(h.Poststop) > 0},
+		} {
+			if f.set {
+				return unsupportedOCI("hooks."+f.name, "berth runs no hooks")
+			}
 		}
 	}
-	mm := Mount{Source: m.Source, Target: m.Destination, ReadOnly: opts["ro"]}
+	for _, f := range []ociField{
+		{"solaris", s.Solaris != nil}, {"windows", s.Windows != nil}, {"vm", s.VM != nil},
+		{"zos", s.ZOS != nil}, {"freebsd", s.FreeBSD != nil},
+	} {
+		if f.set {
+			return unsupportedOCI(f.name, "berth runs Linux containers only")
+		}
+	}
+	p := s.Process
+	for _, f := range []ociField{
+		{"process.terminal", p.Terminal},
+		{"process.consoleSize", p.ConsoleSize != nil},
+		{"process.apparmorProfile", p.ApparmorProfile != ""},
+		{"process.selinuxLabel", p.SelinuxLabel != ""},
+		{"process.scheduler", p.Scheduler != nil},
+		{"process.ioPriority", p.IOPriority != nil},
+		{"process.execCPUAffinity", p.ExecCPUAffinity != nil},
+		{"process.user.umask", p.User.Umask != nil},
+		{"process.commandLine", p.CommandLine != ""},
+	} {
+		if f.set {
+			return unsupportedOCI(f.name, "not implemented")
+		}
+	}
+	l := s.Linux
+	if l == nil {
+		return nil
+	}
+	if r := l.Resources; r != nil && len(r.Devices) > 0 {
+		return unsupportedOCI("linux.resources.devices", "berth applies no device cgroup rules")
+	}
+	for _, f := range []ociField{
+		{"linux.seccomp", l.Seccomp != nil},
+		{"linux.devices", len(l.Devices) > 0},
+		{"linux.netDevices", len(l.NetDevices) > 0},
+		{"linux.mountLabel", l.MountLabel != ""},
+		{"linux.cgroupsPath", l.CgroupsPath != ""},
+		{"linux.intelRdt", l.IntelRdt != nil},
+		{"linux.memoryPolicy", l.MemoryPolicy != nil},
+		{"linux.personality", l.Personality != nil},
+		{"linux.timeOffsets", len(l.TimeOffsets) > 0},
+	} {
+		if f.set {
+			return unsupportedOCI(f.name, "not implemented")
+		}
+	}
+	switch l.RootfsPropagation {
+	case "", "private", "rprivate":
+	default:
+		return unsupportedOCI("linux.rootfsPropagation", fmt.Sprintf("%q: a container's mounts are private", l.RootfsPropagation))
+	}
+	return nil
+}
+
+func ociMount(i int, m specs.Mount) (Mount, error) {
+	field := fmt.Sprintf("mounts[%d] (%s)", i, m.Destination)
+	if len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
+		return Mount{}, unsupportedOCI(field+".uidMappings", "id-mapped mounts are not implemented")
+	}
+	mm := Mount{Source: m.Source, Target: m.Destination, Options: slices.Clone(m.Options)}
 	switch {
-	case m.Type == "bind" || opts["bind"] || opts["rbind"]:
+	case m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind"):
 		mm.Type = Bind
 	case m.Type == "tmpfs":
 		mm.Type = Tmpfs
-		mm.Options = rest
 	default:
-		return mm, fmt.Errorf("%w: OCI mount of type %q on %s is not supported (bind and tmpfs are)", ErrInvalidSpec, m.Type, m.Destination)
+		return mm, unsupportedOCI(field, fmt.Sprintf("mount type %q (bind and tmpfs are supported)", m.Type))
+	}
+	for _, o := range m.Options {
+		if _, err := initproc.NewMount(string(mm.Type), mm.Source, mm.Target, false, []string{o}); err != nil {
+			return mm, unsupportedOCI(fmt.Sprintf("%s option %q", field, o), "not implemented")
+		}
 	}
 	return mm, nil
 }

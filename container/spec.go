@@ -2,7 +2,12 @@ package container
 
 import (
 	"fmt"
+	"io"
+	"maps"
+	"os"
 	"path"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -11,6 +16,7 @@ import (
 	"github.com/berthlabs/berth/internal/initproc"
 	"github.com/berthlabs/berth/layer/snapshot"
 	"github.com/berthlabs/berth/namespace"
+	"golang.org/x/sys/unix"
 )
 
 // Spec describes a container: its root filesystem, the process it runs,
@@ -64,10 +70,26 @@ type Spec struct {
 	// keyed by name as in `docker run --ulimit` ("nofile", "nproc", ...).
 	Rlimits map[string]Rlimit
 
-	// Capabilities, when non-nil, is the exact set of capabilities of the
-	// container's processes (names like "CAP_NET_ADMIN" or "NET_ADMIN").
-	// Nil means Docker's default set (DefaultCapabilities).
+	// Capabilities, when non-nil, is the bounding set of the container's
+	// processes (names like "CAP_NET_ADMIN" or "NET_ADMIN"): with the
+	// other sets left nil, what a process running as root has, and the
+	// most any process of the container can gain. Nil means Docker's
+	// default set (DefaultCapabilities).
 	Capabilities []string
+	// InheritableCapabilities is the processes' inheritable set, and
+	// AmbientCapabilities their ambient set, which a program keeps across
+	// execve(2) as a user other than root too (ambient capabilities are
+	// added to the inheritable set, as the kernel requires). Both must be
+	// within the bounding set. Nil means none, as with Docker.
+	InheritableCapabilities, AmbientCapabilities []string
+	// PermittedCapabilities and EffectiveCapabilities, when non-nil, are
+	// the exact permitted and effective sets the main process must have.
+	// The kernel computes both at execve(2): root gets the bounding,
+	// inheritable and ambient sets together, any other user its ambient
+	// set. A set that differs from that is an error (at Create, or at
+	// Start for an image container whose user is known only then). Nil
+	// means whatever execve gives.
+	PermittedCapabilities, EffectiveCapabilities []string
 	// AllowPrivilegeEscalation, when false (the default), sets
 	// no_new_privs so that setuid binaries and file capabilities cannot
 	// raise privileges.
@@ -84,6 +106,19 @@ type Spec struct {
 	// OOMScoreAdj is written to the container's processes'
 	// /proc/PID/oom_score_adj (-1000..1000).
 	OOMScoreAdj int
+
+	// Sysctls are kernel parameters set inside the container before its
+	// processes run, like `docker run --sysctl`. Keys are as sysctl(8)
+	// spells them ("net.ipv4.ip_forward"; slashes instead of dots work
+	// too). Only parameters the kernel keeps per namespace are allowed,
+	// as runc allows them: net.* with a network namespace that is not the
+	// host's (new or joined), kernel.msgmax, kernel.msgmnb, kernel.msgmni,
+	// kernel.sem, kernel.shmall, kernel.shmmax, kernel.shmmni,
+	// kernel.shm_rmid_forced and fs.mqueue.* with an IPC namespace that is
+	// not the host's, and kernel.domainname with a UTS namespace that is
+	// not the host's. Any other key, kernel.hostname included (set
+	// Hostname), is an error.
+	Sysctls map[string]string
 
 	// StopSignal is what Stop sends first. Zero means SIGTERM.
 	StopSignal syscall.Signal
@@ -120,10 +155,11 @@ type Process struct {
 
 	// Stdin, Stdout and Stderr work as in os/exec.Cmd: nil means the null
 	// device, an *os.File is handed to the process directly, anything
-	// else is copied through a pipe.
-	Stdin  interface{ Read([]byte) (int, error) }  // the process's standard input
-	Stdout interface{ Write([]byte) (int, error) } // the process's standard output
-	Stderr interface{ Write([]byte) (int, error) } // the process's standard error
+	// else is copied through a pipe (Stdout and Stderr that are the same
+	// writer share one pipe, so that their order is kept).
+	Stdin  io.Reader // the process's standard input
+	Stdout io.Writer // the process's standard output
+	Stderr io.Writer // the process's standard error
 }
 
 // Rlimit is a soft and hard resource limit.
@@ -182,8 +218,20 @@ type Mount struct {
 	Target string
 	// ReadOnly makes the mount read-only.
 	ReadOnly bool
-	// Options are extra mount options for Tmpfs ("size=64m",
-	// "mode=1777").
+	// Options are mount(8) options. Those that are mount flags apply to
+	// both types: "ro" (as ReadOnly) and "rw", "nosuid", "nodev",
+	// "noexec", "noatime", "nodiratime", "relatime", "strictatime",
+	// "lazytime", "nosymfollow", "sync", "dirsync", and their opposites
+	// ("suid", "dev", "exec", "atime", ...). A Tmpfs is nosuid and nodev
+	// unless they say "suid" or "dev"; a Bind keeps the flags of the
+	// mount it binds unless they say otherwise. "bind" makes a Bind
+	// non-recursive (the mounts below Source are not bound with it;
+	// "rbind" is the default). "defaults", "private" and "rprivate"
+	// change nothing: every mount of a container is private. A Tmpfs
+	// passes other options to the file system ("size=64m", "mode=1777");
+	// for a Bind they are an error, as are propagation ("shared",
+	// "slave", ...), recursive flag ("rro", "rnosuid", ...) and id-mapping
+	// options.
 	Options []string
 }
 
@@ -295,9 +343,14 @@ func (s *Spec) validate() error {
 			return fmt.Errorf("%w: rlimit %s: soft limit %d above hard limit %d", ErrInvalidSpec, name, l.Soft, l.Hard)
 		}
 	}
-	if s.Capabilities != nil {
-		if _, err := initproc.ParseCaps(s.Capabilities); err != nil {
+	for _, caps := range [][]string{s.Capabilities, s.InheritableCapabilities, s.AmbientCapabilities, s.PermittedCapabilities, s.EffectiveCapabilities} {
+		if _, err := initproc.ParseCaps(caps); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+		}
+	}
+	for k := range s.Sysctls {
+		if !sysctlKey.MatchString(strings.ReplaceAll(k, "/", ".")) {
+			return fmt.Errorf("%w: sysctl %q: not a parameter name", ErrInvalidSpec, k)
 		}
 	}
 	for _, p := range append(append([]string{}, s.MaskedPaths...), s.ReadonlyPaths...) {
@@ -357,7 +410,71 @@ func (m *Mount) validate() error {
 	default:
 		return fmt.Errorf("unknown mount type %q (want %q or %q)", m.Type, Bind, Tmpfs)
 	}
+	if _, err := initproc.NewMount(string(m.Type), m.Source, m.Target, m.ReadOnly, m.Options); err != nil {
+		return err
+	}
 	return nil
+}
+
+// sysctlKey is what a sysctl parameter name looks like, with dots.
+var sysctlKey = regexp.MustCompile(`^[a-zA-Z0-9_-]+(\.[a-zA-Z0-9_-]+)+$`)
+
+// ipcSysctls are the IPC namespace's parameters besides fs.mqueue.*.
+var ipcSysctls = map[string]bool{
+	"kernel.msgmax": true, "kernel.msgmnb": true, "kernel.msgmni": true,
+	"kernel.sem": true, "kernel.shmall": true, "kernel.shmmax": true,
+	"kernel.shmmni": true, "kernel.shm_rmid_forced": true,
+}
+
+// checkSysctls returns s's sysctls with dotted keys, after checking that
+// each is kept per namespace and the container has that namespace of its
+// own (runc's rules).
+func (s *Spec) checkSysctls(modes map[namespace.Kind]NamespaceMode) (map[string]string, error) {
+	out := make(map[string]string, len(s.Sysctls))
+	for k, v := range s.Sysctls {
+		key := strings.ReplaceAll(k, "/", ".")
+		var kind namespace.Kind
+		switch {
+		case ipcSysctls[key] || strings.HasPrefix(key, "fs.mqueue."):
+			kind = namespace.IPC
+		case strings.HasPrefix(key, "net."):
+			kind = namespace.Net
+		case key == "kernel.domainname":
+			kind = namespace.UTS
+		case key == "kernel.hostname":
+			return nil, fmt.Errorf("%w: sysctl %s: set Hostname instead", ErrInvalidSpec, k)
+		default:
+			return nil, fmt.Errorf("%w: sysctl %s is not kept per namespace: it would change the host", ErrInvalidSpec, k)
+		}
+		private, err := s.privateNamespace(kind, modes[kind])
+		if err != nil {
+			return nil, fmt.Errorf("%w: sysctl %s: %w", ErrInvalidSpec, k, err)
+		}
+		if !private {
+			return nil, fmt.Errorf("%w: sysctl %s needs a %s namespace that is not the host's", ErrInvalidSpec, k, kind)
+		}
+		out[key] = v
+	}
+	return out, nil
+}
+
+// privateNamespace reports whether the container's namespace of kind k,
+// in mode m, is not this process's.
+func (s *Spec) privateNamespace(k namespace.Kind, m NamespaceMode) (bool, error) {
+	switch m {
+	case NamespaceNew:
+		return true, nil
+	case NamespaceJoin:
+		var theirs, ours unix.Stat_t
+		if err := unix.Stat(s.Namespaces[k].Path, &theirs); err != nil {
+			return false, fmt.Errorf("%s namespace %s: %w", k, s.Namespaces[k].Path, err)
+		}
+		if err := unix.Stat(namespace.ProcPath(os.Getpid(), k), &ours); err != nil {
+			return false, fmt.Errorf("this process's %s namespace: %w", k, err)
+		}
+		return theirs.Dev != ours.Dev || theirs.Ino != ours.Ino, nil
+	}
+	return false, nil
 }
 
 // envWithPath returns env with PATH set to DefaultPath when it has none.
@@ -386,4 +503,68 @@ func mergeEnv(base, over []string) []string {
 		}
 	}
 	return out
+}
+
+// clone returns a deep copy of s: its slices and maps are its own, nil
+// ones staying nil (nil and empty mean different things in a Spec). The
+// stdio readers and writers are shared.
+func (s *Spec) clone() *Spec {
+	c := *s
+	c.Entrypoint = slices.Clone(s.Entrypoint)
+	c.rootfsMounts = slices.Clone(s.rootfsMounts)
+	for i := range c.rootfsMounts {
+		c.rootfsMounts[i].Options = slices.Clone(s.rootfsMounts[i].Options)
+	}
+	c.Process = s.Process.clone()
+	c.Mounts = slices.Clone(s.Mounts)
+	for i := range c.Mounts {
+		c.Mounts[i].Options = slices.Clone(s.Mounts[i].Options)
+	}
+	c.Namespaces = maps.Clone(s.Namespaces)
+	c.UIDMappings = slices.Clone(s.UIDMappings)
+	c.GIDMappings = slices.Clone(s.GIDMappings)
+	c.Rlimits = maps.Clone(s.Rlimits)
+	c.Capabilities = slices.Clone(s.Capabilities)
+	c.InheritableCapabilities = slices.Clone(s.InheritableCapabilities)
+	c.AmbientCapabilities = slices.Clone(s.AmbientCapabilities)
+	c.PermittedCapabilities = slices.Clone(s.PermittedCapabilities)
+	c.EffectiveCapabilities = slices.Clone(s.EffectiveCapabilities)
+	c.Sysctls = maps.Clone(s.Sysctls)
+	c.MaskedPaths = slices.Clone(s.MaskedPaths)
+	c.ReadonlyPaths = slices.Clone(s.ReadonlyPaths)
+	return &c
+}
+
+// clone returns a copy of p with slices of its own.
+func (p Process) clone() Process {
+	p.Args = slices.Clone(p.Args)
+	p.Env = slices.Clone(p.Env)
+	p.AdditionalGroups = slices.Clone(p.AdditionalGroups)
+	return p
+}
+
+// capSets parses the spec's inheritable, ambient, permitted and
+// effective capability sets into p.
+func (s *Spec) capSets(p *initproc.Proc) error {
+	var err error
+	if p.Inh, err = initproc.ParseCaps(s.InheritableCapabilities); err != nil {
+		return err
+	}
+	if p.Amb, err = initproc.ParseCaps(s.AmbientCapabilities); err != nil {
+		return err
+	}
+	for _, set := range []struct {
+		names []string
+		dst   **initproc.CapSet
+	}{{s.PermittedCapabilities, &p.Perm}, {s.EffectiveCapabilities, &p.Eff}} {
+		if set.names == nil {
+			continue
+		}
+		caps, err := initproc.ParseCaps(set.names)
+		if err != nil {
+			return err
+		}
+		*set.dst = &caps
+	}
+	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -75,10 +74,13 @@ func (s *Store) gcLock() *sync.RWMutex {
 // config with the layer's diff ID, a history entry and the changes of
 // opts, and a manifest; it returns the manifest's descriptor, tagged
 // opts.Name when that is set. The layer is streamed: the tar is hashed and
-// compressed on its way into the content store. With overlayfs the work
-// is proportional to the change, not to the image: the layer is the
-// snapshot's upper directory. The copy snapshotter compares the whole tree
-// with its parent's (file contents only where metadata cannot tell).
+// compressed on its way into the content store. What changed is read
+// through the snapshot's Mounts: the upper directory of an overlay is the
+// layer as it is, so with overlayfs the work is proportional to the
+// change, not to the image; a whole tree (the copy snapshotter's bind
+// mount) is compared with the base's, read through a view of it (file
+// contents only where metadata cannot tell). Mounts of other kinds are
+// mounted for the time of the commit.
 //
 // Do not let anything write to key meanwhile (pause the container, as
 // Container.Commit does): a file that changes while it is read can make
@@ -106,22 +108,9 @@ func (s *Store) Commit(ctx context.Context, key string, base *Image, opts Commit
 	if info.Parent != base.ChainID {
 		return fail(fmt.Errorf("%w: snapshot was prepared on %q, not on the top layer %q of %s", snapshot.ErrInvalid, info.Parent, base.ChainID, base.Name))
 	}
-	upper, err := s.Snapshots.(dirSnapshotter).Dir(ctx, key)
+	ms, err := s.Snapshots.Mounts(ctx, key)
 	if err != nil {
 		return fail(err)
-	}
-	lower := ""
-	if !s.overlay {
-		if base.ChainID == "" {
-			empty, err := os.MkdirTemp("", "berth-commit-")
-			if err != nil {
-				return fail(err)
-			}
-			defer os.Remove(empty)
-			lower = empty
-		} else if lower, err = s.Snapshots.(dirSnapshotter).Dir(ctx, base.ChainID); err != nil {
-			return fail(err)
-		}
 	}
 
 	// Hold off GC until the new image is named.
@@ -129,7 +118,22 @@ func (s *Store) Commit(ctx context.Context, key string, base *Image, opts Commit
 	l.RLock()
 	defer l.RUnlock()
 
-	layerDesc, diffID, err := s.writeLayer(ctx, lower, upper)
+	var (
+		layerDesc ocispec.Descriptor
+		diffID    digest.Digest
+	)
+	if upper, overlay, ok := directDir(ms, false); ok && overlay {
+		// The snapshot's upper directory is the change.
+		layerDesc, diffID, err = s.writeLayer(ctx, "", upper)
+	} else {
+		// A whole tree: compare it with the base's.
+		err = s.withView(ctx, base.ChainID, func(lower string) error {
+			return withDir(ms, false, func(upper string, _ bool) error {
+				layerDesc, diffID, err = s.writeLayer(ctx, lower, upper)
+				return err
+			})
+		})
+	}
 	if err != nil {
 		return fail(err)
 	}

@@ -27,8 +27,32 @@ func needRoot(t testing.TB) {
 	}
 }
 
+// mountedCopy is a Copy snapshotter whose mounts are a tmpfs with the
+// snapshot bind-mounted on top: mounts the Store cannot use without
+// mounting them, as a user's snapshotter may return.
+type mountedCopy struct{ *snapshot.Copy }
+
+func stacked(ms []snapshot.Mount, err error) ([]snapshot.Mount, error) {
+	if err != nil {
+		return nil, err
+	}
+	return append([]snapshot.Mount{{Type: "tmpfs", Source: "tmpfs", Options: []string{"size=64k"}}}, ms...), nil
+}
+
+func (m mountedCopy) Prepare(ctx context.Context, key, parent string, opts ...snapshot.Opt) ([]snapshot.Mount, error) {
+	return stacked(m.Copy.Prepare(ctx, key, parent, opts...))
+}
+
+func (m mountedCopy) View(ctx context.Context, key, parent string, opts ...snapshot.Opt) ([]snapshot.Mount, error) {
+	return stacked(m.Copy.View(ctx, key, parent, opts...))
+}
+
+func (m mountedCopy) Mounts(ctx context.Context, key string) ([]snapshot.Mount, error) {
+	return stacked(m.Copy.Mounts(ctx, key))
+}
+
 // openStore opens a store in a temporary directory on the overlay or the
-// copy snapshotter.
+// copy snapshotter, or ("mounted") on mountedCopy.
 func openStore(t testing.TB, kind string) *Store {
 	t.Helper()
 	root := t.TempDir()
@@ -43,12 +67,17 @@ func openStore(t testing.TB, kind string) *Store {
 			t.Skip(err)
 		}
 	} else {
-		sn, err = snapshot.NewCopy(filepath.Join(root, "snapshots"))
+		var c *snapshot.Copy
+		c, err = snapshot.NewCopy(filepath.Join(root, "snapshots"))
+		sn = c
+		if kind == "mounted" {
+			sn = mountedCopy{c}
+		}
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Store{Content: cs, Snapshots: sn, root: root, overlay: kind == "overlay", unpacking: map[string]*call{}}
+	s := &Store{Content: cs, Snapshots: sn, root: root, unpacking: map[string]*call{}}
 	t.Cleanup(func() { s.Close() })
 	return s
 }
@@ -155,7 +184,7 @@ func mounted(t testing.TB, s *Store, key string, fn func(dir string)) {
 }
 
 func forEachSnapshotter(t *testing.T, fn func(t *testing.T, s *Store)) {
-	for _, kind := range []string{"overlay", "copy"} {
+	for _, kind := range []string{"overlay", "copy", "mounted"} {
 		t.Run(kind, func(t *testing.T) {
 			needRoot(t)
 			fn(t, openStore(t, kind))

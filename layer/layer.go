@@ -36,8 +36,7 @@ type Store struct {
 	// Snapshots holds unpacked layers and containers' root filesystems.
 	Snapshots snapshot.Snapshotter
 
-	root    string
-	overlay bool
+	root string
 
 	mu        sync.Mutex
 	unpacking map[string]*call // chain ID -> unpack in progress
@@ -46,12 +45,6 @@ type Store struct {
 type call struct {
 	done chan struct{}
 	err  error
-}
-
-// dirSnapshotter is what both snapshotters offer beyond the interface:
-// the directory a layer is written into.
-type dirSnapshotter interface {
-	Dir(ctx context.Context, key string) (string, error)
 }
 
 // Open opens (creating if needed) the store at root.
@@ -64,12 +57,7 @@ func Open(root string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("layer: %w", err)
 	}
-	if _, ok := sn.(dirSnapshotter); !ok {
-		sn.Close()
-		return nil, fmt.Errorf("layer: snapshotter %T cannot be written into", sn)
-	}
-	_, overlay := sn.(*snapshot.Overlay)
-	s := &Store{Content: cs, Snapshots: sn, root: root, overlay: overlay, unpacking: map[string]*call{}}
+	s := &Store{Content: cs, Snapshots: sn, root: root, unpacking: map[string]*call{}}
 	if err := s.cleanLeftovers(context.Background()); err != nil {
 		sn.Close()
 		return nil, fmt.Errorf("layer: %w", err)
@@ -78,16 +66,22 @@ func Open(root string) (*Store, error) {
 }
 
 // extractPrefix names the active snapshots layers are unpacked into
-// before they are committed under their chain ID.
-const extractPrefix = "extract-"
+// before they are committed under their chain ID; viewPrefix the views
+// Commit reads a base image's tree through.
+const (
+	extractPrefix = "extract-"
+	viewPrefix    = "commit-base-"
+)
 
-// cleanLeftovers removes the half-unpacked layers of a process that died
-// while unpacking. The snapshot store is locked to one Store at a time,
-// so any such snapshot found at Open is a leftover.
+// cleanLeftovers removes the half-unpacked layers and the views of a
+// process that died while unpacking or committing. The snapshot store is
+// locked to one Store at a time, so any such snapshot found at Open is a
+// leftover.
 func (s *Store) cleanLeftovers(ctx context.Context) error {
 	var stale []string
 	err := s.Snapshots.Walk(ctx, func(i snapshot.Info) error {
-		if i.Kind == snapshot.KindActive && strings.HasPrefix(i.Name, extractPrefix) {
+		if i.Kind == snapshot.KindActive && strings.HasPrefix(i.Name, extractPrefix) ||
+			i.Kind == snapshot.KindView && strings.HasPrefix(i.Name, viewPrefix) {
 			stale = append(stale, i.Name)
 		}
 		return nil
@@ -97,7 +91,7 @@ func (s *Store) cleanLeftovers(ctx context.Context) error {
 	}
 	for _, k := range stale {
 		if err := s.Snapshots.Remove(ctx, k); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
-			return fmt.Errorf("remove half-unpacked layer %s: %w", k, err)
+			return fmt.Errorf("remove leftover snapshot %s: %w", k, err)
 		}
 	}
 	return nil
@@ -223,7 +217,8 @@ func (s *Store) unpackOnce(ctx context.Context, id, parent string, l ocispec.Des
 
 func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descriptor, diffID digest.Digest, r io.Reader) (err error) {
 	key := extractPrefix + randomID() + "-" + id
-	if _, err := s.Snapshots.Prepare(ctx, key, parent); err != nil {
+	ms, err := s.Snapshots.Prepare(ctx, key, parent)
+	if err != nil {
 		return err
 	}
 	defer func() {
@@ -231,10 +226,6 @@ func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descrip
 			s.Snapshots.Remove(context.Background(), key)
 		}
 	}()
-	dir, err := s.Snapshots.(dirSnapshotter).Dir(ctx, key)
-	if err != nil {
-		return err
-	}
 	if r == nil {
 		blob, err := s.Content.Open(ctx, l.Digest)
 		if err != nil {
@@ -243,12 +234,21 @@ func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descrip
 		defer blob.Close()
 		r = blob
 	}
-	st, err := archive.Apply(ctx, dir, r, archive.Options{OverlayWhiteouts: s.overlay})
+	// Write into the snapshot's own directory where its mounts name one
+	// (an overlay's upper directory takes the layer with overlayfs
+	// whiteouts), else through the mounts.
+	err = withDir(ms, true, func(dir string, overlay bool) error {
+		st, err := archive.Apply(ctx, dir, r, archive.Options{OverlayWhiteouts: overlay})
+		if err != nil {
+			return err
+		}
+		if st.DiffID != diffID {
+			return fmt.Errorf("uncompressed layer is %s, the config says %s", st.DiffID, diffID)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	if st.DiffID != diffID {
-		return fmt.Errorf("uncompressed layer is %s, the config says %s", st.DiffID, diffID)
 	}
 	err = s.Snapshots.Commit(ctx, id, key)
 	if errors.Is(err, snapshot.ErrExists) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -23,8 +24,9 @@ func TestChainIDs(t *testing.T) {
 	}
 }
 
-// A process that died mid-unpack leaves an extract- snapshot; the next
-// Open removes it and keeps everything else.
+// A process that died mid-unpack leaves an extract- snapshot, one that
+// died mid-commit a commit-base- view; the next Open removes them and
+// keeps everything else.
 func TestOpenCleansHalfUnpackedLayers(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for overlay mounts")
@@ -38,6 +40,15 @@ func TestOpenCleansHalfUnpackedLayers(t *testing.T) {
 	if _, err := s.Snapshots.Prepare(ctx, extractPrefix+"dead-sha256:x", ""); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.Snapshots.Prepare(ctx, "base", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Snapshots.Commit(ctx, "sha256:base", "base"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Snapshots.View(ctx, viewPrefix+"dead-sha256:base", "sha256:base"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.Snapshots.Prepare(ctx, "container-keep", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -48,8 +59,8 @@ func TestOpenCleansHalfUnpackedLayers(t *testing.T) {
 	defer s.Close()
 	var names []string
 	s.Snapshots.Walk(ctx, func(i snapshot.Info) error { names = append(names, i.Name); return nil })
-	if len(names) != 1 || names[0] != "container-keep" {
-		t.Errorf("snapshots after reopening: %v, want only container-keep", names)
+	if !slices.Equal(names, []string{"container-keep", "sha256:base"}) {
+		t.Errorf("snapshots after reopening: %v, want container-keep and sha256:base", names)
 	}
 }
 

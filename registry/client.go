@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,30 +24,27 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
-// Client talks to registries. Its zero value is not usable; make one with
-// New. A Client is safe for concurrent use.
+// Client talks to registries. Its zero value is usable and has the
+// default of every option (see the With functions and the Default
+// constants): credentials from authn.DefaultKeychain, 4 transfers at once,
+// 5 attempts, a 30s stall timeout, unpacking on pull. New makes one with
+// other options. A Client is safe for concurrent use.
 type Client struct {
-	o options
+	// opts are New's options, applied over the defaults for every call.
+	opts []Option
 }
 
 // New returns a Client with the given options.
 func New(opts ...Option) *Client {
-	o := defaultOptions()
-	for _, fn := range opts {
-		fn(&o)
-	}
-	return &Client{o: o}
+	return &Client{opts: slices.Clone(opts)}
 }
 
-// with returns the client's options overridden by opts.
+// with returns the defaults overridden by the client's options, then by
+// opts.
 func (c *Client) with(opts []Option) options {
-	o := c.o
-	if o.plainHTTP != nil {
-		m := make(map[string]bool, len(o.plainHTTP))
-		for k, v := range o.plainHTTP {
-			m[k] = v
-		}
-		o.plainHTTP = m
+	o := defaultOptions()
+	for _, fn := range c.opts {
+		fn(&o)
 	}
 	for _, fn := range opts {
 		fn(&o)

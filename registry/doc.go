@@ -7,10 +7,17 @@
 // credential helpers by default, or explicit basic or bearer
 // credentials), TLS roots, plain-HTTP hosts, download concurrency,
 // retries and a progress callback. Every method also takes options that
-// override the client's for that call.
+// override the client's for that call. The zero Client is usable, with
+// every default, as http.Client's is.
 //
 //	c := registry.New(registry.WithProgress(func(p registry.Progress) { ... }))
 //	img, err := c.Pull(ctx, "alpine:3.19", store)
+//
+// Pull and Push take the remote reference, then the store, with options
+// last; Push also names the image in the store to send:
+//
+//	_, err = c.Push(ctx, "registry.example.com/team/app:1", store, "local/app:dev",
+//		registry.WithDestinations("registry.example.com/team/app:latest"))
 //
 // Pull verifies every blob against its digest before it enters the store,
 // skips blobs the store has, downloads layers with a concurrency limit,

@@ -39,7 +39,8 @@ func Example() {
 	}
 
 	c := registry.New()
-	pushed, err := c.Push(ctx, src, "example.com/hello:v1", host+"/demo/hello:v1", host+"/demo/hello:latest")
+	pushed, err := c.Push(ctx, host+"/demo/hello:v1", src, "example.com/hello:v1",
+		registry.WithDestinations(host+"/demo/hello:latest"))
 	if err != nil {
 		log.Fatal(err)
 	}

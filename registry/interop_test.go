@@ -66,7 +66,7 @@ func TestInteropOthersReadWhatBerthPushes(t *testing.T) {
 	reg := regtest.Start(t, regtest.Options{})
 	store := openStore(t)
 	busyboxImage(t, store, "example.com/bb:v1")
-	pushed, err := New().Push(ctx, store, "example.com/bb:v1", reg.Ref("interop/bb", "v1"))
+	pushed, err := New().Push(ctx, reg.Ref("interop/bb", "v1"), store, "example.com/bb:v1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestPushIndex(t *testing.T) {
 	if err := store.Content.Tag(ctx, "example.com/multi:v1", d); err != nil {
 		t.Fatal(err)
 	}
-	pushed, err := New().Push(ctx, store, "example.com/multi:v1", reg.Ref("multi/pushed", "v1"))
+	pushed, err := New().Push(ctx, reg.Ref("multi/pushed", "v1"), store, "example.com/multi:v1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,14 +11,30 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// Defaults of the options.
+// Defaults of the options: what a zero Client, or one made by New
+// without the option, uses.
 const (
-	DefaultConcurrency  = 4
-	DefaultAttempts     = 5
+	// DefaultConcurrency is how many blobs are transferred at once.
+	DefaultConcurrency = 4
+	// DefaultAttempts is how many tries a transient failure gets, the
+	// first included.
+	DefaultAttempts = 5
+	// DefaultRetryBase is the wait before the second try, doubled for
+	// each next one.
+	DefaultRetryBase = 250 * time.Millisecond
+	// DefaultRetryMax is the longest wait between tries.
+	DefaultRetryMax = 10 * time.Second
+	// DefaultStallTimeout is how long a request may receive nothing
+	// before it is abandoned and retried.
 	DefaultStallTimeout = 30 * time.Second
+	// DefaultUserAgent is the User-Agent sent to registries.
+	DefaultUserAgent = "berth"
 )
 
-// Option configures a Client, or one call of it.
+// Option configures a Client, or one call of it. The options given to New
+// apply to every call of the Client; those given to a method apply to
+// that call, after the Client's, so they win. Without an option its
+// default holds, as each With function says.
 type Option func(*options)
 
 type options struct {
@@ -35,16 +51,17 @@ type options struct {
 	logger       *slog.Logger
 	unpack       bool
 	userAgent    string
+	destinations []string
 }
 
 func defaultOptions() options {
 	return options{
 		keychain:     authn.DefaultKeychain,
 		concurrency:  DefaultConcurrency,
-		retry:        Retry{Attempts: DefaultAttempts, Base: 250 * time.Millisecond, Max: 10 * time.Second},
+		retry:        Retry{Attempts: DefaultAttempts, Base: DefaultRetryBase, Max: DefaultRetryMax},
 		stallTimeout: DefaultStallTimeout,
 		unpack:       true,
-		userAgent:    "berth",
+		userAgent:    DefaultUserAgent,
 	}
 }
 
@@ -54,7 +71,7 @@ func defaultOptions() options {
 // longer than Max ends the retries with the registry's answer.
 type Retry struct {
 	Attempts int           // tries in all, the first included; WithRetry takes 0 as 1
-	Base     time.Duration // the first wait, doubled for each next one; WithRetry takes 0 as 250ms
+	Base     time.Duration // the first wait, doubled for each next one; WithRetry takes 0 as DefaultRetryBase
 	Max      time.Duration // the longest wait; WithRetry raises it to Base when it is below
 }
 
@@ -79,7 +96,7 @@ func WithBearerToken(token string) Option {
 }
 
 // WithAuth uses auth for every registry the call talks to, instead of
-// the keychain.
+// the keychain (the default).
 func WithAuth(auth authn.Authenticator) Option {
 	return func(o *options) { o.auth = auth }
 }
@@ -103,7 +120,7 @@ func WithPlainHTTP(hosts ...string) Option {
 
 // WithRootCAs trusts the certificate authorities in pool (in addition to
 // none: pass x509.SystemCertPool() with your CA added to keep the
-// system's).
+// system's). The default is the system's roots.
 func WithRootCAs(pool *x509.CertPool) Option {
 	return func(o *options) {
 		c := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -115,28 +132,31 @@ func WithRootCAs(pool *x509.CertPool) Option {
 	}
 }
 
-// WithTLSConfig sets the TLS configuration for HTTPS registries.
+// WithTLSConfig sets the TLS configuration for HTTPS registries. The
+// default is Go's (crypto/tls's zero Config: the system's roots).
 func WithTLSConfig(c *tls.Config) Option {
 	return func(o *options) { o.tlsConfig = c }
 }
 
 // WithTransport sets the HTTP transport requests go through (its TLS
-// settings win over WithRootCAs and WithTLSConfig).
+// settings win over WithRootCAs and WithTLSConfig). The default is a
+// clone of http.DefaultTransport with those TLS settings.
 func WithTransport(t http.RoundTripper) Option {
 	return func(o *options) { o.transport = t }
 }
 
 // WithConcurrency sets how many blobs are transferred at once (default
-// 4; values below 1 mean 1).
+// DefaultConcurrency; values below 1 mean 1).
 func WithConcurrency(n int) Option {
 	return func(o *options) { o.concurrency = max(n, 1) }
 }
 
-// WithRetry sets the retry policy for transient failures.
+// WithRetry sets the retry policy for transient failures. The default is
+// Retry{DefaultAttempts, DefaultRetryBase, DefaultRetryMax}.
 func WithRetry(r Retry) Option {
 	r.Attempts = max(r.Attempts, 1)
 	if r.Base <= 0 {
-		r.Base = 250 * time.Millisecond
+		r.Base = DefaultRetryBase
 	}
 	if r.Max < r.Base {
 		r.Max = r.Base
@@ -145,7 +165,8 @@ func WithRetry(r Retry) Option {
 }
 
 // WithStallTimeout sets how long a request may go without receiving
-// anything before it is abandoned (and retried): default 30s.
+// anything before it is abandoned (and retried): default
+// DefaultStallTimeout; 0 or less turns the watch off.
 func WithStallTimeout(d time.Duration) Option {
 	return func(o *options) { o.stallTimeout = d }
 }
@@ -158,7 +179,7 @@ func WithPlatform(p ocispec.Platform) Option {
 
 // WithProgress calls fn as transfers go on: at least once per finished
 // blob and layer, and at most every 100 ms while bytes move. Calls are
-// serialized; fn must not block.
+// serialized; fn must not block. The default is no callback.
 func WithProgress(fn func(Progress)) Option {
 	return func(o *options) { o.progress = fn }
 }
@@ -169,14 +190,24 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithoutUnpack makes Pull store the image's blobs and tag it without
-// unpacking its layers into snapshots.
+// unpacking its layers into snapshots. Without it (the default) Pull
+// unpacks them.
 func WithoutUnpack() Option {
 	return func(o *options) { o.unpack = false }
 }
 
-// WithUserAgent sets the User-Agent sent to registries.
+// WithUserAgent sets the User-Agent sent to registries (default
+// DefaultUserAgent; "" leaves the default of the HTTP libraries).
 func WithUserAgent(ua string) Option {
 	return func(o *options) { o.userAgent = ua }
+}
+
+// WithDestinations makes Push send the image to refs too, after the
+// reference it is given: more tags, or repositories of this or other
+// registries. Each use adds to the list; Pull and the other methods
+// ignore it. The default is none.
+func WithDestinations(refs ...string) Option {
+	return func(o *options) { o.destinations = append(o.destinations, refs...) }
 }
 
 // Progress is a snapshot of a transfer's progress.

@@ -33,25 +33,22 @@ type Pushed struct {
 	UploadedBytes              int64 // the size of the blobs sent, in bytes
 }
 
-// Push sends the image src (a name in store) to every reference in dst:
-// its blobs once per repository, skipping those the registry has and
+// Push sends the image src, a name in store, to the registry as ref,
+// the argument order of Pull; src "" means the image named ref in the
+// store, as docker push does. WithDestinations adds more references
+// (other tags, other repositories) to send it to in the same call.
+//
+// Blobs go once per repository, skipping those the registry has and
 // mounting from another repository of the same registry where a name in
 // the store says it has them, then the manifest (and, for an index, the
 // platform manifests it lists, all of which must be in the store) under
-// each tag. A dst with a digest must be src's digest.
-func (c *Client) Push(ctx context.Context, store *layer.Store, src string, dst ...string) (*Pushed, error) {
-	o := c.with(nil)
-	res, err := o.push(ctx, store.Content, src, dst)
-	if err != nil {
-		return nil, fmt.Errorf("push %s: %w", src, err)
-	}
-	return res, nil
-}
-
-// PushWith is Push with options for this call.
-func (c *Client) PushWith(ctx context.Context, store *layer.Store, src string, dst []string, opts ...Option) (*Pushed, error) {
+// each tag. A reference with a digest must be src's digest.
+func (c *Client) Push(ctx context.Context, ref string, store *layer.Store, src string, opts ...Option) (*Pushed, error) {
 	o := c.with(opts)
-	res, err := o.push(ctx, store.Content, src, dst)
+	if src == "" {
+		src = ref
+	}
+	res, err := o.push(ctx, store.Content, src, append([]string{ref}, o.destinations...))
 	if err != nil {
 		return nil, fmt.Errorf("push %s: %w", src, err)
 	}

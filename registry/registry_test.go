@@ -172,7 +172,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 	// Push under two tags of a new repository: same registry, so blobs
 	// are mounted from fixture/img (the store knows the image came from
 	// there).
-	pushed, err := c.Push(ctx, src, pulled.Name, reg.Ref("team/copy", "a"), reg.Ref("team/copy", "b"))
+	pushed, err := c.Push(ctx, reg.Ref("team/copy", "a"), src, pulled.Name, WithDestinations(reg.Ref("team/copy", "b")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 		t.Errorf("tags %v %v", tags, err)
 	}
 	// Pushing again skips every blob.
-	pushed, err = c.Push(ctx, src, pulled.Name, reg.Ref("team/copy", "c"))
+	pushed, err = c.Push(ctx, reg.Ref("team/copy", "c"), src, pulled.Name)
 	if err != nil || pushed.Skipped != 3 {
 		t.Errorf("repush %+v %v", pushed, err)
 	}
@@ -215,7 +215,7 @@ func TestPushUploads(t *testing.T) {
 		t.Fatal(err)
 	}
 	var last Progress
-	pushed, err := New().PushWith(ctx, store, "example.com/local/app:v1", []string{reg.Ref("up/app", "v1")}, WithProgress(func(p Progress) { last = p }))
+	pushed, err := New().Push(ctx, reg.Ref("up/app", "v1"), store, "example.com/local/app:v1", WithProgress(func(p Progress) { last = p }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,15 +233,15 @@ func TestPushUploads(t *testing.T) {
 		t.Errorf("inspect %+v", r)
 	}
 	// Two repositories at once: the second mounts from the first.
-	both, err := New().Push(ctx, store, "example.com/local/app:v1", reg.Ref("one/app", "v1"), reg.Ref("two/app", "v1"))
+	both, err := New().Push(ctx, reg.Ref("one/app", "v1"), store, "example.com/local/app:v1", WithDestinations(reg.Ref("two/app", "v1")))
 	if err != nil || both.Uploaded != 2 || both.Mounted != 2 {
 		t.Errorf("push to two repositories: %+v %v", both, err)
 	}
 	// A digest destination must be the image's.
-	if _, err := New().Push(ctx, store, "example.com/local/app:v1", reg.Host+"/up/app@sha256:"+fmt.Sprintf("%064x", 7)); !errors.Is(err, ErrInvalidReference) {
+	if _, err := New().Push(ctx, reg.Host+"/up/app@sha256:"+fmt.Sprintf("%064x", 7), store, "example.com/local/app:v1"); !errors.Is(err, ErrInvalidReference) {
 		t.Errorf("push to a wrong digest: %v", err)
 	}
-	if _, err := New().Push(ctx, store, "example.com/local/none:v1", reg.Ref("up/app", "x")); !errors.Is(err, content.ErrNotFound) {
+	if _, err := New().Push(ctx, reg.Ref("up/app", "x"), store, "example.com/local/none:v1"); !errors.Is(err, content.ErrNotFound) {
 		t.Errorf("push of an unknown image: %v", err)
 	}
 }
@@ -648,7 +648,7 @@ func TestPushFaults(t *testing.T) {
 	// A failed upload and a failed manifest PUT are retried.
 	p.Add(regtest.Fault{Method: "PUT", Path: regexp.MustCompile(`/blobs/uploads/`), Times: 1, Status: 500})
 	p.Add(regtest.Fault{Method: "PUT", Path: regexp.MustCompile(`/manifests/`), Times: 1, Status: 503})
-	pushed, err := New(fastRetry).Push(ctx, store, "example.com/local/app:v1", p.Host+"/faulty/app:v1")
+	pushed, err := New(fastRetry).Push(ctx, p.Host+"/faulty/app:v1", store, "example.com/local/app:v1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -660,11 +660,42 @@ func TestPushFaults(t *testing.T) {
 	p.Reset()
 	p.ResetRequests()
 	p.Add(regtest.Fault{Method: "POST", Status: 401})
-	_, err = New(fastRetry, WithConcurrency(1)).Push(ctx, store, "example.com/local/app:v1", p.Host+"/faulty/other:v1")
+	_, err = New(fastRetry, WithConcurrency(1)).Push(ctx, p.Host+"/faulty/other:v1", store, "example.com/local/app:v1")
 	if !errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("push refused: %v", err)
 	}
 	if n := p.Count("POST", nil); n != 1 {
 		t.Errorf("a refused upload was tried %d times", n)
+	}
+}
+
+// TestZeroClient checks a zero Client works with the defaults, as a zero
+// http.Client does: it pulls and unpacks, and pushes an image back under
+// its own name (src "").
+func TestZeroClient(t *testing.T) {
+	needRegistry(t)
+	ctx := testCtx(t)
+	reg := regtest.Start(t, regtest.Options{})
+	testImage(t, reg, "fixture/img", "v1")
+	store := openStore(t)
+	var c Client
+	pulled, err := c.Pull(ctx, reg.Ref("fixture/img", "v1"), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pulled.Image == nil || pulled.Image.ChainID == "" || pulled.Fetched != 3 {
+		t.Fatalf("zero Client pulled %+v", pulled)
+	}
+	pushed, err := c.Push(ctx, pulled.Name, store, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pushed.Skipped != 3 || pushed.Uploaded != 0 || !slices.Equal(pushed.Refs, []string{pulled.Name}) {
+		t.Errorf("zero Client pushed %+v", pushed)
+	}
+	// Per-call options work on it too.
+	again, err := c.Pull(ctx, reg.Ref("fixture/img", "v1"), openStore(t), WithoutUnpack())
+	if err != nil || again.Image != nil || again.Fetched != 3 {
+		t.Errorf("zero Client with WithoutUnpack: %+v, %v", again, err)
 	}
 }

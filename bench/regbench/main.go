@@ -74,7 +74,7 @@ func run(root, name, work, crane string, n int) error {
 	defer reg.Close()
 	c := registry.New()
 	seed := reg.Host + "/seed/go:latest"
-	if _, err := c.Push(ctx, src, name, seed); err != nil {
+	if _, err := c.Push(ctx, seed, src, name); err != nil {
 		return err
 	}
 	layout := filepath.Join(work, "layout")
@@ -134,7 +134,7 @@ func run(root, name, work, crane string, n int) error {
 		}
 		// Push to empty repositories.
 		d, err := timed(func() error {
-			_, err := c.Push(ctx, src, name, fmt.Sprintf("%s/berth%d/go:latest", reg.Host, i))
+			_, err := c.Push(ctx, fmt.Sprintf("%s/berth%d/go:latest", reg.Host, i), src, name)
 			return err
 		})
 		if err != nil {

@@ -90,7 +90,7 @@ func run(ctx context.Context, reg, repo string, plain bool, args []string) error
 		return err
 	}
 	start := time.Now()
-	pushed, err := client.Push(ctx, local, "localhost/pullrun:built", ref)
+	pushed, err := client.Push(ctx, ref, local, "localhost/pullrun:built")
 	if err != nil {
 		return err
 	}

@@ -80,17 +80,82 @@ func dropBounding(caps CapSet) error {
 	return nil
 }
 
-// clearInheritable empties the calling thread's inheritable set (root's
-// execve adds it to the new permitted set), keeping its other sets.
-func clearInheritable() error {
+// String lists the set's capabilities by name, like "CAP_KILL,CAP_CHOWN".
+func (s CapSet) String() string {
+	var names []string
+	for i := 0; i < 64; i++ {
+		if s&(1<<i) == 0 {
+			continue
+		}
+		if i < len(capNames) {
+			names = append(names, "CAP_"+capNames[i])
+		} else {
+			names = append(names, strconv.Itoa(i))
+		}
+	}
+	if names == nil {
+		return "none"
+	}
+	return strings.Join(names, ",")
+}
+
+// list returns the capability numbers in s.
+func (s CapSet) list() []uintptr {
+	var out []uintptr
+	for i := 0; i < 64; i++ {
+		if s&(1<<i) != 0 {
+			out = append(out, uintptr(i))
+		}
+	}
+	return out
+}
+
+// CheckCaps checks p's capability sets against one another, and, when p
+// asks for exact permitted or effective sets, against what execve(2)
+// gives a program run as uid with them: root gets the bounding,
+// inheritable and ambient sets as its permitted and effective sets, any
+// other user (running a file without file capabilities) its ambient set.
+// The errors wrap ErrInvalid.
+func (p *Proc) CheckCaps(uid uint32) error {
+	if extra := p.Inh &^ p.Caps; extra != 0 {
+		return fmt.Errorf("%w: inheritable capabilities %v are not in the bounding set", ErrInvalid, extra)
+	}
+	if extra := p.Amb &^ p.Caps; extra != 0 {
+		return fmt.Errorf("%w: ambient capabilities %v are not in the bounding set", ErrInvalid, extra)
+	}
+	if p.Perm == nil && p.Eff == nil {
+		return nil
+	}
+	got := p.Amb
+	who := fmt.Sprintf("uid %d gets its ambient set", uid)
+	if uid == 0 {
+		got = p.Caps | p.Inh | p.Amb
+		who = "root gets its bounding, inheritable and ambient sets"
+	}
+	for _, s := range []struct {
+		name string
+		want *CapSet
+	}{{"permitted", p.Perm}, {"effective", p.Eff}} {
+		if s.want != nil && *s.want != got {
+			return fmt.Errorf("%w: %s capabilities %v: after execve %s as its %s set (%v)", ErrInvalid, s.name, *s.want, who, s.name, got)
+		}
+	}
+	return nil
+}
+
+// setInheritable sets the calling thread's inheritable set to caps,
+// keeping its other sets. Its children inherit it across fork and
+// setuid. The thread must be locked; caps must be within its bounding
+// set.
+func setInheritable(caps CapSet) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("get capabilities: %w", err)
 	}
-	data[0].Inheritable, data[1].Inheritable = 0, 0
+	data[0].Inheritable, data[1].Inheritable = uint32(caps), uint32(caps>>32)
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("clear inheritable capabilities: %w", err)
+		return fmt.Errorf("set inheritable capabilities to %v: %w", caps, err)
 	}
 	return nil
 }

@@ -16,13 +16,23 @@ import (
 // container package exports it as ErrInvalidSpec.
 var ErrInvalid = errors.New("invalid container spec")
 
-// Mount is an extra mount for init to make (see container.Mount).
+// Mount is an extra mount for init to make (see container.Mount and
+// NewMount, which fills in Flags, Clear, NoRecursive and Data from
+// Options).
 type Mount struct {
 	Type     string   `json:"type"` // "bind" or "tmpfs"
 	Source   string   `json:"source,omitempty"`
 	Target   string   `json:"target"`
 	ReadOnly bool     `json:"readonly,omitempty"`
 	Options  []string `json:"options,omitempty"`
+	// Flags are MS_ flags to set, Clear those to clear (from a tmpfs's
+	// defaults, nosuid and nodev, or from what a bind remount keeps).
+	Flags uint64 `json:"flags,omitempty"`
+	Clear uint64 `json:"clear,omitempty"`
+	// NoRecursive binds only the source mount, not those below it.
+	NoRecursive bool `json:"norec,omitempty"`
+	// Data are a tmpfs's file system options ("size=1m,mode=755").
+	Data string `json:"data,omitempty"`
 }
 
 // String describes the mount for error messages.

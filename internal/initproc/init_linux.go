@@ -16,10 +16,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Env marks a process as a container init: the embedding program,
-// re-executed from its sealed copy. The package's init function
-// recognises it, so it works in any program that imports this package,
-// test binaries included, before the program's own main or TestMain runs.
+// Env marks a process as a container init: this package's init function
+// then runs Main, before the program's own main or TestMain. The
+// container package sets it for the embedded berth-init (cmd/berth-init)
+// and, where none is embedded for the architecture, for the embedding
+// program re-executed from a sealed copy: that works in any program that
+// imports this package, test binaries included.
 const Env = "_BERTH_CONTAINER_INIT"
 
 func init() {
@@ -272,6 +274,9 @@ func (s *initState) spawn(p *Proc, stdio []*os.File) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := p.CheckCaps(user.UID); err != nil {
+		return 0, err
+	}
 	env := p.Env
 	if LookupEnv(env, "HOME") == "" {
 		env = append(env, "HOME="+user.Home)
@@ -340,10 +345,15 @@ func (s *initState) spawnOnThread(p *Proc, path, dir string, env []string, u IDs
 	// The thread keeps its effective capabilities: the child may need
 	// them before it executes (to unshare its cgroup namespace). What the
 	// program gets is decided by execve: root gets the bounding set just
-	// dropped to the spec's capabilities (inheritable and ambient are
-	// empty), any other user none, as with Docker.
-	if err := clearInheritable(); err != nil {
+	// dropped to the spec's capabilities with the inheritable and ambient
+	// sets, any other user its ambient set (none by default, as with
+	// Docker). The child inherits this thread's inheritable set; Go's
+	// fork raises the ambient set in the child after setuid.
+	if err := setInheritable(p.Inh | p.Amb); err != nil {
 		return 0, err
+	}
+	if p.Amb != 0 {
+		sys.AmbientCaps = p.Amb.list()
 	}
 	if u.UID != 0 {
 		// The child becomes the user after it is forked and placed.

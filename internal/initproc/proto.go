@@ -59,7 +59,10 @@ type Config struct {
 	CgroupV2      bool             `json:"cgroupV2,omitempty"`
 	CgroupFDs     int              `json:"cgroupFDs,omitempty"` // from fd 7 on
 	CgroupDir     string           `json:"cgroupDir,omitempty"` // v2: mounted as /sys/fs/cgroup
-	Main          Proc             `json:"main"`
+	// Sysctls are written to /proc/sys inside the container (keys with
+	// dots, checked by CheckSysctl).
+	Sysctls map[string]string `json:"sysctls,omitempty"`
+	Main    Proc              `json:"main"`
 }
 
 // Rlimit is a resource limit for init to set.
@@ -76,8 +79,15 @@ type Proc struct {
 	MkDir  bool     `json:"mkdir,omitempty"`
 	User   string   `json:"user,omitempty"`
 	Groups []string `json:"groups,omitempty"`
-	Caps   CapSet   `json:"caps"`
-	NNP    bool     `json:"nnp,omitempty"`
+	// Caps is the bounding set; Inh and Amb the inheritable and ambient
+	// sets (Amb is added to Inh). Perm and Eff, when set, are the exact
+	// permitted and effective sets the program must get (see CheckCaps).
+	Caps CapSet  `json:"caps"`
+	Inh  CapSet  `json:"inh,omitempty"`
+	Amb  CapSet  `json:"amb,omitempty"`
+	Perm *CapSet `json:"perm,omitempty"`
+	Eff  *CapSet `json:"eff,omitempty"`
+	NNP  bool    `json:"nnp,omitempty"`
 }
 
 // SocketPair returns the host's end as a net.UnixConn (served by the

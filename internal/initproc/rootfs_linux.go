@@ -124,6 +124,33 @@ func remountReadonly(rootfd int, p string, extra uintptr) error {
 	return mountOn("", fd, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|keep|extra, "")
 }
 
+// remountBind changes the flags of the bind mount at p (inside the root):
+// it sets flags (and read-only when ro), keeps those of keptFlags the
+// mount has that clear does not name, and drops the other atime flags
+// when flags holds one. It reopens p, so that it names the mount on top.
+func remountBind(rootfd int, p string, ro bool, flags, clear uintptr) error {
+	fd, err := openIn(rootfd, p, unix.O_PATH)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		return err
+	}
+	keep := uintptr(st.Flags) & keptFlags &^ clear
+	if flags&atimeFlags != 0 {
+		keep &^= atimeFlags
+	}
+	if ro {
+		flags |= unix.MS_RDONLY
+	}
+	if err := mountOn("", fd, "", unix.MS_BIND|unix.MS_REMOUNT|keep|flags, ""); err != nil {
+		return fmt.Errorf("remount with flags %#x: %w", keep|flags, err)
+	}
+	return nil
+}
+
 // mountAt creates the directory p inside the root and mounts on it.
 func mountAt(rootfd int, p, source, fstype string, flags uintptr, data string) error {
 	fd, err := secureMkdirAll(rootfd, p)
@@ -207,6 +234,9 @@ func setupRootfs(c *Config) error {
 		return err
 	}
 	defer unix.Close(newRoot)
+	if err := setSysctls(newRoot, c.Sysctls); err != nil {
+		return err
+	}
 	for _, p := range c.MaskedPaths {
 		if err := maskPath(newRoot, p); err != nil {
 			return fmt.Errorf("mask %s: %w", p, err)
@@ -220,6 +250,23 @@ func setupRootfs(c *Config) error {
 	if c.Readonly {
 		if err := remountReadonly(newRoot, "/", 0); err != nil {
 			return fmt.Errorf("make rootfs read-only: %w", err)
+		}
+	}
+	return nil
+}
+
+// setSysctls writes each value to /proc/sys/KEY (dots in the key are
+// slashes in the path) of the container's /proc, before /proc/sys is
+// made read-only.
+func setSysctls(rootfd int, sysctls map[string]string) error {
+	for k, v := range sysctls {
+		fd, err := openIn(rootfd, "/proc/sys/"+strings.ReplaceAll(k, ".", "/"), unix.O_WRONLY|unix.O_TRUNC)
+		if err == nil {
+			_, err = unix.Write(fd, []byte(v))
+			unix.Close(fd)
+		}
+		if err != nil {
+			return fmt.Errorf("set sysctl %s to %q: %w", k, v, err)
 		}
 	}
 	return nil
@@ -310,21 +357,25 @@ func userMount(rootfd int, m Mount) error {
 		if err != nil {
 			return err
 		}
-		err = mountOn(m.Source, fd, "", unix.MS_BIND|unix.MS_REC, "")
+		rec := uintptr(unix.MS_REC)
+		if m.NoRecursive {
+			rec = 0
+		}
+		err = mountOn(m.Source, fd, "", unix.MS_BIND|rec, "")
 		unix.Close(fd)
 		if err != nil {
 			return err
 		}
-		if m.ReadOnly {
-			return remountReadonly(rootfd, m.Target, 0)
+		if m.ReadOnly || m.Flags != 0 || m.Clear != 0 {
+			return remountBind(rootfd, m.Target, m.ReadOnly, uintptr(m.Flags), uintptr(m.Clear))
 		}
 		return nil
 	case "tmpfs":
-		flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
+		flags := uintptr(unix.MS_NOSUID|unix.MS_NODEV)&^uintptr(m.Clear) | uintptr(m.Flags)
 		if m.ReadOnly {
 			flags |= unix.MS_RDONLY
 		}
-		return mountAt(rootfd, m.Target, "tmpfs", "tmpfs", flags, strings.Join(m.Options, ","))
+		return mountAt(rootfd, m.Target, "tmpfs", "tmpfs", flags, m.Data)
 	}
 	return fmt.Errorf("unknown mount type %q", m.Type)
 }

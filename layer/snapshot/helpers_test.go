@@ -242,3 +242,20 @@ func entries(tb testing.TB, dir string) []string {
 	}
 	return names
 }
+
+func must(tb testing.TB, err error) {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// mountsOf calls Mounts and fails tb on error.
+func mountsOf(tb testing.TB, sn Snapshotter, key string) []Mount {
+	tb.Helper()
+	ms, err := sn.Mounts(context.Background(), key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ms
+}

@@ -31,15 +31,6 @@ func requireOverlay(tb testing.TB) {
 	o.Close()
 }
 
-func TestOverlay(t *testing.T) {
-	requireOverlay(t)
-	testSnapshotter(t, newOverlay)
-}
-
-func TestCopy(t *testing.T) {
-	testSnapshotter(t, newCopy)
-}
-
 // TestOverlayMounts checks the shape of the mounts: binds where one
 // directory is enough, one overlay with the chain nearest first otherwise.
 func TestOverlayMounts(t *testing.T) {
@@ -81,6 +72,10 @@ func TestOverlayMounts(t *testing.T) {
 		t.Errorf("a prepared overlay snapshot holds %v", got)
 	}
 }
+
+// layers is how many layers TestOverlayLongLowerdir stacks: enough that
+// their lowerdir option is far longer than a page under a long root.
+const layers = 150
 
 // TestOverlayLongLowerdir mounts 150 layers under a long root with each way
 // of passing lowerdir options longer than a page.

@@ -152,6 +152,17 @@ func WithLabels(labels map[string]string) Opt {
 // the layer, unmount, Commit under the layer's chain ID. Unmount an active
 // snapshot before committing it.
 //
+// # Mounts
+//
+// The mounts returned are the only way to a snapshot's files; a consumer
+// may read them as data instead of mounting them. layer.Store does so to
+// unpack a layer into an active snapshot and to read what changed in
+// one: a single overlay mount with an upperdir option is taken to be the
+// snapshot's own layer, written with overlayfs whiteouts (so the
+// lowerdir layers must be the parents' committed snapshots); a single
+// bind mount is taken to be the snapshot's whole tree; anything else is
+// mounted for the time it is needed.
+//
 // # Parents and removal
 //
 // Committed snapshots form trees: each snapshot has at most one parent, and
@@ -177,6 +188,11 @@ func WithLabels(labels map[string]string) Opt {
 // owns its root directory: only one at a time may open it (a second gets
 // ErrInUse). A process that dies in the middle of an operation leaves the
 // store consistent; the next New cleans up what was left.
+//
+// # Testing an implementation
+//
+// Package snapshottest checks an implementation against this contract;
+// Overlay and Copy run it.
 type Snapshotter interface {
 	// Prepare makes an active snapshot under key on top of the committed
 	// snapshot parent ("" for an empty one), and returns the mounts that
