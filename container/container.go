@@ -18,6 +18,7 @@ import (
 
 	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/layer"
+	"github.com/berthlabs/berth/container/network"
 	"github.com/berthlabs/berth/namespace"
 	"golang.org/x/sys/unix"
 )
@@ -245,6 +246,11 @@ type Container struct {
 	nextID  uint64
 	done    chan struct{} // closed when the main process has ended and init is reaped
 	exit    *ExitStatus
+	// Networking, while the container runs: its endpoints (Spec.Networks
+	// order), published ports and port-forwards.
+	endpoints []*network.Endpoint
+	published *network.Publication
+	forwards  []*network.Forwarder
 }
 
 // ID returns the container's ID.
@@ -325,6 +331,9 @@ func (c *Container) prepare() error {
 		modes[k] = ns.Mode
 	}
 	c.modes = modes
+	if err := s.checkNetworking(modes); err != nil {
+		return err
+	}
 	main := initproc.Proc{
 		Args: p.Args, Env: env, Dir: dir, MkDir: true,
 		User: p.User, Groups: p.AdditionalGroups, Caps: caps,
@@ -571,10 +580,16 @@ func (c *Container) start(ctx context.Context) (err error) {
 		sio.wait()
 		c.cg.Kill(context.Background())
 		c.closeLogs()
+		c.disconnect()
 		c.cmd, c.conn, c.initPid = nil, nil, 0
 		return err
 	}
 	cfg := c.cfg
+	if len(c.spec.Networks) > 0 {
+		if err := c.connect(ctx, &cfg); err != nil {
+			return fail(err)
+		}
+	}
 	if err := initproc.Send(hostConn, &initproc.Message{Type: initproc.MsgStart, Config: &cfg}); err != nil {
 		return fail(fmt.Errorf("send config to init: %w", err))
 	}
@@ -669,6 +684,9 @@ func (c *Container) monitor() {
 	c.conn.Close()
 	c.mu.Lock()
 	c.closeLogs()
+	if err := c.disconnect(); err != nil {
+		c.rt.logger().Warn("container networks", "container", c.id, "err", err)
+	}
 	c.exit = mainStatus
 	c.state = Stopped
 	for id, ch := range c.pending {
@@ -899,6 +917,9 @@ func (c *Container) Delete(ctx context.Context) error {
 		return fmt.Errorf("delete %s: %w", c.id, err)
 	}
 	c.closeLogs()
+	if err := c.disconnect(); err != nil {
+		return fmt.Errorf("delete %s: %w", c.id, err)
+	}
 	c.state = Deleted
 	c.rt.mu.Lock()
 	if c.rt.containers[c.id] == c {

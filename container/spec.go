@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berthlabs/berth/cgroup"
+	"github.com/berthlabs/berth/container/network"
 	"github.com/berthlabs/berth/internal/initproc"
 	"github.com/berthlabs/berth/layer/snapshot"
 	"github.com/berthlabs/berth/namespace"
@@ -56,6 +57,20 @@ type Spec struct {
 
 	// Resources are the cgroup limits.
 	Resources cgroup.Resources
+
+	// Networks are the networks the container joins, in order: eth0,
+	// eth1, ... (`docker run --network`). The container needs a new
+	// network namespace (the default); it is resolved by its ID and the
+	// attachment's aliases on user-defined networks, and gets an
+	// /etc/hosts, /etc/hostname and /etc/resolv.conf by Docker's rules.
+	// Nil means network none: only a loopback interface.
+	Networks []NetworkAttachment
+	// Ports are published on the host (`docker run -p`, see
+	// network.ParsePort), relayed to the container's address on its
+	// first network. The host ports are bound at Start, before the
+	// container runs; a port in use fails Start with
+	// network.ErrPortInUse.
+	Ports []network.PortMapping
 
 	// Namespaces overrides, per kind, whether the container gets a new
 	// namespace, shares the host's, or joins an existing one. Kinds not
@@ -530,6 +545,12 @@ func (s *Spec) clone() *Spec {
 	c.PermittedCapabilities = slices.Clone(s.PermittedCapabilities)
 	c.EffectiveCapabilities = slices.Clone(s.EffectiveCapabilities)
 	c.Sysctls = maps.Clone(s.Sysctls)
+	c.Networks = slices.Clone(s.Networks)
+	for i := range c.Networks {
+		c.Networks[i].Aliases = slices.Clone(s.Networks[i].Aliases)
+		c.Networks[i].MAC = slices.Clone(s.Networks[i].MAC)
+	}
+	c.Ports = slices.Clone(s.Ports)
 	c.MaskedPaths = slices.Clone(s.MaskedPaths)
 	c.ReadonlyPaths = slices.Clone(s.ReadonlyPaths)
 	return &c

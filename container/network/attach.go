@@ -21,7 +21,9 @@ import (
 // connect`, `docker run --network --ip --mac-address --network-alias`).
 type AttachOptions struct {
 	// Name is the container's name: other containers of the network
-	// resolve it (user-defined networks only, as in Docker). Empty: none.
+	// resolve it (user-defined networks only, as in Docker). Empty, or a
+	// name that is not a DNS name (over 63 characters, say), is not
+	// resolvable; Name is then only what Endpoint.Name reports.
 	Name string
 	// Aliases are more names the endpoint is resolved by on this
 	// network (--network-alias); several endpoints may not share one,
@@ -177,10 +179,10 @@ func (n *Network) checkNames(e *Endpoint) error {
 	}
 	seen := map[string]bool{}
 	for i, s := range append([]string{e.name}, e.aliases...) {
-		if s == "" && i == 0 {
-			continue
+		if i == 0 && !isDNSName(s) {
+			continue // not resolvable, which is no error for a name
 		}
-		if !dnsLabelRE.MatchString(s) || len(s) > 253 {
+		if !isDNSName(s) {
 			return fmt.Errorf("%w: network %s: %q is not a DNS name", ErrInvalidAlias, n.cfg.Name, s)
 		}
 		l := strings.ToLower(s)
@@ -188,11 +190,26 @@ func (n *Network) checkNames(e *Endpoint) error {
 			return fmt.Errorf("%w: network %s: %q given twice", ErrInvalidAlias, n.cfg.Name, s)
 		}
 		seen[l] = true
-		if taken[l] && i > 0 {
+		if taken[l] {
+			if i == 0 {
+				return fmt.Errorf("%w: network %s: name %q is taken by another endpoint", ErrInvalidAlias, n.cfg.Name, s)
+			}
 			return fmt.Errorf("%w: network %s: alias %q is taken by another endpoint", ErrInvalidAlias, n.cfg.Name, s)
 		}
 	}
 	return nil
+}
+
+func isDNSName(s string) bool {
+	if len(s) > 253 || !dnsLabelRE.MatchString(s) {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if len(l) > 63 {
+			return false
+		}
+	}
+	return true
 }
 
 // plumb makes the veth pair and configures both ends.

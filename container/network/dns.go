@@ -151,7 +151,7 @@ func (r *resolver) local(q *dns.Msg) (*dns.Msg, bool) {
 }
 
 func (e *Endpoint) resolvesAs(name string) bool {
-	if e.name != "" && strings.EqualFold(e.name, name) {
+	if isDNSName(e.name) && strings.EqualFold(e.name, name) {
 		return true
 	}
 	return slices.ContainsFunc(e.aliases, func(a string) bool { return strings.EqualFold(a, name) })
@@ -268,10 +268,15 @@ func parseResolvConf(b []byte) resolvConf {
 // ResolvConf returns the /etc/resolv.conf for a container whose
 // endpoints are eps, by Docker's rules: on a user-defined network the
 // embedded server (nameserver 127.0.0.11, options ndots:0) with the
-// host's search domains; otherwise the host's resolv.conf without its
-// loopback nameservers, which a container cannot reach.
-func (m *Manager) ResolvConf(eps []*Endpoint) []byte {
-	host, _ := os.ReadFile(m.opts.resolvConfPath())
+// host's search domains; otherwise the host's resolv.conf (the one of
+// the endpoints' Manager) without its loopback nameservers, which a
+// container cannot reach.
+func ResolvConf(eps []*Endpoint) []byte {
+	path := (&Options{}).resolvConfPath()
+	if len(eps) > 0 && eps[0].n.m != nil {
+		path = eps[0].n.m.opts.resolvConfPath()
+	}
+	host, _ := os.ReadFile(path)
 	rc := parseResolvConf(host)
 	var b strings.Builder
 	embedded := slices.ContainsFunc(eps, func(e *Endpoint) bool { return e.n.cfg.Name != DefaultName })

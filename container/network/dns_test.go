@@ -181,12 +181,12 @@ func TestResolvConfAndHosts(t *testing.T) {
 	host := filepath.Join(t.TempDir(), "resolv.conf")
 	os.WriteFile(host, []byte("# comment\nnameserver 127.0.0.53\nnameserver 198.51.100.53\nsearch corp.example\noptions ndots:2 edns0\n"), 0o644)
 	m := New(Options{ResolvConf: host})
-	user := &Endpoint{n: &Network{cfg: Config{Name: "app"}}, ip: netip.MustParseAddr("172.30.0.2")}
-	def := &Endpoint{n: &Network{cfg: Config{Name: DefaultName}}, ip: netip.MustParseAddr("172.17.0.2")}
-	if got, want := string(m.ResolvConf([]*Endpoint{user})), "nameserver 127.0.0.11\nsearch corp.example\noptions edns0 ndots:0\n"; got != want {
+	user := &Endpoint{n: &Network{m: m, cfg: Config{Name: "app"}}, ip: netip.MustParseAddr("172.30.0.2")}
+	def := &Endpoint{n: &Network{m: m, cfg: Config{Name: DefaultName}}, ip: netip.MustParseAddr("172.17.0.2")}
+	if got, want := string(ResolvConf([]*Endpoint{user})), "nameserver 127.0.0.11\nsearch corp.example\noptions edns0 ndots:0\n"; got != want {
 		t.Errorf("user network:\n%s\nwant\n%s", got, want)
 	}
-	if got, want := string(m.ResolvConf([]*Endpoint{def})), "nameserver 198.51.100.53\nsearch corp.example\noptions ndots:2 edns0\n"; got != want {
+	if got, want := string(ResolvConf([]*Endpoint{def})), "nameserver 198.51.100.53\nsearch corp.example\noptions ndots:2 edns0\n"; got != want {
 		t.Errorf("default network:\n%s\nwant\n%s", got, want)
 	}
 	if got := m.upstreams(); len(got) != 2 || got[0].String() != "127.0.0.53:53" {

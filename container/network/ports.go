@@ -181,11 +181,8 @@ func Publish(ctx context.Context, target netip.Addr, ports []PortMapping, log *s
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if m.ContainerPort == 0 {
-			return nil, fmt.Errorf("%w: %s: container port 0", ErrInvalidPort, m)
-		}
-		if m.Protocol != "" && m.Protocol != "tcp" && m.Protocol != "udp" {
-			return nil, fmt.Errorf("%w: protocol %q: want tcp or udp", ErrInvalidPort, m.Protocol)
+		if err := m.Validate(); err != nil {
+			return nil, err
 		}
 		m.Protocol = m.proto()
 		if err := p.bind(&m); err != nil {
@@ -401,5 +398,20 @@ func (p *Publication) Close() error {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
+	return nil
+}
+
+// Validate checks m as Publish would, without binding anything: a
+// container port, tcp or udp, a host range that ends after it starts.
+func (m PortMapping) Validate() error {
+	if m.ContainerPort == 0 {
+		return fmt.Errorf("%w: %s: container port 0", ErrInvalidPort, m)
+	}
+	if m.Protocol != "" && m.Protocol != "tcp" && m.Protocol != "udp" {
+		return fmt.Errorf("%w: protocol %q: want tcp or udp", ErrInvalidPort, m.Protocol)
+	}
+	if m.HostPortEnd != 0 && m.HostPortEnd < m.HostPort {
+		return fmt.Errorf("%w: host port range %d-%d ends before it starts", ErrInvalidPort, m.HostPort, m.HostPortEnd)
+	}
 	return nil
 }

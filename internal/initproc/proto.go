@@ -62,7 +62,18 @@ type Config struct {
 	// Sysctls are written to /proc/sys inside the container (keys with
 	// dots, checked by CheckSysctl).
 	Sysctls map[string]string `json:"sysctls,omitempty"`
-	Main    Proc              `json:"main"`
+	// Files are bind-mounted over their targets from in-memory files
+	// with their contents (the /etc/hosts and /etc/resolv.conf of a
+	// networked container), before Mounts, so that a user's mount wins.
+	Files []File `json:"files,omitempty"`
+	Main  Proc   `json:"main"`
+}
+
+// File is a generated file for init to mount in the container.
+type File struct {
+	Target  string `json:"target"`
+	Content []byte `json:"content"`
+	Mode    uint32 `json:"mode"`
 }
 
 // Rlimit is a resource limit for init to set.

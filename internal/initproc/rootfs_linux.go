@@ -102,6 +102,41 @@ func secureCreateFile(rootfd int, p string) (int, error) {
 	return openIn(rootfd, p, unix.O_PATH)
 }
 
+// fileMount bind-mounts a file holding f.Content over f.Target (created
+// if missing). The file is made on the container's /dev tmpfs, bound,
+// and unlinked again: it is on no disk, nothing else names it, and it
+// goes with the container's mount namespace.
+func fileMount(rootfd int, f File) error {
+	dev, err := openIn(rootfd, "/dev", unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dev)
+	name := ".berth-" + path.Base(f.Target)
+	fd, err := unix.Openat(dev, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, f.Mode&0o7777)
+	if err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	defer unix.Close(fd)
+	defer unix.Unlinkat(dev, name, 0)
+	for b := f.Content; len(b) > 0; {
+		n, err := unix.Write(fd, b)
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		b = b[n:]
+	}
+	if err := unix.Fchmod(fd, f.Mode&0o7777); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	tfd, err := secureCreateFile(rootfd, f.Target)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(tfd)
+	return mountOn(fdPath(fd), tfd, "", unix.MS_BIND, "")
+}
+
 // mountOn mounts onto the object open at fd.
 func mountOn(source string, fd int, fstype string, flags uintptr, data string) error {
 	return unix.Mount(source, fdPath(fd), fstype, flags, data)
@@ -209,6 +244,11 @@ func setupRootfs(c *Config) error {
 		}
 		if err := remountReadonly(rootfd, "/sys/fs/cgroup", mntNoExec); err != nil {
 			return err
+		}
+	}
+	for _, f := range c.Files {
+		if err := fileMount(rootfd, f); err != nil {
+			return fmt.Errorf("mount generated %s: %w", f.Target, err)
 		}
 	}
 	for _, m := range c.Mounts {

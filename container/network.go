@@ -1,0 +1,182 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+
+	"github.com/berthlabs/berth/container/network"
+	"github.com/berthlabs/berth/internal/initproc"
+	"github.com/berthlabs/berth/namespace"
+)
+
+// NetworkAttachment is one network a container joins (`docker run
+// --network`, `docker network connect`). The container's name on the
+// network (what other containers resolve) is its ID.
+type NetworkAttachment struct {
+	// Network is the network to join, from a network.Manager.
+	Network *network.Network
+	// Aliases are more names the container is resolved by on this
+	// network (--network-alias).
+	Aliases []string
+	// IP is a fixed address (--ip); zero allocates one.
+	IP netip.Addr
+	// MAC is a fixed MAC address (--mac-address); nil derives one from
+	// the IP address.
+	MAC net.HardwareAddr
+}
+
+// checkNetworking refuses networks and ports the container cannot have.
+func (s *Spec) checkNetworking(modes map[namespace.Kind]NamespaceMode) error {
+	if len(s.Networks) > 0 && modes[namespace.Net] != NamespaceNew {
+		return fmt.Errorf("%w: networks need a new network namespace (this container shares or joins one)", ErrInvalidSpec)
+	}
+	if len(s.Ports) > 0 && len(s.Networks) == 0 {
+		return fmt.Errorf("%w: published ports need a network (Spec.Networks)", ErrInvalidSpec)
+	}
+	for i, a := range s.Networks {
+		if a.Network == nil {
+			return fmt.Errorf("%w: Networks[%d]: no network", ErrInvalidSpec, i)
+		}
+		for _, b := range s.Networks[:i] {
+			if b.Network == a.Network {
+				return fmt.Errorf("%w: network %s given twice", ErrInvalidSpec, a.Network.Name())
+			}
+		}
+	}
+	for _, p := range s.Ports {
+		if err := p.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+		}
+	}
+	return nil
+}
+
+// connect attaches the new network namespace of init (not yet running
+// the workload) to the spec's networks, publishes its ports, and adds the
+// /etc/hosts, /etc/hostname and /etc/resolv.conf that go with them to
+// cfg. A failure undoes what it made.
+func (c *Container) connect(ctx context.Context, cfg *initproc.Config) (err error) {
+	ns, err := namespace.OpenPID(c.initPid, namespace.Net)
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	defer ns.Close()
+	defer func() {
+		if err != nil {
+			c.disconnect()
+		}
+	}()
+	for i, a := range c.spec.Networks {
+		e, err := a.Network.Attach(ctx, ns, network.AttachOptions{
+			Name: c.id, Aliases: a.Aliases, IP: a.IP, MAC: a.MAC, Interface: "eth" + strconv.Itoa(i),
+		})
+		if err != nil {
+			return err
+		}
+		c.endpoints = append(c.endpoints, e)
+	}
+	if len(c.spec.Ports) > 0 {
+		if c.published, err = network.Publish(ctx, c.endpoints[0].IP(), c.spec.Ports, c.rt.logger()); err != nil {
+			return err
+		}
+	}
+	cfg.Files = append(cfg.Files,
+		initproc.File{Target: "/etc/hosts", Content: network.HostsFile(cfg.Hostname, c.endpoints), Mode: 0o644},
+		initproc.File{Target: "/etc/hostname", Content: []byte(cfg.Hostname + "\n"), Mode: 0o644},
+		initproc.File{Target: "/etc/resolv.conf", Content: network.ResolvConf(c.endpoints), Mode: 0o644},
+	)
+	return nil
+}
+
+// disconnect unpublishes the ports and detaches the endpoints; the
+// container's names stop resolving. c.mu is held, or the container is
+// not shared yet.
+func (c *Container) disconnect() error {
+	var errs []error
+	if c.published != nil {
+		errs = append(errs, c.published.Close())
+		c.published = nil
+	}
+	for _, e := range c.endpoints {
+		errs = append(errs, e.Detach())
+	}
+	c.endpoints = nil
+	for _, f := range c.forwards {
+		errs = append(errs, f.Close())
+	}
+	c.forwards = nil
+	return errors.Join(errs...)
+}
+
+// Endpoints returns the container's endpoints on its networks, in the
+// order of Spec.Networks (eth0 first), while it runs.
+func (c *Container) Endpoints() []*network.Endpoint {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.endpoints)
+}
+
+// Ports returns the container's published ports with the host ports
+// that were bound (`docker port`), while it runs.
+func (c *Container) Ports() []network.PortMapping {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.published == nil {
+		return nil
+	}
+	return c.published.Ports()
+}
+
+// netns opens the running container's network namespace.
+func (c *Container) netns() (*namespace.Namespace, error) {
+	c.mu.Lock()
+	pid, st := c.initPid, c.state
+	c.mu.Unlock()
+	if st != Running && st != Paused || pid == 0 {
+		return nil, fmt.Errorf("%s: %w", c.id, ErrNotRunning)
+	}
+	return namespace.OpenPID(pid, namespace.Net)
+}
+
+// Dial connects from the embedding process to address inside the
+// container's network namespace, as network.Dial does: it works with
+// any network mode, network none included, and reaches services bound to
+// the container's 127.0.0.1. address must be an IP literal and a port.
+func (c *Container) Dial(ctx context.Context, netw, address string) (net.Conn, error) {
+	ns, err := c.netns()
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	defer ns.Close()
+	return network.Dial(ctx, ns, netw, address)
+}
+
+// PortForward listens on the host at listen ("127.0.0.1:0" for a free
+// port) and connects each TCP connection it accepts to port on the
+// container's loopback (127.0.0.1), like `kubectl port-forward`: no
+// network or published port is needed. It ends with Close or when the
+// container is deleted.
+func (c *Container) PortForward(ctx context.Context, listen string, port uint16) (*network.Forwarder, error) {
+	ns, err := c.netns()
+	if err != nil {
+		return nil, fmt.Errorf("port-forward: %w", err)
+	}
+	defer ns.Close()
+	f, err := network.Forward(ctx, ns, listen, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String())
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == Deleted {
+		f.Close()
+		return nil, fmt.Errorf("port-forward: %s: %w", c.id, ErrDeleted)
+	}
+	c.forwards = append(c.forwards, f)
+	return f, nil
+}

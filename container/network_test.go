@@ -1,0 +1,218 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthlabs/berth/container/network"
+	"github.com/berthlabs/berth/namespace"
+)
+
+// netManager is a network manager whose embedded DNS forwards nothing
+// (tests never query the machine's resolver).
+func netManager(t *testing.T) *network.Manager {
+	t.Helper()
+	m := network.New(network.Options{DNSUpstreams: []netip.AddrPort{}})
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("network Close: %v", err)
+		}
+	})
+	return m
+}
+
+// httpd serves "hello from NAME" on port 80 of every address.
+func httpd(name string) Process {
+	return sh("mkdir -p /www && echo hello from " + name + " > /www/index.html && exec httpd -f -p 80 -h /www")
+}
+
+// get fetches url until it answers or ctx ends (the server may not be
+// listening yet).
+func get(ctx context.Context, t *testing.T, client *http.Client, url string) string {
+	t.Helper()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return string(b)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("GET %s: %v", url, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func TestNetworkByName(t *testing.T) {
+	needRoot(t)
+	ctx := testCtx(t)
+	m := netManager(t)
+	app, err := m.Create(ctx, network.Config{Name: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, _ := startIn(t, Default, &Spec{Process: httpd("db"), Networks: []NetworkAttachment{{Network: app, Aliases: []string{"db", "database"}}}})
+	eps := db.Endpoints()
+	if len(eps) != 1 || eps[0].Interface() != "eth0" || !app.Config().Subnet.Contains(eps[0].IP()) {
+		t.Fatalf("endpoints: %v", eps)
+	}
+	// The host reaches the container by its address.
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if got := get(hctx, t, http.DefaultClient, "http://"+eps[0].IP().String()+"/"); got != "hello from db\n" {
+		t.Fatalf("from the host: %q", got)
+	}
+	out, st := run(t, &Spec{
+		Hostname: "web",
+		Process: sh(`wget -q -O - http://db/ && wget -q -O - http://database/ && cat /etc/resolv.conf /etc/hostname && ` +
+			`grep -w web /etc/hosts && ip -o -4 addr show eth0 | grep -q "inet " && echo eth0 up`),
+		Networks: []NetworkAttachment{{Network: app}},
+	})
+	if !st.Success() {
+		t.Fatalf("%v: %s", st, out)
+	}
+	for _, want := range []string{"hello from db\nhello from db\n", "nameserver 127.0.0.11\n", "options ndots:0\n", "web\n", "\tweb\n", "eth0 up"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// After Delete the name is gone and the address free.
+	if err := db.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(app.Endpoints()); n != 0 {
+		t.Fatalf("%d endpoints left after Delete", n)
+	}
+	out, _ = run(t, &Spec{Process: sh(`nslookup db 127.0.0.11 >/dev/null 2>&1 && echo found || echo gone`), Networks: []NetworkAttachment{{Network: app}}})
+	if !strings.Contains(out, "gone") {
+		t.Fatalf("db still resolves after Delete: %s", out)
+	}
+}
+
+func TestPublishedPort(t *testing.T) {
+	needRoot(t)
+	ctx := testCtx(t)
+	m := netManager(t)
+	n, err := m.Get(ctx, network.DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, err := network.ParsePort("127.0.0.1::80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := startIn(t, Default, &Spec{Process: httpd("web"), Networks: []NetworkAttachment{{Network: n}}, Ports: ports})
+	got := c.Ports()
+	if len(got) != 1 || got[0].HostPort == 0 || got[0].ContainerPort != 80 {
+		t.Fatalf("ports: %+v", got)
+	}
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	url := fmt.Sprintf("http://127.0.0.1:%d/", got[0].HostPort)
+	if s := get(hctx, t, http.DefaultClient, url); s != "hello from web\n" {
+		t.Fatalf("through the published port: %q", s)
+	}
+	// The same host port for a second container fails its Start, and
+	// leaves nothing attached.
+	clash, err := Default.Create(ctx, testID(t), &Spec{Rootfs: testRootfs, Process: httpd("x"), Networks: []NetworkAttachment{{Network: n}}, Ports: got})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clash.Delete(ctx)
+	if err := clash.Start(ctx); !errors.Is(err, network.ErrPortInUse) {
+		t.Fatalf("Start with a taken port: %v", err)
+	}
+	if k := len(n.Endpoints()); k != 1 {
+		t.Fatalf("%d endpoints after a failed start, want 1", k)
+	}
+	if err := c.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if conn, err := net.Dial("tcp", url[len("http://"):len(url)-1]); err == nil {
+		conn.Close()
+		t.Fatal("the host port is still bound after Delete")
+	}
+	if k := len(n.Endpoints()); k != 0 {
+		t.Fatalf("%d endpoints after Delete", k)
+	}
+}
+
+func TestDialAndPortForward(t *testing.T) {
+	needRoot(t)
+	ctx := testCtx(t)
+	// Network none: only loopback, where httpd listens.
+	c, _ := startIn(t, Default, &Spec{Process: sh("mkdir -p /www && echo inside > /www/index.html && exec httpd -f -p 127.0.0.1:80 -h /www")})
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return c.Dial(ctx, "tcp", "127.0.0.1:80")
+	}}}
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if got := get(hctx, t, client, "http://container/"); got != "inside\n" {
+		t.Fatalf("Dial: %q", got)
+	}
+	if _, err := c.Dial(ctx, "tcp", "localhost:80"); !errors.Is(err, network.ErrInvalidAddress) {
+		t.Fatalf("Dial by name: %v", err)
+	}
+	f, err := c.PortForward(ctx, "127.0.0.1:0", 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := get(hctx, t, http.DefaultClient, "http://"+f.Addr().String()+"/"); got != "inside\n" {
+		t.Fatalf("PortForward: %q", got)
+	}
+	if err := c.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if conn, err := net.Dial("tcp", f.Addr().String()); err == nil {
+		conn.Close()
+		t.Fatal("port-forward still listening after Delete")
+	}
+}
+
+func TestNetworkBadSpec(t *testing.T) {
+	needRoot(t)
+	ctx := testCtx(t)
+	m := netManager(t)
+	n, err := m.Create(ctx, network.Config{Name: "bad"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := []*Spec{
+		{Networks: []NetworkAttachment{{Network: n}}, Namespaces: map[namespace.Kind]Namespace{namespace.Net: {Mode: NamespaceHost}}},
+		{Ports: []network.PortMapping{{ContainerPort: 80}}},
+		{Networks: []NetworkAttachment{{Network: n}}, Ports: []network.PortMapping{{ContainerPort: 0}}},
+		{Networks: []NetworkAttachment{{Network: n}}, Ports: []network.PortMapping{{ContainerPort: 80, Protocol: "sctp"}}},
+		{Networks: []NetworkAttachment{{Network: n}, {Network: n}}},
+		{Networks: []NetworkAttachment{{}}},
+	}
+	for i, s := range bad {
+		s.Rootfs, s.Process = testRootfs, sh("true")
+		if _, err := Default.Create(ctx, testID(t), s); !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("spec %d: %v", i, err)
+		}
+	}
+	// A bad fixed address fails at Start and leaves nothing.
+	c, err := Default.Create(ctx, testID(t), &Spec{Rootfs: testRootfs, Process: sh("true"),
+		Networks: []NetworkAttachment{{Network: n, IP: netip.MustParseAddr("10.1.2.3")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Delete(ctx)
+	if err := c.Start(ctx); !errors.Is(err, network.ErrInvalidAddress) {
+		t.Fatalf("Start with an address outside the subnet: %v", err)
+	}
+	if len(n.Endpoints()) != 0 {
+		t.Fatal("endpoint left")
+	}
+}
