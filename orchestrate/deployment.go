@@ -72,7 +72,7 @@ func (c *deploymentController) validate(ctx context.Context, obj Object) error {
 	}
 	s := d.Spec.Strategy
 	switch s.Type {
-	case "", RollingUpdate:
+	case "", RollingUpdateDeploymentStrategyType:
 		if err := validateIntOrPercent("spec.strategy.maxSurge", s.MaxSurge, false); err != nil {
 			return err
 		}
@@ -82,12 +82,12 @@ func (c *deploymentController) validate(ctx context.Context, obj Object) error {
 		if s.MaxSurge != nil && s.MaxUnavailable != nil && s.MaxSurge.Value == 0 && s.MaxUnavailable.Value == 0 {
 			return invalidf("spec.strategy.maxUnavailable", "may not be 0 when maxSurge is 0")
 		}
-	case Recreate:
+	case RecreateDeploymentStrategyType:
 		if s.MaxSurge != nil || s.MaxUnavailable != nil {
-			return invalidf("spec.strategy", "maxSurge and maxUnavailable may not be set with %s", Recreate)
+			return invalidf("spec.strategy", "maxSurge and maxUnavailable may not be set with %s", RecreateDeploymentStrategyType)
 		}
 	default:
-		return invalidf("spec.strategy.type", "%q is not %s or %s", s.Type, RollingUpdate, Recreate)
+		return invalidf("spec.strategy.type", "%q is not %s or %s", s.Type, RollingUpdateDeploymentStrategyType, RecreateDeploymentStrategyType)
 	}
 	if d.Spec.RevisionHistoryLimit != nil && *d.Spec.RevisionHistoryLimit < 0 {
 		return invalidf("spec.revisionHistoryLimit", "%d must not be negative", *d.Spec.RevisionHistoryLimit)
@@ -119,7 +119,7 @@ func (c *deploymentController) keysFor(ev WatchEvent) []string {
 			}
 			return nil
 		}
-		if ev.Type == Deleted {
+		if ev.Type == WatchDeleted {
 			return nil
 		}
 		objs, err := c.m.store.List(ctx, KindDeployment, nil)
@@ -225,7 +225,7 @@ func (c *deploymentController) reconcile(ctx context.Context, name string) (reco
 		err = s.sync(ctx)
 	} else if s.isScalingEvent() {
 		err = s.sync(ctx)
-	} else if d.Spec.Strategy.Type == Recreate {
+	} else if d.Spec.Strategy.Type == RecreateDeploymentStrategyType {
 		err = s.rolloutRecreate(ctx)
 	} else {
 		err = s.rolloutRolling(ctx)
@@ -337,7 +337,7 @@ func (s *deploymentSync) split() (newRS *rsView, old []*rsView) {
 
 // maxSurge is the Deployment's surge in pods (0 unless rolling).
 func maxSurge(d *Deployment) int {
-	if d.Spec.Strategy.Type == Recreate {
+	if d.Spec.Strategy.Type == RecreateDeploymentStrategyType {
 		return 0
 	}
 	surge, _ := resolveFenceposts(d.Spec.Strategy, d.Spec.Replicas)
@@ -347,7 +347,7 @@ func maxSurge(d *Deployment) int {
 // maxUnavailable is the Deployment's unavailable allowance in pods (0
 // unless rolling), at most its replicas.
 func maxUnavailable(d *Deployment) int {
-	if d.Spec.Strategy.Type == Recreate || d.Spec.Replicas == 0 {
+	if d.Spec.Strategy.Type == RecreateDeploymentStrategyType || d.Spec.Replicas == 0 {
 		return 0
 	}
 	_, u := resolveFenceposts(d.Spec.Strategy, d.Spec.Replicas)
@@ -497,7 +497,7 @@ func (s *deploymentSync) scaleRS(ctx context.Context, v *rsView, replicas int) (
 // as the surge allows, counting the pods old ReplicaSets still have.
 func (s *deploymentSync) newRSNewReplicas(newRS *rsView) int {
 	d := s.d
-	if d.Spec.Strategy.Type == Recreate {
+	if d.Spec.Strategy.Type == RecreateDeploymentStrategyType {
 		return d.Spec.Replicas
 	}
 	current := 0
@@ -733,7 +733,7 @@ func (s *deploymentSync) scale(ctx context.Context, newRS *rsView, old []*rsView
 		}
 		return nil
 	}
-	if d.Spec.Strategy.Type == Recreate {
+	if d.Spec.Strategy.Type == RecreateDeploymentStrategyType {
 		return nil
 	}
 	var active []*rsView

@@ -241,7 +241,7 @@ func TestDeploymentRollingUpdateUnhealthyOld(t *testing.T) {
 func TestDeploymentRecreate(t *testing.T) {
 	h := newWLHarness(t)
 	d := newDeployment("site", 3)
-	d.Spec.Strategy.Type = Recreate
+	d.Spec.Strategy.Type = RecreateDeploymentStrategyType
 	h.apply(d)
 	h.rollout("site", 0)
 	stop := h.watchPods(func(pods []*Pod) error {
@@ -569,7 +569,7 @@ func TestRecreateWaitsForTerminatingPods(t *testing.T) {
 	}()
 
 	d := newDeployment("site", 2)
-	d.Spec.Strategy.Type = Recreate
+	d.Spec.Strategy.Type = RecreateDeploymentStrategyType
 	if _, err := m.Apply(ctx, d); err != nil {
 		t.Fatal(err)
 	}

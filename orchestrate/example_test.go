@@ -42,7 +42,7 @@ func Example() {
 	sel := &orchestrate.LabelSelector{
 		MatchLabels: map[string]string{"app": "web"},
 		MatchExpressions: []orchestrate.LabelSelectorRequirement{
-			{Key: "tier", Operator: orchestrate.In, Values: []string{"front", "edge"}},
+			{Key: "tier", Operator: orchestrate.LabelSelectorOpIn, Values: []string{"front", "edge"}},
 		},
 	}
 	pods, _ := m.List(ctx, orchestrate.KindPod, sel)

@@ -83,8 +83,8 @@ func (c *jobController) validate(ctx context.Context, obj Object) error {
 	if j.Spec.ActiveDeadline < 0 {
 		return invalidf("spec.activeDeadline", "%v must not be negative", j.Spec.ActiveDeadline)
 	}
-	if rp := j.Spec.Template.Spec.RestartPolicy; rp != RestartOnFailure && rp != RestartNever {
-		return invalidf("spec.template.spec.restartPolicy", "%q: a Job's must be %q or %q", rp, RestartOnFailure, RestartNever)
+	if rp := j.Spec.Template.Spec.RestartPolicy; rp != RestartPolicyOnFailure && rp != RestartPolicyNever {
+		return invalidf("spec.template.spec.restartPolicy", "%q: a Job's must be %q or %q", rp, RestartPolicyOnFailure, RestartPolicyNever)
 	}
 	if err := validateLabels("spec.template.labels", j.Spec.Template.Labels); err != nil {
 		return err
@@ -270,7 +270,7 @@ func jobComplete(j *Job, succeeded, active int) bool {
 // container restarts of the active pods reach the backoff limit (any
 // restart when the limit is 0).
 func pastBackoffLimitOnFailure(j *Job, active []*Pod, limit int) bool {
-	if j.Spec.Template.Spec.RestartPolicy != RestartOnFailure {
+	if j.Spec.Template.Spec.RestartPolicy != RestartPolicyOnFailure {
 		return false
 	}
 	n := 0

@@ -17,7 +17,7 @@ func newJob(name string, completions, parallelism int) *Job {
 				Labels: map[string]string{"app": "batch"},
 				Spec: PodSpec{
 					Containers:    []Container{{Name: "work", Image: "batch:v1", Command: []string{"true"}}},
-					RestartPolicy: RestartNever,
+					RestartPolicy: RestartPolicyNever,
 				},
 			},
 		},
@@ -64,7 +64,7 @@ func TestJobCompletionsAndParallelism(t *testing.T) {
 			t.Fatalf("after %d completions: %d active pods, want %d", done, len(active), want)
 		}
 		for _, p := range active {
-			if p.Labels[LabelJobName] != "batch" || p.Labels["app"] != "batch" || p.Spec.RestartPolicy != RestartNever {
+			if p.Labels[LabelJobName] != "batch" || p.Labels["app"] != "batch" || p.Spec.RestartPolicy != RestartPolicyNever {
 				t.Errorf("pod %s: labels %v restart policy %s", p.Name, p.Labels, p.Spec.RestartPolicy)
 			}
 		}
@@ -135,7 +135,7 @@ func TestJobBackoffLimitOnFailure(t *testing.T) {
 	j := newJob("batch", 1, 1)
 	limit := 3
 	j.Spec.BackoffLimit = &limit
-	j.Spec.Template.Spec.RestartPolicy = RestartOnFailure
+	j.Spec.Template.Spec.RestartPolicy = RestartPolicyOnFailure
 	h.apply(j)
 	h.settle()
 	pod := h.activeJobPods("batch")[0].Name
@@ -324,7 +324,7 @@ func TestJobCountsDeletedPods(t *testing.T) {
 	pt := newPodTest(t)
 	two := 2
 	pt.apply(&Job{ObjectMeta: ObjectMeta{Name: "batch"}, Spec: JobSpec{Completions: &two, Template: PodTemplate{
-		Spec: PodSpec{RestartPolicy: RestartNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
+		Spec: PodSpec{RestartPolicy: RestartPolicyNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
 	}}})
 	job := func() JobStatus {
 		t.Helper()
@@ -377,7 +377,7 @@ func TestJobCompleteWaitsForTerminatingPods(t *testing.T) {
 	pt := newPodTest(t)
 	two := 2
 	pt.apply(&Job{ObjectMeta: ObjectMeta{Name: "queue"}, Spec: JobSpec{Parallelism: &two, Template: PodTemplate{
-		Spec: PodSpec{RestartPolicy: RestartNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
+		Spec: PodSpec{RestartPolicy: RestartPolicyNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
 	}}})
 	_, live := podsByDeletion(t, pt.m)
 	if len(live) != 2 {
@@ -427,7 +427,7 @@ func TestJobCompleteWaitsForTerminatingPods(t *testing.T) {
 func TestJobPodAwaitingCountSurvivesClose(t *testing.T) {
 	pt := newPodTest(t)
 	pt.apply(&Job{ObjectMeta: ObjectMeta{Name: "batch"}, Spec: JobSpec{Template: PodTemplate{
-		Spec: PodSpec{RestartPolicy: RestartNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
+		Spec: PodSpec{RestartPolicy: RestartPolicyNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
 	}}})
 	_, live := podsByDeletion(t, pt.m)
 	if len(live) != 1 {

@@ -162,7 +162,7 @@ func (pc *podController) keysFor(ev WatchEvent) []string {
 		slices.Sort(keys)
 		return keys
 	case *ConfigMap, *Secret:
-		if ev.Type == Deleted {
+		if ev.Type == WatchDeleted {
 			return nil
 		}
 		kind, name := ev.Object.Kind(), ev.Object.Meta().Name
@@ -643,9 +643,9 @@ func terminationReason(info ContainerInfo) string {
 func (pc *podController) afterExit(pod *Pod, st *podState, c *ctrState, failed, startError bool, now time.Time) {
 	policy := st.spec.RestartPolicy
 	if policy == "" {
-		policy = RestartAlways
+		policy = RestartPolicyAlways
 	}
-	if policy == RestartNever || policy == RestartOnFailure && !failed {
+	if policy == RestartPolicyNever || policy == RestartPolicyOnFailure && !failed {
 		c.finished = true
 		typ := EventNormal
 		if failed {

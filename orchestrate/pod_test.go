@@ -163,12 +163,12 @@ func TestPodRestartPolicy(t *testing.T) {
 		restarted bool
 		phase     PodPhase
 	}{
-		{RestartAlways, 0, true, PodRunning},
-		{RestartAlways, 1, true, PodRunning},
-		{RestartOnFailure, 0, false, PodSucceeded},
-		{RestartOnFailure, 2, true, PodRunning},
-		{RestartNever, 0, false, PodSucceeded},
-		{RestartNever, 3, false, PodFailed},
+		{RestartPolicyAlways, 0, true, PodRunning},
+		{RestartPolicyAlways, 1, true, PodRunning},
+		{RestartPolicyOnFailure, 0, false, PodSucceeded},
+		{RestartPolicyOnFailure, 2, true, PodRunning},
+		{RestartPolicyNever, 0, false, PodSucceeded},
+		{RestartPolicyNever, 3, false, PodFailed},
 	} {
 		t.Run(string(tc.policy)+"-"+string(rune('0'+tc.code)), func(t *testing.T) {
 			pt := newPodTest(t)
@@ -203,7 +203,7 @@ func TestPodRestartPolicy(t *testing.T) {
 
 func TestPodOnFailureKeepsOthersRunning(t *testing.T) {
 	pt := newPodTest(t)
-	pt.apply(simplePod("p", RestartNever, "a", "b"))
+	pt.apply(simplePod("p", RestartPolicyNever, "a", "b"))
 	pt.rt.exit(pt.mustRun("p", "a").ID, 0)
 	pt.settle()
 	st := pt.pod("p").Status
@@ -219,7 +219,7 @@ func TestPodOnFailureKeepsOthersRunning(t *testing.T) {
 
 func TestCrashLoopBackoff(t *testing.T) {
 	pt := newPodTest(t)
-	pt.apply(simplePod("p", RestartAlways, "c"))
+	pt.apply(simplePod("p", RestartPolicyAlways, "c"))
 	crash := func() {
 		t.Helper()
 		pt.rt.exit(pt.mustRun("p", "c").ID, 1)
@@ -276,7 +276,7 @@ func TestLivenessProbeRestarts(t *testing.T) {
 		}
 		return 1
 	})
-	p := simplePod("p", RestartAlways, "c")
+	p := simplePod("p", RestartPolicyAlways, "c")
 	p.Spec.Containers[0].LivenessProbe = &Probe{
 		Exec: &ExecAction{Command: []string{"cat", "/tmp/healthy"}}, InitialDelay: 5 * time.Second,
 		Period: 10 * time.Second, FailureThreshold: 3,
@@ -339,7 +339,7 @@ func TestReadinessProbe(t *testing.T) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", srv.Listener.Addr().String())
 	}
-	p := simplePod("p", RestartAlways, "c")
+	p := simplePod("p", RestartPolicyAlways, "c")
 	p.Spec.Containers[0].ReadinessProbe = &Probe{
 		HTTPGet: &HTTPGetAction{Path: "/ready", Port: 8080, Headers: map[string]string{"X-Probe": "yes"}},
 		Period:  time.Second, SuccessThreshold: 2, FailureThreshold: 2,
@@ -388,7 +388,7 @@ func TestStartupProbeHoldsOthers(t *testing.T) {
 		}
 		return 0
 	})
-	p := simplePod("p", RestartAlways, "c")
+	p := simplePod("p", RestartPolicyAlways, "c")
 	p.Spec.Containers[0].StartupProbe = &Probe{Exec: &ExecAction{Command: []string{"startup"}}, Period: time.Second, FailureThreshold: 5}
 	p.Spec.Containers[0].LivenessProbe = &Probe{Exec: &ExecAction{Command: []string{"live"}}, Period: time.Second}
 	pt.apply(p)
@@ -454,7 +454,7 @@ func TestTCPProbe(t *testing.T) {
 		}
 		return net.Dial("tcp", ln.Addr().String())
 	}
-	p := simplePod("p", RestartAlways, "c")
+	p := simplePod("p", RestartPolicyAlways, "c")
 	p.Spec.Containers[0].ReadinessProbe = &Probe{TCPSocket: &TCPSocketAction{Port: 5432}, Period: time.Second, FailureThreshold: 1}
 	pt.apply(p)
 	if pt.pod("p").Status.Ready {
@@ -469,7 +469,7 @@ func TestTCPProbe(t *testing.T) {
 
 func TestConfigMapAndSecret(t *testing.T) {
 	pt := newPodTest(t)
-	p := simplePod("p", RestartAlways, "c")
+	p := simplePod("p", RestartPolicyAlways, "c")
 	c := &p.Spec.Containers[0]
 	c.EnvFrom = []EnvFromSource{{ConfigMap: "cfg", Prefix: "CFG_"}}
 	c.Env = []EnvVar{
@@ -531,7 +531,7 @@ func TestConfigMapAndSecret(t *testing.T) {
 
 func TestMissingEnvSourceWaits(t *testing.T) {
 	pt := newPodTest(t)
-	p := simplePod("p", RestartAlways, "c")
+	p := simplePod("p", RestartPolicyAlways, "c")
 	p.Spec.Containers[0].Env = []EnvVar{{Name: "K", ValueFrom: &EnvVarSource{ConfigMapKeyRef: &KeySelector{Name: "cfg", Key: "k"}}}}
 	pt.apply(p)
 	cs := pt.pod("p").Status.Containers[0]
@@ -549,10 +549,10 @@ func TestOwnerCascade(t *testing.T) {
 	owner := pt.apply(&ConfigMap{ObjectMeta: ObjectMeta{Name: "owner"}})
 	mid := &Secret{ObjectMeta: ObjectMeta{Name: "mid", OwnerReferences: []OwnerReference{controllerRef(owner)}}}
 	midObj := pt.apply(mid)
-	p := simplePod("child", RestartAlways, "c")
+	p := simplePod("child", RestartPolicyAlways, "c")
 	p.OwnerReferences = []OwnerReference{controllerRef(midObj)}
 	pt.apply(p)
-	free := simplePod("free", RestartAlways, "c")
+	free := simplePod("free", RestartPolicyAlways, "c")
 	free.OwnerReferences = []OwnerReference{{Kind: KindConfigMap, Name: "owner", UID: owner.Meta().UID}} // not the controller
 	pt.apply(free)
 	pt.mustRun("child", "c")
@@ -572,7 +572,7 @@ func TestOwnerCascade(t *testing.T) {
 	pt.mustRun("free", "c")
 
 	// A dependent created after its owner is gone is collected too.
-	late := simplePod("late", RestartAlways, "c")
+	late := simplePod("late", RestartPolicyAlways, "c")
 	late.OwnerReferences = []OwnerReference{controllerRef(owner)}
 	if _, err := pt.m.Apply(pt.ctx, late); err != nil {
 		t.Fatal(err)
@@ -589,13 +589,13 @@ func TestOwnerCascade(t *testing.T) {
 
 func TestPodRecreatedWithSameName(t *testing.T) {
 	pt := newPodTest(t)
-	pt.apply(simplePod("p", RestartAlways, "c"))
+	pt.apply(simplePod("p", RestartPolicyAlways, "c"))
 	first := pt.mustRun("p", "c")
 	if err := pt.m.Delete(pt.ctx, KindPod, "p"); err != nil {
 		t.Fatal(err)
 	}
 	pt.settle() // the deleted pod is gone once its containers are
-	pt.apply(simplePod("p", RestartAlways, "c"))
+	pt.apply(simplePod("p", RestartPolicyAlways, "c"))
 	second := pt.mustRun("p", "c")
 	if first.ID == second.ID || first.Sandbox == second.Sandbox {
 		t.Fatal("the new pod reuses the old one's container or sandbox")
@@ -608,7 +608,7 @@ func TestPodRecreatedWithSameName(t *testing.T) {
 func TestCloseRemovesEverything(t *testing.T) {
 	pt := newPodTest(t)
 	for _, n := range []string{"a", "b", "c"} {
-		pt.apply(simplePod(n, RestartAlways, "x", "y"))
+		pt.apply(simplePod(n, RestartPolicyAlways, "x", "y"))
 	}
 	dir := pt.m.StateDir()
 	if err := pt.m.Close(pt.ctx); err != nil {
@@ -626,7 +626,7 @@ func TestCloseRemovesEverything(t *testing.T) {
 func TestStartErrorBacksOff(t *testing.T) {
 	pt := newPodTest(t)
 	pt.rt.startErr = errors.New("no space left")
-	pt.apply(simplePod("p", RestartAlways, "c"))
+	pt.apply(simplePod("p", RestartPolicyAlways, "c"))
 	cs := pt.pod("p").Status.Containers[0]
 	if cs.State != ContainerWaiting || cs.Reason != reasonRunError {
 		t.Fatalf("status %+v, want Waiting RunContainerError", cs)
@@ -676,7 +676,7 @@ func TestManagerWithoutRuntime(t *testing.T) {
 func TestStartErrorUnderNever(t *testing.T) {
 	pt := newPodTest(t)
 	pt.rt.startErr = errors.New("exec: no such file")
-	pt.apply(simplePod("p", RestartNever, "c"))
+	pt.apply(simplePod("p", RestartPolicyNever, "c"))
 	st := pt.pod("p").Status
 	if st.Phase != PodFailed || len(st.Containers) != 1 {
 		t.Fatalf("status %+v, want Failed", st)
@@ -692,7 +692,7 @@ func TestStartErrorUnderNever(t *testing.T) {
 	checkNoFakeLeaks(t, pt.rt) // torn down
 
 	// Under OnFailure it is retried with backoff, counting restarts.
-	pt.apply(simplePod("q", RestartOnFailure, "c"))
+	pt.apply(simplePod("q", RestartPolicyOnFailure, "c"))
 	pt.step(10 * time.Second)
 	pt.step(20 * time.Second)
 	cs = pt.pod("q").Status.Containers[0]
@@ -703,7 +703,7 @@ func TestStartErrorUnderNever(t *testing.T) {
 	// A Job with backoffLimit 0 fails.
 	limit := 0
 	j := &Job{ObjectMeta: ObjectMeta{Name: "batch"}, Spec: JobSpec{BackoffLimit: &limit, Template: PodTemplate{
-		Spec: PodSpec{RestartPolicy: RestartNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
+		Spec: PodSpec{RestartPolicy: RestartPolicyNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
 	}}}
 	pt.apply(j)
 	pt.settle()
@@ -723,7 +723,7 @@ func TestLivenessKillRestartsUnderOnFailure(t *testing.T) {
 	pt := newPodTest(t)
 	pt.rt.stopExitCode = 0
 	pt.rt.setExec(func(pod, ctr string, cmd []string) int { return 1 })
-	p := simplePod("p", RestartOnFailure, "c")
+	p := simplePod("p", RestartPolicyOnFailure, "c")
 	p.Spec.Containers[0].LivenessProbe = &Probe{Exec: &ExecAction{Command: []string{"live"}}, InitialDelay: 5 * time.Second, Period: time.Second, FailureThreshold: 1}
 	pt.apply(p)
 	first := pt.mustRun("p", "c")
@@ -742,7 +742,7 @@ func TestLivenessKillRestartsUnderOnFailure(t *testing.T) {
 func TestFinishedPodTeardownRetried(t *testing.T) {
 	pt := newPodTest(t)
 	pt.rt.removeSandboxFailures = 2
-	pt.apply(simplePod("p", RestartNever, "c"))
+	pt.apply(simplePod("p", RestartPolicyNever, "c"))
 	pt.rt.exit(pt.mustRun("p", "c").ID, 0)
 	pt.settle()
 	if ph := pt.pod("p").Status.Phase; ph != PodSucceeded {
@@ -767,7 +767,7 @@ func TestCloseKeepsMountedStateDir(t *testing.T) {
 	}
 	pt := newPodTest(t)
 	pt.rt.removeSandboxFailures = -1
-	p := simplePod("p", RestartAlways, "c")
+	p := simplePod("p", RestartPolicyAlways, "c")
 	p.Spec.Volumes = []Volume{{Name: "mem", EmptyDir: &EmptyDirVolume{Memory: true}}}
 	p.Spec.Containers[0].VolumeMounts = []VolumeMount{{Name: "mem", MountPath: "/mem"}}
 	pt.apply(p)
@@ -791,7 +791,7 @@ func TestCloseKeepsMountedStateDir(t *testing.T) {
 // deleted (tears it down and removes the object).
 func TestPodDeleteGracefulAndClose(t *testing.T) {
 	pt := newPodTest(t)
-	pt.apply(simplePod("p", RestartAlways, "c"))
+	pt.apply(simplePod("p", RestartPolicyAlways, "c"))
 	pt.mustRun("p", "c")
 	if err := pt.m.Delete(pt.ctx, KindPod, "p"); err != nil {
 		t.Fatal(err)
@@ -856,7 +856,7 @@ func TestDeletedPodStopsInBackground(t *testing.T) {
 		}
 		checkNoFakeLeaks(t, rt)
 	}()
-	if _, err := m.Apply(ctx, simplePod("slow", RestartAlways, "c")); err != nil {
+	if _, err := m.Apply(ctx, simplePod("slow", RestartPolicyAlways, "c")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the first pod to run", func() bool { return rt.running("slow", "c") != nil })
@@ -865,7 +865,7 @@ func TestDeletedPodStopsInBackground(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "its container to be stopping", func() bool { return len(rt.callsWith("stop ")) == 1 })
-	if _, err := m.Apply(ctx, simplePod("next", RestartAlways, "c")); err != nil {
+	if _, err := m.Apply(ctx, simplePod("next", RestartPolicyAlways, "c")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "another pod to start while the first stops", func() bool { return rt.running("next", "c") != nil })

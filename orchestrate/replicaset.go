@@ -57,8 +57,8 @@ func (m *Manager) validateWorkload(ctx context.Context, obj Object, replicas, mi
 	if err := validateTemplateSelector(sel, tmpl); err != nil {
 		return err
 	}
-	if always && tmpl.Spec.RestartPolicy != "" && tmpl.Spec.RestartPolicy != RestartAlways {
-		return invalidf("spec.template.spec.restartPolicy", "%q: only %q is allowed for a %s", tmpl.Spec.RestartPolicy, RestartAlways, obj.Kind())
+	if always && tmpl.Spec.RestartPolicy != "" && tmpl.Spec.RestartPolicy != RestartPolicyAlways {
+		return invalidf("spec.template.spec.restartPolicy", "%q: only %q is allowed for a %s", tmpl.Spec.RestartPolicy, RestartPolicyAlways, obj.Kind())
 	}
 	return m.validatePodSpec(ctx, "spec.template.spec", &tmpl.Spec)
 }
@@ -112,7 +112,7 @@ func (c *replicaSetController) keysFor(ev WatchEvent) []string {
 			}
 			return nil
 		}
-		if ev.Type == Deleted || !podActive(o) {
+		if ev.Type == WatchDeleted || !podActive(o) {
 			return nil
 		}
 		objs, err := c.m.store.List(context.Background(), KindReplicaSet, nil)

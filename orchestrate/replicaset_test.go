@@ -420,7 +420,7 @@ func TestWorkloadsRefuseInvalid(t *testing.T) {
 		{"rs bad selector", rsOf(func(r *ReplicaSet) {
 			r.Spec.Selector.MatchExpressions = []LabelSelectorRequirement{{Key: "app", Operator: "Near"}}
 		}), "spec.selector"},
-		{"rs restart policy", rsOf(func(r *ReplicaSet) { r.Spec.Template.Spec.RestartPolicy = RestartNever }), "spec.template.spec.restartPolicy"},
+		{"rs restart policy", rsOf(func(r *ReplicaSet) { r.Spec.Template.Spec.RestartPolicy = RestartPolicyNever }), "spec.template.spec.restartPolicy"},
 		{"rs duplicate container names", rsOf(func(r *ReplicaSet) {
 			r.Spec.Template.Spec.Containers = append(r.Spec.Template.Spec.Containers, r.Spec.Template.Spec.Containers[0])
 		}), "spec.template.spec.containers"},
@@ -435,7 +435,7 @@ func TestWorkloadsRefuseInvalid(t *testing.T) {
 		{"deployment unavailable over 100%", depOf(func(d *Deployment) { d.Spec.Strategy.MaxUnavailable = Percent(150) }), "spec.strategy.maxUnavailable"},
 		{"deployment negative percent", depOf(func(d *Deployment) { d.Spec.Strategy.MaxSurge = Percent(-5) }), "spec.strategy.maxSurge"},
 		{"deployment recreate with surge", depOf(func(d *Deployment) {
-			d.Spec.Strategy = DeploymentStrategy{Type: Recreate, MaxSurge: Count(1)}
+			d.Spec.Strategy = DeploymentStrategy{Type: RecreateDeploymentStrategyType, MaxSurge: Count(1)}
 		}), "spec.strategy"},
 		{"deployment unknown strategy", depOf(func(d *Deployment) { d.Spec.Strategy.Type = "BlueGreen" }), "spec.strategy.type"},
 		{"deployment negative history", depOf(func(d *Deployment) { d.Spec.RevisionHistoryLimit = &neg }), "spec.revisionHistoryLimit"},
@@ -445,7 +445,7 @@ func TestWorkloadsRefuseInvalid(t *testing.T) {
 		{"deployment duplicate container names", depOf(func(d *Deployment) {
 			d.Spec.Template.Spec.Containers = append(d.Spec.Template.Spec.Containers, d.Spec.Template.Spec.Containers[0])
 		}), "spec.template.spec.containers"},
-		{"job restart always", jobOf(func(j *Job) { j.Spec.Template.Spec.RestartPolicy = RestartAlways }), "spec.template.spec.restartPolicy"},
+		{"job restart always", jobOf(func(j *Job) { j.Spec.Template.Spec.RestartPolicy = RestartPolicyAlways }), "spec.template.spec.restartPolicy"},
 		{"job negative completions", jobOf(func(j *Job) { j.Spec.Completions = &neg }), "spec.completions"},
 		{"job negative parallelism", jobOf(func(j *Job) { j.Spec.Parallelism = &neg }), "spec.parallelism"},
 		{"job negative backoff limit", jobOf(func(j *Job) { j.Spec.BackoffLimit = &neg }), "spec.backoffLimit"},

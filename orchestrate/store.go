@@ -76,7 +76,7 @@ func (s *memoryStore) Create(ctx context.Context, obj Object) (Object, error) {
 		s.objects[kind] = map[string]Object{}
 	}
 	s.objects[kind][m.Name] = stored
-	s.notify(Added, stored)
+	s.notify(WatchAdded, stored)
 	return stored.DeepCopy(), nil
 }
 
@@ -117,7 +117,7 @@ func (s *memoryStore) Update(ctx context.Context, obj Object) (Object, error) {
 	s.rev++
 	nm.ResourceVersion = s.rev
 	s.objects[kind][nm.Name] = next
-	s.notify(Modified, next)
+	s.notify(WatchModified, next)
 	return next.DeepCopy(), nil
 }
 
@@ -144,7 +144,7 @@ func (s *memoryStore) UpdateStatus(ctx context.Context, obj Object) (Object, err
 	s.rev++
 	next.Meta().ResourceVersion = s.rev
 	s.objects[kind][meta.Name] = next
-	s.notify(Modified, next)
+	s.notify(WatchModified, next)
 	return next.DeepCopy(), nil
 }
 
@@ -158,7 +158,7 @@ func (s *memoryStore) Delete(ctx context.Context, kind, name string) error {
 	delete(s.objects[kind], name)
 	s.rev++
 	cur.Meta().ResourceVersion = s.rev // the deletion's version, as Kubernetes does
-	s.notify(Deleted, cur)
+	s.notify(WatchDeleted, cur)
 	return nil
 }
 
@@ -214,7 +214,7 @@ func (s *memoryStore) watchAt(ctx context.Context, kind string, sendInitial bool
 			return strings.Compare(a.Meta().Name, b.Meta().Name)
 		})
 		for _, o := range initial {
-			w.queue = append(w.queue, WatchEvent{Type: Added, Object: o.DeepCopy()})
+			w.queue = append(w.queue, WatchEvent{Type: WatchAdded, Object: o.DeepCopy()})
 		}
 		if len(w.queue) > 0 {
 			w.wake <- struct{}{}

@@ -93,15 +93,15 @@ type WatchEventType string
 
 // Watch event types.
 const (
-	Added    WatchEventType = "Added"
-	Modified WatchEventType = "Modified"
-	Deleted  WatchEventType = "Deleted"
+	WatchAdded    WatchEventType = "Added"
+	WatchModified WatchEventType = "Modified"
+	WatchDeleted  WatchEventType = "Deleted"
 )
 
 // WatchEvent is one change seen by a watch.
 type WatchEvent struct {
-	Type   WatchEventType // what happened: Added, Modified or Deleted
-	Object Object         // a copy; for Deleted, the last stored state
+	Type   WatchEventType // what happened: WatchAdded, WatchModified or WatchDeleted
+	Object Object         // a copy; for WatchDeleted, the last stored state
 }
 
 // Store holds declared objects: their spec (desired state) and status
@@ -130,19 +130,19 @@ type Store interface {
 	List(ctx context.Context, kind string, sel *LabelSelector) ([]Object, error)
 	// Watch sends every change to objects of a kind (all kinds if kind
 	// is "") until ctx ends; then the channel is closed. With
-	// sendInitial, the objects stored now come first as Added events.
+	// sendInitial, the objects stored now come first as WatchAdded events.
 	Watch(ctx context.Context, kind string, sendInitial bool) (<-chan WatchEvent, error)
 }
 
-// SelectorOperator is the operator of a LabelSelectorRequirement.
-type SelectorOperator string
+// LabelSelectorOperator is the operator of a LabelSelectorRequirement.
+type LabelSelectorOperator string
 
 // Selector operators, as in Kubernetes' matchExpressions.
 const (
-	In           SelectorOperator = "In"
-	NotIn        SelectorOperator = "NotIn"
-	Exists       SelectorOperator = "Exists"
-	DoesNotExist SelectorOperator = "DoesNotExist"
+	LabelSelectorOpIn           LabelSelectorOperator = "In"
+	LabelSelectorOpNotIn        LabelSelectorOperator = "NotIn"
+	LabelSelectorOpExists       LabelSelectorOperator = "Exists"
+	LabelSelectorOpDoesNotExist LabelSelectorOperator = "DoesNotExist"
 )
 
 // LabelSelector selects objects by labels: all of MatchLabels and all
@@ -163,7 +163,7 @@ type LabelSelectorRequirement struct {
 	Key string
 	// Operator relates the key's value to Values: In, NotIn, Exists or
 	// DoesNotExist.
-	Operator SelectorOperator
+	Operator LabelSelectorOperator
 	// Values must be non-empty for In and NotIn and empty for Exists and
 	// DoesNotExist.
 	Values []string
@@ -174,9 +174,9 @@ type RestartPolicy string
 
 // Restart policies, as in Kubernetes.
 const (
-	RestartAlways    RestartPolicy = "Always"
-	RestartOnFailure RestartPolicy = "OnFailure"
-	RestartNever     RestartPolicy = "Never"
+	RestartPolicyAlways    RestartPolicy = "Always"
+	RestartPolicyOnFailure RestartPolicy = "OnFailure"
+	RestartPolicyNever     RestartPolicy = "Never"
 )
 
 // Pod is one or more containers that share network, IPC and UTS
@@ -204,7 +204,7 @@ type PodTemplate struct {
 type PodSpec struct {
 	// Containers run in the pod; at least one, names unique.
 	Containers []Container
-	// RestartPolicy defaults to RestartAlways (a Job's pods must say
+	// RestartPolicy defaults to RestartPolicyAlways (a Job's pods must say
 	// OnFailure or Never).
 	RestartPolicy RestartPolicy
 	// Volumes the containers can mount; names unique.
@@ -536,8 +536,8 @@ type DeploymentStrategyType string
 
 // Deployment strategies.
 const (
-	RollingUpdate DeploymentStrategyType = "RollingUpdate"
-	Recreate      DeploymentStrategyType = "Recreate"
+	RollingUpdateDeploymentStrategyType DeploymentStrategyType = "RollingUpdate"
+	RecreateDeploymentStrategyType      DeploymentStrategyType = "Recreate"
 )
 
 // Deployment manages ReplicaSets to roll a pod template out.

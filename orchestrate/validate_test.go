@@ -15,13 +15,13 @@ import (
 // running containers change.
 func TestApplyRefusesInvalidPods(t *testing.T) {
 	pt := newPodTest(t)
-	good := simplePod("p", RestartAlways, "c")
+	good := simplePod("p", RestartPolicyAlways, "c")
 	pt.apply(good)
 	running := pt.mustRun("p", "c")
 	before := pt.pod("p")
 
 	podOf := func(f func(p *Pod)) *Pod {
-		p := simplePod("p", RestartAlways, "c")
+		p := simplePod("p", RestartPolicyAlways, "c")
 		f(p)
 		return p
 	}
@@ -276,7 +276,7 @@ func TestApplyUpdates(t *testing.T) {
 // allows: each must be stored.
 func TestValidateAccepts(t *testing.T) {
 	pt := newPodTest(t)
-	p := simplePod("edges", RestartAlways, "c")
+	p := simplePod("edges", RestartPolicyAlways, "c")
 	p.Annotations = map[string]string{
 		"example.com/some-key_1.x": strings.Repeat("v", 200<<10),
 		"a":                        "",

@@ -292,7 +292,7 @@ func TestE2EJobCompletes(t *testing.T) {
 			Parallelism: &parallelism,
 			Template: PodTemplate{Spec: PodSpec{
 				Containers:    []Container{{Name: "work", Image: "web:a", Command: []string{"sh", "-c", "exit 0"}}},
-				RestartPolicy: RestartNever,
+				RestartPolicy: RestartPolicyNever,
 			}},
 		},
 	}
