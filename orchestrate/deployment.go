@@ -49,8 +49,6 @@ const defaultProgressDeadline = 600 * time.Second
 // defaultRevisionHistoryLimit is what a nil RevisionHistoryLimit means.
 const defaultRevisionHistoryLimit = 10
 
-func init() { builtinControllers = append(builtinControllers, registerDeployment) }
-
 // deploymentController rolls Deployments out through ReplicaSets, as
 // Kubernetes' pkg/controller/deployment does.
 type deploymentController struct{ m *Manager }

@@ -38,8 +38,6 @@ const (
 	jobBackoffMax       = 6 * time.Minute
 )
 
-func init() { builtinControllers = append(builtinControllers, registerJob) }
-
 // jobController runs each Job's pods to completion, as Kubernetes'
 // pkg/controller/job does.
 type jobController struct{ m *Manager }

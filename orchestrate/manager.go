@@ -69,11 +69,6 @@ func (b CrashLoopBackoff) withDefaults() CrashLoopBackoff {
 	return b
 }
 
-// builtinControllers are the workload controllers (ReplicaSet,
-// Deployment, Job) that NewManager registers after the Pod controller;
-// each adds itself from an init function of its file.
-var builtinControllers []func(*Manager)
-
 // Manager keeps the objects of a Store converged: it runs one
 // reconcile.Controller per kind (Pod, ReplicaSet, Deployment, Job), fed
 // by one watch of the store, records events, and deletes the dependents
@@ -166,11 +161,12 @@ func NewManager(opts Options) (*Manager, error) {
 	m.gc = reconcile.New[gcKey](reconcile.Func[gcKey](m.collect), reconcile.Options[gcKey]{
 		Name: "gc", Workers: 1, Clock: m.clock, Logger: m.log,
 	})
+	// The controllers, in the order each watch event is handed to them.
 	registerPods(m)
 	registerConfigKinds(m)
-	for _, f := range builtinControllers {
-		f(m)
-	}
+	registerDeployment(m)
+	registerJob(m)
+	registerReplicaSet(m)
 	return m, nil
 }
 

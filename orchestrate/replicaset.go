@@ -12,8 +12,6 @@ import (
 	"github.com/berthlabs/berth/orchestrate/reconcile"
 )
 
-func init() { builtinControllers = append(builtinControllers, registerReplicaSet) }
-
 // replicaSetController keeps each ReplicaSet's pods at its replicas, as
 // Kubernetes' pkg/controller/replicaset does.
 type replicaSetController struct{ m *Manager }
