@@ -132,14 +132,13 @@ func jobFinished(j *Job) bool {
 // reconcile makes one pass of Kubernetes' syncJob.
 func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.Result, error) {
 	m := c.m
-	obj, err := m.store.Get(ctx, KindJob, name)
+	j, err := Get[*Job](ctx, m.store, name)
 	if errors.Is(err, ErrNotFound) {
 		return reconcile.Result{}, nil // deleted: the manager removes its pods
 	}
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	j := obj.(*Job)
 	if jobFinished(j) {
 		return reconcile.Result{}, nil // its finished pods are kept for their logs
 	}
