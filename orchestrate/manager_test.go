@@ -1,9 +1,11 @@
-package orchestrate
+package orchestrate_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	. "github.com/berthlabs/berth/orchestrate"
+	"github.com/berthlabs/berth/orchestrate/memstore"
 	"runtime"
 	"testing"
 	"time"
@@ -17,7 +19,7 @@ import (
 func TestRunUntilIdleWithObjectsStoredFirst(t *testing.T) {
 	goroutines := runtime.NumGoroutine()
 	clock := reconcile.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
-	m, err := NewManager(Options{Clock: clock})
+	m, err := NewManager(Options{Store: memstore.New(), Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +93,7 @@ func TestGCOnAdoptionByDeletedOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := obj.(*Pod)
-	p.OwnerReferences = []OwnerReference{controllerRef(owner)}
+	p.OwnerReferences = []OwnerReference{ControllerRef(owner)}
 	if _, err := h.m.Store().Update(h.ctx, p); err != nil {
 		t.Fatal(err)
 	}

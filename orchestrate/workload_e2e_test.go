@@ -1,9 +1,12 @@
-package orchestrate
+package orchestrate_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	. "github.com/berthlabs/berth/orchestrate"
+	"github.com/berthlabs/berth/orchestrate/containerruntime"
+	"github.com/berthlabs/berth/orchestrate/memstore"
 	"os"
 	"path/filepath"
 	"sync"
@@ -68,7 +71,7 @@ func newE2EEnv(tb testing.TB) *e2eEnv {
 	needE2E(tb)
 	dir := tb.TempDir()
 	store := buildWebImages(tb, dir)
-	m, err := NewManager(Options{Runtime: NewContainerRuntime(&container.Runtime{Images: store}), StateDir: filepath.Join(dir, "state")})
+	m, err := NewManager(Options{Store: memstore.New(), Runtime: containerruntime.New(&container.Runtime{Images: store}), StateDir: filepath.Join(dir, "state")})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -128,12 +131,12 @@ func (e *e2eEnv) waitFor(what string, timeout time.Duration, cond func() (bool, 
 // webPods returns the active pods labelled app=web, and how many of them
 // are ready.
 func (e *e2eEnv) webPods() (pods []*Pod, ready int) {
-	all, err := e.m.listPods(context.Background(), &LabelSelector{MatchLabels: map[string]string{"app": "web"}})
+	all, err := List[*Pod](context.Background(), e.m, &LabelSelector{MatchLabels: map[string]string{"app": "web"}})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	for _, p := range all {
-		if podActive(p) {
+		if PodActive(p) {
 			pods = append(pods, p)
 			if p.Status.Ready {
 				ready++
@@ -187,8 +190,8 @@ func TestE2EReplicaSetReplacesKilledPod(t *testing.T) {
 }
 
 // TestE2EDeploymentRollingUpdate rolls web:a to web:b and back, sampling
-// the pods all along: never more than replicas+maxSurge, never fewer
-// ready than replicas-maxUnavailable.
+// the pods all along: never more than replicas+MaxSurge, never fewer
+// ready than replicas-MaxUnavailable.
 func TestE2EDeploymentRollingUpdate(t *testing.T) {
 	e := newE2EEnv(t)
 	const replicas, surge, unavailable = 3, 1, 1
@@ -217,7 +220,7 @@ func TestE2EDeploymentRollingUpdate(t *testing.T) {
 					return false, fmt.Sprintf("pod %s runs %s", p.Name, p.Spec.Containers[0].Image)
 				}
 			}
-			return deploymentComplete(d, &d.Status) && len(pods) == replicas && ready == replicas,
+			return DeploymentComplete(d, &d.Status) && len(pods) == replicas && ready == replicas,
 				fmt.Sprintf("status %+v; %d pods, %d ready", d.Status, len(pods), ready)
 		}
 	}
@@ -307,7 +310,7 @@ func TestE2EJobCompletes(t *testing.T) {
 		}
 		j := obj.(*Job)
 		maxActive = max(maxActive, j.Status.Active)
-		c := getCondition(j.Status.Conditions, JobComplete)
+		c := GetCondition(j.Status.Conditions, JobComplete)
 		return c != nil && c.Status, fmt.Sprintf("%+v", j.Status)
 	})
 	obj, _ := e.m.Get(e.ctx, KindJob, "batch")

@@ -1,87 +1,112 @@
-package orchestrate
+// Package memstore is an orchestrate.Store that keeps objects in the
+// memory of the process: what a Manager of one program needs, and what
+// tests use. Nothing is persisted; the objects go with the process.
+//
+// It meets the whole contract of orchestrate.Store (package storetest
+// checks it). Writes never wait for watchers: each watch has its own
+// unbounded buffer, so a slow reader delays only itself. A watch can
+// replay the last changes (WatchOptions.Since), as many as WithHistory
+// says.
+package memstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/berthlabs/berth/orchestrate"
+	"github.com/berthlabs/berth/orchestrate/internal/storeutil"
 )
 
-// NewMemoryStore returns a Store that keeps objects in memory, the
-// default Store of a Manager. It is safe for concurrent use. Writes
-// never wait for watchers: each watch has its own unbounded buffer, so a
-// slow reader delays only itself.
-func NewMemoryStore() Store {
-	return &memoryStore{objects: map[string]map[string]Object{}}
+// DefaultHistory is how many of the latest changes a store keeps for
+// watches that replay them (WatchOptions.Since), unless WithHistory says
+// otherwise.
+const DefaultHistory = 1024
+
+// Option configures a store made by New.
+type Option func(*store)
+
+// WithHistory sets how many of the latest changes the store keeps for
+// watches that replay them (WatchOptions.Since); a watch from an older
+// version fails with orchestrate.ErrExpired. 0 keeps none: only a watch
+// from the store's current revision can replay. A negative n means
+// DefaultHistory.
+func WithHistory(n int) Option {
+	return func(s *store) {
+		if n < 0 {
+			n = DefaultHistory
+		}
+		s.historyCap = n
+	}
 }
 
-type memoryStore struct {
+// New returns an empty store. It is safe for concurrent use.
+func New(opts ...Option) orchestrate.Store {
+	s := &store{objects: map[string]map[string]orchestrate.Object{}, historyCap: DefaultHistory}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+type store struct {
 	mu       sync.Mutex
-	objects  map[string]map[string]Object // kind → name → stored copy
-	rev      uint64                       // last ResourceVersion handed out
-	watchers []*storeWatcher
-	now      func() time.Time // for CreationTime; nil means time.Now
+	objects  map[string]map[string]orchestrate.Object // kind → name → stored copy
+	rev      uint64                                   // last ResourceVersion handed out
+	watchers []*watcher
+
+	// history holds the latest changes, oldest first, for watches with
+	// Since; every change after historyFloor is in it.
+	history      []orchestrate.WatchEvent
+	historyCap   int
+	historyFloor uint64
 }
 
-// storeWatcher buffers the events of one Watch and feeds its channel.
-type storeWatcher struct {
+// watcher buffers the events of one Watch and feeds its channel.
+type watcher struct {
 	kind  string
+	after uint64 // changes up to this version are not sent
 	mu    sync.Mutex
-	queue []WatchEvent
+	queue []orchestrate.WatchEvent
 	wake  chan struct{} // 1-buffered: there is something in queue
-	out   chan WatchEvent
+	out   chan orchestrate.WatchEvent
 }
 
-// revision returns the ResourceVersion of the latest write: the Manager
-// uses it to know when its watch has seen every write.
-func (s *memoryStore) revision() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.rev
-}
-
-func (s *memoryStore) Create(ctx context.Context, obj Object) (Object, error) {
-	if err := checkObject(obj); err != nil {
+func (s *store) Create(ctx context.Context, obj orchestrate.Object) (orchestrate.Object, error) {
+	if err := storeutil.Check(obj); err != nil {
 		return nil, err
 	}
 	kind, meta := obj.Kind(), obj.Meta()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.objects[kind][meta.Name]; ok {
-		return nil, fmt.Errorf("create %s %s: %w", kind, meta.Name, ErrExists)
+		return nil, fmt.Errorf("create %s %s: %w", kind, meta.Name, orchestrate.ErrExists)
 	}
 	stored := obj.DeepCopy()
 	// Status is observed state: a new object has none, whatever the
 	// caller sent (as the Kubernetes API server does).
-	if f := reflect.ValueOf(stored).Elem().FieldByName("Status"); f.IsValid() {
-		f.Set(reflect.Zero(f.Type()))
-	}
+	storeutil.ClearStatus(stored)
 	m := stored.Meta()
-	m.UID = newUID()
+	m.UID = storeutil.NewUID()
 	m.Generation = 1
 	m.DeletionTime = nil
 	s.rev++
 	m.ResourceVersion = s.rev
-	if s.now != nil {
-		m.CreationTime = s.now()
-	} else {
-		m.CreationTime = time.Now()
-	}
+	m.CreationTime = time.Now()
 	if s.objects[kind] == nil {
-		s.objects[kind] = map[string]Object{}
+		s.objects[kind] = map[string]orchestrate.Object{}
 	}
 	s.objects[kind][m.Name] = stored
-	s.notify(WatchAdded, stored)
+	s.notify(orchestrate.WatchAdded, stored)
 	return stored.DeepCopy(), nil
 }
 
-func (s *memoryStore) Update(ctx context.Context, obj Object) (Object, error) {
-	if err := checkObject(obj); err != nil {
+func (s *store) Update(ctx context.Context, obj orchestrate.Object) (orchestrate.Object, error) {
+	if err := storeutil.Check(obj); err != nil {
 		return nil, err
 	}
 	kind, meta := obj.Kind(), obj.Meta()
@@ -95,20 +120,21 @@ func (s *memoryStore) Update(ctx context.Context, obj Object) (Object, error) {
 	nm, cm := next.Meta(), cur.Meta()
 	nm.UID, nm.CreationTime, nm.Generation = cm.UID, cm.CreationTime, cm.Generation
 	nm.ResourceVersion = cm.ResourceVersion
-	setStatus(next, statusOf(cur.DeepCopy())) // the status is kept
+	storeutil.CopyStatus(next, cur) // the status is kept
+	specEqual := storeutil.SpecEqual(next, cur)
 	if cm.DeletionTime != nil {
 		// A graceful delete cannot be undone, and what is being deleted
 		// does not change its spec.
 		t := *cm.DeletionTime
 		nm.DeletionTime = &t
-		if !reflect.DeepEqual(specOf(next), specOf(cur)) {
-			return nil, fmt.Errorf("update %s %s: the object is being deleted; its spec cannot change: %w", kind, meta.Name, ErrInvalid)
+		if !specEqual {
+			return nil, fmt.Errorf("update %s %s: the object is being deleted; its spec cannot change: %w", kind, meta.Name, orchestrate.ErrInvalid)
 		}
-	} else if nm.DeletionTime != nil && kind != KindPod {
+	} else if nm.DeletionTime != nil && kind != orchestrate.KindPod {
 		// Nothing would ever finish the deletion of another kind.
-		return nil, fmt.Errorf("update %s %s: only pods are deleted gracefully (DeletionTime); delete it instead: %w", kind, meta.Name, ErrInvalid)
+		return nil, fmt.Errorf("update %s %s: only pods are deleted gracefully (DeletionTime); delete it instead: %w", kind, meta.Name, orchestrate.ErrInvalid)
 	}
-	if !reflect.DeepEqual(specOf(next), specOf(cur)) {
+	if !specEqual {
 		nm.Generation++
 	}
 	if reflect.DeepEqual(next, cur) {
@@ -117,12 +143,12 @@ func (s *memoryStore) Update(ctx context.Context, obj Object) (Object, error) {
 	s.rev++
 	nm.ResourceVersion = s.rev
 	s.objects[kind][nm.Name] = next
-	s.notify(WatchModified, next)
+	s.notify(orchestrate.WatchModified, next)
 	return next.DeepCopy(), nil
 }
 
-func (s *memoryStore) UpdateStatus(ctx context.Context, obj Object) (Object, error) {
-	if err := checkObject(obj); err != nil {
+func (s *store) UpdateStatus(ctx context.Context, obj orchestrate.Object) (orchestrate.Object, error) {
+	if err := storeutil.Check(obj); err != nil {
 		return nil, err
 	}
 	kind, meta := obj.Kind(), obj.Meta()
@@ -132,73 +158,73 @@ func (s *memoryStore) UpdateStatus(ctx context.Context, obj Object) (Object, err
 	if err != nil {
 		return nil, err
 	}
-	st := statusOf(obj)
-	if !st.IsValid() {
-		return nil, fmt.Errorf("update status of %s %s: the kind has no status: %w", kind, meta.Name, ErrInvalid)
+	if !storeutil.HasStatus(obj) {
+		return nil, fmt.Errorf("update status of %s %s: the kind has no status: %w", kind, meta.Name, orchestrate.ErrInvalid)
 	}
-	if reflect.DeepEqual(st.Interface(), statusOf(cur).Interface()) {
+	if storeutil.StatusEqual(obj, cur) {
 		return cur.DeepCopy(), nil
 	}
 	next := cur.DeepCopy()
-	setStatus(next, statusOf(obj.DeepCopy()))
+	storeutil.CopyStatus(next, obj)
 	s.rev++
 	next.Meta().ResourceVersion = s.rev
 	s.objects[kind][meta.Name] = next
-	s.notify(WatchModified, next)
+	s.notify(orchestrate.WatchModified, next)
 	return next.DeepCopy(), nil
 }
 
-func (s *memoryStore) Delete(ctx context.Context, kind, name string) error {
+func (s *store) Delete(ctx context.Context, kind, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.objects[kind][name]
 	if !ok {
-		return fmt.Errorf("delete %s %s: %w", kind, name, ErrNotFound)
+		return fmt.Errorf("delete %s %s: %w", kind, name, orchestrate.ErrNotFound)
 	}
 	delete(s.objects[kind], name)
 	s.rev++
 	cur.Meta().ResourceVersion = s.rev // the deletion's version, as Kubernetes does
-	s.notify(WatchDeleted, cur)
+	s.notify(orchestrate.WatchDeleted, cur)
 	return nil
 }
 
-func (s *memoryStore) Get(ctx context.Context, kind, name string) (Object, error) {
+func (s *store) Get(ctx context.Context, kind, name string) (orchestrate.Object, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.objects[kind][name]
 	if !ok {
-		return nil, fmt.Errorf("get %s %s: %w", kind, name, ErrNotFound)
+		return nil, fmt.Errorf("get %s %s: %w", kind, name, orchestrate.ErrNotFound)
 	}
 	return cur.DeepCopy(), nil
 }
 
-func (s *memoryStore) List(ctx context.Context, kind string, sel *LabelSelector) ([]Object, error) {
+func (s *store) List(ctx context.Context, kind string, sel *orchestrate.LabelSelector) ([]orchestrate.Object, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []Object
+	var out []orchestrate.Object
 	for _, o := range s.objects[kind] {
 		if sel.Matches(o.Meta().Labels) {
 			out = append(out, o.DeepCopy())
 		}
 	}
-	slices.SortFunc(out, func(a, b Object) int { return strings.Compare(a.Meta().Name, b.Meta().Name) })
+	slices.SortFunc(out, func(a, b orchestrate.Object) int { return strings.Compare(a.Meta().Name, b.Meta().Name) })
 	return out, nil
 }
 
-func (s *memoryStore) Watch(ctx context.Context, kind string, sendInitial bool) (<-chan WatchEvent, error) {
-	ch, _, _ := s.watchAt(ctx, kind, sendInitial)
-	return ch, nil
+func (s *store) Revision(ctx context.Context) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rev, nil
 }
 
-// watchAt is Watch that also returns the store's revision when the watch
-// began and how many initial events come first: once those are
-// received, the watcher has seen every write up to that revision.
-func (s *memoryStore) watchAt(ctx context.Context, kind string, sendInitial bool) (<-chan WatchEvent, uint64, int) {
-	w := &storeWatcher{kind: kind, wake: make(chan struct{}, 1), out: make(chan WatchEvent)}
+func (s *store) Watch(ctx context.Context, kind string, opts orchestrate.WatchOptions) (<-chan orchestrate.WatchEvent, error) {
+	if opts.SendInitial && opts.Since != 0 {
+		return nil, fmt.Errorf("watch %s: SendInitial and Since together: %w", kindName(kind), orchestrate.ErrInvalid)
+	}
+	w := &watcher{kind: kind, wake: make(chan struct{}, 1), out: make(chan orchestrate.WatchEvent)}
 	s.mu.Lock()
-	rev := s.rev
-	if sendInitial {
-		var initial []Object
+	switch {
+	case opts.SendInitial:
+		var initial []orchestrate.Object
 		for k, objs := range s.objects {
 			if kind != "" && k != kind {
 				continue
@@ -207,31 +233,55 @@ func (s *memoryStore) watchAt(ctx context.Context, kind string, sendInitial bool
 				initial = append(initial, o)
 			}
 		}
-		slices.SortFunc(initial, func(a, b Object) int {
+		slices.SortFunc(initial, func(a, b orchestrate.Object) int {
 			if c := strings.Compare(a.Kind(), b.Kind()); c != 0 {
 				return c
 			}
 			return strings.Compare(a.Meta().Name, b.Meta().Name)
 		})
 		for _, o := range initial {
-			w.queue = append(w.queue, WatchEvent{Type: WatchAdded, Object: o.DeepCopy()})
+			w.queue = append(w.queue, orchestrate.WatchEvent{Type: orchestrate.WatchAdded, Object: o.DeepCopy(), ResourceVersion: o.Meta().ResourceVersion})
 		}
-		if len(w.queue) > 0 {
-			w.wake <- struct{}{}
+		w.queue = append(w.queue, orchestrate.WatchEvent{Type: orchestrate.WatchBookmark, ResourceVersion: s.rev})
+		w.after = s.rev
+	case opts.Since != 0:
+		if opts.Since < s.historyFloor {
+			floor, rev := s.historyFloor, s.rev
+			s.mu.Unlock()
+			return nil, fmt.Errorf("watch %s from version %d: the store keeps the changes after %d (now %d): %w",
+				kindName(kind), opts.Since, floor, rev, orchestrate.ErrExpired)
 		}
+		for _, ev := range s.history {
+			if ev.ResourceVersion > opts.Since && (kind == "" || ev.Object.Kind() == kind) {
+				w.queue = append(w.queue, copyEvent(ev))
+			}
+		}
+		w.after = max(opts.Since, s.rev)
+	default:
+		w.after = s.rev
+	}
+	if len(w.queue) > 0 {
+		w.wake <- struct{}{}
 	}
 	s.watchers = append(s.watchers, w)
-	n := len(w.queue)
 	s.mu.Unlock()
 	go s.pump(ctx, w)
-	return w.out, rev, n
+	return w.out, nil
+}
+
+// kindName names a watch's kind in errors.
+func kindName(kind string) string {
+	if kind == "" {
+		return "all kinds"
+	}
+	return kind
 }
 
 // pump sends w's buffered events on its channel until ctx ends.
-func (s *memoryStore) pump(ctx context.Context, w *storeWatcher) {
+func (s *store) pump(ctx context.Context, w *watcher) {
 	defer func() {
 		s.mu.Lock()
-		s.watchers = slices.DeleteFunc(s.watchers, func(x *storeWatcher) bool { return x == w })
+		s.watchers = slices.DeleteFunc(s.watchers, func(x *watcher) bool { return x == w })
 		s.mu.Unlock()
 		close(w.out)
 	}()
@@ -248,7 +298,7 @@ func (s *memoryStore) pump(ctx context.Context, w *storeWatcher) {
 				break
 			}
 			ev := w.queue[0]
-			w.queue[0] = WatchEvent{}
+			w.queue[0] = orchestrate.WatchEvent{}
 			w.queue = w.queue[1:]
 			w.mu.Unlock()
 			select {
@@ -260,14 +310,26 @@ func (s *memoryStore) pump(ctx context.Context, w *storeWatcher) {
 	}
 }
 
-// notify queues an event for every watcher of obj's kind; s.mu is held.
-func (s *memoryStore) notify(typ WatchEventType, obj Object) {
+// notify records a change in the history and queues it for every
+// watcher of obj's kind; s.mu is held.
+func (s *store) notify(typ orchestrate.WatchEventType, obj orchestrate.Object) {
+	ev := orchestrate.WatchEvent{Type: typ, Object: obj.DeepCopy(), ResourceVersion: obj.Meta().ResourceVersion}
+	if s.historyCap > 0 {
+		if len(s.history) >= s.historyCap {
+			s.historyFloor = s.history[0].ResourceVersion
+			s.history[0] = orchestrate.WatchEvent{}
+			s.history = s.history[1:]
+		}
+		s.history = append(s.history, ev)
+	} else {
+		s.historyFloor = ev.ResourceVersion
+	}
 	for _, w := range s.watchers {
-		if w.kind != "" && w.kind != obj.Kind() {
+		if (w.kind != "" && w.kind != obj.Kind()) || ev.ResourceVersion <= w.after {
 			continue
 		}
 		w.mu.Lock()
-		w.queue = append(w.queue, WatchEvent{Type: typ, Object: obj.DeepCopy()})
+		w.queue = append(w.queue, copyEvent(ev))
 		w.mu.Unlock()
 		select {
 		case w.wake <- struct{}{}:
@@ -276,73 +338,27 @@ func (s *memoryStore) notify(typ WatchEventType, obj Object) {
 	}
 }
 
+// copyEvent returns ev with a copy of its object, for one watcher.
+func copyEvent(ev orchestrate.WatchEvent) orchestrate.WatchEvent {
+	if ev.Object != nil {
+		ev.Object = ev.Object.DeepCopy()
+	}
+	return ev
+}
+
 // current returns the stored object that meta names, checking its
-// ResourceVersion; s.mu is held.
-func (s *memoryStore) current(kind string, meta *ObjectMeta, op string) (Object, error) {
+// ResourceVersion and UID; s.mu is held.
+func (s *store) current(kind string, meta *orchestrate.ObjectMeta, op string) (orchestrate.Object, error) {
 	cur, ok := s.objects[kind][meta.Name]
 	if !ok {
-		return nil, fmt.Errorf("%s %s %s: %w", op, kind, meta.Name, ErrNotFound)
+		return nil, fmt.Errorf("%s %s %s: %w", op, kind, meta.Name, orchestrate.ErrNotFound)
 	}
 	if meta.ResourceVersion != 0 && meta.ResourceVersion != cur.Meta().ResourceVersion {
 		return nil, fmt.Errorf("%s %s %s: version %d, stored %d: %w", op, kind, meta.Name,
-			meta.ResourceVersion, cur.Meta().ResourceVersion, ErrConflict)
+			meta.ResourceVersion, cur.Meta().ResourceVersion, orchestrate.ErrConflict)
 	}
 	if meta.UID != "" && meta.UID != cur.Meta().UID {
-		return nil, fmt.Errorf("%s %s %s: UID %s is not the stored object's: %w", op, kind, meta.Name, meta.UID, ErrConflict)
+		return nil, fmt.Errorf("%s %s %s: UID %s is not the stored object's: %w", op, kind, meta.Name, meta.UID, orchestrate.ErrConflict)
 	}
 	return cur, nil
-}
-
-// checkObject refuses what no store can hold.
-func checkObject(obj Object) error {
-	if obj == nil || reflect.ValueOf(obj).IsNil() {
-		return fmt.Errorf("nil object: %w", ErrInvalid)
-	}
-	if obj.Meta().Name == "" {
-		return fmt.Errorf("%s: metadata.name: empty: %w", obj.Kind(), ErrInvalid)
-	}
-	return nil
-}
-
-// newUID returns a random UUID (version 4).
-func newUID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
-
-// specOf returns what counts as an object's spec for Generation: its
-// Spec field, or for kinds without one (ConfigMap, Secret) every field
-// but the metadata and status.
-func specOf(obj Object) any {
-	v := reflect.ValueOf(obj).Elem()
-	if f := v.FieldByName("Spec"); f.IsValid() {
-		return f.Interface()
-	}
-	var parts []any
-	for i := range v.NumField() {
-		switch v.Type().Field(i).Name {
-		case "ObjectMeta", "Status":
-		default:
-			if v.Type().Field(i).IsExported() {
-				parts = append(parts, v.Field(i).Interface())
-			}
-		}
-	}
-	return parts
-}
-
-// statusOf returns an object's Status field (the zero Value if it has none).
-func statusOf(obj Object) reflect.Value {
-	return reflect.ValueOf(obj).Elem().FieldByName("Status")
-}
-
-// setStatus sets an object's Status field to st, if it has one.
-func setStatus(obj Object, st reflect.Value) {
-	if f := reflect.ValueOf(obj).Elem().FieldByName("Status"); f.IsValid() && st.IsValid() {
-		f.Set(st)
-	}
 }
