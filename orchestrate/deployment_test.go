@@ -28,11 +28,11 @@ func newDeployment(name string, replicas int) *Deployment {
 
 func (h *wlHarness) deployment(name string) *Deployment {
 	h.t.Helper()
-	obj, err := h.m.Store().Get(h.ctx, KindDeployment, name)
+	obj, err := Get[*Deployment](h.ctx, h.m.Store(), name)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return obj.(*Deployment)
+	return obj
 }
 
 // setImage applies the deployment with another image.
@@ -79,13 +79,12 @@ func (h *wlHarness) rollout(name string, step time.Duration) *Deployment {
 // ownedRS returns the deployment's ReplicaSets by revision.
 func (h *wlHarness) ownedRS(d *Deployment) map[int64]*ReplicaSet {
 	h.t.Helper()
-	objs, err := h.m.Store().List(h.ctx, KindReplicaSet, nil)
+	all, err := List[*ReplicaSet](h.ctx, h.m, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	out := map[int64]*ReplicaSet{}
-	for _, o := range objs {
-		rs := o.(*ReplicaSet)
+	for _, rs := range all {
 		if IsControlledBy(&rs.ObjectMeta, d) {
 			out[RevisionOf(rs)] = rs
 		}
@@ -579,11 +578,11 @@ func TestRecreateWaitsForTerminatingPods(t *testing.T) {
 	waitFor(t, "2 v1 containers", func() bool { return rt.RunningImages("web:v1") == 2 })
 
 	rt.HoldStops()
-	obj, err := m.Get(ctx, KindDeployment, "site")
+	obj, err := Get[*Deployment](ctx, m, "site")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d = obj.(*Deployment)
+	d = obj
 	d.Spec.Template.Spec.Containers[0].Image = "web:v2"
 	d.ResourceVersion = 0 // the controllers write its status meanwhile
 	if _, err := m.Apply(ctx, d); err != nil {

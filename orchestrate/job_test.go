@@ -28,11 +28,11 @@ func newJob(name string, completions, parallelism int) *Job {
 
 func (h *wlHarness) job(name string) *Job {
 	h.t.Helper()
-	obj, err := h.m.Store().Get(h.ctx, KindJob, name)
+	obj, err := Get[*Job](h.ctx, h.m.Store(), name)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return obj.(*Job)
+	return obj
 }
 
 // activeJobPods returns the job's pods that have not finished.
@@ -330,11 +330,11 @@ func TestJobCountsDeletedPods(t *testing.T) {
 	}}})
 	job := func() JobStatus {
 		t.Helper()
-		obj, err := pt.m.Get(pt.ctx, KindJob, "batch")
+		obj, err := Get[*Job](pt.ctx, pt.m, "batch")
 		if err != nil {
 			t.Fatal(err)
 		}
-		return obj.(*Job).Status
+		return obj.Status
 	}
 	onlyPod := func() *Pod {
 		t.Helper()
@@ -387,11 +387,11 @@ func TestJobCompleteWaitsForTerminatingPods(t *testing.T) {
 	}
 	job := func() *Job {
 		t.Helper()
-		obj, err := pt.m.Get(pt.ctx, KindJob, "queue")
+		obj, err := Get[*Job](pt.ctx, pt.m, "queue")
 		if err != nil {
 			t.Fatal(err)
 		}
-		return obj.(*Job)
+		return obj
 	}
 	pt.rt.Exit(pt.mustRun(live[0].Name, "c").ID, 0)
 	pt.settle()
@@ -418,7 +418,7 @@ func TestJobCompleteWaitsForTerminatingPods(t *testing.T) {
 	waitFor(t, "the Job to complete", func() bool { return GetCondition(job().Status.Conditions, JobComplete) != nil })
 	// The pod controller removes the pod concurrently.
 	waitFor(t, "the deleted pod to be gone", func() bool {
-		_, err := pt.m.Get(pt.ctx, KindPod, live[1].Name)
+		_, err := Get[*Pod](pt.ctx, pt.m, live[1].Name)
 		return errors.Is(err, ErrNotFound)
 	})
 }
@@ -443,7 +443,7 @@ func TestJobPodAwaitingCountSurvivesClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkNoFakeLeaks(t, pt.rt)
-	if p, err := pt.m.Get(pt.ctx, KindPod, name); err != nil || p.Meta().DeletionTime == nil {
+	if p, err := Get[*Pod](pt.ctx, pt.m, name); err != nil || p.Meta().DeletionTime == nil {
 		t.Fatalf("deleted pod not counted yet, after Close: %v; want it kept", err)
 	}
 	m2, err := NewManager(Options{Store: pt.m.Store(), Runtime: pt.rt, Clock: pt.clock, StateDir: t.TempDir()})
@@ -454,14 +454,14 @@ func TestJobPodAwaitingCountSurvivesClose(t *testing.T) {
 	if err := m2.RunUntilIdle(pt.ctx); err != nil {
 		t.Fatal(err)
 	}
-	obj, err := m2.Get(pt.ctx, KindJob, "batch")
+	obj, err := Get[*Job](pt.ctx, m2, "batch")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := obj.(*Job).Status; st.Failed != 1 {
+	if st := obj.Status; st.Failed != 1 {
 		t.Errorf("Job status %+v, want the deleted pod counted as failed", st)
 	}
-	if _, err := m2.Get(pt.ctx, KindPod, name); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*Pod](pt.ctx, m2, name); !errors.Is(err, ErrNotFound) {
 		t.Errorf("the counted pod: %v, want it removed", err)
 	}
 }

@@ -88,17 +88,17 @@ func TestGCOnAdoptionByDeletedOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.settle()
-	obj, err := h.m.Get(h.ctx, KindPod, "p")
+	obj, err := Get[*Pod](h.ctx, h.m, "p")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := obj.(*Pod)
+	p := obj
 	p.OwnerReferences = []OwnerReference{ControllerRef(owner)}
 	if _, err := h.m.Store().Update(h.ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
-	if _, err := h.m.Get(h.ctx, KindPod, "p"); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*Pod](h.ctx, h.m, "p"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("pod adopted by a deleted owner: %v, want it collected", err)
 	}
 }

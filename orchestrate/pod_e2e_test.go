@@ -127,11 +127,11 @@ func (e *podE2E) waitFor(what string, cond func() bool) {
 }
 
 func (e *podE2E) pod(name string) *Pod {
-	obj, err := e.m.Get(e.ctx, KindPod, name)
+	obj, err := Get[*Pod](e.ctx, e.m, name)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return obj.(*Pod)
+	return obj
 }
 
 func (e *podE2E) apply(obj Object) {

@@ -76,11 +76,11 @@ func (pt *podTest) apply(obj Object) Object {
 
 func (pt *podTest) pod(name string) *Pod {
 	pt.t.Helper()
-	obj, err := pt.m.Get(pt.ctx, KindPod, name)
+	obj, err := Get[*Pod](pt.ctx, pt.m, name)
 	if err != nil {
 		pt.t.Fatal(err)
 	}
-	return obj.(*Pod)
+	return obj
 }
 
 // mustRun returns the running instance of a container, failing if none.
@@ -581,7 +581,7 @@ func TestOwnerCascade(t *testing.T) {
 		t.Fatal(err)
 	}
 	pt.settle()
-	if _, err := pt.m.Get(pt.ctx, KindPod, "late"); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*Pod](pt.ctx, pt.m, "late"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("orphan created late: %v, want it deleted", err)
 	}
 	if err := pt.m.Close(pt.ctx); err != nil {
@@ -661,8 +661,8 @@ func TestManagerWithoutRuntime(t *testing.T) {
 	if err := m.RunUntilIdle(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := m.Get(ctx, KindPod, "p"); p.(*Pod).Status.Phase != "" {
-		t.Errorf("status written without a runtime: %+v", p.(*Pod).Status)
+	if p, _ := Get[*Pod](ctx, m, "p"); p.Status.Phase != "" {
+		t.Errorf("status written without a runtime: %+v", p.Status)
 	}
 	if err := m.Close(ctx); err != nil {
 		t.Fatal(err)
@@ -708,11 +708,11 @@ func TestStartErrorUnderNever(t *testing.T) {
 	}}}
 	pt.apply(j)
 	pt.settle()
-	obj, err := pt.m.Get(pt.ctx, KindJob, "batch")
+	obj, err := Get[*Job](pt.ctx, pt.m, "batch")
 	if err != nil {
 		t.Fatal(err)
 	}
-	jb := obj.(*Job)
+	jb := obj
 	if c := GetCondition(jb.Status.Conditions, JobFailed); c == nil || c.Reason != ReasonBackoffLimitExceeded || jb.Status.Failed != 1 {
 		t.Errorf("job: %+v, want Failed with BackoffLimitExceeded", jb.Status)
 	}
@@ -810,7 +810,7 @@ func TestPodDeleteGracefulAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkNoFakeLeaks(t, pt.rt)
-	if _, err := pt.m.Get(pt.ctx, KindPod, "p"); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*Pod](pt.ctx, pt.m, "p"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("terminating pod after Close: %v, want it removed", err)
 	}
 }
@@ -870,12 +870,12 @@ func TestDeletedPodStopsInBackground(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "another pod to start while the first stops", func() bool { return rt.Running("next", "c") != nil })
-	if _, err := m.Get(ctx, KindPod, "slow"); err != nil {
+	if _, err := Get[*Pod](ctx, m, "slow"); err != nil {
 		t.Errorf("the stopping pod: %v, want it still there", err)
 	}
 	rt.ReleaseStops()
 	waitFor(t, "the deleted pod to be gone", func() bool {
-		_, err := m.Get(ctx, KindPod, "slow")
+		_, err := Get[*Pod](ctx, m, "slow")
 		return errors.Is(err, ErrNotFound)
 	})
 }

@@ -97,11 +97,11 @@ func (h *wlHarness) pods(kind, name string) []*Pod {
 // setStatus changes one pod's status as a kubelet would.
 func (h *wlHarness) setStatus(name string, f func(*PodStatus)) {
 	h.t.Helper()
-	obj, err := h.m.Store().Get(h.ctx, KindPod, name)
+	obj, err := Get[*Pod](h.ctx, h.m.Store(), name)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	p := obj.(*Pod)
+	p := obj
 	f(&p.Status)
 	if _, err := h.m.Store().UpdateStatus(h.ctx, p); err != nil {
 		h.t.Fatal(err)
@@ -127,11 +127,11 @@ func (h *wlHarness) readyAll(pods []*Pod) {
 
 func (h *wlHarness) rs(name string) *ReplicaSet {
 	h.t.Helper()
-	obj, err := h.m.Store().Get(h.ctx, KindReplicaSet, name)
+	obj, err := Get[*ReplicaSet](h.ctx, h.m.Store(), name)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return obj.(*ReplicaSet)
+	return obj
 }
 
 func (h *wlHarness) events(kind, name, reason string) []Event {
@@ -349,19 +349,19 @@ func TestReplicaSetAdoptsAndReleases(t *testing.T) {
 	if names := podNames(pods); len(names) != 2 || !slices.Contains(names, "stray") {
 		t.Fatalf("pods %v, want the stray pod adopted and one more", names)
 	}
-	if p, _ := h.m.Store().Get(h.ctx, KindPod, "other"); ControllerOf(p.Meta()) != nil {
+	if p, _ := Get[*Pod](h.ctx, h.m.Store(), "other"); ControllerOf(p.Meta()) != nil {
 		t.Errorf("a pod the selector does not match was adopted")
 	}
 
 	// Relabelled, the stray pod is released and replaced.
-	obj, _ := h.m.Store().Get(h.ctx, KindPod, "stray")
-	p := obj.(*Pod)
+	obj, _ := Get[*Pod](h.ctx, h.m.Store(), "stray")
+	p := obj
 	p.Labels = map[string]string{"app": "debug"}
 	if _, err := h.m.Store().Update(h.ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
-	obj, _ = h.m.Store().Get(h.ctx, KindPod, "stray")
+	obj, _ = Get[*Pod](h.ctx, h.m.Store(), "stray")
 	if ref := ControllerOf(obj.Meta()); ref != nil {
 		t.Errorf("relabelled pod still controlled by %+v", ref)
 	}
@@ -487,7 +487,7 @@ func TestWorkloadsRefuseInvalid(t *testing.T) {
 	if _, err := h.m.Apply(h.ctx, rsOf(func(r *ReplicaSet) { r.Name = "fresh"; r.Spec.Replicas = -1 })); !errors.Is(err, ErrInvalid) {
 		t.Errorf("new invalid ReplicaSet: %v", err)
 	}
-	if _, err := h.m.Store().Get(h.ctx, KindReplicaSet, "fresh"); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*ReplicaSet](h.ctx, h.m.Store(), "fresh"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("invalid ReplicaSet stored: %v", err)
 	}
 }
@@ -521,8 +521,8 @@ func TestReplicaSetScaleDownGraceful(t *testing.T) {
 		t.Fatalf("%d pods, want 2", len(live))
 	}
 	pt.rt.HoldStops()
-	obj, _ := pt.m.Get(pt.ctx, KindReplicaSet, "web")
-	rs = obj.(*ReplicaSet)
+	obj, _ := Get[*ReplicaSet](pt.ctx, pt.m, "web")
+	rs = obj
 	rs.Spec.Replicas = 1
 	if _, err := pt.m.Apply(pt.ctx, rs); err != nil {
 		t.Fatal(err)
@@ -548,9 +548,9 @@ func TestReplicaSetScaleDownGraceful(t *testing.T) {
 	if pt.rt.Running(victim.Name, "c") == nil {
 		t.Error("the victim's container is not running any more, yet its stop has not returned")
 	}
-	if o, err := pt.m.Get(pt.ctx, KindReplicaSet, "web"); err != nil {
+	if o, err := Get[*ReplicaSet](pt.ctx, pt.m, "web"); err != nil {
 		t.Fatal(err)
-	} else if got := o.(*ReplicaSet).Status.Replicas; got != 1 {
+	} else if got := o.Status.Replicas; got != 1 {
 		t.Errorf("ReplicaSet status replicas %d, want 1 (a terminating pod is not counted)", got)
 	}
 	// A spec update of the terminating pod is refused.
@@ -572,7 +572,7 @@ func TestReplicaSetScaleDownGraceful(t *testing.T) {
 		t.Fatal(err)
 	}
 	pt.settle()
-	if _, err := pt.m.Get(pt.ctx, KindPod, victim.Name); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*Pod](pt.ctx, pt.m, victim.Name); !errors.Is(err, ErrNotFound) {
 		t.Errorf("victim after its containers stopped: %v, want it gone", err)
 	}
 	if _, live := podsByDeletion(t, pt.m); len(live) != 1 {

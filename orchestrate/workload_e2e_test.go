@@ -209,11 +209,11 @@ func TestE2EDeploymentRollingUpdate(t *testing.T) {
 	}
 	complete := func(image string) func() (bool, string) {
 		return func() (bool, string) {
-			obj, err := e.m.Get(e.ctx, KindDeployment, "web")
+			obj, err := Get[*Deployment](e.ctx, e.m, "web")
 			if err != nil {
 				return false, err.Error()
 			}
-			d := obj.(*Deployment)
+			d := obj
 			pods, ready := e.webPods()
 			for _, p := range pods {
 				if p.Spec.Containers[0].Image != image {
@@ -250,11 +250,11 @@ func TestE2EDeploymentRollingUpdate(t *testing.T) {
 	})
 	defer func() { stopSampling(); wg.Wait() }()
 
-	obj, err := e.m.Get(e.ctx, KindDeployment, "web")
+	obj, err := Get[*Deployment](e.ctx, e.m, "web")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d = obj.(*Deployment)
+	d = obj
 	d.Spec.Template = httpdTemplate("web:b")
 	if _, err := e.m.Apply(e.ctx, d); err != nil {
 		t.Fatal(err)
@@ -267,8 +267,8 @@ func TestE2EDeploymentRollingUpdate(t *testing.T) {
 	stopSampling()
 	wg.Wait()
 
-	obj, _ = e.m.Get(e.ctx, KindDeployment, "web")
-	if d := obj.(*Deployment); d.Status.Revision != 3 {
+	obj, _ = Get[*Deployment](e.ctx, e.m, "web")
+	if d := obj; d.Status.Revision != 3 {
 		t.Errorf("revision after rollback %d, want 3", d.Status.Revision)
 	}
 	mu.Lock()
@@ -304,17 +304,17 @@ func TestE2EJobCompletes(t *testing.T) {
 	}
 	maxActive := 0
 	e.waitFor("the job to complete", 30*time.Second, func() (bool, string) {
-		obj, err := e.m.Get(e.ctx, KindJob, "batch")
+		obj, err := Get[*Job](e.ctx, e.m, "batch")
 		if err != nil {
 			return false, err.Error()
 		}
-		j := obj.(*Job)
+		j := obj
 		maxActive = max(maxActive, j.Status.Active)
 		c := GetCondition(j.Status.Conditions, JobComplete)
 		return c != nil && c.Status, fmt.Sprintf("%+v", j.Status)
 	})
-	obj, _ := e.m.Get(e.ctx, KindJob, "batch")
-	st := obj.(*Job).Status
+	obj, _ := Get[*Job](e.ctx, e.m, "batch")
+	st := obj.Status
 	if st.Succeeded != 3 || st.Failed != 0 || st.Active != 0 || maxActive > 2 {
 		t.Errorf("status %+v, at most %d active", st, maxActive)
 	}
