@@ -1,7 +1,11 @@
 package orchestrate
 
-// What the external tests (package orchestrate_test, which can import
-// memstore and fakeruntime) need of the package's internals.
+// The Manager and controller tests are package orchestrate_test: they
+// need memstore and fakeruntime, which import orchestrate, so they
+// cannot be part of it. They dot-import orchestrate (the form Go's
+// review guide allows for such tests) and reach what they need of its
+// internals through these names. Tests of internals alone (deepcopy,
+// labels, intorpercent) stay in package orchestrate.
 
 var (
 	GetCondition        = getCondition
