@@ -1,9 +1,7 @@
 package namespace
 
 import (
-	"errors"
 	"fmt"
-	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,61 +16,18 @@ import (
 // it (target /run/netns/NAME for `ip netns exec NAME`); remove it with
 // [Release].
 func NewNet(target string) (*Namespace, error) {
-	type result struct {
-		ns  *Namespace
-		err error
+	nss, err := New(LoopbackUp, Net)
+	if err != nil {
+		return nil, err
 	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		var r result
-		restored := false
-		defer func() {
-			if restored {
-				runtime.UnlockOSThread()
-			}
-			done <- r
-		}()
-		orig, err := Current(Net)
-		if err != nil {
-			restored = true
-			r.err = fmt.Errorf("namespace: new net: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			restored = true
-			r.err = fmt.Errorf("namespace: new net: unshare: %w", err)
-			return
-		}
-		r.ns, err = Current(Net)
-		if err == nil {
-			err = LoopbackUp()
-		}
-		if rerr := orig.Enter(); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("restore thread (thread discarded): %w", rerr))
-		} else {
-			restored = true
-		}
-		if err != nil {
-			if r.ns != nil {
-				r.ns.Close()
-				r.ns = nil
-			}
-			r.err = fmt.Errorf("namespace: new net: %w", err)
-		}
-	}()
-	r := <-done
-	if r.err != nil {
-		return nil, r.err
-	}
+	ns := nss[0]
 	if target != "" {
-		if err := r.ns.Persist(target); err != nil {
-			r.ns.Close()
+		if err := ns.Persist(target); err != nil {
+			ns.Close()
 			return nil, fmt.Errorf("namespace: new net: %w", err)
 		}
 	}
-	return r.ns, nil
+	return ns, nil
 }
 
 // LoopbackUp sets the loopback interface "lo" up in the calling OS

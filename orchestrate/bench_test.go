@@ -1,7 +1,8 @@
-package orchestrate
+package orchestrate_test
 
 import (
 	"bufio"
+	. "github.com/berthlabs/berth/orchestrate"
 	"os"
 	"strconv"
 	"strings"

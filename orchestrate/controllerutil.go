@@ -114,21 +114,21 @@ func (m *Manager) createPod(ctx context.Context, owner Object, tmpl *PodTemplate
 		if len(tmpl.Annotations) > 0 {
 			p.Annotations = copyLabels(tmpl.Annotations, nil)
 		}
-		obj, err := m.store.Create(ctx, p)
+		created, err := storeCreate(ctx, m.store, p)
 		if errors.Is(err, ErrExists) {
 			continue // the random name is taken: draw another
 		}
 		if err != nil {
 			return nil, fmt.Errorf("create pod for %s %s: %w", owner.Kind(), owner.Meta().Name, err)
 		}
-		return obj.(*Pod), nil
+		return created, nil
 	}
 	return nil, fmt.Errorf("create pod for %s %s: no free name: %w", owner.Kind(), owner.Meta().Name, ErrExists)
 }
 
 // deepCopyTemplate returns an independent copy of t.
 func deepCopyTemplate(t PodTemplate) PodTemplate {
-	return (&ReplicaSet{Spec: ReplicaSetSpec{Template: t}}).DeepCopy().(*ReplicaSet).Spec.Template
+	return deepCopy(&ReplicaSet{Spec: ReplicaSetSpec{Template: t}}).Spec.Template
 }
 
 // podActive reports whether a pod still runs or is yet to run: it has not
@@ -172,17 +172,7 @@ func restarts(p *Pod) int {
 
 // listPods returns the pods of the store.
 func (m *Manager) listPods(ctx context.Context, sel *LabelSelector) ([]*Pod, error) {
-	objs, err := m.store.List(ctx, KindPod, sel)
-	if err != nil {
-		return nil, err
-	}
-	pods := make([]*Pod, 0, len(objs))
-	for _, o := range objs {
-		if p, ok := o.(*Pod); ok {
-			pods = append(pods, p)
-		}
-	}
-	return pods, nil
+	return List[*Pod](ctx, m.store, sel)
 }
 
 // deletePod deletes a pod gracefully (see startPodDeletion); one already
@@ -205,11 +195,10 @@ func (m *Manager) startPodDeletion(ctx context.Context, name string) error {
 		return m.store.Delete(ctx, KindPod, name)
 	}
 	for {
-		obj, err := m.store.Get(ctx, KindPod, name)
+		p, err := Get[*Pod](ctx, m.store, name)
 		if err != nil {
 			return err
 		}
-		p := obj.(*Pod)
 		if p.DeletionTime != nil {
 			return nil // being deleted already
 		}

@@ -49,8 +49,6 @@ const defaultProgressDeadline = 600 * time.Second
 // defaultRevisionHistoryLimit is what a nil RevisionHistoryLimit means.
 const defaultRevisionHistoryLimit = 10
 
-func init() { builtinControllers = append(builtinControllers, registerDeployment) }
-
 // deploymentController rolls Deployments out through ReplicaSets, as
 // Kubernetes' pkg/controller/deployment does.
 type deploymentController struct{ m *Manager }
@@ -72,7 +70,7 @@ func (c *deploymentController) validate(ctx context.Context, obj Object) error {
 	}
 	s := d.Spec.Strategy
 	switch s.Type {
-	case "", RollingUpdate:
+	case "", RollingUpdateDeploymentStrategyType:
 		if err := validateIntOrPercent("spec.strategy.maxSurge", s.MaxSurge, false); err != nil {
 			return err
 		}
@@ -82,12 +80,12 @@ func (c *deploymentController) validate(ctx context.Context, obj Object) error {
 		if s.MaxSurge != nil && s.MaxUnavailable != nil && s.MaxSurge.Value == 0 && s.MaxUnavailable.Value == 0 {
 			return invalidf("spec.strategy.maxUnavailable", "may not be 0 when maxSurge is 0")
 		}
-	case Recreate:
+	case RecreateDeploymentStrategyType:
 		if s.MaxSurge != nil || s.MaxUnavailable != nil {
-			return invalidf("spec.strategy", "maxSurge and maxUnavailable may not be set with %s", Recreate)
+			return invalidf("spec.strategy", "maxSurge and maxUnavailable may not be set with %s", RecreateDeploymentStrategyType)
 		}
 	default:
-		return invalidf("spec.strategy.type", "%q is not %s or %s", s.Type, RollingUpdate, Recreate)
+		return invalidf("spec.strategy.type", "%q is not %s or %s", s.Type, RollingUpdateDeploymentStrategyType, RecreateDeploymentStrategyType)
 	}
 	if d.Spec.RevisionHistoryLimit != nil && *d.Spec.RevisionHistoryLimit < 0 {
 		return invalidf("spec.revisionHistoryLimit", "%d must not be negative", *d.Spec.RevisionHistoryLimit)
@@ -119,16 +117,16 @@ func (c *deploymentController) keysFor(ev WatchEvent) []string {
 			}
 			return nil
 		}
-		if ev.Type == Deleted {
+		if ev.Type == WatchDeleted {
 			return nil
 		}
-		objs, err := c.m.store.List(ctx, KindDeployment, nil)
+		ds, err := List[*Deployment](ctx, c.m.store, nil)
 		if err != nil {
 			return nil
 		}
 		var keys []string
-		for _, obj := range objs {
-			if d := obj.(*Deployment); d.Spec.Selector.Matches(o.Labels) {
+		for _, d := range ds {
+			if d.Spec.Selector.Matches(o.Labels) {
 				keys = append(keys, d.Name)
 			}
 		}
@@ -206,14 +204,13 @@ type deploymentSync struct {
 // reconcile makes one pass of Kubernetes' syncDeployment.
 func (c *deploymentController) reconcile(ctx context.Context, name string) (reconcile.Result, error) {
 	m := c.m
-	obj, err := m.store.Get(ctx, KindDeployment, name)
+	d, err := Get[*Deployment](ctx, m.store, name)
 	if errors.Is(err, ErrNotFound) {
 		return reconcile.Result{}, nil // deleted: the manager removes its ReplicaSets
 	}
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	d := obj.(*Deployment)
 	s := &deploymentSync{c: c, d: d, now: m.clock.Now()}
 	s.orig = d.Status
 	s.orig.Conditions = slices.Clone(d.Status.Conditions)
@@ -225,7 +222,7 @@ func (c *deploymentController) reconcile(ctx context.Context, name string) (reco
 		err = s.sync(ctx)
 	} else if s.isScalingEvent() {
 		err = s.sync(ctx)
-	} else if d.Spec.Strategy.Type == Recreate {
+	} else if d.Spec.Strategy.Type == RecreateDeploymentStrategyType {
 		err = s.rolloutRecreate(ctx)
 	} else {
 		err = s.rolloutRolling(ctx)
@@ -241,13 +238,12 @@ func (c *deploymentController) reconcile(ctx context.Context, name string) (reco
 // their pods.
 func (s *deploymentSync) load(ctx context.Context) error {
 	m, d := s.c.m, s.d
-	objs, err := m.store.List(ctx, KindReplicaSet, nil)
+	all, err := List[*ReplicaSet](ctx, m.store, nil)
 	if err != nil {
 		return err
 	}
 	var owned []*ReplicaSet
-	for _, obj := range objs {
-		rs := obj.(*ReplicaSet)
+	for _, rs := range all {
 		ref := controllerOf(&rs.ObjectMeta)
 		matches := d.Spec.Selector.Matches(rs.Labels)
 		switch {
@@ -262,14 +258,14 @@ func (s *deploymentSync) load(ctx context.Context) error {
 			}
 		case ref == nil && matches:
 			rs.OwnerReferences = append(rs.OwnerReferences, controllerRef(d))
-			obj, err := m.store.Update(ctx, rs)
+			adopted, err := storeUpdate(ctx, m.store, rs)
 			if errors.Is(err, ErrNotFound) {
 				continue
 			}
 			if err != nil {
 				return fmt.Errorf("adopt ReplicaSet %s: %w", rs.Name, err)
 			}
-			owned = append(owned, obj.(*ReplicaSet))
+			owned = append(owned, adopted)
 		}
 	}
 	pods, err := m.listPods(ctx, nil)
@@ -337,7 +333,7 @@ func (s *deploymentSync) split() (newRS *rsView, old []*rsView) {
 
 // maxSurge is the Deployment's surge in pods (0 unless rolling).
 func maxSurge(d *Deployment) int {
-	if d.Spec.Strategy.Type == Recreate {
+	if d.Spec.Strategy.Type == RecreateDeploymentStrategyType {
 		return 0
 	}
 	surge, _ := resolveFenceposts(d.Spec.Strategy, d.Spec.Replicas)
@@ -347,7 +343,7 @@ func maxSurge(d *Deployment) int {
 // maxUnavailable is the Deployment's unavailable allowance in pods (0
 // unless rolling), at most its replicas.
 func maxUnavailable(d *Deployment) int {
-	if d.Spec.Strategy.Type == Recreate || d.Spec.Replicas == 0 {
+	if d.Spec.Strategy.Type == RecreateDeploymentStrategyType || d.Spec.Replicas == 0 {
 		return 0
 	}
 	_, u := resolveFenceposts(d.Spec.Strategy, d.Spec.Replicas)
@@ -374,7 +370,7 @@ func (s *deploymentSync) syncRevision(ctx context.Context, create bool) (*rsView
 	}
 	revision := maxOld + 1
 	if newRS != nil {
-		rs := newRS.rs.DeepCopy().(*ReplicaSet)
+		rs := deepCopy(newRS.rs)
 		changed := false
 		if revisionOf(rs) < revision {
 			setAnnotation(&rs.ObjectMeta, AnnotationRevision, strconv.FormatInt(revision, 10))
@@ -385,11 +381,11 @@ func (s *deploymentSync) syncRevision(ctx context.Context, create bool) (*rsView
 			changed = true
 		}
 		if changed {
-			obj, err := m.store.Update(ctx, rs)
+			updated, err := storeUpdate(ctx, m.store, rs)
 			if err != nil {
 				return nil, nil, fmt.Errorf("update ReplicaSet %s: %w", rs.Name, err)
 			}
-			newRS.rs = obj.(*ReplicaSet)
+			newRS.rs = updated
 		}
 		if getCondition(d.Status.Conditions, DeploymentProgressing) == nil {
 			s.setProgressing(ReasonFoundNewReplicaSet, fmt.Sprintf("Found new replica set %q", newRS.rs.Name))
@@ -423,14 +419,14 @@ func (s *deploymentSync) syncRevision(ctx context.Context, create bool) (*rsView
 			},
 			Spec: ReplicaSetSpec{Replicas: replicas, Selector: sel, Template: tmpl, MinReadySeconds: d.Spec.MinReadySeconds},
 		}
-		obj, err := m.store.Create(ctx, rs)
+		created, err := storeCreate(ctx, m.store, rs)
 		if errors.Is(err, ErrExists) {
 			continue // a ReplicaSet of that name is someone else's: hash again
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("create ReplicaSet for Deployment %s: %w", d.Name, err)
 		}
-		v := &rsView{rs: obj.(*ReplicaSet)}
+		v := &rsView{rs: created}
 		s.views = append(s.views, v)
 		if replicas > 0 {
 			m.recordEvent(d, EventNormal, "ScalingReplicaSet", "Scaled up replica set %s to %d", rs.Name, replicas)
@@ -459,14 +455,14 @@ func copySelector(sel *LabelSelector) *LabelSelector {
 	if sel == nil {
 		return &LabelSelector{}
 	}
-	return (&ReplicaSet{Spec: ReplicaSetSpec{Selector: sel}}).DeepCopy().(*ReplicaSet).Spec.Selector
+	return deepCopy(sel)
 }
 
 // scaleRS scales one ReplicaSet, recording the Deployment's replicas and
 // surge on it, and reports whether its size changed.
 func (s *deploymentSync) scaleRS(ctx context.Context, v *rsView, replicas int) (bool, error) {
 	m, d := s.c.m, s.d
-	rs := v.rs.DeepCopy().(*ReplicaSet)
+	rs := deepCopy(v.rs)
 	from := rs.Spec.Replicas
 	sized := from != replicas
 	desired, maxReplicas := strconv.Itoa(d.Spec.Replicas), strconv.Itoa(d.Spec.Replicas+maxSurge(d))
@@ -477,11 +473,11 @@ func (s *deploymentSync) scaleRS(ctx context.Context, v *rsView, replicas int) (
 	rs.Spec.Replicas = replicas
 	setAnnotation(&rs.ObjectMeta, AnnotationDesiredReplicas, desired)
 	setAnnotation(&rs.ObjectMeta, AnnotationMaxReplicas, maxReplicas)
-	obj, err := m.store.Update(ctx, rs)
+	scaled, err := storeUpdate(ctx, m.store, rs)
 	if err != nil {
 		return false, fmt.Errorf("scale ReplicaSet %s to %d: %w", rs.Name, replicas, err)
 	}
-	v.rs = obj.(*ReplicaSet)
+	v.rs = scaled
 	if sized {
 		dir := "up"
 		if replicas < from {
@@ -497,7 +493,7 @@ func (s *deploymentSync) scaleRS(ctx context.Context, v *rsView, replicas int) (
 // as the surge allows, counting the pods old ReplicaSets still have.
 func (s *deploymentSync) newRSNewReplicas(newRS *rsView) int {
 	d := s.d
-	if d.Spec.Strategy.Type == Recreate {
+	if d.Spec.Strategy.Type == RecreateDeploymentStrategyType {
 		return d.Spec.Replicas
 	}
 	current := 0
@@ -733,7 +729,7 @@ func (s *deploymentSync) scale(ctx context.Context, newRS *rsView, old []*rsView
 		}
 		return nil
 	}
-	if d.Spec.Strategy.Type == Recreate {
+	if d.Spec.Strategy.Type == RecreateDeploymentStrategyType {
 		return nil
 	}
 	var active []*rsView
@@ -975,7 +971,7 @@ func (s *deploymentSync) writeStatus(ctx context.Context, st DeploymentStatus) e
 	if deploymentStatusEqual(&s.orig, &st) {
 		return nil
 	}
-	d := s.d.DeepCopy().(*Deployment)
+	d := deepCopy(s.d)
 	d.Status = st
 	if _, err := s.c.m.store.UpdateStatus(ctx, d); err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("update status of Deployment %s: %w", d.Name, err)
@@ -1005,21 +1001,19 @@ func deploymentStatusEqual(a, b *DeploymentStatus) bool {
 // Deployment is refused; a revision that is not kept wraps ErrNotFound.
 func (m *Manager) Rollback(ctx context.Context, deployment string, revision int64) error {
 	for range 5 {
-		obj, err := m.store.Get(ctx, KindDeployment, deployment)
+		d, err := Get[*Deployment](ctx, m.store, deployment)
 		if err != nil {
 			return fmt.Errorf("rollback Deployment %s: %w", deployment, err)
 		}
-		d := obj.(*Deployment)
 		if d.Spec.Paused {
 			return fmt.Errorf("rollback Deployment %s: it is paused; resume it first", deployment)
 		}
-		objs, err := m.store.List(ctx, KindReplicaSet, nil)
+		all, err := List[*ReplicaSet](ctx, m.store, nil)
 		if err != nil {
 			return fmt.Errorf("rollback Deployment %s: %w", deployment, err)
 		}
 		var latest, previous, target *ReplicaSet
-		for _, o := range objs {
-			rs := o.(*ReplicaSet)
+		for _, rs := range all {
 			if !isControlledBy(&rs.ObjectMeta, d) {
 				continue
 			}

@@ -1,9 +1,12 @@
-package orchestrate
+package orchestrate_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	. "github.com/berthlabs/berth/orchestrate"
+	"github.com/berthlabs/berth/orchestrate/fakeruntime"
+	"github.com/berthlabs/berth/orchestrate/memstore"
 	"github.com/berthlabs/berth/orchestrate/reconcile"
 	"strconv"
 	"strings"
@@ -25,11 +28,11 @@ func newDeployment(name string, replicas int) *Deployment {
 
 func (h *wlHarness) deployment(name string) *Deployment {
 	h.t.Helper()
-	obj, err := h.m.store.Get(h.ctx, KindDeployment, name)
+	obj, err := Get[*Deployment](h.ctx, h.m.Store(), name)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return obj.(*Deployment)
+	return obj
 }
 
 // setImage applies the deployment with another image.
@@ -43,13 +46,13 @@ func (h *wlHarness) setImage(name, image string) {
 // webPods returns the active pods labelled app=web.
 func (h *wlHarness) webPods() []*Pod {
 	h.t.Helper()
-	pods, err := h.m.listPods(h.ctx, &LabelSelector{MatchLabels: map[string]string{"app": "web"}})
+	pods, err := List[*Pod](h.ctx, h.m, &LabelSelector{MatchLabels: map[string]string{"app": "web"}})
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	var out []*Pod
 	for _, p := range pods {
-		if podActive(p) {
+		if PodActive(p) {
 			out = append(out, p)
 		}
 	}
@@ -63,7 +66,7 @@ func (h *wlHarness) rollout(name string, step time.Duration) *Deployment {
 	for range 200 {
 		h.settle()
 		d := h.deployment(name)
-		if deploymentComplete(d, &d.Status) {
+		if DeploymentComplete(d, &d.Status) {
 			return d
 		}
 		h.readyAll(h.webPods())
@@ -76,15 +79,14 @@ func (h *wlHarness) rollout(name string, step time.Duration) *Deployment {
 // ownedRS returns the deployment's ReplicaSets by revision.
 func (h *wlHarness) ownedRS(d *Deployment) map[int64]*ReplicaSet {
 	h.t.Helper()
-	objs, err := h.m.store.List(h.ctx, KindReplicaSet, nil)
+	all, err := List[*ReplicaSet](h.ctx, h.m, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	out := map[int64]*ReplicaSet{}
-	for _, o := range objs {
-		rs := o.(*ReplicaSet)
-		if isControlledBy(&rs.ObjectMeta, d) {
-			out[revisionOf(rs)] = rs
+	for _, rs := range all {
+		if IsControlledBy(&rs.ObjectMeta, d) {
+			out[RevisionOf(rs)] = rs
 		}
 	}
 	return out
@@ -95,7 +97,7 @@ func (h *wlHarness) ownedRS(d *Deployment) map[int64]*ReplicaSet {
 // check returns (the first failure).
 func (h *wlHarness) watchPods(check func(pods []*Pod) error) (stop func()) {
 	ctx, cancel := context.WithCancel(h.ctx)
-	ch, err := h.m.store.Watch(ctx, KindPod, false)
+	ch, err := h.m.Store().Watch(ctx, KindPod, WatchOptions{})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -105,13 +107,13 @@ func (h *wlHarness) watchPods(check func(pods []*Pod) error) (stop func()) {
 	wg.Go(func() {
 		for range ch {
 			seen++
-			all, err := h.m.listPods(context.Background(), nil)
+			all, err := List[*Pod](context.Background(), h.m, nil)
 			if err != nil {
 				continue
 			}
 			var active []*Pod
 			for _, p := range all {
-				if podActive(p) {
+				if PodActive(p) {
 					active = append(active, p)
 				}
 			}
@@ -162,7 +164,7 @@ func TestDeploymentRollingUpdateBounds(t *testing.T) {
 				now := h.clock.Now()
 				avail := 0
 				for _, p := range pods {
-					if podAvailable(p, minReady, now) {
+					if PodAvailable(p, minReady, now) {
 						avail++
 					}
 				}
@@ -182,7 +184,7 @@ func TestDeploymentRollingUpdateBounds(t *testing.T) {
 				}
 				h.settle()
 				d := h.deployment("site")
-				if deploymentComplete(d, &d.Status) {
+				if DeploymentComplete(d, &d.Status) {
 					break
 				}
 				for _, p := range h.webPods() {
@@ -208,10 +210,10 @@ func TestDeploymentRollingUpdateBounds(t *testing.T) {
 			if d.Status.Revision != 2 || d.Status.UpdatedReplicas != c.replicas || d.Status.AvailableReplicas != c.replicas || d.Status.UnavailableReplicas != 0 {
 				t.Errorf("status %+v", d.Status)
 			}
-			if cond := getCondition(d.Status.Conditions, DeploymentProgressing); cond == nil || !cond.Status || cond.Reason != ReasonNewReplicaSetAvailable {
+			if cond := GetCondition(d.Status.Conditions, DeploymentProgressing); cond == nil || !cond.Status || cond.Reason != ReasonNewReplicaSetAvailable {
 				t.Errorf("Progressing condition %+v", cond)
 			}
-			if cond := getCondition(d.Status.Conditions, DeploymentAvailable); cond == nil || !cond.Status {
+			if cond := GetCondition(d.Status.Conditions, DeploymentAvailable); cond == nil || !cond.Status {
 				t.Errorf("Available condition %+v", cond)
 			}
 			if len(h.events(KindDeployment, "site", "ScalingReplicaSet")) < 3 {
@@ -241,7 +243,7 @@ func TestDeploymentRollingUpdateUnhealthyOld(t *testing.T) {
 func TestDeploymentRecreate(t *testing.T) {
 	h := newWLHarness(t)
 	d := newDeployment("site", 3)
-	d.Spec.Strategy.Type = Recreate
+	d.Spec.Strategy.Type = RecreateDeploymentStrategyType
 	h.apply(d)
 	h.rollout("site", 0)
 	stop := h.watchPods(func(pods []*Pod) error {
@@ -363,7 +365,7 @@ func TestDeploymentPauseResume(t *testing.T) {
 	if rss := h.ownedRS(d); len(rss) != 1 {
 		t.Errorf("paused deployment made a new ReplicaSet: %v", keys(rss))
 	}
-	if c := getCondition(d.Status.Conditions, DeploymentProgressing); c == nil || c.Reason != ReasonDeploymentPaused {
+	if c := GetCondition(d.Status.Conditions, DeploymentProgressing); c == nil || c.Reason != ReasonDeploymentPaused {
 		t.Errorf("paused: Progressing %+v", c)
 	}
 	if err := h.m.Rollback(h.ctx, "site", 0); err == nil {
@@ -387,7 +389,7 @@ func TestDeploymentPauseResume(t *testing.T) {
 	d.Spec.Paused = false
 	h.apply(d)
 	h.settle()
-	if c := getCondition(h.deployment("site").Status.Conditions, DeploymentProgressing); c == nil || !c.Status ||
+	if c := GetCondition(h.deployment("site").Status.Conditions, DeploymentProgressing); c == nil || !c.Status ||
 		(c.Reason != ReasonDeploymentResumed && c.Reason != ReasonNewReplicaSetCreated && c.Reason != ReasonReplicaSetUpdated) {
 		t.Errorf("resumed: Progressing %+v", c)
 	}
@@ -406,12 +408,12 @@ func TestDeploymentProgressDeadline(t *testing.T) {
 	h.setImage("site", "web:v2") // its pods never become ready
 	h.settle()
 	h.step(30 * time.Second)
-	if c := getCondition(h.deployment("site").Status.Conditions, DeploymentProgressing); c == nil || !c.Status {
+	if c := GetCondition(h.deployment("site").Status.Conditions, DeploymentProgressing); c == nil || !c.Status {
 		t.Fatalf("before the deadline: Progressing %+v", c)
 	}
 	h.step(31 * time.Second)
 	d = h.deployment("site")
-	c := getCondition(d.Status.Conditions, DeploymentProgressing)
+	c := GetCondition(d.Status.Conditions, DeploymentProgressing)
 	if c == nil || c.Status || c.Reason != ReasonProgressDeadlineExceeded {
 		t.Fatalf("after the deadline: Progressing %+v", c)
 	}
@@ -425,7 +427,7 @@ func TestDeploymentProgressDeadline(t *testing.T) {
 	}
 	// Progress again clears it.
 	d = h.rollout("site", 0)
-	if c := getCondition(d.Status.Conditions, DeploymentProgressing); c == nil || !c.Status || c.Reason != ReasonNewReplicaSetAvailable {
+	if c := GetCondition(d.Status.Conditions, DeploymentProgressing); c == nil || !c.Status || c.Reason != ReasonNewReplicaSetAvailable {
 		t.Errorf("after progress: Progressing %+v", c)
 	}
 }
@@ -467,7 +469,7 @@ func TestDeploymentCascadingDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.settle()
-	if objs, _ := h.m.store.List(h.ctx, KindReplicaSet, nil); len(objs) != 0 {
+	if objs, _ := h.m.Store().List(h.ctx, KindReplicaSet, nil); len(objs) != 0 {
 		t.Errorf("ReplicaSets left after delete: %d", len(objs))
 	}
 	if pods := h.webPods(); len(pods) != 0 {
@@ -486,7 +488,7 @@ func TestDeploymentWithFakeRuntime(t *testing.T) {
 	d.Spec.Strategy.MaxSurge, d.Spec.Strategy.MaxUnavailable = Count(1), Count(1)
 	h.apply(d)
 	h.settle()
-	if d := h.deployment("site"); !deploymentComplete(d, &d.Status) {
+	if d := h.deployment("site"); !DeploymentComplete(d, &d.Status) {
 		t.Fatalf("first rollout: %+v", d.Status)
 	}
 	stop := h.watchPods(func(pods []*Pod) error {
@@ -507,15 +509,15 @@ func TestDeploymentWithFakeRuntime(t *testing.T) {
 	}
 	stop()
 	d = h.deployment("site")
-	if !deploymentComplete(d, &d.Status) || d.Status.Revision != 2 {
+	if !DeploymentComplete(d, &d.Status) || d.Status.Revision != 2 {
 		t.Fatalf("rollout to v2: %+v", d.Status)
 	}
-	containers, _ := rt.live()
+	containers, _ := rt.Live()
 	if len(containers) != 4 {
 		t.Errorf("%d containers live after the rollout, want 4", len(containers))
 	}
 	for _, p := range h.webPods() {
-		if c := rt.running(p.Name, "web"); c == nil || c.Config.Image != "web:v2" {
+		if c := rt.Running(p.Name, "web"); c == nil || c.Config.Image != "web:v2" {
 			t.Errorf("pod %s: container %+v", p.Name, c)
 		}
 	}
@@ -539,10 +541,10 @@ func TestRecreateWaitsForTerminatingPods(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	clock := reconcile.NewFakeClock(testEpoch)
-	rt := newFakeRuntime(clock, "web:v1", "web:v2")
+	rt := fakeruntime.New(clock, "web:v1", "web:v2")
 	var mu sync.Mutex
 	var overlaps []string
-	rt.onStart = func(image string, running []string) {
+	rt.SetOnStart(func(image string, running []string) {
 		for _, r := range running {
 			if r != image {
 				mu.Lock()
@@ -550,8 +552,8 @@ func TestRecreateWaitsForTerminatingPods(t *testing.T) {
 				mu.Unlock()
 			}
 		}
-	}
-	m, err := NewManager(Options{Runtime: rt, Clock: clock, StateDir: t.TempDir()})
+	})
+	m, err := NewManager(Options{Store: memstore.New(), Runtime: rt, Clock: clock, StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -559,7 +561,7 @@ func TestRecreateWaitsForTerminatingPods(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- m.Run(runCtx) }()
 	defer func() {
-		rt.releaseStops() // on every path: Close stops containers
+		rt.ReleaseStops() // on every path: Close stops containers
 		stop()
 		<-done
 		if err := m.Close(context.Background()); err != nil {
@@ -569,36 +571,36 @@ func TestRecreateWaitsForTerminatingPods(t *testing.T) {
 	}()
 
 	d := newDeployment("site", 2)
-	d.Spec.Strategy.Type = Recreate
+	d.Spec.Strategy.Type = RecreateDeploymentStrategyType
 	if _, err := m.Apply(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "2 v1 containers", func() bool { return rt.runningImages("web:v1") == 2 })
+	waitFor(t, "2 v1 containers", func() bool { return rt.RunningImages("web:v1") == 2 })
 
-	rt.holdStops()
-	obj, err := m.Get(ctx, KindDeployment, "site")
+	rt.HoldStops()
+	obj, err := Get[*Deployment](ctx, m, "site")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d = obj.(*Deployment)
+	d = obj
 	d.Spec.Template.Spec.Containers[0].Image = "web:v2"
 	d.ResourceVersion = 0 // the controllers write its status meanwhile
 	if _, err := m.Apply(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the old containers to be stopping", func() bool { return len(rt.callsWith("stop ")) == 2 })
+	waitFor(t, "the old containers to be stopping", func() bool { return len(rt.Calls("stop ")) == 2 })
 	time.Sleep(50 * time.Millisecond) // room for a wrong start
 	terminating, live := podsByDeletion(t, m)
 	if len(terminating) != 2 || len(live) != 0 {
 		t.Errorf("while the old containers stop: %d terminating pods, %d others; want 2 and 0", len(terminating), len(live))
 	}
-	if n := rt.runningImages("web:v2"); n != 0 {
+	if n := rt.RunningImages("web:v2"); n != 0 {
 		t.Errorf("%d new containers started while the old ones still run", n)
 	}
-	rt.releaseStops()
+	rt.ReleaseStops()
 	waitFor(t, "2 v2 containers and the old pods gone", func() bool {
 		terminating, live := podsByDeletion(t, m)
-		return rt.runningImages("web:v2") == 2 && rt.runningImages("web:v1") == 0 && len(terminating) == 0 && len(live) == 2
+		return rt.RunningImages("web:v2") == 2 && rt.RunningImages("web:v1") == 0 && len(terminating) == 0 && len(live) == 2
 	})
 	mu.Lock()
 	defer mu.Unlock()

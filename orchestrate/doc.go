@@ -3,18 +3,40 @@
 // cluster.
 //
 // Objects (Pod, ReplicaSet, Deployment, Job, ConfigMap, Secret) are kept
-// in a Store: an in-memory one by default (NewMemoryStore), behind an
-// interface so that another can be plugged in. Each object has metadata
-// (name, labels, owner references, a Generation that counts changes of
-// its spec), a spec saying what is wanted and a status saying what is.
-// A LabelSelector picks objects by labels, with matchLabels and the
-// matchExpressions operators In, NotIn, Exists and DoesNotExist.
+// in a Store. Each object has metadata (name, labels, owner references,
+// a Generation that counts changes of its spec), a spec saying what is
+// wanted and a status saying what is. A LabelSelector picks objects by
+// labels, with matchLabels and the matchExpressions operators
+// (LabelSelectorOpIn, LabelSelectorOpNotIn, LabelSelectorOpExists,
+// LabelSelectorOpDoesNotExist). Get and List read objects with their Go
+// type (orchestrate.Get[*Pod](ctx, m, "web")) from a Manager or a Store.
+//
+// # Layout
+//
+// This package holds what users program against: the objects, the
+// Store and Runtime interfaces (their contracts are their doc
+// comments), the Manager and its controllers (one file each: pod.go,
+// replicaset.go, deployment.go, job.go, gc.go). Implementations live in
+// sibling packages named for where they come from, which import this
+// one:
+//
+//   - orchestrate/memstore: the Store in the process's memory;
+//   - orchestrate/containerruntime: the Runtime on package container;
+//   - orchestrate/fakeruntime: a Runtime that runs nothing, for tests;
+//   - orchestrate/storetest: the suite every Store must pass;
+//   - orchestrate/reconcile: the generic reconcile loop and work queue
+//     the controllers are built on.
+//
+// Because the implementations import this package, it cannot import
+// them: Options.Store has no default, and NewManager refuses a nil one
+// with an error that names memstore.New. A Manager without a Runtime
+// stores pods but never runs them.
 //
 // A Manager runs one controller per kind over the store, each a
 // reconcile loop (package reconcile) fed by a watch of the store:
 //
 //   - the Pod controller runs a pod's containers through a Runtime
-//     (NewContainerRuntime runs them with package container): the
+//     (containerruntime.New runs them with package container): the
 //     containers share network, IPC and UTS namespaces and volumes, are
 //     started and stopped together, restart as the pod's RestartPolicy
 //     says with the kubelet's crash-loop backoff (immediately, then 10 s

@@ -6,14 +6,15 @@ import (
 	"fmt"
 
 	"github.com/berthlabs/berth/orchestrate"
+	"github.com/berthlabs/berth/orchestrate/memstore"
 )
 
 // Objects are applied to a Manager, which validates them and keeps them
-// in its store; with a Runtime (orchestrate.NewContainerRuntime) and Run,
-// its controllers would run the pods.
+// in its store; with a Runtime (containerruntime.New) and Run, its
+// controllers would run the pods.
 func Example() {
 	ctx := context.Background()
-	m, err := orchestrate.NewManager(orchestrate.Options{})
+	m, err := orchestrate.NewManager(orchestrate.Options{Store: memstore.New()})
 	if err != nil {
 		panic(err)
 	}
@@ -42,14 +43,37 @@ func Example() {
 	sel := &orchestrate.LabelSelector{
 		MatchLabels: map[string]string{"app": "web"},
 		MatchExpressions: []orchestrate.LabelSelectorRequirement{
-			{Key: "tier", Operator: orchestrate.In, Values: []string{"front", "edge"}},
+			{Key: "tier", Operator: orchestrate.LabelSelectorOpIn, Values: []string{"front", "edge"}},
 		},
 	}
-	pods, _ := m.List(ctx, orchestrate.KindPod, sel)
+	pods, _ := orchestrate.List[*orchestrate.Pod](ctx, m, sel)
 	for _, p := range pods {
-		fmt.Println(sel, "matches", p.Meta().Name, "generation", p.Meta().Generation)
+		fmt.Println(sel, "matches", p.Name, "generation", p.Generation)
 	}
 	// Output:
 	// true apply Pod bad: orchestrate: invalid object: spec.containers: a pod needs at least one container
 	// app=web,tier in (edge,front) matches web-front generation 1
+}
+
+// Get and List read objects with their Go type: no kind to name, no
+// type assertion.
+func ExampleGet() {
+	ctx := context.Background()
+	store := memstore.New()
+	if _, err := store.Create(ctx, &orchestrate.ConfigMap{
+		ObjectMeta: orchestrate.ObjectMeta{Name: "settings"},
+		Data:       map[string]string{"mode": "fast"},
+	}); err != nil {
+		panic(err)
+	}
+	cm, err := orchestrate.Get[*orchestrate.ConfigMap](ctx, store, "settings")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(cm.Name, cm.Data["mode"], cm.Generation)
+	_, err = orchestrate.Get[*orchestrate.Secret](ctx, store, "settings")
+	fmt.Println(errors.Is(err, orchestrate.ErrNotFound))
+	// Output:
+	// settings fast 1
+	// true
 }

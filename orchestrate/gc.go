@@ -26,10 +26,10 @@ func (m *Manager) gcKeysFor(ev WatchEvent) []gcKey {
 	meta := ev.Object.Meta()
 	id := ev.Object.Kind() + "/" + meta.Name
 	switch ev.Type {
-	case Deleted:
+	case WatchDeleted:
 		delete(m.gcRefs, id)
 		return []gcKey{{Kind: ev.Object.Kind(), Name: meta.Name, UID: meta.UID}}
-	case Added, Modified:
+	case WatchAdded, WatchModified:
 		ref := controllerOf(meta)
 		if ref == nil {
 			delete(m.gcRefs, id)
@@ -37,7 +37,7 @@ func (m *Manager) gcKeysFor(ev WatchEvent) []gcKey {
 		}
 		prev, seen := m.gcRefs[id]
 		m.gcRefs[id] = ref.UID
-		if ev.Type == Added || !seen || prev != ref.UID {
+		if ev.Type == WatchAdded || !seen || prev != ref.UID {
 			return []gcKey{{Kind: ref.Kind, Name: ref.Name, UID: ref.UID}}
 		}
 	}

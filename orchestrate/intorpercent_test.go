@@ -80,7 +80,7 @@ func TestResolveFenceposts(t *testing.T) {
 			t.Errorf("maxUnavailable(surge %v unavailable %v of %d) = %d, want %d", c.surge, c.unavail, c.replicas, got, c.wantMaxUnavailble)
 		}
 	}
-	d := &Deployment{Spec: DeploymentSpec{Replicas: 4, Strategy: DeploymentStrategy{Type: Recreate}}}
+	d := &Deployment{Spec: DeploymentSpec{Replicas: 4, Strategy: DeploymentStrategy{Type: RecreateDeploymentStrategyType}}}
 	if maxSurge(d) != 0 || maxUnavailable(d) != 0 {
 		t.Errorf("Recreate: surge %d unavailable %d, want 0 0", maxSurge(d), maxUnavailable(d))
 	}

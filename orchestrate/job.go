@@ -38,8 +38,6 @@ const (
 	jobBackoffMax       = 6 * time.Minute
 )
 
-func init() { builtinControllers = append(builtinControllers, registerJob) }
-
 // jobController runs each Job's pods to completion, as Kubernetes'
 // pkg/controller/job does.
 type jobController struct{ m *Manager }
@@ -83,8 +81,8 @@ func (c *jobController) validate(ctx context.Context, obj Object) error {
 	if j.Spec.ActiveDeadline < 0 {
 		return invalidf("spec.activeDeadline", "%v must not be negative", j.Spec.ActiveDeadline)
 	}
-	if rp := j.Spec.Template.Spec.RestartPolicy; rp != RestartOnFailure && rp != RestartNever {
-		return invalidf("spec.template.spec.restartPolicy", "%q: a Job's must be %q or %q", rp, RestartOnFailure, RestartNever)
+	if rp := j.Spec.Template.Spec.RestartPolicy; rp != RestartPolicyOnFailure && rp != RestartPolicyNever {
+		return invalidf("spec.template.spec.restartPolicy", "%q: a Job's must be %q or %q", rp, RestartPolicyOnFailure, RestartPolicyNever)
 	}
 	if err := validateLabels("spec.template.labels", j.Spec.Template.Labels); err != nil {
 		return err
@@ -134,14 +132,13 @@ func jobFinished(j *Job) bool {
 // reconcile makes one pass of Kubernetes' syncJob.
 func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.Result, error) {
 	m := c.m
-	obj, err := m.store.Get(ctx, KindJob, name)
+	j, err := Get[*Job](ctx, m.store, name)
 	if errors.Is(err, ErrNotFound) {
 		return reconcile.Result{}, nil // deleted: the manager removes its pods
 	}
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	j := obj.(*Job)
 	if jobFinished(j) {
 		return reconcile.Result{}, nil // its finished pods are kept for their logs
 	}
@@ -270,7 +267,7 @@ func jobComplete(j *Job, succeeded, active int) bool {
 // container restarts of the active pods reach the backoff limit (any
 // restart when the limit is 0).
 func pastBackoffLimitOnFailure(j *Job, active []*Pod, limit int) bool {
-	if j.Spec.Template.Spec.RestartPolicy != RestartOnFailure {
+	if j.Spec.Template.Spec.RestartPolicy != RestartPolicyOnFailure {
 		return false
 	}
 	n := 0

@@ -1,8 +1,10 @@
-package orchestrate
+package orchestrate_test
 
 import (
 	"context"
 	"errors"
+	. "github.com/berthlabs/berth/orchestrate"
+	"github.com/berthlabs/berth/orchestrate/memstore"
 	"testing"
 	"time"
 )
@@ -17,7 +19,7 @@ func newJob(name string, completions, parallelism int) *Job {
 				Labels: map[string]string{"app": "batch"},
 				Spec: PodSpec{
 					Containers:    []Container{{Name: "work", Image: "batch:v1", Command: []string{"true"}}},
-					RestartPolicy: RestartNever,
+					RestartPolicy: RestartPolicyNever,
 				},
 			},
 		},
@@ -26,18 +28,18 @@ func newJob(name string, completions, parallelism int) *Job {
 
 func (h *wlHarness) job(name string) *Job {
 	h.t.Helper()
-	obj, err := h.m.store.Get(h.ctx, KindJob, name)
+	obj, err := Get[*Job](h.ctx, h.m.Store(), name)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return obj.(*Job)
+	return obj
 }
 
 // activeJobPods returns the job's pods that have not finished.
 func (h *wlHarness) activeJobPods(name string) []*Pod {
 	var out []*Pod
 	for _, p := range h.pods(KindJob, name) {
-		if podActive(p) {
+		if PodActive(p) {
 			out = append(out, p)
 		}
 	}
@@ -64,7 +66,7 @@ func TestJobCompletionsAndParallelism(t *testing.T) {
 			t.Fatalf("after %d completions: %d active pods, want %d", done, len(active), want)
 		}
 		for _, p := range active {
-			if p.Labels[LabelJobName] != "batch" || p.Labels["app"] != "batch" || p.Spec.RestartPolicy != RestartNever {
+			if p.Labels[LabelJobName] != "batch" || p.Labels["app"] != "batch" || p.Spec.RestartPolicy != RestartPolicyNever {
 				t.Errorf("pod %s: labels %v restart policy %s", p.Name, p.Labels, p.Spec.RestartPolicy)
 			}
 		}
@@ -75,7 +77,7 @@ func TestJobCompletionsAndParallelism(t *testing.T) {
 		h.step(time.Second)
 	}
 	j := h.job("batch")
-	c := getCondition(j.Status.Conditions, JobComplete)
+	c := GetCondition(j.Status.Conditions, JobComplete)
 	if c == nil || !c.Status || j.Status.Succeeded != 5 || j.Status.Active != 0 || j.Status.CompletionTime.IsZero() {
 		t.Fatalf("finished job: %+v", j.Status)
 	}
@@ -114,13 +116,13 @@ func TestJobBackoffLimitNever(t *testing.T) {
 	if len(active) != 1 {
 		t.Fatalf("after the back-off: %d active pods, want 1", len(active))
 	}
-	if st := h.job("batch").Status; st.Failed != 1 || jobFinished(h.job("batch")) {
+	if st := h.job("batch").Status; st.Failed != 1 || JobFinished(h.job("batch")) {
 		t.Fatalf("after one failure: %+v", st)
 	}
 	h.finish(active[0].Name, PodFailed)
 	h.settle()
 	jb := h.job("batch")
-	c := getCondition(jb.Status.Conditions, JobFailed)
+	c := GetCondition(jb.Status.Conditions, JobFailed)
 	if c == nil || !c.Status || c.Reason != ReasonBackoffLimitExceeded || jb.Status.Failed != 2 {
 		t.Fatalf("after two failures with backoffLimit 1: %+v", jb.Status)
 	}
@@ -135,7 +137,7 @@ func TestJobBackoffLimitOnFailure(t *testing.T) {
 	j := newJob("batch", 1, 1)
 	limit := 3
 	j.Spec.BackoffLimit = &limit
-	j.Spec.Template.Spec.RestartPolicy = RestartOnFailure
+	j.Spec.Template.Spec.RestartPolicy = RestartPolicyOnFailure
 	h.apply(j)
 	h.settle()
 	pod := h.activeJobPods("batch")[0].Name
@@ -147,12 +149,12 @@ func TestJobBackoffLimitOnFailure(t *testing.T) {
 		h.settle()
 	}
 	restart(2)
-	if jobFinished(h.job("batch")) {
+	if JobFinished(h.job("batch")) {
 		t.Fatalf("job failed after 2 restarts with backoffLimit 3")
 	}
 	restart(3)
 	jb := h.job("batch")
-	c := getCondition(jb.Status.Conditions, JobFailed)
+	c := GetCondition(jb.Status.Conditions, JobFailed)
 	if c == nil || c.Reason != ReasonBackoffLimitExceeded {
 		t.Fatalf("after 3 restarts: %+v", jb.Status)
 	}
@@ -170,12 +172,12 @@ func TestJobActiveDeadline(t *testing.T) {
 	first := h.activeJobPods("batch")
 	h.finish(first[0].Name, PodSucceeded)
 	h.step(20 * time.Second)
-	if jobFinished(h.job("batch")) || len(h.activeJobPods("batch")) != 2 {
+	if JobFinished(h.job("batch")) || len(h.activeJobPods("batch")) != 2 {
 		t.Fatalf("before the deadline: %+v", h.job("batch").Status)
 	}
 	h.step(10 * time.Second)
 	jb := h.job("batch")
-	c := getCondition(jb.Status.Conditions, JobFailed)
+	c := GetCondition(jb.Status.Conditions, JobFailed)
 	if c == nil || c.Reason != ReasonDeadlineExceeded {
 		t.Fatalf("after the deadline: %+v", jb.Status)
 	}
@@ -191,7 +193,7 @@ func TestJobZeroCompletionsAndParallelismChange(t *testing.T) {
 	h := newWLHarness(t)
 	h.apply(newJob("none", 0, 1))
 	h.settle()
-	if c := getCondition(h.job("none").Status.Conditions, JobComplete); c == nil || len(h.pods(KindJob, "none")) != 0 {
+	if c := GetCondition(h.job("none").Status.Conditions, JobComplete); c == nil || len(h.pods(KindJob, "none")) != 0 {
 		t.Errorf("job with 0 completions: %+v", h.job("none").Status)
 	}
 	h.apply(newJob("batch", 3, 0)) // parallelism 0: nothing runs
@@ -218,21 +220,21 @@ func TestJobWithFakeRuntime(t *testing.T) {
 
 	h.apply(newJob("batch", 3, 2))
 	h.settle()
-	for round := 0; round < 10 && !jobFinished(h.job("batch")); round++ {
+	for round := 0; round < 10 && !JobFinished(h.job("batch")); round++ {
 		active := h.activeJobPods("batch")
 		if len(active) > 2 {
 			t.Fatalf("%d pods at once, parallelism 2", len(active))
 		}
 		for _, p := range active {
-			if c := rt.running(p.Name, "work"); c != nil {
-				rt.exit(c.ID, 0)
+			if c := rt.Running(p.Name, "work"); c != nil {
+				rt.Exit(c.ID, 0)
 				break
 			}
 		}
 		h.step(time.Second)
 	}
 	j := h.job("batch")
-	if c := getCondition(j.Status.Conditions, JobComplete); c == nil || j.Status.Succeeded != 3 {
+	if c := GetCondition(j.Status.Conditions, JobComplete); c == nil || j.Status.Succeeded != 3 {
 		t.Fatalf("job status %+v", j.Status)
 	}
 	if n := len(h.pods(KindJob, "batch")); n != 3 {
@@ -274,7 +276,7 @@ func TestJobCountsSurvivePodDeletion(t *testing.T) {
 		h.settle()
 	}
 	fail()
-	if st := h.job("batch").Status; st.Failed != 1 || st.Succeeded != 1 || jobFinished(h.job("batch")) {
+	if st := h.job("batch").Status; st.Failed != 1 || st.Succeeded != 1 || JobFinished(h.job("batch")) {
 		t.Fatalf("after a failed pod was deleted: %+v", st)
 	}
 	if st := h.job("batch").Status; len(st.CountedPods) != 0 {
@@ -283,7 +285,7 @@ func TestJobCountsSurvivePodDeletion(t *testing.T) {
 	h.step(10 * time.Second)
 	fail()
 	jb := h.job("batch")
-	if c := getCondition(jb.Status.Conditions, JobFailed); c == nil || jb.Status.Failed != 2 || jb.Status.Succeeded != 1 {
+	if c := GetCondition(jb.Status.Conditions, JobFailed); c == nil || jb.Status.Failed != 2 || jb.Status.Succeeded != 1 {
 		t.Fatalf("after two failures (deleted) with backoffLimit 1: %+v", jb.Status)
 	}
 }
@@ -305,14 +307,14 @@ func TestJobWorkQueue(t *testing.T) {
 	if n := len(h.activeJobPods("queue")); n != 2 {
 		t.Fatalf("after one succeeded: %d active pods, want the 2 left running", n)
 	}
-	if jobFinished(h.job("queue")) {
+	if JobFinished(h.job("queue")) {
 		t.Fatal("complete while pods still run")
 	}
 	h.finish(active[1].Name, PodSucceeded)
 	h.finish(active[2].Name, PodSucceeded)
 	h.step(time.Second)
 	jb := h.job("queue")
-	if c := getCondition(jb.Status.Conditions, JobComplete); c == nil || jb.Status.Succeeded != 3 || len(h.pods(KindJob, "queue")) != 3 {
+	if c := GetCondition(jb.Status.Conditions, JobComplete); c == nil || jb.Status.Succeeded != 3 || len(h.pods(KindJob, "queue")) != 3 {
 		t.Errorf("work queue: %+v, %d pods", jb.Status, len(h.pods(KindJob, "queue")))
 	}
 }
@@ -324,15 +326,15 @@ func TestJobCountsDeletedPods(t *testing.T) {
 	pt := newPodTest(t)
 	two := 2
 	pt.apply(&Job{ObjectMeta: ObjectMeta{Name: "batch"}, Spec: JobSpec{Completions: &two, Template: PodTemplate{
-		Spec: PodSpec{RestartPolicy: RestartNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
+		Spec: PodSpec{RestartPolicy: RestartPolicyNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
 	}}})
 	job := func() JobStatus {
 		t.Helper()
-		obj, err := pt.m.Get(pt.ctx, KindJob, "batch")
+		obj, err := Get[*Job](pt.ctx, pt.m, "batch")
 		if err != nil {
 			t.Fatal(err)
 		}
-		return obj.(*Job).Status
+		return obj.Status
 	}
 	onlyPod := func() *Pod {
 		t.Helper()
@@ -357,7 +359,7 @@ func TestJobCountsDeletedPods(t *testing.T) {
 	}
 	pt.step(time.Second)
 	p := onlyPod()
-	pt.rt.exit(pt.mustRun(p.Name, "c").ID, 0)
+	pt.rt.Exit(pt.mustRun(p.Name, "c").ID, 0)
 	pt.settle()
 	if err := pt.m.Delete(pt.ctx, KindPod, p.Name); err != nil {
 		t.Fatal(err)
@@ -377,7 +379,7 @@ func TestJobCompleteWaitsForTerminatingPods(t *testing.T) {
 	pt := newPodTest(t)
 	two := 2
 	pt.apply(&Job{ObjectMeta: ObjectMeta{Name: "queue"}, Spec: JobSpec{Parallelism: &two, Template: PodTemplate{
-		Spec: PodSpec{RestartPolicy: RestartNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
+		Spec: PodSpec{RestartPolicy: RestartPolicyNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
 	}}})
 	_, live := podsByDeletion(t, pt.m)
 	if len(live) != 2 {
@@ -385,38 +387,38 @@ func TestJobCompleteWaitsForTerminatingPods(t *testing.T) {
 	}
 	job := func() *Job {
 		t.Helper()
-		obj, err := pt.m.Get(pt.ctx, KindJob, "queue")
+		obj, err := Get[*Job](pt.ctx, pt.m, "queue")
 		if err != nil {
 			t.Fatal(err)
 		}
-		return obj.(*Job)
+		return obj
 	}
-	pt.rt.exit(pt.mustRun(live[0].Name, "c").ID, 0)
+	pt.rt.Exit(pt.mustRun(live[0].Name, "c").ID, 0)
 	pt.settle()
-	pt.rt.holdStops()
+	pt.rt.HoldStops()
 	// The controllers run concurrently here (RunUntilIdle runs one kind
 	// after the other: the Job would wait for the held stop).
 	runCtx, stop := context.WithCancel(pt.ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- pt.m.Run(runCtx) }()
 	defer func() {
-		pt.rt.releaseStops()
+		pt.rt.ReleaseStops()
 		stop()
 		<-errc
 	}()
 	if err := pt.m.Delete(pt.ctx, KindPod, live[1].Name); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the deleted pod to be stopping", func() bool { return len(pt.rt.callsWith("stop ")) == 1 })
+	waitFor(t, "the deleted pod to be stopping", func() bool { return len(pt.rt.Calls("stop ")) == 1 })
 	waitFor(t, "the Job to count the deleted pod", func() bool { return job().Status.Failed == 1 })
-	if jb := job(); jobFinished(jb) || jb.Status.Succeeded != 1 {
+	if jb := job(); JobFinished(jb) || jb.Status.Succeeded != 1 {
 		t.Fatalf("while a deleted pod is stopping: %+v, want 1 succeeded and not complete yet", jb.Status)
 	}
-	pt.rt.releaseStops()
-	waitFor(t, "the Job to complete", func() bool { return getCondition(job().Status.Conditions, JobComplete) != nil })
+	pt.rt.ReleaseStops()
+	waitFor(t, "the Job to complete", func() bool { return GetCondition(job().Status.Conditions, JobComplete) != nil })
 	// The pod controller removes the pod concurrently.
 	waitFor(t, "the deleted pod to be gone", func() bool {
-		_, err := pt.m.Get(pt.ctx, KindPod, live[1].Name)
+		_, err := Get[*Pod](pt.ctx, pt.m, live[1].Name)
 		return errors.Is(err, ErrNotFound)
 	})
 }
@@ -427,7 +429,7 @@ func TestJobCompleteWaitsForTerminatingPods(t *testing.T) {
 func TestJobPodAwaitingCountSurvivesClose(t *testing.T) {
 	pt := newPodTest(t)
 	pt.apply(&Job{ObjectMeta: ObjectMeta{Name: "batch"}, Spec: JobSpec{Template: PodTemplate{
-		Spec: PodSpec{RestartPolicy: RestartNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
+		Spec: PodSpec{RestartPolicy: RestartPolicyNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
 	}}})
 	_, live := podsByDeletion(t, pt.m)
 	if len(live) != 1 {
@@ -441,7 +443,7 @@ func TestJobPodAwaitingCountSurvivesClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkNoFakeLeaks(t, pt.rt)
-	if p, err := pt.m.Get(pt.ctx, KindPod, name); err != nil || p.Meta().DeletionTime == nil {
+	if p, err := Get[*Pod](pt.ctx, pt.m, name); err != nil || p.Meta().DeletionTime == nil {
 		t.Fatalf("deleted pod not counted yet, after Close: %v; want it kept", err)
 	}
 	m2, err := NewManager(Options{Store: pt.m.Store(), Runtime: pt.rt, Clock: pt.clock, StateDir: t.TempDir()})
@@ -452,14 +454,14 @@ func TestJobPodAwaitingCountSurvivesClose(t *testing.T) {
 	if err := m2.RunUntilIdle(pt.ctx); err != nil {
 		t.Fatal(err)
 	}
-	obj, err := m2.Get(pt.ctx, KindJob, "batch")
+	obj, err := Get[*Job](pt.ctx, m2, "batch")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := obj.(*Job).Status; st.Failed != 1 {
+	if st := obj.Status; st.Failed != 1 {
 		t.Errorf("Job status %+v, want the deleted pod counted as failed", st)
 	}
-	if _, err := m2.Get(pt.ctx, KindPod, name); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*Pod](pt.ctx, m2, name); !errors.Is(err, ErrNotFound) {
 		t.Errorf("the counted pod: %v, want it removed", err)
 	}
 }
@@ -467,7 +469,7 @@ func TestJobPodAwaitingCountSurvivesClose(t *testing.T) {
 // Only pods are deleted gracefully: the store refuses a DeletionTime on
 // another kind.
 func TestStoreRefusesDeletionTimeOnOtherKinds(t *testing.T) {
-	s := NewMemoryStore()
+	s := memstore.New()
 	ctx := context.Background()
 	obj, err := s.Create(ctx, &ConfigMap{ObjectMeta: ObjectMeta{Name: "cfg"}})
 	if err != nil {

@@ -33,13 +33,13 @@ func (s *LabelSelector) Matches(labels map[string]string) bool {
 func (r LabelSelectorRequirement) Matches(labels map[string]string) bool {
 	v, ok := labels[r.Key]
 	switch r.Operator {
-	case In:
+	case LabelSelectorOpIn:
 		return ok && slices.Contains(r.Values, v)
-	case NotIn:
+	case LabelSelectorOpNotIn:
 		return !ok || !slices.Contains(r.Values, v)
-	case Exists:
+	case LabelSelectorOpExists:
 		return ok
-	case DoesNotExist:
+	case LabelSelectorOpDoesNotExist:
 		return !ok
 	}
 	return false
@@ -74,13 +74,13 @@ func (s *LabelSelector) String() string {
 		vals := slices.Clone(r.Values)
 		sort.Strings(vals)
 		switch r.Operator {
-		case In:
+		case LabelSelectorOpIn:
 			parts = append(parts, r.Key+" in ("+strings.Join(vals, ",")+")")
-		case NotIn:
+		case LabelSelectorOpNotIn:
 			parts = append(parts, r.Key+" notin ("+strings.Join(vals, ",")+")")
-		case Exists:
+		case LabelSelectorOpExists:
 			parts = append(parts, r.Key)
-		case DoesNotExist:
+		case LabelSelectorOpDoesNotExist:
 			parts = append(parts, "!"+r.Key)
 		default:
 			parts = append(parts, r.Key+" "+string(r.Operator)+" ("+strings.Join(vals, ",")+")")
@@ -173,11 +173,11 @@ func validateSelector(field string, sel *LabelSelector) error {
 			return err
 		}
 		switch r.Operator {
-		case In, NotIn:
+		case LabelSelectorOpIn, LabelSelectorOpNotIn:
 			if len(r.Values) == 0 {
 				return invalidf(f+".values", "operator %s needs at least one value", r.Operator)
 			}
-		case Exists, DoesNotExist:
+		case LabelSelectorOpExists, LabelSelectorOpDoesNotExist:
 			if len(r.Values) > 0 {
 				return invalidf(f+".values", "operator %s takes no values", r.Operator)
 			}

@@ -21,21 +21,21 @@ func TestSelectorMatches(t *testing.T) {
 		{"matchLabels wrong value", &LabelSelector{MatchLabels: map[string]string{"app": "db"}}, false},
 		{"matchLabels missing", &LabelSelector{MatchLabels: map[string]string{"zone": "a"}}, false},
 		{"matchLabels empty value", &LabelSelector{MatchLabels: map[string]string{"env": ""}}, true},
-		{"In", req("tier", In, "front", "back"), true},
-		{"In no", req("tier", In, "back"), false},
-		{"In missing key", req("zone", In, "a"), false},
-		{"NotIn", req("tier", NotIn, "back"), true},
-		{"NotIn no", req("tier", NotIn, "front"), false},
-		{"NotIn missing key", req("zone", NotIn, "a"), true},
-		{"Exists", req("app", Exists), true},
-		{"Exists empty value", req("env", Exists), true},
-		{"Exists no", req("zone", Exists), false},
-		{"DoesNotExist", req("zone", DoesNotExist), true},
-		{"DoesNotExist no", req("app", DoesNotExist), false},
+		{"In", req("tier", LabelSelectorOpIn, "front", "back"), true},
+		{"In no", req("tier", LabelSelectorOpIn, "back"), false},
+		{"In missing key", req("zone", LabelSelectorOpIn, "a"), false},
+		{"NotIn", req("tier", LabelSelectorOpNotIn, "back"), true},
+		{"NotIn no", req("tier", LabelSelectorOpNotIn, "front"), false},
+		{"NotIn missing key", req("zone", LabelSelectorOpNotIn, "a"), true},
+		{"Exists", req("app", LabelSelectorOpExists), true},
+		{"Exists empty value", req("env", LabelSelectorOpExists), true},
+		{"Exists no", req("zone", LabelSelectorOpExists), false},
+		{"DoesNotExist", req("zone", LabelSelectorOpDoesNotExist), true},
+		{"DoesNotExist no", req("app", LabelSelectorOpDoesNotExist), false},
 		{"unknown operator", req("app", "Like", "web"), false},
 		{"all must hold", &LabelSelector{
 			MatchLabels:      map[string]string{"app": "web"},
-			MatchExpressions: []LabelSelectorRequirement{{Key: "tier", Operator: In, Values: []string{"back"}}},
+			MatchExpressions: []LabelSelectorRequirement{{Key: "tier", Operator: LabelSelectorOpIn, Values: []string{"back"}}},
 		}, false},
 	} {
 		if got := tc.sel.Matches(labels); got != tc.want {
@@ -44,7 +44,7 @@ func TestSelectorMatches(t *testing.T) {
 	}
 }
 
-func req(key string, op SelectorOperator, values ...string) *LabelSelector {
+func req(key string, op LabelSelectorOperator, values ...string) *LabelSelector {
 	return &LabelSelector{MatchExpressions: []LabelSelectorRequirement{{Key: key, Operator: op, Values: values}}}
 }
 
@@ -52,10 +52,10 @@ func TestSelectorString(t *testing.T) {
 	sel := &LabelSelector{
 		MatchLabels: map[string]string{"b": "2", "a": "1"},
 		MatchExpressions: []LabelSelectorRequirement{
-			{Key: "t", Operator: In, Values: []string{"y", "x"}},
-			{Key: "u", Operator: NotIn, Values: []string{"z"}},
-			{Key: "v", Operator: Exists},
-			{Key: "w", Operator: DoesNotExist},
+			{Key: "t", Operator: LabelSelectorOpIn, Values: []string{"y", "x"}},
+			{Key: "u", Operator: LabelSelectorOpNotIn, Values: []string{"z"}},
+			{Key: "v", Operator: LabelSelectorOpExists},
+			{Key: "w", Operator: LabelSelectorOpDoesNotExist},
 		},
 	}
 	if got, want := sel.String(), "a=1,b=2,t in (x,y),u notin (z),v,!w"; got != want {
@@ -73,20 +73,20 @@ func TestSelectorValidate(t *testing.T) {
 	}{
 		{nil, ""},
 		{&LabelSelector{MatchLabels: map[string]string{"example.com/app": "web-1", "a_b.c": ""}}, ""},
-		{req("k", In, "a"), ""},
-		{req("k", Exists), ""},
+		{req("k", LabelSelectorOpIn, "a"), ""},
+		{req("k", LabelSelectorOpExists), ""},
 		{&LabelSelector{MatchLabels: map[string]string{"-bad": "x"}}, "selector.matchLabels"},
 		{&LabelSelector{MatchLabels: map[string]string{"Example.com/app": "x"}}, "selector.matchLabels"},
 		{&LabelSelector{MatchLabels: map[string]string{strings.Repeat("a", 64): "x"}}, "selector.matchLabels"},
 		{&LabelSelector{MatchLabels: map[string]string{"app": "bad value"}}, "selector.matchLabels"},
 		{&LabelSelector{MatchLabels: map[string]string{"app": strings.Repeat("v", 64)}}, "selector.matchLabels"},
-		{req("k", In), "selector.matchExpressions[0].values"},
-		{req("k", NotIn), "selector.matchExpressions[0].values"},
-		{req("k", Exists, "a"), "selector.matchExpressions[0].values"},
-		{req("k", DoesNotExist, "a"), "selector.matchExpressions[0].values"},
+		{req("k", LabelSelectorOpIn), "selector.matchExpressions[0].values"},
+		{req("k", LabelSelectorOpNotIn), "selector.matchExpressions[0].values"},
+		{req("k", LabelSelectorOpExists, "a"), "selector.matchExpressions[0].values"},
+		{req("k", LabelSelectorOpDoesNotExist, "a"), "selector.matchExpressions[0].values"},
 		{req("k", "Like", "a"), "selector.matchExpressions[0].operator"},
-		{req("", Exists), "selector.matchExpressions[0].key"},
-		{req("k", In, "-x"), "selector.matchExpressions[0].values"},
+		{req("", LabelSelectorOpExists), "selector.matchExpressions[0].key"},
+		{req("k", LabelSelectorOpIn, "-x"), "selector.matchExpressions[0].values"},
 	} {
 		err := tc.sel.Validate()
 		if tc.field == "" {

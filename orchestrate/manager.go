@@ -2,13 +2,12 @@ package orchestrate
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,10 +17,15 @@ import (
 	"github.com/berthlabs/berth/orchestrate/reconcile"
 )
 
-// Options configures a Manager. The zero value is valid: an in-memory
-// store, no runtime (pods are stored but never run), the real clock.
+// Options configures a Manager. Only Store is required; the zero values
+// of the others mean no runtime (pods are stored but never run), the
+// real clock, no logs, 4 workers, a temporary state directory and the
+// kubelet's crash-loop backoff.
 type Options struct {
-	// Store holds the declared objects; nil means NewMemoryStore().
+	// Store holds the declared objects: memstore.New() for a store in
+	// memory. It is required (NewManager fails without one): package
+	// orchestrate holds only the interface, and its implementations,
+	// which import it, cannot be its default.
 	Store Store
 	// Runtime runs the pods' containers. Nil means pods are never
 	// started and their status is never written, which suits unit tests
@@ -69,11 +73,6 @@ func (b CrashLoopBackoff) withDefaults() CrashLoopBackoff {
 	return b
 }
 
-// builtinControllers are the workload controllers (ReplicaSet,
-// Deployment, Job) that NewManager registers after the Pod controller;
-// each adds itself from an init function of its file.
-var builtinControllers []func(*Manager)
-
 // Manager keeps the objects of a Store converged: it runs one
 // reconcile.Controller per kind (Pod, ReplicaSet, Deployment, Job), fed
 // by one watch of the store, records events, and deletes the dependents
@@ -107,7 +106,6 @@ type Manager struct {
 	watchCancel context.CancelFunc
 	watchDone   chan struct{}
 	dispatched  atomic.Uint64 // ResourceVersion of the last event handed out
-	lastEvent   atomic.Int64  // UnixNano of the last event handed out
 
 	mu      sync.Mutex
 	running bool
@@ -138,7 +136,7 @@ func NewManager(opts Options) (*Manager, error) {
 		gcRefs:  map[string]string{},
 	}
 	if m.store == nil {
-		m.store = NewMemoryStore()
+		return nil, errors.New("orchestrate: new manager: Options.Store is nil: pass a Store, such as memstore.New()")
 	}
 	if m.clock == nil {
 		m.clock = reconcile.RealClock()
@@ -166,11 +164,12 @@ func NewManager(opts Options) (*Manager, error) {
 	m.gc = reconcile.New[gcKey](reconcile.Func[gcKey](m.collect), reconcile.Options[gcKey]{
 		Name: "gc", Workers: 1, Clock: m.clock, Logger: m.log,
 	})
+	// The controllers, in the order each watch event is handed to them.
 	registerPods(m)
 	registerConfigKinds(m)
-	for _, f := range builtinControllers {
-		f(m)
-	}
+	registerDeployment(m)
+	registerJob(m)
+	registerReplicaSet(m)
 	return m, nil
 }
 
@@ -210,6 +209,17 @@ func (m *Manager) Store() Store { return m.store }
 // StateDir returns the host directory that holds the pods' volumes and
 // logs.
 func (m *Manager) StateDir() string { return m.stateDir }
+
+// checkObject refuses what no store can hold.
+func checkObject(obj Object) error {
+	if obj == nil || reflect.ValueOf(obj).IsNil() {
+		return fmt.Errorf("nil object: %w", ErrInvalid)
+	}
+	if obj.Meta().Name == "" {
+		return fmt.Errorf("%s: metadata.name: empty: %w", obj.Kind(), ErrInvalid)
+	}
+	return nil
+}
 
 // Apply creates obj, or, when an object of its kind and name exists,
 // replaces that object's labels, annotations, owner references and spec
@@ -313,37 +323,26 @@ func (m *Manager) Delete(ctx context.Context, kind, name string) error {
 // startWatch starts, once, the store watch that feeds the controllers.
 func (m *Manager) startWatch() error {
 	m.watchOnce.Do(func() {
-		var ch <-chan WatchEvent
-		var startRev uint64
-		initial := 0
-		if ms, ok := m.store.(*memoryStore); ok {
-			ch, startRev, initial = ms.watchAt(m.watchCtx, "", true)
-		} else {
-			var err error
-			if ch, err = m.store.Watch(m.watchCtx, "", true); err != nil {
-				m.watchErr = fmt.Errorf("orchestrate: watch store: %w", err)
-				close(m.watchDone)
-				return
-			}
+		ch, err := m.store.Watch(m.watchCtx, "", WatchOptions{SendInitial: true})
+		if err != nil {
+			m.watchErr = fmt.Errorf("orchestrate: watch store: %w", err)
+			close(m.watchDone)
+			return
 		}
 		go func() {
 			defer close(m.watchDone)
 			// The initial events come in name order, not version
-			// order; once all are dispatched, every write up to the
-			// revision of the watch's start has been seen (deletions
-			// before it included).
-			if initial == 0 {
-				m.observe(startRev)
-			}
+			// order; the bookmark after them says that every write up
+			// to the revision of the watch's start has been seen
+			// (deletions before it included).
+			initial := true
 			for ev := range ch {
-				if initial > 0 {
-					m.dispatch(ev, false)
-					if initial--; initial == 0 {
-						m.observe(startRev)
-					}
+				if ev.Type == WatchBookmark {
+					initial = false
+					m.observe(ev.ResourceVersion)
 					continue
 				}
-				m.dispatch(ev, true)
+				m.dispatch(ev, !initial)
 			}
 		}()
 	})
@@ -366,9 +365,8 @@ func (m *Manager) dispatch(ev WatchEvent, observe bool) {
 	for _, k := range m.gcKeysFor(ev) {
 		m.gc.Add(k)
 	}
-	m.lastEvent.Store(time.Now().UnixNano())
 	if observe {
-		m.observe(ev.Object.Meta().ResourceVersion)
+		m.observe(ev.ResourceVersion)
 	}
 }
 
@@ -383,19 +381,15 @@ func (m *Manager) observe(rev uint64) {
 }
 
 // waitDispatched waits until every write to the store so far has been
-// dispatched; it returns the store's revision then. For stores other
-// than the memory store it waits until the watch has been quiet for a
-// few milliseconds.
+// dispatched; it returns the store's revision then.
 func (m *Manager) waitDispatched(ctx context.Context) (uint64, error) {
-	rs, ok := m.store.(interface{ revision() uint64 })
 	for {
-		if ok {
-			rev := rs.revision()
-			if m.dispatched.Load() >= rev {
-				return rev, nil
-			}
-		} else if time.Since(time.Unix(0, m.lastEvent.Load())) > 20*time.Millisecond {
-			return uint64(m.lastEvent.Load()), nil
+		rev, err := m.store.Revision(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("orchestrate: store revision: %w", err)
+		}
+		if m.dispatched.Load() >= rev {
+			return rev, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -566,11 +560,4 @@ func mountsUnder(dir string) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// newToken returns n random bytes in hex.
-func newToken(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -1,9 +1,11 @@
-package orchestrate
+package orchestrate_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	. "github.com/berthlabs/berth/orchestrate"
+	"github.com/berthlabs/berth/orchestrate/memstore"
 	"runtime"
 	"testing"
 	"time"
@@ -17,7 +19,7 @@ import (
 func TestRunUntilIdleWithObjectsStoredFirst(t *testing.T) {
 	goroutines := runtime.NumGoroutine()
 	clock := reconcile.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
-	m, err := NewManager(Options{Clock: clock})
+	m, err := NewManager(Options{Store: memstore.New(), Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,17 +88,17 @@ func TestGCOnAdoptionByDeletedOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.settle()
-	obj, err := h.m.Get(h.ctx, KindPod, "p")
+	obj, err := Get[*Pod](h.ctx, h.m, "p")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := obj.(*Pod)
-	p.OwnerReferences = []OwnerReference{controllerRef(owner)}
+	p := obj
+	p.OwnerReferences = []OwnerReference{ControllerRef(owner)}
 	if _, err := h.m.Store().Update(h.ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
-	if _, err := h.m.Get(h.ctx, KindPod, "p"); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*Pod](h.ctx, h.m, "p"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("pod adopted by a deleted owner: %v, want it collected", err)
 	}
 }

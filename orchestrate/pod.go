@@ -162,7 +162,7 @@ func (pc *podController) keysFor(ev WatchEvent) []string {
 		slices.Sort(keys)
 		return keys
 	case *ConfigMap, *Secret:
-		if ev.Type == Deleted {
+		if ev.Type == WatchDeleted {
 			return nil
 		}
 		kind, name := ev.Object.Kind(), ev.Object.Meta().Name
@@ -182,13 +182,9 @@ func (pc *podController) keysFor(ev WatchEvent) []string {
 
 // Reconcile brings the containers of one pod in line with its object.
 func (pc *podController) Reconcile(ctx context.Context, name string) (reconcile.Result, error) {
-	obj, err := pc.m.store.Get(ctx, KindPod, name)
+	pod, err := Get[*Pod](ctx, pc.m.store, name)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return reconcile.Result{}, err
-	}
-	var pod *Pod
-	if err == nil {
-		pod = obj.(*Pod)
 	}
 	pc.mu.Lock()
 	if pc.closed {
@@ -379,14 +375,13 @@ func (pc *podController) awaitJob(ctx context.Context, pod *Pod) (bool, error) {
 	pc.awaiting[pod.Name] = ref.UID
 	pc.mu.Unlock()
 	wait, err := func() (bool, error) {
-		obj, err := pc.m.store.Get(ctx, KindJob, ref.Name)
+		j, err := Get[*Job](ctx, pc.m.store, ref.Name)
 		if errors.Is(err, ErrNotFound) {
 			return false, nil
 		}
 		if err != nil {
 			return false, err
 		}
-		j := obj.(*Job)
 		return j.UID == ref.UID && !jobFinished(j) && !slices.Contains(j.Status.CountedPods, pod.UID), nil
 	}()
 	if !wait {
@@ -421,7 +416,7 @@ func (pc *podController) newPodState(pod *Pod) *podState {
 	if len(uid8) > 8 {
 		uid8 = uid8[:8]
 	}
-	spec := (&Pod{Spec: pod.Spec}).DeepCopy().(*Pod).Spec
+	spec := deepCopy(&Pod{Spec: pod.Spec}).Spec
 	st := &podState{
 		name: pod.Name,
 		uid:  pod.UID,
@@ -643,9 +638,9 @@ func terminationReason(info ContainerInfo) string {
 func (pc *podController) afterExit(pod *Pod, st *podState, c *ctrState, failed, startError bool, now time.Time) {
 	policy := st.spec.RestartPolicy
 	if policy == "" {
-		policy = RestartAlways
+		policy = RestartPolicyAlways
 	}
-	if policy == RestartNever || policy == RestartOnFailure && !failed {
+	if policy == RestartPolicyNever || policy == RestartPolicyOnFailure && !failed {
 		c.finished = true
 		typ := EventNormal
 		if failed {
@@ -802,17 +797,17 @@ func (pc *podController) closeAll(ctx context.Context) error {
 			failed[st.uid] = true
 		}
 	}
-	objs, err := pc.m.store.List(ctx, KindPod, nil)
+	stored, err := List[*Pod](ctx, pc.m.store, nil)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	for _, o := range objs {
-		meta := o.Meta()
+	for _, p := range stored {
+		meta := p.Meta()
 		if meta.DeletionTime == nil || failed[meta.UID] {
 			continue
 		}
 		// One whose Job has yet to count it stays for the next Manager.
-		wait, err := pc.awaitJob(ctx, o.(*Pod))
+		wait, err := pc.awaitJob(ctx, p)
 		pc.mu.Lock()
 		delete(pc.awaiting, meta.Name)
 		pc.mu.Unlock()

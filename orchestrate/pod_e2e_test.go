@@ -1,8 +1,11 @@
-package orchestrate
+package orchestrate_test
 
 import (
 	"context"
 	"fmt"
+	. "github.com/berthlabs/berth/orchestrate"
+	"github.com/berthlabs/berth/orchestrate/containerruntime"
+	"github.com/berthlabs/berth/orchestrate/memstore"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -66,7 +69,10 @@ func newPodE2E(t *testing.T, opts Options) *podE2E {
 		t.Fatal(err)
 	}
 	before := takeE2ESnapshot(t)
-	opts.Runtime = NewContainerRuntime(crt)
+	opts.Runtime = containerruntime.New(crt)
+	if opts.Store == nil {
+		opts.Store = memstore.New()
+	}
 	m, err := NewManager(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -121,11 +127,11 @@ func (e *podE2E) waitFor(what string, cond func() bool) {
 }
 
 func (e *podE2E) pod(name string) *Pod {
-	obj, err := e.m.Get(e.ctx, KindPod, name)
+	obj, err := Get[*Pod](e.ctx, e.m, name)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return obj.(*Pod)
+	return obj
 }
 
 func (e *podE2E) apply(obj Object) {
@@ -358,7 +364,7 @@ func checkE2ELeaks(t *testing.T, before e2eSnapshot) {
 		}
 		for _, pat := range []string{
 			"/sys/fs/cgroup/*/berth/oe-*", "/sys/fs/cgroup/berth/oe-*", "/sys/fs/cgroup/unified/berth/oe-*",
-			filepath.Join(SandboxDir, "oe-*"),
+			filepath.Join(containerruntime.DefaultSandboxDir, "oe-*"),
 		} {
 			left, _ := filepath.Glob(pat)
 			for _, l := range left {

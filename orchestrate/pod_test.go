@@ -1,8 +1,11 @@
-package orchestrate
+package orchestrate_test
 
 import (
 	"context"
 	"errors"
+	. "github.com/berthlabs/berth/orchestrate"
+	"github.com/berthlabs/berth/orchestrate/fakeruntime"
+	"github.com/berthlabs/berth/orchestrate/memstore"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,7 +26,7 @@ type podTest struct {
 	t     *testing.T
 	ctx   context.Context
 	m     *Manager
-	rt    *fakeRuntime
+	rt    *fakeruntime.Runtime
 	clock *reconcile.FakeClock
 }
 
@@ -34,13 +37,13 @@ func newPodTest(t *testing.T) *podTest {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	clock := reconcile.NewFakeClock(testEpoch)
-	rt := newFakeRuntime(clock, "busybox")
-	m, err := NewManager(Options{Runtime: rt, Clock: clock, StateDir: t.TempDir()})
+	rt := fakeruntime.New(clock, "busybox")
+	m, err := NewManager(Options{Store: memstore.New(), Runtime: rt, Clock: clock, StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		rt.releaseStops() // a test that failed while holding them
+		rt.ReleaseStops() // a test that failed while holding them
 		m.Close(context.Background())
 	})
 	return &podTest{t: t, ctx: ctx, m: m, rt: rt, clock: clock}
@@ -73,17 +76,17 @@ func (pt *podTest) apply(obj Object) Object {
 
 func (pt *podTest) pod(name string) *Pod {
 	pt.t.Helper()
-	obj, err := pt.m.Get(pt.ctx, KindPod, name)
+	obj, err := Get[*Pod](pt.ctx, pt.m, name)
 	if err != nil {
 		pt.t.Fatal(err)
 	}
-	return obj.(*Pod)
+	return obj
 }
 
 // mustRun returns the running instance of a container, failing if none.
-func (pt *podTest) mustRun(pod, ctr string) *fakeContainer {
+func (pt *podTest) mustRun(pod, ctr string) *fakeruntime.Container {
 	pt.t.Helper()
-	c := pt.rt.running(pod, ctr)
+	c := pt.rt.Running(pod, ctr)
 	if c == nil {
 		pt.t.Fatalf("container %s of pod %s is not running; status %+v", ctr, pod, pt.pod(pod).Status)
 	}
@@ -115,7 +118,7 @@ func TestPodStartStopTogether(t *testing.T) {
 	if app.Sandbox != side.Sandbox {
 		t.Errorf("containers in different sandboxes: %s, %s", app.Sandbox, side.Sandbox)
 	}
-	if sb := pt.rt.sandboxes[app.Sandbox]; sb.Config.Hostname != "web" {
+	if sb := pt.rt.Sandbox(app.Sandbox); sb.Config.Hostname != "web" {
 		t.Errorf("hostname %q, want web", sb.Config.Hostname)
 	}
 	if len(app.Config.Mounts) != 1 || len(side.Config.Mounts) != 1 || app.Config.Mounts[0].HostPath != side.Config.Mounts[0].HostPath {
@@ -150,7 +153,7 @@ func TestPodStartStopTogether(t *testing.T) {
 	if n := len(pt.events("web", "Killing")); n != 2 {
 		t.Errorf("%d Killing events, want 2", n)
 	}
-	stops := slices.DeleteFunc(slices.Clone(pt.rt.calls), func(s string) bool { return !strings.HasPrefix(s, "stop ") })
+	stops := pt.rt.Calls("stop ")
 	if len(stops) != 2 {
 		t.Errorf("stops %v, want both containers stopped", stops)
 	}
@@ -163,19 +166,19 @@ func TestPodRestartPolicy(t *testing.T) {
 		restarted bool
 		phase     PodPhase
 	}{
-		{RestartAlways, 0, true, PodRunning},
-		{RestartAlways, 1, true, PodRunning},
-		{RestartOnFailure, 0, false, PodSucceeded},
-		{RestartOnFailure, 2, true, PodRunning},
-		{RestartNever, 0, false, PodSucceeded},
-		{RestartNever, 3, false, PodFailed},
+		{RestartPolicyAlways, 0, true, PodRunning},
+		{RestartPolicyAlways, 1, true, PodRunning},
+		{RestartPolicyOnFailure, 0, false, PodSucceeded},
+		{RestartPolicyOnFailure, 2, true, PodRunning},
+		{RestartPolicyNever, 0, false, PodSucceeded},
+		{RestartPolicyNever, 3, false, PodFailed},
 	} {
 		t.Run(string(tc.policy)+"-"+string(rune('0'+tc.code)), func(t *testing.T) {
 			pt := newPodTest(t)
 			pt.apply(simplePod("p", tc.policy, "c"))
-			pt.rt.exit(pt.mustRun("p", "c").ID, tc.code)
+			pt.rt.Exit(pt.mustRun("p", "c").ID, tc.code)
 			pt.settle()
-			if got := pt.rt.running("p", "c") != nil; got != tc.restarted {
+			if got := pt.rt.Running("p", "c") != nil; got != tc.restarted {
 				t.Errorf("restarted = %v, want %v", got, tc.restarted)
 			}
 			st := pt.pod("p").Status
@@ -189,9 +192,9 @@ func TestPodRestartPolicy(t *testing.T) {
 				}
 				return
 			}
-			wantReason := reasonCompleted
+			wantReason := ReasonCompleted
 			if tc.code != 0 {
-				wantReason = reasonError
+				wantReason = ReasonError
 			}
 			if cs.State != ContainerTerminated || cs.ExitCode != tc.code || cs.Reason != wantReason || st.Ready {
 				t.Errorf("container status %+v, want terminated %s with code %d", cs, wantReason, tc.code)
@@ -203,14 +206,14 @@ func TestPodRestartPolicy(t *testing.T) {
 
 func TestPodOnFailureKeepsOthersRunning(t *testing.T) {
 	pt := newPodTest(t)
-	pt.apply(simplePod("p", RestartNever, "a", "b"))
-	pt.rt.exit(pt.mustRun("p", "a").ID, 0)
+	pt.apply(simplePod("p", RestartPolicyNever, "a", "b"))
+	pt.rt.Exit(pt.mustRun("p", "a").ID, 0)
 	pt.settle()
 	st := pt.pod("p").Status
 	if st.Phase != PodRunning || st.Ready {
 		t.Errorf("phase %s ready %v, want Running and not ready while b runs", st.Phase, st.Ready)
 	}
-	pt.rt.exit(pt.mustRun("p", "b").ID, 1)
+	pt.rt.Exit(pt.mustRun("p", "b").ID, 1)
 	pt.settle()
 	if st := pt.pod("p").Status; st.Phase != PodFailed {
 		t.Errorf("phase %s, want Failed", st.Phase)
@@ -219,10 +222,10 @@ func TestPodOnFailureKeepsOthersRunning(t *testing.T) {
 
 func TestCrashLoopBackoff(t *testing.T) {
 	pt := newPodTest(t)
-	pt.apply(simplePod("p", RestartAlways, "c"))
+	pt.apply(simplePod("p", RestartPolicyAlways, "c"))
 	crash := func() {
 		t.Helper()
-		pt.rt.exit(pt.mustRun("p", "c").ID, 1)
+		pt.rt.Exit(pt.mustRun("p", "c").ID, 1)
 		pt.settle()
 	}
 	crash()
@@ -230,15 +233,15 @@ func TestCrashLoopBackoff(t *testing.T) {
 	for i, want := range []time.Duration{10, 20, 40, 80, 160, 300, 300} {
 		want *= time.Second
 		crash()
-		if pt.rt.running("p", "c") != nil {
+		if pt.rt.Running("p", "c") != nil {
 			t.Fatalf("crash %d: restarted at once, want a back-off of %v", i+2, want)
 		}
 		cs := pt.pod("p").Status.Containers[0]
-		if cs.State != ContainerWaiting || cs.Reason != reasonCrashLoop || pt.pod("p").Status.Phase != PodRunning {
+		if cs.State != ContainerWaiting || cs.Reason != ReasonCrashLoop || pt.pod("p").Status.Phase != PodRunning {
 			t.Errorf("crash %d: status %+v, want Waiting CrashLoopBackOff", i+2, cs)
 		}
 		pt.step(want - time.Millisecond)
-		if pt.rt.running("p", "c") != nil {
+		if pt.rt.Running("p", "c") != nil {
 			t.Fatalf("crash %d: restarted before %v", i+2, want)
 		}
 		pt.step(time.Millisecond)
@@ -257,7 +260,7 @@ func TestCrashLoopBackoff(t *testing.T) {
 	pt.mustRun("p", "c")
 	crash()
 	pt.step(10*time.Second - time.Millisecond)
-	if pt.rt.running("p", "c") != nil {
+	if pt.rt.Running("p", "c") != nil {
 		t.Fatal("restarted before 10s after the reset")
 	}
 	pt.step(time.Millisecond)
@@ -269,14 +272,14 @@ func TestLivenessProbeRestarts(t *testing.T) {
 	var healthy atomic.Bool
 	healthy.Store(true)
 	var probes atomic.Int32
-	pt.rt.setExec(func(pod, ctr string, cmd []string) int {
+	pt.rt.SetExec(func(pod, ctr string, cmd []string) int {
 		probes.Add(1)
 		if healthy.Load() {
 			return 0
 		}
 		return 1
 	})
-	p := simplePod("p", RestartAlways, "c")
+	p := simplePod("p", RestartPolicyAlways, "c")
 	p.Spec.Containers[0].LivenessProbe = &Probe{
 		Exec: &ExecAction{Command: []string{"cat", "/tmp/healthy"}}, InitialDelay: 5 * time.Second,
 		Period: 10 * time.Second, FailureThreshold: 3,
@@ -332,14 +335,14 @@ func TestReadinessProbe(t *testing.T) {
 		w.WriteHeader(int(status.Load()))
 	}))
 	defer srv.Close()
-	pt.rt.dialFunc = func(ctx context.Context, pod, address string) (net.Conn, error) {
+	pt.rt.SetDial(func(ctx context.Context, pod, address string) (net.Conn, error) {
 		if address != "127.0.0.1:8080" {
 			return nil, errors.New("wrong address " + address)
 		}
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", srv.Listener.Addr().String())
-	}
-	p := simplePod("p", RestartAlways, "c")
+	})
+	p := simplePod("p", RestartPolicyAlways, "c")
 	p.Spec.Containers[0].ReadinessProbe = &Probe{
 		HTTPGet: &HTTPGetAction{Path: "/ready", Port: 8080, Headers: map[string]string{"X-Probe": "yes"}},
 		Period:  time.Second, SuccessThreshold: 2, FailureThreshold: 2,
@@ -367,7 +370,7 @@ func TestReadinessProbe(t *testing.T) {
 	if st := pt.pod("p").Status; st.Ready || !st.ReadySince.IsZero() {
 		t.Fatalf("status %+v, want not ready", st)
 	}
-	if pt.rt.started("p", "c") != 1 {
+	if pt.rt.Started("p", "c") != 1 {
 		t.Error("a failing readiness probe restarted the container")
 	}
 }
@@ -376,7 +379,7 @@ func TestStartupProbeHoldsOthers(t *testing.T) {
 	pt := newPodTest(t)
 	var startupOK atomic.Bool
 	var liveness atomic.Int32
-	pt.rt.setExec(func(pod, ctr string, cmd []string) int {
+	pt.rt.SetExec(func(pod, ctr string, cmd []string) int {
 		switch cmd[0] {
 		case "startup":
 			if startupOK.Load() {
@@ -388,7 +391,7 @@ func TestStartupProbeHoldsOthers(t *testing.T) {
 		}
 		return 0
 	})
-	p := simplePod("p", RestartAlways, "c")
+	p := simplePod("p", RestartPolicyAlways, "c")
 	p.Spec.Containers[0].StartupProbe = &Probe{Exec: &ExecAction{Command: []string{"startup"}}, Period: time.Second, FailureThreshold: 5}
 	p.Spec.Containers[0].LivenessProbe = &Probe{Exec: &ExecAction{Command: []string{"live"}}, Period: time.Second}
 	pt.apply(p)
@@ -413,7 +416,7 @@ func TestStartupProbeHoldsOthers(t *testing.T) {
 	// A startup probe that never passes kills the container after
 	// FailureThreshold tries.
 	pt2 := newPodTest(t)
-	pt2.rt.setExec(func(pod, ctr string, cmd []string) int { return 1 })
+	pt2.rt.SetExec(func(pod, ctr string, cmd []string) int { return 1 })
 	pt2.apply(p)
 	first = pt2.mustRun("p", "c") // probed at once: failure 1
 	for range 3 {
@@ -448,13 +451,13 @@ func TestTCPProbe(t *testing.T) {
 		}
 	}()
 	var up atomic.Bool
-	pt.rt.dialFunc = func(ctx context.Context, pod, address string) (net.Conn, error) {
+	pt.rt.SetDial(func(ctx context.Context, pod, address string) (net.Conn, error) {
 		if !up.Load() {
 			return nil, errors.New("connection refused")
 		}
 		return net.Dial("tcp", ln.Addr().String())
-	}
-	p := simplePod("p", RestartAlways, "c")
+	})
+	p := simplePod("p", RestartPolicyAlways, "c")
 	p.Spec.Containers[0].ReadinessProbe = &Probe{TCPSocket: &TCPSocketAction{Port: 5432}, Period: time.Second, FailureThreshold: 1}
 	pt.apply(p)
 	if pt.pod("p").Status.Ready {
@@ -469,7 +472,7 @@ func TestTCPProbe(t *testing.T) {
 
 func TestConfigMapAndSecret(t *testing.T) {
 	pt := newPodTest(t)
-	p := simplePod("p", RestartAlways, "c")
+	p := simplePod("p", RestartPolicyAlways, "c")
 	c := &p.Spec.Containers[0]
 	c.EnvFrom = []EnvFromSource{{ConfigMap: "cfg", Prefix: "CFG_"}}
 	c.Env = []EnvVar{
@@ -486,14 +489,14 @@ func TestConfigMapAndSecret(t *testing.T) {
 	pt.apply(p)
 
 	// The ConfigMap is missing: the pod waits and says why.
-	if pt.rt.running("p", "c") != nil {
+	if pt.rt.Running("p", "c") != nil {
 		t.Fatal("started without its ConfigMap")
 	}
-	if st := pt.pod("p").Status; st.Phase != PodPending || st.Reason != reasonFailedMount {
+	if st := pt.pod("p").Status; st.Phase != PodPending || st.Reason != ReasonFailedMount {
 		t.Errorf("status %+v, want Pending FailedMount", st)
 	}
 	pt.apply(&ConfigMap{ObjectMeta: ObjectMeta{Name: "cfg"}, Data: map[string]string{"mode": "fast", "app.conf": "listen 80\n"}})
-	if pt.rt.running("p", "c") != nil {
+	if pt.rt.Running("p", "c") != nil {
 		t.Fatal("started without its Secret")
 	}
 	pt.apply(&Secret{ObjectMeta: ObjectMeta{Name: "creds"}, Data: map[string][]byte{"password": []byte("hunter2")}})
@@ -531,11 +534,11 @@ func TestConfigMapAndSecret(t *testing.T) {
 
 func TestMissingEnvSourceWaits(t *testing.T) {
 	pt := newPodTest(t)
-	p := simplePod("p", RestartAlways, "c")
+	p := simplePod("p", RestartPolicyAlways, "c")
 	p.Spec.Containers[0].Env = []EnvVar{{Name: "K", ValueFrom: &EnvVarSource{ConfigMapKeyRef: &KeySelector{Name: "cfg", Key: "k"}}}}
 	pt.apply(p)
 	cs := pt.pod("p").Status.Containers[0]
-	if cs.State != ContainerWaiting || cs.Reason != reasonConfigError || !strings.Contains(cs.Message, "cfg") {
+	if cs.State != ContainerWaiting || cs.Reason != ReasonConfigError || !strings.Contains(cs.Message, "cfg") {
 		t.Fatalf("status %+v, want Waiting CreateContainerConfigError", cs)
 	}
 	pt.apply(&ConfigMap{ObjectMeta: ObjectMeta{Name: "cfg"}, Data: map[string]string{"k": "v"}})
@@ -547,12 +550,12 @@ func TestMissingEnvSourceWaits(t *testing.T) {
 func TestOwnerCascade(t *testing.T) {
 	pt := newPodTest(t)
 	owner := pt.apply(&ConfigMap{ObjectMeta: ObjectMeta{Name: "owner"}})
-	mid := &Secret{ObjectMeta: ObjectMeta{Name: "mid", OwnerReferences: []OwnerReference{controllerRef(owner)}}}
+	mid := &Secret{ObjectMeta: ObjectMeta{Name: "mid", OwnerReferences: []OwnerReference{ControllerRef(owner)}}}
 	midObj := pt.apply(mid)
-	p := simplePod("child", RestartAlways, "c")
-	p.OwnerReferences = []OwnerReference{controllerRef(midObj)}
+	p := simplePod("child", RestartPolicyAlways, "c")
+	p.OwnerReferences = []OwnerReference{ControllerRef(midObj)}
 	pt.apply(p)
-	free := simplePod("free", RestartAlways, "c")
+	free := simplePod("free", RestartPolicyAlways, "c")
 	free.OwnerReferences = []OwnerReference{{Kind: KindConfigMap, Name: "owner", UID: owner.Meta().UID}} // not the controller
 	pt.apply(free)
 	pt.mustRun("child", "c")
@@ -566,19 +569,19 @@ func TestOwnerCascade(t *testing.T) {
 			t.Errorf("%s %s: %v, want it deleted", o.kind, o.name, err)
 		}
 	}
-	if pt.rt.running("child", "c") != nil {
+	if pt.rt.Running("child", "c") != nil {
 		t.Error("the deleted pod's container still runs")
 	}
 	pt.mustRun("free", "c")
 
 	// A dependent created after its owner is gone is collected too.
-	late := simplePod("late", RestartAlways, "c")
-	late.OwnerReferences = []OwnerReference{controllerRef(owner)}
+	late := simplePod("late", RestartPolicyAlways, "c")
+	late.OwnerReferences = []OwnerReference{ControllerRef(owner)}
 	if _, err := pt.m.Apply(pt.ctx, late); err != nil {
 		t.Fatal(err)
 	}
 	pt.settle()
-	if _, err := pt.m.Get(pt.ctx, KindPod, "late"); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*Pod](pt.ctx, pt.m, "late"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("orphan created late: %v, want it deleted", err)
 	}
 	if err := pt.m.Close(pt.ctx); err != nil {
@@ -589,18 +592,18 @@ func TestOwnerCascade(t *testing.T) {
 
 func TestPodRecreatedWithSameName(t *testing.T) {
 	pt := newPodTest(t)
-	pt.apply(simplePod("p", RestartAlways, "c"))
+	pt.apply(simplePod("p", RestartPolicyAlways, "c"))
 	first := pt.mustRun("p", "c")
 	if err := pt.m.Delete(pt.ctx, KindPod, "p"); err != nil {
 		t.Fatal(err)
 	}
 	pt.settle() // the deleted pod is gone once its containers are
-	pt.apply(simplePod("p", RestartAlways, "c"))
+	pt.apply(simplePod("p", RestartPolicyAlways, "c"))
 	second := pt.mustRun("p", "c")
 	if first.ID == second.ID || first.Sandbox == second.Sandbox {
 		t.Fatal("the new pod reuses the old one's container or sandbox")
 	}
-	if cs, _ := pt.rt.live(); len(cs) != 1 {
+	if cs, _ := pt.rt.Live(); len(cs) != 1 {
 		t.Errorf("live containers %v, want only the new one", cs)
 	}
 }
@@ -608,7 +611,7 @@ func TestPodRecreatedWithSameName(t *testing.T) {
 func TestCloseRemovesEverything(t *testing.T) {
 	pt := newPodTest(t)
 	for _, n := range []string{"a", "b", "c"} {
-		pt.apply(simplePod(n, RestartAlways, "x", "y"))
+		pt.apply(simplePod(n, RestartPolicyAlways, "x", "y"))
 	}
 	dir := pt.m.StateDir()
 	if err := pt.m.Close(pt.ctx); err != nil {
@@ -625,17 +628,15 @@ func TestCloseRemovesEverything(t *testing.T) {
 
 func TestStartErrorBacksOff(t *testing.T) {
 	pt := newPodTest(t)
-	pt.rt.startErr = errors.New("no space left")
-	pt.apply(simplePod("p", RestartAlways, "c"))
+	pt.rt.SetStartError(errors.New("no space left"))
+	pt.apply(simplePod("p", RestartPolicyAlways, "c"))
 	cs := pt.pod("p").Status.Containers[0]
-	if cs.State != ContainerWaiting || cs.Reason != reasonRunError {
+	if cs.State != ContainerWaiting || cs.Reason != ReasonRunError {
 		t.Fatalf("status %+v, want Waiting RunContainerError", cs)
 	}
-	pt.rt.mu.Lock()
-	pt.rt.startErr = nil
-	pt.rt.mu.Unlock()
+	pt.rt.SetStartError(nil)
 	pt.step(9 * time.Second)
-	if pt.rt.running("p", "c") != nil {
+	if pt.rt.Running("p", "c") != nil {
 		t.Fatal("retried before 10s")
 	}
 	pt.step(time.Second)
@@ -648,7 +649,7 @@ func TestStartErrorBacksOff(t *testing.T) {
 }
 
 func TestManagerWithoutRuntime(t *testing.T) {
-	m, err := NewManager(Options{Clock: reconcile.NewFakeClock(testEpoch)})
+	m, err := NewManager(Options{Store: memstore.New(), Clock: reconcile.NewFakeClock(testEpoch)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -660,8 +661,8 @@ func TestManagerWithoutRuntime(t *testing.T) {
 	if err := m.RunUntilIdle(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := m.Get(ctx, KindPod, "p"); p.(*Pod).Status.Phase != "" {
-		t.Errorf("status written without a runtime: %+v", p.(*Pod).Status)
+	if p, _ := Get[*Pod](ctx, m, "p"); p.Status.Phase != "" {
+		t.Errorf("status written without a runtime: %+v", p.Status)
 	}
 	if err := m.Close(ctx); err != nil {
 		t.Fatal(err)
@@ -675,24 +676,24 @@ func TestManagerWithoutRuntime(t *testing.T) {
 // StartError (exit code 128) and the pod fails; a Job sees it.
 func TestStartErrorUnderNever(t *testing.T) {
 	pt := newPodTest(t)
-	pt.rt.startErr = errors.New("exec: no such file")
-	pt.apply(simplePod("p", RestartNever, "c"))
+	pt.rt.SetStartError(errors.New("exec: no such file"))
+	pt.apply(simplePod("p", RestartPolicyNever, "c"))
 	st := pt.pod("p").Status
 	if st.Phase != PodFailed || len(st.Containers) != 1 {
 		t.Fatalf("status %+v, want Failed", st)
 	}
 	cs := st.Containers[0]
-	if cs.State != ContainerTerminated || cs.Reason != reasonStartError || cs.ExitCode != 128 || !strings.Contains(cs.Message, "no such file") {
+	if cs.State != ContainerTerminated || cs.Reason != ReasonStartError || cs.ExitCode != 128 || !strings.Contains(cs.Message, "no such file") {
 		t.Errorf("container status %+v, want Terminated StartError 128", cs)
 	}
 	pt.step(time.Minute)
-	if tries := pt.rt.callsWith("start-failed p/"); len(tries) != 1 {
+	if tries := pt.rt.Calls("start-failed p/"); len(tries) != 1 {
 		t.Errorf("start tried %d times under Never, want once: %v", len(tries), tries)
 	}
 	checkNoFakeLeaks(t, pt.rt) // torn down
 
 	// Under OnFailure it is retried with backoff, counting restarts.
-	pt.apply(simplePod("q", RestartOnFailure, "c"))
+	pt.apply(simplePod("q", RestartPolicyOnFailure, "c"))
 	pt.step(10 * time.Second)
 	pt.step(20 * time.Second)
 	cs = pt.pod("q").Status.Containers[0]
@@ -703,16 +704,16 @@ func TestStartErrorUnderNever(t *testing.T) {
 	// A Job with backoffLimit 0 fails.
 	limit := 0
 	j := &Job{ObjectMeta: ObjectMeta{Name: "batch"}, Spec: JobSpec{BackoffLimit: &limit, Template: PodTemplate{
-		Spec: PodSpec{RestartPolicy: RestartNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
+		Spec: PodSpec{RestartPolicy: RestartPolicyNever, Containers: []Container{{Name: "c", Image: "busybox"}}},
 	}}}
 	pt.apply(j)
 	pt.settle()
-	obj, err := pt.m.Get(pt.ctx, KindJob, "batch")
+	obj, err := Get[*Job](pt.ctx, pt.m, "batch")
 	if err != nil {
 		t.Fatal(err)
 	}
-	jb := obj.(*Job)
-	if c := getCondition(jb.Status.Conditions, JobFailed); c == nil || c.Reason != ReasonBackoffLimitExceeded || jb.Status.Failed != 1 {
+	jb := obj
+	if c := GetCondition(jb.Status.Conditions, JobFailed); c == nil || c.Reason != ReasonBackoffLimitExceeded || jb.Status.Failed != 1 {
 		t.Errorf("job: %+v, want Failed with BackoffLimitExceeded", jb.Status)
 	}
 }
@@ -721,9 +722,9 @@ func TestStartErrorUnderNever(t *testing.T) {
 // OnFailure even when it exits 0 on its stop signal.
 func TestLivenessKillRestartsUnderOnFailure(t *testing.T) {
 	pt := newPodTest(t)
-	pt.rt.stopExitCode = 0
-	pt.rt.setExec(func(pod, ctr string, cmd []string) int { return 1 })
-	p := simplePod("p", RestartOnFailure, "c")
+	pt.rt.SetStopExitCode(0)
+	pt.rt.SetExec(func(pod, ctr string, cmd []string) int { return 1 })
+	p := simplePod("p", RestartPolicyOnFailure, "c")
 	p.Spec.Containers[0].LivenessProbe = &Probe{Exec: &ExecAction{Command: []string{"live"}}, InitialDelay: 5 * time.Second, Period: time.Second, FailureThreshold: 1}
 	pt.apply(p)
 	first := pt.mustRun("p", "c")
@@ -741,9 +742,9 @@ func TestLivenessKillRestartsUnderOnFailure(t *testing.T) {
 // (with backoff), not left until Close.
 func TestFinishedPodTeardownRetried(t *testing.T) {
 	pt := newPodTest(t)
-	pt.rt.removeSandboxFailures = 2
-	pt.apply(simplePod("p", RestartNever, "c"))
-	pt.rt.exit(pt.mustRun("p", "c").ID, 0)
+	pt.rt.FailRemoveSandbox(2)
+	pt.apply(simplePod("p", RestartPolicyNever, "c"))
+	pt.rt.Exit(pt.mustRun("p", "c").ID, 0)
 	pt.settle()
 	if ph := pt.pod("p").Status.Phase; ph != PodSucceeded {
 		t.Fatalf("phase %s, want Succeeded", ph)
@@ -751,10 +752,10 @@ func TestFinishedPodTeardownRetried(t *testing.T) {
 	for range 5 {
 		pt.step(time.Second)
 	}
-	if _, sbs := pt.rt.live(); len(sbs) != 0 {
-		t.Fatalf("sandboxes %v left after the teardown failed; it was not retried (calls %v)", sbs, pt.rt.callsWith("remove-sandbox"))
+	if _, sbs := pt.rt.Live(); len(sbs) != 0 {
+		t.Fatalf("sandboxes %v left after the teardown failed; it was not retried (calls %v)", sbs, pt.rt.Calls("remove-sandbox"))
 	}
-	if n := len(pt.rt.callsWith("remove-sandbox-failed")); n != 2 {
+	if n := len(pt.rt.Calls("remove-sandbox-failed")); n != 2 {
 		t.Errorf("%d failed removals, want 2", n)
 	}
 }
@@ -766,8 +767,8 @@ func TestCloseKeepsMountedStateDir(t *testing.T) {
 		t.Skip("needs root to mount tmpfs")
 	}
 	pt := newPodTest(t)
-	pt.rt.removeSandboxFailures = -1
-	p := simplePod("p", RestartAlways, "c")
+	pt.rt.FailRemoveSandbox(-1)
+	p := simplePod("p", RestartPolicyAlways, "c")
 	p.Spec.Volumes = []Volume{{Name: "mem", EmptyDir: &EmptyDirVolume{Memory: true}}}
 	p.Spec.Containers[0].VolumeMounts = []VolumeMount{{Name: "mem", MountPath: "/mem"}}
 	pt.apply(p)
@@ -791,7 +792,7 @@ func TestCloseKeepsMountedStateDir(t *testing.T) {
 // deleted (tears it down and removes the object).
 func TestPodDeleteGracefulAndClose(t *testing.T) {
 	pt := newPodTest(t)
-	pt.apply(simplePod("p", RestartAlways, "c"))
+	pt.apply(simplePod("p", RestartPolicyAlways, "c"))
 	pt.mustRun("p", "c")
 	if err := pt.m.Delete(pt.ctx, KindPod, "p"); err != nil {
 		t.Fatal(err)
@@ -809,7 +810,7 @@ func TestPodDeleteGracefulAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkNoFakeLeaks(t, pt.rt)
-	if _, err := pt.m.Get(pt.ctx, KindPod, "p"); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*Pod](pt.ctx, pt.m, "p"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("terminating pod after Close: %v, want it removed", err)
 	}
 }
@@ -839,8 +840,8 @@ func TestDeletedPodStopsInBackground(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	clock := reconcile.NewFakeClock(testEpoch)
-	rt := newFakeRuntime(clock, "busybox")
-	m, err := NewManager(Options{Runtime: rt, Clock: clock, StateDir: t.TempDir(), Workers: 1})
+	rt := fakeruntime.New(clock, "busybox")
+	m, err := NewManager(Options{Store: memstore.New(), Runtime: rt, Clock: clock, StateDir: t.TempDir(), Workers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -848,7 +849,7 @@ func TestDeletedPodStopsInBackground(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- m.Run(runCtx) }()
 	defer func() {
-		rt.releaseStops()
+		rt.ReleaseStops()
 		stop()
 		<-errc
 		if err := m.Close(ctx); err != nil {
@@ -856,25 +857,25 @@ func TestDeletedPodStopsInBackground(t *testing.T) {
 		}
 		checkNoFakeLeaks(t, rt)
 	}()
-	if _, err := m.Apply(ctx, simplePod("slow", RestartAlways, "c")); err != nil {
+	if _, err := m.Apply(ctx, simplePod("slow", RestartPolicyAlways, "c")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the first pod to run", func() bool { return rt.running("slow", "c") != nil })
-	rt.holdStops()
+	waitFor(t, "the first pod to run", func() bool { return rt.Running("slow", "c") != nil })
+	rt.HoldStops()
 	if err := m.Delete(ctx, KindPod, "slow"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "its container to be stopping", func() bool { return len(rt.callsWith("stop ")) == 1 })
-	if _, err := m.Apply(ctx, simplePod("next", RestartAlways, "c")); err != nil {
+	waitFor(t, "its container to be stopping", func() bool { return len(rt.Calls("stop ")) == 1 })
+	if _, err := m.Apply(ctx, simplePod("next", RestartPolicyAlways, "c")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "another pod to start while the first stops", func() bool { return rt.running("next", "c") != nil })
-	if _, err := m.Get(ctx, KindPod, "slow"); err != nil {
+	waitFor(t, "another pod to start while the first stops", func() bool { return rt.Running("next", "c") != nil })
+	if _, err := Get[*Pod](ctx, m, "slow"); err != nil {
 		t.Errorf("the stopping pod: %v, want it still there", err)
 	}
-	rt.releaseStops()
+	rt.ReleaseStops()
 	waitFor(t, "the deleted pod to be gone", func() bool {
-		_, err := m.Get(ctx, KindPod, "slow")
+		_, err := Get[*Pod](ctx, m, "slow")
 		return errors.Is(err, ErrNotFound)
 	})
 }

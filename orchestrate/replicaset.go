@@ -12,8 +12,6 @@ import (
 	"github.com/berthlabs/berth/orchestrate/reconcile"
 )
 
-func init() { builtinControllers = append(builtinControllers, registerReplicaSet) }
-
 // replicaSetController keeps each ReplicaSet's pods at its replicas, as
 // Kubernetes' pkg/controller/replicaset does.
 type replicaSetController struct{ m *Manager }
@@ -57,8 +55,8 @@ func (m *Manager) validateWorkload(ctx context.Context, obj Object, replicas, mi
 	if err := validateTemplateSelector(sel, tmpl); err != nil {
 		return err
 	}
-	if always && tmpl.Spec.RestartPolicy != "" && tmpl.Spec.RestartPolicy != RestartAlways {
-		return invalidf("spec.template.spec.restartPolicy", "%q: only %q is allowed for a %s", tmpl.Spec.RestartPolicy, RestartAlways, obj.Kind())
+	if always && tmpl.Spec.RestartPolicy != "" && tmpl.Spec.RestartPolicy != RestartPolicyAlways {
+		return invalidf("spec.template.spec.restartPolicy", "%q: only %q is allowed for a %s", tmpl.Spec.RestartPolicy, RestartPolicyAlways, obj.Kind())
 	}
 	return m.validatePodSpec(ctx, "spec.template.spec", &tmpl.Spec)
 }
@@ -112,16 +110,16 @@ func (c *replicaSetController) keysFor(ev WatchEvent) []string {
 			}
 			return nil
 		}
-		if ev.Type == Deleted || !podActive(o) {
+		if ev.Type == WatchDeleted || !podActive(o) {
 			return nil
 		}
-		objs, err := c.m.store.List(context.Background(), KindReplicaSet, nil)
+		sets, err := List[*ReplicaSet](context.Background(), c.m.store, nil)
 		if err != nil {
 			return nil
 		}
 		var keys []string
-		for _, obj := range objs {
-			if rs := obj.(*ReplicaSet); rs.Spec.Selector.Matches(o.Labels) {
+		for _, rs := range sets {
+			if rs.Spec.Selector.Matches(o.Labels) {
 				keys = append(keys, rs.Name)
 			}
 		}
@@ -134,14 +132,13 @@ func (c *replicaSetController) keysFor(ev WatchEvent) []string {
 // status.
 func (c *replicaSetController) reconcile(ctx context.Context, name string) (reconcile.Result, error) {
 	m := c.m
-	obj, err := m.store.Get(ctx, KindReplicaSet, name)
+	rs, err := Get[*ReplicaSet](ctx, m.store, name)
 	if errors.Is(err, ErrNotFound) {
 		return reconcile.Result{}, nil // deleted: the manager removes its pods
 	}
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	rs := obj.(*ReplicaSet)
 	pods, err := m.claimPods(ctx, rs, rs.Spec.Selector)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -237,7 +234,7 @@ func (m *Manager) claimPods(ctx context.Context, owner Object, sel *LabelSelecto
 			m.log.Debug("released pod", "pod", p.Name, "owner", owner.Meta().Name)
 		case ref == nil && matches && podActive(p):
 			p.OwnerReferences = append(p.OwnerReferences, controllerRef(owner))
-			obj, err := m.store.Update(ctx, p)
+			adopted, err := storeUpdate(ctx, m.store, p)
 			if errors.Is(err, ErrNotFound) {
 				continue
 			}
@@ -245,7 +242,7 @@ func (m *Manager) claimPods(ctx context.Context, owner Object, sel *LabelSelecto
 				return nil, fmt.Errorf("adopt pod %s: %w", p.Name, err)
 			}
 			m.log.Debug("adopted pod", "pod", p.Name, "owner", owner.Meta().Name)
-			out = append(out, obj.(*Pod))
+			out = append(out, adopted)
 		}
 	}
 	return out, nil

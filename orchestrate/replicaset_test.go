@@ -1,8 +1,11 @@
-package orchestrate
+package orchestrate_test
 
 import (
 	"context"
 	"errors"
+	. "github.com/berthlabs/berth/orchestrate"
+	"github.com/berthlabs/berth/orchestrate/fakeruntime"
+	"github.com/berthlabs/berth/orchestrate/memstore"
 	"slices"
 	"strings"
 	"testing"
@@ -28,13 +31,13 @@ func newWLHarness(t *testing.T) *wlHarness {
 
 // newWLHarnessRuntime is newWLHarness with a fake runtime that has
 // images (none: no runtime, pods never run and tests write their status).
-func newWLHarnessRuntime(t *testing.T, images ...string) (*wlHarness, *fakeRuntime) {
+func newWLHarnessRuntime(t *testing.T, images ...string) (*wlHarness, *fakeruntime.Runtime) {
 	t.Helper()
 	clock := reconcile.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
-	opts := Options{Clock: clock}
-	var rt *fakeRuntime
+	opts := Options{Store: memstore.New(), Clock: clock}
+	var rt *fakeruntime.Runtime
 	if len(images) > 0 {
-		rt = newFakeRuntime(clock, images...)
+		rt = fakeruntime.New(clock, images...)
 		opts.Runtime, opts.StateDir = rt, t.TempDir()
 	}
 	m, err := NewManager(opts)
@@ -78,13 +81,13 @@ func (h *wlHarness) apply(obj Object) Object {
 // pods returns the active pods whose controller is the object kind/name.
 func (h *wlHarness) pods(kind, name string) []*Pod {
 	h.t.Helper()
-	all, err := h.m.listPods(h.ctx, nil)
+	all, err := List[*Pod](h.ctx, h.m, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	var out []*Pod
 	for _, p := range all {
-		if ref := controllerOf(&p.ObjectMeta); ref != nil && ref.Kind == kind && ref.Name == name {
+		if ref := ControllerOf(&p.ObjectMeta); ref != nil && ref.Kind == kind && ref.Name == name {
 			out = append(out, p)
 		}
 	}
@@ -94,13 +97,13 @@ func (h *wlHarness) pods(kind, name string) []*Pod {
 // setStatus changes one pod's status as a kubelet would.
 func (h *wlHarness) setStatus(name string, f func(*PodStatus)) {
 	h.t.Helper()
-	obj, err := h.m.store.Get(h.ctx, KindPod, name)
+	obj, err := Get[*Pod](h.ctx, h.m.Store(), name)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	p := obj.(*Pod)
+	p := obj
 	f(&p.Status)
-	if _, err := h.m.store.UpdateStatus(h.ctx, p); err != nil {
+	if _, err := h.m.Store().UpdateStatus(h.ctx, p); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -124,11 +127,11 @@ func (h *wlHarness) readyAll(pods []*Pod) {
 
 func (h *wlHarness) rs(name string) *ReplicaSet {
 	h.t.Helper()
-	obj, err := h.m.store.Get(h.ctx, KindReplicaSet, name)
+	obj, err := Get[*ReplicaSet](h.ctx, h.m.Store(), name)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return obj.(*ReplicaSet)
+	return obj
 }
 
 func (h *wlHarness) events(kind, name, reason string) []Event {
@@ -177,7 +180,7 @@ func TestReplicaSetScaleUpAndDown(t *testing.T) {
 		if p.Labels["app"] != "web" || p.Spec.Containers[0].Image != "web:v1" {
 			t.Errorf("pod %s not made from the template: %v %+v", p.Name, p.Labels, p.Spec)
 		}
-		if ref := controllerOf(&p.ObjectMeta); ref == nil || ref.UID != rs.UID {
+		if ref := ControllerOf(&p.ObjectMeta); ref == nil || ref.UID != rs.UID {
 			t.Errorf("pod %s controller %+v, want the ReplicaSet", p.Name, ref)
 		}
 	}
@@ -195,7 +198,7 @@ func TestReplicaSetScaleUpAndDown(t *testing.T) {
 	}
 
 	// A pod that goes away is replaced.
-	if err := h.m.store.Delete(h.ctx, KindPod, pods[0].Name); err != nil {
+	if err := h.m.Store().Delete(h.ctx, KindPod, pods[0].Name); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
@@ -234,7 +237,7 @@ func TestReplicaSetScaleUpAndDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.settle()
-	if all, _ := h.m.listPods(h.ctx, nil); len(all) != 0 {
+	if all, _ := List[*Pod](h.ctx, h.m, nil); len(all) != 0 {
 		t.Errorf("pods after the ReplicaSet was deleted: %v", podNames(all))
 	}
 }
@@ -320,7 +323,7 @@ func TestCompareForDeletion(t *testing.T) {
 	want := []string{"pending", "unknown-phase", "notready", "recent", "restarted", "new-ready", "old-ready"}
 	for range 5 { // any input order gives the same ranking
 		slices.Reverse(pods)
-		got := podsToDelete(pods, len(pods))
+		got := PodsToDelete(pods, len(pods))
 		var names []string
 		for _, p := range got {
 			names = append(names, p.Name)
@@ -336,7 +339,7 @@ func TestReplicaSetAdoptsAndReleases(t *testing.T) {
 	orphan := &Pod{ObjectMeta: ObjectMeta{Name: "stray", Labels: map[string]string{"app": "web"}}, Spec: webTemplate("web:v1").Spec}
 	other := &Pod{ObjectMeta: ObjectMeta{Name: "other", Labels: map[string]string{"app": "db"}}, Spec: webTemplate("web:v1").Spec}
 	for _, p := range []*Pod{orphan, other} {
-		if _, err := h.m.store.Create(h.ctx, p); err != nil {
+		if _, err := h.m.Store().Create(h.ctx, p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -346,20 +349,20 @@ func TestReplicaSetAdoptsAndReleases(t *testing.T) {
 	if names := podNames(pods); len(names) != 2 || !slices.Contains(names, "stray") {
 		t.Fatalf("pods %v, want the stray pod adopted and one more", names)
 	}
-	if p, _ := h.m.store.Get(h.ctx, KindPod, "other"); controllerOf(p.Meta()) != nil {
+	if p, _ := Get[*Pod](h.ctx, h.m.Store(), "other"); ControllerOf(p.Meta()) != nil {
 		t.Errorf("a pod the selector does not match was adopted")
 	}
 
 	// Relabelled, the stray pod is released and replaced.
-	obj, _ := h.m.store.Get(h.ctx, KindPod, "stray")
-	p := obj.(*Pod)
+	obj, _ := Get[*Pod](h.ctx, h.m.Store(), "stray")
+	p := obj
 	p.Labels = map[string]string{"app": "debug"}
-	if _, err := h.m.store.Update(h.ctx, p); err != nil {
+	if _, err := h.m.Store().Update(h.ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
-	obj, _ = h.m.store.Get(h.ctx, KindPod, "stray")
-	if ref := controllerOf(obj.Meta()); ref != nil {
+	obj, _ = Get[*Pod](h.ctx, h.m.Store(), "stray")
+	if ref := ControllerOf(obj.Meta()); ref != nil {
 		t.Errorf("relabelled pod still controlled by %+v", ref)
 	}
 	if names := podNames(h.pods(KindReplicaSet, "web")); len(names) != 2 || slices.Contains(names, "stray") {
@@ -420,7 +423,7 @@ func TestWorkloadsRefuseInvalid(t *testing.T) {
 		{"rs bad selector", rsOf(func(r *ReplicaSet) {
 			r.Spec.Selector.MatchExpressions = []LabelSelectorRequirement{{Key: "app", Operator: "Near"}}
 		}), "spec.selector"},
-		{"rs restart policy", rsOf(func(r *ReplicaSet) { r.Spec.Template.Spec.RestartPolicy = RestartNever }), "spec.template.spec.restartPolicy"},
+		{"rs restart policy", rsOf(func(r *ReplicaSet) { r.Spec.Template.Spec.RestartPolicy = RestartPolicyNever }), "spec.template.spec.restartPolicy"},
 		{"rs duplicate container names", rsOf(func(r *ReplicaSet) {
 			r.Spec.Template.Spec.Containers = append(r.Spec.Template.Spec.Containers, r.Spec.Template.Spec.Containers[0])
 		}), "spec.template.spec.containers"},
@@ -435,7 +438,7 @@ func TestWorkloadsRefuseInvalid(t *testing.T) {
 		{"deployment unavailable over 100%", depOf(func(d *Deployment) { d.Spec.Strategy.MaxUnavailable = Percent(150) }), "spec.strategy.maxUnavailable"},
 		{"deployment negative percent", depOf(func(d *Deployment) { d.Spec.Strategy.MaxSurge = Percent(-5) }), "spec.strategy.maxSurge"},
 		{"deployment recreate with surge", depOf(func(d *Deployment) {
-			d.Spec.Strategy = DeploymentStrategy{Type: Recreate, MaxSurge: Count(1)}
+			d.Spec.Strategy = DeploymentStrategy{Type: RecreateDeploymentStrategyType, MaxSurge: Count(1)}
 		}), "spec.strategy"},
 		{"deployment unknown strategy", depOf(func(d *Deployment) { d.Spec.Strategy.Type = "BlueGreen" }), "spec.strategy.type"},
 		{"deployment negative history", depOf(func(d *Deployment) { d.Spec.RevisionHistoryLimit = &neg }), "spec.revisionHistoryLimit"},
@@ -445,7 +448,7 @@ func TestWorkloadsRefuseInvalid(t *testing.T) {
 		{"deployment duplicate container names", depOf(func(d *Deployment) {
 			d.Spec.Template.Spec.Containers = append(d.Spec.Template.Spec.Containers, d.Spec.Template.Spec.Containers[0])
 		}), "spec.template.spec.containers"},
-		{"job restart always", jobOf(func(j *Job) { j.Spec.Template.Spec.RestartPolicy = RestartAlways }), "spec.template.spec.restartPolicy"},
+		{"job restart always", jobOf(func(j *Job) { j.Spec.Template.Spec.RestartPolicy = RestartPolicyAlways }), "spec.template.spec.restartPolicy"},
 		{"job negative completions", jobOf(func(j *Job) { j.Spec.Completions = &neg }), "spec.completions"},
 		{"job negative parallelism", jobOf(func(j *Job) { j.Spec.Parallelism = &neg }), "spec.parallelism"},
 		{"job negative backoff limit", jobOf(func(j *Job) { j.Spec.BackoffLimit = &neg }), "spec.backoffLimit"},
@@ -455,7 +458,7 @@ func TestWorkloadsRefuseInvalid(t *testing.T) {
 	snapshot := func() map[string]uint64 {
 		out := map[string]uint64{}
 		for _, kind := range []string{KindPod, KindReplicaSet, KindDeployment, KindJob} {
-			objs, err := h.m.store.List(h.ctx, kind, nil)
+			objs, err := h.m.Store().List(h.ctx, kind, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -484,7 +487,7 @@ func TestWorkloadsRefuseInvalid(t *testing.T) {
 	if _, err := h.m.Apply(h.ctx, rsOf(func(r *ReplicaSet) { r.Name = "fresh"; r.Spec.Replicas = -1 })); !errors.Is(err, ErrInvalid) {
 		t.Errorf("new invalid ReplicaSet: %v", err)
 	}
-	if _, err := h.m.store.Get(h.ctx, KindReplicaSet, "fresh"); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*ReplicaSet](h.ctx, h.m.Store(), "fresh"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("invalid ReplicaSet stored: %v", err)
 	}
 }
@@ -517,9 +520,9 @@ func TestReplicaSetScaleDownGraceful(t *testing.T) {
 	if _, live := podsByDeletion(t, pt.m); len(live) != 2 {
 		t.Fatalf("%d pods, want 2", len(live))
 	}
-	pt.rt.holdStops()
-	obj, _ := pt.m.Get(pt.ctx, KindReplicaSet, "web")
-	rs = obj.(*ReplicaSet)
+	pt.rt.HoldStops()
+	obj, _ := Get[*ReplicaSet](pt.ctx, pt.m, "web")
+	rs = obj
 	rs.Spec.Replicas = 1
 	if _, err := pt.m.Apply(pt.ctx, rs); err != nil {
 		t.Fatal(err)
@@ -529,11 +532,11 @@ func TestReplicaSetScaleDownGraceful(t *testing.T) {
 	ran := false
 	defer func() {
 		if !ran { // failed early: let the stop and the run end before Close
-			pt.rt.releaseStops()
+			pt.rt.ReleaseStops()
 			<-errc
 		}
 	}()
-	waitFor(t, "a container to be stopping", func() bool { return len(pt.rt.callsWith("stop ")) == 1 })
+	waitFor(t, "a container to be stopping", func() bool { return len(pt.rt.Calls("stop ")) == 1 })
 	terminating, live := podsByDeletion(t, pt.m)
 	if len(terminating) != 1 || len(live) != 1 {
 		t.Fatalf("while stopping: %d terminating pods, %d others; want 1 and 1", len(terminating), len(live))
@@ -542,12 +545,12 @@ func TestReplicaSetScaleDownGraceful(t *testing.T) {
 	if victim.Status.Ready || len(victim.Status.Containers) != 1 || victim.Status.Containers[0].Ready {
 		t.Errorf("a terminating pod is still ready: %+v", victim.Status)
 	}
-	if pt.rt.running(victim.Name, "c") == nil {
+	if pt.rt.Running(victim.Name, "c") == nil {
 		t.Error("the victim's container is not running any more, yet its stop has not returned")
 	}
-	if o, err := pt.m.Get(pt.ctx, KindReplicaSet, "web"); err != nil {
+	if o, err := Get[*ReplicaSet](pt.ctx, pt.m, "web"); err != nil {
 		t.Fatal(err)
-	} else if got := o.(*ReplicaSet).Status.Replicas; got != 1 {
+	} else if got := o.Status.Replicas; got != 1 {
 		t.Errorf("ReplicaSet status replicas %d, want 1 (a terminating pod is not counted)", got)
 	}
 	// A spec update of the terminating pod is refused.
@@ -563,19 +566,19 @@ func TestReplicaSetScaleDownGraceful(t *testing.T) {
 	if got, err := pt.m.Apply(pt.ctx, upd); err != nil || got.Meta().DeletionTime == nil {
 		t.Errorf("Apply to a terminating pod: %v, DeletionTime kept: %v", err, err == nil && got.Meta().DeletionTime != nil)
 	}
-	pt.rt.releaseStops()
+	pt.rt.ReleaseStops()
 	ran = true
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
 	pt.settle()
-	if _, err := pt.m.Get(pt.ctx, KindPod, victim.Name); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*Pod](pt.ctx, pt.m, victim.Name); !errors.Is(err, ErrNotFound) {
 		t.Errorf("victim after its containers stopped: %v, want it gone", err)
 	}
 	if _, live := podsByDeletion(t, pt.m); len(live) != 1 {
 		t.Errorf("%d pods left, want 1", len(live))
 	}
-	if cs, sbs := pt.rt.live(); len(cs) != 1 || len(sbs) != 1 {
+	if cs, sbs := pt.rt.Live(); len(cs) != 1 || len(sbs) != 1 {
 		t.Errorf("live containers %v, sandboxes %v; want the survivor's only", cs, sbs)
 	}
 }

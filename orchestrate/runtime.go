@@ -9,9 +9,9 @@ import (
 )
 
 // Runtime runs the containers of pods for the Pod controller. It is the
-// one seam between orchestration and a container back end:
-// NewContainerRuntime implements it on package container, and tests use
-// a fake.
+// one seam between orchestration and a container back end: package
+// containerruntime implements it on package container, and package
+// fakeruntime is a fake for tests.
 //
 // A pod is a sandbox (network, IPC and UTS namespaces and a hostname,
 // which outlive any one container) holding containers that join it. A

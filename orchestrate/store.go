@@ -1,348 +1,166 @@
 package orchestrate
 
-import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
-	"reflect"
-	"slices"
-	"strings"
-	"sync"
-	"time"
+import "context"
+
+// Store holds declared objects: their spec (desired state) and status
+// (observed state). Package memstore keeps them in memory; another
+// implementation (a replicated one, on etcd) can be plugged into a
+// Manager through Options.Store. Package storetest checks an
+// implementation against this contract; every implementation must pass
+// it unchanged.
+//
+// # Objects and copies
+//
+// An object is identified by its kind (Object.Kind) and its name
+// (ObjectMeta.Name), unique within the kind. Objects handed to a Store
+// are not kept: changing one after the call changes nothing stored.
+// Objects handed out (by every method and on every watch) are copies the
+// caller owns: changing one changes neither the store nor what other
+// callers and watchers see. A nil object or one without a name is
+// refused with ErrInvalid.
+//
+// # Metadata the store sets
+//
+// Create sets UID (a new random one, so an object deleted and created
+// anew has another UID), Generation (1), CreationTime and
+// ResourceVersion, and clears DeletionTime and the status. Update and
+// UpdateStatus keep UID, CreationTime and Generation as stored, except
+// that Update increments Generation when the spec changed: the Spec
+// field, or for kinds without one (ConfigMap, Secret) every exported
+// field but ObjectMeta and Status. Changes of labels, annotations, owner
+// references or status leave Generation as it is.
+//
+// # Resource versions
+//
+// Every write that changes something (Create, Update, UpdateStatus,
+// Delete) gets a new ResourceVersion, greater than every one handed out
+// before by the store, across all kinds: the store's revision. A write
+// that would change nothing (the object as given equals the stored one)
+// is not a write: it returns the stored object with its version
+// unchanged and no watch sees it.
+//
+// # Optimistic concurrency
+//
+// Update and UpdateStatus are conditional: an object whose
+// ResourceVersion is not 0 and not the stored one's is refused with
+// ErrConflict, and so is one whose UID is not empty and not the stored
+// one's (the object was deleted and created anew). ResourceVersion 0
+// and an empty UID skip those checks. Of concurrent conditional writes
+// to one object read at one version, exactly one succeeds. Delete is
+// unconditional.
+//
+// # Status
+//
+// The status (an object's Status field, which kinds such as ConfigMap do
+// not have) is a subresource, as in Kubernetes: Create clears it, Update
+// keeps the stored one whatever the caller sent, and UpdateStatus
+// replaces the status only (the metadata and spec sent with it are
+// ignored). UpdateStatus of a kind without a status is refused with
+// ErrInvalid.
+//
+// # Deletion
+//
+// Delete removes an object at once, whatever its DeletionTime. A graceful
+// deletion is an Update that sets DeletionTime, which only a Pod may be
+// given (ErrInvalid for other kinds); once set it is kept as it is by
+// every Update (it cannot be cleared or changed), and the spec of such an
+// object can no longer change (ErrInvalid).
+//
+// # Errors
+//
+// Errors match the sentinels with errors.Is: ErrNotFound when Get,
+// Update, UpdateStatus or Delete name an object that does not exist;
+// ErrExists when Create names one that does; ErrConflict as said above;
+// ErrInvalid for what no store can hold or what the rules above refuse;
+// ErrExpired when a watch asks for changes the store no longer holds.
+// Other errors (a lost connection) are the implementation's own, wrapped
+// with what was being done.
+//
+// # Watches
+//
+// Watch sends the changes to objects of a kind (of all kinds when kind
+// is "") from when it begins until ctx ends; then the channel is closed.
+// A change is a WatchEvent: WatchAdded for Create, WatchModified for
+// Update and UpdateStatus, WatchDeleted for Delete (carrying the last
+// stored state, with the deletion's ResourceVersion). The changes of one
+// watch come in ResourceVersion order, each once, none left out, and
+// every watch sees a write in the same order. A slow reader delays only
+// itself: writes never wait for watchers.
+//
+// With WatchOptions.SendInitial, the objects stored when the watch
+// begins come first, as WatchAdded events sorted by kind and name, and
+// then one WatchBookmark whose ResourceVersion is the store's revision
+// when the watch began: every change after it follows. With
+// WatchOptions.Since, the watch replays every change after that version
+// first (then follows, as above); if the store no longer holds that
+// history, Watch fails with ErrExpired. How much history a store keeps
+// is its own (memstore: WithHistory; etcd: until it is compacted); a
+// watch from the store's current revision always works. A store may send a WatchBookmark
+// at any other time; its ResourceVersion says that every change up to it
+// has been sent.
+//
+// All methods are safe for concurrent use.
+type Store interface {
+	// Create stores a new object and returns it as stored: ErrExists if
+	// the kind and name are taken.
+	Create(ctx context.Context, obj Object) (Object, error)
+	// Update replaces an object's metadata and spec (its status is kept)
+	// and returns it as stored.
+	Update(ctx context.Context, obj Object) (Object, error)
+	// UpdateStatus replaces an object's status only and returns it as
+	// stored.
+	UpdateStatus(ctx context.Context, obj Object) (Object, error)
+	// Delete removes an object.
+	Delete(ctx context.Context, kind, name string) error
+	// Get returns an object.
+	Get(ctx context.Context, kind, name string) (Object, error)
+	// List returns the objects of a kind whose labels match sel (nil
+	// matches all), sorted by name; none (and no error) for a kind the
+	// store holds nothing of.
+	List(ctx context.Context, kind string, sel *LabelSelector) ([]Object, error)
+	// Watch sends the changes to objects of a kind ("" for all kinds)
+	// until ctx ends, as opts say.
+	Watch(ctx context.Context, kind string, opts WatchOptions) (<-chan WatchEvent, error)
+	// Revision returns the store's revision: the ResourceVersion of its
+	// latest write (0 before the first). A watch that began before the
+	// call sends, in time, a change or a WatchBookmark with at least
+	// that version.
+	Revision(ctx context.Context) (uint64, error)
+}
+
+// WatchOptions says where a Store.Watch begins. The zero value begins
+// with the changes after the call.
+type WatchOptions struct {
+	// SendInitial sends the objects stored now first, as WatchAdded
+	// events, then a WatchBookmark.
+	SendInitial bool
+	// Since, when not 0, replays the changes after this ResourceVersion
+	// first (ErrExpired if the store no longer holds them). It cannot be
+	// combined with SendInitial (ErrInvalid).
+	Since uint64
+}
+
+// WatchEventType says what happened to an object.
+type WatchEventType string
+
+// Watch event types, as in Kubernetes' watch.EventType.
+const (
+	WatchAdded    WatchEventType = "Added"    // the object was created (or was there when SendInitial listed it)
+	WatchModified WatchEventType = "Modified" // the object's metadata, spec or status changed
+	WatchDeleted  WatchEventType = "Deleted"  // the object was deleted
+	// WatchBookmark carries no object: every change up to its
+	// ResourceVersion has been sent.
+	WatchBookmark WatchEventType = "Bookmark"
 )
 
-// NewMemoryStore returns a Store that keeps objects in memory, the
-// default Store of a Manager. It is safe for concurrent use. Writes
-// never wait for watchers: each watch has its own unbounded buffer, so a
-// slow reader delays only itself.
-func NewMemoryStore() Store {
-	return &memoryStore{objects: map[string]map[string]Object{}}
-}
-
-type memoryStore struct {
-	mu       sync.Mutex
-	objects  map[string]map[string]Object // kind → name → stored copy
-	rev      uint64                       // last ResourceVersion handed out
-	watchers []*storeWatcher
-	now      func() time.Time // for CreationTime; nil means time.Now
-}
-
-// storeWatcher buffers the events of one Watch and feeds its channel.
-type storeWatcher struct {
-	kind  string
-	mu    sync.Mutex
-	queue []WatchEvent
-	wake  chan struct{} // 1-buffered: there is something in queue
-	out   chan WatchEvent
-}
-
-// revision returns the ResourceVersion of the latest write: the Manager
-// uses it to know when its watch has seen every write.
-func (s *memoryStore) revision() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.rev
-}
-
-func (s *memoryStore) Create(ctx context.Context, obj Object) (Object, error) {
-	if err := checkObject(obj); err != nil {
-		return nil, err
-	}
-	kind, meta := obj.Kind(), obj.Meta()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.objects[kind][meta.Name]; ok {
-		return nil, fmt.Errorf("create %s %s: %w", kind, meta.Name, ErrExists)
-	}
-	stored := obj.DeepCopy()
-	// Status is observed state: a new object has none, whatever the
-	// caller sent (as the Kubernetes API server does).
-	if f := reflect.ValueOf(stored).Elem().FieldByName("Status"); f.IsValid() {
-		f.Set(reflect.Zero(f.Type()))
-	}
-	m := stored.Meta()
-	m.UID = newUID()
-	m.Generation = 1
-	m.DeletionTime = nil
-	s.rev++
-	m.ResourceVersion = s.rev
-	if s.now != nil {
-		m.CreationTime = s.now()
-	} else {
-		m.CreationTime = time.Now()
-	}
-	if s.objects[kind] == nil {
-		s.objects[kind] = map[string]Object{}
-	}
-	s.objects[kind][m.Name] = stored
-	s.notify(Added, stored)
-	return stored.DeepCopy(), nil
-}
-
-func (s *memoryStore) Update(ctx context.Context, obj Object) (Object, error) {
-	if err := checkObject(obj); err != nil {
-		return nil, err
-	}
-	kind, meta := obj.Kind(), obj.Meta()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, err := s.current(kind, meta, "update")
-	if err != nil {
-		return nil, err
-	}
-	next := obj.DeepCopy()
-	nm, cm := next.Meta(), cur.Meta()
-	nm.UID, nm.CreationTime, nm.Generation = cm.UID, cm.CreationTime, cm.Generation
-	nm.ResourceVersion = cm.ResourceVersion
-	setStatus(next, statusOf(cur.DeepCopy())) // the status is kept
-	if cm.DeletionTime != nil {
-		// A graceful delete cannot be undone, and what is being deleted
-		// does not change its spec.
-		t := *cm.DeletionTime
-		nm.DeletionTime = &t
-		if !reflect.DeepEqual(specOf(next), specOf(cur)) {
-			return nil, fmt.Errorf("update %s %s: the object is being deleted; its spec cannot change: %w", kind, meta.Name, ErrInvalid)
-		}
-	} else if nm.DeletionTime != nil && kind != KindPod {
-		// Nothing would ever finish the deletion of another kind.
-		return nil, fmt.Errorf("update %s %s: only pods are deleted gracefully (DeletionTime); delete it instead: %w", kind, meta.Name, ErrInvalid)
-	}
-	if !reflect.DeepEqual(specOf(next), specOf(cur)) {
-		nm.Generation++
-	}
-	if reflect.DeepEqual(next, cur) {
-		return cur.DeepCopy(), nil // nothing changed: no write, no event
-	}
-	s.rev++
-	nm.ResourceVersion = s.rev
-	s.objects[kind][nm.Name] = next
-	s.notify(Modified, next)
-	return next.DeepCopy(), nil
-}
-
-func (s *memoryStore) UpdateStatus(ctx context.Context, obj Object) (Object, error) {
-	if err := checkObject(obj); err != nil {
-		return nil, err
-	}
-	kind, meta := obj.Kind(), obj.Meta()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, err := s.current(kind, meta, "update status")
-	if err != nil {
-		return nil, err
-	}
-	st := statusOf(obj)
-	if !st.IsValid() {
-		return nil, fmt.Errorf("update status of %s %s: the kind has no status: %w", kind, meta.Name, ErrInvalid)
-	}
-	if reflect.DeepEqual(st.Interface(), statusOf(cur).Interface()) {
-		return cur.DeepCopy(), nil
-	}
-	next := cur.DeepCopy()
-	setStatus(next, statusOf(obj.DeepCopy()))
-	s.rev++
-	next.Meta().ResourceVersion = s.rev
-	s.objects[kind][meta.Name] = next
-	s.notify(Modified, next)
-	return next.DeepCopy(), nil
-}
-
-func (s *memoryStore) Delete(ctx context.Context, kind, name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, ok := s.objects[kind][name]
-	if !ok {
-		return fmt.Errorf("delete %s %s: %w", kind, name, ErrNotFound)
-	}
-	delete(s.objects[kind], name)
-	s.rev++
-	cur.Meta().ResourceVersion = s.rev // the deletion's version, as Kubernetes does
-	s.notify(Deleted, cur)
-	return nil
-}
-
-func (s *memoryStore) Get(ctx context.Context, kind, name string) (Object, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, ok := s.objects[kind][name]
-	if !ok {
-		return nil, fmt.Errorf("get %s %s: %w", kind, name, ErrNotFound)
-	}
-	return cur.DeepCopy(), nil
-}
-
-func (s *memoryStore) List(ctx context.Context, kind string, sel *LabelSelector) ([]Object, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []Object
-	for _, o := range s.objects[kind] {
-		if sel.Matches(o.Meta().Labels) {
-			out = append(out, o.DeepCopy())
-		}
-	}
-	slices.SortFunc(out, func(a, b Object) int { return strings.Compare(a.Meta().Name, b.Meta().Name) })
-	return out, nil
-}
-
-func (s *memoryStore) Watch(ctx context.Context, kind string, sendInitial bool) (<-chan WatchEvent, error) {
-	ch, _, _ := s.watchAt(ctx, kind, sendInitial)
-	return ch, nil
-}
-
-// watchAt is Watch that also returns the store's revision when the watch
-// began and how many initial events come first: once those are
-// received, the watcher has seen every write up to that revision.
-func (s *memoryStore) watchAt(ctx context.Context, kind string, sendInitial bool) (<-chan WatchEvent, uint64, int) {
-	w := &storeWatcher{kind: kind, wake: make(chan struct{}, 1), out: make(chan WatchEvent)}
-	s.mu.Lock()
-	rev := s.rev
-	if sendInitial {
-		var initial []Object
-		for k, objs := range s.objects {
-			if kind != "" && k != kind {
-				continue
-			}
-			for _, o := range objs {
-				initial = append(initial, o)
-			}
-		}
-		slices.SortFunc(initial, func(a, b Object) int {
-			if c := strings.Compare(a.Kind(), b.Kind()); c != 0 {
-				return c
-			}
-			return strings.Compare(a.Meta().Name, b.Meta().Name)
-		})
-		for _, o := range initial {
-			w.queue = append(w.queue, WatchEvent{Type: Added, Object: o.DeepCopy()})
-		}
-		if len(w.queue) > 0 {
-			w.wake <- struct{}{}
-		}
-	}
-	s.watchers = append(s.watchers, w)
-	n := len(w.queue)
-	s.mu.Unlock()
-	go s.pump(ctx, w)
-	return w.out, rev, n
-}
-
-// pump sends w's buffered events on its channel until ctx ends.
-func (s *memoryStore) pump(ctx context.Context, w *storeWatcher) {
-	defer func() {
-		s.mu.Lock()
-		s.watchers = slices.DeleteFunc(s.watchers, func(x *storeWatcher) bool { return x == w })
-		s.mu.Unlock()
-		close(w.out)
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.wake:
-		}
-		for {
-			w.mu.Lock()
-			if len(w.queue) == 0 {
-				w.mu.Unlock()
-				break
-			}
-			ev := w.queue[0]
-			w.queue[0] = WatchEvent{}
-			w.queue = w.queue[1:]
-			w.mu.Unlock()
-			select {
-			case w.out <- ev:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}
-}
-
-// notify queues an event for every watcher of obj's kind; s.mu is held.
-func (s *memoryStore) notify(typ WatchEventType, obj Object) {
-	for _, w := range s.watchers {
-		if w.kind != "" && w.kind != obj.Kind() {
-			continue
-		}
-		w.mu.Lock()
-		w.queue = append(w.queue, WatchEvent{Type: typ, Object: obj.DeepCopy()})
-		w.mu.Unlock()
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// current returns the stored object that meta names, checking its
-// ResourceVersion; s.mu is held.
-func (s *memoryStore) current(kind string, meta *ObjectMeta, op string) (Object, error) {
-	cur, ok := s.objects[kind][meta.Name]
-	if !ok {
-		return nil, fmt.Errorf("%s %s %s: %w", op, kind, meta.Name, ErrNotFound)
-	}
-	if meta.ResourceVersion != 0 && meta.ResourceVersion != cur.Meta().ResourceVersion {
-		return nil, fmt.Errorf("%s %s %s: version %d, stored %d: %w", op, kind, meta.Name,
-			meta.ResourceVersion, cur.Meta().ResourceVersion, ErrConflict)
-	}
-	if meta.UID != "" && meta.UID != cur.Meta().UID {
-		return nil, fmt.Errorf("%s %s %s: UID %s is not the stored object's: %w", op, kind, meta.Name, meta.UID, ErrConflict)
-	}
-	return cur, nil
-}
-
-// checkObject refuses what no store can hold.
-func checkObject(obj Object) error {
-	if obj == nil || reflect.ValueOf(obj).IsNil() {
-		return fmt.Errorf("nil object: %w", ErrInvalid)
-	}
-	if obj.Meta().Name == "" {
-		return fmt.Errorf("%s: metadata.name: empty: %w", obj.Kind(), ErrInvalid)
-	}
-	return nil
-}
-
-// newUID returns a random UUID (version 4).
-func newUID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
-
-// specOf returns what counts as an object's spec for Generation: its
-// Spec field, or for kinds without one (ConfigMap, Secret) every field
-// but the metadata and status.
-func specOf(obj Object) any {
-	v := reflect.ValueOf(obj).Elem()
-	if f := v.FieldByName("Spec"); f.IsValid() {
-		return f.Interface()
-	}
-	var parts []any
-	for i := range v.NumField() {
-		switch v.Type().Field(i).Name {
-		case "ObjectMeta", "Status":
-		default:
-			if v.Type().Field(i).IsExported() {
-				parts = append(parts, v.Field(i).Interface())
-			}
-		}
-	}
-	return parts
-}
-
-// statusOf returns an object's Status field (the zero Value if it has none).
-func statusOf(obj Object) reflect.Value {
-	return reflect.ValueOf(obj).Elem().FieldByName("Status")
-}
-
-// setStatus sets an object's Status field to st, if it has one.
-func setStatus(obj Object, st reflect.Value) {
-	if f := reflect.ValueOf(obj).Elem().FieldByName("Status"); f.IsValid() && st.IsValid() {
-		f.Set(st)
-	}
+// WatchEvent is one change seen by a watch.
+type WatchEvent struct {
+	// Type is what happened.
+	Type WatchEventType
+	// Object is a copy of the object; for WatchDeleted its last stored
+	// state; nil for WatchBookmark.
+	Object Object
+	// ResourceVersion is the version the event brings the watch to: the
+	// object's ResourceVersion, or a WatchBookmark's version.
+	ResourceVersion uint64
 }

@@ -165,7 +165,7 @@ func (m *Manager) validatePodSpec(ctx context.Context, field string, spec *PodSp
 		return invalidf(field, "missing")
 	}
 	switch spec.RestartPolicy {
-	case "", RestartAlways, RestartOnFailure, RestartNever:
+	case "", RestartPolicyAlways, RestartPolicyOnFailure, RestartPolicyNever:
 	default:
 		return invalidf(field+".restartPolicy", "unknown policy %q (want Always, OnFailure or Never)", spec.RestartPolicy)
 	}

@@ -1,7 +1,8 @@
-package orchestrate
+package orchestrate_test
 
 import (
 	"errors"
+	. "github.com/berthlabs/berth/orchestrate"
 	"reflect"
 	"strings"
 	"testing"
@@ -15,13 +16,13 @@ import (
 // running containers change.
 func TestApplyRefusesInvalidPods(t *testing.T) {
 	pt := newPodTest(t)
-	good := simplePod("p", RestartAlways, "c")
+	good := simplePod("p", RestartPolicyAlways, "c")
 	pt.apply(good)
 	running := pt.mustRun("p", "c")
 	before := pt.pod("p")
 
 	podOf := func(f func(p *Pod)) *Pod {
-		p := simplePod("p", RestartAlways, "c")
+		p := simplePod("p", RestartPolicyAlways, "c")
 		f(p)
 		return p
 	}
@@ -276,7 +277,7 @@ func TestApplyUpdates(t *testing.T) {
 // allows: each must be stored.
 func TestValidateAccepts(t *testing.T) {
 	pt := newPodTest(t)
-	p := simplePod("edges", RestartAlways, "c")
+	p := simplePod("edges", RestartPolicyAlways, "c")
 	p.Annotations = map[string]string{
 		"example.com/some-key_1.x": strings.Repeat("v", 200<<10),
 		"a":                        "",
@@ -313,7 +314,7 @@ func TestValidateAccepts(t *testing.T) {
 		}
 	}
 	for _, host := range []string{"", "127.0.0.1", "localhost", "fe80::1", "a.b-c.d"} {
-		if err := validateHost("host", host); err != nil {
+		if err := ValidateHost("host", host); err != nil {
 			t.Errorf("host %q: %v", host, err)
 		}
 	}
@@ -323,16 +324,16 @@ func TestValidateAccepts(t *testing.T) {
 // exactly, not a byte more.
 func TestValidateAnnotationsSize(t *testing.T) {
 	full := map[string]string{"a": strings.Repeat("x", 256<<10-2), "b": ""}
-	if err := validateAnnotations("spec.template.annotations", full); err != nil {
+	if err := ValidateAnnotations("spec.template.annotations", full); err != nil {
 		t.Errorf("256 KiB: %v", err)
 	}
 	full["b"] = "x"
-	err := validateAnnotations("spec.template.annotations", full)
+	err := ValidateAnnotations("spec.template.annotations", full)
 	var fe *FieldError
 	if !errors.Is(err, ErrInvalid) || !errors.As(err, &fe) || fe.Field != "spec.template.annotations" {
 		t.Errorf("256 KiB + 1: %v", err)
 	}
-	if err := validateAnnotations("metadata.annotations", nil); err != nil {
+	if err := ValidateAnnotations("metadata.annotations", nil); err != nil {
 		t.Errorf("nil: %v", err)
 	}
 }

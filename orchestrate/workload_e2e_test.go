@@ -1,9 +1,12 @@
-package orchestrate
+package orchestrate_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	. "github.com/berthlabs/berth/orchestrate"
+	"github.com/berthlabs/berth/orchestrate/containerruntime"
+	"github.com/berthlabs/berth/orchestrate/memstore"
 	"os"
 	"path/filepath"
 	"sync"
@@ -68,7 +71,7 @@ func newE2EEnv(tb testing.TB) *e2eEnv {
 	needE2E(tb)
 	dir := tb.TempDir()
 	store := buildWebImages(tb, dir)
-	m, err := NewManager(Options{Runtime: NewContainerRuntime(&container.Runtime{Images: store}), StateDir: filepath.Join(dir, "state")})
+	m, err := NewManager(Options{Store: memstore.New(), Runtime: containerruntime.New(&container.Runtime{Images: store}), StateDir: filepath.Join(dir, "state")})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -128,12 +131,12 @@ func (e *e2eEnv) waitFor(what string, timeout time.Duration, cond func() (bool, 
 // webPods returns the active pods labelled app=web, and how many of them
 // are ready.
 func (e *e2eEnv) webPods() (pods []*Pod, ready int) {
-	all, err := e.m.listPods(context.Background(), &LabelSelector{MatchLabels: map[string]string{"app": "web"}})
+	all, err := List[*Pod](context.Background(), e.m, &LabelSelector{MatchLabels: map[string]string{"app": "web"}})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	for _, p := range all {
-		if podActive(p) {
+		if PodActive(p) {
 			pods = append(pods, p)
 			if p.Status.Ready {
 				ready++
@@ -187,8 +190,8 @@ func TestE2EReplicaSetReplacesKilledPod(t *testing.T) {
 }
 
 // TestE2EDeploymentRollingUpdate rolls web:a to web:b and back, sampling
-// the pods all along: never more than replicas+maxSurge, never fewer
-// ready than replicas-maxUnavailable.
+// the pods all along: never more than replicas+MaxSurge, never fewer
+// ready than replicas-MaxUnavailable.
 func TestE2EDeploymentRollingUpdate(t *testing.T) {
 	e := newE2EEnv(t)
 	const replicas, surge, unavailable = 3, 1, 1
@@ -206,18 +209,18 @@ func TestE2EDeploymentRollingUpdate(t *testing.T) {
 	}
 	complete := func(image string) func() (bool, string) {
 		return func() (bool, string) {
-			obj, err := e.m.Get(e.ctx, KindDeployment, "web")
+			obj, err := Get[*Deployment](e.ctx, e.m, "web")
 			if err != nil {
 				return false, err.Error()
 			}
-			d := obj.(*Deployment)
+			d := obj
 			pods, ready := e.webPods()
 			for _, p := range pods {
 				if p.Spec.Containers[0].Image != image {
 					return false, fmt.Sprintf("pod %s runs %s", p.Name, p.Spec.Containers[0].Image)
 				}
 			}
-			return deploymentComplete(d, &d.Status) && len(pods) == replicas && ready == replicas,
+			return DeploymentComplete(d, &d.Status) && len(pods) == replicas && ready == replicas,
 				fmt.Sprintf("status %+v; %d pods, %d ready", d.Status, len(pods), ready)
 		}
 	}
@@ -247,11 +250,11 @@ func TestE2EDeploymentRollingUpdate(t *testing.T) {
 	})
 	defer func() { stopSampling(); wg.Wait() }()
 
-	obj, err := e.m.Get(e.ctx, KindDeployment, "web")
+	obj, err := Get[*Deployment](e.ctx, e.m, "web")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d = obj.(*Deployment)
+	d = obj
 	d.Spec.Template = httpdTemplate("web:b")
 	if _, err := e.m.Apply(e.ctx, d); err != nil {
 		t.Fatal(err)
@@ -264,8 +267,8 @@ func TestE2EDeploymentRollingUpdate(t *testing.T) {
 	stopSampling()
 	wg.Wait()
 
-	obj, _ = e.m.Get(e.ctx, KindDeployment, "web")
-	if d := obj.(*Deployment); d.Status.Revision != 3 {
+	obj, _ = Get[*Deployment](e.ctx, e.m, "web")
+	if d := obj; d.Status.Revision != 3 {
 		t.Errorf("revision after rollback %d, want 3", d.Status.Revision)
 	}
 	mu.Lock()
@@ -292,7 +295,7 @@ func TestE2EJobCompletes(t *testing.T) {
 			Parallelism: &parallelism,
 			Template: PodTemplate{Spec: PodSpec{
 				Containers:    []Container{{Name: "work", Image: "web:a", Command: []string{"sh", "-c", "exit 0"}}},
-				RestartPolicy: RestartNever,
+				RestartPolicy: RestartPolicyNever,
 			}},
 		},
 	}
@@ -301,17 +304,17 @@ func TestE2EJobCompletes(t *testing.T) {
 	}
 	maxActive := 0
 	e.waitFor("the job to complete", 30*time.Second, func() (bool, string) {
-		obj, err := e.m.Get(e.ctx, KindJob, "batch")
+		obj, err := Get[*Job](e.ctx, e.m, "batch")
 		if err != nil {
 			return false, err.Error()
 		}
-		j := obj.(*Job)
+		j := obj
 		maxActive = max(maxActive, j.Status.Active)
-		c := getCondition(j.Status.Conditions, JobComplete)
+		c := GetCondition(j.Status.Conditions, JobComplete)
 		return c != nil && c.Status, fmt.Sprintf("%+v", j.Status)
 	})
-	obj, _ := e.m.Get(e.ctx, KindJob, "batch")
-	st := obj.(*Job).Status
+	obj, _ := Get[*Job](e.ctx, e.m, "batch")
+	st := obj.Status
 	if st.Succeeded != 3 || st.Failed != 0 || st.Active != 0 || maxActive > 2 {
 		t.Errorf("status %+v, at most %d active", st, maxActive)
 	}

@@ -31,6 +31,8 @@ import (
 	"github.com/berthlabs/berth/container/containertest"
 	"github.com/berthlabs/berth/layer"
 	"github.com/berthlabs/berth/orchestrate"
+	"github.com/berthlabs/berth/orchestrate/containerruntime"
+	"github.com/berthlabs/berth/orchestrate/memstore"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -75,7 +77,8 @@ func run(replicas int, surge, unavailable string, timeout time.Duration) error {
 	defer images.Close()
 
 	m, err := orchestrate.NewManager(orchestrate.Options{
-		Runtime:  orchestrate.NewContainerRuntime(&container.Runtime{Images: images}),
+		Store:    memstore.New(),
+		Runtime:  containerruntime.New(&container.Runtime{Images: images}),
 		StateDir: filepath.Join(dir, "state"),
 	})
 	if err != nil {
@@ -116,11 +119,10 @@ func run(replicas int, surge, unavailable string, timeout time.Duration) error {
 	}
 
 	fmt.Printf("%s  roll out web:v2\n", stamp())
-	obj, err := m.Get(ctx, orchestrate.KindDeployment, "web")
+	d, err = orchestrate.Get[*orchestrate.Deployment](ctx, m, "web")
 	if err != nil {
 		return err
 	}
-	d = obj.(*orchestrate.Deployment)
 	d.Spec.Template = template("web:v2")
 	if _, err := m.Apply(ctx, d); err != nil {
 		return err
@@ -213,19 +215,17 @@ func buildImages(ctx context.Context, dir string) (*layer.Store, error) {
 func converge(ctx context.Context, m *orchestrate.Manager, image string) error {
 	last := ""
 	for {
-		obj, err := m.Get(ctx, orchestrate.KindDeployment, "web")
+		d, err := orchestrate.Get[*orchestrate.Deployment](ctx, m, "web")
 		if err != nil {
 			return err
 		}
-		d := obj.(*orchestrate.Deployment)
-		objs, err := m.List(ctx, orchestrate.KindPod, d.Spec.Selector)
+		all, err := orchestrate.List[*orchestrate.Pod](ctx, m, d.Spec.Selector)
 		if err != nil {
 			return err
 		}
 		var pods []string
 		ready, onImage := 0, 0
-		for _, o := range objs {
-			p := o.(*orchestrate.Pod)
+		for _, p := range all {
 			mark := "-" // not ready
 			switch {
 			case p.DeletionTime != nil:

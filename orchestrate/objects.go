@@ -1,7 +1,6 @@
 package orchestrate
 
 import (
-	"context"
 	"errors"
 	"time"
 
@@ -29,6 +28,11 @@ var (
 	ErrConflict = errors.New("orchestrate: object was modified")
 	// ErrInvalid: the object failed validation; the error says which field.
 	ErrInvalid = errors.New("orchestrate: invalid object")
+	// ErrExpired: a Store no longer holds the changes a watch asked to
+	// replay (WatchOptions.Since is older than its history); list the
+	// objects again and watch from the store's revision then, as after
+	// Kubernetes' 410 Gone.
+	ErrExpired = errors.New("orchestrate: resource version too old")
 )
 
 // ObjectMeta is what every object has, as in Kubernetes' metadata.
@@ -88,61 +92,15 @@ type Object interface {
 	DeepCopy() Object
 }
 
-// WatchEventType says what happened to an object.
-type WatchEventType string
-
-// Watch event types.
-const (
-	Added    WatchEventType = "Added"
-	Modified WatchEventType = "Modified"
-	Deleted  WatchEventType = "Deleted"
-)
-
-// WatchEvent is one change seen by a watch.
-type WatchEvent struct {
-	Type   WatchEventType // what happened: Added, Modified or Deleted
-	Object Object         // a copy; for Deleted, the last stored state
-}
-
-// Store holds declared objects: their spec (desired state) and status
-// (observed state). Objects handed in and out are copies. An in-memory
-// store is the default; another (a replicated one) can implement this
-// interface.
-type Store interface {
-	// Create stores a new object, setting UID, Generation (1),
-	// ResourceVersion and CreationTime and clearing its status (written
-	// with UpdateStatus). ErrExists if the kind and name are taken.
-	Create(ctx context.Context, obj Object) (Object, error)
-	// Update replaces an object's metadata and spec (its status is kept).
-	// Generation is incremented when the spec changed. A DeletionTime,
-	// once set, is kept (it cannot be cleared or changed), and the spec
-	// of an object that has one cannot change (ErrInvalid). Only a Pod
-	// may be given a DeletionTime (ErrInvalid for other kinds).
-	Update(ctx context.Context, obj Object) (Object, error)
-	// UpdateStatus replaces an object's status only.
-	UpdateStatus(ctx context.Context, obj Object) (Object, error)
-	// Delete removes an object. ErrNotFound if it does not exist.
-	Delete(ctx context.Context, kind, name string) error
-	// Get returns a copy of an object, or ErrNotFound.
-	Get(ctx context.Context, kind, name string) (Object, error)
-	// List returns copies of the objects of a kind whose labels match
-	// sel (nil matches all), sorted by name.
-	List(ctx context.Context, kind string, sel *LabelSelector) ([]Object, error)
-	// Watch sends every change to objects of a kind (all kinds if kind
-	// is "") until ctx ends; then the channel is closed. With
-	// sendInitial, the objects stored now come first as Added events.
-	Watch(ctx context.Context, kind string, sendInitial bool) (<-chan WatchEvent, error)
-}
-
-// SelectorOperator is the operator of a LabelSelectorRequirement.
-type SelectorOperator string
+// LabelSelectorOperator is the operator of a LabelSelectorRequirement.
+type LabelSelectorOperator string
 
 // Selector operators, as in Kubernetes' matchExpressions.
 const (
-	In           SelectorOperator = "In"
-	NotIn        SelectorOperator = "NotIn"
-	Exists       SelectorOperator = "Exists"
-	DoesNotExist SelectorOperator = "DoesNotExist"
+	LabelSelectorOpIn           LabelSelectorOperator = "In"
+	LabelSelectorOpNotIn        LabelSelectorOperator = "NotIn"
+	LabelSelectorOpExists       LabelSelectorOperator = "Exists"
+	LabelSelectorOpDoesNotExist LabelSelectorOperator = "DoesNotExist"
 )
 
 // LabelSelector selects objects by labels: all of MatchLabels and all
@@ -163,7 +121,7 @@ type LabelSelectorRequirement struct {
 	Key string
 	// Operator relates the key's value to Values: In, NotIn, Exists or
 	// DoesNotExist.
-	Operator SelectorOperator
+	Operator LabelSelectorOperator
 	// Values must be non-empty for In and NotIn and empty for Exists and
 	// DoesNotExist.
 	Values []string
@@ -174,9 +132,9 @@ type RestartPolicy string
 
 // Restart policies, as in Kubernetes.
 const (
-	RestartAlways    RestartPolicy = "Always"
-	RestartOnFailure RestartPolicy = "OnFailure"
-	RestartNever     RestartPolicy = "Never"
+	RestartPolicyAlways    RestartPolicy = "Always"
+	RestartPolicyOnFailure RestartPolicy = "OnFailure"
+	RestartPolicyNever     RestartPolicy = "Never"
 )
 
 // Pod is one or more containers that share network, IPC and UTS
@@ -204,7 +162,7 @@ type PodTemplate struct {
 type PodSpec struct {
 	// Containers run in the pod; at least one, names unique.
 	Containers []Container
-	// RestartPolicy defaults to RestartAlways (a Job's pods must say
+	// RestartPolicy defaults to RestartPolicyAlways (a Job's pods must say
 	// OnFailure or Never).
 	RestartPolicy RestartPolicy
 	// Volumes the containers can mount; names unique.
@@ -536,8 +494,8 @@ type DeploymentStrategyType string
 
 // Deployment strategies.
 const (
-	RollingUpdate DeploymentStrategyType = "RollingUpdate"
-	Recreate      DeploymentStrategyType = "Recreate"
+	RollingUpdateDeploymentStrategyType DeploymentStrategyType = "RollingUpdate"
+	RecreateDeploymentStrategyType      DeploymentStrategyType = "Recreate"
 )
 
 // Deployment manages ReplicaSets to roll a pod template out.

@@ -1,40 +1,64 @@
-package orchestrate
+// Package containerruntime is the orchestrate.Runtime that runs pods'
+// containers with package container, on the host.
+//
+// A pod's sandbox is a network namespace (loopback up), an IPC namespace
+// and a UTS namespace holding the pod's hostname, made with
+// namespace.New and persisted by bind mounts in a directory of the
+// sandbox directory (DefaultSandboxDir unless WithSandboxDir says
+// otherwise), so that they outlive any one container: NAME/{net,ipc,uts},
+// removed with the sandbox. Each container joins them and gets its own
+// mount and PID namespaces. Images come from the container.Runtime's
+// image store.
+package containerruntime
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"time"
 
 	"github.com/berthlabs/berth/container"
 	"github.com/berthlabs/berth/layer/content"
 	"github.com/berthlabs/berth/namespace"
+	"github.com/berthlabs/berth/orchestrate"
 	"golang.org/x/sys/unix"
 )
 
-// SandboxDir is where NewContainerRuntime's sandboxes keep their
-// namespaces: SandboxDir/NAME/{net,ipc,uts}, bind mounts removed with the
-// sandbox.
-const SandboxDir = "/run/berth/sandboxes"
+// DefaultSandboxDir is the directory under which sandboxes keep their
+// namespaces unless WithSandboxDir says otherwise.
+const DefaultSandboxDir = "/run/berth/sandboxes"
 
-// NewContainerRuntime returns a Runtime that runs pods with package
-// container in rt, whose Images store holds the images pods name. A
-// pod's sandbox is a network namespace (loopback up), an IPC namespace
-// and a UTS namespace holding the pod's hostname, persisted by bind
-// mounts under SandboxDir so that they outlive any one container; each
-// container joins them and gets its own mount and PID namespaces.
-func NewContainerRuntime(rt *container.Runtime) Runtime {
-	return &containerRuntime{rt: rt, sandboxes: map[string]*crSandbox{}, containers: map[string]*crContainer{}}
+// Option configures a Runtime made by New.
+type Option func(*containerRuntime)
+
+// WithSandboxDir sets the host directory under which sandboxes keep
+// their namespaces (DIR/NAME/{net,ipc,uts}); it is made if missing.
+// Runtimes that share one must not run pods of the same name at once:
+// give each Manager its own.
+func WithSandboxDir(dir string) Option {
+	return func(r *containerRuntime) { r.sandboxDir = dir }
+}
+
+// New returns an orchestrate.Runtime that runs pods with package
+// container in rt, whose Images store holds the images pods name.
+func New(rt *container.Runtime, opts ...Option) orchestrate.Runtime {
+	r := &containerRuntime{rt: rt, sandboxDir: DefaultSandboxDir, sandboxes: map[string]*crSandbox{}, containers: map[string]*crContainer{}}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 type containerRuntime struct {
-	rt *container.Runtime
+	rt         *container.Runtime
+	sandboxDir string
 
 	mu         sync.Mutex
 	sandboxes  map[string]*crSandbox
@@ -67,18 +91,18 @@ func (r *containerRuntime) ImageExists(ctx context.Context, image string) (bool,
 	return err == nil, err
 }
 
-func (r *containerRuntime) CreateSandbox(ctx context.Context, cfg SandboxConfig) (id string, err error) {
+func (r *containerRuntime) CreateSandbox(ctx context.Context, cfg orchestrate.SandboxConfig) (id string, err error) {
 	if !idPatternOK(cfg.Name) {
 		return "", fmt.Errorf("create sandbox: bad name %q", cfg.Name)
 	}
 	r.mu.Lock()
 	if _, ok := r.sandboxes[cfg.Name]; ok {
 		r.mu.Unlock()
-		return "", fmt.Errorf("create sandbox %s: %w", cfg.Name, ErrExists)
+		return "", fmt.Errorf("create sandbox %s: %w", cfg.Name, orchestrate.ErrExists)
 	}
 	r.sandboxes[cfg.Name] = nil // reserved
 	r.mu.Unlock()
-	dir := filepath.Join(SandboxDir, cfg.Name)
+	dir := filepath.Join(r.sandboxDir, cfg.Name)
 	defer func() {
 		if err != nil {
 			releaseSandboxDir(dir)
@@ -90,10 +114,7 @@ func (r *containerRuntime) CreateSandbox(ctx context.Context, cfg SandboxConfig)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("create sandbox %s: %w", cfg.Name, err)
 	}
-	if err := newSandboxNamespaces(dir, cfg.Hostname); err != nil {
-		return "", fmt.Errorf("create sandbox %s: %w", cfg.Name, err)
-	}
-	netns, err := namespace.Open(filepath.Join(dir, "net"))
+	netns, err := newSandboxNamespaces(dir, cfg.Hostname)
 	if err != nil {
 		return "", fmt.Errorf("create sandbox %s: %w", cfg.Name, err)
 	}
@@ -103,64 +124,36 @@ func (r *containerRuntime) CreateSandbox(ctx context.Context, cfg SandboxConfig)
 	return cfg.Name, nil
 }
 
-// newSandboxNamespaces makes new network, IPC and UTS namespaces on a
-// locked thread, sets the hostname and brings lo up in them, persists
-// them at dir/{net,ipc,uts}, and puts the thread back (or, if that
-// fails, lets it die with its goroutine).
-func newSandboxNamespaces(dir, hostname string) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		restored := false
-		defer func() {
-			if restored {
-				runtime.UnlockOSThread()
-			}
-		}()
-		var origs []*namespace.Namespace
-		defer func() {
-			for _, o := range origs {
-				o.Close()
-			}
-		}()
-		for _, k := range sandboxKinds {
-			o, err := namespace.Current(k)
-			if err != nil {
-				restored = true
-				errc <- err
-				return
-			}
-			origs = append(origs, o)
+// newSandboxNamespaces makes new network, IPC and UTS namespaces, with
+// the hostname set and lo up in them, persists them at
+// dir/{net,ipc,uts}, and returns the network namespace's handle (for
+// Dial); the others are closed.
+func newSandboxNamespaces(dir, hostname string) (*namespace.Namespace, error) {
+	nss, err := namespace.New(func() error {
+		if err := unix.Sethostname([]byte(hostname)); err != nil {
+			return fmt.Errorf("sethostname: %w", err)
 		}
-		if err := unix.Unshare(unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS); err != nil {
-			restored = true
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
-		err := unix.Sethostname([]byte(hostname))
+		return namespace.LoopbackUp()
+	}, sandboxKinds...)
+	if err != nil {
+		return nil, err
+	}
+	var netns *namespace.Namespace
+	for i, k := range sandboxKinds {
 		if err == nil {
-			err = namespace.LoopbackUp()
+			err = nss[i].Persist(filepath.Join(dir, k.String()))
 		}
-		for _, k := range sandboxKinds {
-			if err != nil {
-				break
-			}
-			var ns *namespace.Namespace
-			if ns, err = namespace.Current(k); err == nil {
-				err = ns.Persist(filepath.Join(dir, k.String()))
-				ns.Close()
-			}
+		if k == namespace.Net && err == nil {
+			netns = nss[i]
+			continue
 		}
-		restored = true
-		for _, o := range origs {
-			if rerr := o.Enter(); rerr != nil {
-				restored = false
-				err = errors.Join(err, fmt.Errorf("restore thread: %w", rerr))
-			}
-		}
-		errc <- err
-	}()
-	return <-errc
+		nss[i].Close()
+	}
+	if err != nil && netns != nil {
+		netns.Close()
+		netns = nil
+	}
+	return netns, err
 }
 
 // releaseSandboxDir unmounts and removes a sandbox's namespace files
@@ -200,19 +193,19 @@ func (r *containerRuntime) sandbox(id string) (*crSandbox, error) {
 	defer r.mu.Unlock()
 	sb := r.sandboxes[id]
 	if sb == nil {
-		return nil, fmt.Errorf("sandbox %s: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("sandbox %s: %w", id, orchestrate.ErrNotFound)
 	}
 	return sb, nil
 }
 
-func (r *containerRuntime) StartContainer(ctx context.Context, sandboxID string, cfg ContainerConfig) (string, error) {
+func (r *containerRuntime) StartContainer(ctx context.Context, sandboxID string, cfg orchestrate.ContainerConfig) (string, error) {
 	sb, err := r.sandbox(sandboxID)
 	if err != nil {
 		return "", err
 	}
 	id := sandboxID + "_" + cfg.Name
 	if !idPatternOK(id) {
-		id = newToken(8) + "_" + cfg.Name
+		id = newToken() + "_" + cfg.Name
 		if len(id) > 128 {
 			id = id[:128]
 		}
@@ -269,7 +262,7 @@ func (r *containerRuntime) container(id string) (*crContainer, error) {
 	defer r.mu.Unlock()
 	cc := r.containers[id]
 	if cc == nil {
-		return nil, fmt.Errorf("container %s: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("container %s: %w", id, orchestrate.ErrNotFound)
 	}
 	return cc, nil
 }
@@ -292,7 +285,7 @@ func (r *containerRuntime) StopContainer(ctx context.Context, id string, grace t
 
 func (r *containerRuntime) RemoveContainer(ctx context.Context, id string) error {
 	cc, err := r.container(id)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, orchestrate.ErrNotFound) {
 		return nil
 	}
 	if err := cc.c.Delete(ctx); err != nil && !errors.Is(err, container.ErrDeleted) {
@@ -309,21 +302,21 @@ func (r *containerRuntime) RemoveContainer(ctx context.Context, id string) error
 	return nil
 }
 
-func (r *containerRuntime) ContainerStatus(ctx context.Context, id string) (ContainerInfo, error) {
+func (r *containerRuntime) ContainerStatus(ctx context.Context, id string) (orchestrate.ContainerInfo, error) {
 	cc, err := r.container(id)
 	if err != nil {
-		return ContainerInfo{}, err
+		return orchestrate.ContainerInfo{}, err
 	}
 	select {
 	case <-cc.done:
-		return ContainerInfo{
+		return orchestrate.ContainerInfo{
 			ExitCode:   cc.exit.Code,
 			OOMKilled:  cc.exit.OOMKilled,
 			StartedAt:  cc.started,
 			FinishedAt: cc.exit.ExitedAt,
 		}, nil
 	default:
-		return ContainerInfo{Running: true, StartedAt: cc.started}, nil
+		return orchestrate.ContainerInfo{Running: true, StartedAt: cc.started}, nil
 	}
 }
 
@@ -404,4 +397,11 @@ func idPatternOK(s string) bool {
 		}
 	}
 	return true
+}
+
+// newToken returns 8 random bytes in hex.
+func newToken() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -1,0 +1,102 @@
+// Package storeutil holds what every orchestrate.Store implementation
+// does alike: checking what it is handed, telling an object's spec from
+// its status, and making UIDs.
+package storeutil
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"reflect"
+
+	"github.com/berthlabs/berth/orchestrate"
+)
+
+// Check refuses what no store can hold: a nil object, or one without a
+// name (ErrInvalid).
+func Check(obj orchestrate.Object) error {
+	if obj == nil || reflect.ValueOf(obj).IsNil() {
+		return fmt.Errorf("nil object: %w", orchestrate.ErrInvalid)
+	}
+	if obj.Meta().Name == "" {
+		return fmt.Errorf("%s: metadata.name: empty: %w", obj.Kind(), orchestrate.ErrInvalid)
+	}
+	return nil
+}
+
+// NewUID returns a random UUID (version 4).
+func NewUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// SpecEqual reports whether two objects of one kind have equal specs:
+// their Spec fields, or for kinds without one (ConfigMap, Secret) every
+// exported field but the metadata and status. Generation counts changes
+// of it.
+func SpecEqual(a, b orchestrate.Object) bool {
+	return reflect.DeepEqual(specOf(a), specOf(b))
+}
+
+func specOf(obj orchestrate.Object) any {
+	v := reflect.ValueOf(obj).Elem()
+	if f := v.FieldByName("Spec"); f.IsValid() {
+		return f.Interface()
+	}
+	var parts []any
+	for i := range v.NumField() {
+		switch v.Type().Field(i).Name {
+		case "ObjectMeta", "Status":
+		default:
+			if v.Type().Field(i).IsExported() {
+				parts = append(parts, v.Field(i).Interface())
+			}
+		}
+	}
+	return parts
+}
+
+// HasStatus reports whether obj's kind has a status (a Status field).
+func HasStatus(obj orchestrate.Object) bool {
+	return statusOf(obj).IsValid()
+}
+
+// StatusEqual reports whether two objects of one kind have equal
+// statuses (true for kinds without one).
+func StatusEqual(a, b orchestrate.Object) bool {
+	sa, sb := statusOf(a), statusOf(b)
+	if !sa.IsValid() || !sb.IsValid() {
+		return sa.IsValid() == sb.IsValid()
+	}
+	return reflect.DeepEqual(sa.Interface(), sb.Interface())
+}
+
+// CopyStatus sets dst's status to a deep copy of src's (objects of one
+// kind); it does nothing for kinds without a status.
+func CopyStatus(dst, src orchestrate.Object) {
+	f := statusOf(dst)
+	if !f.IsValid() {
+		return
+	}
+	st := statusOf(src.DeepCopy())
+	if st.IsValid() {
+		f.Set(st)
+	}
+}
+
+// ClearStatus sets obj's status to its zero value.
+func ClearStatus(obj orchestrate.Object) {
+	if f := statusOf(obj); f.IsValid() {
+		f.Set(reflect.Zero(f.Type()))
+	}
+}
+
+// statusOf returns an object's Status field (the zero Value if it has
+// none).
+func statusOf(obj orchestrate.Object) reflect.Value {
+	return reflect.ValueOf(obj).Elem().FieldByName("Status")
+}

@@ -1,0 +1,364 @@
+// Package memstore is an orchestrate.Store that keeps objects in the
+// memory of the process: what a Manager of one program needs, and what
+// tests use. Nothing is persisted; the objects go with the process.
+//
+// It meets the whole contract of orchestrate.Store (package storetest
+// checks it). Writes never wait for watchers: each watch has its own
+// unbounded buffer, so a slow reader delays only itself. A watch can
+// replay the last changes (WatchOptions.Since), as many as WithHistory
+// says.
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berthlabs/berth/orchestrate"
+	"github.com/berthlabs/berth/orchestrate/internal/storeutil"
+)
+
+// DefaultHistory is how many of the latest changes a store keeps for
+// watches that replay them (WatchOptions.Since), unless WithHistory says
+// otherwise.
+const DefaultHistory = 1024
+
+// Option configures a store made by New.
+type Option func(*store)
+
+// WithHistory sets how many of the latest changes the store keeps for
+// watches that replay them (WatchOptions.Since); a watch from an older
+// version fails with orchestrate.ErrExpired. 0 keeps none: only a watch
+// from the store's current revision can replay. A negative n means
+// DefaultHistory.
+func WithHistory(n int) Option {
+	return func(s *store) {
+		if n < 0 {
+			n = DefaultHistory
+		}
+		s.historyCap = n
+	}
+}
+
+// New returns an empty store. It is safe for concurrent use.
+func New(opts ...Option) orchestrate.Store {
+	s := &store{objects: map[string]map[string]orchestrate.Object{}, historyCap: DefaultHistory}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+type store struct {
+	mu       sync.Mutex
+	objects  map[string]map[string]orchestrate.Object // kind → name → stored copy
+	rev      uint64                                   // last ResourceVersion handed out
+	watchers []*watcher
+
+	// history holds the latest changes, oldest first, for watches with
+	// Since; every change after historyFloor is in it.
+	history      []orchestrate.WatchEvent
+	historyCap   int
+	historyFloor uint64
+}
+
+// watcher buffers the events of one Watch and feeds its channel.
+type watcher struct {
+	kind  string
+	after uint64 // changes up to this version are not sent
+	mu    sync.Mutex
+	queue []orchestrate.WatchEvent
+	wake  chan struct{} // 1-buffered: there is something in queue
+	out   chan orchestrate.WatchEvent
+}
+
+func (s *store) Create(ctx context.Context, obj orchestrate.Object) (orchestrate.Object, error) {
+	if err := storeutil.Check(obj); err != nil {
+		return nil, err
+	}
+	kind, meta := obj.Kind(), obj.Meta()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.objects[kind][meta.Name]; ok {
+		return nil, fmt.Errorf("create %s %s: %w", kind, meta.Name, orchestrate.ErrExists)
+	}
+	stored := obj.DeepCopy()
+	// Status is observed state: a new object has none, whatever the
+	// caller sent (as the Kubernetes API server does).
+	storeutil.ClearStatus(stored)
+	m := stored.Meta()
+	m.UID = storeutil.NewUID()
+	m.Generation = 1
+	m.DeletionTime = nil
+	s.rev++
+	m.ResourceVersion = s.rev
+	m.CreationTime = time.Now()
+	if s.objects[kind] == nil {
+		s.objects[kind] = map[string]orchestrate.Object{}
+	}
+	s.objects[kind][m.Name] = stored
+	s.notify(orchestrate.WatchAdded, stored)
+	return stored.DeepCopy(), nil
+}
+
+func (s *store) Update(ctx context.Context, obj orchestrate.Object) (orchestrate.Object, error) {
+	if err := storeutil.Check(obj); err != nil {
+		return nil, err
+	}
+	kind, meta := obj.Kind(), obj.Meta()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, err := s.current(kind, meta, "update")
+	if err != nil {
+		return nil, err
+	}
+	next := obj.DeepCopy()
+	nm, cm := next.Meta(), cur.Meta()
+	nm.UID, nm.CreationTime, nm.Generation = cm.UID, cm.CreationTime, cm.Generation
+	nm.ResourceVersion = cm.ResourceVersion
+	storeutil.CopyStatus(next, cur) // the status is kept
+	specEqual := storeutil.SpecEqual(next, cur)
+	if cm.DeletionTime != nil {
+		// A graceful delete cannot be undone, and what is being deleted
+		// does not change its spec.
+		t := *cm.DeletionTime
+		nm.DeletionTime = &t
+		if !specEqual {
+			return nil, fmt.Errorf("update %s %s: the object is being deleted; its spec cannot change: %w", kind, meta.Name, orchestrate.ErrInvalid)
+		}
+	} else if nm.DeletionTime != nil && kind != orchestrate.KindPod {
+		// Nothing would ever finish the deletion of another kind.
+		return nil, fmt.Errorf("update %s %s: only pods are deleted gracefully (DeletionTime); delete it instead: %w", kind, meta.Name, orchestrate.ErrInvalid)
+	}
+	if !specEqual {
+		nm.Generation++
+	}
+	if reflect.DeepEqual(next, cur) {
+		return cur.DeepCopy(), nil // nothing changed: no write, no event
+	}
+	s.rev++
+	nm.ResourceVersion = s.rev
+	s.objects[kind][nm.Name] = next
+	s.notify(orchestrate.WatchModified, next)
+	return next.DeepCopy(), nil
+}
+
+func (s *store) UpdateStatus(ctx context.Context, obj orchestrate.Object) (orchestrate.Object, error) {
+	if err := storeutil.Check(obj); err != nil {
+		return nil, err
+	}
+	kind, meta := obj.Kind(), obj.Meta()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, err := s.current(kind, meta, "update status")
+	if err != nil {
+		return nil, err
+	}
+	if !storeutil.HasStatus(obj) {
+		return nil, fmt.Errorf("update status of %s %s: the kind has no status: %w", kind, meta.Name, orchestrate.ErrInvalid)
+	}
+	if storeutil.StatusEqual(obj, cur) {
+		return cur.DeepCopy(), nil
+	}
+	next := cur.DeepCopy()
+	storeutil.CopyStatus(next, obj)
+	s.rev++
+	next.Meta().ResourceVersion = s.rev
+	s.objects[kind][meta.Name] = next
+	s.notify(orchestrate.WatchModified, next)
+	return next.DeepCopy(), nil
+}
+
+func (s *store) Delete(ctx context.Context, kind, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.objects[kind][name]
+	if !ok {
+		return fmt.Errorf("delete %s %s: %w", kind, name, orchestrate.ErrNotFound)
+	}
+	delete(s.objects[kind], name)
+	s.rev++
+	cur.Meta().ResourceVersion = s.rev // the deletion's version, as Kubernetes does
+	s.notify(orchestrate.WatchDeleted, cur)
+	return nil
+}
+
+func (s *store) Get(ctx context.Context, kind, name string) (orchestrate.Object, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.objects[kind][name]
+	if !ok {
+		return nil, fmt.Errorf("get %s %s: %w", kind, name, orchestrate.ErrNotFound)
+	}
+	return cur.DeepCopy(), nil
+}
+
+func (s *store) List(ctx context.Context, kind string, sel *orchestrate.LabelSelector) ([]orchestrate.Object, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []orchestrate.Object
+	for _, o := range s.objects[kind] {
+		if sel.Matches(o.Meta().Labels) {
+			out = append(out, o.DeepCopy())
+		}
+	}
+	slices.SortFunc(out, func(a, b orchestrate.Object) int { return strings.Compare(a.Meta().Name, b.Meta().Name) })
+	return out, nil
+}
+
+func (s *store) Revision(ctx context.Context) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rev, nil
+}
+
+func (s *store) Watch(ctx context.Context, kind string, opts orchestrate.WatchOptions) (<-chan orchestrate.WatchEvent, error) {
+	if opts.SendInitial && opts.Since != 0 {
+		return nil, fmt.Errorf("watch %s: SendInitial and Since together: %w", kindName(kind), orchestrate.ErrInvalid)
+	}
+	w := &watcher{kind: kind, wake: make(chan struct{}, 1), out: make(chan orchestrate.WatchEvent)}
+	s.mu.Lock()
+	switch {
+	case opts.SendInitial:
+		var initial []orchestrate.Object
+		for k, objs := range s.objects {
+			if kind != "" && k != kind {
+				continue
+			}
+			for _, o := range objs {
+				initial = append(initial, o)
+			}
+		}
+		slices.SortFunc(initial, func(a, b orchestrate.Object) int {
+			if c := strings.Compare(a.Kind(), b.Kind()); c != 0 {
+				return c
+			}
+			return strings.Compare(a.Meta().Name, b.Meta().Name)
+		})
+		for _, o := range initial {
+			w.queue = append(w.queue, orchestrate.WatchEvent{Type: orchestrate.WatchAdded, Object: o.DeepCopy(), ResourceVersion: o.Meta().ResourceVersion})
+		}
+		w.queue = append(w.queue, orchestrate.WatchEvent{Type: orchestrate.WatchBookmark, ResourceVersion: s.rev})
+		w.after = s.rev
+	case opts.Since != 0:
+		if opts.Since < s.historyFloor {
+			floor, rev := s.historyFloor, s.rev
+			s.mu.Unlock()
+			return nil, fmt.Errorf("watch %s from version %d: the store keeps the changes after %d (now %d): %w",
+				kindName(kind), opts.Since, floor, rev, orchestrate.ErrExpired)
+		}
+		for _, ev := range s.history {
+			if ev.ResourceVersion > opts.Since && (kind == "" || ev.Object.Kind() == kind) {
+				w.queue = append(w.queue, copyEvent(ev))
+			}
+		}
+		w.after = max(opts.Since, s.rev)
+	default:
+		w.after = s.rev
+	}
+	if len(w.queue) > 0 {
+		w.wake <- struct{}{}
+	}
+	s.watchers = append(s.watchers, w)
+	s.mu.Unlock()
+	go s.pump(ctx, w)
+	return w.out, nil
+}
+
+// kindName names a watch's kind in errors.
+func kindName(kind string) string {
+	if kind == "" {
+		return "all kinds"
+	}
+	return kind
+}
+
+// pump sends w's buffered events on its channel until ctx ends.
+func (s *store) pump(ctx context.Context, w *watcher) {
+	defer func() {
+		s.mu.Lock()
+		s.watchers = slices.DeleteFunc(s.watchers, func(x *watcher) bool { return x == w })
+		s.mu.Unlock()
+		close(w.out)
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+		}
+		for {
+			w.mu.Lock()
+			if len(w.queue) == 0 {
+				w.mu.Unlock()
+				break
+			}
+			ev := w.queue[0]
+			w.queue[0] = orchestrate.WatchEvent{}
+			w.queue = w.queue[1:]
+			w.mu.Unlock()
+			select {
+			case w.out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// notify records a change in the history and queues it for every
+// watcher of obj's kind; s.mu is held.
+func (s *store) notify(typ orchestrate.WatchEventType, obj orchestrate.Object) {
+	ev := orchestrate.WatchEvent{Type: typ, Object: obj.DeepCopy(), ResourceVersion: obj.Meta().ResourceVersion}
+	if s.historyCap > 0 {
+		if len(s.history) >= s.historyCap {
+			s.historyFloor = s.history[0].ResourceVersion
+			s.history[0] = orchestrate.WatchEvent{}
+			s.history = s.history[1:]
+		}
+		s.history = append(s.history, ev)
+	} else {
+		s.historyFloor = ev.ResourceVersion
+	}
+	for _, w := range s.watchers {
+		if (w.kind != "" && w.kind != obj.Kind()) || ev.ResourceVersion <= w.after {
+			continue
+		}
+		w.mu.Lock()
+		w.queue = append(w.queue, copyEvent(ev))
+		w.mu.Unlock()
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// copyEvent returns ev with a copy of its object, for one watcher.
+func copyEvent(ev orchestrate.WatchEvent) orchestrate.WatchEvent {
+	if ev.Object != nil {
+		ev.Object = ev.Object.DeepCopy()
+	}
+	return ev
+}
+
+// current returns the stored object that meta names, checking its
+// ResourceVersion and UID; s.mu is held.
+func (s *store) current(kind string, meta *orchestrate.ObjectMeta, op string) (orchestrate.Object, error) {
+	cur, ok := s.objects[kind][meta.Name]
+	if !ok {
+		return nil, fmt.Errorf("%s %s %s: %w", op, kind, meta.Name, orchestrate.ErrNotFound)
+	}
+	if meta.ResourceVersion != 0 && meta.ResourceVersion != cur.Meta().ResourceVersion {
+		return nil, fmt.Errorf("%s %s %s: version %d, stored %d: %w", op, kind, meta.Name,
+			meta.ResourceVersion, cur.Meta().ResourceVersion, orchestrate.ErrConflict)
+	}
+	if meta.UID != "" && meta.UID != cur.Meta().UID {
+		return nil, fmt.Errorf("%s %s %s: UID %s is not the stored object's: %w", op, kind, meta.Name, meta.UID, orchestrate.ErrConflict)
+	}
+	return cur, nil
+}
