@@ -3,6 +3,7 @@ module github.com/berthlabs/berth
 go 1.26.8
 
 require (
+	github.com/containernetworking/cni v1.3.0
 	github.com/google/go-containerregistry v0.22.1
 	github.com/google/nftables v0.3.0
 	github.com/klauspost/compress v1.20.3

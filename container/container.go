@@ -251,6 +251,7 @@ type Container struct {
 	endpoints []*network.Endpoint
 	published *network.Publication
 	forwards  []*network.Forwarder
+	cniAtts   []*network.CNIAttachment
 }
 
 // ID returns the container's ID.

@@ -18,8 +18,14 @@ import (
 // --network`, `docker network connect`). The container's name on the
 // network (what other containers resolve) is its ID.
 type NetworkAttachment struct {
-	// Network is the network to join, from a network.Manager.
+	// Network is the network to join, from a network.Manager. Exactly one
+	// of Network and CNI is set.
 	Network *network.Network
+	// CNI is a CNI network (network.LoadCNI) to join instead: its
+	// plugins make the interface; Aliases, IP and MAC do not apply.
+	// Published ports go to its portmap plugin when it is the first
+	// network.
+	CNI *network.CNI
 	// Aliases are more names the container is resolved by on this
 	// network (--network-alias).
 	Aliases []string
@@ -39,12 +45,17 @@ func (s *Spec) checkNetworking(modes map[namespace.Kind]NamespaceMode) error {
 		return fmt.Errorf("%w: published ports need a network (Spec.Networks)", ErrInvalidSpec)
 	}
 	for i, a := range s.Networks {
-		if a.Network == nil {
+		switch {
+		case a.Network == nil && a.CNI == nil:
 			return fmt.Errorf("%w: Networks[%d]: no network", ErrInvalidSpec, i)
+		case a.Network != nil && a.CNI != nil:
+			return fmt.Errorf("%w: Networks[%d]: both a network and a CNI network", ErrInvalidSpec, i)
+		case a.CNI != nil && (len(a.Aliases) > 0 || a.IP.IsValid() || a.MAC != nil):
+			return fmt.Errorf("%w: Networks[%d]: aliases, IP and MAC do not apply to CNI network %s", ErrInvalidSpec, i, a.CNI.Name())
 		}
 		for _, b := range s.Networks[:i] {
-			if b.Network == a.Network {
-				return fmt.Errorf("%w: network %s given twice", ErrInvalidSpec, a.Network.Name())
+			if a.Network != nil && b.Network == a.Network || a.CNI != nil && b.CNI == a.CNI {
+				return fmt.Errorf("%w: Networks[%d]: network given twice", ErrInvalidSpec, i)
 			}
 		}
 	}
@@ -71,24 +82,50 @@ func (c *Container) connect(ctx context.Context, cfg *initproc.Config) (err erro
 			c.disconnect()
 		}
 	}()
+	var addrs []netip.Addr
+	var first netip.Addr
 	for i, a := range c.spec.Networks {
+		ifname := "eth" + strconv.Itoa(i)
+		if a.CNI != nil {
+			var ports []network.PortMapping
+			if i == 0 {
+				ports = c.spec.Ports
+			}
+			att, err := a.CNI.Attach(ctx, ns, ifname, ports)
+			if err != nil {
+				return err
+			}
+			c.cniAtts = append(c.cniAtts, att)
+			for _, p := range att.IPs() {
+				addrs = append(addrs, p.Addr())
+			}
+			continue
+		}
 		e, err := a.Network.Attach(ctx, ns, network.AttachOptions{
-			Name: c.id, Aliases: a.Aliases, IP: a.IP, MAC: a.MAC, Interface: "eth" + strconv.Itoa(i),
+			Name: c.id, Aliases: a.Aliases, IP: a.IP, MAC: a.MAC, Interface: ifname,
 		})
 		if err != nil {
 			return err
 		}
 		c.endpoints = append(c.endpoints, e)
+		addrs = append(addrs, e.IP())
+		if i == 0 {
+			first = e.IP()
+		}
 	}
-	if len(c.spec.Ports) > 0 {
-		if c.published, err = network.Publish(ctx, c.endpoints[0].IP(), c.spec.Ports, c.rt.logger()); err != nil {
+	if len(c.spec.Ports) > 0 && first.IsValid() {
+		if c.published, err = network.Publish(ctx, first, c.spec.Ports, c.rt.logger()); err != nil {
 			return err
 		}
 	}
+	resolv := network.ResolvConf(c.endpoints)
+	if len(c.endpoints) == 0 {
+		resolv = network.CNIResolvConf(c.cniAtts)
+	}
 	cfg.Files = append(cfg.Files,
-		initproc.File{Target: "/etc/hosts", Content: network.HostsFile(cfg.Hostname, c.endpoints), Mode: 0o644},
+		initproc.File{Target: "/etc/hosts", Content: network.HostsFile(cfg.Hostname, addrs), Mode: 0o644},
 		initproc.File{Target: "/etc/hostname", Content: []byte(cfg.Hostname + "\n"), Mode: 0o644},
-		initproc.File{Target: "/etc/resolv.conf", Content: network.ResolvConf(c.endpoints), Mode: 0o644},
+		initproc.File{Target: "/etc/resolv.conf", Content: resolv, Mode: 0o644},
 	)
 	return nil
 }
@@ -106,6 +143,10 @@ func (c *Container) disconnect() error {
 		errs = append(errs, e.Detach())
 	}
 	c.endpoints = nil
+	for _, a := range c.cniAtts {
+		errs = append(errs, a.Detach(context.Background()))
+	}
+	c.cniAtts = nil
 	for _, f := range c.forwards {
 		errs = append(errs, f.Close())
 	}
@@ -113,8 +154,16 @@ func (c *Container) disconnect() error {
 	return errors.Join(errs...)
 }
 
-// Endpoints returns the container's endpoints on its networks, in the
-// order of Spec.Networks (eth0 first), while it runs.
+// CNIAttachments returns the container's attachments to CNI networks,
+// in the order of Spec.Networks, while it runs.
+func (c *Container) CNIAttachments() []*network.CNIAttachment {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.cniAtts)
+}
+
+// Endpoints returns the container's endpoints on its berth networks, in
+// the order of Spec.Networks, while it runs.
 func (c *Container) Endpoints() []*network.Endpoint {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -127,6 +176,9 @@ func (c *Container) Ports() []network.PortMapping {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.published == nil {
+		if len(c.cniAtts) > 0 && c.state != Stopped {
+			return slices.Clone(c.spec.Ports) // given to the CNI network's portmap
+		}
 		return nil
 	}
 	return c.published.Ports()

@@ -8,12 +8,15 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/berthlabs/berth/container/network"
 	"github.com/berthlabs/berth/namespace"
+	"github.com/vishvananda/netlink"
 )
 
 // netManager is a network manager whose embedded DNS forwards nothing
@@ -214,5 +217,55 @@ func TestNetworkBadSpec(t *testing.T) {
 	}
 	if len(n.Endpoints()) != 0 {
 		t.Fatal("endpoint left")
+	}
+}
+
+func TestCNINetwork(t *testing.T) {
+	needRoot(t)
+	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
+		t.Skip("needs Debian's containernetworking-plugins")
+	}
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	bridge := fmt.Sprintf("bcc%d", os.Getpid()%100000)
+	subnet := fmt.Sprintf("10.214.%d.0/24", os.Getpid()%250)
+	t.Cleanup(func() {
+		if l, err := netlink.LinkByName(bridge); err == nil {
+			netlink.LinkDel(l)
+		}
+	})
+	cni, err := network.LoadCNI([]byte(fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "berthctest%d", "plugins": [
+		{"type": "bridge", "bridge": %q, "isGateway": true, "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": %q}]]}}]}`,
+		os.Getpid(), bridge, filepath.Join(dir, "leases"), subnet)), network.CNIOptions{CacheDir: filepath.Join(dir, "cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := startIn(t, Default, &Spec{Process: httpd("cni"), Networks: []NetworkAttachment{{CNI: cni}}})
+	atts := c.CNIAttachments()
+	if len(atts) != 1 || len(atts[0].IPs()) != 1 {
+		t.Fatalf("attachments: %v", atts)
+	}
+	ip := atts[0].IPs()[0].Addr()
+	if !netip.MustParsePrefix(subnet).Contains(ip) {
+		t.Fatalf("address %s outside %s", ip, subnet)
+	}
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := netlink.RouteGet(ip.AsSlice()); err != nil || len(r) == 0 || r[0].LinkIndex != br.Attrs().Index {
+		t.Fatalf("the host does not route %s over %s", ip, bridge)
+	}
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if got := get(hctx, t, http.DefaultClient, "http://"+ip.String()+"/"); got != "hello from cni\n" {
+		t.Fatalf("over CNI: %q", got)
+	}
+	if err := c.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	leases, _ := filepath.Glob(filepath.Join(dir, "leases", "*", "10.*"))
+	if len(leases) != 0 {
+		t.Fatalf("leases left after Delete: %v", leases)
 	}
 }

@@ -278,8 +278,35 @@ func ResolvConf(eps []*Endpoint) []byte {
 	}
 	host, _ := os.ReadFile(path)
 	rc := parseResolvConf(host)
+	return formatResolvConf(rc, slices.ContainsFunc(eps, func(e *Endpoint) bool { return e.n.cfg.Name != DefaultName }))
+}
+
+// CNIResolvConf returns the /etc/resolv.conf for a container on CNI
+// networks: the DNS settings of the first result that has nameservers,
+// or else the host's resolv.conf without its loopback nameservers.
+func CNIResolvConf(atts []*CNIAttachment) []byte {
+	for _, a := range atts {
+		if d := a.result.DNS; len(d.Nameservers) > 0 {
+			rc := resolvConf{search: d.Search, options: d.Options}
+			if len(rc.search) == 0 && d.Domain != "" {
+				rc.search = []string{d.Domain}
+			}
+			for _, ns := range d.Nameservers {
+				if a, err := netip.ParseAddr(ns); err == nil {
+					rc.nameservers = append(rc.nameservers, netip.AddrPortFrom(a, 53))
+				}
+			}
+			return formatResolvConf(rc, false)
+		}
+	}
+	host, _ := os.ReadFile((&Options{}).resolvConfPath())
+	return formatResolvConf(parseResolvConf(host), false)
+}
+
+// formatResolvConf writes rc, or with embedded the embedded server with
+// rc's search domains and options.
+func formatResolvConf(rc resolvConf, embedded bool) []byte {
 	var b strings.Builder
-	embedded := slices.ContainsFunc(eps, func(e *Endpoint) bool { return e.n.cfg.Name != DefaultName })
 	if embedded {
 		fmt.Fprintf(&b, "nameserver %s\n", ResolverAddr.Addr())
 	} else {
@@ -302,20 +329,20 @@ func ResolvConf(eps []*Endpoint) []byte {
 	return []byte(b.String())
 }
 
-// HostsFile returns the /etc/hosts for a container named hostname whose
-// endpoints are eps: localhost, and the container's own name at each
-// of its addresses, as Docker writes it.
-func HostsFile(hostname string, eps []*Endpoint) []byte {
+// HostsFile returns the /etc/hosts for a container named hostname with
+// the addresses addrs: localhost, and the container's own name at each
+// of its addresses (at 127.0.1.1 when it has none), as Docker writes it.
+func HostsFile(hostname string, addrs []netip.Addr) []byte {
 	var b strings.Builder
 	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 	b.WriteString("fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
 	if hostname == "" {
 		return []byte(b.String())
 	}
-	for _, e := range eps {
-		fmt.Fprintf(&b, "%s\t%s\n", e.ip, hostname)
+	for _, a := range addrs {
+		fmt.Fprintf(&b, "%s\t%s\n", a, hostname)
 	}
-	if len(eps) == 0 {
+	if len(addrs) == 0 {
 		fmt.Fprintf(&b, "127.0.1.1\t%s\n", hostname)
 	}
 	return []byte(b.String())

@@ -192,7 +192,7 @@ func TestResolvConfAndHosts(t *testing.T) {
 	if got := m.upstreams(); len(got) != 2 || got[0].String() != "127.0.0.53:53" {
 		t.Errorf("upstreams from the host: %v", got)
 	}
-	h := string(HostsFile("web", []*Endpoint{user}))
+	h := string(HostsFile("web", []netip.Addr{user.IP()}))
 	if !strings.HasPrefix(h, "127.0.0.1\tlocalhost\n") || !strings.Contains(h, "172.30.0.2\tweb\n") {
 		t.Errorf("hosts:\n%s", h)
 	}
