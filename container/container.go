@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/berthlabs/berth/cgroup"
-	"github.com/berthlabs/berth/layer"
 	"github.com/berthlabs/berth/container/network"
+	"github.com/berthlabs/berth/layer"
 	"github.com/berthlabs/berth/namespace"
 	"golang.org/x/sys/unix"
 )

@@ -347,5 +347,3 @@ func HostsFile(hostname string, addrs []netip.Addr) []byte {
 	}
 	return []byte(b.String())
 }
-
-

@@ -212,4 +212,3 @@ func enableForwarding() error {
 	}
 	return nil
 }
-
