@@ -31,6 +31,8 @@ type NetworkAttachment struct {
 	Aliases []string
 	// IP is a fixed address (--ip); zero allocates one.
 	IP netip.Addr
+	// IP6 is a fixed IPv6 address on a dual-stack network (--ip6).
+	IP6 netip.Addr
 	// MAC is a fixed MAC address (--mac-address); nil derives one from
 	// the IP address.
 	MAC net.HardwareAddr
@@ -50,7 +52,7 @@ func (s *Spec) checkNetworking(modes map[namespace.Kind]NamespaceMode) error {
 			return fmt.Errorf("%w: Networks[%d]: no network", ErrInvalidSpec, i)
 		case a.Network != nil && a.CNI != nil:
 			return fmt.Errorf("%w: Networks[%d]: both a network and a CNI network", ErrInvalidSpec, i)
-		case a.CNI != nil && (len(a.Aliases) > 0 || a.IP.IsValid() || a.MAC != nil):
+		case a.CNI != nil && (len(a.Aliases) > 0 || a.IP.IsValid() || a.IP6.IsValid() || a.MAC != nil):
 			return fmt.Errorf("%w: Networks[%d]: aliases, IP and MAC do not apply to CNI network %s", ErrInvalidSpec, i, a.CNI.Name())
 		}
 		for _, b := range s.Networks[:i] {
@@ -102,13 +104,16 @@ func (c *Container) connect(ctx context.Context, cfg *initproc.Config) (err erro
 			continue
 		}
 		e, err := a.Network.Attach(ctx, ns, network.AttachOptions{
-			Name: c.id, Aliases: a.Aliases, IP: a.IP, MAC: a.MAC, Interface: ifname,
+			Name: c.id, Aliases: a.Aliases, IP: a.IP, IP6: a.IP6, MAC: a.MAC, Interface: ifname,
 		})
 		if err != nil {
 			return err
 		}
 		c.endpoints = append(c.endpoints, e)
 		addrs = append(addrs, e.IP())
+		if e.IP6().IsValid() {
+			addrs = append(addrs, e.IP6())
+		}
 		if i == 0 {
 			first = e.IP()
 		}

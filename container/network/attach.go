@@ -31,6 +31,9 @@ type AttachOptions struct {
 	Aliases []string
 	// IP is a fixed address (--ip); zero allocates the next free one.
 	IP netip.Addr
+	// IP6 is a fixed IPv6 address on a dual-stack network (--ip6); zero
+	// allocates one.
+	IP6 netip.Addr
 	// MAC is a fixed MAC address (--mac-address); nil derives one from
 	// the IP address, 02:42 followed by its four bytes, as Docker does.
 	MAC net.HardwareAddr
@@ -49,6 +52,7 @@ type Endpoint struct {
 	name    string
 	aliases []string
 	ip      netip.Addr
+	ip6     netip.Addr // on a dual-stack network
 	mac     net.HardwareAddr
 	iface   string
 	hubName string
@@ -60,6 +64,10 @@ func (e *Endpoint) Network() *Network { return e.n }
 
 // IP returns the endpoint's address.
 func (e *Endpoint) IP() netip.Addr { return e.ip }
+
+// IP6 returns the endpoint's IPv6 address on a dual-stack network, or
+// the zero Addr.
+func (e *Endpoint) IP6() netip.Addr { return e.ip6 }
 
 // Prefix returns the endpoint's address with the subnet's prefix length.
 func (e *Endpoint) Prefix() netip.Prefix { return netip.PrefixFrom(e.ip, e.n.cfg.Subnet.Bits()) }
@@ -131,6 +139,27 @@ func (n *Network) Attach(ctx context.Context, ns *namespace.Namespace, opts Atta
 	defer func() {
 		if err != nil {
 			n.pool.release(e.ip)
+		}
+	}()
+	switch {
+	case opts.IP6.IsValid() && n.pool6 == nil:
+		return nil, fmt.Errorf("%w: network %s: an IPv6 address on a network without Subnet6", ErrInvalidAddress, n.cfg.Name)
+	case opts.IP6.IsValid():
+		if opts.IP6 == n.cfg.Gateway6 || opts.IP6 == n.hostAddr6 {
+			return nil, fmt.Errorf("%w: network %s: %s is the network's gateway or host address", ErrAddressInUse, n.cfg.Name, opts.IP6)
+		}
+		if err := n.pool6.take(opts.IP6); err != nil {
+			return nil, fmt.Errorf("network %s: %w", n.cfg.Name, err)
+		}
+		e.ip6 = opts.IP6
+	case n.pool6 != nil:
+		if e.ip6, err = n.pool6.allocate(); err != nil {
+			return nil, fmt.Errorf("network %s: %w", n.cfg.Name, err)
+		}
+	}
+	defer func() {
+		if err != nil && e.ip6.IsValid() {
+			n.pool6.release(e.ip6)
 		}
 	}()
 	e.mac = slices.Clone(opts.MAC)
@@ -250,6 +279,11 @@ func (e *Endpoint) plumb(ns *namespace.Namespace, defaultRoute bool) error {
 	if err := in.AddrAdd(peer, &netlink.Addr{IPNet: addrNet(e.ip, e.n.cfg.Subnet.Bits())}); err != nil {
 		return fmt.Errorf("address %s on %s: %w", e.ip, e.iface, err)
 	}
+	if e.ip6.IsValid() {
+		if err := in.AddrAdd(peer, &netlink.Addr{IPNet: addrNet(e.ip6, e.n.cfg.Subnet6.Bits()), Flags: unix.IFA_F_NODAD}); err != nil {
+			return fmt.Errorf("address %s on %s: %w", e.ip6, e.iface, err)
+		}
+	}
 	if err := in.LinkSetUp(peer); err != nil {
 		return fmt.Errorf("set %s up: %w", e.iface, err)
 	}
@@ -272,6 +306,12 @@ func (e *Endpoint) plumb(ns *namespace.Namespace, defaultRoute bool) error {
 	}
 	if err := in.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: e.n.cfg.Gateway.AsSlice()}); err != nil {
 		return fmt.Errorf("default route via %s: %w", e.n.cfg.Gateway, err)
+	}
+	if e.ip6.IsValid() {
+		err := in.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Dst: ipNet(netip.MustParsePrefix("::/0")), Gw: e.n.cfg.Gateway6.AsSlice()})
+		if err != nil {
+			return fmt.Errorf("default route via %s: %w", e.n.cfg.Gateway6, err)
+		}
 	}
 	return nil
 }
@@ -299,6 +339,9 @@ func (e *Endpoint) detach() error {
 	}
 	delete(n.endpoints, e)
 	n.pool.release(e.ip)
+	if e.ip6.IsValid() {
+		n.pool6.release(e.ip6)
+	}
 	if r := n.m.resolvers[e.nsIno]; r != nil && n.cfg.Name != DefaultName {
 		if r.refs--; r.refs == 0 {
 			// Stopped once m.mu is released: a query being answered

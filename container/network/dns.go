@@ -115,7 +115,7 @@ func (r *resolver) local(q *dns.Msg) (*dns.Msg, bool) {
 		}
 		for _, n := range r.m.networksOf(r.ino) {
 			for e := range n.endpoints {
-				if e.ip == a && e.name != "" {
+				if (e.ip == a || e.ip6 == a) && isDNSName(e.name) {
 					resp.Answer = append(resp.Answer, &dns.PTR{
 						Hdr: dns.RR_Header{Name: question.Name, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: recordTTL},
 						Ptr: dns.Fqdn(e.name),
@@ -139,6 +139,12 @@ func (r *resolver) local(q *dns.Msg) (*dns.Msg, bool) {
 					A:   e.ip.AsSlice(),
 				})
 			}
+			if (question.Qtype == dns.TypeAAAA || question.Qtype == dns.TypeANY) && e.ip6.IsValid() {
+				resp.Answer = append(resp.Answer, &dns.AAAA{
+					Hdr:  dns.RR_Header{Name: question.Name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: recordTTL},
+					AAAA: e.ip6.AsSlice(),
+				})
+			}
 		}
 	}
 	if !found {
@@ -157,8 +163,24 @@ func (e *Endpoint) resolvesAs(name string) bool {
 	return slices.ContainsFunc(e.aliases, func(a string) bool { return strings.EqualFold(a, name) })
 }
 
-// ptrAddr parses an in-addr.arpa name.
+// ptrAddr parses an in-addr.arpa or ip6.arpa name.
 func ptrAddr(name string) (netip.Addr, bool) {
+	if rest, ok := strings.CutSuffix(name, ".ip6.arpa"); ok {
+		nib := strings.Split(rest, ".")
+		if len(nib) != 32 {
+			return netip.Addr{}, false
+		}
+		slices.Reverse(nib)
+		var b strings.Builder
+		for i, x := range nib {
+			if i > 0 && i%4 == 0 {
+				b.WriteByte(':')
+			}
+			b.WriteString(x)
+		}
+		a, err := netip.ParseAddr(b.String())
+		return a, err == nil
+	}
 	rest, ok := strings.CutSuffix(name, ".in-addr.arpa")
 	if !ok {
 		return netip.Addr{}, false

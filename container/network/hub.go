@@ -30,7 +30,15 @@ type hub struct {
 	up       netlink.Link    // the hub's end, uplinkName
 
 	acceptsInstalled bool // in other tables' forward chains
+	ipv6             bool // the host has IPv6: dual-stack networks work
 }
+
+// The uplink's static IPv6 link-local addresses, next hops of the IPv6
+// routes between host and hub (no DAD, so that they work at once).
+var (
+	hubLL  = netip.MustParseAddr("fe80::b:1")
+	hostLL = netip.MustParseAddr("fe80::b:2")
+)
 
 const (
 	uplinkName = "up0"
@@ -94,6 +102,30 @@ func newHub() (_ *hub, err error) {
 	}, h.ns)
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
+	}
+	if _, err := os.Stat("/proc/sys/net/ipv6/conf/" + name); err == nil {
+		h.ipv6 = true
+		// No duplicate address detection in the hub: its interfaces'
+		// link-local addresses would be tentative for a second or two
+		// after each bridge comes up, delaying its first neighbour
+		// solicitations; nothing else can hold addresses there.
+		err := namespace.Do(func() error {
+			for _, s := range [][2]string{{"ipv6/conf/all/forwarding", "1"}, {"ipv6/conf/default/accept_dad", "0"}, {"ipv6/conf/all/accept_dad", "0"}} {
+				if err := writeSysctl(s[0], s[1]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, h.ns)
+		if err != nil {
+			return nil, fmt.Errorf("hub: %w", err)
+		}
+		if err := h.nl.AddrAdd(h.up, &netlink.Addr{IPNet: addrNet(hubLL, 64), Flags: unix.IFA_F_NODAD}); err != nil {
+			return nil, fmt.Errorf("hub: link-local address: %w", err)
+		}
+		if err := h.host.AddrAdd(h.hostLink, &netlink.Addr{IPNet: addrNet(hostLL, 64), Flags: unix.IFA_F_NODAD}); err != nil {
+			return nil, fmt.Errorf("hub: link-local address: %w", err)
+		}
 	}
 	if err := h.nl.LinkSetUp(h.up); err != nil {
 		return nil, fmt.Errorf("hub: set %s up: %w", uplinkName, err)

@@ -58,6 +58,14 @@ type Config struct {
 	// Gateway is the containers' default gateway (--gateway), an address
 	// of Subnet. Zero means the subnet's first address.
 	Gateway netip.Addr
+	// Subnet6, if set, makes the network dual-stack (--ipv6 --subnet):
+	// an IPv6 subnet between /48 and /120 whose addresses the containers
+	// also get. There is no IPv6 egress (no NAT66): containers reach each
+	// other and the host over IPv6.
+	Subnet6 netip.Prefix
+	// Gateway6 is the IPv6 gateway, an address of Subnet6; zero means
+	// the subnet's first address after its network address.
+	Gateway6 netip.Addr
 	// MTU of the bridge and the containers' interfaces, 68 to 65535.
 	// Zero means DefaultMTU.
 	MTU int
@@ -146,7 +154,9 @@ type Network struct {
 	bridgeName string
 	bridge     netlink.Link
 	hostAddr   netip.Addr // the host's address on the network
+	hostAddr6  netip.Addr // and its IPv6 address, on a dual-stack one
 	pool       *pool
+	pool6      *pool
 	endpoints  map[*Endpoint]bool
 	removed    bool
 }
@@ -166,6 +176,10 @@ func (n *Network) Config() Config {
 // process and other host processes reach containers from it, and
 // containers reach the host (published ports included) at it.
 func (n *Network) HostAddr() netip.Addr { return n.hostAddr }
+
+// HostAddr6 returns the host's IPv6 address on a dual-stack network, or
+// the zero Addr.
+func (n *Network) HostAddr6() netip.Addr { return n.hostAddr6 }
 
 // Endpoints returns the endpoints attached to the network.
 func (n *Network) Endpoints() []*Endpoint {
@@ -225,6 +239,17 @@ func (m *Manager) create(ctx context.Context, cfg Config) (_ *Network, err error
 	} else if i := slices.IndexFunc(routes, func(r netip.Prefix) bool { return overlaps(r, cfg.Subnet) }); i >= 0 {
 		return nil, fmt.Errorf("%w: network %s: subnet %s overlaps the host's route to %s", ErrSubnetOverlap, cfg.Name, cfg.Subnet, routes[i])
 	}
+	if cfg.Subnet6.IsValid() {
+		if i := slices.IndexFunc(routes, func(r netip.Prefix) bool { return overlaps(r, cfg.Subnet6) }); i >= 0 {
+			return nil, fmt.Errorf("%w: network %s: subnet %s overlaps the host's route to %s", ErrSubnetOverlap, cfg.Name, cfg.Subnet6, routes[i])
+		}
+		if !m.hub.ipv6 {
+			return nil, fmt.Errorf("%w: network %s: IPv6 is disabled on this host", ErrInvalidConfig, cfg.Name)
+		}
+		if !cfg.Gateway6.IsValid() {
+			cfg.Gateway6 = cfg.Subnet6.Addr().Next()
+		}
+	}
 	if !cfg.Gateway.IsValid() {
 		cfg.Gateway = cfg.Subnet.Addr().Next()
 	}
@@ -234,6 +259,13 @@ func (m *Manager) create(ctx context.Context, cfg Config) (_ *Network, err error
 		n.hostAddr = n.hostAddr.Prev()
 	}
 	n.pool = newPool(cfg.Subnet, cfg.Gateway, n.hostAddr)
+	if cfg.Subnet6.IsValid() {
+		n.hostAddr6 = lastAddr(cfg.Subnet6)
+		if n.hostAddr6 == cfg.Gateway6 {
+			n.hostAddr6 = n.hostAddr6.Prev()
+		}
+		n.pool6 = newPool(cfg.Subnet6, cfg.Gateway6, n.hostAddr6)
+	}
 	m.nextBr++
 	n.bridgeName = "br" + strconv.Itoa(m.nextBr)
 	defer func() {
@@ -279,6 +311,23 @@ func validate(cfg *Config) error {
 		if !cfg.Subnet.Contains(cfg.Gateway) || cfg.Gateway == cfg.Subnet.Addr() || cfg.Gateway == lastAddr(cfg.Subnet) {
 			return fmt.Errorf("%w: network %s: gateway %s is not a host address of %s", ErrInvalidConfig, cfg.Name, cfg.Gateway, cfg.Subnet)
 		}
+	}
+	if cfg.Subnet6.IsValid() {
+		if !cfg.Subnet6.Addr().Is6() || cfg.Subnet6.Addr().Is4In6() {
+			return fmt.Errorf("%w: network %s: subnet6 %s is not IPv6", ErrInvalidConfig, cfg.Name, cfg.Subnet6)
+		}
+		if cfg.Subnet6.Bits() < 48 || cfg.Subnet6.Bits() > 120 {
+			return fmt.Errorf("%w: network %s: subnet6 %s: want a prefix length between 48 and 120", ErrInvalidConfig, cfg.Name, cfg.Subnet6)
+		}
+		if cfg.Subnet6 != cfg.Subnet6.Masked() {
+			return fmt.Errorf("%w: network %s: subnet6 %s has host bits set (did you mean %s?)", ErrInvalidConfig, cfg.Name, cfg.Subnet6, cfg.Subnet6.Masked())
+		}
+		if a := cfg.Subnet6.Addr(); a.IsLoopback() || a.IsMulticast() || a.IsLinkLocalUnicast() || a.IsUnspecified() {
+			return fmt.Errorf("%w: network %s: subnet6 %s is not a unicast range", ErrInvalidConfig, cfg.Name, cfg.Subnet6)
+		}
+	}
+	if cfg.Gateway6.IsValid() && (!cfg.Subnet6.IsValid() || !cfg.Subnet6.Contains(cfg.Gateway6) || cfg.Gateway6 == cfg.Subnet6.Addr()) {
+		return fmt.Errorf("%w: network %s: gateway6 %s is not a host address of subnet6 %s", ErrInvalidConfig, cfg.Name, cfg.Gateway6, cfg.Subnet6)
 	}
 	if cfg.MTU == 0 {
 		cfg.MTU = DefaultMTU
@@ -330,6 +379,46 @@ func (n *Network) setup() error {
 	if err != nil {
 		return fmt.Errorf("host route to %s: %w", n.cfg.Subnet, err)
 	}
+	if n.cfg.Subnet6.IsValid() {
+		return n.setup6()
+	}
+	return nil
+}
+
+// setup6 adds a dual-stack network's IPv6 side: the gateway on the
+// bridge, which answers neighbour solicitations for the host's address
+// (proxy NDP), the host's address on its end of the uplink, and routes
+// both ways over the uplink's static link-local addresses.
+func (n *Network) setup6() error {
+	h := n.m.hub
+	if err := h.nl.AddrAdd(n.bridge, &netlink.Addr{IPNet: addrNet(n.cfg.Gateway6, n.cfg.Subnet6.Bits()), Flags: unix.IFA_F_NODAD}); err != nil {
+		return fmt.Errorf("gateway address %s: %w", n.cfg.Gateway6, err)
+	}
+	err := namespaceDo(h, func() error {
+		if err := writeSysctl("ipv6/conf/"+n.bridgeName+"/proxy_ndp", "1"); err != nil {
+			return err
+		}
+		return writeSysctl("ipv6/neigh/"+n.bridgeName+"/proxy_delay", "0")
+	})
+	if err != nil {
+		return err
+	}
+	err = h.nl.NeighAdd(&netlink.Neigh{LinkIndex: n.bridge.Attrs().Index, Family: netlink.FAMILY_V6, Flags: netlink.NTF_PROXY, IP: n.hostAddr6.AsSlice()})
+	if err != nil {
+		return fmt.Errorf("proxy NDP for %s: %w", n.hostAddr6, err)
+	}
+	if err := h.nl.RouteAdd(&netlink.Route{LinkIndex: h.up.Attrs().Index, Dst: addrNet(n.hostAddr6, 128), Gw: hostLL.AsSlice()}); err != nil {
+		return fmt.Errorf("route to the host's address %s: %w", n.hostAddr6, err)
+	}
+	if err := h.host.AddrAdd(h.hostLink, &netlink.Addr{IPNet: addrNet(n.hostAddr6, 128), Flags: unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_NODAD}); err != nil {
+		return fmt.Errorf("host address %s: %w", n.hostAddr6, err)
+	}
+	err = h.host.RouteAdd(&netlink.Route{
+		LinkIndex: h.hostLink.Attrs().Index, Dst: ipNet(n.cfg.Subnet6), Gw: hubLL.AsSlice(), Src: n.hostAddr6.AsSlice(), Protocol: unix.RTPROT_STATIC,
+	})
+	if err != nil {
+		return fmt.Errorf("host route to %s: %w", n.cfg.Subnet6, err)
+	}
 	return nil
 }
 
@@ -344,6 +433,12 @@ func (n *Network) teardown() error {
 		h.host.RouteDel(&netlink.Route{LinkIndex: h.hostLink.Attrs().Index, Dst: ipNet(n.cfg.Subnet)})
 		if err := h.host.AddrDel(h.hostLink, &netlink.Addr{IPNet: addrNet(n.hostAddr, 32)}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			errs = append(errs, fmt.Errorf("remove host address %s: %w", n.hostAddr, err))
+		}
+	}
+	if n.hostAddr6.IsValid() {
+		h.host.RouteDel(&netlink.Route{LinkIndex: h.hostLink.Attrs().Index, Dst: ipNet(n.cfg.Subnet6), Gw: hubLL.AsSlice()})
+		if err := h.host.AddrDel(h.hostLink, &netlink.Addr{IPNet: addrNet(n.hostAddr6, 128)}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			errs = append(errs, fmt.Errorf("remove host address %s: %w", n.hostAddr6, err))
 		}
 	}
 	if n.bridge != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berthlabs/berth/namespace"
+	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
 )
 
@@ -487,4 +488,87 @@ func childMain() {
 	fmt.Println("link", m.hub.hostLink.Attrs().Name)
 	fmt.Println("ready")
 	select {}
+}
+
+func TestDualStack(t *testing.T) {
+	m := newManager(t)
+	ctx := context.Background()
+	subnet6 := netip.MustParsePrefix(fmt.Sprintf("fd00:b:%x::/64", os.Getpid()%0xffff))
+	n, err := m.Create(ctx, Config{Name: "dual", Subnet6: subnet6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Create(ctx, Config{Name: "dual2", Subnet6: subnet6}); !errors.Is(err, ErrSubnetOverlap) {
+		t.Fatalf("the same IPv6 subnet twice: %v", err)
+	}
+	for _, bad := range []Config{
+		{Name: "v4as6", Subnet6: netip.MustParsePrefix("10.0.0.0/24")},
+		{Name: "wide", Subnet6: netip.MustParsePrefix("fd00:c::/32")},
+		{Name: "gw6", Subnet6: netip.MustParsePrefix("fd00:d::/64"), Gateway6: netip.MustParseAddr("fd00:e::1")},
+	} {
+		if _, err := m.Create(ctx, bad); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("Create(%+v) = %v", bad, err)
+		}
+	}
+	ns1, ns2 := newNS(t), newNS(t)
+	e1, err := n.Attach(ctx, ns1, AttachOptions{Name: "one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed := subnet6.Addr().Next().Next().Next() // ::3
+	e2, err := n.Attach(ctx, ns2, AttachOptions{Name: "two", IP6: fixed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !subnet6.Contains(e1.IP6()) || e2.IP6() != fixed || !e1.IP().Is4() {
+		t.Fatalf("addresses %s %s / %s", e1.IP(), e1.IP6(), e2.IP6())
+	}
+	l, err := Listen(ctx, ns1, "tcp6", netip.AddrPortFrom(e1.IP6(), 80).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	serveEcho(l)
+	c, err := Dial(ctx, ns2, "tcp6", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := echo(t, c); s != "echo hi\n" {
+		t.Fatalf("over IPv6 between containers: %q", s)
+	}
+	routedToHub(t, m, e1.IP6())
+	c, err = net.DialTimeout("tcp6", l.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := echo(t, c); s != "echo hi\n" {
+		t.Fatalf("from the host over IPv6: %q", s)
+	}
+	hl, err := net.Listen("tcp6", netip.AddrPortFrom(n.HostAddr6(), 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hl.Close()
+	serveEcho(hl)
+	c, err = Dial(ctx, ns1, "tcp6", hl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := echo(t, c); s != "echo hi\n" {
+		t.Fatalf("to the host over IPv6: %q", s)
+	}
+	r := query(t, ns2, "udp", "one", dns.TypeAAAA)
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.AAAA).AAAA.String() != e1.IP6().String() {
+		t.Fatalf("AAAA: %v", r.Answer)
+	}
+	arpa, _ := dns.ReverseAddr(e1.IP6().String())
+	if r := query(t, ns2, "udp", arpa, dns.TypePTR); len(r.Answer) != 1 {
+		t.Fatalf("IPv6 PTR: %v", r.Answer)
+	}
+	if err := e1.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Remove(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
 }

@@ -57,6 +57,14 @@ func (h *hub) syncRules(nets []*Network) error {
 				&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(uplinkName)},
 			}, notToAddr(n.hostAddr, drop)...)})
+			if n.hostAddr6.IsValid() {
+				c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append([]expr.Any{
+					&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(br)},
+					&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(uplinkName)},
+				}, notToAddr(n.hostAddr6, drop)...)})
+			}
 		}
 	}
 	if err := c.Flush(); err != nil {
