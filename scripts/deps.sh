@@ -4,7 +4,9 @@
 # modules. Usage: scripts/deps.sh [extra Debian packages...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-want=(busybox-static skopeo umoci docker-registry apache2-utils gcc libc6-dev "$@") # gcc: go test -race
+# gcc: go test -race; containernetworking-plugins (and the iptables its
+# portmap and firewall plugins run): the CNI tests.
+want=(busybox-static skopeo umoci docker-registry apache2-utils gcc libc6-dev containernetworking-plugins iptables "$@")
 missing=()
 for p in "${want[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

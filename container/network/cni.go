@@ -59,7 +59,8 @@ type CNI struct {
 
 // LoadCNI parses a network configuration list. It fails with
 // ErrInvalidConfig for a list libcni cannot parse or that names no
-// plugin, and when a plugin binary is missing.
+// plugin, and when a plugin binary is missing. The first LoadCNI of a
+// process for a cache directory also runs SweepCNI on it.
 func LoadCNI(conflist []byte, opts CNIOptions) (*CNI, error) {
 	list, err := libcni.ConfListFromBytes(conflist)
 	if err != nil {
@@ -78,6 +79,11 @@ func LoadCNI(conflist []byte, opts CNIOptions) (*CNI, error) {
 		if !pluginExists(opts.PluginDirs, p.Network.Type) {
 			return nil, fmt.Errorf("%w: CNI configuration %s: plugin %q not found in %s", ErrInvalidConfig, list.Name, p.Network.Type, strings.Join(opts.PluginDirs, ":"))
 		}
+	}
+	// What berth processes that died left in this cache goes the first
+	// time this process uses it.
+	if _, loaded := swept.LoadOrStore(opts.CacheDir, true); !loaded {
+		SweepCNI(context.Background(), opts.CacheDir, opts.PluginDirs)
 	}
 	return &CNI{list: list, cni: libcni.NewCNIConfigWithCacheDir(opts.PluginDirs, opts.CacheDir, nil), cacheDir: opts.CacheDir}, nil
 }
@@ -107,6 +113,9 @@ type CNIAttachment struct {
 }
 
 var cniSeq atomic.Uint64
+
+// swept records the cache directories this process has swept.
+var swept sync.Map
 
 // ownerID identifies this process across PID reuse: PID and start time.
 var ownerID = sync.OnceValue(func() string {
