@@ -1,6 +1,7 @@
 package container
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,13 +10,17 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/container/network"
 	"github.com/berthlabs/berth/namespace"
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 )
 
@@ -45,9 +50,12 @@ func get(ctx context.Context, t *testing.T, client *http.Client, url string) str
 		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 		resp, err := client.Do(req)
 		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
+			b, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			return string(b)
+			if err == nil && resp.StatusCode == http.StatusOK {
+				return string(b)
+			}
+			t.Logf("GET %s: %s %q %v", url, resp.Status, b, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -268,4 +276,211 @@ func TestCNINetwork(t *testing.T) {
 	if len(leases) != 0 {
 		t.Fatalf("leases left after Delete: %v", leases)
 	}
+}
+
+func TestNetworked50(t *testing.T) {
+	needRoot(t)
+	ctx := testCtx(t)
+	before := takeSnapshot(t)
+	m := network.New(network.Options{DNSUpstreams: []netip.AddrPort{}})
+	n, err := m.Create(ctx, network.Config{Name: "fifty"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := m.HostLink()
+	type res struct {
+		c   *Container
+		err error
+	}
+	results := make(chan res, 50)
+	for i := range 50 {
+		go func() {
+			c, err := Create(ctx, fmt.Sprintf("%s-%d", testID(t), i), &Spec{Rootfs: testRootfs, Process: sh("exec sleep 60"),
+				Networks: []NetworkAttachment{{Network: n, Aliases: []string{fmt.Sprintf("c%d", i)}}}})
+			if err == nil {
+				if err = c.Start(ctx); err != nil {
+					c.Delete(ctx)
+				}
+			}
+			results <- res{c, err}
+		}()
+	}
+	seen := map[netip.Addr]bool{}
+	var cs []*Container
+	for range 50 {
+		r := <-results
+		if r.err != nil {
+			t.Error(r.err)
+			continue
+		}
+		cs = append(cs, r.c)
+		ip := r.c.Endpoints()[0].IP()
+		if seen[ip] {
+			t.Errorf("address %s given twice", ip)
+		}
+		seen[ip] = true
+	}
+	if t.Failed() {
+		for _, c := range cs {
+			c.Delete(ctx)
+		}
+		t.FailNow()
+	}
+	// One resolves another by its alias.
+	var out strings.Builder
+	p, err := cs[0].Exec(ctx, Process{Args: []string{"nslookup", "c17", "127.0.0.11"}, Stdout: &out, Stderr: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := p.Wait(ctx); !st.Success() || !strings.Contains(out.String(), "Address") {
+		t.Fatalf("nslookup c17: %v\n%s", st, out.String())
+	}
+	for _, c := range cs {
+		if err := c.Delete(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k := len(n.Endpoints()); k != 0 {
+		t.Fatalf("%d endpoints after deleting every container", k)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(link); err == nil {
+		t.Fatalf("host link %s left after Close", link)
+	}
+	checkNoLeaks(t, before)
+}
+
+// netOwnerEnv makes the test binary a process that starts 10 networked
+// containers with published ports and waits to be killed.
+const netOwnerEnv = "BERTH_TEST_NET_OWNER_ROOTFS"
+
+func init() {
+	rootfs := os.Getenv(netOwnerEnv)
+	if rootfs == "" {
+		return
+	}
+	ctx := context.Background()
+	fail := func(err error) {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	m := network.New(network.Options{DNSUpstreams: []netip.AddrPort{}})
+	n, err := m.Create(ctx, network.Config{Name: "owned"})
+	if err != nil {
+		fail(err)
+	}
+	ports, _ := network.ParsePort("127.0.0.1::80")
+	fmt.Println("link", m.HostLink(), n.Config().Subnet)
+	for i := range 10 {
+		c, err := Create(ctx, fmt.Sprintf("netowner-%d-%d", os.Getpid(), i), &Spec{Rootfs: rootfs, Process: httpd("x"),
+			Networks: []NetworkAttachment{{Network: n}}, Ports: ports})
+		if err == nil {
+			err = c.Start(ctx)
+		}
+		if err != nil {
+			fail(err)
+		}
+		fmt.Println("container", c.Pid(), c.Ports()[0].HostPort)
+	}
+	fmt.Println("ready")
+	select {}
+}
+
+func TestKilledOwnerNetworked(t *testing.T) {
+	needRoot(t)
+	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
+	cmd.Env = append(os.Environ(), netOwnerEnv+"="+testRootfs)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Whatever happens to the test, the child goes.
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var link, subnet string
+	var pids, ports []int
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) == 3 && f[0] == "link":
+			link, subnet = f[1], f[2]
+		case len(f) == 3 && f[0] == "container":
+			pid, _ := strconv.Atoi(f[1])
+			port, _ := strconv.Atoi(f[2])
+			pids, ports = append(pids, pid), append(ports, port)
+		}
+		if sc.Text() == "ready" || strings.HasPrefix(sc.Text(), "error") {
+			break
+		}
+	}
+	if len(pids) != 10 || link == "" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the owner did not start its containers: %q", sc.Text())
+	}
+	ctx := testCtx(t)
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if got := get(hctx, t, http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/", ports[0])); got != "hello from x\n" {
+		t.Fatalf("published port of the owner: %q", got)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	for _, pid := range pids {
+		waitFor(t, func() bool { _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); return err != nil }, "container to die with its owner")
+	}
+	waitFor(t, func() bool { _, err := netlink.LinkByName(link); return err != nil }, "the hub's host link to go")
+	for _, port := range ports {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			t.Errorf("port %d still accepts after its owner died", port)
+		}
+	}
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: mustIPNet(subnet)}, netlink.RT_FILTER_DST)
+	if err != nil || len(routes) != 0 {
+		t.Errorf("routes to %s left: %v %v", subnet, routes, err)
+	}
+	// The host's NAT table outlives the hub; the next hub sweeps it.
+	m := network.New(network.Options{})
+	defer m.Close()
+	if _, err := m.Create(ctx, network.Config{Name: "sweeper", Internal: true}); err != nil {
+		t.Fatal(err)
+	}
+	if hostTable(t, "berth-"+link) {
+		t.Error("the dead owner's NAT table survived the next hub's sweep")
+	}
+	for i := range 10 {
+		if cg, err := cgroup.Load(fmt.Sprintf("/berth/netowner-%d-%d", cmd.Process.Pid, i)); err == nil {
+			cg.Delete(context.Background())
+		}
+	}
+}
+
+func mustIPNet(s string) *net.IPNet {
+	_, n, err := net.ParseCIDR(s)
+	if err != nil {
+		panic(err)
+	}
+	return n
+}
+
+func hostTable(t *testing.T, name string) bool {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseLasting()
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range tables {
+		if tb.Name == name {
+			return true
+		}
+	}
+	return false
 }

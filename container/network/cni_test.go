@@ -215,6 +215,8 @@ func TestCNISweep(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Whatever happens to the test, the child goes.
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	sc := bufio.NewScanner(out)
 	ready := false
 	for sc.Scan() {

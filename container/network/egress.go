@@ -9,6 +9,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/google/nftables/xt"
 	"github.com/vishvananda/netlink"
 )
 
@@ -88,7 +89,12 @@ func (h *hub) syncHostRules(nets []*Network) error {
 
 // insertAccepts puts, at the head of every forward base chain of the
 // host's other IPv4 and inet tables, rules that accept what comes from
-// link and the replies that go to it.
+// link and the replies that go to it. In iptables-nft's own table (ip
+// filter, where Docker's DROP policy lives) the rules are written as
+// iptables writes them (interface names with their NUL, a counter, the
+// conntrack match rather than a native ct expression), so that iptables
+// can still read its table: "-i LINK -j ACCEPT" and "-o LINK -m conntrack
+// --ctstate RELATED,ESTABLISHED -j ACCEPT", with a comment.
 func insertAccepts(c *nftables.Conn, link string) error {
 	chains, err := c.ListChains()
 	if err != nil {
@@ -96,18 +102,32 @@ func insertAccepts(c *nftables.Conn, link string) error {
 	}
 	comment := userdata.AppendString(nil, userdata.TypeComment, ruleComment+link)
 	for _, ch := range forwardChains(chains) {
-		c.InsertRule(&nftables.Rule{Table: ch.Table, Chain: ch, UserData: comment, Exprs: []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(link)},
+		name := ifname(link)
+		established := []expr.Any{
 			&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 				Mask: binaryLE(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: make([]byte, 4)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
-			&expr.Verdict{Kind: expr.VerdictAccept},
-		}})
+		}
+		if ch.Table.Family == nftables.TableFamilyIPv4 && ch.Table.Name == "filter" {
+			name = append([]byte(link), 0)
+			established = []expr.Any{&expr.Match{Name: "conntrack", Rev: 3, Info: &xt.ConntrackMtinfo3{
+				ConntrackMtinfo2: xt.ConntrackMtinfo2{
+					ConntrackMtinfoBase: xt.ConntrackMtinfoBase{MatchFlags: uint16(xt.ConntrackState)},
+					StateMask:           uint16(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+				},
+			}}}
+		}
+		out := append([]expr.Any{
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: name},
+		}, established...)
+		c.InsertRule(&nftables.Rule{Table: ch.Table, Chain: ch, UserData: comment,
+			Exprs: append(out, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictAccept})})
 		c.InsertRule(&nftables.Rule{Table: ch.Table, Chain: ch, UserData: comment, Exprs: []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(link)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: name},
+			&expr.Counter{},
 			&expr.Verdict{Kind: expr.VerdictAccept},
 		}})
 	}

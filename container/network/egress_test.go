@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -165,4 +166,52 @@ func hostTableExists(t *testing.T, link string) bool {
 		}
 	}
 	return false
+}
+
+// TestIptablesReadsAccepts checks, in a namespace of the test's own,
+// that iptables (nf_tables backend) can still read a FORWARD chain with
+// a DROP policy after berth inserted its accept rules, and that the
+// sweep takes them out again.
+func TestIptablesReadsAccepts(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("iptables"); err != nil {
+		t.Skip("needs iptables")
+	}
+	ns := newNS(t)
+	ipt := func(args ...string) string {
+		var out []byte
+		namespace.Do(func() error {
+			out, _ = exec.Command("iptables", args...).CombinedOutput()
+			return nil
+		}, ns)
+		return string(out)
+	}
+	if out := ipt("-t", "filter", "-P", "FORWARD", "DROP"); out != "" {
+		t.Skipf("iptables: %s", out)
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(ns.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := insertAccepts(c, "bhtest0001"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got := ipt("-t", "filter", "-S", "FORWARD")
+	for _, want := range []string{
+		`-A FORWARD -i bhtest0001 -m comment --comment "berth:bhtest0001" -j ACCEPT`,
+		`-A FORWARD -o bhtest0001 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "berth:bhtest0001" -j ACCEPT`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("iptables -S lacks %q:\n%s", want, got)
+		}
+	}
+	if err := sweepRules(c, func(l string) bool { return l == "bhtest0001" }); err != nil {
+		t.Fatal(err)
+	}
+	if got := ipt("-t", "filter", "-S", "FORWARD"); got != "-P FORWARD DROP\n" {
+		t.Errorf("after the sweep:\n%s", got)
+	}
 }

@@ -181,6 +181,18 @@ func (n *Network) HostAddr() netip.Addr { return n.hostAddr }
 // the zero Addr.
 func (n *Network) HostAddr6() netip.Addr { return n.hostAddr6 }
 
+// HostLink returns the name of the host's end of the hub's uplink (the
+// one interface the host sees of this Manager's networks), or "" before
+// the first network is made.
+func (m *Manager) HostLink() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.hub == nil {
+		return ""
+	}
+	return m.hub.hostLink.Attrs().Name
+}
+
 // Endpoints returns the endpoints attached to the network.
 func (n *Network) Endpoints() []*Endpoint {
 	n.m.mu.Lock()

@@ -408,6 +408,8 @@ func TestKilledOwnerLeavesNothing(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Whatever happens to the test, the child goes.
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	var link string
 	var subnets []netip.Prefix
 	sc := bufio.NewScanner(out)
