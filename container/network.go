@@ -135,9 +135,10 @@ func (c *Container) connect(ctx context.Context, cfg *initproc.Config) (err erro
 	return nil
 }
 
-// disconnect unpublishes the ports and detaches the endpoints; the
-// container's names stop resolving. c.mu is held, or the container is
-// not shared yet.
+// disconnect unpublishes the ports and releases the endpoints: the
+// container's names stop resolving at once, and the veths go with its
+// network namespace (init has exited, or is about to be killed). c.mu is
+// held, or the container is not shared yet.
 func (c *Container) disconnect() error {
 	var errs []error
 	if c.published != nil {
@@ -145,7 +146,7 @@ func (c *Container) disconnect() error {
 		c.published = nil
 	}
 	for _, e := range c.endpoints {
-		errs = append(errs, e.Detach())
+		e.Release()
 	}
 	c.endpoints = nil
 	for _, a := range c.cniAtts {

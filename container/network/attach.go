@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/berthlabs/berth/namespace"
 	"github.com/vishvananda/netlink"
@@ -293,23 +294,14 @@ func (e *Endpoint) plumb(ns *namespace.Namespace, defaultRoute bool) error {
 	if !defaultRoute {
 		return nil
 	}
-	routes, err := retryDump(func() ([]netlink.Route, error) {
-		return in.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: nil}, 0)
-	})
-	if err != nil {
-		return fmt.Errorf("list routes: %w", err)
-	}
-	for _, r := range routes {
-		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
-			return nil // a default route exists
-		}
-	}
-	if err := in.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: e.n.cfg.Gateway.AsSlice()}); err != nil {
+	// A default route that exists (a first network's) stays: the kernel
+	// answers EEXIST, without a dump of the table first.
+	if err := in.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: e.n.cfg.Gateway.AsSlice()}); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("default route via %s: %w", e.n.cfg.Gateway, err)
 	}
 	if e.ip6.IsValid() {
 		err := in.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Dst: ipNet(netip.MustParsePrefix("::/0")), Gw: e.n.cfg.Gateway6.AsSlice()})
-		if err != nil {
+		if err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("default route via %s: %w", e.n.cfg.Gateway6, err)
 		}
 	}
@@ -332,16 +324,63 @@ func (e *Endpoint) Detach() error {
 	return err
 }
 
-func (e *Endpoint) detach() error {
+// Release detaches an endpoint whose namespace is gone or going (its
+// container has exited): its names stop resolving at once, and its
+// addresses are free again once its veth is gone. The veth is left to
+// the kernel, which removes it with the namespace, in the same batch as
+// the namespace's loopback; removing it here would hold the kernel's
+// RTNL lock for its RCU grace periods (tens of milliseconds on small
+// machines) and stall every attach meanwhile. If the namespace is still
+// held elsewhere after releaseTimeout, the veth is removed explicitly.
+// Releasing twice, or after Detach, is not an error.
+func (e *Endpoint) Release() {
+	m := e.n.m
+	m.mu.Lock()
+	if m.closed || !e.n.endpoints[e] {
+		m.mu.Unlock()
+		return
+	}
+	e.forget()
+	m.pending.Add(1)
+	nl, done := m.hub.nl, m.done
+	m.mu.Unlock()
+	m.stopResolvers()
+	go func() {
+		defer m.pending.Done()
+		deadline := time.Now().Add(releaseTimeout)
+		for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+			_, err := nl.LinkByName(e.hubName)
+			var gone netlink.LinkNotFoundError
+			if errors.As(err, &gone) {
+				break
+			}
+			if time.Now().After(deadline) {
+				if err := nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: e.hubName}}); err != nil && !errors.Is(err, unix.ENODEV) {
+					m.log.Debug("release endpoint: remove veth", "network", e.n.cfg.Name, "ip", e.ip, "err", err)
+				}
+				break
+			}
+			select {
+			case <-done:
+				return // Close removes the hub, and every veth with it
+			case <-time.After(wait):
+			}
+		}
+		m.mu.Lock()
+		e.releaseAddrs()
+		m.mu.Unlock()
+	}()
+}
+
+// releaseTimeout is how long Release waits for the kernel to remove an
+// endpoint's veth with its namespace before removing it itself.
+const releaseTimeout = 10 * time.Second
+
+// forget takes e out of its network: no name, no resolver reference.
+// m.mu is held.
+func (e *Endpoint) forget() {
 	n := e.n
-	if !n.endpoints[e] {
-		return nil
-	}
 	delete(n.endpoints, e)
-	n.pool.release(e.ip)
-	if e.ip6.IsValid() {
-		n.pool6.release(e.ip6)
-	}
 	if r := n.m.resolvers[e.nsIno]; r != nil && n.cfg.Name != DefaultName {
 		if r.refs--; r.refs == 0 {
 			// Stopped once m.mu is released: a query being answered
@@ -350,6 +389,23 @@ func (e *Endpoint) detach() error {
 			delete(n.m.resolvers, e.nsIno)
 		}
 	}
+}
+
+// releaseAddrs returns e's addresses to the pools. m.mu is held.
+func (e *Endpoint) releaseAddrs() {
+	e.n.pool.release(e.ip)
+	if e.ip6.IsValid() {
+		e.n.pool6.release(e.ip6)
+	}
+}
+
+func (e *Endpoint) detach() error {
+	n := e.n
+	if !n.endpoints[e] {
+		return nil
+	}
+	e.forget()
+	e.releaseAddrs()
 	err := n.m.hub.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: e.hubName}})
 	if err != nil && !errors.Is(err, unix.ENODEV) {
 		// The namespace may be gone already, and the pair with it.

@@ -47,15 +47,22 @@ func (m *Manager) startResolver(ns *namespace.Namespace) (_ *resolver, err error
 			r.stop()
 		}
 	}()
-	ctx := context.Background()
-	pc, err := ListenPacket(ctx, ns, "udp", ResolverAddr.String())
+	// Both sockets on one trip into the namespace.
+	var pc net.PacketConn
+	var l net.Listener
+	err = namespace.Do(func() error {
+		var lc net.ListenConfig
+		var err error
+		if pc, err = lc.ListenPacket(context.Background(), "udp", ResolverAddr.String()); err != nil {
+			return err
+		}
+		if l, err = lc.Listen(context.Background(), "tcp", ResolverAddr.String()); err != nil {
+			pc.Close()
+		}
+		return err
+	}, ns)
 	if err != nil {
-		return nil, fmt.Errorf("embedded DNS: %w", err)
-	}
-	l, err := Listen(ctx, ns, "tcp", ResolverAddr.String())
-	if err != nil {
-		pc.Close()
-		return nil, fmt.Errorf("embedded DNS: %w", err)
+		return nil, fmt.Errorf("embedded DNS: listen on %s: %w", ResolverAddr, err)
 	}
 	r.servers = []*dns.Server{{PacketConn: pc, Handler: r}, {Listener: l, Handler: r}}
 	for _, s := range r.servers {

@@ -122,6 +122,8 @@ type Manager struct {
 	nextVeth uint64
 	closed   bool
 
+	pending     sync.WaitGroup       // Release's background waits
+	done        chan struct{}        // closed by Close
 	resolvers   map[uint64]*resolver // by namespace inode
 	stopping    []*resolver          // to stop once mu is released
 	hostDNSOnce sync.Once
@@ -141,7 +143,7 @@ func New(opts Options) *Manager {
 	if opts.Pools == nil {
 		opts.Pools = DefaultPools
 	}
-	return &Manager{opts: opts, log: log, networks: map[string]*Network{}, resolvers: map[uint64]*resolver{}}
+	return &Manager{opts: opts, log: log, networks: map[string]*Network{}, resolvers: map[uint64]*resolver{}, done: make(chan struct{})}
 }
 
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
@@ -529,12 +531,17 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 // Manager cannot be used afterwards.
 func (m *Manager) Close() error {
 	m.mu.Lock()
-	defer m.stopResolvers()
-	defer m.mu.Unlock()
 	if m.closed {
+		m.mu.Unlock()
 		return nil
 	}
 	m.closed = true
+	close(m.done)
+	m.mu.Unlock()
+	m.pending.Wait() // Release's waits use the hub
+	m.mu.Lock()
+	defer m.stopResolvers()
+	defer m.mu.Unlock()
 	var errs []error
 	for _, n := range m.networks {
 		for e := range n.endpoints {

@@ -574,3 +574,57 @@ func TestDualStack(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestRelease(t *testing.T) {
+	requireRoot(t)
+	m := New(Options{DNSUpstreams: []netip.AddrPort{}})
+	ctx := context.Background()
+	n, err := m.Create(ctx, Config{Name: "rel", Subnet: netip.MustParsePrefix("10.232.0.0/29")}) // 4 addresses for endpoints
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := hubLinks(t, m)
+	var eps []*Endpoint
+	for range 4 {
+		ns, err := namespace.NewNet("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := n.Attach(ctx, ns, AttachOptions{Name: fmt.Sprint("e", len(eps))})
+		ns.Close() // the namespace lives on only through the veth's peer
+		if err != nil {
+			t.Fatal(err)
+		}
+		eps = append(eps, e)
+	}
+	if _, err := n.Attach(ctx, newNS(t), AttachOptions{}); !errors.Is(err, ErrAddressInUse) {
+		t.Fatalf("a full subnet: %v", err)
+	}
+	for _, e := range eps {
+		e.Release()
+		e.Release()
+	}
+	if k := len(n.Endpoints()); k != 0 {
+		t.Fatalf("%d endpoints after Release", k)
+	}
+	// The addresses come back once the links are gone.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e, err := n.Attach(ctx, newNS(t), AttachOptions{})
+		if err == nil {
+			e.Detach()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no address free 10 s after Release: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	m.pending.Wait()
+	if got := hubLinks(t, m); got != base {
+		t.Fatalf("%d links in the hub after Release, want %d", got, base)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
