@@ -556,4 +556,3 @@ func benchDNS(ctx context.Context, rootfs string, app *network.Network) error {
 		*queries, *rounds, median(p50s), median(p99s))
 	return nil
 }
-
