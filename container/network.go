@@ -85,7 +85,7 @@ func (c *Container) connect(ctx context.Context, cfg *initproc.Config) (err erro
 		}
 	}()
 	var addrs []netip.Addr
-	var first netip.Addr
+	var first *network.Endpoint
 	for i, a := range c.spec.Networks {
 		ifname := "eth" + strconv.Itoa(i)
 		if a.CNI != nil {
@@ -115,11 +115,11 @@ func (c *Container) connect(ctx context.Context, cfg *initproc.Config) (err erro
 			addrs = append(addrs, e.IP6())
 		}
 		if i == 0 {
-			first = e.IP()
+			first = e
 		}
 	}
-	if len(c.spec.Ports) > 0 && first.IsValid() {
-		if c.published, err = network.Publish(ctx, first, c.spec.Ports, c.rt.logger()); err != nil {
+	if len(c.spec.Ports) > 0 && first != nil {
+		if c.published, err = first.Publish(ctx, c.spec.Ports, c.rt.logger()); err != nil {
 			return err
 		}
 	}

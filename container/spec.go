@@ -66,10 +66,13 @@ type Spec struct {
 	// Nil means network none: only a loopback interface.
 	Networks []NetworkAttachment
 	// Ports are published on the host (`docker run -p`, see
-	// network.ParsePort), relayed to the container's address on its
-	// first network. The host ports are bound at Start, before the
+	// network.ParsePort) for the container's address on its first
+	// network: this host's own IPv4 clients reach it through the kernel
+	// (DNAT), clients on other hosts and in containers through an
+	// in-process relay. The host ports are bound at Start, before the
 	// container runs; a port in use fails Start with
-	// network.ErrPortInUse.
+	// network.ErrPortInUse. When the first network is a CNI network, its
+	// portmap plugin publishes them instead.
 	Ports []network.PortMapping
 
 	// Namespaces overrides, per kind, whether the container gets a new

@@ -192,7 +192,8 @@ func copyFile(src, dst string) error {
 
 const podmanImageName = "localhost/berth-netbench:latest"
 
-var podmanFlags = []string{"--cgroup-manager=cgroupfs"}
+// runc: crun refuses hybrid cgroup hosts.
+var podmanFlags = []string{"--cgroup-manager=cgroupfs", "--runtime", "runc"}
 
 func podmanRun(args ...string) *exec.Cmd {
 	a := append(append([]string{}, podmanFlags...), "run", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")

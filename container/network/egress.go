@@ -3,6 +3,7 @@ package network
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -10,7 +11,9 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/google/nftables/xt"
+	mdnetlink "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Egress: containers of a network that is not internal reach the outside
@@ -32,33 +35,135 @@ const hostTablePrefix = "berth-"
 // tables' forward chains; the link's name follows.
 const ruleComment = "berth:"
 
+// tableFlagOwner is NFT_TABLE_F_OWNER (Linux 5.12): the table belongs to
+// the netlink socket that made it, and the kernel removes it when that
+// socket closes, so when its process dies, however it dies.
+const tableFlagOwner = 0x2
+
 func (h *hub) hostTable() *nftables.Table {
-	return &nftables.Table{Family: nftables.TableFamilyIPv4, Name: hostTablePrefix + h.hostLink.Attrs().Name}
+	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: hostTablePrefix + h.hostLink.Attrs().Name}
+	if !h.noOwner {
+		t.Flags = tableFlagOwner
+	}
+	return t
 }
 
-// syncHostRules makes the host's rules fit nets: masquerading for each
-// network that is not internal, forwarding allowed through the hub's
-// link. With no such network the host has no rule of this hub.
-func (h *hub) syncHostRules(nets []*Network) error {
+// hostConn is the hub's one nftables socket on the host, the owner of
+// its host table for the hub's life.
+func (h *hub) hostConn() (*nftables.Conn, error) {
+	if h.nft == nil {
+		var raw *mdnetlink.Conn
+		c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(nc *mdnetlink.Conn) error {
+			raw = nc
+			return nil
+		}))
+		if err != nil {
+			return nil, fmt.Errorf("nftables: %w", err)
+		}
+		h.nft, h.rawNft = c, raw
+	}
+	return h.nft, nil
+}
+
+// createOwnedTable makes the host table with NFT_TABLE_F_OWNER through
+// the hub's nftables socket (google/nftables writes no table flags, so
+// this one message is built here): the kernel then removes the table,
+// DNATs, masquerading and guard included, when the socket closes.
+func (h *hub) createOwnedTable() error {
+	if _, err := h.hostConn(); err != nil {
+		return err
+	}
+	nfgen := func(family byte, resID uint16) []byte {
+		return []byte{family, unix.NFNETLINK_V0, byte(resID >> 8), byte(resID)}
+	}
+	attrs, err := mdnetlink.MarshalAttributes([]mdnetlink.Attribute{
+		{Type: unix.NFTA_TABLE_NAME, Data: append([]byte(h.hostTable().Name), 0)},
+		{Type: unix.NFTA_TABLE_FLAGS, Data: []byte{0, 0, 0, tableFlagOwner}},
+	})
+	if err != nil {
+		return err
+	}
+	msgs := []mdnetlink.Message{
+		{Header: mdnetlink.Header{Type: mdnetlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN), Flags: mdnetlink.Request},
+			Data: nfgen(unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES)},
+		{Header: mdnetlink.Header{Type: mdnetlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWTABLE),
+			Flags: mdnetlink.Request | mdnetlink.Acknowledge | mdnetlink.Create | mdnetlink.Excl},
+			Data: append(nfgen(unix.AF_INET, 0), attrs...)},
+		{Header: mdnetlink.Header{Type: mdnetlink.HeaderType(unix.NFNL_MSG_BATCH_END), Flags: mdnetlink.Request},
+			Data: nfgen(unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES)},
+	}
+	if _, err := h.rawNft.SendMessages(msgs); err != nil {
+		return fmt.Errorf("nftables: create owned table: %w", err)
+	}
+	if _, err := h.rawNft.Receive(); err != nil {
+		return fmt.Errorf("nftables: create owned table: %w", err)
+	}
+	return nil
+}
+
+// A localNAT sends what this host's own processes send to a published
+// port straight to the container (kernel DNAT in the output hook), so
+// that local clients skip the relay; clients on other hosts and in
+// containers still reach the relay's socket.
+type localNAT struct {
+	hostIP netip.Addr // zero: any local address
+	port   uint16
+	proto  string
+	target netip.AddrPort
+}
+
+// syncHostRules makes the host's rules fit nets and nats: masquerading
+// for each network that is not internal (and for loopback-sourced
+// packets that a DNAT sent to a container), forwarding allowed through
+// the hub's link, and the local DNATs. With none of these the host has
+// no rule of this hub.
+func (h *hub) syncHostRules(nets []*Network, nats []localNAT) error {
 	var out []*Network
 	for _, n := range nets {
 		if !n.cfg.Internal {
 			out = append(out, n)
 		}
 	}
-	if len(out) == 0 {
+	if len(out) == 0 && len(nats) == 0 {
 		return h.removeHostRules()
 	}
-	if err := enableForwarding(); err != nil {
+	if len(out) > 0 {
+		if err := enableForwarding(); err != nil {
+			return err
+		}
+	}
+	err := h.writeHostRules(nets, out, nats)
+	if err != nil && !h.tableMade && !h.noOwner && (errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)) {
+		// A kernel older than 5.12 has no owned tables: the sweep of
+		// the next hub removes the table of a process that died.
+		h.noOwner = true
+		err = h.writeHostRules(nets, out, nats)
+	}
+	if err != nil {
 		return err
 	}
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
+	h.tableMade = true
+	if len(out) > 0 {
+		h.acceptsInstalled = true
 	}
-	defer c.CloseLasting()
+	return nil
+}
+
+// writeHostRules writes the host table in one transaction.
+func (h *hub) writeHostRules(nets, out []*Network, nats []localNAT) error {
+	c, err := h.hostConn()
+	if err != nil {
+		return err
+	}
 	link := h.hostLink.Attrs().Name
-	t := c.AddTable(h.hostTable())
+	t := h.hostTable()
+	if h.noOwner {
+		c.AddTable(t)
+	} else if !h.tableMade {
+		if err := h.createOwnedTable(); err != nil {
+			return err
+		}
+	}
 	ch := c.AddChain(&nftables.Chain{
 		Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
@@ -75,7 +180,45 @@ func (h *hub) syncHostRules(nets []*Network) error {
 			&expr.Masq{},
 		}})
 	}
-	if !h.acceptsInstalled {
+	// A local client's DNATed packet leaves with its source 127.0.0.1,
+	// which the container cannot answer: masquerade it (route_localnet
+	// on the link lets it out at all).
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{127}},
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(link)},
+		&expr.Masq{},
+	}})
+	och := c.AddChain(&nftables.Chain{
+		Name: "output", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest,
+	})
+	c.FlushChain(och)
+	for _, r := range nats {
+		c.AddRule(&nftables.Rule{Table: t, Chain: och, Exprs: dnatExprs(r)})
+	}
+	// A guard: nothing to a network's subnet leaves this host by another
+	// interface than the hub's (with a route gone, a DNATed packet would
+	// otherwise follow the default route off the machine). It sits in
+	// postrouting: in the output hook the interface is still the one
+	// from before the DNAT rerouted the packet.
+	gch := c.AddChain(&nftables.Chain{
+		Name: "guard", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityFilter,
+	})
+	c.FlushChain(gch)
+	for _, n := range nets {
+		c.AddRule(&nftables.Rule{Table: t, Chain: gch, Exprs: []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: ipNet(n.cfg.Subnet).Mask, Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: n.cfg.Subnet.Addr().AsSlice()},
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(link)},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		}})
+	}
+	if len(out) > 0 && !h.acceptsInstalled {
 		if err := insertAccepts(c, link); err != nil {
 			return err
 		}
@@ -83,8 +226,37 @@ func (h *hub) syncHostRules(nets []*Network) error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: host rules: %w", err)
 	}
-	h.acceptsInstalled = true
 	return nil
+}
+
+// dnatExprs matches r's destination (r.hostIP, or any local address),
+// protocol and port, and rewrites the destination to r.target.
+func dnatExprs(r localNAT) []expr.Any {
+	var e []expr.Any
+	if r.hostIP.IsValid() {
+		e = append(e,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: r.hostIP.AsSlice()})
+	} else {
+		e = append(e,
+			&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryLE(unix.RTN_LOCAL)})
+	}
+	proto := byte(unix.IPPROTO_TCP)
+	if r.proto == "udp" {
+		proto = unix.IPPROTO_UDP
+	}
+	port := []byte{byte(r.port >> 8), byte(r.port)}
+	tport := []byte{byte(r.target.Port() >> 8), byte(r.target.Port())}
+	return append(e,
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: port},
+		&expr.Immediate{Register: 1, Data: r.target.Addr().AsSlice()},
+		&expr.Immediate{Register: 2, Data: tport},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+	)
 }
 
 // insertAccepts puts, at the head of every forward base chain of the
@@ -157,14 +329,16 @@ func forwardChains(chains []*nftables.Chain) []*nftables.Chain {
 
 // removeHostRules removes the hub's table and its accept rules.
 func (h *hub) removeHostRules() error {
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
+	if !h.tableMade {
+		return nil
 	}
-	defer c.CloseLasting()
+	c, err := h.hostConn()
+	if err != nil {
+		return err
+	}
 	link := h.hostLink.Attrs().Name
 	err = sweepRules(c, func(l string) bool { return l == link })
-	h.acceptsInstalled = false
+	h.acceptsInstalled, h.tableMade = false, false
 	return err
 }
 

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 
 	"github.com/berthlabs/berth/namespace"
+	"github.com/google/nftables"
+	mdnetlink "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -29,8 +31,12 @@ type hub struct {
 	hostLink netlink.Link    // the host's end of the pair
 	up       netlink.Link    // the hub's end, uplinkName
 
-	acceptsInstalled bool // in other tables' forward chains
-	ipv6             bool // the host has IPv6: dual-stack networks work
+	acceptsInstalled bool            // in other tables' forward chains
+	nft              *nftables.Conn  // owns the host table
+	rawNft           *mdnetlink.Conn // nft's socket
+	tableMade        bool            // the host table exists
+	noOwner          bool            // the kernel has no owned tables
+	ipv6             bool            // the host has IPv6: dual-stack networks work
 }
 
 // The uplink's static IPv6 link-local addresses, next hops of the IPv6
@@ -145,6 +151,11 @@ func newHub() (_ *hub, err error) {
 	if err := writeSysctl("ipv4/neigh/"+name+"/proxy_delay", "0"); err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
+	// Local clients' connections to published ports are DNATed to the
+	// containers with their 127.0.0.1 source (masqueraded on the way out).
+	if err := writeSysctl("ipv4/conf/"+name+"/route_localnet", "1"); err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
 	if err := sweepDead(h.host); err != nil {
 		return nil, fmt.Errorf("hub: sweep the rules of dead processes: %w", err)
 	}
@@ -169,6 +180,9 @@ func (h *hub) close() error {
 		if err := h.host.LinkDel(h.hostLink); err != nil && !errors.Is(err, unix.ENODEV) {
 			errs = append(errs, fmt.Errorf("remove hub uplink %s: %w", h.hostLink.Attrs().Name, err))
 		}
+	}
+	if h.nft != nil {
+		h.nft.CloseLasting()
 	}
 	if h.nl != nil {
 		h.nl.Close()

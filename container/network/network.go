@@ -122,8 +122,9 @@ type Manager struct {
 	nextVeth uint64
 	closed   bool
 
-	pending     sync.WaitGroup       // Release's background waits
-	done        chan struct{}        // closed by Close
+	pending     sync.WaitGroup // Release's background waits
+	done        chan struct{}  // closed by Close
+	nats        map[*Publication][]localNAT
 	resolvers   map[uint64]*resolver // by namespace inode
 	stopping    []*resolver          // to stop once mu is released
 	hostDNSOnce sync.Once
@@ -143,7 +144,7 @@ func New(opts Options) *Manager {
 	if opts.Pools == nil {
 		opts.Pools = DefaultPools
 	}
-	return &Manager{opts: opts, log: log, networks: map[string]*Network{}, resolvers: map[uint64]*resolver{}, done: make(chan struct{})}
+	return &Manager{opts: opts, log: log, networks: map[string]*Network{}, resolvers: map[uint64]*resolver{}, nats: map[*Publication][]localNAT{}, done: make(chan struct{})}
 }
 
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
@@ -565,7 +566,11 @@ func (m *Manager) Close() error {
 // networks. m.mu is held.
 func (m *Manager) syncRules() error {
 	nets := m.networkList()
-	return errors.Join(m.hub.syncRules(nets), m.hub.syncHostRules(nets))
+	var nats []localNAT
+	for _, rs := range m.nats {
+		nats = append(nats, rs...)
+	}
+	return errors.Join(m.hub.syncRules(nets), m.hub.syncHostRules(nets, nats))
 }
 
 // stopResolvers stops the resolvers whose last endpoint went; m.mu must

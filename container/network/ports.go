@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -154,6 +155,9 @@ type Publication struct {
 	ports  []PortMapping
 	log    *slog.Logger
 
+	onClose func()       // removes the local DNATs of Endpoint.Publish
+	relayed atomic.Int64 // TCP connections and UDP flows the relay served
+
 	mu      sync.Mutex
 	closers []io.Closer
 	conns   map[net.Conn]bool
@@ -189,6 +193,55 @@ func Publish(ctx context.Context, target netip.Addr, ports []PortMapping, log *s
 			return nil, err
 		}
 		p.ports = append(p.ports, m)
+	}
+	return p, nil
+}
+
+// Publish publishes ports for the endpoint's address, as the package
+// function Publish does, and also sends this host's own clients' IPv4
+// connections and datagrams to the container in the kernel (DNAT in the
+// output hook of the hub's host table), so that they skip the relay:
+// the relay then serves clients on other hosts and in containers.
+// Close removes both.
+func (e *Endpoint) Publish(ctx context.Context, ports []PortMapping, log *slog.Logger) (*Publication, error) {
+	p, err := Publish(ctx, e.ip, ports, log)
+	if err != nil {
+		return nil, err
+	}
+	var nats []localNAT
+	for _, m := range p.ports {
+		if m.HostIP.IsValid() && !m.HostIP.Is4() {
+			continue // IPv6 clients use the relay
+		}
+		hostIP := m.HostIP
+		if hostIP.IsUnspecified() {
+			hostIP = netip.Addr{}
+		}
+		nats = append(nats, localNAT{hostIP: hostIP, port: m.HostPort, proto: m.Protocol, target: netip.AddrPortFrom(e.ip, m.ContainerPort)})
+	}
+	mgr := e.n.m
+	mgr.mu.Lock()
+	defer mgr.mu.Unlock()
+	if mgr.closed || !e.n.endpoints[e] {
+		p.Close()
+		return nil, fmt.Errorf("publish: %w", ErrNotFound)
+	}
+	mgr.nats[p] = nats
+	if err := mgr.syncRules(); err != nil {
+		delete(mgr.nats, p)
+		mgr.syncRules()
+		p.Close()
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	p.onClose = func() {
+		mgr.mu.Lock()
+		defer mgr.mu.Unlock()
+		if _, ok := mgr.nats[p]; ok && !mgr.closed {
+			delete(mgr.nats, p)
+			if err := mgr.syncRules(); err != nil {
+				mgr.log.Debug("unpublish: host rules", "err", err)
+			}
+		}
 	}
 	return p, nil
 }
@@ -269,6 +322,7 @@ func (p *Publication) serveTCP(l net.Listener, target netip.AddrPort) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		p.relayed.Add(1)
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -347,6 +401,7 @@ func (p *Publication) serveUDP(pc *net.UDPConn, target netip.AddrPort) {
 			}
 			f = &flow{up: up}
 			flows[client] = f
+			p.relayed.Add(1)
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
@@ -390,6 +445,9 @@ func (p *Publication) Close() error {
 		return nil
 	}
 	p.closed = true
+	if p.onClose != nil {
+		p.onClose()
+	}
 	for _, c := range p.closers {
 		c.Close()
 	}

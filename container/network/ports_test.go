@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berthlabs/berth/namespace"
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -231,4 +232,77 @@ func testHost(t *testing.T, hostAddr, addr string) *namespace.Namespace {
 		t.Fatal(err)
 	}
 	return ns
+}
+
+// TestEndpointPublish checks that this host's own clients reach a
+// published port through the kernel (the relay sees none of them),
+// while a client on another interface is served by the relay, and that
+// Close removes the rules.
+func TestEndpointPublish(t *testing.T) {
+	m, _, e, _ := attached(t)
+	ctx := context.Background()
+	ports, _ := ParsePort("80")
+	udp, _ := ParsePort("127.0.0.1::80/udp")
+	p, err := e.Publish(ctx, append(ports, udp...), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	got := p.Ports()
+	for _, addr := range []string{"127.0.0.1", "127.0.0.2"} {
+		c, err := net.Dial("tcp", net.JoinHostPort(addr, itoa(got[0].HostPort)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := echo(t, c); s != "echo hi\n" {
+			t.Fatalf("local client at %s: %q", addr, s)
+		}
+	}
+	c, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", itoa(got[1].HostPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := udpEcho(t, c); s != "echo hi\n" {
+		t.Fatalf("local UDP client: %q", s)
+	}
+	if n := p.relayed.Load(); n != 0 {
+		t.Fatalf("the relay served %d local clients; the kernel should have", n)
+	}
+	client := testHost(t, "203.0.113.5", "203.0.113.6")
+	c, err = Dial(ctx, client, "tcp", net.JoinHostPort("203.0.113.5", itoa(got[0].HostPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := echo(t, c); s != "echo hi\n" {
+		t.Fatalf("remote client: %q", s)
+	}
+	if n := p.relayed.Load(); n != 1 {
+		t.Fatalf("the relay served %d connections, want the remote client's 1", n)
+	}
+	link := m.HostLink()
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := outputRules(t, link); n != 0 {
+		t.Fatalf("%d DNAT rules left after Close", n)
+	}
+	if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", itoa(got[0].HostPort))); err == nil {
+		c.Close()
+		t.Fatal("the port still answers after Close")
+	}
+}
+
+func outputRules(t *testing.T, link string) int {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseLasting()
+	tbl := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: hostTablePrefix + link}
+	rules, err := c.GetRules(tbl, &nftables.Chain{Name: "output", Table: tbl})
+	if err != nil {
+		return 0 // no table, no chain: no rules
+	}
+	return len(rules)
 }
