@@ -343,7 +343,12 @@ func TestExec(t *testing.T) {
 	needRoot(t)
 	ctx := testCtx(t)
 	c := startSleeper(t, &Spec{Process: Process{Args: []string{"sh", "-c", "echo data > /tmp/shared; exec sleep 60"}, Env: []string{"FROM=main"}, User: "app"}})
-	waitFor(t, func() bool { _, err := os.Stat(fmt.Sprintf("/proc/%d/root/tmp/shared", c.Pid())); return err == nil }, "file written")
+	// The shell creates the file before it writes to it: wait for the
+	// content, not the name.
+	waitFor(t, func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/root/tmp/shared", c.Pid()))
+		return err == nil && string(b) == "data\n"
+	}, "file written")
 	var out, errOut bytes.Buffer
 	p, err := c.Exec(ctx, Process{
 		Args:   []string{"sh", "-c", "cat /tmp/shared; until ps -o comm | grep -q sleep; do sleep 0.01; done; ps -o comm | grep -c sleep; echo $FROM $EXTRA; id -u; echo oops >&2; exit 4"},
