@@ -29,8 +29,11 @@
 //     OCI runtime spec) becomes a Container with Create, Start, Wait,
 //     Signal, Stop, Kill, Exec, Pause, Resume, Stats, Update, Commit and
 //     Delete, in the style of os/exec; Spec.Image runs an image from a
-//     layer store. [github.com/berthlabs/berth/container/containertest]
-//     gives tests and examples a busybox root filesystem.
+//     layer store. [github.com/berthlabs/berth/container/network] gives
+//     containers Docker's networks: bridges with embedded DNS, published
+//     ports, egress, CNI, and dialing into a container's namespace.
+//     [github.com/berthlabs/berth/container/containertest] gives tests
+//     and examples a busybox root filesystem.
 //   - [github.com/berthlabs/berth/orchestrate]: Kubernetes' workloads in
 //     your process: Pods, ReplicaSets, Deployments, Jobs, ConfigMaps and
 //     Secrets kept converged by controllers over a Store and a Runtime.

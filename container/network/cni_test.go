@@ -1,14 +1,12 @@
 package network
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -205,19 +203,7 @@ func TestCNISweep(t *testing.T) {
 		return
 	}
 	conf := newCNIConf(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCNISweep$")
-	cmd.Env = append(os.Environ(), "BERTH_CNI_CHILD=1", "BERTH_CNI_CONF="+string(conf.conflist), "BERTH_CNI_CACHE="+conf.cacheDir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Whatever happens to the test, the child goes.
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	sc := bufio.NewScanner(out)
+	cmd, sc := startChild(t, "BERTH_CNI_CHILD=1", "BERTH_CNI_CONF="+string(conf.conflist), "BERTH_CNI_CACHE="+conf.cacheDir)
 	ready := false
 	for sc.Scan() {
 		if sc.Text() == "ready" {

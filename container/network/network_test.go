@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -398,21 +399,9 @@ func TestKilledOwnerLeavesNothing(t *testing.T) {
 		return
 	}
 	requireRoot(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledOwnerLeavesNothing$")
-	cmd.Env = append(os.Environ(), "BERTH_NETWORK_CHILD=1")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Whatever happens to the test, the child goes.
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	cmd, sc := startChild(t, "BERTH_NETWORK_CHILD=1")
 	var link string
 	var subnets []netip.Prefix
-	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) == 2 && f[0] == "link" {
@@ -456,6 +445,25 @@ func TestKilledOwnerLeavesNothing(t *testing.T) {
 	}
 }
 
+// startChild runs this test again in a child process with env added,
+// and returns it and a scanner of its output. The child is killed when
+// the test ends, whatever happens to the test.
+func startChild(t *testing.T, env ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, bufio.NewScanner(out)
+}
+
 func childMain() {
 	m := New(Options{})
 	ctx := context.Background()
@@ -482,6 +490,7 @@ func childMain() {
 	}
 	fmt.Println("link", m.hub.hostLink.Attrs().Name)
 	fmt.Println("ready")
+	runtime.KeepAlive(nss) // the namespaces stay open until the kill
 	select {}
 }
 
