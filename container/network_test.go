@@ -426,6 +426,11 @@ func TestKilledOwnerNetworked(t *testing.T) {
 	if got := get(hctx, t, http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/", ports[0])); got != "hello from x\n" {
 		t.Fatalf("published port of the owner: %q", got)
 	}
+	l, err := netlink.LinkByName(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	linkIndex := l.Attrs().Index
 	cmd.Process.Kill()
 	cmd.Wait()
 	for _, pid := range pids {
@@ -438,7 +443,8 @@ func TestKilledOwnerNetworked(t *testing.T) {
 			t.Errorf("port %d still accepts after its owner died", port)
 		}
 	}
-	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: mustIPNet(subnet)}, netlink.RT_FILTER_DST)
+	// Only the dead owner's: another process may have the subnet by now.
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: mustIPNet(subnet), LinkIndex: linkIndex}, netlink.RT_FILTER_DST|netlink.RT_FILTER_OIF)
 	if err != nil || len(routes) != 0 {
 		t.Errorf("routes to %s left: %v %v", subnet, routes, err)
 	}

@@ -337,6 +337,7 @@ func TestManyAttachNothingLeft(t *testing.T) {
 	}
 	subnet := n.Config().Subnet
 	hostLink := m.hub.hostLink.Attrs().Name
+	linkIndex := m.hub.hostLink.Attrs().Index
 	seen := map[netip.Addr]bool{}
 	type res struct {
 		e   *Endpoint
@@ -373,14 +374,16 @@ func TestManyAttachNothingLeft(t *testing.T) {
 	if _, err := netlink.LinkByName(hostLink); err == nil {
 		t.Fatalf("host link %s left after Close", hostLink)
 	}
-	checkNoRoute(t, subnet)
+	checkNoRoute(t, subnet, linkIndex)
 }
 
-// checkNoRoute fails if the host still has a route to subnet.
-func checkNoRoute(t testing.TB, subnet netip.Prefix) {
+// checkNoRoute fails if the host still has a route to subnet over the
+// link with index link. (Another process's network may have the same
+// subnet by now, over its own link.)
+func checkNoRoute(t testing.TB, subnet netip.Prefix, link int) {
 	t.Helper()
 	routes, err := retryDump(func() ([]netlink.Route, error) {
-		return netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: ipNet(subnet)}, netlink.RT_FILTER_DST)
+		return netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: ipNet(subnet), LinkIndex: link}, netlink.RT_FILTER_DST|netlink.RT_FILTER_OIF)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -419,9 +422,11 @@ func TestKilledOwnerLeavesNothing(t *testing.T) {
 		cmd.Wait()
 		t.Fatalf("child did not report its network (link %q, %d subnets)", link, len(subnets))
 	}
-	if _, err := netlink.LinkByName(link); err != nil {
+	l, err := netlink.LinkByName(link)
+	if err != nil {
 		t.Fatalf("child's link %s not there while it runs: %v", link, err)
 	}
+	linkIndex := l.Attrs().Index
 	cmd.Process.Kill()
 	cmd.Wait()
 	deadline := time.Now().Add(10 * time.Second)
@@ -436,7 +441,7 @@ func TestKilledOwnerLeavesNothing(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	for _, s := range subnets {
-		checkNoRoute(t, s)
+		checkNoRoute(t, s, linkIndex)
 	}
 	// The host's table belonged to the child's nftables socket: the
 	// kernel removed it with the process.
