@@ -37,7 +37,11 @@ func netManager(t *testing.T) *network.Manager {
 	return m
 }
 
-// httpd serves "hello from NAME" on port 80 of every address.
+// www is a tmpfs for httpd's files: the tests' containers share one
+// root filesystem directory, and would otherwise write each other's.
+var www = []Mount{{Type: Tmpfs, Target: "/www"}}
+
+// httpd serves "hello from NAME" on port 80 of every address, from www.
 func httpd(name string) Process {
 	return sh("mkdir -p /www && echo hello from " + name + " > /www/index.html && exec httpd -f -p 80 -h /www")
 }
@@ -73,7 +77,7 @@ func TestNetworkByName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, _ := startIn(t, Default, &Spec{Process: httpd("db"), Networks: []NetworkAttachment{{Network: app, Aliases: []string{"db", "database"}}}})
+	db, _ := startIn(t, Default, &Spec{Process: httpd("db"), Mounts: www, Networks: []NetworkAttachment{{Network: app, Aliases: []string{"db", "database"}}}})
 	eps := db.Endpoints()
 	if len(eps) != 1 || eps[0].Interface() != "eth0" || !app.Config().Subnet.Contains(eps[0].IP()) {
 		t.Fatalf("endpoints: %v", eps)
@@ -123,7 +127,7 @@ func TestPublishedPort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := startIn(t, Default, &Spec{Process: httpd("web"), Networks: []NetworkAttachment{{Network: n}}, Ports: ports})
+	c, _ := startIn(t, Default, &Spec{Process: httpd("web"), Mounts: www, Networks: []NetworkAttachment{{Network: n}}, Ports: ports})
 	got := c.Ports()
 	if len(got) != 1 || got[0].HostPort == 0 || got[0].ContainerPort != 80 {
 		t.Fatalf("ports: %+v", got)
@@ -136,7 +140,7 @@ func TestPublishedPort(t *testing.T) {
 	}
 	// The same host port for a second container fails its Start, and
 	// leaves nothing attached.
-	clash, err := Default.Create(ctx, testID(t), &Spec{Rootfs: testRootfs, Process: httpd("x"), Networks: []NetworkAttachment{{Network: n}}, Ports: got})
+	clash, err := Default.Create(ctx, testID(t), &Spec{Rootfs: testRootfs, Process: httpd("x"), Mounts: www, Networks: []NetworkAttachment{{Network: n}}, Ports: got})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +167,7 @@ func TestDialAndPortForward(t *testing.T) {
 	needRoot(t)
 	ctx := testCtx(t)
 	// Network none: only loopback, where httpd listens.
-	c, _ := startIn(t, Default, &Spec{Process: sh("mkdir -p /www && echo inside > /www/index.html && exec httpd -f -p 127.0.0.1:80 -h /www")})
+	c, _ := startIn(t, Default, &Spec{Process: sh("echo inside > /www/index.html && exec httpd -f -p 127.0.0.1:80 -h /www"), Mounts: www})
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return c.Dial(ctx, "tcp", "127.0.0.1:80")
 	}}}
@@ -248,7 +252,7 @@ func TestCNINetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := startIn(t, Default, &Spec{Process: httpd("cni"), Networks: []NetworkAttachment{{CNI: cni}}})
+	c, _ := startIn(t, Default, &Spec{Process: httpd("cni"), Mounts: www, Networks: []NetworkAttachment{{CNI: cni}}})
 	atts := c.CNIAttachments()
 	if len(atts) != 1 || len(atts[0].IPs()) != 1 {
 		t.Fatalf("attachments: %v", atts)
@@ -374,7 +378,7 @@ func init() {
 	ports, _ := network.ParsePort("127.0.0.1::80")
 	fmt.Println("link", m.HostLink(), n.Config().Subnet)
 	for i := range 10 {
-		c, err := Create(ctx, fmt.Sprintf("netowner-%d-%d", os.Getpid(), i), &Spec{Rootfs: rootfs, Process: httpd("x"),
+		c, err := Create(ctx, fmt.Sprintf("netowner-%d-%d", os.Getpid(), i), &Spec{Rootfs: rootfs, Process: httpd("x"), Mounts: www,
 			Networks: []NetworkAttachment{{Network: n}}, Ports: ports})
 		if err == nil {
 			err = c.Start(ctx)
