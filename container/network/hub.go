@@ -33,6 +33,7 @@ type hub struct {
 
 	acceptsInstalled bool            // in other tables' forward chains
 	nft              *nftables.Conn  // owns the host table
+	hubNft           *nftables.Conn  // in the hub
 	rawNft           *mdnetlink.Conn // nft's socket
 	tableMade        bool            // the host table exists
 	noOwner          bool            // the kernel has no owned tables
@@ -183,6 +184,9 @@ func (h *hub) close() error {
 	}
 	if h.nft != nil {
 		h.nft.CloseLasting()
+	}
+	if h.hubNft != nil {
+		h.hubNft.CloseLasting()
 	}
 	if h.nl != nil {
 		h.nl.Close()

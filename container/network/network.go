@@ -565,12 +565,17 @@ func (m *Manager) Close() error {
 // syncRules makes the hub's and the host's firewall rules fit the
 // networks. m.mu is held.
 func (m *Manager) syncRules() error {
-	nets := m.networkList()
+	return errors.Join(m.hub.syncRules(m.networkList()), m.syncHostRules())
+}
+
+// syncHostRules makes the host's table fit the networks and published
+// ports (the hub's rules depend on the networks only). m.mu is held.
+func (m *Manager) syncHostRules() error {
 	var nats []localNAT
 	for _, rs := range m.nats {
 		nats = append(nats, rs...)
 	}
-	return errors.Join(m.hub.syncRules(nets), m.hub.syncHostRules(nets, nats))
+	return m.hub.syncHostRules(m.networkList(), nats)
 }
 
 // stopResolvers stops the resolvers whose last endpoint went; m.mu must

@@ -27,11 +27,16 @@ func ifname(s string) []byte {
 // internal network's traffic reaches nothing through the uplink but the
 // host's own address on it.
 func (h *hub) syncRules(nets []*Network) error {
-	c, err := nftables.New(nftables.WithNetNSFd(h.ns.Fd()))
-	if err != nil {
-		return fmt.Errorf("nftables in hub: %w", err)
+	if h.hubNft == nil {
+		// One socket in the hub for its life: opening one in another
+		// namespace costs a trip of a thread into it each time.
+		c, err := nftables.New(nftables.WithNetNSFd(h.ns.Fd()), nftables.AsLasting())
+		if err != nil {
+			return fmt.Errorf("nftables in hub: %w", err)
+		}
+		h.hubNft = c
 	}
-	defer c.CloseLasting()
+	c := h.hubNft
 	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: hubTable})
 	policy := nftables.ChainPolicyAccept
 	ch := c.AddChain(&nftables.Chain{

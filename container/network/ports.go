@@ -227,9 +227,9 @@ func (e *Endpoint) Publish(ctx context.Context, ports []PortMapping, log *slog.L
 		return nil, fmt.Errorf("publish: %w", ErrNotFound)
 	}
 	mgr.nats[p] = nats
-	if err := mgr.syncRules(); err != nil {
+	if err := mgr.syncHostRules(); err != nil {
 		delete(mgr.nats, p)
-		mgr.syncRules()
+		mgr.syncHostRules()
 		p.Close()
 		return nil, fmt.Errorf("publish: %w", err)
 	}
@@ -238,7 +238,7 @@ func (e *Endpoint) Publish(ctx context.Context, ports []PortMapping, log *slog.L
 		defer mgr.mu.Unlock()
 		if _, ok := mgr.nats[p]; ok && !mgr.closed {
 			delete(mgr.nats, p)
-			if err := mgr.syncRules(); err != nil {
+			if err := mgr.syncHostRules(); err != nil {
 				mgr.log.Debug("unpublish: host rules", "err", err)
 			}
 		}
