@@ -246,6 +246,8 @@ func isDNSName(s string) bool {
 func (e *Endpoint) plumb(ns *namespace.Namespace, defaultRoute bool) error {
 	h := e.n.m.hub
 	veth := &netlink.Veth{
+		// LinkAdd fills in the index (it looks the link up) and
+		// enslaves it to the bridge.
 		LinkAttrs:        netlink.LinkAttrs{Name: e.hubName, MTU: e.n.cfg.MTU, MasterIndex: e.n.bridge.Attrs().Index},
 		PeerName:         e.iface,
 		PeerNamespace:    netlink.NsFd(ns.Fd()),
@@ -258,14 +260,10 @@ func (e *Endpoint) plumb(ns *namespace.Namespace, defaultRoute bool) error {
 		}
 		return fmt.Errorf("create veth: %w", err)
 	}
-	link, err := h.nl.LinkByName(e.hubName)
-	if err != nil {
-		return fmt.Errorf("veth: %w", err)
-	}
-	if err := h.nl.LinkSetHairpin(link, true); err != nil {
+	if err := h.nl.LinkSetHairpin(veth, true); err != nil {
 		return fmt.Errorf("veth hairpin: %w", err)
 	}
-	if err := h.nl.LinkSetUp(link); err != nil {
+	if err := h.nl.LinkSetUp(veth); err != nil {
 		return fmt.Errorf("set veth up: %w", err)
 	}
 	in, err := netlink.NewHandleAt(netns.NsHandle(ns.Fd()))
