@@ -19,6 +19,7 @@ import (
 
 	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/container/network"
+	"github.com/berthlabs/berth/internal/busybox"
 	"github.com/berthlabs/berth/namespace"
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -489,4 +490,29 @@ func hostTable(t *testing.T, name string) bool {
 		}
 	}
 	return false
+}
+
+// TestResolvConfThroughDanglingLink runs a container whose rootfs has
+// /etc/resolv.conf as a dangling symlink (as systemd images do): the
+// generated file lands where the link points, and the rootfs directory
+// itself is not written.
+func TestResolvConfThroughDanglingLink(t *testing.T) {
+	needRoot(t)
+	ctx := testCtx(t)
+	rootfs := t.TempDir()
+	if err := busybox.Rootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../run/systemd/resolve/stub-resolv.conf", filepath.Join(rootfs, "etc/resolv.conf")); err != nil {
+		t.Fatal(err)
+	}
+	m := netManager(t)
+	n, err := m.Create(ctx, network.Config{Name: "dangling"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, st := run(t, &Spec{Rootfs: rootfs, Process: sh("cat /etc/resolv.conf"), Networks: []NetworkAttachment{{Network: n}}})
+	if !st.Success() || !strings.Contains(out, "nameserver 127.0.0.11") {
+		t.Fatalf("%v: %s", st, out)
+	}
 }

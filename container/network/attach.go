@@ -173,7 +173,7 @@ func (n *Network) Attach(ctx context.Context, ns *namespace.Namespace, opts Atta
 	m.nextVeth++
 	e.hubName = "v" + strconv.FormatUint(m.nextVeth, 10)
 	if err := e.plumb(ns, !opts.NoDefaultRoute); err != nil {
-		if derr := m.hub.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: e.hubName}}); derr != nil && !errors.Is(derr, unix.ENODEV) {
+		if derr := m.hub.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: e.hubName}}); derr != nil && !linkGone(derr) {
 			err = errors.Join(err, fmt.Errorf("roll back: remove veth: %w", derr))
 		}
 		return nil, fmt.Errorf("network %s: attach: %w", n.cfg.Name, err)
@@ -353,7 +353,7 @@ func (e *Endpoint) Release() {
 				break
 			}
 			if time.Now().After(deadline) {
-				if err := nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: e.hubName}}); err != nil && !errors.Is(err, unix.ENODEV) {
+				if err := nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: e.hubName}}); err != nil && !linkGone(err) {
 					m.log.Debug("release endpoint: remove veth", "network", e.n.cfg.Name, "ip", e.ip, "err", err)
 				}
 				break
@@ -379,6 +379,19 @@ const releaseTimeout = 10 * time.Second
 func (e *Endpoint) forget() {
 	n := e.n
 	delete(n.endpoints, e)
+	changed := false
+	for p, ent := range n.m.nats {
+		if ent.e == e {
+			delete(n.m.nats, p)
+			n.m.orphans = append(n.m.orphans, p)
+			changed = true
+		}
+	}
+	if changed {
+		if err := n.m.syncHostRules(); err != nil {
+			n.m.log.Debug("endpoint gone: host rules", "err", err)
+		}
+	}
 	if r := n.m.resolvers[e.nsIno]; r != nil && n.cfg.Name != DefaultName {
 		if r.refs--; r.refs == 0 {
 			// Stopped once m.mu is released: a query being answered
@@ -402,17 +415,25 @@ func (e *Endpoint) detach() error {
 	if !n.endpoints[e] {
 		return nil
 	}
-	e.forget()
-	e.releaseAddrs()
 	err := n.m.hub.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: e.hubName}})
-	if err != nil && !errors.Is(err, unix.ENODEV) {
+	if err != nil && !linkGone(err) {
 		// The namespace may be gone already, and the pair with it.
 		if _, lerr := n.m.hub.nl.LinkByName(e.hubName); lerr == nil {
 			return fmt.Errorf("network %s: detach %s: %w", n.cfg.Name, e.ip, err)
 		}
 	}
+	// The addresses go back only once the veth that held them is gone.
+	e.forget()
+	e.releaseAddrs()
 	n.m.log.Debug("endpoint detached", "network", n.cfg.Name, "ip", e.ip)
 	return nil
+}
+
+// linkGone reports whether a LinkDel failed because the link is not
+// there: ENODEV, or EINVAL when the name lookup before it found nothing
+// and the request went out without an index.
+func linkGone(err error) bool {
+	return errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EINVAL)
 }
 
 func namespaceDo(h *hub, fn func() error) error { return namespace.Do(fn, h.ns) }

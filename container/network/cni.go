@@ -106,6 +106,7 @@ func (c *CNI) Name() string { return c.list.Name }
 // A CNIAttachment is one namespace's interface on a CNI network.
 type CNIAttachment struct {
 	c      *CNI
+	ns     *namespace.Namespace // a handle of its own: rt.NetNS names its fd
 	rt     *libcni.RuntimeConf
 	result *types100.Result
 	once   sync.Once
@@ -169,6 +170,23 @@ func (c *CNI) Attach(ctx context.Context, ns *namespace.Namespace, ifname string
 	if ifname == "" {
 		ifname = "eth0"
 	}
+	// The plugins enter the namespace by a path: that of a descriptor the
+	// attachment keeps open until Detach, so that CHECK and DEL find the
+	// same namespace even after the caller's handle is closed and its
+	// number reused.
+	own, err := namespace.Open(fmt.Sprintf("/proc/self/fd/%d", ns.Fd()))
+	if err != nil {
+		return nil, fmt.Errorf("CNI network %s: %w", c.list.Name, err)
+	}
+	att, err := c.attach(ctx, own, ifname, ports)
+	if err != nil {
+		own.Close()
+		return nil, err
+	}
+	return att, nil
+}
+
+func (c *CNI) attach(ctx context.Context, ns *namespace.Namespace, ifname string, ports []PortMapping) (*CNIAttachment, error) {
 	rt := &libcni.RuntimeConf{
 		ContainerID: cniIDPrefix + ownerID() + "-" + strconv.FormatUint(cniSeq.Add(1), 10),
 		NetNS:       fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), ns.Fd()),
@@ -207,7 +225,7 @@ func (c *CNI) Attach(ctx context.Context, ns *namespace.Namespace, ifname string
 		c.cni.DelNetworkList(context.WithoutCancel(ctx), c.list, rt)
 		return nil, fmt.Errorf("CNI network %s: result: %w", c.list.Name, err)
 	}
-	return &CNIAttachment{c: c, rt: rt, result: r}, nil
+	return &CNIAttachment{c: c, ns: ns, rt: rt, result: r}, nil
 }
 
 func (c *CNI) hasCapability(name string) bool {
@@ -259,6 +277,7 @@ func (a *CNIAttachment) Detach(ctx context.Context) error {
 		if err := a.c.cni.DelNetworkList(ctx, a.c.list, a.rt); err != nil {
 			a.err = fmt.Errorf("CNI network %s: DEL: %w", a.c.list.Name, err)
 		}
+		a.ns.Close()
 	})
 	return a.err
 }

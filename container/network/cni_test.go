@@ -165,6 +165,32 @@ func TestCNI(t *testing.T) {
 	if _, err := plain.Attach(ctx, newNS(t), "", []PortMapping{{HostPort: 1, ContainerPort: 80}}); !errors.Is(err, ErrInvalidPort) {
 		t.Fatalf("ports without portmap: %v", err)
 	}
+	// The attachment keeps a handle of its own: with the caller's closed
+	// and its descriptor number reused by another namespace, CHECK still
+	// looks at the right one.
+	tmp, err := namespace.NewNet("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked0, err := LoadCNI([]byte(strings.Replace(string(conf.conflist), `{"type": "portmap", "capabilities": {"portMappings": true}},`, "", 1)), CNIOptions{CacheDir: conf.cacheDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := checked0.Attach(ctx, tmp, "eth0", nil)
+	old := tmp.Fd()
+	tmp.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reused := newNS(t); reused.Fd() != old {
+		t.Logf("descriptor %d not reused (got %d): the check below proves less", old, reused.Fd())
+	}
+	if err := kept.Check(ctx); err != nil {
+		t.Fatalf("CHECK after the caller's handle closed: %v", err)
+	}
+	if err := kept.Detach(ctx); err != nil {
+		t.Fatal(err)
+	}
 	// CHECK, on bridge and firewall (portmap 1.1.1's CHECK fails on
 	// hosts without IPv6 NAT chains, a bug of the plugin).
 	noPortmap := strings.Replace(string(conf.conflist), `{"type": "portmap", "capabilities": {"portMappings": true}},`, "", 1)

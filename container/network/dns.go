@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -67,16 +68,26 @@ func (m *Manager) startResolver(ns *namespace.Namespace) (_ *resolver, err error
 	r.servers = []*dns.Server{{PacketConn: pc, Handler: r}, {Listener: l, Handler: r}}
 	for _, s := range r.servers {
 		started := make(chan struct{})
+		failed := make(chan error, 1)
 		s.NotifyStartedFunc = func() { close(started) }
-		go s.ActivateAndServe()
-		<-started
+		go func() { failed <- s.ActivateAndServe() }()
+		select {
+		case <-started:
+		case err := <-failed:
+			return nil, fmt.Errorf("embedded DNS: serve: %w", err)
+		}
 	}
 	return r, nil
 }
 
 func (r *resolver) stop() {
 	for _, s := range r.servers {
-		if s.Shutdown() != nil {
+		// A forwarded query in flight may wait for its upstreams: give it
+		// a moment, not its whole timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := s.ShutdownContext(ctx)
+		cancel()
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			// Not started: close the sockets it was given.
 			if s.PacketConn != nil {
 				s.PacketConn.Close()
@@ -90,9 +101,12 @@ func (r *resolver) stop() {
 
 // ServeDNS answers one query.
 func (r *resolver) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
-	if len(q.Question) != 1 {
+	if len(q.Question) != 1 || q.Opcode != dns.OpcodeQuery {
 		m := new(dns.Msg)
 		m.SetRcode(q, dns.RcodeFormatError)
+		if q.Opcode != dns.OpcodeQuery {
+			m.SetRcode(q, dns.RcodeNotImplemented)
+		}
 		w.WriteMsg(m)
 		return
 	}
@@ -100,8 +114,37 @@ func (r *resolver) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 		w.WriteMsg(resp)
 		return
 	}
+	if r.internalOnly() {
+		// No way out for internal networks, names included.
+		m := new(dns.Msg)
+		m.SetRcode(q, dns.RcodeRefused)
+		w.WriteMsg(m)
+		return
+	}
 	_, tcp := w.RemoteAddr().(*net.TCPAddr)
-	w.WriteMsg(r.m.forward(q, tcp))
+	resp := r.m.forward(q, tcp)
+	if !tcp {
+		size := dns.MinMsgSize
+		if o := q.IsEdns0(); o != nil {
+			size = int(o.UDPSize())
+		}
+		resp.Truncate(size) // an answer fetched over TCP may not fit
+	}
+	w.WriteMsg(resp)
+}
+
+// internalOnly reports whether every network of the namespace is
+// internal.
+func (r *resolver) internalOnly() bool {
+	r.m.mu.Lock()
+	defer r.m.mu.Unlock()
+	nets := r.m.networksOf(r.ino)
+	for _, n := range nets {
+		if !n.cfg.Internal {
+			return false
+		}
+	}
+	return len(nets) > 0
 }
 
 // local answers q from the records of the networks the namespace is on,

@@ -130,6 +130,25 @@ func TestEmbeddedDNS(t *testing.T) {
 	if r := query(t, nsOther, "udp", "db", dns.TypeA); r.Rcode != dns.RcodeNameError {
 		t.Errorf("db from another network: rcode %d %v", r.Rcode, r.Answer)
 	}
+	// An internal network forwards no name: no way out.
+	internal, err := m.Create(ctx, Config{Name: "walled", Internal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsInt := newNS(t)
+	if _, err := internal.Attach(ctx, nsInt, AttachOptions{Name: "inside"}); err != nil {
+		t.Fatal(err)
+	}
+	before := count.Load()
+	if r := query(t, nsInt, "udp", "other.example", dns.TypeA); r.Rcode != dns.RcodeRefused {
+		t.Errorf("an internal network's query: rcode %d %v", r.Rcode, r.Answer)
+	}
+	if r := query(t, nsInt, "udp", "inside", dns.TypeA); len(r.Answer) != 1 {
+		t.Errorf("an internal network's own name: %v", r.Answer)
+	}
+	if count.Load() != before {
+		t.Error("an internal network's query reached the upstream")
+	}
 	// After Detach the record is gone.
 	if err := db.Detach(); err != nil {
 		t.Fatal(err)

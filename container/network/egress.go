@@ -134,6 +134,8 @@ func (h *hub) syncHostRules(nets []*Network, nats []localNAT) error {
 	}
 	err := h.writeHostRules(nets, out, nats)
 	if err != nil && !h.tableMade && !h.noOwner && (errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)) {
+		// (tableMade is still false only when the owned table itself
+		// could not be made.)
 		// A kernel older than 5.12 has no owned tables: the sweep of
 		// the next hub removes the table of a process that died.
 		h.noOwner = true
@@ -163,6 +165,7 @@ func (h *hub) writeHostRules(nets, out []*Network, nats []localNAT) error {
 		if err := h.createOwnedTable(); err != nil {
 			return err
 		}
+		h.tableMade = true
 	}
 	ch := c.AddChain(&nftables.Chain{
 		Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
@@ -218,6 +221,25 @@ func (h *hub) writeHostRules(nets, out []*Network, nats []localNAT) error {
 			&expr.Verdict{Kind: expr.VerdictDrop},
 		}})
 	}
+	// No new connection from another interface into the hub: the host
+	// forwards for egress, which must not make the containers reachable
+	// from the host's neighbours (published ports serve them through
+	// the relay, on the host).
+	fch := c.AddChain(&nftables.Chain{
+		Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter,
+	})
+	c.FlushChain(fch)
+	c.AddRule(&nftables.Rule{Table: t, Chain: fch, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(link)},
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(link)},
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryLE(expr.CtStateBitNEW), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}})
 	if len(out) > 0 && !h.acceptsInstalled {
 		if err := insertAccepts(c, link); err != nil {
 			return err
@@ -337,9 +359,11 @@ func (h *hub) removeHostRules() error {
 		return err
 	}
 	link := h.hostLink.Attrs().Name
-	err = sweepRules(c, func(l string) bool { return l == link })
+	if err := sweepRules(c, func(l string) bool { return l == link }); err != nil {
+		return err
+	}
 	h.acceptsInstalled, h.tableMade = false, false
-	return err
+	return nil
 }
 
 // sweepRules removes berth's host tables and accept rules whose link

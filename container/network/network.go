@@ -122,11 +122,12 @@ type Manager struct {
 	nextVeth uint64
 	closed   bool
 
-	pending     sync.WaitGroup // Release's background waits
-	done        chan struct{}  // closed by Close
-	nats        map[*Publication][]localNAT
-	resolvers   map[uint64]*resolver // by namespace inode
-	stopping    []*resolver          // to stop once mu is released
+	pending     sync.WaitGroup            // Release's background waits
+	done        chan struct{}             // closed by Close
+	nats        map[*Publication]natEntry // Endpoint.Publish's
+	orphans     []*Publication            // to close once mu is released
+	resolvers   map[uint64]*resolver      // by namespace inode
+	stopping    []*resolver               // to stop once mu is released
 	hostDNSOnce sync.Once
 	hostDNS     []netip.AddrPort
 }
@@ -144,7 +145,7 @@ func New(opts Options) *Manager {
 	if opts.Pools == nil {
 		opts.Pools = DefaultPools
 	}
-	return &Manager{opts: opts, log: log, networks: map[string]*Network{}, resolvers: map[uint64]*resolver{}, nats: map[*Publication][]localNAT{}, done: make(chan struct{})}
+	return &Manager{opts: opts, log: log, networks: map[string]*Network{}, resolvers: map[uint64]*resolver{}, nats: map[*Publication]natEntry{}, done: make(chan struct{})}
 }
 
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
@@ -251,6 +252,9 @@ func (m *Manager) create(ctx context.Context, cfg Config) (_ *Network, err error
 		if !cfg.Subnet.IsValid() {
 			return nil, fmt.Errorf("%w: network %s: every pool subnet overlaps a host route", ErrSubnetOverlap, cfg.Name)
 		}
+		if err := validate(&cfg); err != nil {
+			return nil, fmt.Errorf("%w (from Options.Pools)", err)
+		}
 	} else if i := slices.IndexFunc(routes, func(r netip.Prefix) bool { return overlaps(r, cfg.Subnet) }); i >= 0 {
 		return nil, fmt.Errorf("%w: network %s: subnet %s overlaps the host's route to %s", ErrSubnetOverlap, cfg.Name, cfg.Subnet, routes[i])
 	}
@@ -309,8 +313,8 @@ func validate(cfg *Config) error {
 		if !cfg.Subnet.Addr().Is4() {
 			return fmt.Errorf("%w: network %s: subnet %s is not IPv4", ErrInvalidConfig, cfg.Name, cfg.Subnet)
 		}
-		if cfg.Subnet.Bits() < 8 || cfg.Subnet.Bits() > 30 {
-			return fmt.Errorf("%w: network %s: subnet %s: want a prefix length between 8 and 30", ErrInvalidConfig, cfg.Name, cfg.Subnet)
+		if cfg.Subnet.Bits() < 8 || cfg.Subnet.Bits() > 29 {
+			return fmt.Errorf("%w: network %s: subnet %s: want a prefix length between 8 and 29 (a /30 leaves no address after the gateway and the host's)", ErrInvalidConfig, cfg.Name, cfg.Subnet)
 		}
 		if cfg.Subnet != cfg.Subnet.Masked() {
 			return fmt.Errorf("%w: network %s: subnet %s has host bits set (did you mean %s?)", ErrInvalidConfig, cfg.Name, cfg.Subnet, cfg.Subnet.Masked())
@@ -555,6 +559,12 @@ func (m *Manager) Close() error {
 		m.stopping = append(m.stopping, r)
 	}
 	m.resolvers = nil
+	// A relay left running would dial addresses the host no longer
+	// routes to the hub.
+	for p := range m.nats {
+		m.orphans = append(m.orphans, p)
+	}
+	m.nats = map[*Publication]natEntry{}
 	if m.hub != nil {
 		errs = append(errs, m.hub.close())
 		m.hub = nil
@@ -572,21 +582,31 @@ func (m *Manager) syncRules() error {
 // ports (the hub's rules depend on the networks only). m.mu is held.
 func (m *Manager) syncHostRules() error {
 	var nats []localNAT
-	for _, rs := range m.nats {
-		nats = append(nats, rs...)
+	for _, ent := range m.nats {
+		nats = append(nats, ent.rules...)
 	}
 	return m.hub.syncHostRules(m.networkList(), nats)
 }
 
-// stopResolvers stops the resolvers whose last endpoint went; m.mu must
-// not be held.
+// natEntry is a publication of Endpoint.Publish: its endpoint and its
+// local DNATs.
+type natEntry struct {
+	e     *Endpoint
+	rules []localNAT
+}
+
+// stopResolvers stops the resolvers whose last endpoint went and closes
+// the publications whose endpoint or Manager went; m.mu must not be held.
 func (m *Manager) stopResolvers() {
 	m.mu.Lock()
-	rs := m.stopping
-	m.stopping = nil
+	rs, ps := m.stopping, m.orphans
+	m.stopping, m.orphans = nil, nil
 	m.mu.Unlock()
 	for _, r := range rs {
 		r.stop()
+	}
+	for _, p := range ps {
+		p.Close()
 	}
 }
 

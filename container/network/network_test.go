@@ -238,6 +238,7 @@ func TestBadInput(t *testing.T) {
 		{Config{Name: "v6", Subnet: netip.MustParsePrefix("fd00::/64")}, ErrInvalidConfig},
 		{Config{Name: "hostbits", Subnet: netip.MustParsePrefix("10.232.0.1/24")}, ErrInvalidConfig},
 		{Config{Name: "tiny", Subnet: netip.MustParsePrefix("10.232.0.0/31")}, ErrInvalidConfig},
+		{Config{Name: "slash30", Subnet: netip.MustParsePrefix("10.232.0.0/30")}, ErrInvalidConfig},
 		{Config{Name: "gw", Subnet: netip.MustParsePrefix("10.232.0.0/24"), Gateway: netip.MustParseAddr("10.233.0.1")}, ErrInvalidConfig},
 		{Config{Name: "mtu", MTU: 10}, ErrInvalidConfig},
 		{Config{Name: "overlap", Subnet: netip.MustParsePrefix("10.231.0.128/25")}, ErrSubnetOverlap},

@@ -62,14 +62,20 @@ func (h *hub) syncRules(nets []*Network) error {
 				&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(uplinkName)},
 			}, notToAddr(n.hostAddr, drop)...)})
-			if n.hostAddr6.IsValid() {
-				c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append([]expr.Any{
-					&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(br)},
-					&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(uplinkName)},
-				}, notToAddr(n.hostAddr6, drop)...)})
+			v6 := []expr.Any{ // no IPv6 address for the host: no IPv6 out at all
+				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}},
+				drop,
 			}
+			if n.hostAddr6.IsValid() {
+				v6 = notToAddr(n.hostAddr6, drop)
+			}
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append([]expr.Any{
+				&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(br)},
+				&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(uplinkName)},
+			}, v6...)})
 		}
 	}
 	if err := c.Flush(); err != nil {

@@ -20,6 +20,21 @@ import (
 // (its socket to the container) without traffic, as docker-proxy does.
 const UDPIdleTimeout = 90 * time.Second
 
+// Limits of the relay, per published port: beyond them new TCP
+// connections are closed at once and datagrams of new UDP clients are
+// dropped, so that a flood (spoofed UDP sources, say) cannot take every
+// descriptor of the embedding process.
+const (
+	MaxRelayConns = 4096
+	MaxUDPFlows   = 1024
+)
+
+// MaxPortRange is the most ports one -p string may publish.
+const MaxPortRange = 1024
+
+// relayDialTimeout bounds the relay's connection to the container.
+const relayDialTimeout = 10 * time.Second
+
 // A PortMapping publishes a container port on the host (`docker run -p`).
 type PortMapping struct {
 	// HostIP is the host address to listen on; zero means every
@@ -112,6 +127,8 @@ func ParsePort(s string) ([]PortMapping, error) {
 			m.HostPortEnd = hHi
 		}
 		return append(out, m), nil
+	case int(cHi-cLo) >= MaxPortRange:
+		return bad(fmt.Sprintf("more than %d ports", MaxPortRange))
 	case hLo == 0 && hHi == 0:
 		for p := int(cLo); p <= int(cHi); p++ {
 			out = append(out, PortMapping{HostIP: hostIP, ContainerPort: uint16(p), Protocol: proto})
@@ -155,8 +172,11 @@ type Publication struct {
 	ports  []PortMapping
 	log    *slog.Logger
 
-	onClose func()       // removes the local DNATs of Endpoint.Publish
+	onClose func()          // removes the local DNATs of Endpoint.Publish
+	ctx     context.Context // cancelled by Close: the relay's dials end
+	cancel  context.CancelFunc
 	relayed atomic.Int64 // TCP connections and UDP flows the relay served
+	active  atomic.Int64 // TCP connections being relayed
 
 	mu      sync.Mutex
 	closers []io.Closer
@@ -176,6 +196,7 @@ func Publish(ctx context.Context, target netip.Addr, ports []PortMapping, log *s
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &Publication{target: target, log: log, conns: map[net.Conn]bool{}}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -221,15 +242,16 @@ func (e *Endpoint) Publish(ctx context.Context, ports []PortMapping, log *slog.L
 	}
 	mgr := e.n.m
 	mgr.mu.Lock()
-	defer mgr.mu.Unlock()
 	if mgr.closed || !e.n.endpoints[e] {
+		mgr.mu.Unlock()
 		p.Close()
-		return nil, fmt.Errorf("publish: %w", ErrNotFound)
+		return nil, fmt.Errorf("publish: %w: the endpoint was detached", ErrNotFound)
 	}
-	mgr.nats[p] = nats
+	mgr.nats[p] = natEntry{e: e, rules: nats}
 	if err := mgr.syncHostRules(); err != nil {
 		delete(mgr.nats, p)
 		mgr.syncHostRules()
+		mgr.mu.Unlock()
 		p.Close()
 		return nil, fmt.Errorf("publish: %w", err)
 	}
@@ -243,6 +265,7 @@ func (e *Endpoint) Publish(ctx context.Context, ports []PortMapping, log *slog.L
 			}
 		}
 	}
+	mgr.mu.Unlock()
 	return p, nil
 }
 
@@ -322,10 +345,16 @@ func (p *Publication) serveTCP(l net.Listener, target netip.AddrPort) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		if p.active.Load() >= MaxRelayConns {
+			c.Close()
+			continue
+		}
 		p.relayed.Add(1)
+		p.active.Add(1)
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
+			defer p.active.Add(-1)
 			p.relayTCP(c.(*net.TCPConn), target)
 		}()
 	}
@@ -337,12 +366,14 @@ func (p *Publication) relayTCP(c *net.TCPConn, target netip.AddrPort) {
 		return
 	}
 	defer p.untrack(c)
-	u, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(target))
+	d := net.Dialer{Timeout: relayDialTimeout}
+	uc, err := d.DialContext(p.ctx, "tcp", target.String())
 	if err != nil {
 		p.log.Debug("published port: dial container", "target", target, "err", err)
 		c.SetLinger(0) // a reset, as the kernel gives for a closed port
 		return
 	}
+	u := uc.(*net.TCPConn)
 	defer u.Close()
 	if !p.track(u) {
 		return
@@ -392,6 +423,10 @@ func (p *Publication) serveUDP(pc *net.UDPConn, target netip.AddrPort) {
 		}
 		mu.Lock()
 		f := flows[client]
+		if f == nil && len(flows) >= MaxUDPFlows {
+			mu.Unlock()
+			continue
+		}
 		if f == nil {
 			up, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(target))
 			if err != nil {
@@ -445,6 +480,7 @@ func (p *Publication) Close() error {
 		return nil
 	}
 	p.closed = true
+	p.cancel()
 	if p.onClose != nil {
 		p.onClose()
 	}
@@ -468,8 +504,8 @@ func (m PortMapping) Validate() error {
 	if m.Protocol != "" && m.Protocol != "tcp" && m.Protocol != "udp" {
 		return fmt.Errorf("%w: protocol %q: want tcp or udp", ErrInvalidPort, m.Protocol)
 	}
-	if m.HostPortEnd != 0 && m.HostPortEnd < m.HostPort {
-		return fmt.Errorf("%w: host port range %d-%d ends before it starts", ErrInvalidPort, m.HostPort, m.HostPortEnd)
+	if m.HostPortEnd != 0 && (m.HostPort == 0 || m.HostPortEnd < m.HostPort) {
+		return fmt.Errorf("%w: host port range %d-%d: want a first port, and an end after it", ErrInvalidPort, m.HostPort, m.HostPortEnd)
 	}
 	return nil
 }

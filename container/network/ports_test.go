@@ -43,10 +43,13 @@ func TestParsePort(t *testing.T) {
 		}
 	}
 	for _, in := range []string{"", "0", "80:0", "x", "80/sctp", "1.2.3:80:80", "a:b:c:d", "70000", "8000-8002:80-81",
-		"90-80", "[::1:80:80", "[1.2.3.4]:80:80", "::1:80:80", "1.2.3.4:80", "-1"} {
+		"90-80", "[::1:80:80", "[1.2.3.4]:80:80", "::1:80:80", "1.2.3.4:80", "-1", "1-65535"} {
 		if _, err := ParsePort(in); !errors.Is(err, ErrInvalidPort) {
 			t.Errorf("ParsePort(%q) = %v, want ErrInvalidPort", in, err)
 		}
+	}
+	if err := (PortMapping{ContainerPort: 80, HostPortEnd: 90}).Validate(); !errors.Is(err, ErrInvalidPort) {
+		t.Errorf("a host range from port 0: %v", err)
 	}
 	if s := (PortMapping{ContainerPort: 80, HostPort: 32768}).String(); s != "80/tcp -> 0.0.0.0:32768" {
 		t.Errorf("String: %q", s)
@@ -279,12 +282,48 @@ func TestEndpointPublish(t *testing.T) {
 	if n := p.relayed.Load(); n != 1 {
 		t.Fatalf("the relay served %d connections, want the remote client's 1", n)
 	}
+	// The host forwards for egress, yet a neighbour that routes the
+	// subnet through it does not reach the container directly.
+	in, err := netlink.NewHandleAt(netns.NsHandle(client.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	eth0, err := in.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subnet := e.Network().Config().Subnet
+	if err := in.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Dst: ipNet(subnet), Gw: net.ParseIP("203.0.113.5")}); err != nil {
+		t.Fatal(err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if c, err := Dial(dctx, client, "tcp", netip.AddrPortFrom(e.IP(), 80).String()); err == nil {
+		c.Close()
+		t.Fatal("a neighbour reached the container's address through the host")
+	}
+	// Detaching the endpoint closes what was published for it.
+	p2, err := e.Publish(ctx, []PortMapping{{HostIP: netip.MustParseAddr("127.0.0.1"), ContainerPort: 80}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	link := m.HostLink()
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if n := outputRules(t, link); n != 1 {
+		t.Fatalf("%d DNAT rules, want p2's 1", n)
+	}
+	if err := e.Detach(); err != nil {
+		t.Fatal(err)
+	}
 	if n := outputRules(t, link); n != 0 {
-		t.Fatalf("%d DNAT rules left after Close", n)
+		t.Fatalf("%d DNAT rules after the endpoint's Detach", n)
+	}
+	if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", itoa(p2.Ports()[0].HostPort))); err == nil {
+		c.Close()
+		t.Fatal("a port published for a detached endpoint still answers")
 	}
 	if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", itoa(got[0].HostPort))); err == nil {
 		c.Close()

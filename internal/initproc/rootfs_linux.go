@@ -130,11 +130,39 @@ func fileMount(rootfd int, f File) error {
 		return fmt.Errorf("chmod: %w", err)
 	}
 	tfd, err := secureCreateFile(rootfd, f.Target)
+	if errors.Is(err, unix.ENOENT) {
+		// A dangling symlink (an image's /etc/resolv.conf pointing at
+		// systemd's stub): create what it names, inside the root.
+		if dest, lerr := readLinkIn(rootfd, f.Target); lerr == nil {
+			tfd, err = secureCreateFile(rootfd, dest)
+		}
+	}
 	if err != nil {
 		return err
 	}
 	defer unix.Close(tfd)
 	return mountOn(fdPath(fd), tfd, "", unix.MS_BIND, "")
+}
+
+// readLinkIn returns where the symlink p (inside the root) points, as a
+// path inside the root.
+func readLinkIn(rootfd int, p string) (string, error) {
+	parent, base := path.Split(relPath(p))
+	pfd, err := openIn(rootfd, "/"+parent, unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(pfd)
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(pfd, base, buf)
+	if err != nil {
+		return "", err
+	}
+	dest := string(buf[:n])
+	if !path.IsAbs(dest) {
+		dest = path.Join("/", parent, dest)
+	}
+	return path.Clean(dest), nil
 }
 
 // mountOn mounts onto the object open at fd.
