@@ -388,7 +388,7 @@ func (e *Endpoint) forget() {
 		}
 	}
 	if changed {
-		if err := n.m.syncHostRules(); err != nil {
+		if err := n.m.syncNATs(); err != nil {
 			n.m.log.Debug("endpoint gone: host rules", "err", err)
 		}
 	}

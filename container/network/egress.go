@@ -151,6 +151,32 @@ func (h *hub) syncHostRules(nets []*Network, nats []localNAT) error {
 	return nil
 }
 
+// syncNATs rewrites only the local DNATs (the output chain), when the
+// rest of the host table is in place already; publishing a port then
+// costs one small transaction.
+func (h *hub) syncNATs(nets []*Network, nats []localNAT) error {
+	if !h.tableMade {
+		return h.syncHostRules(nets, nats)
+	}
+	c, err := h.hostConn()
+	if err != nil {
+		return err
+	}
+	t := h.hostTable()
+	och := c.AddChain(&nftables.Chain{
+		Name: "output", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest,
+	})
+	c.FlushChain(och)
+	for _, r := range nats {
+		c.AddRule(&nftables.Rule{Table: t, Chain: och, Exprs: dnatExprs(r)})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: host rules: %w", err)
+	}
+	return nil
+}
+
 // writeHostRules writes the host table in one transaction.
 func (h *hub) writeHostRules(nets, out []*Network, nats []localNAT) error {
 	c, err := h.hostConn()

@@ -581,11 +581,21 @@ func (m *Manager) syncRules() error {
 // syncHostRules makes the host's table fit the networks and published
 // ports (the hub's rules depend on the networks only). m.mu is held.
 func (m *Manager) syncHostRules() error {
+	return m.hub.syncHostRules(m.networkList(), m.natList())
+}
+
+// syncNATs makes the host table's local DNATs fit the published ports.
+// m.mu is held.
+func (m *Manager) syncNATs() error {
+	return m.hub.syncNATs(m.networkList(), m.natList())
+}
+
+func (m *Manager) natList() []localNAT {
 	var nats []localNAT
 	for _, ent := range m.nats {
 		nats = append(nats, ent.rules...)
 	}
-	return m.hub.syncHostRules(m.networkList(), nats)
+	return nats
 }
 
 // natEntry is a publication of Endpoint.Publish: its endpoint and its

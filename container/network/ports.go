@@ -248,9 +248,9 @@ func (e *Endpoint) Publish(ctx context.Context, ports []PortMapping, log *slog.L
 		return nil, fmt.Errorf("publish: %w: the endpoint was detached", ErrNotFound)
 	}
 	mgr.nats[p] = natEntry{e: e, rules: nats}
-	if err := mgr.syncHostRules(); err != nil {
+	if err := mgr.syncNATs(); err != nil {
 		delete(mgr.nats, p)
-		mgr.syncHostRules()
+		mgr.syncNATs()
 		mgr.mu.Unlock()
 		p.Close()
 		return nil, fmt.Errorf("publish: %w", err)
@@ -260,7 +260,7 @@ func (e *Endpoint) Publish(ctx context.Context, ports []PortMapping, log *slog.L
 		defer mgr.mu.Unlock()
 		if _, ok := mgr.nats[p]; ok && !mgr.closed {
 			delete(mgr.nats, p)
-			if err := mgr.syncHostRules(); err != nil {
+			if err := mgr.syncNATs(); err != nil {
 				mgr.log.Debug("unpublish: host rules", "err", err)
 			}
 		}
