@@ -162,7 +162,15 @@ func (h *hub) syncNATs(nets []*Network, nats []localNAT) error {
 	if err != nil {
 		return err
 	}
-	t := h.hostTable()
+	addNATChain(c, h.hostTable(), nats)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: host rules: %w", err)
+	}
+	return nil
+}
+
+// addNATChain (re)writes the host table's output chain: the local DNATs.
+func addNATChain(c *nftables.Conn, t *nftables.Table, nats []localNAT) {
 	och := c.AddChain(&nftables.Chain{
 		Name: "output", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest,
@@ -171,10 +179,6 @@ func (h *hub) syncNATs(nets []*Network, nats []localNAT) error {
 	for _, r := range nats {
 		c.AddRule(&nftables.Rule{Table: t, Chain: och, Exprs: dnatExprs(r)})
 	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables: host rules: %w", err)
-	}
-	return nil
 }
 
 // writeHostRules writes the host table in one transaction.
@@ -219,14 +223,7 @@ func (h *hub) writeHostRules(nets, out []*Network, nats []localNAT) error {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(link)},
 		&expr.Masq{},
 	}})
-	och := c.AddChain(&nftables.Chain{
-		Name: "output", Table: t, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest,
-	})
-	c.FlushChain(och)
-	for _, r := range nats {
-		c.AddRule(&nftables.Rule{Table: t, Chain: och, Exprs: dnatExprs(r)})
-	}
+	addNATChain(c, t, nats)
 	// A guard: nothing to a network's subnet leaves this host by another
 	// interface than the hub's (with a route gone, a DNATed packet would
 	// otherwise follow the default route off the machine). It sits in
