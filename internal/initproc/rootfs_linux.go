@@ -171,20 +171,10 @@ func mountOn(source string, fd int, fstype string, flags uintptr, data string) e
 }
 
 // remountReadonly makes the mount at p (inside the root) read-only,
-// keeping its other flags. It reopens p, so that it names the mount on
-// top.
+// keeping its other flags (keptFlags) and adding extra. It reopens p, so
+// that it names the mount on top.
 func remountReadonly(rootfd int, p string, extra uintptr) error {
-	fd, err := openIn(rootfd, p, unix.O_PATH)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(fd, &st); err != nil {
-		return err
-	}
-	keep := uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME)
-	return mountOn("", fd, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|keep|extra, "")
+	return remountBind(rootfd, p, true, extra, 0)
 }
 
 // remountBind changes the flags of the bind mount at p (inside the root):
