@@ -136,7 +136,7 @@ func TestCNI(t *testing.T) {
 	}
 	// The published port (portmap's DNAT), at the host's address on the
 	// bridge.
-	gw := nthAddr(conf.subnet, 1)
+	gw := conf.subnet.Addr().Next() // the bridge plugin gives the host the first address
 	c, err = net.DialTimeout("tcp", netip.AddrPortFrom(gw, hostPort).String(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)

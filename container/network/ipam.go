@@ -2,7 +2,6 @@ package network
 
 import (
 	"fmt"
-	"math/big"
 	"net/netip"
 )
 
@@ -80,15 +79,6 @@ func lastAddr(prefix netip.Prefix) netip.Addr {
 	for i := prefix.Bits(); i < len(b)*8; i++ {
 		b[i/8] |= 1 << (7 - i%8)
 	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
-}
-
-// nthAddr is the n-th address of prefix (0 is the network address).
-func nthAddr(prefix netip.Prefix, n uint64) netip.Addr {
-	x := new(big.Int).SetBytes(prefix.Masked().Addr().AsSlice())
-	x.Add(x, new(big.Int).SetUint64(n))
-	b := x.FillBytes(make([]byte, prefix.Addr().BitLen()/8))
 	a, _ := netip.AddrFromSlice(b)
 	return a
 }
