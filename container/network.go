@@ -123,8 +123,10 @@ func (c *Container) connect(ctx context.Context, cfg *initproc.Config) (err erro
 			return err
 		}
 	}
-	resolv := network.ResolvConf(c.endpoints)
-	if len(c.endpoints) == 0 {
+	var resolv []byte
+	if len(c.endpoints) > 0 {
+		resolv = network.ResolvConf(c.endpoints)
+	} else {
 		resolv = network.CNIResolvConf(c.cniAtts)
 	}
 	cfg.Files = append(cfg.Files,
