@@ -25,6 +25,7 @@ type logBuffer struct {
 	first   int           // the number of the first line kept
 	size    int
 	stream  bool
+	shown   bool // the last lines are in an error the test reports
 }
 
 func newLogBuffer(name string, t testing.TB) *logBuffer {
@@ -86,6 +87,9 @@ func (b *logBuffer) tail(n int) []string {
 // tailText is the last n lines for an error message.
 func (b *logBuffer) tailText(n int) string {
 	lines := b.tail(n)
+	b.mu.Lock()
+	b.shown = true
+	b.mu.Unlock()
 	if n == 0 {
 		return ""
 	}
@@ -107,9 +111,9 @@ func (b *logBuffer) logTail(n int) {
 		return
 	}
 	b.mu.Lock()
-	streamed := b.stream
+	skip := b.stream || b.shown
 	b.mu.Unlock()
-	if !streamed { // with -v they are in the log already
+	if !skip { // with -v they are in the log already
 		b.t.Logf("sandbox %s:%s", b.name, b.tailText(n))
 	}
 }

@@ -38,6 +38,8 @@ type Sandbox struct {
 	labels map[string]string
 	net    *Network
 	tmp    string
+	// logLines is how many lines errors show.
+	logLines int
 
 	mu       sync.Mutex
 	forwards map[uint16]string
@@ -119,7 +121,7 @@ func Start(ctx context.Context, t testing.TB, image string, opts ...Option) (_ *
 		return nil, err
 	}
 	s := &Sandbox{t: t, image: name, config: icfg, name: cfg.name, labels: cfg.labels, net: cfg.network,
-		forwards: map[uint16]string{}}
+		forwards: map[uint16]string{}, logLines: cfg.logLines}
 	if s.name == "" {
 		s.name = defaultName(name)
 	}
@@ -309,6 +311,26 @@ func (s *Sandbox) spec(cfg *config) (*container.Spec, error) {
 		fn(spec)
 	}
 	return spec, nil
+}
+
+// WaitFor waits until each of ws says the sandbox is ready, as Run does
+// with WaitFor's strategies: after a restart of its service, say. The
+// error shows the sandbox's last log lines.
+func (s *Sandbox) WaitFor(ctx context.Context, ws ...WaitStrategy) error {
+	for _, w := range ws {
+		if w == nil {
+			return fmt.Errorf("containertest: sandbox %s: wait strategy is nil", s.name)
+		}
+		if v, ok := w.(validator); ok {
+			if err := v.validate(); err != nil {
+				return fmt.Errorf("containertest: sandbox %s: wait strategy: %w", s.name, err)
+			}
+		}
+		if err := s.wait(ctx, w); err != nil {
+			return fmt.Errorf("containertest: sandbox %s: %w%s", s.name, err, s.logs.tailText(s.logLines))
+		}
+	}
+	return nil
 }
 
 // Name returns the sandbox's name (WithName).
