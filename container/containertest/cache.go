@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -48,9 +49,12 @@ func CacheDir() (string, error) {
 // cache is one cache directory's store and the runtime whose
 // containers come from it.
 type cache struct {
+	dir   string
 	store *layer.Store
 	rt    *container.Runtime
 }
+
+var discard = slog.New(slog.DiscardHandler)
 
 var caches struct {
 	sync.Mutex
@@ -90,7 +94,8 @@ func cacheFor() (*cache, error) {
 	if caches.byDir == nil {
 		caches.byDir = map[string]*cache{}
 	}
-	c := &cache{store: st, rt: &container.Runtime{Images: st}}
+	c := &cache{dir: dir, store: st, rt: &container.Runtime{Images: st, CgroupParent: cgroupParent, Logger: discard}}
+	c.sweep(context.Background(), dir)
 	caches.byDir[dir] = c
 	return c, nil
 }

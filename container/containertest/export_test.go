@@ -1,5 +1,7 @@
 package containertest
 
+import "context"
+
 // Live returns the IDs of the containers of this process's sandboxes
 // that are not removed yet.
 func Live() []string {
@@ -12,4 +14,15 @@ func Live() []string {
 		}
 	}
 	return ids
+}
+
+// Sweep removes what dead processes' sandboxes left, as the first use of
+// the cache in a process does.
+func Sweep() error {
+	c, err := cacheFor()
+	if err != nil {
+		return err
+	}
+	c.sweep(context.Background(), c.dir)
+	return nil
 }

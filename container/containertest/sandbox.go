@@ -134,11 +134,11 @@ func Start(ctx context.Context, t testing.TB, image string, opts ...Option) (_ *
 			s.Terminate(context.Background())
 		}
 	}()
-	spec, err := s.spec(&cfg)
+	spec, err := s.spec(&cfg, c.dir)
 	if err != nil {
 		return nil, err
 	}
-	id := "ct-" + randomHex(6)
+	id := newID()
 	ctr, err := c.rt.Create(ctx, id, spec)
 	if err != nil {
 		return nil, err
@@ -273,7 +273,7 @@ func readImageConfig(ctx context.Context, st *layer.Store, name string) (imageCo
 }
 
 // spec makes the container's spec from the options.
-func (s *Sandbox) spec(cfg *config) (*container.Spec, error) {
+func (s *Sandbox) spec(cfg *config, cacheDir string) (*container.Spec, error) {
 	spec := &container.Spec{
 		Image:      s.image,
 		Entrypoint: cfg.entrypoint,
@@ -290,7 +290,11 @@ func (s *Sandbox) spec(cfg *config) (*container.Spec, error) {
 		spec.Resources = *cfg.resources
 	}
 	if len(cfg.files) > 0 {
-		dir, err := os.MkdirTemp("", "berth-sandbox-files-")
+		run := runDir(cacheDir)
+		if err := os.MkdirAll(run, 0o700); err != nil {
+			return nil, err
+		}
+		dir, err := os.MkdirTemp(run, "files-")
 		if err != nil {
 			return nil, err
 		}

@@ -1,7 +1,6 @@
 package network
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/berthlabs/berth/internal/owner"
 	"github.com/berthlabs/berth/namespace"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
@@ -118,31 +118,6 @@ var cniSeq atomic.Uint64
 // swept records the cache directories this process has swept.
 var swept sync.Map
 
-// ownerID identifies this process across PID reuse: PID and start time.
-var ownerID = sync.OnceValue(func() string {
-	pid := os.Getpid()
-	return strconv.Itoa(pid) + "-" + strconv.FormatUint(procStart(pid), 10)
-})
-
-// procStart returns a process's start time in clock ticks since boot
-// (field 22 of /proc/PID/stat), or 0 if it is gone.
-func procStart(pid int) uint64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0
-	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v
-}
-
 // ownerAlive reports whether the process that made CNI container ID id
 // is alive; ok is false for IDs berth did not make.
 func ownerAlive(id string) (alive, ok bool) {
@@ -150,16 +125,10 @@ func ownerAlive(id string) (alive, ok bool) {
 	if !ok {
 		return false, false
 	}
-	f := strings.SplitN(rest, "-", 3)
-	if len(f) != 3 {
+	if _, _, n, ok := owner.Parse(rest); !ok || n == "" {
 		return false, false
 	}
-	pid, err1 := strconv.Atoi(f[0])
-	start, err2 := strconv.ParseUint(f[1], 10, 64)
-	if err1 != nil || err2 != nil {
-		return false, false
-	}
-	return procStart(pid) == start, true
+	return owner.Alive(rest)
 }
 
 // Attach runs ADD for the namespace ns, with ifname its interface there
@@ -188,7 +157,7 @@ func (c *CNI) Attach(ctx context.Context, ns *namespace.Namespace, ifname string
 
 func (c *CNI) attach(ctx context.Context, ns *namespace.Namespace, ifname string, ports []PortMapping) (*CNIAttachment, error) {
 	rt := &libcni.RuntimeConf{
-		ContainerID: cniIDPrefix + ownerID() + "-" + strconv.FormatUint(cniSeq.Add(1), 10),
+		ContainerID: cniIDPrefix + owner.Self() + "-" + strconv.FormatUint(cniSeq.Add(1), 10),
 		NetNS:       fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), ns.Fd()),
 		IfName:      ifname,
 	}

@@ -1,0 +1,93 @@
+package containertest
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/berthlabs/berth/cgroup"
+	"github.com/berthlabs/berth/internal/owner"
+	"github.com/berthlabs/berth/layer/snapshot"
+)
+
+// What the sandboxes of a process are named by: container IDs are
+// "ct-OWNER-RANDOM" (OWNER is the process's PID and start time), their
+// cgroups are under cgroupParent, and the copies of their files under
+// CACHE/run/OWNER. When a test binary is killed (kill -9, a timeout), its
+// containers die with it; what stays on disk is removed by the next
+// process that uses the cache, once the owner is known to be dead.
+const (
+	idPrefix     = "ct-"
+	cgroupParent = "/berth/containertest"
+	// rootfsPrefix is container's name for a container's root
+	// filesystem snapshot, before the ID.
+	rootfsPrefix = "container-"
+)
+
+func newID() string { return idPrefix + owner.Self() + "-" + randomHex(4) }
+
+// runDir is where this process keeps its sandboxes' files.
+func runDir(cacheDir string) string { return filepath.Join(cacheDir, "run", owner.Self()) }
+
+// sweep removes what dead processes' sandboxes left in the cache and in
+// the cgroup tree. It is best effort: what it cannot remove now, a later
+// sweep can.
+func (c *cache) sweep(ctx context.Context, cacheDir string) {
+	dead := func(id string) bool {
+		rest, ok := strings.CutPrefix(id, idPrefix)
+		if !ok {
+			return false
+		}
+		alive, ok := owner.Alive(rest)
+		return ok && !alive
+	}
+	var stale []string
+	c.store.Snapshots.Walk(ctx, func(i snapshot.Info) error {
+		if id, ok := strings.CutPrefix(i.Name, rootfsPrefix); ok && i.Kind == snapshot.KindActive && dead(id) {
+			stale = append(stale, i.Name)
+		}
+		return nil
+	})
+	for _, k := range stale {
+		if err := c.store.Release(ctx, k); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+			c.rt.Logger.Debug("containertest: sweep", "snapshot", k, "err", err)
+		}
+	}
+	for _, name := range cgroupChildren(cgroupParent) {
+		if !dead(name) {
+			continue
+		}
+		if cg, err := cgroup.Load(path.Join(cgroupParent, name)); err == nil {
+			cg.Delete(ctx) // refused while it holds processes
+		}
+	}
+	runs, _ := os.ReadDir(filepath.Join(cacheDir, "run"))
+	for _, e := range runs {
+		if alive, ok := owner.Alive(e.Name()); ok && !alive {
+			os.RemoveAll(filepath.Join(cacheDir, "run", e.Name()))
+		}
+	}
+}
+
+// cgroupChildren lists the child cgroups of parent in every hierarchy
+// berth uses (v1 controllers, or the v2 tree).
+func cgroupChildren(parent string) []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, root := range []string{"/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"} {
+		entries, err := os.ReadDir(filepath.Join(root, parent))
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if e.IsDir() && !seen[e.Name()] {
+				seen[e.Name()] = true
+				names = append(names, e.Name())
+			}
+		}
+	}
+	return names
+}
