@@ -29,7 +29,7 @@ type logBuffer struct {
 }
 
 func newLogBuffer(name string, t testing.TB) *logBuffer {
-	return &logBuffer{name: name, t: t, changed: make(chan struct{}), stream: testing.Testing() && testing.Verbose()}
+	return &logBuffer{name: name, t: t, changed: make(chan struct{}), stream: t != nil && testing.Testing() && testing.Verbose()}
 }
 
 // writer returns a writer for one of the process's streams.
@@ -107,7 +107,7 @@ func (b *logBuffer) tailText(n int) string {
 
 // logTail shows the last n lines in the test's log.
 func (b *logBuffer) logTail(n int) {
-	if n == 0 {
+	if n == 0 || b.t == nil {
 		return
 	}
 	b.mu.Lock()

@@ -93,7 +93,23 @@ func Run(t testing.TB, image string, opts ...Option) *Sandbox {
 // tests that expect a sandbox not to start and for starting sandboxes
 // from other goroutines. A sandbox it returns is removed by t.Cleanup
 // (or Terminate); on error nothing is left.
-func Start(ctx context.Context, t testing.TB, image string, opts ...Option) (_ *Sandbox, err error) {
+func Start(ctx context.Context, t testing.TB, image string, opts ...Option) (*Sandbox, error) {
+	if t == nil {
+		return nil, errors.New("containertest: Start without a test (use New)")
+	}
+	return start(ctx, t, image, opts)
+}
+
+// New starts a sandbox that no test owns, for one that the tests of a
+// package share (made in TestMain) and for programs other than tests:
+// the caller removes it with Terminate. If the process dies first, the
+// sandbox's processes die with it and the next use of the cache removes
+// what it left on disk. Endpoint panics instead of failing a test.
+func New(ctx context.Context, image string, opts ...Option) (*Sandbox, error) {
+	return start(ctx, nil, image, opts)
+}
+
+func start(ctx context.Context, t testing.TB, image string, opts []Option) (_ *Sandbox, err error) {
 	cfg := config{timeout: DefaultStartupTimeout, logLines: DefaultLogLines}
 	for _, o := range opts {
 		o(&cfg)
@@ -144,15 +160,17 @@ func Start(ctx context.Context, t testing.TB, image string, opts ...Option) (_ *
 		return nil, err
 	}
 	s.c = ctr
-	t.Cleanup(func() {
-		if t.Failed() {
-			s.logs.logTail(cfg.logLines)
-		}
-		s.logs.stopStreaming()
-		if err := s.Terminate(context.Background()); err != nil {
-			t.Errorf("containertest: remove sandbox %s: %v", s.name, err)
-		}
-	})
+	if t != nil {
+		t.Cleanup(func() {
+			if t.Failed() {
+				s.logs.logTail(cfg.logLines)
+			}
+			s.logs.stopStreaming()
+			if err := s.Terminate(context.Background()); err != nil {
+				t.Errorf("containertest: remove sandbox %s: %v", s.name, err)
+			}
+		})
+	}
 	if err := ctr.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -400,10 +418,14 @@ func (s *Sandbox) HTTPClient() *http.Client {
 // forwarded to port in the sandbox, for clients that need a host address
 // (a database driver's DSN, a process the test starts). Each sandbox gets
 // its own host port, so parallel tests never collide. It calls t.Fatal
-// when the port cannot be forwarded; Forward returns the error instead.
+// (panics, for a sandbox from New) when the port cannot be forwarded;
+// Forward returns the error instead.
 func (s *Sandbox) Endpoint(port uint16) string {
 	addr, err := s.Forward(port)
 	if err != nil {
+		if s.t == nil {
+			panic(err)
+		}
 		s.t.Fatal(err)
 	}
 	return addr
