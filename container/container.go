@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"sync"
@@ -94,6 +95,10 @@ type Runtime struct {
 	Logger *slog.Logger
 	// Images is the layer store that Spec.Image names images in.
 	Images *layer.Store
+	// VolumeRoot is the directory holding the runtime's named volumes
+	// (see Volume). Empty means DefaultVolumeRoot. Runtimes of any
+	// process that share a VolumeRoot share its volumes.
+	VolumeRoot string
 
 	mu         sync.Mutex
 	containers map[string]*Container
@@ -177,6 +182,14 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 	}
 
 	c = &Container{id: id, rt: r, spec: *spec, state: Created, done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			c.releaseVolumes()
+		}
+	}()
+	if err := c.useVolumes(ctx); err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
 	if err := c.prepare(); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
@@ -231,6 +244,10 @@ type Container struct {
 	// modes is where each kind of namespace comes from: the spec's
 	// choices over the defaults.
 	modes map[namespace.Kind]NamespaceMode
+	// volumes are the named volumes the container mounts, by name, and
+	// volumeLocks the shared locks it holds on them until Delete.
+	volumes     map[string]*Volume
+	volumeLocks []*os.File
 
 	mu      sync.Mutex
 	state   State
@@ -399,9 +416,17 @@ func (c *Container) prepare() error {
 		cfg.Rlimits = append(cfg.Rlimits, initproc.Rlimit{Resource: res, Soft: l.Soft, Hard: l.Hard})
 	}
 	for _, m := range s.Mounts {
-		im, err := initproc.NewMount(string(m.Type), m.Source, m.Target, m.ReadOnly, m.Options)
+		source := m.Source
+		if m.Type == VolumeMount {
+			source = c.volumes[m.Source].Mountpoint
+		}
+		im, copyUp, err := m.initMount(source)
 		if err != nil {
 			return err
+		}
+		if copyUp {
+			im.CopyUp = true
+			im.CopyLock = filepath.Join(filepath.Dir(source), "copyup.lock")
 		}
 		cfg.Mounts = append(cfg.Mounts, im)
 		if m.Type == Bind {
@@ -921,6 +946,7 @@ func (c *Container) Delete(ctx context.Context) error {
 	if err := c.disconnect(); err != nil {
 		return fmt.Errorf("delete %s: %w", c.id, err)
 	}
+	c.releaseVolumes()
 	c.state = Deleted
 	c.rt.mu.Lock()
 	if c.rt.containers[c.id] == c {
