@@ -146,7 +146,8 @@ type Spec struct {
 
 	// LogPath, when set, is a file that receives the main process's
 	// stdout and stderr as JSON lines in Docker's json-file format
-	// ({"log":..., "stream":"stdout", "time":...}); see ReadLogs.
+	// ({"log":..., "stream":"stdout", "time":...}), each line as soon as
+	// the process writes it; see Container.Logs and Logs.
 	LogPath string
 }
 
