@@ -249,7 +249,11 @@ type Container struct {
 	volumes     map[string]*Volume
 	volumeLocks []*os.File
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// rootMu is held shared while CopyTo or CopyFrom has a stopped image
+	// container's snapshot mounted, and exclusively (under mu) by Start
+	// and Delete.
+	rootMu  sync.RWMutex
 	state   State
 	cmd     *exec.Cmd
 	conn    *net.UnixConn
@@ -460,7 +464,10 @@ func (c *Container) Start(ctx context.Context) error {
 	if c.state != Created {
 		return fmt.Errorf("start %s: %w", c.id, ErrAlreadyStarted)
 	}
-	if err := c.start(ctx); err != nil {
+	c.rootMu.Lock()
+	err := c.start(ctx)
+	c.rootMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("start %s: %w", c.id, err)
 	}
 	c.state = Running
@@ -939,7 +946,10 @@ func (c *Container) Delete(ctx context.Context) error {
 	if err := c.cg.Delete(ctx); err != nil {
 		return fmt.Errorf("delete %s: %w", c.id, err)
 	}
-	if err := c.releaseImage(ctx); err != nil {
+	c.rootMu.Lock()
+	err := c.releaseImage(ctx)
+	c.rootMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("delete %s: %w", c.id, err)
 	}
 	c.closeLogs()

@@ -37,7 +37,8 @@ var (
 //
 // A volume lives in its own directory under the runtime's VolumeRoot:
 // NAME/_data holds its files (Mountpoint), NAME/volume.json its name,
-// labels and creation time, and NAME/lock is the file every container
+// labels and creation time, NAME/copyup.lock serialises filling it from
+// a container's files, and NAME/lock is the file every container
 // using the volume holds a shared flock(2) on, from Create until Delete
 // (or until its process dies, kill -9 included). RemoveVolume takes an
 // exclusive lock without waiting, so it fails with ErrVolumeInUse while
@@ -90,7 +91,7 @@ func (r *Runtime) CreateVolume(ctx context.Context, name string, opts VolumeOpti
 		return nil, err
 	}
 	root := r.volumeRoot()
-	if err := os.MkdirAll(root, 0o700); err != nil {
+	if err := os.MkdirAll(root, 0o711); err != nil {
 		return nil, fmt.Errorf("create volume %s: %w", name, err)
 	}
 	tmp, err := os.MkdirTemp(root, ".tmp-"+name+"-")
@@ -110,6 +111,11 @@ func (r *Runtime) CreateVolume(ctx context.Context, name string, opts VolumeOpti
 		return nil, fmt.Errorf("create volume %s: %w", name, err)
 	}
 	if err := os.WriteFile(filepath.Join(tmp, "lock"), nil, 0o600); err != nil {
+		return nil, fmt.Errorf("create volume %s: %w", name, err)
+	}
+	// Init locks this one while it fills the volume, possibly as the root
+	// of a user namespace: it only reads it.
+	if err := os.WriteFile(filepath.Join(tmp, "copyup.lock"), nil, 0o644); err != nil {
 		return nil, fmt.Errorf("create volume %s: %w", name, err)
 	}
 	if err := os.Chmod(tmp, 0o711); err != nil {

@@ -17,13 +17,16 @@ import (
 // is read and nothing outside m.Source is written.
 func copyUp(tfd int, m Mount) error {
 	if m.CopyLock != "" {
-		lfd, err := unix.Open(m.CopyLock, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
-		if err != nil {
+		lfd, err := unix.Open(m.CopyLock, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		switch {
+		case err == unix.ENOENT: // made without one: fill it unlocked
+		case err != nil:
 			return fmt.Errorf("open %s: %w", m.CopyLock, err)
-		}
-		defer unix.Close(lfd)
-		if err := unix.Flock(lfd, unix.LOCK_EX); err != nil {
-			return fmt.Errorf("lock %s: %w", m.CopyLock, err)
+		default:
+			defer unix.Close(lfd)
+			if err := unix.Flock(lfd, unix.LOCK_EX); err != nil {
+				return fmt.Errorf("lock %s: %w", m.CopyLock, err)
+			}
 		}
 	}
 	dst, err := unix.Open(m.Source, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
