@@ -182,9 +182,10 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 	}
 
 	c = &Container{id: id, rt: r, spec: *spec, state: Created, done: make(chan struct{})}
+	made := c // c is nil once an error is returned
 	defer func() {
 		if err != nil {
-			c.releaseVolumes()
+			made.releaseVolumes()
 		}
 	}()
 	if err := c.useVolumes(ctx); err != nil {
