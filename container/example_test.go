@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/container"
@@ -417,9 +418,17 @@ func ExampleContainer_Top() {
 	if err := c.Start(ctx); err != nil {
 		panic(err)
 	}
-	procs, err := c.Top()
-	if err != nil {
-		panic(err)
+	// Start returns once the process is started: for a moment it may
+	// still be berth's init, about to execute sleep.
+	var procs []container.ProcessInfo
+	for i := 0; i < 100; i++ {
+		if procs, err = c.Top(); err != nil {
+			panic(err)
+		}
+		if len(procs) == 1 && procs[0].Command == "sleep" {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	for _, p := range procs {
 		fmt.Println(p.UID, strings.Join(p.Args, " "))

@@ -39,8 +39,8 @@ func TestLogsFollow(t *testing.T) {
 	c, _ := startIn(t, Default, &Spec{
 		LogPath: logPath,
 		Process: Process{
-			Args:   []string{"sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; sleep 0.05; done; echo bye >&2"},
-			Stdout: io.Discard,
+			Args:   []string{"sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; sleep 0.05; done; sleep 0.1; echo bye >&2"},
+			Stdout: io.Discard, Stderr: &syncBuffer{}, // apart
 		},
 	})
 	// The container's own Logs and the path's (as another process would
