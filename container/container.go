@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"sync"
@@ -94,6 +95,10 @@ type Runtime struct {
 	Logger *slog.Logger
 	// Images is the layer store that Spec.Image names images in.
 	Images *layer.Store
+	// VolumeRoot is the directory holding the runtime's named volumes
+	// (see Volume). Empty means DefaultVolumeRoot. Runtimes of any
+	// process that share a VolumeRoot share its volumes.
+	VolumeRoot string
 
 	mu         sync.Mutex
 	containers map[string]*Container
@@ -177,6 +182,15 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 	}
 
 	c = &Container{id: id, rt: r, spec: *spec, state: Created, done: make(chan struct{})}
+	made := c // c is nil once an error is returned
+	defer func() {
+		if err != nil {
+			made.releaseVolumes()
+		}
+	}()
+	if err := c.useVolumes(ctx); err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
 	if err := c.prepare(); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
@@ -231,8 +245,16 @@ type Container struct {
 	// modes is where each kind of namespace comes from: the spec's
 	// choices over the defaults.
 	modes map[namespace.Kind]NamespaceMode
+	// volumes are the named volumes the container mounts, by name, and
+	// volumeLocks the shared locks it holds on them until Delete.
+	volumes     map[string]*Volume
+	volumeLocks []*os.File
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// rootMu is held shared while CopyTo or CopyFrom has a stopped image
+	// container's snapshot mounted, and exclusively (under mu) by Start
+	// and Delete.
+	rootMu  sync.RWMutex
 	state   State
 	cmd     *exec.Cmd
 	conn    *net.UnixConn
@@ -399,9 +421,17 @@ func (c *Container) prepare() error {
 		cfg.Rlimits = append(cfg.Rlimits, initproc.Rlimit{Resource: res, Soft: l.Soft, Hard: l.Hard})
 	}
 	for _, m := range s.Mounts {
-		im, err := initproc.NewMount(string(m.Type), m.Source, m.Target, m.ReadOnly, m.Options)
+		source := m.Source
+		if m.Type == VolumeMount {
+			source = c.volumes[m.Source].Mountpoint
+		}
+		im, copyUp, err := m.initMount(source)
 		if err != nil {
 			return err
+		}
+		if copyUp {
+			im.CopyUp = true
+			im.CopyLock = filepath.Join(filepath.Dir(source), "copyup.lock")
 		}
 		cfg.Mounts = append(cfg.Mounts, im)
 		if m.Type == Bind {
@@ -435,7 +465,10 @@ func (c *Container) Start(ctx context.Context) error {
 	if c.state != Created {
 		return fmt.Errorf("start %s: %w", c.id, ErrAlreadyStarted)
 	}
-	if err := c.start(ctx); err != nil {
+	c.rootMu.Lock()
+	err := c.start(ctx)
+	c.rootMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("start %s: %w", c.id, err)
 	}
 	c.state = Running
@@ -914,13 +947,17 @@ func (c *Container) Delete(ctx context.Context) error {
 	if err := c.cg.Delete(ctx); err != nil {
 		return fmt.Errorf("delete %s: %w", c.id, err)
 	}
-	if err := c.releaseImage(ctx); err != nil {
+	c.rootMu.Lock()
+	err := c.releaseImage(ctx)
+	c.rootMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("delete %s: %w", c.id, err)
 	}
 	c.closeLogs()
 	if err := c.disconnect(); err != nil {
 		return fmt.Errorf("delete %s: %w", c.id, err)
 	}
+	c.releaseVolumes()
 	c.state = Deleted
 	c.rt.mu.Lock()
 	if c.rt.containers[c.id] == c {

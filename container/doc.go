@@ -12,7 +12,13 @@
 // cgroup), and Delete. FromOCI and LoadBundle convert an OCI runtime spec
 // (runc's config.json), refusing what berth cannot do; Container.Commit
 // records an image container's changes as a new image in the layer
-// store; ReadLogs reads a container's log file.
+// store. Container.Logs (and Logs, for a log file of any process) reads
+// a container's log like `docker logs`, following it, with since, until,
+// tail and timestamps; CopyTo and CopyFrom copy tar streams into and out
+// of a container like `docker cp`; Top lists its processes like `docker
+// top`. Named volumes (CreateVolume, Volume, Volumes, RemoveVolume, and
+// Mounts of type VolumeMount) are shared between containers and outlive
+// them, like `docker volume`.
 //
 // Isolation and limits follow Docker's defaults unless the Spec says
 // otherwise: new mount, PID, UTS, IPC and network namespaces (and cgroup
@@ -41,6 +47,7 @@
 //
 // Errors can be matched with errors.Is: ErrInvalidSpec for a bad Spec,
 // ErrExists, ErrNotFound, ErrDeleted, ErrNotRunning, ErrNotPaused,
-// ErrAlreadyStarted and ErrInitUnavailable, and context errors from the
+// ErrAlreadyStarted, ErrInitUnavailable, ErrVolumeExists,
+// ErrVolumeNotFound and ErrVolumeInUse, and context errors from the
 // calls that take a context. Running containers needs root.
 package container

@@ -1,13 +1,16 @@
 package container_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/container"
@@ -258,4 +261,178 @@ func ExampleContainer_Commit() {
 	// Output:
 	// application/vnd.oci.image.manifest.v1+json
 	// hello
+}
+
+// Share a named volume between containers, like `docker volume create`
+// and `docker run -v data:/data`: it outlives them, and cannot be
+// removed while a container uses it. Needs root and a static busybox.
+func ExampleRuntime_CreateVolume() {
+	rootfs, err := containertest.TempBusyboxRootfs()
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(rootfs)
+	volumes, err := os.MkdirTemp("", "volumes-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(volumes)
+	ctx := context.Background()
+	rt := &container.Runtime{VolumeRoot: volumes}
+	if _, err := rt.CreateVolume(ctx, "data", container.VolumeOptions{Labels: map[string]string{"app": "demo"}}); err != nil {
+		panic(err)
+	}
+	run := func(id, script string) *container.Container {
+		c, err := rt.Create(ctx, id, &container.Spec{
+			Rootfs:  rootfs,
+			Mounts:  []container.Mount{{Type: container.VolumeMount, Source: "data", Target: "/data"}},
+			Process: container.Process{Args: []string{"sh", "-c", script}, Stdout: os.Stdout},
+		})
+		if err != nil {
+			panic(err)
+		}
+		if err := c.Start(ctx); err != nil {
+			panic(err)
+		}
+		c.Wait(ctx)
+		return c
+	}
+	w := run("example-volume-writer", "echo kept > /data/note")
+	w.Delete(ctx)
+	r := run("example-volume-reader", "cat /data/note")
+	err = rt.RemoveVolume(ctx, "data", false)
+	fmt.Println(errors.Is(err, container.ErrVolumeInUse))
+	r.Delete(ctx)
+	fmt.Println(rt.RemoveVolume(ctx, "data", false))
+	// Output:
+	// kept
+	// true
+	// <nil>
+}
+
+// Follow a container's log as it prints, like `docker logs -f -t`, and
+// read its last line afterwards, like `docker logs --tail 1`. Needs root
+// and a static busybox.
+func ExampleContainer_Logs() {
+	rootfs, err := containertest.TempBusyboxRootfs()
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(rootfs)
+	ctx := context.Background()
+	logPath := filepath.Join(rootfs, "..", filepath.Base(rootfs)+".log")
+	defer os.Remove(logPath)
+	c, err := container.Create(ctx, "example-logs", &container.Spec{
+		Rootfs:  rootfs,
+		LogPath: logPath,
+		Process: container.Process{Args: []string{"sh", "-c", "for i in 1 2 3; do echo tick $i; sleep 0.05; done"}},
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Delete(ctx)
+	if err := c.Start(ctx); err != nil {
+		panic(err)
+	}
+	// Follow returns once the container has stopped and all is read.
+	if err := c.Logs(ctx, container.LogOptions{Follow: true}, os.Stdout, os.Stderr); err != nil {
+		panic(err)
+	}
+	var last bytes.Buffer
+	if err := container.Logs(ctx, logPath, container.LogOptions{Tail: 1, Timestamps: true}, &last, nil); err != nil {
+		panic(err)
+	}
+	_, line, _ := strings.Cut(last.String(), " ")
+	fmt.Print("last: ", line)
+	// Output:
+	// tick 1
+	// tick 2
+	// tick 3
+	// last: tick 3
+}
+
+// Copy a file into a running container and a directory out of it, as
+// tar streams, like `docker cp`. Needs root and a static busybox.
+func ExampleContainer_CopyTo() {
+	rootfs, err := containertest.TempBusyboxRootfs()
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(rootfs)
+	ctx := context.Background()
+	c, err := container.Create(ctx, "example-copy", &container.Spec{
+		Rootfs:  rootfs,
+		Process: container.Process{Args: []string{"sleep", "60"}},
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Delete(ctx)
+	if err := c.Start(ctx); err != nil {
+		panic(err)
+	}
+	var in bytes.Buffer
+	tw := tar.NewWriter(&in)
+	tw.WriteHeader(&tar.Header{Name: "config.txt", Mode: 0o600, Size: 6, Uid: 1000, Gid: 1000})
+	tw.Write([]byte("debug\n"))
+	tw.Close()
+	if err := c.CopyTo(ctx, "/etc", &in); err != nil {
+		panic(err)
+	}
+	out, err := c.CopyFrom(ctx, "/etc")
+	if err != nil {
+		panic(err)
+	}
+	defer out.Close()
+	tr := tar.NewReader(out)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		if h.Name == "etc/config.txt" {
+			fmt.Println(h.Name, h.Uid, fs.FileMode(h.Mode))
+		}
+	}
+	// Output:
+	// etc/config.txt 1000 -rw-------
+}
+
+// List the processes of a running container, like `docker top`. Needs
+// root and a static busybox.
+func ExampleContainer_Top() {
+	rootfs, err := containertest.TempBusyboxRootfs()
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(rootfs)
+	ctx := context.Background()
+	c, err := container.Create(ctx, "example-top", &container.Spec{
+		Rootfs:  rootfs,
+		Process: container.Process{Args: []string{"sleep", "60"}, User: "1000"},
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Delete(ctx)
+	if err := c.Start(ctx); err != nil {
+		panic(err)
+	}
+	// Start returns once the process is started: for a moment it may
+	// still be berth's init, about to execute sleep.
+	var procs []container.ProcessInfo
+	for i := 0; i < 100; i++ {
+		if procs, err = c.Top(); err != nil {
+			panic(err)
+		}
+		if len(procs) == 1 && procs[0].Command == "sleep" {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, p := range procs {
+		fmt.Println(p.UID, strings.Join(p.Args, " "))
+	}
+	// Output:
+	// 1000 sleep 60
 }

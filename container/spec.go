@@ -146,7 +146,8 @@ type Spec struct {
 
 	// LogPath, when set, is a file that receives the main process's
 	// stdout and stderr as JSON lines in Docker's json-file format
-	// ({"log":..., "stream":"stdout", "time":...}); see ReadLogs.
+	// ({"log":..., "stream":"stdout", "time":...}), each line as soon as
+	// the process writes it; see Container.Logs and Logs.
 	LogPath string
 }
 
@@ -222,14 +223,23 @@ const (
 	Bind MountType = "bind"
 	// Tmpfs mounts an empty in-memory file system.
 	Tmpfs MountType = "tmpfs"
+	// VolumeMount mounts a named volume of the runtime (Source is its name),
+	// like `docker run -v name:/path`. A volume that does not exist is
+	// created, as docker run does. When the volume is empty at Start and
+	// the container has files at Target, they are copied into it first
+	// (owners, modes, times, symlinks and hardlinks kept; extended
+	// attributes are not), as Docker fills a new volume; the option
+	// "nocopy" (Docker's volume-nocopy) turns that off.
+	VolumeMount MountType = "volume"
 )
 
 // Mount is an extra mount in the container, like `docker run -v` and
 // `--tmpfs`.
 type Mount struct {
-	// Type is Bind or Tmpfs.
+	// Type is Bind, Tmpfs or VolumeMount.
 	Type MountType
-	// Source is the host path for Bind; ignored for Tmpfs.
+	// Source is the host path for Bind, the volume's name for VolumeMount;
+	// ignored for Tmpfs.
 	Source string
 	// Target is the absolute path inside the container. Missing
 	// directories (and, for a file bind mount, the file) are created.
@@ -240,7 +250,8 @@ type Mount struct {
 	// both types: "ro" (as ReadOnly) and "rw", "nosuid", "nodev",
 	// "noexec", "noatime", "nodiratime", "relatime", "strictatime",
 	// "lazytime", "nosymfollow", "sync", "dirsync", and their opposites
-	// ("suid", "dev", "exec", "atime", ...). A Tmpfs is nosuid and nodev
+	// ("suid", "dev", "exec", "atime", ...). A VolumeMount takes the options
+	// of a Bind, and "nocopy". A Tmpfs is nosuid and nodev
 	// unless they say "suid" or "dev"; a Bind keeps the flags of the
 	// mount it binds unless they say otherwise. "bind" makes a Bind
 	// non-recursive (the mounts below Source are not bound with it;
@@ -425,13 +436,36 @@ func (m *Mount) validate() error {
 			return fmt.Errorf("bind source %q is not an absolute host path", m.Source)
 		}
 	case Tmpfs:
+	case VolumeMount:
+		if err := checkVolumeName(m.Source); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("unknown mount type %q (want %q or %q)", m.Type, Bind, Tmpfs)
+		return fmt.Errorf("unknown mount type %q (want %q, %q or %q)", m.Type, Bind, Tmpfs, VolumeMount)
 	}
-	if _, err := initproc.NewMount(string(m.Type), m.Source, m.Target, m.ReadOnly, m.Options); err != nil {
+	if _, _, err := m.initMount(m.Source); err != nil {
 		return err
 	}
 	return nil
+}
+
+// initMount returns the mount init makes for m, with source as the host
+// path it binds (a volume's data directory for a VolumeMount), and whether a
+// volume is to be filled from the container's files.
+func (m *Mount) initMount(source string) (initproc.Mount, bool, error) {
+	typ, opts, copyUp := m.Type, m.Options, false
+	if m.Type == VolumeMount {
+		typ, copyUp = Bind, true
+		opts = slices.DeleteFunc(slices.Clone(opts), func(o string) bool {
+			if o == "nocopy" {
+				copyUp = false
+				return true
+			}
+			return false
+		})
+	}
+	im, err := initproc.NewMount(string(typ), source, m.Target, m.ReadOnly, opts)
+	return im, copyUp, err
 }
 
 // sysctlKey is what a sysctl parameter name looks like, with dots.

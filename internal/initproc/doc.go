@@ -33,6 +33,13 @@ type Mount struct {
 	NoRecursive bool `json:"norec,omitempty"`
 	// Data are a tmpfs's file system options ("size=1m,mode=755").
 	Data string `json:"data,omitempty"`
+	// CopyUp, for a bind mount of a directory (a named volume), copies
+	// what the container has at Target into Source before the mount when
+	// Source is empty, as Docker fills a new volume. CopyLock, when set,
+	// is a file init holds an exclusive flock on meanwhile, so that two
+	// containers starting on one empty volume do not both fill it.
+	CopyUp   bool   `json:"copyUp,omitempty"`
+	CopyLock string `json:"copyLock,omitempty"`
 }
 
 // String describes the mount for error messages.

@@ -415,6 +415,12 @@ func userMount(rootfd int, m Mount) error {
 		if err != nil {
 			return err
 		}
+		if m.CopyUp && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if err := copyUp(fd, m); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("copy the image's %s into the volume: %w", m.Target, err)
+			}
+		}
 		rec := uintptr(unix.MS_REC)
 		if m.NoRecursive {
 			rec = 0
