@@ -448,14 +448,22 @@ func (n *Network) teardown() error {
 	var errs []error
 	if n.hostAddr.IsValid() {
 		// The route goes with the address's removal only when it was
-		// made from it; remove both.
+		// made from it; remove both. The hub's route back to the host's
+		// address is on the uplink, which stays: a later network on the
+		// same subnet adds it again.
 		h.host.RouteDel(&netlink.Route{LinkIndex: h.hostLink.Attrs().Index, Dst: ipNet(n.cfg.Subnet)})
+		if err := h.nl.RouteDel(&netlink.Route{LinkIndex: h.up.Attrs().Index, Dst: addrNet(n.hostAddr, 32), Scope: netlink.SCOPE_LINK}); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("remove the hub's route to %s: %w", n.hostAddr, err))
+		}
 		if err := h.host.AddrDel(h.hostLink, &netlink.Addr{IPNet: addrNet(n.hostAddr, 32)}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			errs = append(errs, fmt.Errorf("remove host address %s: %w", n.hostAddr, err))
 		}
 	}
 	if n.hostAddr6.IsValid() {
 		h.host.RouteDel(&netlink.Route{LinkIndex: h.hostLink.Attrs().Index, Dst: ipNet(n.cfg.Subnet6), Gw: hubLL.AsSlice()})
+		if err := h.nl.RouteDel(&netlink.Route{LinkIndex: h.up.Attrs().Index, Dst: addrNet(n.hostAddr6, 128), Gw: hostLL.AsSlice()}); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("remove the hub's route to %s: %w", n.hostAddr6, err))
+		}
 		if err := h.host.AddrDel(h.hostLink, &netlink.Addr{IPNet: addrNet(n.hostAddr6, 128)}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			errs = append(errs, fmt.Errorf("remove host address %s: %w", n.hostAddr6, err))
 		}

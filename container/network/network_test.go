@@ -636,3 +636,29 @@ func TestRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A network removed and made again on the same subnet by one Manager
+// (one hub): everything the first one put in the hub went with it.
+func TestRecreateSameSubnet(t *testing.T) {
+	m := newManager(t)
+	ctx := context.Background()
+	cfg := Config{Name: "again", Subnet: netip.MustParsePrefix("10.213.7.0/24"), Subnet6: netip.MustParsePrefix("fd7b:213:7::/64")}
+	for i := range 3 {
+		n, err := m.Create(ctx, cfg)
+		if err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+		ns := newNS(t)
+		e, err := n.Attach(ctx, ns, AttachOptions{})
+		if err != nil {
+			t.Fatalf("attach %d: %v", i, err)
+		}
+		routedToHub(t, m, e.IP())
+		if err := e.Detach(); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Remove(ctx, cfg.Name); err != nil {
+			t.Fatalf("remove %d: %v", i, err)
+		}
+	}
+}
