@@ -30,8 +30,9 @@ const CacheEnv = "BERTH_CACHE"
 // CacheDir returns the directory where sandboxes' images are kept, one
 // per machine for every test binary: $BERTH_CACHE when set, else
 // /var/cache/berth when running as root, else $XDG_CACHE_HOME/berth
-// (os.UserCacheDir). The layer store is its "store" directory; images
-// built by scripts/images.sh are in its "images" directory.
+// (os.UserCacheDir). The layer store is its "store" directory, volumes
+// (NewVolume) its "volumes"; images built by scripts/images.sh are in its
+// "images" directory.
 func CacheDir() (string, error) {
 	if d := os.Getenv(CacheEnv); d != "" {
 		return filepath.Abs(d)
@@ -94,7 +95,8 @@ func cacheFor() (*cache, error) {
 	if caches.byDir == nil {
 		caches.byDir = map[string]*cache{}
 	}
-	c := &cache{dir: dir, store: st, rt: &container.Runtime{Images: st, CgroupParent: cgroupParent, Logger: discard}}
+	c := &cache{dir: dir, store: st, rt: &container.Runtime{Images: st, CgroupParent: cgroupParent, Logger: discard,
+		VolumeRoot: filepath.Join(dir, "volumes")}}
 	c.sweep(context.Background(), dir)
 	caches.byDir[dir] = c
 	return c, nil

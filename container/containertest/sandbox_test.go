@@ -221,3 +221,27 @@ func TestFailedTestShowsLogs(t *testing.T) {
 		}
 	}
 }
+
+func TestVolumes(t *testing.T) {
+	img := busyboxImage(t)
+	vol := containertest.NewVolume(t)
+	ctx := context.Background()
+	w := containertest.Run(t, img, containertest.WithVolume(vol, "/data"),
+		containertest.WithCmd("sh", "-c", "echo first > /data/note"), containertest.WaitFor(containertest.ForExit()))
+	w.Terminate(ctx)
+	// A later sandbox finds it; two at once share it.
+	a := containertest.Run(t, img, containertest.WithVolume(vol, "/data"), containertest.WithCmd("sleep", "100"))
+	b := containertest.Run(t, img, containertest.WithVolume(vol, "/mnt/v", "ro"), containertest.WithCmd("sleep", "100"))
+	if _, out, _ := b.Exec(ctx, "cat", "/mnt/v/note"); string(out) != "first\n" {
+		t.Fatalf("a later sandbox reads %q", out)
+	}
+	if code, out, err := a.Exec(ctx, "sh", "-c", "echo second >> /data/note"); code != 0 || err != nil {
+		t.Fatalf("append: %d %v %s", code, err, out)
+	}
+	if _, out, _ := b.Exec(ctx, "cat", "/mnt/v/note"); string(out) != "first\nsecond\n" {
+		t.Fatalf("the other sandbox reads %q", out)
+	}
+	if code, _, _ := b.Exec(ctx, "sh", "-c", "echo x > /mnt/v/note"); code == 0 {
+		t.Fatal("wrote through a read-only volume mount")
+	}
+}

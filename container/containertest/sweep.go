@@ -14,9 +14,9 @@ import (
 )
 
 // What the sandboxes of a process are named by: container IDs are
-// "ct-OWNER-RANDOM" (OWNER is the process's PID and start time), their
-// cgroups are under cgroupParent, and the copies of their files under
-// CACHE/run/OWNER. When a test binary is killed (kill -9, a timeout), its
+// "ct-OWNER-RANDOM" (OWNER is the process's PID and start time), as are
+// the test's volumes, their cgroups are under cgroupParent, and the
+// copies of their files under CACHE/run/OWNER. When a test binary is killed (kill -9, a timeout), its
 // containers die with it; what stays on disk is removed by the next
 // process that uses the cache, once the owner is known to be dead.
 const (
@@ -62,6 +62,13 @@ func (c *cache) sweep(ctx context.Context, cacheDir string) {
 		}
 		if cg, err := cgroup.Load(path.Join(cgroupParent, name)); err == nil {
 			cg.Delete(ctx) // refused while it holds processes
+		}
+	}
+	if vols, err := c.rt.Volumes(); err == nil {
+		for _, v := range vols {
+			if dead(v.Name) {
+				c.rt.RemoveVolume(ctx, v.Name, true) // refused while in use
+			}
 		}
 	}
 	runs, _ := os.ReadDir(filepath.Join(cacheDir, "run"))
