@@ -203,9 +203,13 @@ EOF
 	trim "$r"
 	# JIT (jit = off above) is two thirds of the image: LLVM, the z3
 	# solver only LLVM uses, and the bitcode of postgres itself. So are
-	# the sources of locales, which only locale-gen reads.
+	# the sources of locales, which only locale-gen reads. Perl's full
+	# library (perl-base stays) serves only postgresql-common's cluster
+	# scripts (pg_ctlcluster, the /usr/bin wrappers), which a container
+	# that runs postgres itself does not use.
 	rm -rf "$r"/usr/lib/postgresql/15/lib/llvmjit* "$r"/usr/lib/postgresql/15/lib/bitcode \
-		"$r"/usr/lib/*/libLLVM-*.so* "$r"/usr/lib/*/libz3.so* "$r"/usr/share/i18n
+		"$r"/usr/lib/*/libLLVM-*.so* "$r"/usr/lib/*/libz3.so* "$r"/usr/share/i18n \
+		"$r"/usr/share/perl/5.* "$r"/usr/lib/*/perl/5.*
 	cat >"$2" <<EOF
 {
   "User": "$user",
@@ -220,7 +224,7 @@ EOF
     "org.opencontainers.image.title": "postgres",
     "org.opencontainers.image.description": "Debian 12 PostgreSQL 15 for tests, built by berth scripts/images.sh",
     "org.opencontainers.image.version": "$(chroot "$r" dpkg-query -W -f '${Version}' postgresql-15)",
-    "io.berth.test.settings": "TEST SETTINGS, not for real data: fsync=off, synchronous_commit=off, full_page_writes=off; trust auth for every host (user postgres, no password); listen_addresses='*'; initdb at build time, UTF8, locale C"
+    "io.berth.test.settings": "TEST SETTINGS, not for real data: fsync=off, synchronous_commit=off, full_page_writes=off, jit=off (LLVM removed); trust auth for every host (user postgres, no password); listen_addresses='*'; initdb at build time, UTF8, locale C"
   }
 }
 EOF
