@@ -30,6 +30,7 @@
 # either name; leftovers are removed by the next run. Runs take an
 # exclusive flock on $CACHE/images/.lock. Package versions are whatever
 # the mirror serves at build time: they are not part of the recipe.
+# $CACHE/debs keeps the .deb files debootstrap downloaded, for later builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -80,10 +81,23 @@ for n in "${names[@]}"; do
 done
 [ ${#todo[@]} -gt 0 ] || exit 0
 
+# remove deletes the build directories $@, first unmounting what a
+# debootstrap killed mid-way left mounted in them (its /proc, /sys).
+remove() {
+	local d m
+	for d in "$@"; do
+		[ -e "$d" ] || continue
+		awk -v p="$d/" 'index($2, p) == 1 { print $2 }' /proc/self/mounts | sort -r |
+			while read -r m; do umount -l "$m" || true; done
+		rm -rf --one-file-system "$d"
+	done
+}
+
 exec 9>"$dir/.lock"
 flock 9
 # What a build that died left (it held the lock, so none is running now).
-rm -rf "$dir"/.build-* "$dir"/.mkimage-* "$dir"/.*.tar.link
+remove "$dir"/.build-* "$dir"/.mkimage-*
+rm -f "$dir"/.*.tar.link
 
 if [ "$(id -u)" != 0 ]; then
 	echo "images: building ${todo[*]} needs root (debootstrap, chroot)" >&2
@@ -120,6 +134,10 @@ if [ -z "$MIRROR" ]; then
 	exit 1
 fi
 
+# debootstrap keeps the packages it downloads here, for the next build.
+debs=$(realpath "$cache")/debs
+mkdir -p "$debs"
+
 # trim removes from the rootfs $1 what a container does not need.
 trim() {
 	local r=$1
@@ -147,7 +165,7 @@ sec=1000000000 # Docker's config durations are nanoseconds
 
 build_redis() { # rootfs config
 	local r=$1
-	debootstrap --variant=minbase --include=redis-server bookworm "$r" "$MIRROR" >"$r.log" 2>&1 ||
+	debootstrap --variant=minbase --cache-dir="$debs" --include=redis-server bookworm "$r" "$MIRROR" >"$r.log" 2>&1 ||
 		{ tail -n 20 "$r.log" >&2; return 1; }
 	local user
 	user=$(ids "$r" redis)
@@ -174,7 +192,7 @@ EOF
 
 build_postgres() { # rootfs config
 	local r=$1 pgbin=/usr/lib/postgresql/15/bin data=/var/lib/postgresql/data
-	debootstrap --variant=minbase --include=postgresql bookworm "$r" "$MIRROR" >"$r.log" 2>&1 ||
+	debootstrap --variant=minbase --cache-dir="$debs" --include=postgresql bookworm "$r" "$MIRROR" >"$r.log" 2>&1 ||
 		{ tail -n 20 "$r.log" >&2; return 1; }
 	local user
 	user=$(ids "$r" postgres)
@@ -239,7 +257,7 @@ for n in "${todo[@]}"; do
 		continue
 	fi
 	work=$(mktemp -d "$dir/.build-$n-XXXXXX")
-	trap 'rm -rf "$work"' EXIT
+	trap 'remove "$work"' EXIT
 	start=$(date +%s%N)
 	echo "images: $n: building from $MIRROR" >&2
 	"build_$n" "$work/rootfs" "$work/config.json"
@@ -251,7 +269,7 @@ for n in "${todo[@]}"; do
 	for old in "$dir/$n"-*.tar; do
 		[ "$old" = "$dir/$f" ] || rm -f "$old"
 	done
-	rm -rf "$work"
+	remove "$work"
 	trap - EXIT
 	awk -v n="$n" -v t="${tag[$n]}" -v f="$dir/$f" -v size="$(stat -c %s "$dir/$f")" \
 		-v a="$((built - start))" -v b="$((end - built))" 'BEGIN {
