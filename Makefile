@@ -5,7 +5,7 @@
 GO ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all deps run test check bench
+.PHONY: all deps run test check bench images
 
 all: test
 
@@ -30,6 +30,12 @@ check:
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+
+# Service images for tests (redis, postgres) built from Debian packages
+# and cached; see scripts/images.sh for the cache's path rule. IMAGES
+# picks some (make images IMAGES=redis).
+images: deps
+	scripts/images.sh $(IMAGES)
 
 # Benchmarks: go test -bench, and berth beside runc and crun.
 bench: deps
