@@ -17,10 +17,14 @@ deps:
 run: deps
 	$(GO) run ./examples/pullrun $(if $(REGISTRY),-registry $(REGISTRY))
 
-# Formatting, go.mod tidiness, vet, staticcheck, then every test (as root they create real
-# namespaces, cgroups and mounts; without root they skip with the reason),
-# then the concurrent code's unit tests again under the race detector.
+# Formatting, go.mod tidiness, vet, staticcheck, the service images the
+# sandbox tests run (redis, postgres: built from Debian's packages the
+# first time, ~3 min, then cached), then every test (as root they create
+# real namespaces, cgroups and mounts; without root they skip with the
+# reason), then the concurrent code's unit tests again under the race
+# detector.
 test: deps check
+	scripts/images.sh
 	$(GO) test -count=1 -timeout 15m ./...
 	$(GO) test -race -count=1 -timeout 10m -skip 'TestE2E' ./orchestrate/... ./registry/ ./layer/content/
 
