@@ -3,7 +3,7 @@
 # run a container from a local image with a published loopback port, wait
 # until the service answers, then remove it. The peer is podman (runc,
 # its CNI bridge and portmap); berth's side is the BenchmarkRunReady
-# benchmark of container/containertest, run in the same go when present.
+# benchmark of container/containertest, interleaved with podman's rounds.
 #
 #   httpd     busybox httpd serving a file; ready = HTTP 200 (curl)
 #   redis     berth.test/redis:7 (scripts/images.sh); ready = PING answered
@@ -106,63 +106,48 @@ round() {
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1; m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f\n", m / 1000 }'; }
 
-declare -A peer_ready peer_total
+# berth's side: container/containertest's BenchmarkRunReady, the same
+# three services started from the same archives (through BERTH_CACHE),
+# ready when they answer through a port published on the host's loopback,
+# then removed; the test binary is built once and run for one timed
+# sandbox per service per round, right after podman's, so that drift on a
+# noisy machine hits both alike.
+pkg=./container/containertest/
+berth_bin=$work/containertest.test
+go test -c -o "$berth_bin" "$pkg"
+berth_round() {
+	local out
+	out=$("$berth_bin" -test.run '^$' -test.bench "^BenchmarkRunReady\$/^$1\$" -test.benchtime 1x)
+	awk '/^BenchmarkRunReady\// { for (i = 1; i < NF; i++) { if ($(i+1) == "ms-ready") r = $i; if ($(i+1) == "ms-total") t = $i } } END { if (r == "") exit 1; printf "%d %d\n", r * 1000, t * 1000 }' <<<"$out"
+}
+
+declare -A peer_ready peer_total berth_ready berth_total
 services=(httpd redis postgres)
 declare -A image=([httpd]=${images[0]} [redis]=${images[1]} [postgres]=${images[2]})
 declare -A port=([httpd]=80 [redis]=6379 [postgres]=5432)
-# Rounds interleave the services, so that drift on a noisy machine hits
-# them alike.
-for s in "${services[@]}"; do round "$s" "${image[$s]}" "${port[$s]}" >/dev/null; done
+for s in "${services[@]}"; do
+	round "$s" "${image[$s]}" "${port[$s]}" >/dev/null
+	berth_round "$s" >/dev/null
+done
 for ((r = 0; r < N; r++)); do
 	for s in "${services[@]}"; do
 		round "$s" "${image[$s]}" "${port[$s]}" >>"$work/$s.times"
+		berth_round "$s" >>"$work/$s.berth"
 	done
 done
 for s in "${services[@]}"; do
 	peer_ready[$s]=$(cut -d' ' -f1 "$work/$s.times" | median)
 	peer_total[$s]=$(cut -d' ' -f2 "$work/$s.times" | median)
+	berth_ready[$s]=$(cut -d' ' -f1 "$work/$s.berth" | median)
+	berth_total[$s]=$(cut -d' ' -f2 "$work/$s.berth" | median)
 done
 
 echo
 echo "archives: redis $(du -h "$(readlink -f "$cache/images/redis.tar")" | cut -f1), postgres $(du -h "$(readlink -f "$cache/images/postgres.tar")" | cut -f1) ($cache/images)"
-echo "podman $(podman --version | awk '{ print $3 }') (runc, CNI bridge, -p 127.0.0.1::PORT), medians of $N rounds, ms:"
-printf '  %-10s %10s %10s\n' service ready total
+echo "podman $(podman --version | awk '{ print $3 }') (runc, CNI bridge, -p 127.0.0.1::PORT) and berth, interleaved, medians of $N rounds, ms:"
+printf '  %-10s %12s %12s %12s %12s %14s %14s\n' service podman-ready berth-ready podman-total berth-total "berth/podman r" "berth/podman t"
 for s in "${services[@]}"; do
-	printf '  %-10s %10s %10s\n' "$s" "${peer_ready[$s]}" "${peer_total[$s]}"
-done
-
-# ==== berth's side ========================================================
-# container/containertest's BenchmarkRunReady: the same three services
-# started to ready (and removed) through berth, from the same cached
-# archives (BERTH_CACHE). Sub-benchmarks are expected to be named for the
-# services (httpd or busybox, redis, postgres); its figures are go test's
-# means over the -benchtime runs, not medians.
-pkg=./container/containertest/
-if ! go test -list '^BenchmarkRunReady$' "$pkg" 2>/dev/null | grep -q '^BenchmarkRunReady$'; then
-	echo
-	echo "berth: BenchmarkRunReady is missing in $pkg; berth's side was not run"
-	exit 0
-fi
-echo
-echo "berth: go test -run '^\$' -bench BenchmarkRunReady -benchtime ${N}x $pkg"
-go test -run '^$' -bench 'BenchmarkRunReady' -benchtime "${N}x" "$pkg" | tee "$work/berth.out"
-declare -A berth
-while read -r name _ ns unit _; do
-	[ "$unit" = ns/op ] || continue
-	s=${name#BenchmarkRunReady/}
-	[[ $s =~ ^(.*)-[0-9]+$ ]] && s=${BASH_REMATCH[1]} # the -GOMAXPROCS suffix
-	case $s in busybox* | httpd*) s=httpd ;; esac
-	berth[$s]=$(awk -v ns="$ns" 'BEGIN { printf "%.1f", ns / 1e6 }')
-done < <(grep '^BenchmarkRunReady/' "$work/berth.out")
-echo
-echo "start to ready, ms (podman median; berth go test mean) and podman/berth:"
-printf '  %-10s %10s %10s %8s\n' service podman berth ratio
-for s in "${services[@]}"; do
-	b=${berth[$s]:-}
-	if [ -n "$b" ]; then
-		printf '  %-10s %10s %10s %8s\n' "$s" "${peer_ready[$s]}" "$b" \
-			"$(awk -v p="${peer_ready[$s]}" -v b="$b" 'BEGIN { printf "%.1fx", p / b }')"
-	else
-		printf '  %-10s %10s %10s\n' "$s" "${peer_ready[$s]}" "-"
-	fi
+	printf '  %-10s %12s %12s %12s %12s %14s %14s\n' "$s" "${peer_ready[$s]}" "${berth_ready[$s]}" "${peer_total[$s]}" "${berth_total[$s]}" \
+		"$(awk -v p="${peer_ready[$s]}" -v b="${berth_ready[$s]}" 'BEGIN { printf "%.3f", b / p }')" \
+		"$(awk -v p="${peer_total[$s]}" -v b="${berth_total[$s]}" 'BEGIN { printf "%.3f", b / p }')"
 done
