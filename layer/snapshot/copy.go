@@ -45,9 +45,6 @@ func NewCopy(root string) (*Copy, error) {
 // create makes fs in dir: a copy of the parent's tree for an active
 // snapshot, empty otherwise.
 func (c *Copy) create(ctx context.Context, dir string, s *snap) error {
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return err
-	}
 	fs := filepath.Join(dir, "fs")
 	if s.kind == KindActive && s.parent != nil {
 		return copyTree(ctx, c.st.fsDir(s.parent), fs, &c.noClone)

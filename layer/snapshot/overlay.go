@@ -103,9 +103,6 @@ func (o *Overlay) options(lower []string, upper, work string) []string {
 
 // create makes fs (and, for an active snapshot, work) in dir.
 func (o *Overlay) create(ctx context.Context, dir string, s *snap) error {
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return err
-	}
 	if err := os.Mkdir(filepath.Join(dir, "fs"), 0o755); err != nil {
 		return err
 	}
