@@ -317,7 +317,14 @@ func (s *Store) unpackLocked(ctx context.Context, id, parent string, l ocispec.D
 	return s.unpack(ctx, id, parent, l, diffID, r)
 }
 
+// unpackHook, when set (by tests), is called with the chain ID of each
+// layer this process starts to unpack.
+var unpackHook func(chainID string)
+
 func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descriptor, diffID digest.Digest, r io.Reader) (err error) {
+	if unpackHook != nil {
+		unpackHook(id)
+	}
 	key := extractPrefix + randomID() + "-" + id
 	ms, err := s.Snapshots.Prepare(ctx, key, parent, WithOwner())
 	if err != nil {
