@@ -2,11 +2,11 @@ package snapshot
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"os"
 	"path/filepath"
@@ -518,8 +518,11 @@ func nameFile(name string) string {
 		}
 	}
 	if b.Len() > 200 {
-		h := sha256.Sum256([]byte(name))
-		return "#" + hex.EncodeToString(h[:])
+		// FNV-1a, 128 bits: not for hostile names, which a caller's
+		// keys are not; crypto/sha256 would grow the embedded init.
+		h := fnv.New128a()
+		h.Write([]byte(name))
+		return "#" + hex.EncodeToString(h.Sum(nil))
 	}
 	return b.String()
 }
