@@ -31,7 +31,8 @@ type Copy struct {
 var _ Snapshotter = (*Copy)(nil)
 
 // NewCopy opens the copying snapshotter in root, a directory it creates if
-// needed; other Snapshotters may share it (see Snapshotter). Call Close when done.
+// needed; other Snapshotters may share it (see Snapshotter). Call Close
+// when done.
 func NewCopy(root string) (*Copy, error) {
 	c := &Copy{}
 	st, err := openStore(root, "copy", c, nil)

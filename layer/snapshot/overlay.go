@@ -33,7 +33,8 @@ type Overlay struct {
 var _ Snapshotter = (*Overlay)(nil)
 
 // NewOverlay opens the overlayfs snapshotter in root, a directory it
-// creates if needed; other Snapshotters may share it (see Snapshotter). The error wraps ErrNotSupported
+// creates if needed; other Snapshotters may share it (see Snapshotter).
+// The error wraps ErrNotSupported
 // when overlayfs cannot be mounted there (no overlayfs in the kernel, not
 // root, or a filesystem overlayfs cannot use as an upper layer): NewOverlay
 // tries one small overlay mount to find out. Call Close when done.
