@@ -3,6 +3,8 @@ package container
 import (
 	"context"
 	"fmt"
+
+	"github.com/berthlabs/berth/layer"
 )
 
 // snapshotKey is the name of an image container's root filesystem
@@ -21,7 +23,9 @@ func (r *Runtime) fromImage(ctx context.Context, id string, s *Spec) (err error)
 		return fmt.Errorf("%w: a spec gives either Rootfs or Image, not both", ErrInvalidSpec)
 	}
 	key := snapshotKey(id)
-	img, mounts, err := r.Images.Prepare(ctx, key, s.Image)
+	// Owned by this process: a store shared with other processes removes
+	// it once this one has died.
+	img, mounts, err := r.Images.Prepare(ctx, key, s.Image, layer.WithOwner())
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/berthlabs/berth/layer/archive"
@@ -58,15 +57,6 @@ type CommitOptions struct {
 	StopSignal string
 }
 
-// storeLocks holds a lock per store directory, so that GC does not
-// remove the blobs of a Commit between their Put and their Tag.
-var storeLocks sync.Map // root directory -> *sync.RWMutex
-
-func (s *Store) gcLock() *sync.RWMutex {
-	l, _ := storeLocks.LoadOrStore(s.root, new(sync.RWMutex))
-	return l.(*sync.RWMutex)
-}
-
 // Commit turns the active snapshot key, a container's root filesystem
 // prepared on base's top layer, into a new image, as `docker commit`
 // does: base's layers plus one gzip-compressed layer of what changed in
@@ -113,10 +103,12 @@ func (s *Store) Commit(ctx context.Context, key string, base *Image, opts Commit
 		return fail(err)
 	}
 
-	// Hold off GC until the new image is named.
-	l := s.gcLock()
-	l.RLock()
-	defer l.RUnlock()
+	// Hold off GC, in every process, until the new image is named.
+	release, err := s.Hold(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer release()
 
 	var (
 		layerDesc ocispec.Descriptor

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"time"
 
+	"github.com/berthlabs/berth/internal/lockfile"
 	"github.com/berthlabs/berth/layer/content"
 	"github.com/berthlabs/berth/layer/snapshot"
 	digest "github.com/opencontainers/go-digest"
@@ -26,20 +28,29 @@ type GCStats struct {
 // of a named image has (for the host's platform) and that have no
 // children, repeatedly, so a chain goes from the top down; then every
 // blob that no name reaches (content.Store.GC). Active snapshots and
-// views, the root filesystems of containers, are never removed, and
-// neither are the layers under them, even when their image is no longer
-// named. Nor are snapshots committed while GC runs.
+// views of live owners, the root filesystems of containers, are never
+// removed, and neither are the layers under them, even when their image
+// is no longer named. Nor are snapshots committed while GC runs.
 //
-// GC waits for Commits in progress in this process and holds new ones
-// off until it is done. It removes nothing when a named image cannot be
-// read (ErrInvalid from the content store); a name whose image has no
-// manifest for this platform keeps nothing.
+// GC first removes the active snapshots and views of owners that have
+// died (see LabelOwner). It waits, within ctx, for every holder of the
+// store (Hold: Commit, ImportDirs, Unpack, Prepare and the registry's
+// Pull, in this process and in others) and holds new ones off until it is
+// done, so that nothing written but not yet named is taken. It removes
+// nothing when a named image cannot be read (ErrInvalid from the content
+// store); a name whose image has no manifest for this platform keeps
+// nothing.
 func (s *Store) GC(ctx context.Context) (GCStats, error) {
 	var st GCStats
 	start := time.Now()
-	l := s.gcLock()
-	l.Lock()
+	l, err := lockfile.Lock(ctx, filepath.Join(s.root, gcLockFile), lockfile.Exclusive, true)
+	if err != nil {
+		return st, fmt.Errorf("gc: %w", err)
+	}
 	defer l.Unlock()
+	if err := s.cleanLeftovers(ctx); err != nil {
+		return st, fmt.Errorf("gc: %w", err)
+	}
 
 	keep, err := s.chainIDs(ctx)
 	if err != nil {

@@ -24,9 +24,11 @@ func (s *Store) ImportDirs(ctx context.Context, name string, cfg ocispec.ImageCo
 		return ocispec.Descriptor{}, fmt.Errorf("import %s: %w", name, err)
 	}
 	defer os.Remove(empty)
-	l := s.gcLock()
-	l.RLock()
-	defer l.RUnlock()
+	release, err := s.Hold(ctx)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("import %s: %w", name, err)
+	}
+	defer release()
 	now := time.Now().UTC()
 	img := ocispec.Image{
 		Created:  &now,

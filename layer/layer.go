@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/berthlabs/berth/internal/lockfile"
 	"github.com/berthlabs/berth/layer/archive"
 	"github.com/berthlabs/berth/layer/content"
 	"github.com/berthlabs/berth/layer/snapshot"
@@ -30,6 +31,18 @@ import (
 
 // Store holds images and their unpacked layers under one directory:
 // ROOT/content is an OCI image layout, ROOT/snapshots the snapshots.
+//
+// Many Stores, in one process or in many, may have one root open at the
+// same time (a machine-wide image cache shared by test binaries, say).
+// They lock per object, never the whole store across long work: a blob
+// digest while it is written (content), a snapshot while it changes
+// (snapshot), and a chain ID while it is unpacked (ROOT/locks/ALG-HEX.lock,
+// so each layer is unpacked once whoever asks for it). Writers of what is
+// not yet named hold ROOT/gc.lock shared (Hold), and GC holds it
+// exclusively, so GC never removes what a writer in any process has put
+// but not yet tagged. A process killed at any moment leaves the store
+// consistent; what it leaves is removed by the next Open or GC, once its
+// owner is known to be dead (see LabelOwner).
 type Store struct {
 	// Content is the blob and image store.
 	Content *content.Store
@@ -47,10 +60,33 @@ type call struct {
 	err  error
 }
 
-// Open opens (creating if needed) the store at root.
+// LabelOwner is the snapshot label that names the process owning an
+// active snapshot or view, as "PID-STARTTIME" (the process's start time in
+// clock ticks after boot, field 22 of /proc/PID/stat, so a reused PID is
+// told apart). Open and GC remove the active snapshots and views whose
+// owner has died, with their mount points: the layers being unpacked and
+// the views being read by a process that was killed, and the root
+// filesystems prepared WithOwner. Owners are compared in the PID
+// namespace of the process that runs Open or GC; share a store only
+// between processes of one PID namespace when using it.
+const LabelOwner = "berth.owner"
+
+// WithOwner is a snapshot option for Prepare that labels the new snapshot
+// with this process as its owner (LabelOwner), so that it is removed once
+// the process has died: for root filesystems that must not outlive their
+// program, such as a container's.
+func WithOwner() snapshot.Opt {
+	return snapshot.WithLabels(map[string]string{LabelOwner: lockfile.Owner()})
+}
+
+// Open opens (creating if needed) the store at root, and removes the
+// snapshots of owners that have died (see LabelOwner).
 func Open(root string) (*Store, error) {
 	cs, err := content.Open(filepath.Join(root, "content"))
 	if err != nil {
+		return nil, fmt.Errorf("layer: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, locksDir), 0o700); err != nil {
 		return nil, fmt.Errorf("layer: %w", err)
 	}
 	sn, err := snapshot.New(filepath.Join(root, "snapshots"))
@@ -67,21 +103,26 @@ func Open(root string) (*Store, error) {
 
 // extractPrefix names the active snapshots layers are unpacked into
 // before they are committed under their chain ID; viewPrefix the views
-// Commit reads a base image's tree through.
+// Commit reads a base image's tree through. Both carry LabelOwner.
 const (
 	extractPrefix = "extract-"
 	viewPrefix    = "commit-base-"
+
+	locksDir   = "locks"
+	gcLockFile = "gc.lock"
 )
 
-// cleanLeftovers removes the half-unpacked layers and the views of a
-// process that died while unpacking or committing. The snapshot store is
-// locked to one Store at a time, so any such snapshot found at Open is a
-// leftover.
+// cleanLeftovers removes the active snapshots and views whose owner
+// (LabelOwner) has died: the half-unpacked layers and the views of a
+// process that was killed while unpacking or committing, and root
+// filesystems prepared WithOwner. Their mount points go with them.
 func (s *Store) cleanLeftovers(ctx context.Context) error {
 	var stale []string
 	err := s.Snapshots.Walk(ctx, func(i snapshot.Info) error {
-		if i.Kind == snapshot.KindActive && strings.HasPrefix(i.Name, extractPrefix) ||
-			i.Kind == snapshot.KindView && strings.HasPrefix(i.Name, viewPrefix) {
+		if i.Kind == snapshot.KindCommitted {
+			return nil
+		}
+		if o, ok := i.Labels[LabelOwner]; ok && !lockfile.Alive(o) {
 			stale = append(stale, i.Name)
 		}
 		return nil
@@ -93,8 +134,27 @@ func (s *Store) cleanLeftovers(ctx context.Context) error {
 		if err := s.Snapshots.Remove(ctx, k); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
 			return fmt.Errorf("remove leftover snapshot %s: %w", k, err)
 		}
+		if validKey(k) {
+			os.Remove(filepath.Join(s.root, "mounts", k))
+		}
 	}
 	return nil
+}
+
+// Hold keeps GC, in this process and in every other one on the store,
+// from running until release is called, and waits (within ctx) for a GC
+// that runs now. Hold it while writing what is not named yet, from the
+// first blob or snapshot written until the Tag that names the image: GC
+// would take blobs and unpacked layers that no name reaches. Commit,
+// ImportDirs, Unpack and Prepare hold it themselves; the registry's Pull
+// holds it from its first blob to its tag. Many holders do not wait for
+// each other, and one caller may hold it more than once.
+func (s *Store) Hold(ctx context.Context) (release func(), err error) {
+	f, err := lockfile.Lock(ctx, filepath.Join(s.root, gcLockFile), lockfile.Shared, true)
+	if err != nil {
+		return nil, fmt.Errorf("layer: hold off GC: %w", err)
+	}
+	return f.Unlock, nil
 }
 
 // Close releases the store.
@@ -182,7 +242,7 @@ func (s *Store) UnpackLayer(ctx context.Context, parent string, l ocispec.Descri
 }
 
 // unpackOnce unpacks one layer into the committed snapshot id, unless it
-// exists or another goroutine is doing it.
+// exists or another goroutine or process is doing it.
 func (s *Store) unpackOnce(ctx context.Context, id, parent string, l ocispec.Descriptor, diffID digest.Digest, r io.Reader) error {
 	for {
 		if _, err := s.Snapshots.Stat(ctx, id); err == nil {
@@ -206,7 +266,7 @@ func (s *Store) unpackOnce(ctx context.Context, id, parent string, l ocispec.Des
 				return ctx.Err()
 			}
 		}
-		c.err = s.unpack(ctx, id, parent, l, diffID, r)
+		c.err = s.unpackLocked(ctx, id, parent, l, diffID, r)
 		s.mu.Lock()
 		delete(s.unpacking, id)
 		s.mu.Unlock()
@@ -215,9 +275,58 @@ func (s *Store) unpackOnce(ctx context.Context, id, parent string, l ocispec.Des
 	}
 }
 
+// errUnpacking is what UnpackLayer returns when it is given a stream and
+// another process is unpacking the same chain: waiting would stall the
+// stream. Unpack from the content store once the blob is there.
+var errUnpacking = errors.New("another process is unpacking this chain")
+
+// unpackLocked unpacks the layer under the chain's flock, unless another
+// process did while it waited: with a stream r it does not wait, and fails
+// with errUnpacking instead.
+func (s *Store) unpackLocked(ctx context.Context, id, parent string, l ocispec.Descriptor, diffID digest.Digest, r io.Reader) error {
+	d, err := digest.Parse(id)
+	if err != nil {
+		return fmt.Errorf("chain ID %q: %w", id, err)
+	}
+	dir := filepath.Join(s.root, locksDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, string(d.Algorithm())+"-"+d.Encoded()+".lock")
+	var f *lockfile.File
+	if r != nil {
+		f, err = lockfile.TryLock(path, lockfile.Exclusive, true)
+		if err == nil && f == nil {
+			err = errUnpacking
+		}
+	} else {
+		f, err = lockfile.Lock(ctx, path, lockfile.Exclusive, true)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Remove()
+	if _, err := s.Snapshots.Stat(ctx, id); err == nil {
+		return nil // another process unpacked it while we waited
+	}
+	release, err := s.Hold(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return s.unpack(ctx, id, parent, l, diffID, r)
+}
+
+// unpackHook, when set (by tests), is called with the chain ID of each
+// layer this process starts to unpack.
+var unpackHook func(chainID string)
+
 func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descriptor, diffID digest.Digest, r io.Reader) (err error) {
+	if unpackHook != nil {
+		unpackHook(id)
+	}
 	key := extractPrefix + randomID() + "-" + id
-	ms, err := s.Snapshots.Prepare(ctx, key, parent)
+	ms, err := s.Snapshots.Prepare(ctx, key, parent, WithOwner())
 	if err != nil {
 		return err
 	}
@@ -250,7 +359,7 @@ func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descrip
 	if err != nil {
 		return err
 	}
-	err = s.Snapshots.Commit(ctx, id, key)
+	err = s.Snapshots.Commit(ctx, id, key, withoutOwner)
 	if errors.Is(err, snapshot.ErrExists) {
 		// Someone else (another process) committed it first.
 		s.Snapshots.Remove(context.Background(), key)
@@ -260,14 +369,20 @@ func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descrip
 }
 
 // Prepare unpacks the image called name and prepares a writable
-// snapshot on it under key, for a container's root filesystem. It
-// returns the image and the mounts that make the root filesystem.
-func (s *Store) Prepare(ctx context.Context, key, name string) (*Image, []snapshot.Mount, error) {
+// snapshot on it under key, for a container's root filesystem, with opts
+// (WithOwner, snapshot.WithLabels). It returns the image and the mounts
+// that make the root filesystem.
+func (s *Store) Prepare(ctx context.Context, key, name string, opts ...snapshot.Opt) (*Image, []snapshot.Mount, error) {
+	release, err := s.Hold(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer release()
 	img, err := s.Unpack(ctx, name)
 	if err != nil {
 		return nil, nil, err
 	}
-	mounts, err := s.Snapshots.Prepare(ctx, key, img.ChainID)
+	mounts, err := s.Snapshots.Prepare(ctx, key, img.ChainID, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("prepare root filesystem %s of %s: %w", key, name, err)
 	}
@@ -277,7 +392,7 @@ func (s *Store) Prepare(ctx context.Context, key, name string) (*Image, []snapsh
 // MountPoint returns an empty directory under the store for mounting the
 // snapshot key on (ROOT/mounts/KEY), creating it.
 func (s *Store) MountPoint(key string) (string, error) {
-	if key == "" || strings.ContainsAny(key, "/\x00") || key == "." || key == ".." {
+	if !validKey(key) {
 		return "", fmt.Errorf("layer: bad mount point key %q", key)
 	}
 	dir := filepath.Join(s.root, "mounts", key)
@@ -298,6 +413,18 @@ func (s *Store) Release(ctx context.Context, key string) error {
 		err = rerr
 	}
 	return err
+}
+
+// withoutOwner drops LabelOwner from a snapshot being committed: a
+// layer outlives whoever unpacked it.
+func withoutOwner(i *snapshot.Info) error {
+	delete(i.Labels, LabelOwner)
+	return nil
+}
+
+// validKey reports whether key can name a mount point.
+func validKey(key string) bool {
+	return key != "" && !strings.ContainsAny(key, "/\x00") && key != "." && key != ".."
 }
 
 func randomID() string {

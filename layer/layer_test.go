@@ -3,6 +3,7 @@ package layer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/berthlabs/berth/internal/lockfile"
 	"github.com/berthlabs/berth/layer/snapshot"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -25,8 +27,9 @@ func TestChainIDs(t *testing.T) {
 }
 
 // A process that died mid-unpack leaves an extract- snapshot, one that
-// died mid-commit a commit-base- view; the next Open removes them and
-// keeps everything else.
+// died mid-commit a commit-base- view, and one that died while running a
+// container its root filesystem, all labelled with their owner; the next
+// Open removes them and keeps everything else, live owners' included.
 func TestOpenCleansHalfUnpackedLayers(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for overlay mounts")
@@ -37,7 +40,8 @@ func TestOpenCleansHalfUnpackedLayers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Snapshots.Prepare(ctx, extractPrefix+"dead-sha256:x", ""); err != nil {
+	dead := snapshot.WithLabels(map[string]string{LabelOwner: deadOwner(t)})
+	if _, err := s.Snapshots.Prepare(ctx, extractPrefix+"dead-sha256:x", "", dead); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Snapshots.Prepare(ctx, "base", ""); err != nil {
@@ -46,10 +50,19 @@ func TestOpenCleansHalfUnpackedLayers(t *testing.T) {
 	if err := s.Snapshots.Commit(ctx, "sha256:base", "base"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Snapshots.View(ctx, viewPrefix+"dead-sha256:base", "sha256:base"); err != nil {
+	if _, err := s.Snapshots.View(ctx, viewPrefix+"dead-sha256:base", "sha256:base", dead); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Snapshots.Prepare(ctx, "container-dead", "sha256:base", dead); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.MountPoint("container-dead"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Snapshots.Prepare(ctx, "container-keep", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Snapshots.Prepare(ctx, "container-live", "", WithOwner()); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -59,9 +72,22 @@ func TestOpenCleansHalfUnpackedLayers(t *testing.T) {
 	defer s.Close()
 	var names []string
 	s.Snapshots.Walk(ctx, func(i snapshot.Info) error { names = append(names, i.Name); return nil })
-	if !slices.Equal(names, []string{"container-keep", "sha256:base"}) {
-		t.Errorf("snapshots after reopening: %v, want container-keep and sha256:base", names)
+	if !slices.Equal(names, []string{"container-keep", "container-live", "sha256:base"}) {
+		t.Errorf("snapshots after reopening: %v, want container-keep, container-live and sha256:base", names)
 	}
+	if _, err := os.Stat(filepath.Join(root, "mounts", "container-dead")); !os.IsNotExist(err) {
+		t.Errorf("mount point of a dead owner's snapshot: %v", err)
+	}
+}
+
+// deadOwner returns an owner token (LabelOwner) of no live process: this
+// process's PID with another start time, as after the PID was reused.
+func deadOwner(t testing.TB) string {
+	pid, start, ok := lockfile.ParseOwner(lockfile.Owner())
+	if !ok {
+		t.Fatalf("owner token %q", lockfile.Owner())
+	}
+	return fmt.Sprintf("%d-%d", pid, start+1)
 }
 
 // UnpackLayer from a reader keeps a layer only when its content matches

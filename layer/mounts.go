@@ -87,7 +87,7 @@ func (s *Store) withView(ctx context.Context, name string, fn func(dir string) e
 		return fn(empty)
 	}
 	key := viewPrefix + randomID() + "-" + name
-	ms, err := s.Snapshots.View(ctx, key, name)
+	ms, err := s.Snapshots.View(ctx, key, name, WithOwner())
 	if err != nil {
 		return err
 	}

@@ -80,9 +80,12 @@ type Pulled struct {
 // Pull fetches the image ref names into store, verifying every blob, and
 // unpacks its layers (unless WithoutUnpack). When ref names an index,
 // the manifest for the platform (WithPlatform, default the host's) is
-// pulled. Many goroutines pulling the same image download and unpack
-// each blob once. On error, no name is tagged and nothing unverified is
-// kept.
+// pulled. Many goroutines pulling the same image, in one process or in
+// several on one store, download and unpack each blob once: a second
+// puller waits for the first one's blob and counts none of it in
+// Fetched. From the first blob written until the tag, Pull holds the
+// store (layer.Store.Hold), so a GC does not take what it wrote. On
+// error, no name is tagged and nothing unverified is kept.
 func (c *Client) Pull(ctx context.Context, ref string, store *layer.Store, opts ...Option) (*Pulled, error) {
 	o := c.with(opts)
 	r, err := o.parse(ref)
@@ -142,6 +145,13 @@ func (o *options) pull(ctx context.Context, r ref, store *layer.Store) (*Pulled,
 		return nil, fmt.Errorf("%w: manifest %s: config has media type %q", ErrUnsupported, desc.Digest, m.Config.MediaType)
 	}
 
+	// Keep GC, in every process on the store, from taking what is
+	// written until the tag names it.
+	release, err := store.Hold(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	prog := newProgress(o.progress, r.String(), m)
 	// The config first: it holds the diff IDs unpacking checks.
 	if n, err := s.fetchBlob(ctx, store.Content, m.Config, prog, nil); err != nil {
@@ -483,7 +493,7 @@ func stalled(ctx context.Context, err error) error {
 // fetchBlob downloads the blob desc into cs unless it is there, verifying
 // it, resuming after a broken connection where the registry serves
 // ranges, and retrying transient failures. It returns the bytes
-// downloaded (0 when the blob was present or another goroutine of this
+// downloaded (0 when the blob was present or another goroutine or
 // process stored it meanwhile).
 func (s *session) fetchBlob(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, prog *progress, t *tap) (int64, error) {
 	var w *content.Writer

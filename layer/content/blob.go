@@ -35,9 +35,10 @@ type Writer struct {
 }
 
 // Writer starts writing the blob desc describes. When desc.Digest is set,
-// Commit checks the data against it, and writers of the same digest in this
-// process take turns: the first writes, and the others wait and then get
-// ErrExists, as does any writer of a blob the store already has. When
+// Commit checks the data against it, and writers of the same digest take
+// turns, in this process and in others on the same directory: the first
+// writes, and the others wait and then get ErrExists, as does any writer
+// of a blob the store already has. When
 // desc.Digest is empty the digest is computed (sha256) and a blob that turns
 // out to exist makes Commit a no-op. A desc.Size of zero means unknown;
 // otherwise writing more, or committing fewer, bytes is ErrDigestMismatch.
@@ -53,7 +54,7 @@ func (s *Store) Writer(ctx context.Context, desc ocispec.Descriptor) (*Writer, e
 			return nil, fmt.Errorf("write blob: %w", err)
 		}
 		alg = desc.Digest.Algorithm()
-		unlock, err := s.locks.lock(ctx, desc.Digest)
+		unlock, err := s.lockDigest(ctx, desc.Digest)
 		if err != nil {
 			return nil, fmt.Errorf("write blob %s: %w", desc.Digest, err)
 		}
@@ -170,7 +171,7 @@ func (w *Writer) Commit(ctx context.Context) (ocispec.Descriptor, error) {
 		return ocispec.Descriptor{}, fmt.Errorf("commit blob %s: %w", got, err)
 	}
 	if w.unlock == nil {
-		unlock, err := w.s.locks.lock(ctx, got)
+		unlock, err := w.s.lockDigest(ctx, got)
 		if err != nil {
 			w.abort()
 			return ocispec.Descriptor{}, fmt.Errorf("commit blob %s: %w", got, err)
@@ -285,7 +286,7 @@ func (s *Store) Delete(ctx context.Context, d digest.Digest) error {
 	if err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}
-	unlock, err := s.locks.lock(ctx, d)
+	unlock, err := s.lockDigest(ctx, d)
 	if err != nil {
 		return fmt.Errorf("delete blob %s: %w", d, err)
 	}

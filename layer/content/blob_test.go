@@ -230,8 +230,8 @@ func TestWriterCloseAbandons(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Write([]byte("ab"))
-	if len(tempFiles(t, s.Root())) != 1 {
-		t.Errorf("no temporary file while writing")
+	if tf := tempFiles(t, s.Root()); len(tf) != 2 {
+		t.Errorf("while writing: %v, want a temporary file and the digest's lock file", tf)
 	}
 	w.Close()
 	w.Close()

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -66,6 +67,24 @@ func runHelper(mode, root string) error {
 				fmt.Println("ready")
 			}
 		}
+	case "holdwriter":
+		// Write half of sharedBlob, then wait for the go file before
+		// the rest.
+		w, err := s.Writer(ctx, ocispec.Descriptor{Digest: digest.FromBytes(sharedBlob), Size: int64(len(sharedBlob))})
+		if err != nil {
+			return err
+		}
+		w.Write(sharedBlob[:len(sharedBlob)/2])
+		fmt.Println("ready")
+		for {
+			if _, err := os.Stat(root + ".go"); err == nil {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		w.Write(sharedBlob[len(sharedBlob)/2:])
+		_, err = w.Commit(ctx)
+		return err
 	case "tagloop":
 		target, err := s.Resolve(ctx, "base")
 		if err != nil {
@@ -82,6 +101,10 @@ func runHelper(mode, root string) error {
 	}
 	return fmt.Errorf("unknown mode %q", mode)
 }
+
+// sharedBlob is what the holdwriter helper and TestWriterAcrossProcesses
+// both write.
+var sharedBlob = bytes.Repeat([]byte("shared blob "), 10000)
 
 type slowReader struct {
 	left    int64
@@ -249,5 +272,45 @@ func TestCrashDuringTag(t *testing.T) {
 	defer cancel()
 	if err := s.Tag(ctx2, "final", img.manifest); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWriterAcrossProcesses checks that writers of one digest in two
+// processes take turns: while a helper process holds the digest's writer,
+// a writer here waits, and once the helper has committed it finds the blob
+// there (ErrExists), so a second puller downloads nothing.
+func TestWriterAcrossProcesses(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	s, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := startHelper(t, "holdwriter", root)
+	d := digest.FromBytes(sharedBlob)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if w, err := s.Writer(ctx, ocispec.Descriptor{Digest: d}); !errors.Is(err, context.DeadlineExceeded) {
+		if w != nil {
+			w.Close()
+		}
+		t.Fatalf("Writer while another process writes the digest: %v, want it to wait", err)
+	}
+	if err := os.WriteFile(root+".go", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel2()
+	if _, err := s.Writer(ctx2, ocispec.Descriptor{Digest: d}); !errors.Is(err, ErrExists) {
+		t.Fatalf("Writer after the other process committed: %v, want ErrExists", err)
+	}
+	_, created, err := s.put(ctx2, "", bytes.NewReader(sharedBlob), d, 0)
+	if err != nil || created {
+		t.Errorf("put after the other process: created %v, %v; want the blob found", created, err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	if tf := tempFiles(t, root); len(tf) != 0 {
+		t.Errorf("left behind: %v", tf)
 	}
 }

@@ -12,10 +12,11 @@
 // Blobs are written to a temporary file in their directory, checked against
 // their digest and size, synced, and renamed into place, so a blob is either
 // absent or complete under its digest name, even if the writing process is
-// killed. Writers of the same digest in one process take turns (the first
-// writes, the others see it exists); writers of different digests never
-// wait for each other. Two processes writing the same digest both write it,
-// and the second rename puts the same bytes in place. index.json is replaced
+// killed. Writers of the same digest take turns, in one process and across
+// processes (an flock on blobs/ALG/.lock-HEX, there while it is held): the
+// first writes, the others wait and then see it exists, so a blob is
+// downloaded once however many processes pull it. Writers of different
+// digests never wait for each other. index.json is replaced
 // atomically under a lock (an flock on the store directory, so several
 // processes may share a store); blob writes never take that lock. Open
 // removes the temporary files that killed writers left behind.

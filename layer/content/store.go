@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berthlabs/berth/internal/lockfile"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -42,6 +43,9 @@ const (
 	// blobTempPrefix starts the names of blobs being written, in the
 	// directory of their algorithm.
 	blobTempPrefix = ".tmp-"
+	// blobLockPrefix starts the names of the lock files of digests being
+	// written, in the directory of their algorithm.
+	blobLockPrefix = ".lock-"
 	// maxJSONSize is the largest manifest, index, config or archive
 	// metadata file read into memory.
 	maxJSONSize = 16 << 20
@@ -51,7 +55,9 @@ const (
 var algorithms = []digest.Algorithm{digest.SHA256, digest.SHA384, digest.SHA512}
 
 // Store is an image store in an OCI image layout on disk. Its methods are
-// safe for concurrent use, also by several processes on one directory.
+// safe for concurrent use, also by several processes on one directory:
+// writers of one digest take turns across processes, and index.json is
+// changed under an flock.
 // Make one with Open.
 type Store struct {
 	dir   layoutDir
@@ -134,7 +140,8 @@ func isRootTemp(name string) bool {
 	return strings.HasPrefix(name, "."+indexFile+".tmp-") || strings.HasPrefix(name, "."+layoutFile+".tmp-")
 }
 
-// cleanBlobTemps removes the temporary files of blob writers that are gone.
+// cleanBlobTemps removes the temporary files and lock files of blob
+// writers that are gone.
 // A live writer holds an flock on its file, so a file whose lock can be
 // taken belongs to nobody.
 func (s *Store) cleanBlobTemps() error {
@@ -148,6 +155,14 @@ func (s *Store) cleanBlobTemps() error {
 			return err
 		}
 		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), blobLockPrefix) && e.Type().IsRegular() {
+				// A lock file its killed holder left; a live one's
+				// lock cannot be taken.
+				if l, _ := lockfile.TryLock(filepath.Join(dir, e.Name()), lockfile.Exclusive, false); l != nil {
+					l.Remove()
+				}
+				continue
+			}
 			if !strings.HasPrefix(e.Name(), blobTempPrefix) || !e.Type().IsRegular() {
 				continue
 			}
@@ -234,6 +249,34 @@ func (s *Store) updateIndex(ctx context.Context, fn func(*ocispec.Index) error) 
 }
 
 var errUnchanged = errors.New("unchanged")
+
+// lockDigest takes the lock of digest d: the in-process one, then an flock
+// on blobs/ALG/.lock-HEX, so that writers in other processes take turns
+// too. The holder removes the lock file when it lets go; a waiter that
+// then gets the lock of the removed file opens a new one.
+func (s *Store) lockDigest(ctx context.Context, d digest.Digest) (unlock func(), err error) {
+	release, err := s.locks.lock(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(string(s.dir), blobsDir, string(d.Algorithm()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		release()
+		return nil, err
+	}
+	f, err := lockfile.Lock(ctx, filepath.Join(dir, blobLockPrefix+d.Encoded()), lockfile.Exclusive, true)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.Remove()
+			release()
+		})
+	}, nil
+}
 
 // keyedLocks is a mutex per digest, made when first wanted and dropped when
 // nobody holds or waits for it.

@@ -31,7 +31,8 @@ type Copy struct {
 var _ Snapshotter = (*Copy)(nil)
 
 // NewCopy opens the copying snapshotter in root, a directory it creates if
-// needed and owns from then on. Call Close when done.
+// needed; other Snapshotters may share it (see Snapshotter). Call Close
+// when done.
 func NewCopy(root string) (*Copy, error) {
 	c := &Copy{}
 	st, err := openStore(root, "copy", c, nil)
@@ -45,9 +46,6 @@ func NewCopy(root string) (*Copy, error) {
 // create makes fs in dir: a copy of the parent's tree for an active
 // snapshot, empty otherwise.
 func (c *Copy) create(ctx context.Context, dir string, s *snap) error {
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return err
-	}
 	fs := filepath.Join(dir, "fs")
 	if s.kind == KindActive && s.parent != nil {
 		return copyTree(ctx, c.st.fsDir(s.parent), fs, &c.noClone)

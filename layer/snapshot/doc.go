@@ -1,7 +1,8 @@
 // Package snapshot makes copy-on-write root filesystems for containers:
 // the contract of containerd's snapshotters in a smaller form.
 //
-// A Snapshotter keeps snapshots in a root directory it owns. An image is
+// A Snapshotter keeps snapshots in a root directory, which other
+// Snapshotters, in this process and others, may share. An image is
 // unpacked into a chain of committed snapshots, one per layer, and a
 // container runs on an active snapshot prepared on the top one:
 //
@@ -35,9 +36,10 @@
 // or device nodes does.
 //
 // Metadata is one small JSON file per snapshot, replaced atomically, so a
-// process killed at any point leaves a usable store; opening it again
-// removes what the crash left. Operations lock only the snapshots they
-// work on. Commit makes the snapshot's record durable, not the files
+// process killed at any point leaves a usable store; a later open
+// removes what the crash left once its owner is dead. Operations lock only
+// the snapshots they work on (an flock per snapshot, so processes sharing
+// a root take turns on one snapshot and never wait on others). Commit makes the snapshot's record durable, not the files
 // written into it: whoever writes a layer (an unpacker, say) syncs it if it
 // must survive a power failure.
 package snapshot

@@ -33,7 +33,8 @@ type Overlay struct {
 var _ Snapshotter = (*Overlay)(nil)
 
 // NewOverlay opens the overlayfs snapshotter in root, a directory it
-// creates if needed and owns from then on. The error wraps ErrNotSupported
+// creates if needed; other Snapshotters may share it (see Snapshotter).
+// The error wraps ErrNotSupported
 // when overlayfs cannot be mounted there (no overlayfs in the kernel, not
 // root, or a filesystem overlayfs cannot use as an upper layer): NewOverlay
 // tries one small overlay mount to find out. Call Close when done.
@@ -103,9 +104,6 @@ func (o *Overlay) options(lower []string, upper, work string) []string {
 
 // create makes fs (and, for an active snapshot, work) in dir.
 func (o *Overlay) create(ctx context.Context, dir string, s *snap) error {
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return err
-	}
 	if err := os.Mkdir(filepath.Join(dir, "fs"), 0o755); err != nil {
 		return err
 	}

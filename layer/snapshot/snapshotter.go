@@ -16,8 +16,8 @@ var (
 	ErrNotFound = errors.New("snapshot: not found")
 	// ErrExists means a snapshot with the key or name already exists.
 	ErrExists = errors.New("snapshot: already exists")
-	// ErrInUse means the snapshot has children, or the store is opened
-	// by another Snapshotter.
+	// ErrInUse means the snapshot has children (or a child is being made
+	// on it), or the root is held exclusively by an older program.
 	ErrInUse = errors.New("snapshot: in use")
 	// ErrInvalid means an argument is not allowed, such as an empty key,
 	// a parent that is not committed, or a Commit of a snapshot that is
@@ -183,11 +183,22 @@ func WithLabels(labels map[string]string) Opt {
 //
 // # Concurrency and crashes
 //
-// A Snapshotter is safe for use by many goroutines. Operations on different
-// keys run in parallel; operations on one key are serialised. A Snapshotter
-// owns its root directory: only one at a time may open it (a second gets
-// ErrInUse). A process that dies in the middle of an operation leaves the
-// store consistent; the next New cleans up what was left.
+// A Snapshotter is safe for use by many goroutines, and many Snapshotters,
+// in one process or in many, may have one root open at the same time.
+// They share it as one store: each sees at once what the others make,
+// commit and remove (Stat, Walk, Mounts and parents read the root, not a
+// copy taken at open); a key or name is unique across all of them; and
+// Remove refuses with ErrInUse while any of them has a child of the
+// snapshot, or is making one. Operations on different keys run in
+// parallel; operations that change one snapshot are serialised, across
+// processes too, and waiting for another's operation ends with ctx.
+//
+// A process that dies in the middle of an operation, even killed with
+// SIGKILL, leaves the store consistent: the snapshot exists or does not.
+// What it leaves on disk (temporary files, a half-made snapshot's
+// directory) is removed by a later New once its owner is known to be
+// dead, while others go on using the root; a New that finds nobody else
+// on the root also checks every record.
 //
 // # Testing an implementation
 //

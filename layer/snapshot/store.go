@@ -2,9 +2,11 @@ package snapshot
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"os"
 	"path/filepath"
@@ -14,71 +16,105 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berthlabs/berth/internal/lockfile"
 	"golang.org/x/sys/unix"
 )
 
 // The layout of a root directory:
 //
-//	lock                  flock(2)ed by the Snapshotter that has the root open
+//	lock                  every open Snapshotter holds LOCK_SH on it; one
+//	                      that got LOCK_EX at open was alone
+//	open.lock             held LOCK_EX while an opener decides whether it
+//	                      is alone and, if so, repairs the root
 //	driver                "overlay" or "copy": which kind made the snapshots
-//	ids                   the highest snapshot ID that may have been handed out
+//	ids, ids.lock         the highest snapshot ID that may have been handed
+//	                      out; each process reserves a block of IDs under
+//	                      ids.lock
 //	metadata/<id>.json    one record per snapshot: kind, name, parent, labels
+//	names/<name>          a symbolic link to the ID whose record has that
+//	                      key or name (escaped, or hashed when long)
+//	snapshots/<id>/lock   flock(2)ed by whoever changes the snapshot
 //	snapshots/<id>/fs     the snapshot's files (an overlay upper or layer,
 //	                      or a whole tree for Copy)
 //	snapshots/<id>/work   overlayfs's work directory (active overlays)
+//	snapshots/<id>/children/<id>  one empty file per child, made before
+//	                      the child's record
 //
-// A snapshot exists exactly when its record does. Records are written to a
+// The records are the truth: a snapshot exists exactly when its record
+// does, and every process reads them afresh (records of committed
+// snapshots, which never change, are cached). Records are written to a
 // temporary file, synced, and renamed into place, so a crash leaves either
-// the old record or the new one. Directories are made before the record
-// and removed after it; what a crash leaves (temporary files, directories
-// without a record) is removed when the root is next opened.
+// the old record or the new one.
+//
+// Locks between processes, each held across the disk work of one
+// operation:
+//   - A name is taken with symlink(2), which fails when it exists, so a
+//     key or name is unique across processes. An entry whose record has
+//     another name is an operation in progress (its snapshot's lock is
+//     held) or was left by a crash (the lock is free): whoever then holds
+//     the lock may remove it.
+//   - Prepare, View, Commit and Remove hold LOCK_EX on the lock of the
+//     snapshot they change; a new snapshot's directory appears (by rename)
+//     with its lock already held.
+//   - Prepare and View hold LOCK_SH on the parent's lock while they make
+//     the child, and make its children entry before its record; Remove
+//     holds LOCK_EX while it looks for children, so it sees every child,
+//     finished or being made.
+//
+// Waiting for a lock honours the context: goroutines of one process wait
+// on channels, processes poll with a short backoff.
+//
+// What a crash leaves is removed later. Temporary files and directories
+// are named .tmp-PID-STARTTIME-...; anyone removes those whose process is
+// gone. A snapshot directory without a record, and a name whose record has
+// another name, are removed by anyone who can take the snapshot's lock. An
+// opener that is alone (it gets LOCK_EX on lock) also checks every record,
+// and rebuilds the names and children entries that a power failure may
+// have lost (they are not synced: the records are).
 const (
 	lockFile     = "lock"
+	openLockFile = "open.lock"
 	driverFile   = "driver"
 	idsFile      = "ids"
+	idsLockFile  = "ids.lock"
 	metadataDir  = "metadata"
+	namesDir     = "names"
 	snapshotsDir = "snapshots"
+	snapLockFile = "lock"
+	childrenDir  = "children"
 	tmpPrefix    = ".tmp-"
 
-	// idBlock is how many IDs one write of the ids file reserves.
-	idBlock = 1024
+	// idBlockMin and idBlockMax bound how many IDs one write of the ids
+	// file reserves: a process starts small and doubles.
+	idBlockMin = 16
+	idBlockMax = 1024
+
+	// openWait is how long an opener waits for another one that is
+	// repairing the root.
+	openWait = 2 * time.Minute
 )
 
 // driver is what differs between Overlay and Copy.
 type driver interface {
 	// create makes the directories of the new snapshot s (its parent is
-	// set) under dir.
+	// set) in dir, which exists.
 	create(ctx context.Context, dir string, s *snap) error
 	// mounts returns the mounts of the active snapshot or view s.
 	mounts(s *snap) []Mount
 }
 
-// snap is one snapshot in memory.
-//
-// The fields id and parent never change. The others change only while
-// both lock and store.mu are held, so either is enough to read them.
+// snap is one snapshot as its record says, with its parents loaded. It is
+// never changed once made.
 type snap struct {
-	// lock is the per-snapshot lock (a channel so waiting for it can be
-	// cancelled), held across the disk work of an operation on it.
-	lock   chan struct{}
-	id     uint64
-	parent *snap
-
+	id               uint64
+	parent           *snap
 	kind             Kind
 	name             string
 	labels           map[string]string
 	created, updated time.Time
-	// children counts the snapshots whose parent this is, including
-	// those being made.
-	children int
-	// creating is set while Prepare or View makes the snapshot.
-	creating bool
-	// busy is set while an operation changes the snapshot (creating it,
-	// committing it, removing it); whoever sees it waits for lock.
-	busy bool
 }
 
-// info returns s as an Info; store.mu or s.lock must be held.
+// info returns s as an Info.
 func (s *snap) info() Info {
 	i := Info{Kind: s.kind, Name: s.name, Created: s.created, Updated: s.updated}
 	if s.parent != nil {
@@ -104,36 +140,40 @@ type record struct {
 // store keeps the snapshots of one root directory and does what Overlay
 // and Copy have in common.
 type store struct {
-	root string
-	kind string // "overlay" or "copy"
-	drv  driver
-	lock *os.File
+	root  string
+	kind  string // "overlay" or "copy"
+	drv   driver
+	lock  *os.File
+	owner string
 
 	// closeMu is read-locked by every operation, and locked by Close.
 	closeMu sync.RWMutex
 	closed  bool
 
-	// mu guards names and the changing fields of every snap. It is held
-	// only for map and field updates, never across disk work.
-	mu    sync.Mutex
-	names map[string]*snap
+	// locks orders the goroutines of this process that change one
+	// snapshot, before they take its flock.
+	locks keyed[uint64]
 
-	// idMu guards nextID and idLimit.
+	// committed caches the committed snapshots read: id -> *snap.
+	committed sync.Map
+
+	// idMu guards nextID, idLimit and idBlock.
 	idMu    sync.Mutex
 	nextID  uint64
 	idLimit uint64
+	idBlock uint64
 }
 
 // openStore opens (creating it if needed) the store in root for the driver
-// kind, cleans up what a crash left, and loads the records. check, if not
-// nil, runs once the root is locked and clean and before anything of kind
-// is written, to see whether the driver works here.
+// kind and cleans up what crashes left. check, if not nil, runs once the
+// root is locked and before anything of kind is written, to see whether
+// the driver works here.
 func openStore(root, kind string, drv driver, check func(tmp string) error) (*store, error) {
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot store %s: %w", root, err)
 	}
-	st := &store{root: abs, kind: kind, drv: drv, names: make(map[string]*snap)}
+	st := &store{root: abs, kind: kind, drv: drv, owner: lockfile.Owner(), idBlock: idBlockMin}
 	if err := st.open(check); err != nil {
 		if st.lock != nil {
 			st.lock.Close()
@@ -144,24 +184,33 @@ func openStore(root, kind string, drv driver, check func(tmp string) error) (*st
 }
 
 func (st *store) open(check func(tmp string) error) error {
-	for _, d := range []string{st.root, st.path(metadataDir), st.path(snapshotsDir)} {
+	for _, d := range []string{st.root, st.path(metadataDir), st.path(snapshotsDir), st.path(namesDir)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), openWait)
+	defer cancel()
+	ol, err := lockfile.Lock(ctx, st.path(openLockFile), lockfile.Exclusive, true)
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", openLockFile, err)
+	}
+	defer ol.Unlock()
 	f, err := os.OpenFile(st.path(lockFile), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return err
 	}
 	st.lock = f
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return fmt.Errorf("%w: another Snapshotter has it open", ErrInUse)
+	alone := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil
+	if !alone {
+		// Others have it open; they hold LOCK_SH. One that holds
+		// LOCK_EX without open.lock is an older berth.
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return fmt.Errorf("%w: another program holds the root exclusively", ErrInUse)
+			}
+			return fmt.Errorf("lock: %w", err)
 		}
-		return fmt.Errorf("lock: %w", err)
-	}
-	if err := removeTemps(st.root); err != nil {
-		return err
 	}
 	b, err := os.ReadFile(st.path(driverFile))
 	if err == nil {
@@ -171,8 +220,13 @@ func (st *store) open(check func(tmp string) error) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	if alone {
+		if err := removeTemps(st.root, true); err != nil {
+			return err
+		}
+	}
 	if check != nil {
-		tmp, err := os.MkdirTemp(st.root, tmpPrefix+"check-")
+		tmp, err := os.MkdirTemp(st.root, st.tmpName("check-"))
 		if err != nil {
 			return err
 		}
@@ -185,64 +239,122 @@ func (st *store) open(check func(tmp string) error) error {
 		}
 	}
 	if b == nil {
-		if err := writeFileAtomic(st.root, driverFile, []byte(st.kind+"\n")); err != nil {
+		if err := st.writeFileAtomic(st.root, driverFile, []byte(st.kind+"\n")); err != nil {
 			return err
 		}
 	}
-	return st.load()
+	if alone {
+		if err := st.repair(); err != nil {
+			return err
+		}
+		// Nobody can take LOCK_EX between the two locks: that needs
+		// open.lock, which is ours.
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
+			return fmt.Errorf("lock: %w", err)
+		}
+		return nil
+	}
+	return st.sweep()
 }
 
-// load reads the records, links parents, removes snapshot directories
-// that have no record, and sets the next ID.
-func (st *store) load() error {
-	if err := removeTemps(st.path(metadataDir)); err != nil {
+// tmpName returns the start of a temporary name of this process.
+func (st *store) tmpName(what string) string {
+	return tmpPrefix + st.owner + "-" + what
+}
+
+// tmpOwner returns the owner token in a temporary name, if it has one.
+func tmpOwner(name string) (string, bool) {
+	rest, ok := strings.CutPrefix(name, tmpPrefix)
+	if !ok {
+		return "", false
+	}
+	f := strings.SplitN(rest, "-", 3)
+	if len(f) < 3 {
+		return "", false
+	}
+	tok := f[0] + "-" + f[1]
+	_, _, ok = lockfile.ParseOwner(tok)
+	return tok, ok
+}
+
+// removeTemps removes the temporary files and directories in dir: all of
+// them when all is set, else those of processes that are gone.
+func removeTemps(dir string, all bool) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
 		return err
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), tmpPrefix) {
+			continue
+		}
+		if !all {
+			tok, ok := tmpOwner(e.Name())
+			if !ok || lockfile.Alive(tok) {
+				continue
+			}
+		}
+		p := filepath.Join(dir, e.Name())
+		// A crash during the overlay check can leave its mount.
+		_ = unix.Unmount(filepath.Join(p, "merged"), unix.MNT_DETACH)
+		if err := os.RemoveAll(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// repair checks and rebuilds the root when no other Snapshotter has it
+// open: it removes every temporary file, every snapshot directory without
+// a record and every name entry that does not match a record, makes the
+// lock files and the names and children entries that records need, and
+// keeps the ids file above every ID found.
+func (st *store) repair() error {
+	for _, d := range []string{metadataDir, namesDir, snapshotsDir} {
+		if err := removeTemps(st.path(d), true); err != nil {
+			return err
+		}
 	}
 	entries, err := os.ReadDir(st.path(metadataDir))
 	if err != nil {
 		return err
 	}
-	byID := make(map[uint64]*snap, len(entries))
-	parents := make(map[*snap]uint64)
+	recs := make(map[uint64]*record, len(entries))
+	byName := make(map[string]*record, len(entries))
 	var maxID uint64
 	for _, e := range entries {
 		id, ok := recordID(e.Name())
 		if !ok {
 			return fmt.Errorf("unexpected file %s in %s", e.Name(), st.path(metadataDir))
 		}
-		b, err := os.ReadFile(st.path(metadataDir, e.Name()))
+		r, err := st.readRecord(id)
 		if err != nil {
 			return err
 		}
-		var r record
-		if err := json.Unmarshal(b, &r); err != nil {
-			return fmt.Errorf("record %s: %w", e.Name(), err)
-		}
-		if r.ID != id || r.Name == "" || r.Kind == 0 {
-			return fmt.Errorf("record %s: bad id, name or kind", e.Name())
+		if r == nil {
+			continue
 		}
 		if _, err := os.Lstat(st.snapshotPath(id, "fs")); err != nil {
 			return fmt.Errorf("snapshot %q: %w", r.Name, err)
 		}
-		s := &snap{lock: make(chan struct{}, 1), id: id, kind: r.Kind, name: r.Name,
-			labels: r.Labels, created: r.Created, updated: r.Updated}
-		if st.names[r.Name] != nil {
+		if byName[r.Name] != nil {
 			return fmt.Errorf("two snapshots are named %q", r.Name)
 		}
-		st.names[r.Name] = s
-		byID[id] = s
-		if r.Parent != 0 {
-			parents[s] = r.Parent
-		}
+		recs[id], byName[r.Name] = r, r
 		maxID = max(maxID, id)
 	}
-	for s, pid := range parents {
-		p := byID[pid]
-		if p == nil || p.kind != KindCommitted {
-			return fmt.Errorf("snapshot %q: parent %d is missing or not committed", s.name, pid)
+	children := make(map[uint64]map[string]bool)
+	for _, r := range recs {
+		if r.Parent == 0 {
+			continue
 		}
-		s.parent = p
-		p.children++
+		if p := recs[r.Parent]; p == nil || p.Kind != KindCommitted {
+			return fmt.Errorf("snapshot %q: parent %d is missing or not committed", r.Name, r.Parent)
+		}
+		if children[r.Parent] == nil {
+			children[r.Parent] = make(map[string]bool)
+		}
+		children[r.Parent][strconv.FormatUint(r.ID, 10)] = true
 	}
 
 	dirs, err := os.ReadDir(st.path(snapshotsDir))
@@ -251,11 +363,11 @@ func (st *store) load() error {
 	}
 	for _, d := range dirs {
 		id, err := strconv.ParseUint(d.Name(), 10, 64)
-		if err == nil && byID[id] != nil {
-			continue
-		}
 		if err == nil {
 			maxID = max(maxID, id)
+		}
+		if err == nil && recs[id] != nil {
+			continue
 		}
 		// Left by a crash between making the directories and writing
 		// the record, or between removing the record and the directories.
@@ -263,18 +375,120 @@ func (st *store) load() error {
 			return err
 		}
 	}
-
-	if b, err := os.ReadFile(st.path(idsFile)); err == nil {
-		n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	for id, r := range recs {
+		f, err := os.OpenFile(st.snapshotPath(id, snapLockFile), os.O_RDONLY|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 		if err != nil {
-			return fmt.Errorf("%s: %w", idsFile, err)
+			return fmt.Errorf("snapshot %q: %w", r.Name, err)
 		}
-		maxID = max(maxID, n)
-	} else if !errors.Is(err, os.ErrNotExist) {
+		f.Close()
+		dir := st.snapshotPath(id, childrenDir)
+		have, err := os.ReadDir(dir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		for _, c := range have {
+			if !children[id][c.Name()] {
+				if err := os.Remove(filepath.Join(dir, c.Name())); err != nil {
+					return err
+				}
+			}
+		}
+		for c := range children[id] {
+			if err := st.addChild(id, c); err != nil {
+				return err
+			}
+		}
+	}
+
+	names, err := os.ReadDir(st.path(namesDir))
+	if err != nil {
 		return err
 	}
-	st.nextID = maxID + 1
-	st.idLimit = maxID
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		id, ok := st.readName(n.Name())
+		if r := recs[id]; ok && r != nil && nameFile(r.Name) == n.Name() {
+			seen[n.Name()] = true
+			continue
+		}
+		if err := os.Remove(st.path(namesDir, n.Name())); err != nil {
+			return err
+		}
+	}
+	for id, r := range recs {
+		if !seen[nameFile(r.Name)] {
+			if err := os.Symlink(strconv.FormatUint(id, 10), st.path(namesDir, nameFile(r.Name))); err != nil {
+				return err
+			}
+		}
+	}
+
+	if n, err := st.readIDs(); err != nil {
+		return err
+	} else if maxID > n {
+		return st.writeFileAtomic(st.root, idsFile, []byte(strconv.FormatUint(maxID, 10)+"\n"))
+	}
+	return nil
+}
+
+// sweep removes what dead processes left while others may have the root
+// open: their temporary files, the names they were taking, and the
+// directories of snapshots they were making or removing.
+func (st *store) sweep() error {
+	for _, d := range []string{st.root, st.path(metadataDir), st.path(namesDir), st.path(snapshotsDir)} {
+		if err := removeTemps(d, false); err != nil {
+			return err
+		}
+	}
+	names, err := os.ReadDir(st.path(namesDir))
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n.Name(), tmpPrefix) {
+			continue
+		}
+		id, ok := st.readName(n.Name())
+		if !ok {
+			continue
+		}
+		if r, _ := st.readRecord(id); r != nil && nameFile(r.Name) == n.Name() {
+			continue
+		}
+		l, err := lockfile.TryLock(st.snapshotPath(id, snapLockFile), lockfile.Exclusive, false)
+		if err != nil || l == nil {
+			continue // in progress, or the directory is gone
+		}
+		if r, _ := st.readRecord(id); r == nil || nameFile(r.Name) != n.Name() {
+			st.unlinkName(n.Name(), id)
+		}
+		l.Unlock()
+	}
+	dirs, err := os.ReadDir(st.path(snapshotsDir))
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		id, err := strconv.ParseUint(d.Name(), 10, 64)
+		if err != nil {
+			continue
+		}
+		if r, _ := st.readRecord(id); r != nil {
+			continue
+		}
+		l, err := lockfile.TryLock(st.snapshotPath(id, snapLockFile), lockfile.Exclusive, false)
+		if err != nil || l == nil {
+			continue
+		}
+		if r, _ := st.readRecord(id); r == nil {
+			err = st.removeDir(id, l)
+		} else {
+			l.Unlock()
+		}
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -288,23 +502,29 @@ func recordID(name string) (uint64, bool) {
 	return id, err == nil && id > 0
 }
 
-// removeTemps removes the temporary files and directories in dir.
-func removeTemps(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tmpPrefix) {
-			p := filepath.Join(dir, e.Name())
-			// A crash during the overlay check can leave its mount.
-			_ = unix.Unmount(filepath.Join(p, "merged"), unix.MNT_DETACH)
-			if err := os.RemoveAll(p); err != nil {
-				return err
-			}
+// nameFile returns the entry in names/ for a key or name: the name with
+// bytes other than letters, digits and "+-.:=@_" escaped as %XX, or "#"
+// and a hash of it when that is long.
+func nameFile(name string) string {
+	var b strings.Builder
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			strings.IndexByte("+-:=@_", c) >= 0, c == '.' && i > 0:
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "%%%02X", c)
 		}
 	}
-	return nil
+	if b.Len() > 200 {
+		// FNV-1a, 128 bits: not for hostile names, which a caller's
+		// keys are not; crypto/sha256 would grow the embedded init.
+		h := fnv.New128a()
+		h.Write([]byte(name))
+		return "#" + hex.EncodeToString(h.Sum(nil))
+	}
+	return b.String()
 }
 
 func (st *store) path(elem ...string) string {
@@ -343,63 +563,410 @@ func (st *store) begin(ctx context.Context) error {
 
 func (st *store) end() { st.closeMu.RUnlock() }
 
-// lockSnap takes the lock of s, or gives up when ctx is done.
-func lockSnap(ctx context.Context, s *snap) error {
-	select {
-	case s.lock <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// readRecord reads the record of id; nil, nil when there is none.
+func (st *store) readRecord(id uint64) (*record, error) {
+	b, err := os.ReadFile(st.path(metadataDir, strconv.FormatUint(id, 10)+".json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("record %d: %w", id, err)
+	}
+	if r.ID != id || r.Name == "" || r.Kind == 0 {
+		return nil, fmt.Errorf("record %d: bad id, name or kind", id)
+	}
+	return &r, nil
+}
+
+// readName returns the ID that the names entry file points at.
+func (st *store) readName(file string) (uint64, bool) {
+	t, err := os.Readlink(st.path(namesDir, file))
+	if err != nil {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(t, 10, 64)
+	return id, err == nil
+}
+
+// unlinkName removes the names entry file if it points at id. Only the
+// holder of id's lock calls it.
+func (st *store) unlinkName(file string, id uint64) {
+	if got, ok := st.readName(file); ok && got == id {
+		os.Remove(st.path(namesDir, file))
 	}
 }
 
-func unlockSnap(s *snap) { <-s.lock }
-
-// wait waits until the operation that holds the lock of s is done.
-func wait(ctx context.Context, s *snap) error {
-	if err := lockSnap(ctx, s); err != nil {
-		return err
+// load returns the snapshot r describes, with its parents.
+func (st *store) load(r *record) (*snap, error) {
+	s := &snap{id: r.ID, kind: r.Kind, name: r.Name, labels: r.Labels, created: r.Created, updated: r.Updated}
+	if r.Parent != 0 {
+		p, err := st.committedSnap(r.Parent)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %q: %w", r.Name, err)
+		}
+		s.parent = p
 	}
-	unlockSnap(s)
-	return nil
+	return s, nil
 }
 
-// acquire finds the snapshot with key and locks it.
-func (st *store) acquire(ctx context.Context, key string) (*snap, error) {
-	for {
-		st.mu.Lock()
-		s := st.names[key]
-		st.mu.Unlock()
-		if s == nil {
+// committedSnap returns the committed snapshot id, from the cache when it
+// has been read before (committed records never change).
+func (st *store) committedSnap(id uint64) (*snap, error) {
+	if v, ok := st.committed.Load(id); ok {
+		return v.(*snap), nil
+	}
+	r, err := st.readRecord(id)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil || r.Kind != KindCommitted {
+		return nil, fmt.Errorf("parent %d is missing or not committed", id)
+	}
+	s, err := st.load(r)
+	if err != nil {
+		return nil, err
+	}
+	st.committed.Store(id, s)
+	return s, nil
+}
+
+// lookup returns the snapshot with key, read from disk without locks.
+// When the names entry of key points at a snapshot that is being changed
+// it waits for that change once.
+func (st *store) lookup(ctx context.Context, key string) (*snap, error) {
+	file := nameFile(key)
+	for try := 0; ; try++ {
+		id, ok := st.readName(file)
+		if !ok {
 			return nil, fmt.Errorf("%q: %w", key, ErrNotFound)
 		}
-		if err := lockSnap(ctx, s); err != nil {
+		r, err := st.readRecord(id)
+		if err != nil {
 			return nil, err
 		}
-		st.mu.Lock()
-		ok := st.names[key] == s
-		st.mu.Unlock()
-		if ok {
-			return s, nil
+		if r != nil && r.Name == key {
+			return st.load(r)
 		}
-		unlockSnap(s) // removed, renamed or never made while we waited
+		if try > 0 {
+			return nil, fmt.Errorf("%q: %w", key, ErrNotFound)
+		}
+		// Being made or committed (its lock is held), or left by a
+		// crash: wait for the lock, then look again.
+		h, err := st.lockSnap(ctx, id, false)
+		if errors.Is(err, lockfile.ErrGone) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		h.unlock()
 	}
 }
 
-// allocID returns a new snapshot ID, larger than any before it in this root.
-func (st *store) allocID() (uint64, error) {
+// held is a snapshot's lock held by one operation.
+type held struct {
+	release func()
+	f       *lockfile.File
+}
+
+func (h *held) unlock() {
+	h.f.Unlock()
+	h.release()
+}
+
+// lockSnap takes the lock of snapshot id: the in-process lock, then
+// LOCK_EX on its lock file. With remove set, it fails with ErrInUse
+// instead of waiting while the snapshot has children entries (finished
+// children, or children being made, which hold LOCK_SH). A snapshot whose
+// directory is gone is lockfile.ErrGone.
+func (st *store) lockSnap(ctx context.Context, id uint64, remove bool) (*held, error) {
+	release, err := st.locks.lock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	path := st.snapshotPath(id, snapLockFile)
+	var f *lockfile.File
+	if !remove {
+		f, err = lockfile.Lock(ctx, path, lockfile.Exclusive, false)
+	} else {
+		for delay := 100 * time.Microsecond; ; delay = min(2*delay, 20*time.Millisecond) {
+			f, err = lockfile.TryLock(path, lockfile.Exclusive, false)
+			if err != nil || f != nil {
+				break
+			}
+			if n, _ := os.ReadDir(st.snapshotPath(id, childrenDir)); len(n) > 0 {
+				err = fmt.Errorf("%w: it is the parent of %d snapshots", ErrInUse, len(n))
+				break
+			}
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				err = ctx.Err()
+			}
+			if err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		release()
+		return nil, err
+	}
+	return &held{release: release, f: f}, nil
+}
+
+// acquire finds the snapshot with key and locks it; with remove set, see
+// lockSnap.
+func (st *store) acquire(ctx context.Context, key string, remove bool) (*snap, *held, error) {
+	file := nameFile(key)
+	for {
+		id, ok := st.readName(file)
+		if !ok {
+			return nil, nil, fmt.Errorf("%q: %w", key, ErrNotFound)
+		}
+		if remove {
+			// A snapshot that does not exist is not in use.
+			if r, err := st.readRecord(id); err != nil {
+				return nil, nil, err
+			} else if r == nil || r.Name != key {
+				remove = false
+			}
+		}
+		h, err := st.lockSnap(ctx, id, remove)
+		if errors.Is(err, lockfile.ErrGone) {
+			if id2, ok := st.readName(file); !ok || id2 == id {
+				return nil, nil, fmt.Errorf("%q: %w", key, ErrNotFound)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if id2, ok := st.readName(file); !ok || id2 != id {
+			h.unlock()
+			if !ok {
+				return nil, nil, fmt.Errorf("%q: %w", key, ErrNotFound)
+			}
+			continue // removed and made again meanwhile
+		}
+		r, err := st.readRecord(id)
+		if err == nil && (r == nil || r.Name != key) {
+			// Left by a crash: the lock was free.
+			st.unlinkName(file, id)
+			err = fmt.Errorf("%q: %w", key, ErrNotFound)
+		}
+		var s *snap
+		if err == nil {
+			s, err = st.load(r)
+		}
+		if err != nil {
+			h.unlock()
+			return nil, nil, err
+		}
+		return s, h, nil
+	}
+}
+
+// claim makes the names entry of name point at id, waiting for an
+// operation that is taking name meanwhile. A name that a snapshot has is
+// ErrExists.
+func (st *store) claim(ctx context.Context, name string, id uint64) error {
+	file := nameFile(name)
+	target := strconv.FormatUint(id, 10)
+	for {
+		err := os.Symlink(target, st.path(namesDir, file))
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return err
+		}
+		other, ok := st.readName(file)
+		if !ok {
+			continue // removed meanwhile
+		}
+		if other == id {
+			return nil // left by an earlier try of ours
+		}
+		r, err := st.readRecord(other)
+		if err != nil {
+			return err
+		}
+		if r != nil && r.Name == name {
+			return ErrExists
+		}
+		h, err := st.lockSnap(ctx, other, false)
+		if errors.Is(err, lockfile.ErrGone) {
+			if o2, ok := st.readName(file); ok && o2 == other {
+				return fmt.Errorf("name %q points at snapshot %d, which is gone; open the root alone to repair it", name, other)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		r, err = st.readRecord(other)
+		if err == nil && r != nil && r.Name == name {
+			err = ErrExists
+		} else if err == nil {
+			st.unlinkName(file, other) // a crash's, or a failed operation's
+		}
+		h.unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// allocID returns a new snapshot ID, larger than any before it in this
+// root and unique among the processes that use it.
+func (st *store) allocID(ctx context.Context) (uint64, error) {
 	st.idMu.Lock()
 	defer st.idMu.Unlock()
-	if st.nextID > st.idLimit {
-		limit := st.nextID + idBlock - 1
-		if err := writeFileAtomic(st.root, idsFile, []byte(strconv.FormatUint(limit, 10)+"\n")); err != nil {
+	if st.nextID == 0 || st.nextID > st.idLimit {
+		l, err := lockfile.Lock(ctx, st.path(idsLockFile), lockfile.Exclusive, true)
+		if err != nil {
 			return 0, err
 		}
-		st.idLimit = limit
+		defer l.Unlock()
+		n, err := st.readIDs()
+		if err != nil {
+			return 0, err
+		}
+		limit := n + st.idBlock
+		if err := st.writeFileAtomic(st.root, idsFile, []byte(strconv.FormatUint(limit, 10)+"\n")); err != nil {
+			return 0, err
+		}
+		st.nextID, st.idLimit = n+1, limit
+		st.idBlock = min(2*st.idBlock, idBlockMax)
 	}
 	id := st.nextID
 	st.nextID++
 	return id, nil
+}
+
+// readIDs reads the ids file, 0 when there is none.
+func (st *store) readIDs() (uint64, error) {
+	b, err := os.ReadFile(st.path(idsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", idsFile, err)
+	}
+	return n, nil
+}
+
+// makeDir makes the directory of the new snapshot id, with its lock file,
+// and returns the lock, held. The directory appears under its name with
+// the lock already taken, so nobody takes it for a crash's leftover.
+func (st *store) makeDir(ctx context.Context, id uint64) (*held, error) {
+	release, err := st.locks.lock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	tmp := st.path(snapshotsDir, st.tmpName("new-"+strconv.FormatUint(id, 10)))
+	var f *lockfile.File
+	err = os.Mkdir(tmp, 0o700)
+	if err == nil {
+		f, err = lockfile.TryLock(filepath.Join(tmp, snapLockFile), lockfile.Exclusive, true)
+		if err == nil && f == nil {
+			err = fmt.Errorf("lock of new snapshot %d is taken", id)
+		}
+	}
+	if err == nil {
+		err = os.Rename(tmp, st.snapshotPath(id))
+	}
+	if err != nil {
+		f.Unlock()
+		os.RemoveAll(tmp)
+		release()
+		return nil, err
+	}
+	return &held{release: release, f: f}, nil
+}
+
+// removeDir removes the directory of snapshot id and releases h, its
+// lock: it moves the directory to a temporary name first, so that the
+// lock file goes with it and waiters see the snapshot is gone.
+func (st *store) removeDir(id uint64, h *lockfile.File) error {
+	tmp := st.path(snapshotsDir, st.tmpName("rm-"+strconv.FormatUint(id, 10)))
+	err := os.Rename(st.snapshotPath(id), tmp)
+	h.Unlock()
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return os.RemoveAll(tmp)
+}
+
+// addChild makes the children entry child (an ID) of parent.
+func (st *store) addChild(parent uint64, child string) error {
+	dir := st.snapshotPath(parent, childrenDir)
+	f, err := os.OpenFile(filepath.Join(dir, child), os.O_RDONLY|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if errors.Is(err, os.ErrNotExist) {
+		if err = os.Mkdir(dir, 0o700); err == nil || errors.Is(err, os.ErrExist) {
+			f, err = os.OpenFile(filepath.Join(dir, child), os.O_RDONLY|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// shareParent finds the committed snapshot name and takes LOCK_SH on it,
+// so that it is not removed while a child is made.
+func (st *store) shareParent(ctx context.Context, name string) (*snap, *lockfile.File, error) {
+	file := nameFile(name)
+	for {
+		id, ok := st.readName(file)
+		if !ok {
+			return nil, nil, fmt.Errorf("parent %q: %w", name, ErrNotFound)
+		}
+		l, err := lockfile.Lock(ctx, st.snapshotPath(id, snapLockFile), lockfile.Shared, false)
+		if errors.Is(err, lockfile.ErrGone) {
+			if id2, ok := st.readName(file); !ok || id2 == id {
+				return nil, nil, fmt.Errorf("parent %q: %w", name, ErrNotFound)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if id2, ok := st.readName(file); !ok || id2 != id {
+			l.Unlock()
+			continue
+		}
+		r, err := st.readRecord(id)
+		if err == nil && (r == nil || r.Name != name) {
+			err = fmt.Errorf("parent %q: %w", name, ErrNotFound)
+		}
+		if err == nil && r.Kind != KindCommitted {
+			err = fmt.Errorf("%w: parent %q is %s, not committed", ErrInvalid, name, r.Kind)
+		}
+		var p *snap
+		if err == nil {
+			p, err = st.committedSnap(id)
+		}
+		if err != nil {
+			l.Unlock()
+			return nil, nil, err
+		}
+		return p, l, nil
+	}
 }
 
 // create makes a snapshot of kind (active or view) under key on parent.
@@ -426,55 +993,50 @@ func (st *store) create(ctx context.Context, kind Kind, key, parent string, opts
 			return nil, err
 		}
 	}
-	id, err := st.allocID()
+	id, err := st.allocID(ctx)
 	if err != nil {
 		return nil, err
 	}
 	now := time.Now().UTC()
-	s := &snap{lock: make(chan struct{}, 1), id: id, kind: kind, name: key, labels: info.Labels,
-		created: now, updated: now, creating: true, busy: true}
-	s.lock <- struct{}{}
-	defer unlockSnap(s)
-
-	// Reserve the key and count s as a child of its parent.
-	for {
-		st.mu.Lock()
-		if e := st.names[key]; e != nil {
-			busy := e.busy
-			st.mu.Unlock()
-			if !busy {
-				return nil, ErrExists
-			}
-			if err := wait(ctx, e); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		if parent != "" {
-			p := st.names[parent]
-			if p == nil {
-				st.mu.Unlock()
-				return nil, fmt.Errorf("parent %q: %w", parent, ErrNotFound)
-			}
-			if p.busy {
-				st.mu.Unlock()
-				if err := wait(ctx, p); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			if p.kind != KindCommitted {
-				st.mu.Unlock()
-				return nil, fmt.Errorf("%w: parent %q is %s, not committed", ErrInvalid, parent, p.kind)
-			}
-			p.children++
-			s.parent = p
-		}
-		st.names[key] = s
-		st.mu.Unlock()
-		break
+	s := &snap{id: id, kind: kind, name: key, labels: info.Labels, created: now, updated: now}
+	h, err := st.makeDir(ctx, id)
+	if err != nil {
+		return nil, err
 	}
+	defer h.release()
+	var pl *lockfile.File
+	claimed, child := false, false
+	defer func() {
+		if err != nil {
+			if claimed {
+				st.unlinkName(nameFile(key), id)
+			}
+			if child {
+				os.Remove(st.snapshotPath(s.parent.id, childrenDir, strconv.FormatUint(id, 10)))
+			}
+			pl.Unlock()
+			st.removeDir(id, h.f)
+			return
+		}
+		pl.Unlock()
+		h.f.Unlock()
+	}()
 
+	if err = st.claim(ctx, key, id); err != nil {
+		return nil, err
+	}
+	claimed = true
+	if parent != "" {
+		var p *snap
+		if p, pl, err = st.shareParent(ctx, parent); err != nil {
+			return nil, err
+		}
+		s.parent = p
+		if err = st.addChild(p.id, strconv.FormatUint(id, 10)); err != nil {
+			return nil, err
+		}
+		child = true
+	}
 	dir := st.snapshotPath(id)
 	err = st.drv.create(ctx, dir, s)
 	if err == nil {
@@ -487,18 +1049,8 @@ func (st *store) create(ctx context.Context, kind Kind, key, parent string, opts
 		err = st.writeRecord(s, s.kind, s.name, s.labels, s.updated)
 	}
 	if err != nil {
-		_ = os.RemoveAll(dir)
-		st.mu.Lock()
-		delete(st.names, key)
-		if s.parent != nil {
-			s.parent.children--
-		}
-		st.mu.Unlock()
 		return nil, err
 	}
-	st.mu.Lock()
-	s.creating, s.busy = false, false
-	st.mu.Unlock()
 	return st.drv.mounts(s), nil
 }
 
@@ -512,7 +1064,7 @@ func (st *store) writeRecord(s *snap, kind Kind, name string, labels map[string]
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(st.path(metadataDir), strconv.FormatUint(s.id, 10)+".json", b)
+	return st.writeFileAtomic(st.path(metadataDir), strconv.FormatUint(s.id, 10)+".json", b)
 }
 
 // mounts returns the mounts of key.
@@ -521,11 +1073,10 @@ func (st *store) mounts(ctx context.Context, key string) ([]Mount, error) {
 		return nil, fmt.Errorf("mounts of %s snapshot %q: %w", st.kind, key, err)
 	}
 	defer st.end()
-	s, err := st.acquire(ctx, key)
+	s, err := st.lookup(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("mounts of %s snapshot: %w", st.kind, err)
 	}
-	defer unlockSnap(s)
 	if s.kind == KindCommitted {
 		return nil, fmt.Errorf("mounts of %s snapshot %q: %w: committed snapshots are not mounted; View or Prepare one on it", st.kind, key, ErrInvalid)
 	}
@@ -546,11 +1097,11 @@ func (st *store) commit(ctx context.Context, name, key string, opts []Opt) (err 
 		return err
 	}
 	defer st.end()
-	s, err := st.acquire(ctx, key)
+	s, h, err := st.acquire(ctx, key, false)
 	if err != nil {
 		return err
 	}
-	defer unlockSnap(s)
+	defer h.unlock()
 	if s.kind != KindActive {
 		return fmt.Errorf("%w: it is %s, not active", ErrInvalid, s.kind)
 	}
@@ -560,36 +1111,18 @@ func (st *store) commit(ctx context.Context, name, key string, opts []Opt) (err 
 			return err
 		}
 	}
-	for {
-		st.mu.Lock()
-		if e := st.names[name]; e != nil {
-			busy := e.busy
-			st.mu.Unlock()
-			if e == s || !busy {
-				return ErrExists
-			}
-			if err := wait(ctx, e); err != nil {
-				return err
-			}
-			continue
-		}
-		st.names[name] = s // reserved: lookups of name wait for s.lock
-		s.busy = true
-		st.mu.Unlock()
-		break
+	if name == key {
+		return ErrExists
+	}
+	if err := st.claim(ctx, name, s.id); err != nil {
+		return err
 	}
 	now := time.Now().UTC()
 	if err := st.writeRecord(s, KindCommitted, name, info.Labels, now); err != nil {
-		st.mu.Lock()
-		delete(st.names, name)
-		s.busy = false
-		st.mu.Unlock()
+		st.unlinkName(nameFile(name), s.id)
 		return err
 	}
-	st.mu.Lock()
-	delete(st.names, key)
-	s.kind, s.name, s.labels, s.updated, s.busy = KindCommitted, name, info.Labels, now, false
-	st.mu.Unlock()
+	st.unlinkName(nameFile(key), s.id)
 	return nil
 }
 
@@ -604,39 +1137,57 @@ func (st *store) remove(ctx context.Context, key string) (err error) {
 		return err
 	}
 	defer st.end()
-	s, err := st.acquire(ctx, key)
+	s, h, err := st.acquire(ctx, key, true)
 	if err != nil {
 		return err
 	}
-	defer unlockSnap(s)
-	st.mu.Lock()
-	if n := s.children; n > 0 {
-		st.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			h.unlock()
+		}
+	}()
+	// Under LOCK_EX no child is being made: an entry without a record
+	// is a crash's, or a removed child's.
+	dir := st.snapshotPath(s.id, childrenDir)
+	cs, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	n := 0
+	for _, c := range cs {
+		cid, perr := strconv.ParseUint(c.Name(), 10, 64)
+		if perr == nil {
+			if r, err := st.readRecord(cid); err != nil {
+				return err
+			} else if r != nil && r.Parent == s.id {
+				n++
+				continue
+			}
+		}
+		os.Remove(filepath.Join(dir, c.Name()))
+	}
+	if n > 0 {
 		return fmt.Errorf("%w: it is the parent of %d snapshots", ErrInUse, n)
 	}
-	s.busy = true
-	st.mu.Unlock()
 
-	rec := st.path(metadataDir, strconv.FormatUint(s.id, 10)+".json")
-	err = os.Remove(rec)
+	err = os.Remove(st.path(metadataDir, strconv.FormatUint(s.id, 10)+".json"))
 	if err == nil {
 		err = syncDir(st.path(metadataDir))
 	}
 	if err != nil {
-		st.mu.Lock()
-		s.busy = false
-		st.mu.Unlock()
 		return err
 	}
-	st.mu.Lock()
-	delete(st.names, key)
+	st.unlinkName(nameFile(key), s.id)
 	if s.parent != nil {
-		s.parent.children--
+		os.Remove(st.snapshotPath(s.parent.id, childrenDir, strconv.FormatUint(s.id, 10)))
 	}
-	s.busy = false
-	st.mu.Unlock()
-	if err := os.RemoveAll(st.snapshotPath(s.id)); err != nil {
-		return fmt.Errorf("snapshot removed, but not its directory (the next open removes it): %w", err)
+	st.committed.Delete(s.id)
+	locked = false
+	err = st.removeDir(s.id, h.f)
+	h.release()
+	if err != nil {
+		return fmt.Errorf("snapshot removed, but not its directory (a later open removes it): %w", err)
 	}
 	return nil
 }
@@ -647,11 +1198,10 @@ func (st *store) stat(ctx context.Context, key string) (Info, error) {
 		return Info{}, fmt.Errorf("stat %s snapshot %q: %w", st.kind, key, err)
 	}
 	defer st.end()
-	s, err := st.acquire(ctx, key)
+	s, err := st.lookup(ctx, key)
 	if err != nil {
 		return Info{}, fmt.Errorf("stat %s snapshot: %w", st.kind, err)
 	}
-	defer unlockSnap(s)
 	return s.info(), nil
 }
 
@@ -661,11 +1211,10 @@ func (st *store) ownDir(ctx context.Context, key string) (string, Kind, error) {
 		return "", 0, err
 	}
 	defer st.end()
-	s, err := st.acquire(ctx, key)
+	s, err := st.lookup(ctx, key)
 	if err != nil {
 		return "", 0, err
 	}
-	defer unlockSnap(s)
 	return st.fsDir(s), s.kind, nil
 }
 
@@ -697,20 +1246,17 @@ func (st *store) dir(ctx context.Context, key string) (string, error) {
 	return dir, nil
 }
 
-// walk calls fn for each snapshot, in order of name.
+// walk calls fn for each snapshot, in order of name, as the records on
+// disk say.
 func (st *store) walk(ctx context.Context, fn func(Info) error) error {
 	if err := st.begin(ctx); err != nil {
 		return fmt.Errorf("walk %s snapshots: %w", st.kind, err)
 	}
-	st.mu.Lock()
-	infos := make([]Info, 0, len(st.names))
-	for name, s := range st.names {
-		if !s.creating && name == s.name {
-			infos = append(infos, s.info())
-		}
-	}
-	st.mu.Unlock()
+	infos, err := st.readAll(ctx)
 	st.end()
+	if err != nil {
+		return fmt.Errorf("walk %s snapshots: %w", st.kind, err)
+	}
 	slices.SortFunc(infos, func(a, b Info) int { return strings.Compare(a.Name, b.Name) })
 	for _, i := range infos {
 		if err := ctx.Err(); err != nil {
@@ -721,6 +1267,49 @@ func (st *store) walk(ctx context.Context, fn func(Info) error) error {
 		}
 	}
 	return nil
+}
+
+// readAll reads every record.
+func (st *store) readAll(ctx context.Context) ([]Info, error) {
+	entries, err := os.ReadDir(st.path(metadataDir))
+	if err != nil {
+		return nil, err
+	}
+	recs := make(map[uint64]*record, len(entries))
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		id, ok := recordID(e.Name())
+		if !ok {
+			continue
+		}
+		r, err := st.readRecord(id)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil {
+			recs[id] = r
+		}
+	}
+	infos := make([]Info, 0, len(recs))
+	for _, r := range recs {
+		i := Info{Kind: r.Kind, Name: r.Name, Created: r.Created, Updated: r.Updated}
+		if r.Labels != nil {
+			i.Labels = maps.Clone(r.Labels)
+		}
+		if r.Parent != 0 {
+			if p := recs[r.Parent]; p != nil {
+				i.Parent = p.Name
+			} else if p, err := st.committedSnap(r.Parent); err == nil {
+				i.Parent = p.name
+			} else {
+				continue // removed with its parent meanwhile
+			}
+		}
+		infos = append(infos, i)
+	}
+	return infos, nil
 }
 
 // close waits for the operations in flight and releases the root.
@@ -736,8 +1325,8 @@ func (st *store) close() error {
 
 // writeFileAtomic replaces dir/name with data: a crash leaves the old file
 // or the new one, never a mix.
-func writeFileAtomic(dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, tmpPrefix+name+"-")
+func (st *store) writeFileAtomic(dir, name string, data []byte) error {
+	f, err := os.CreateTemp(dir, st.tmpName(name+"-"))
 	if err != nil {
 		return err
 	}
@@ -770,4 +1359,53 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+// keyed is a lock per key, made when first wanted and dropped when nobody
+// holds or waits for it; waiting for one can be cancelled.
+type keyed[K comparable] struct {
+	mu sync.Mutex
+	m  map[K]*keyLock
+}
+
+type keyLock struct {
+	ch   chan struct{}
+	refs int
+}
+
+// lock takes the lock of k, or gives up when ctx is done.
+func (k *keyed[K]) lock(ctx context.Context, key K) (unlock func(), err error) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = make(map[K]*keyLock)
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyLock{ch: make(chan struct{}, 1)}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	select {
+	case l.ch <- struct{}{}:
+	case <-ctx.Done():
+		k.drop(key, l)
+		return nil, ctx.Err()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			<-l.ch
+			k.drop(key, l)
+		})
+	}, nil
+}
+
+func (k *keyed[K]) drop(key K, l *keyLock) {
+	k.mu.Lock()
+	l.refs--
+	if l.refs == 0 {
+		delete(k.m, key)
+	}
+	k.mu.Unlock()
 }

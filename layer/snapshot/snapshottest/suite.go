@@ -27,13 +27,14 @@ type openFunc = func(root string) (snapshot.Snapshotter, error)
 // chains of layers seen through their mounts, read-only views, what
 // Commit and Remove accept, the errors, Walk, labels and reopening, Usage,
 // file metadata (hard links, devices, owners, modes, xattrs, times),
-// concurrent use, 150 layers under a long root, and Close.
+// concurrent use, two Snapshotters sharing a root, 150 layers under a long
+// root, and Close.
 //
 // open is called with an empty directory of the test's, and again with
 // the same directory after the Snapshotter from it was closed, where it
-// must open what is stored there. While a Snapshotter is open on a root,
-// open must refuse a second one on it with an error that wraps
-// snapshot.ErrInUse.
+// must open what is stored there. open is also called on a root that
+// another Snapshotter from it has open, and must open it: several
+// Snapshotters, in one process or many, share a root.
 //
 // Run mounts the snapshots it makes with snapshot.MountAll, so it needs
 // root (CAP_SYS_ADMIN) and skips t otherwise; it fails a subtest that
@@ -55,6 +56,7 @@ func Run(t *testing.T, open func(root string) (snapshot.Snapshotter, error)) {
 		{"Usage", testUsage},
 		{"Metadata", testMetadata},
 		{"Concurrent", testConcurrent},
+		{"Shared", testShared},
 		{"ManyLayers", testManyLayers},
 		{"Closed", testClosed},
 	} {
@@ -391,9 +393,6 @@ func testLabelsAndReopen(t *testing.T, open openFunc) {
 		t.Fatal(err)
 	}
 	defer func() { sn.Close() }()
-	if _, err := open(root); !errors.Is(err, snapshot.ErrInUse) {
-		t.Errorf("second Snapshotter on one root: %v, want ErrInUse", err)
-	}
 	withMount(t, prepare(t, sn, "a", "", snapshot.WithLabels(map[string]string{"k1": "a", "k2": "a"})), func(dir string) {
 		writeFiles(t, dir, map[string]string{"f": "1"})
 	})
@@ -701,6 +700,118 @@ func testConcurrent(t *testing.T, open openFunc) {
 	withMount(t, view(t, sn2, "check", "n-7-1"), func(dir string) {
 		checkTree(t, "n-7-1", dir, map[string]string{"base": "b", "k-7-1": "k-7-1"})
 	})
+}
+
+// testShared opens two Snapshotters on one root, as two processes would,
+// and checks each sees what the other makes and removes, that keys and
+// names stay unique between them, and that neither removes a parent
+// while the other has children of it, or is making one.
+func testShared(t *testing.T, open openFunc) {
+	ctx := context.Background()
+	root := t.TempDir()
+	a := mustOpen(t, open, root)
+	b := mustOpen(t, open, root)
+	withMount(t, prepare(t, a, "x-base", ""), func(dir string) {
+		writeFiles(t, dir, map[string]string{"base": "b"})
+	})
+	commit(t, a, "base", "x-base")
+
+	// b sees what a made after b was opened, and can build on it.
+	if i, err := b.Stat(ctx, "base"); err != nil || i.Kind != snapshot.KindCommitted {
+		t.Fatalf("b: Stat(base) = %+v, %v", i, err)
+	}
+	withMount(t, prepare(t, b, "b-active", "base"), func(dir string) {
+		checkTree(t, "b's snapshot on a's layer", dir, map[string]string{"base": "b"})
+	})
+	if i, err := a.Stat(ctx, "b-active"); err != nil || i.Kind != snapshot.KindActive || i.Parent != "base" {
+		t.Errorf("a: Stat(b-active) = %+v, %v", i, err)
+	}
+	if got := len(walk(t, a)); got != 2 {
+		t.Errorf("a walks %d snapshots, want 2", got)
+	}
+
+	// Keys and names are unique across both.
+	wantErr(t, "a: Prepare of b's key", second(a.Prepare(ctx, "b-active", "")), snapshot.ErrExists)
+	prepare(t, a, "a-active", "base")
+	wantErr(t, "b: Commit as a's key", b.Commit(ctx, "a-active", "b-active"), snapshot.ErrExists)
+
+	// A parent with a child of the other's is in use; so is one whose
+	// child the other is making right now.
+	wantErr(t, "b: Remove(base) with a's child", b.Remove(ctx, "base"), snapshot.ErrInUse)
+	must(t, b.Remove(ctx, "b-active"))
+	wantErr(t, "b: Remove(base) with a's child", b.Remove(ctx, "base"), snapshot.ErrInUse)
+	must(t, a.Remove(ctx, "a-active"))
+	if _, err := a.Stat(ctx, "b-active"); !errors.Is(err, snapshot.ErrNotFound) {
+		t.Errorf("a: Stat of what b removed: %v, want ErrNotFound", err)
+	}
+
+	const workers = 8
+	var wg sync.WaitGroup
+	var removed, won, prepared atomic.Int32
+	errc := make(chan error, 4*workers)
+	for w := range workers {
+		sn := []snapshot.Snapshotter{a, b}[w%2]
+		wg.Go(func() {
+			if w < workers/2 {
+				switch err := sn.Remove(ctx, "base"); {
+				case err == nil:
+					removed.Add(1)
+				case !errors.Is(err, snapshot.ErrInUse) && !errors.Is(err, snapshot.ErrNotFound):
+					errc <- fmt.Errorf("Remove(base): %v", err)
+				}
+				return
+			}
+			if _, err := sn.Prepare(ctx, fmt.Sprintf("c-%d", w), "base"); err == nil {
+				prepared.Add(1)
+			} else if !errors.Is(err, snapshot.ErrNotFound) {
+				errc <- fmt.Errorf("Prepare(c-%d): %v", w, err)
+			}
+			key := fmt.Sprintf("r-%d", w)
+			if _, err := sn.Prepare(ctx, key, ""); err != nil {
+				errc <- fmt.Errorf("Prepare(%s): %v", key, err)
+				return
+			}
+			switch err := sn.Commit(ctx, "one-name", key); {
+			case err == nil:
+				won.Add(1)
+			case errors.Is(err, snapshot.ErrExists):
+			default:
+				errc <- fmt.Errorf("Commit(one-name): %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	if won.Load() != 1 {
+		t.Errorf("Commit(one-name) won %d times across two Snapshotters, want 1", won.Load())
+	}
+	_, err := a.Stat(ctx, "base")
+	switch {
+	case removed.Load() == 1 && prepared.Load() != 0:
+		t.Errorf("base was removed, and %d children were prepared on it", prepared.Load())
+	case removed.Load() == 0 && err != nil:
+		t.Errorf("base was not removed, but Stat(base): %v", err)
+	case removed.Load() > 1:
+		t.Errorf("base was removed %d times", removed.Load())
+	}
+	// Every child's parent exists, seen from either side.
+	for _, sn := range []snapshot.Snapshotter{a, b} {
+		names := map[string]bool{}
+		infos := walk(t, sn)
+		for _, i := range infos {
+			names[i.Name] = true
+		}
+		for _, i := range infos {
+			if i.Parent != "" && !names[i.Parent] {
+				t.Errorf("%s has parent %s, which is gone", i.Name, i.Parent)
+			}
+		}
+	}
+	must(t, a.Close())
+	must(t, b.Close())
 }
 
 // layers is how many layers testManyLayers stacks: enough that their
