@@ -48,7 +48,7 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 		return st, fmt.Errorf("gc: %w", err)
 	}
 	defer l.Unlock()
-	if err := s.cleanLeftovers(ctx); err != nil {
+	if err := s.Sweep(ctx); err != nil {
 		return st, fmt.Errorf("gc: %w", err)
 	}
 

@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/berthlabs/berth/internal/owner"
 	"io"
 	"os"
 	"path/filepath"
@@ -76,7 +77,7 @@ const LabelOwner = "berth.owner"
 // the process has died: for root filesystems that must not outlive their
 // program, such as a container's.
 func WithOwner() snapshot.Opt {
-	return snapshot.WithLabels(map[string]string{LabelOwner: lockfile.Owner()})
+	return snapshot.WithLabels(map[string]string{LabelOwner: owner.Self()})
 }
 
 // Open opens (creating if needed) the store at root, and removes the
@@ -94,7 +95,7 @@ func Open(root string) (*Store, error) {
 		return nil, fmt.Errorf("layer: %w", err)
 	}
 	s := &Store{Content: cs, Snapshots: sn, root: root, unpacking: map[string]*call{}}
-	if err := s.cleanLeftovers(context.Background()); err != nil {
+	if err := s.Sweep(context.Background()); err != nil {
 		sn.Close()
 		return nil, fmt.Errorf("layer: %w", err)
 	}
@@ -112,17 +113,19 @@ const (
 	gcLockFile = "gc.lock"
 )
 
-// cleanLeftovers removes the active snapshots and views whose owner
-// (LabelOwner) has died: the half-unpacked layers and the views of a
-// process that was killed while unpacking or committing, and root
-// filesystems prepared WithOwner. Their mount points go with them.
-func (s *Store) cleanLeftovers(ctx context.Context) error {
+// Sweep removes the active snapshots and views whose owner (LabelOwner)
+// has died: the half-unpacked layers and the views of a process that was
+// killed while unpacking or committing, and root filesystems prepared
+// WithOwner. Their mount points go with them. Open and GC sweep; a
+// long-lived process that shares the store with others that may be
+// killed can call it when it likes.
+func (s *Store) Sweep(ctx context.Context) error {
 	var stale []string
 	err := s.Snapshots.Walk(ctx, func(i snapshot.Info) error {
 		if i.Kind == snapshot.KindCommitted {
 			return nil
 		}
-		if o, ok := i.Labels[LabelOwner]; ok && !lockfile.Alive(o) {
+		if o, ok := i.Labels[LabelOwner]; ok && !owner.Alive(o) {
 			stale = append(stale, i.Name)
 		}
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/berthlabs/berth/internal/owner"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,7 +13,6 @@ import (
 	"testing/iotest"
 	"time"
 
-	"github.com/berthlabs/berth/internal/lockfile"
 	"github.com/berthlabs/berth/layer/snapshot"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -83,9 +83,9 @@ func TestOpenCleansHalfUnpackedLayers(t *testing.T) {
 // deadOwner returns an owner token (LabelOwner) of no live process: this
 // process's PID with another start time, as after the PID was reused.
 func deadOwner(t testing.TB) string {
-	pid, start, ok := lockfile.ParseOwner(lockfile.Owner())
+	pid, start, ok := owner.Parse(owner.Self())
 	if !ok {
-		t.Fatalf("owner token %q", lockfile.Owner())
+		t.Fatalf("owner token %q", owner.Self())
 	}
 	return fmt.Sprintf("%d-%d", pid, start+1)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/berthlabs/berth/internal/owner"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -16,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthlabs/berth/internal/lockfile"
 	"github.com/berthlabs/berth/layer/snapshot"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -275,7 +275,7 @@ func checkStore(t *testing.T, root string) {
 				t.Errorf("snapshot %s: parent %s missing or not committed (%+v)", i.Name, i.Parent, p)
 			}
 		}
-		if o, ok := i.Labels[LabelOwner]; ok && !lockfile.Alive(o) {
+		if o, ok := i.Labels[LabelOwner]; ok && !owner.Alive(o) {
 			t.Errorf("snapshot %s of a dead owner %s is left", i.Name, o)
 		}
 		if i.Kind != snapshot.KindCommitted && strings.HasPrefix(i.Name, extractPrefix) {

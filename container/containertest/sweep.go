@@ -2,7 +2,6 @@ package containertest
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path"
 	"path/filepath"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/internal/owner"
-	"github.com/berthlabs/berth/layer/snapshot"
 )
 
 // What the sandboxes of a process are named by: container IDs are
@@ -22,9 +20,6 @@ import (
 const (
 	idPrefix     = "ct-"
 	cgroupParent = "/berth/containertest"
-	// rootfsPrefix is container's name for a container's root
-	// filesystem snapshot, before the ID.
-	rootfsPrefix = "container-"
 )
 
 func newID() string { return idPrefix + owner.Self() + "-" + randomHex(4) }
@@ -32,8 +27,8 @@ func newID() string { return idPrefix + owner.Self() + "-" + randomHex(4) }
 // runDir is where this process keeps its sandboxes' files.
 func runDir(cacheDir string) string { return filepath.Join(cacheDir, "run", owner.Self()) }
 
-// sweep removes what dead processes' sandboxes left in the cache and in
-// the cgroup tree. It is best effort: what it cannot remove now, a later
+// sweep removes what dead processes' sandboxes left in the cache (volumes,
+// copies of files) and in the cgroup tree. It is best effort: what it cannot remove now, a later
 // sweep can.
 func (c *cache) sweep(ctx context.Context, cacheDir string) {
 	dead := func(id string) bool {
@@ -41,20 +36,13 @@ func (c *cache) sweep(ctx context.Context, cacheDir string) {
 		if !ok {
 			return false
 		}
-		alive, ok := owner.Alive(rest)
-		return ok && !alive
+		tok, _, ok := owner.Split(rest)
+		return ok && !owner.Alive(tok)
 	}
-	var stale []string
-	c.store.Snapshots.Walk(ctx, func(i snapshot.Info) error {
-		if id, ok := strings.CutPrefix(i.Name, rootfsPrefix); ok && i.Kind == snapshot.KindActive && dead(id) {
-			stale = append(stale, i.Name)
-		}
-		return nil
-	})
-	for _, k := range stale {
-		if err := c.store.Release(ctx, k); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
-			c.rt.Logger.Debug("containertest: sweep", "snapshot", k, "err", err)
-		}
+	// The containers' root filesystem snapshots carry their owner
+	// (layer.WithOwner).
+	if err := c.store.Sweep(ctx); err != nil {
+		c.rt.Logger.Debug("containertest: sweep", "err", err)
 	}
 	for _, name := range cgroupChildren(cgroupParent) {
 		if !dead(name) {
@@ -73,7 +61,7 @@ func (c *cache) sweep(ctx context.Context, cacheDir string) {
 	}
 	runs, _ := os.ReadDir(filepath.Join(cacheDir, "run"))
 	for _, e := range runs {
-		if alive, ok := owner.Alive(e.Name()); ok && !alive {
+		if _, _, ok := owner.Parse(e.Name()); ok && !owner.Alive(e.Name()) {
 			os.RemoveAll(filepath.Join(cacheDir, "run", e.Name()))
 		}
 	}

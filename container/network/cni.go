@@ -125,10 +125,11 @@ func ownerAlive(id string) (alive, ok bool) {
 	if !ok {
 		return false, false
 	}
-	if _, _, n, ok := owner.Parse(rest); !ok || n == "" {
+	tok, n, ok := owner.Split(rest)
+	if !ok || n == "" {
 		return false, false
 	}
-	return owner.Alive(rest)
+	return owner.Alive(tok), true
 }
 
 // Attach runs ADD for the namespace ns, with ifname its interface there

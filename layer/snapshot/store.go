@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berthlabs/berth/internal/owner"
 	"hash/fnv"
 	"maps"
 	"os"
@@ -173,7 +174,7 @@ func openStore(root, kind string, drv driver, check func(tmp string) error) (*st
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot store %s: %w", root, err)
 	}
-	st := &store{root: abs, kind: kind, drv: drv, owner: lockfile.Owner(), idBlock: idBlockMin}
+	st := &store{root: abs, kind: kind, drv: drv, owner: owner.Self(), idBlock: idBlockMin}
 	if err := st.open(check); err != nil {
 		if st.lock != nil {
 			st.lock.Close()
@@ -273,7 +274,7 @@ func tmpOwner(name string) (string, bool) {
 		return "", false
 	}
 	tok := f[0] + "-" + f[1]
-	_, _, ok = lockfile.ParseOwner(tok)
+	_, _, ok = owner.Parse(tok)
 	return tok, ok
 }
 
@@ -290,7 +291,7 @@ func removeTemps(dir string, all bool) error {
 		}
 		if !all {
 			tok, ok := tmpOwner(e.Name())
-			if !ok || lockfile.Alive(tok) {
+			if !ok || owner.Alive(tok) {
 				continue
 			}
 		}
