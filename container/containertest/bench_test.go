@@ -18,28 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// forPing waits until redis answers PING, asked through the sandbox's
-// network namespace.
-var forPing = containertest.WaitFunc(func(ctx context.Context, s *containertest.Sandbox) error {
-	for {
-		if err := ping(ctx, s); err == nil {
-			return nil
-		} else if ctx.Err() != nil {
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-})
-
-func ping(ctx context.Context, s *containertest.Sandbox) error {
-	c, err := s.Dial(ctx, "tcp", ":6379")
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return pingConn(c)
-}
-
+// pingConn asks redis PING on c.
 func pingConn(c net.Conn) error {
 	c.SetDeadline(time.Now().Add(time.Second))
 	if _, err := c.Write([]byte("PING\r\n")); err != nil {
