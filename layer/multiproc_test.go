@@ -152,6 +152,10 @@ func hammer(t *testing.T, s *Store, iters int) {
 		}
 		mine = append(mine, imp)
 
+		// A committed snapshot no image names is GC's to take, in any
+		// process, unless this one holds GC off while it uses it.
+		release, err := s.Hold(ctx)
+		must(t, err)
 		raw := fmt.Sprintf("raw-%d-%d", pid, i)
 		if _, err := s.Snapshots.Prepare(ctx, raw, img.ChainID); err != nil {
 			t.Fatal(err)
@@ -162,6 +166,7 @@ func hammer(t *testing.T, s *Store, iters int) {
 		}
 		must(t, s.Snapshots.Remove(ctx, raw+"-v"))
 		must(t, s.Snapshots.Remove(ctx, raw+"-c"))
+		release()
 
 		if i%2 == 1 {
 			for _, n := range mine[:len(mine)-2] {
