@@ -103,15 +103,7 @@ func startIn(t testing.TB, rt *Runtime, spec *Spec) (*Container, *syncBuffer) {
 // returns its output and status.
 func run(t *testing.T, spec *Spec) (string, *ExitStatus) {
 	t.Helper()
-	c, out := startIn(t, Default, spec)
-	st, err := c.Wait(testCtx(t))
-	if err != nil {
-		t.Fatalf("Wait: %v", err)
-	}
-	if err := c.Delete(testCtx(t)); err != nil {
-		t.Fatalf("Delete: %v", err)
-	}
-	return out.String(), st
+	return runIn(t, Default, spec)
 }
 
 func sh(script string) Process {

@@ -61,7 +61,7 @@ var algorithms = []digest.Algorithm{digest.SHA256, digest.SHA384, digest.SHA512}
 // Make one with Open.
 type Store struct {
 	dir   layoutDir
-	locks keyedLocks
+	locks lockfile.Keyed[digest.Digest]
 	// indexSem serializes index.json updates in this process; the flock
 	// on the directory serializes them between processes.
 	indexSem chan struct{}
@@ -255,7 +255,7 @@ var errUnchanged = errors.New("unchanged")
 // too. The holder removes the lock file when it lets go; a waiter that
 // then gets the lock of the removed file opens a new one.
 func (s *Store) lockDigest(ctx context.Context, d digest.Digest) (unlock func(), err error) {
-	release, err := s.locks.lock(ctx, d)
+	release, err := s.locks.Lock(ctx, d)
 	if err != nil {
 		return nil, err
 	}
@@ -276,54 +276,6 @@ func (s *Store) lockDigest(ctx context.Context, d digest.Digest) (unlock func(),
 			release()
 		})
 	}, nil
-}
-
-// keyedLocks is a mutex per digest, made when first wanted and dropped when
-// nobody holds or waits for it.
-type keyedLocks struct {
-	mu sync.Mutex
-	m  map[digest.Digest]*keyLock
-}
-
-type keyLock struct {
-	ch   chan struct{}
-	refs int
-}
-
-func (k *keyedLocks) lock(ctx context.Context, d digest.Digest) (unlock func(), err error) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = make(map[digest.Digest]*keyLock)
-	}
-	l := k.m[d]
-	if l == nil {
-		l = &keyLock{ch: make(chan struct{}, 1)}
-		k.m[d] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	select {
-	case l.ch <- struct{}{}:
-	case <-ctx.Done():
-		k.release(d, l)
-		return nil, ctx.Err()
-	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			<-l.ch
-			k.release(d, l)
-		})
-	}, nil
-}
-
-func (k *keyedLocks) release(d digest.Digest, l *keyLock) {
-	k.mu.Lock()
-	l.refs--
-	if l.refs == 0 {
-		delete(k.m, d)
-	}
-	k.mu.Unlock()
 }
 
 // layoutDir is an OCI image layout on disk, read without locks: the store's

@@ -153,7 +153,7 @@ type store struct {
 
 	// locks orders the goroutines of this process that change one
 	// snapshot, before they take its flock.
-	locks keyed[uint64]
+	locks lockfile.Keyed[uint64]
 
 	// committed caches the committed snapshots read: id -> *snap.
 	committed sync.Map
@@ -685,7 +685,7 @@ func (h *held) unlock() {
 // children, or children being made, which hold LOCK_SH). A snapshot whose
 // directory is gone is lockfile.ErrGone.
 func (st *store) lockSnap(ctx context.Context, id uint64, remove bool) (*held, error) {
-	release, err := st.locks.lock(ctx, id)
+	release, err := st.locks.Lock(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -872,7 +872,7 @@ func (st *store) readIDs() (uint64, error) {
 // and returns the lock, held. The directory appears under its name with
 // the lock already taken, so nobody takes it for a crash's leftover.
 func (st *store) makeDir(ctx context.Context, id uint64) (*held, error) {
-	release, err := st.locks.lock(ctx, id)
+	release, err := st.locks.Lock(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -1360,53 +1360,4 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
-}
-
-// keyed is a lock per key, made when first wanted and dropped when nobody
-// holds or waits for it; waiting for one can be cancelled.
-type keyed[K comparable] struct {
-	mu sync.Mutex
-	m  map[K]*keyLock
-}
-
-type keyLock struct {
-	ch   chan struct{}
-	refs int
-}
-
-// lock takes the lock of k, or gives up when ctx is done.
-func (k *keyed[K]) lock(ctx context.Context, key K) (unlock func(), err error) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = make(map[K]*keyLock)
-	}
-	l := k.m[key]
-	if l == nil {
-		l = &keyLock{ch: make(chan struct{}, 1)}
-		k.m[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	select {
-	case l.ch <- struct{}{}:
-	case <-ctx.Done():
-		k.drop(key, l)
-		return nil, ctx.Err()
-	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			<-l.ch
-			k.drop(key, l)
-		})
-	}, nil
-}
-
-func (k *keyed[K]) drop(key K, l *keyLock) {
-	k.mu.Lock()
-	l.refs--
-	if l.refs == 0 {
-		delete(k.m, key)
-	}
-	k.mu.Unlock()
 }
