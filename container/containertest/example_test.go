@@ -6,8 +6,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"testing"
 
 	"github.com/berthlabs/berth/container/containertest"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // A busybox root filesystem to run containers on, without an image.
@@ -50,4 +52,25 @@ func ExampleNew() {
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Print(resp.Status, ": ", string(body))
 	// Output: 200 OK: hello from a sandbox
+}
+
+// A test of code that talks to redis, against the real thing: the image
+// `make images` builds from Debian's redis-server package, started in a
+// sandbox of the test's own, reached on a free loopback port. (Not run
+// by go test: it needs that image; TestRedis runs the same.)
+func ExampleRun_redis() {
+	// In a test file: func TestCounter(t *testing.T) { ... } with t
+	// the test's *testing.T.
+	var t *testing.T
+
+	cache, _ := containertest.CacheDir()
+	redis := containertest.Run(t, "docker-archive:"+filepath.Join(cache, "images/redis.tar"),
+		containertest.WaitFor(containertest.ForListeningPort("6379")))
+
+	client := goredis.NewClient(&goredis.Options{Addr: redis.Endpoint(6379)})
+	defer client.Close()
+	n, err := client.Incr(context.Background(), "hits").Result()
+	if err != nil || n != 1 {
+		t.Fatalf("INCR hits: %d, %v", n, err)
+	}
 }

@@ -26,3 +26,7 @@ func Sweep() error {
 	c.sweep(context.Background(), c.dir)
 	return nil
 }
+
+// HostLink returns the host's end of this process's network hub, once a
+// network was made.
+func HostLink() string { return manager().HostLink() }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/berthlabs/berth/container/containertest"
 	"github.com/berthlabs/berth/layer/snapshot"
+	"github.com/vishvananda/netlink"
 )
 
 const childEnv = "CONTAINERTEST_CHILD"
@@ -41,6 +42,7 @@ func TestChild(t *testing.T) {
 		ids = append(ids, s.Container().ID())
 		_ = i
 	}
+	fmt.Printf("LINK %s\n", containertest.HostLink())
 	fmt.Printf("IDS %s\n", strings.Join(ids, " "))
 	if mode == "kill" {
 		time.Sleep(time.Minute)
@@ -67,16 +69,23 @@ func TestNothingLeft(t *testing.T) {
 			}
 			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 			var ids []string
+			var link string
 			sc := bufio.NewScanner(out)
 			for sc.Scan() {
 				t.Log("child:", sc.Text())
+				if rest, ok := strings.CutPrefix(sc.Text(), "LINK "); ok {
+					link = rest
+				}
 				if rest, ok := strings.CutPrefix(sc.Text(), "IDS "); ok {
 					ids = strings.Fields(rest)
 					break
 				}
 			}
-			if len(ids) != 3 {
+			if len(ids) != 3 || link == "" {
 				t.Fatalf("child said no IDs")
+			}
+			if _, err := netlink.LinkByName(link); err != nil {
+				t.Fatalf("the child's host link %s: %v", link, err)
 			}
 			var pids []int
 			for _, id := range ids {
@@ -107,6 +116,14 @@ func TestNothingLeft(t *testing.T) {
 				// process's first use of the cache.
 				if err := containertest.Sweep(); err != nil {
 					t.Fatal(err)
+				}
+			}
+			for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+				if _, err := netlink.LinkByName(link); err != nil {
+					break
+				}
+				if time.Since(start) > 10*time.Second {
+					t.Fatalf("the child's network link %s outlived it", link)
 				}
 			}
 			st, err := containertest.Store()
