@@ -97,7 +97,7 @@ func cacheFor() (*cache, error) {
 	}
 	c := &cache{dir: dir, store: st, rt: &container.Runtime{Images: st, CgroupParent: cgroupParent, Logger: discard,
 		VolumeRoot: filepath.Join(dir, "volumes")}}
-	c.sweep(context.Background(), dir)
+	c.sweep(context.Background(), dir, false) // layer.Open swept the snapshots
 	caches.byDir[dir] = c
 	return c, nil
 }

@@ -23,7 +23,7 @@ func Sweep() error {
 	if err != nil {
 		return err
 	}
-	c.sweep(context.Background(), c.dir)
+	c.sweep(context.Background(), c.dir, true)
 	return nil
 }
 

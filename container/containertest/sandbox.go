@@ -369,8 +369,8 @@ func (s *Sandbox) Labels() map[string]string { return maps.Clone(s.labels) }
 // Terminate.
 func (s *Sandbox) Container() *container.Container { return s.c }
 
-// IP returns the sandbox's address on its network (WithNetwork), or the
-// zero address without one.
+// IP returns the sandbox's address on its network (WithNetwork), or ""
+// without one.
 func (s *Sandbox) IP() string {
 	for _, e := range s.c.Endpoints() {
 		return e.IP().String()

@@ -30,7 +30,7 @@ func runDir(cacheDir string) string { return filepath.Join(cacheDir, "run", owne
 // sweep removes what dead processes' sandboxes left in the cache (volumes,
 // copies of files) and in the cgroup tree. It is best effort: what it cannot remove now, a later
 // sweep can.
-func (c *cache) sweep(ctx context.Context, cacheDir string) {
+func (c *cache) sweep(ctx context.Context, cacheDir string, snapshots bool) {
 	dead := func(id string) bool {
 		rest, ok := strings.CutPrefix(id, idPrefix)
 		if !ok {
@@ -40,9 +40,11 @@ func (c *cache) sweep(ctx context.Context, cacheDir string) {
 		return ok && !owner.Alive(tok)
 	}
 	// The containers' root filesystem snapshots carry their owner
-	// (layer.WithOwner).
-	if err := c.store.Sweep(ctx); err != nil {
-		c.rt.Logger.Debug("containertest: sweep", "err", err)
+	// (layer.WithOwner); opening the store sweeps them too.
+	if snapshots {
+		if err := c.store.Sweep(ctx); err != nil {
+			c.rt.Logger.Debug("containertest: sweep", "err", err)
+		}
 	}
 	for _, name := range cgroupChildren(cgroupParent) {
 		if !dead(name) {
