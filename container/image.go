@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/berthlabs/berth/layer"
+	"github.com/berthlabs/berth/layer/snapshot"
 )
 
 // snapshotKey is the name of an image container's root filesystem
@@ -24,8 +25,13 @@ func (r *Runtime) fromImage(ctx context.Context, id string, s *Spec) (err error)
 	}
 	key := snapshotKey(id)
 	// Owned by this process: a store shared with other processes removes
-	// it once this one has died.
-	img, mounts, err := r.Images.Prepare(ctx, key, s.Image, layer.WithOwner())
+	// it once this one has died. Lasting no longer than the container, it
+	// need not be synced to disk. A rootfs kept after Delete is neither.
+	var opts []snapshot.Opt
+	if !s.KeepRootfs {
+		opts = append(opts, layer.WithOwner(), snapshot.Ephemeral())
+	}
+	img, mounts, err := r.Images.Prepare(ctx, key, s.Image, opts...)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 	}

@@ -36,7 +36,10 @@ type Spec struct {
 	// Entrypoint, when non-nil, replaces the image's ENTRYPOINT (an empty
 	// slice clears it) and drops its CMD, like `docker run --entrypoint`.
 	Entrypoint []string
-	// KeepRootfs keeps an image container's snapshot after Delete.
+	// KeepRootfs keeps an image container's snapshot after Delete, and
+	// after this process ends (without it the snapshot is ephemeral and
+	// owned by this process: see layer.WithOwner and
+	// snapshot.LabelEphemeral).
 	KeepRootfs bool
 	// rootfsMounts make the root filesystem of an image container.
 	rootfsMounts []snapshot.Mount

@@ -127,6 +127,19 @@ func WithLabels(labels map[string]string) Opt {
 	}
 }
 
+// LabelEphemeral marks an active snapshot or view that need not survive
+// a crash of the machine, such as a container's root filesystem: its
+// record and directories are not synced to disk (no fsync on Prepare,
+// View and Remove). A process killed at any moment still leaves it
+// whole or absent, as for any snapshot; a power loss may lose it, and
+// the next open that has the root to itself removes what is left of it.
+// Commit makes a durable committed snapshot of it and drops the label.
+const LabelEphemeral = "berth.ephemeral"
+
+// Ephemeral is an option for Prepare and View that labels the snapshot
+// LabelEphemeral.
+func Ephemeral() Opt { return WithLabels(map[string]string{LabelEphemeral: "true"}) }
+
 // Snapshotter makes and keeps copy-on-write root filesystems: the
 // directory tree of a container, built from layers of an image.
 //

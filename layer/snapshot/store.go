@@ -336,6 +336,14 @@ func (st *store) repair() error {
 			continue
 		}
 		if _, err := os.Lstat(st.snapshotPath(id, "fs")); err != nil {
+			if errors.Is(err, os.ErrNotExist) && r.Kind != KindCommitted && ephemeral(r.Labels) {
+				// Its directories were not synced, and a power loss took
+				// them: it goes, as it may.
+				if err := os.Remove(st.path(metadataDir, e.Name())); err != nil {
+					return err
+				}
+				continue
+			}
 			return fmt.Errorf("snapshot %q: %w", r.Name, err)
 		}
 		if byName[r.Name] != nil {
@@ -1039,15 +1047,16 @@ func (st *store) create(ctx context.Context, kind Kind, key, parent string, opts
 		child = true
 	}
 	dir := st.snapshotPath(id)
+	durable := !ephemeral(s.labels)
 	err = st.drv.create(ctx, dir, s)
-	if err == nil {
+	if err == nil && durable {
 		err = syncDir(dir)
 	}
-	if err == nil {
+	if err == nil && durable {
 		err = syncDir(st.path(snapshotsDir))
 	}
 	if err == nil {
-		err = st.writeRecord(s, s.kind, s.name, s.labels, s.updated)
+		err = st.writeRecord(s, s.kind, s.name, s.labels, s.updated, durable)
 	}
 	if err != nil {
 		return nil, err
@@ -1055,8 +1064,12 @@ func (st *store) create(ctx context.Context, kind Kind, key, parent string, opts
 	return st.drv.mounts(s), nil
 }
 
-// writeRecord writes the record of s, as it is or will be.
-func (st *store) writeRecord(s *snap, kind Kind, name string, labels map[string]string, updated time.Time) error {
+// ephemeral reports whether labels mark a snapshot LabelEphemeral.
+func ephemeral(labels map[string]string) bool { return labels[LabelEphemeral] != "" }
+
+// writeRecord writes the record of s, as it is or will be; synced to disk
+// when durable.
+func (st *store) writeRecord(s *snap, kind Kind, name string, labels map[string]string, updated time.Time, durable bool) error {
 	r := record{ID: s.id, Kind: kind, Name: name, Labels: labels, Created: s.created, Updated: updated}
 	if s.parent != nil {
 		r.Parent = s.parent.id
@@ -1065,7 +1078,7 @@ func (st *store) writeRecord(s *snap, kind Kind, name string, labels map[string]
 	if err != nil {
 		return err
 	}
-	return st.writeFileAtomic(st.path(metadataDir), strconv.FormatUint(s.id, 10)+".json", b)
+	return st.writeFile(st.path(metadataDir), strconv.FormatUint(s.id, 10)+".json", b, durable)
 }
 
 // mounts returns the mounts of key.
@@ -1118,8 +1131,19 @@ func (st *store) commit(ctx context.Context, name, key string, opts []Opt) (err 
 	if err := st.claim(ctx, name, s.id); err != nil {
 		return err
 	}
+	if ephemeral(s.labels) {
+		// Committed snapshots are durable: what Prepare did not sync
+		// is synced now.
+		delete(info.Labels, LabelEphemeral)
+		if err := syncDir(st.snapshotPath(s.id)); err != nil {
+			return err
+		}
+		if err := syncDir(st.path(snapshotsDir)); err != nil {
+			return err
+		}
+	}
 	now := time.Now().UTC()
-	if err := st.writeRecord(s, KindCommitted, name, info.Labels, now); err != nil {
+	if err := st.writeRecord(s, KindCommitted, name, info.Labels, now, true); err != nil {
 		st.unlinkName(nameFile(name), s.id)
 		return err
 	}
@@ -1173,7 +1197,7 @@ func (st *store) remove(ctx context.Context, key string) (err error) {
 	}
 
 	err = os.Remove(st.path(metadataDir, strconv.FormatUint(s.id, 10)+".json"))
-	if err == nil {
+	if err == nil && !ephemeral(s.labels) {
 		err = syncDir(st.path(metadataDir))
 	}
 	if err != nil {
@@ -1327,13 +1351,20 @@ func (st *store) close() error {
 // writeFileAtomic replaces dir/name with data: a crash leaves the old file
 // or the new one, never a mix.
 func (st *store) writeFileAtomic(dir, name string, data []byte) error {
+	return st.writeFile(dir, name, data, true)
+}
+
+// writeFile replaces dir/name with data, whole or not at all if the
+// process is killed; synced to disk, so that a power loss keeps it too,
+// when durable.
+func (st *store) writeFile(dir, name string, data []byte, durable bool) error {
 	f, err := os.CreateTemp(dir, st.tmpName(name+"-"))
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -1345,6 +1376,9 @@ func (st *store) writeFileAtomic(dir, name string, data []byte) error {
 	if err != nil {
 		_ = os.Remove(tmp)
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(dir)
 }

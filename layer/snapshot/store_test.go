@@ -237,3 +237,48 @@ func testCrash(t *testing.T, newFn newFunc) {
 	})
 	commit(t, sn, "L2", "active")
 }
+
+// An ephemeral snapshot whose directories a power loss took (they were
+// never synced) is dropped by the next solo open; a durable one that lost
+// them is an error.
+func TestEphemeralPowerLoss(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	root := t.TempDir()
+	sn := open(t, newOverlay, root)
+	if _, err := sn.Prepare(ctx, "eph", "", Ephemeral()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sn.Prepare(ctx, "dur", ""); err != nil {
+		t.Fatal(err)
+	}
+	sn.Close()
+	fsOf := func(key string) string {
+		id, err := os.Readlink(filepath.Join(root, namesDir, nameFile(key)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(root, snapshotsDir, id)
+	}
+	if err := os.RemoveAll(fsOf("eph")); err != nil {
+		t.Fatal(err)
+	}
+	sn = open(t, newOverlay, root)
+	if _, err := sn.Stat(ctx, "eph"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the lost ephemeral snapshot: %v", err)
+	}
+	if _, err := sn.Stat(ctx, "dur"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sn.Prepare(ctx, "eph", ""); err != nil {
+		t.Fatalf("its key again: %v", err)
+	}
+	sn.Close()
+	if err := os.RemoveAll(fsOf("dur")); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := NewOverlay(root); err == nil {
+		s.Close()
+		t.Fatal("a durable snapshot lost its directories and the open did not say so")
+	}
+}

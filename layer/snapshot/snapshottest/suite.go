@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(root string) (snapshot.Snapshotter, error)) {
 		{"Metadata", testMetadata},
 		{"Concurrent", testConcurrent},
 		{"Shared", testShared},
+		{"Ephemeral", testEphemeral},
 		{"ManyLayers", testManyLayers},
 		{"Closed", testClosed},
 	} {
@@ -877,4 +878,43 @@ func testClosed(t *testing.T, open openFunc) {
 	} {
 		wantErr(t, tc.what+" after Close", tc.err, snapshot.ErrClosed)
 	}
+}
+
+// testEphemeral: an ephemeral snapshot works as any other, keeps its label
+// while active, and Commit makes a committed snapshot without it.
+func testEphemeral(t *testing.T, open openFunc) {
+	ctx := context.Background()
+	root := t.TempDir()
+	sn := mustOpen(t, open, root)
+	if _, err := sn.Prepare(ctx, "base", ""); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, sn, "L1", "base")
+	ms, err := sn.Prepare(ctx, "eph", "L1", snapshot.Ephemeral())
+	if err != nil {
+		t.Fatal(err)
+	}
+	withMount(t, ms, func(dir string) { writeFiles(t, dir, map[string]string{"f": "eph"}) })
+	info, err := sn.Stat(ctx, "eph")
+	if err != nil || info.Labels[snapshot.LabelEphemeral] == "" {
+		t.Fatalf("Stat of an ephemeral snapshot: %+v, %v", info, err)
+	}
+	commit(t, sn, "L2", "eph")
+	if info, err := sn.Stat(ctx, "L2"); err != nil || info.Labels[snapshot.LabelEphemeral] != "" {
+		t.Fatalf("committed from an ephemeral snapshot: %+v, %v", info, err)
+	}
+	if _, err := sn.View(ctx, "v", "L2", snapshot.Ephemeral()); err != nil {
+		t.Fatal(err)
+	}
+	if err := sn.Remove(ctx, "v"); err != nil {
+		t.Fatal(err)
+	}
+	// A reopened root has the committed snapshot.
+	if err := sn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sn = mustOpen(t, open, root)
+	withMount(t, prepare(t, sn, "again", "L2"), func(dir string) {
+		checkTree(t, "on L2", dir, map[string]string{"f": "eph"})
+	})
 }
