@@ -661,3 +661,6 @@ func lockFile(path string) (func(), error) {
 	}
 	return func() { f.Close() }, nil
 }
+
+// Manager returns the Manager the network belongs to.
+func (n *Network) Manager() *Manager { return n.m }
