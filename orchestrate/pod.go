@@ -85,9 +85,9 @@ type podState struct {
 	mu      sync.Mutex
 	name    string
 	uid     string
-	spec    PodSpec // as the pod was created (a pod's spec does not change)
-	dir     string  // host directory of its volumes and logs
-	sandbox string  // sandbox ID; "" before it is made and after it is removed
+	spec    PodSpec      // as the pod was created (a pod's spec does not change)
+	dir     string       // host directory of its volumes and logs
+	sandbox string       // sandbox ID; "" before it is made and after it is removed
 	ips     []netip.Addr // the sandbox's addresses
 	tmpfs   []string
 	garbage []string // IDs of exited containers not yet removed
