@@ -322,11 +322,15 @@ func (sc *serviceController) forget(ctx context.Context, name string) error {
 // program writes the Service's proxy entry and DNS records.
 func (sc *serviceController) program(ctx context.Context, svc *Service, eps *Endpoints) error {
 	dnsName := serviceDNSName(svc.Name)
-	rec := serviceRecords{names: []string{dnsName}}
+	// "svc.ns" too, for resolvers that do not search names with a dot
+	// (busybox's, musl's with ndots below 2).
+	short := svc.Name + "." + DefaultNamespace
+	rec := serviceRecords{names: []string{dnsName, short}}
 	var err error
 	switch {
 	case svc.Spec.Type == ServiceTypeExternalName:
 		sc.proxy.SetDNS(dnsName, nil, svc.Spec.ExternalName)
+		sc.proxy.SetDNS(short, nil, svc.Spec.ExternalName)
 	case svc.Spec.ClusterIP == ClusterIPNone:
 		var addrs []netip.Addr
 		for _, ss := range eps.Subsets {
@@ -338,6 +342,7 @@ func (sc *serviceController) program(ctx context.Context, svc *Service, eps *End
 		}
 		slices.SortFunc(addrs, netip.Addr.Compare)
 		sc.proxy.SetDNS(dnsName, addrs, "")
+		sc.proxy.SetDNS(short, addrs, "")
 	default:
 		vip, perr := netip.ParseAddr(svc.Spec.ClusterIP)
 		if perr != nil {
@@ -368,6 +373,7 @@ func (sc *serviceController) program(ctx context.Context, svc *Service, eps *End
 			rec.proxy = true
 		}
 		sc.proxy.SetDNS(dnsName, []netip.Addr{vip}, "")
+		sc.proxy.SetDNS(short, []netip.Addr{vip}, "")
 	}
 	sc.mu.Lock()
 	old := sc.known[svc.Name]
