@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -47,6 +48,9 @@ type Options struct {
 	// CrashLoop tunes the crash-loop backoff of restarting containers;
 	// its zero fields take the kubelet's values.
 	CrashLoop CrashLoopBackoff
+	// ServiceCIDR is the IPv4 range Services' ClusterIPs are allocated
+	// from; zero means DefaultServiceCIDR.
+	ServiceCIDR netip.Prefix
 }
 
 // CrashLoopBackoff is how long a container that keeps exiting waits
@@ -89,6 +93,9 @@ type Manager struct {
 	ownState bool // stateDir was made by NewManager: Close removes it
 	events   *eventRecorder
 	crash    CrashLoopBackoff
+
+	services    *serviceController
+	serviceCIDR netip.Prefix
 
 	kinds     map[string]*kindController
 	kindOrder []string
@@ -170,6 +177,14 @@ func NewManager(opts Options) (*Manager, error) {
 	registerDeployment(m)
 	registerJob(m)
 	registerReplicaSet(m)
+	m.serviceCIDR = opts.ServiceCIDR
+	if !m.serviceCIDR.IsValid() {
+		m.serviceCIDR = DefaultServiceCIDR
+	}
+	if !m.serviceCIDR.Addr().Is4() || m.serviceCIDR.Bits() > 28 || m.serviceCIDR != m.serviceCIDR.Masked() {
+		return nil, fmt.Errorf("orchestrate: new manager: Options.ServiceCIDR %s: want an IPv4 range of /28 or more, host bits clear", m.serviceCIDR)
+	}
+	registerServices(m, m.serviceCIDR)
 	return m, nil
 }
 

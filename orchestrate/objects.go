@@ -196,6 +196,10 @@ type Container struct {
 	Resources cgroup.Resources
 	// VolumeMounts mount the pod's volumes into the container.
 	VolumeMounts []VolumeMount
+	// Ports are the ports the container serves: Services' named
+	// targetPorts refer to them, and a HostPort publishes one on the
+	// host.
+	Ports []ContainerPort `json:"ports,omitempty"`
 	// LivenessProbe failing FailureThreshold times in a row restarts
 	// the container (subject to the pod's RestartPolicy).
 	LivenessProbe *Probe
@@ -386,6 +390,11 @@ type PodStatus struct {
 	// Running, and Succeeded or Failed once all have finished for good
 	// (Succeeded if every one exited 0 and none was OOM-killed).
 	Phase PodPhase
+	// PodIP is the pod's IPv4 address on its network, once its sandbox
+	// has one ("" without a network).
+	PodIP string `json:"podIP,omitempty"`
+	// PodIPs are all the pod's addresses, PodIP first.
+	PodIPs []PodIP `json:"podIPs,omitempty"`
 	// Ready: every container is running and passes its readiness probe.
 	Ready bool
 	// ReadySince is when Ready last became true (zero while not ready);

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -84,9 +85,10 @@ type podState struct {
 	mu      sync.Mutex
 	name    string
 	uid     string
-	spec    PodSpec // as the pod was created (a pod's spec does not change)
-	dir     string  // host directory of its volumes and logs
-	sandbox string  // sandbox ID; "" before it is made and after it is removed
+	spec    PodSpec      // as the pod was created (a pod's spec does not change)
+	dir     string       // host directory of its volumes and logs
+	sandbox string       // sandbox ID; "" before it is made and after it is removed
+	ips     []netip.Addr // the sandbox's addresses
 	tmpfs   []string
 	garbage []string // IDs of exited containers not yet removed
 	start   time.Time
@@ -454,13 +456,22 @@ func (pc *podController) sync(ctx context.Context, st *podState, pod *Pod) (reco
 		if hostname == "" {
 			hostname = st.name
 		}
-		id, err := pc.rt.CreateSandbox(ctx, SandboxConfig{Name: filepath.Base(st.dir), Hostname: hostname})
+		var ports []ContainerPort
+		for _, c := range st.spec.Containers {
+			ports = append(ports, c.Ports...)
+		}
+		id, err := pc.rt.CreateSandbox(ctx, SandboxConfig{Name: filepath.Base(st.dir), Hostname: hostname, Ports: ports, DNSSearch: dnsSearch()})
 		if err != nil {
 			st.reason, st.message = reasonSandboxFailed, err.Error()
 			pc.m.recordEvent(pod, EventWarning, reasonSandboxFailed, "create pod sandbox: %v", err)
 			return reconcile.Result{}, err
 		}
 		st.sandbox = id
+		if info, err := pc.rt.SandboxStatus(ctx, id); err == nil {
+			st.ips = info.IPs
+		} else {
+			pc.m.log.Warn("sandbox status", "pod", st.name, "error", err)
+		}
 		st.reason, st.message = "", ""
 	}
 	pc.collectGarbage(ctx, st)
@@ -828,6 +839,14 @@ func (pc *podController) status(st *podState, pod *Pod) PodStatus {
 		StartTime:          st.start,
 		Reason:             st.reason,
 		Message:            st.message,
+	}
+	if st.sandbox != "" {
+		for _, ip := range st.ips {
+			s.PodIPs = append(s.PodIPs, PodIP{IP: ip.String()})
+		}
+		if len(s.PodIPs) > 0 {
+			s.PodIP = s.PodIPs[0].IP
+		}
 	}
 	allFinished, allOK, pending, ready := true, true, false, true
 	for _, c := range st.ctrs {

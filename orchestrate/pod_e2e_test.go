@@ -28,11 +28,12 @@ type podE2E struct {
 	ctx    context.Context
 	m      *Manager
 	crt    *container.Runtime
+	rt     Runtime // the Manager's
 	before e2eSnapshot
 	stop   func() // stops Run
 }
 
-func newPodE2E(t *testing.T, opts Options) *podE2E {
+func newPodE2E(t *testing.T, opts Options, rtOpts ...containerruntime.Option) *podE2E {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates namespaces, cgroups and mounts")
@@ -69,7 +70,7 @@ func newPodE2E(t *testing.T, opts Options) *podE2E {
 		t.Fatal(err)
 	}
 	before := takeE2ESnapshot(t)
-	opts.Runtime = containerruntime.New(crt)
+	opts.Runtime = containerruntime.New(crt, rtOpts...)
 	if opts.Store == nil {
 		opts.Store = memstore.New()
 	}
@@ -80,7 +81,7 @@ func newPodE2E(t *testing.T, opts Options) *podE2E {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- m.Run(runCtx) }()
-	e := &podE2E{t: t, ctx: ctx, m: m, crt: crt, before: before}
+	e := &podE2E{t: t, ctx: ctx, m: m, crt: crt, rt: opts.Runtime, before: before}
 	e.stop = func() {
 		stop()
 		if err := <-done; err != nil {

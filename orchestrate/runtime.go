@@ -3,6 +3,7 @@ package orchestrate
 import (
 	"context"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/berthlabs/berth/cgroup"
@@ -51,6 +52,9 @@ type Runtime interface {
 	// when ctx ends). output is its combined stdout and stderr, cut to a
 	// few kilobytes.
 	Exec(ctx context.Context, id string, cmd []string) (code int, output []byte, err error)
+	// SandboxStatus returns what the runtime knows of a sandbox: its
+	// addresses; ErrNotFound (wrapped) if there is no such sandbox.
+	SandboxStatus(ctx context.Context, sandboxID string) (SandboxInfo, error)
 	// Dial connects to address ("host:port") from inside the sandbox's
 	// network namespace, as net.Dialer.DialContext does (network "tcp").
 	Dial(ctx context.Context, sandboxID, network, address string) (net.Conn, error)
@@ -63,6 +67,20 @@ type SandboxConfig struct {
 	Name string
 	// Hostname is the pod's host name, in its UTS namespace.
 	Hostname string
+	// Ports are the ports of the pod's containers; those with a HostPort
+	// are published on the host, as the kubelet does.
+	Ports []ContainerPort
+	// DNSSearch are the search domains of the pod's resolv.conf, with
+	// "options ndots:5" (Kubernetes' ClusterFirst DNS policy), when the
+	// runtime gives the pod an embedded DNS server.
+	DNSSearch []string
+}
+
+// SandboxInfo is the state of a sandbox in a Runtime.
+type SandboxInfo struct {
+	// IPs are the sandbox's addresses, IPv4 first; none without a
+	// network.
+	IPs []netip.Addr
 }
 
 // ContainerConfig is a pod's container resolved for the runtime: the

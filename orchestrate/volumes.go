@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -172,6 +173,16 @@ func (pc *podController) containerConfig(ctx context.Context, st *podState, c *c
 	if err != nil {
 		return ContainerConfig{}, err
 	}
+	// Service variables of the Services that exist now; the container's
+	// own variables win.
+	var svcEnv []string
+	for _, kv := range pc.m.serviceEnv(ctx) {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, k+"=") }) {
+			svcEnv = append(svcEnv, kv)
+		}
+	}
+	env = append(svcEnv, env...)
 	cfg := ContainerConfig{
 		Image:      spec.Image,
 		Command:    slices.Clone(spec.Command),

@@ -198,7 +198,7 @@ func (r *resolver) local(q *dns.Msg) (*dns.Msg, bool) {
 		}
 	}
 	if !found {
-		return nil, false
+		return r.m.record(q, name)
 	}
 	// A known name with no record of the type asked for: NOERROR with
 	// no answer (NODATA), never a forward that could leak the name.

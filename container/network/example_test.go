@@ -75,3 +75,59 @@ func ExampleParsePort() {
 	// 81/tcp -> 127.0.0.1:8081
 	// network: invalid port mapping: "8080:0": container port: port 0
 }
+
+// A service: a virtual IP whose port 80 leads to a backend's port 8080,
+// reached from another namespace on the network. Needs root.
+func ExampleManager_SetService() {
+	ctx := context.Background()
+	m := network.New(network.Options{DNSUpstreams: []netip.AddrPort{}})
+	defer m.Close()
+	n, err := m.Create(ctx, network.Config{Name: "example", Subnet: netip.MustParsePrefix("10.78.0.0/24")})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	server, _ := namespace.NewNet("")
+	defer server.Close()
+	client, _ := namespace.NewNet("")
+	defer client.Close()
+	se, err := n.Attach(ctx, server, network.AttachOptions{Name: "server"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if _, err := n.Attach(ctx, client, network.AttachOptions{Name: "client"}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	l, err := network.Listen(ctx, server, "tcp", netip.AddrPortFrom(se.IP(), 8080).String())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			fmt.Fprintf(c, "hello from %s\n", se.IP())
+			c.Close()
+		}
+	}()
+	err = m.SetService(ctx, network.ServiceConfig{
+		Name: "web", VIP: netip.MustParseAddr("10.96.0.10"),
+		Ports: []network.ServicePort{{Port: 80, Backends: []netip.AddrPort{netip.AddrPortFrom(se.IP(), 8080)}}},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	c, err := network.Dial(ctx, client, "tcp", "10.96.0.10:80")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	fmt.Print(line)
+	// Output: hello from 10.78.0.2
+}

@@ -36,6 +36,7 @@ type hub struct {
 	hubNft           *nftables.Conn  // in the hub
 	rawNft           *mdnetlink.Conn // nft's socket
 	tableMade        bool            // the host table exists
+	svcTableMade     bool            // the hub's service table exists
 	noOwner          bool            // the kernel has no owned tables
 	ipv6             bool            // the host has IPv6: dual-stack networks work
 }

@@ -130,6 +130,10 @@ type Manager struct {
 	stopping    []*resolver               // to stop once mu is released
 	hostDNSOnce sync.Once
 	hostDNS     []netip.AddrPort
+	services    map[string]*service  // SetService's, by name
+	nextSvc     int                  // the last service's id
+	records     map[string]DNSRecord // SetDNS's, by lower-case name
+	zones       []string             // SetDNSZones's
 }
 
 // New returns a Manager. Nothing is made until the first network is
@@ -145,7 +149,7 @@ func New(opts Options) *Manager {
 	if opts.Pools == nil {
 		opts.Pools = DefaultPools
 	}
-	return &Manager{opts: opts, log: log, networks: map[string]*Network{}, resolvers: map[uint64]*resolver{}, nats: map[*Publication]natEntry{}, done: make(chan struct{})}
+	return &Manager{opts: opts, log: log, networks: map[string]*Network{}, resolvers: map[uint64]*resolver{}, nats: map[*Publication]natEntry{}, done: make(chan struct{}), services: map[string]*service{}, records: map[string]DNSRecord{}}
 }
 
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
@@ -573,6 +577,13 @@ func (m *Manager) Close() error {
 		m.orphans = append(m.orphans, p)
 	}
 	m.nats = map[*Publication]natEntry{}
+	for _, s := range m.services {
+		m.orphans = append(m.orphans, s.pubs...)
+		if m.hub != nil {
+			errs = append(errs, m.hub.removeServiceRoute(s.cfg.VIP))
+		}
+	}
+	m.services = nil
 	if m.hub != nil {
 		errs = append(errs, m.hub.close())
 		m.hub = nil
@@ -650,3 +661,6 @@ func lockFile(path string) (func(), error) {
 	}
 	return func() { f.Close() }, nil
 }
+
+// Manager returns the Manager the network belongs to.
+func (n *Network) Manager() *Manager { return n.m }

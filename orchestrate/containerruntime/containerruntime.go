@@ -19,12 +19,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/berthlabs/berth/container"
+	"github.com/berthlabs/berth/container/network"
 	"github.com/berthlabs/berth/layer/content"
 	"github.com/berthlabs/berth/namespace"
 	"github.com/berthlabs/berth/orchestrate"
@@ -46,6 +49,17 @@ func WithSandboxDir(dir string) Option {
 	return func(r *containerRuntime) { r.sandboxDir = dir }
 }
 
+// WithNetwork puts every pod's sandbox on the network n: the sandbox
+// gets an address on it (the pod's IP), its containers' hostPorts are
+// published on the host, and its /etc/resolv.conf names n's embedded DNS
+// server with the pod's search domains and "options ndots:5". The
+// Runtime then also implements orchestrate.ServiceProxy on n's Manager:
+// Services get virtual IPs and DNS names (under orchestrate.ClusterDomain,
+// for which the embedded DNS server becomes authoritative).
+func WithNetwork(n *network.Network) Option {
+	return func(r *containerRuntime) { r.net = n }
+}
+
 // New returns an orchestrate.Runtime that runs pods with package
 // container in rt, whose Images store holds the images pods name.
 func New(rt *container.Runtime, opts ...Option) orchestrate.Runtime {
@@ -53,12 +67,16 @@ func New(rt *container.Runtime, opts ...Option) orchestrate.Runtime {
 	for _, o := range opts {
 		o(r)
 	}
+	if r.net != nil {
+		r.net.Manager().SetDNSZones(orchestrate.ClusterDomain)
+	}
 	return r
 }
 
 type containerRuntime struct {
 	rt         *container.Runtime
 	sandboxDir string
+	net        *network.Network // nil: sandboxes have loopback only
 
 	mu         sync.Mutex
 	sandboxes  map[string]*crSandbox
@@ -69,6 +87,8 @@ type crSandbox struct {
 	name string
 	dir  string
 	net  *namespace.Namespace // kept open for Dial
+	ep   *network.Endpoint    // on r.net
+	pub  *network.Publication // its hostPorts
 }
 
 type crContainer struct {
@@ -118,10 +138,116 @@ func (r *containerRuntime) CreateSandbox(ctx context.Context, cfg orchestrate.Sa
 	if err != nil {
 		return "", fmt.Errorf("create sandbox %s: %w", cfg.Name, err)
 	}
+	sb := &crSandbox{name: cfg.Name, dir: dir, net: netns}
+	if r.net != nil {
+		if err := r.connect(ctx, sb, cfg); err != nil {
+			sb.disconnect()
+			netns.Close()
+			return "", fmt.Errorf("create sandbox %s: %w", cfg.Name, err)
+		}
+	}
 	r.mu.Lock()
-	r.sandboxes[cfg.Name] = &crSandbox{name: cfg.Name, dir: dir, net: netns}
+	r.sandboxes[cfg.Name] = sb
 	r.mu.Unlock()
 	return cfg.Name, nil
+}
+
+// connect attaches a new sandbox to r.net, publishes its hostPorts and
+// writes its resolv.conf.
+func (r *containerRuntime) connect(ctx context.Context, sb *crSandbox, cfg orchestrate.SandboxConfig) error {
+	var err error
+	if sb.ep, err = r.net.Attach(ctx, sb.net, network.AttachOptions{Name: cfg.Name}); err != nil {
+		return err
+	}
+	var ports []network.PortMapping
+	for _, p := range cfg.Ports {
+		if p.HostPort == 0 {
+			continue
+		}
+		proto := "tcp"
+		if p.Protocol == orchestrate.ProtocolUDP {
+			proto = "udp"
+		}
+		ports = append(ports, network.PortMapping{HostPort: uint16(p.HostPort), ContainerPort: uint16(p.ContainerPort), Protocol: proto})
+	}
+	if len(ports) > 0 {
+		if sb.pub, err = sb.ep.Publish(ctx, ports, nil); err != nil {
+			return err
+		}
+	}
+	resolv := "nameserver " + network.ResolverAddr.Addr().String() + "\n"
+	if len(cfg.DNSSearch) > 0 {
+		resolv += "search " + strings.Join(cfg.DNSSearch, " ") + "\n"
+	}
+	resolv += "options ndots:5\n"
+	return os.WriteFile(filepath.Join(sb.dir, "resolv.conf"), []byte(resolv), 0o644)
+}
+
+// disconnect unpublishes a sandbox's ports and detaches it.
+func (sb *crSandbox) disconnect() error {
+	var errs []error
+	if sb.pub != nil {
+		errs = append(errs, sb.pub.Close())
+		sb.pub = nil
+	}
+	if sb.ep != nil {
+		errs = append(errs, sb.ep.Detach())
+		sb.ep = nil
+	}
+	return errors.Join(errs...)
+}
+
+func (r *containerRuntime) SandboxStatus(ctx context.Context, id string) (orchestrate.SandboxInfo, error) {
+	sb, err := r.sandbox(id)
+	if err != nil {
+		return orchestrate.SandboxInfo{}, err
+	}
+	var info orchestrate.SandboxInfo
+	if sb.ep != nil {
+		info.IPs = append(info.IPs, sb.ep.IP())
+		if sb.ep.IP6().IsValid() {
+			info.IPs = append(info.IPs, sb.ep.IP6())
+		}
+	}
+	return info, nil
+}
+
+// SetService implements orchestrate.ServiceProxy on the network's
+// Manager.
+func (r *containerRuntime) SetService(ctx context.Context, svc orchestrate.ProxyService) error {
+	if r.net == nil {
+		return nil
+	}
+	cfg := network.ServiceConfig{Name: svc.Name, VIP: svc.ClusterIP, AffinityTimeout: svc.AffinityTimeout}
+	if svc.ClientIPAffinity {
+		cfg.Affinity = network.AffinityClientIP
+	}
+	for _, p := range svc.Ports {
+		proto := "tcp"
+		if p.Protocol == orchestrate.ProtocolUDP {
+			proto = "udp"
+		}
+		cfg.Ports = append(cfg.Ports, network.ServicePort{Name: p.Name, Protocol: proto, Port: p.Port, NodePort: p.NodePort, Backends: p.Backends})
+	}
+	return r.net.Manager().SetService(ctx, cfg)
+}
+
+// RemoveService implements orchestrate.ServiceProxy.
+func (r *containerRuntime) RemoveService(ctx context.Context, name string) error {
+	if r.net == nil {
+		return nil
+	}
+	if err := r.net.Manager().RemoveService(ctx, name); err != nil && !errors.Is(err, network.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+// SetDNS implements orchestrate.ServiceProxy.
+func (r *containerRuntime) SetDNS(name string, addrs []netip.Addr, cname string) {
+	if r.net != nil {
+		r.net.Manager().SetDNS(name, network.DNSRecord{Addrs: addrs, CNAME: cname})
+	}
 }
 
 // newSandboxNamespaces makes new network, IPC and UTS namespaces, with
@@ -178,6 +304,9 @@ func (r *containerRuntime) RemoveSandbox(ctx context.Context, id string) error {
 	if sb == nil {
 		return nil
 	}
+	if err := sb.disconnect(); err != nil {
+		return fmt.Errorf("remove sandbox %s: %w", id, err)
+	}
 	sb.net.Close()
 	if err := releaseSandboxDir(sb.dir); err != nil {
 		return fmt.Errorf("remove sandbox %s: %w", id, err)
@@ -227,6 +356,9 @@ func (r *containerRuntime) StartContainer(ctx context.Context, sandboxID string,
 		},
 		StopTimeout: cfg.StopGrace,
 		LogPath:     cfg.LogPath,
+	}
+	if sb.ep != nil {
+		spec.Mounts = append(spec.Mounts, container.Mount{Type: container.Bind, Source: filepath.Join(sb.dir, "resolv.conf"), Target: "/etc/resolv.conf", ReadOnly: true})
 	}
 	for _, m := range cfg.Mounts {
 		spec.Mounts = append(spec.Mounts, container.Mount{Type: container.Bind, Source: m.HostPath, Target: m.ContainerPath, ReadOnly: m.ReadOnly})

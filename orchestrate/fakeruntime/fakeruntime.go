@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -67,6 +68,7 @@ type Sandbox struct {
 	Pod      string                    // orchestrate.SandboxConfig.Name up to its last '-' (the pod's name)
 	Config   orchestrate.SandboxConfig // as given to CreateSandbox
 	Removed  bool                      // RemoveSandbox removed it
+	IP       netip.Addr                // its fake address, 10.244.0.0/16 by creation order
 	Contents []string                  // IDs of the containers started in it
 }
 
@@ -120,9 +122,21 @@ func (f *Runtime) CreateSandbox(ctx context.Context, cfg orchestrate.SandboxConf
 	if i := strings.LastIndexByte(pod, '-'); i > 0 {
 		pod = pod[:i]
 	}
-	f.sandboxes[id] = &Sandbox{ID: id, Pod: pod, Config: cfg}
+	ip := netip.AddrFrom4([4]byte{10, 244, byte(f.seq >> 8), byte(f.seq)})
+	f.sandboxes[id] = &Sandbox{ID: id, Pod: pod, Config: cfg, IP: ip}
 	f.calls = append(f.calls, "sandbox "+pod)
 	return id, nil
+}
+
+// SandboxStatus returns the sandbox's fake address.
+func (f *Runtime) SandboxStatus(ctx context.Context, id string) (orchestrate.SandboxInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sb := f.sandboxes[id]
+	if sb == nil || sb.Removed {
+		return orchestrate.SandboxInfo{}, fmt.Errorf("sandbox %s: %w", id, orchestrate.ErrNotFound)
+	}
+	return orchestrate.SandboxInfo{IPs: []netip.Addr{sb.IP}}, nil
 }
 
 // RemoveSandbox marks a sandbox removed; it fails while a container

@@ -1,0 +1,700 @@
+package orchestrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berthlabs/berth/orchestrate/reconcile"
+)
+
+// Kinds of the Service objects.
+const (
+	KindService   = "Service"
+	KindEndpoints = "Endpoints"
+)
+
+// ClusterDomain is the DNS domain of Services: a Service web is
+// web.default.svc.ClusterDomain.
+const ClusterDomain = "cluster.local"
+
+// DefaultNamespace is the namespace of every object until objects have
+// namespaces of their own: Service names and pods' search domains use it.
+const DefaultNamespace = "default"
+
+// DefaultServiceCIDR is the range ClusterIPs come from, Kubernetes'
+// default.
+var DefaultServiceCIDR = netip.MustParsePrefix("10.96.0.0/12")
+
+// NodePort range, Kubernetes' default.
+const (
+	NodePortMin = 30000
+	NodePortMax = 32767
+)
+
+// ClusterIPNone in spec.clusterIP makes a Service headless: no virtual
+// IP, its name resolves to the ready pods' addresses.
+const ClusterIPNone = "None"
+
+// ServiceType says how a Service is reached.
+type ServiceType string
+
+// Service types, as in Kubernetes.
+const (
+	// ServiceTypeClusterIP: a virtual IP reached from pods and the host.
+	ServiceTypeClusterIP ServiceType = "ClusterIP"
+	// ServiceTypeNodePort: a ClusterIP, and each port also on the node's
+	// loopback at its nodePort (127.0.0.1:nodePort).
+	ServiceTypeNodePort ServiceType = "NodePort"
+	// ServiceTypeExternalName: the name is a DNS CNAME to
+	// spec.externalName; no virtual IP.
+	ServiceTypeExternalName ServiceType = "ExternalName"
+)
+
+// SessionAffinity of a Service.
+type SessionAffinity string
+
+// Session affinities, as in Kubernetes.
+const (
+	SessionAffinityNone     SessionAffinity = "None"
+	SessionAffinityClientIP SessionAffinity = "ClientIP"
+)
+
+// Service is a stable name and virtual IP in front of the ready pods its
+// selector picks, as in Kubernetes.
+type Service struct {
+	ObjectMeta
+	// Spec is the desired state; the Service controller fills in
+	// ClusterIP and NodePorts when they are left empty.
+	Spec ServiceSpec `json:"spec"`
+}
+
+// ServiceSpec is the desired state of a Service.
+type ServiceSpec struct {
+	// Type is ServiceTypeClusterIP (the default, when empty),
+	// ServiceTypeNodePort or ServiceTypeExternalName.
+	Type ServiceType `json:"type,omitempty"`
+	// Selector picks the pods (by labels) whose addresses the Service's
+	// Endpoints list. Nil: the Endpoints object of the Service's name is
+	// the user's to write.
+	Selector map[string]string `json:"selector,omitempty"`
+	// Ports of the Service; at least one, except for ExternalName.
+	Ports []ServicePort `json:"ports,omitempty"`
+	// ClusterIP is the virtual IP: empty allocates one from the
+	// Manager's service range (kept for the Service's life), an address
+	// of the range asks for it, and ClusterIPNone makes the Service
+	// headless.
+	ClusterIP string `json:"clusterIP,omitempty"`
+	// SessionAffinity is SessionAffinityNone (the default, when empty)
+	// or SessionAffinityClientIP.
+	SessionAffinity SessionAffinity `json:"sessionAffinity,omitempty"`
+	// SessionAffinityTimeout is ClientIP affinity's timeout; 0 means 3
+	// hours. (Kubernetes' sessionAffinityConfig.clientIP.timeoutSeconds.)
+	SessionAffinityTimeout time.Duration `json:"sessionAffinityTimeout,omitempty"`
+	// ExternalName is the DNS name of an ExternalName Service.
+	ExternalName string `json:"externalName,omitempty"`
+}
+
+// ServicePort is one port of a Service.
+type ServicePort struct {
+	// Name of the port; required, and unique, when there are several.
+	Name string `json:"name,omitempty"`
+	// Protocol is ProtocolTCP (the default, when empty) or ProtocolUDP.
+	Protocol Protocol `json:"protocol,omitempty"`
+	// Port is the port on the ClusterIP, 1 to 65535.
+	Port int `json:"port"`
+	// TargetPort is the pods' port: a number, or the name of a
+	// containerPort. Empty means Port.
+	TargetPort string `json:"targetPort,omitempty"`
+	// NodePort of a NodePort Service, NodePortMin to NodePortMax: 0
+	// allocates a free one.
+	NodePort int `json:"nodePort,omitempty"`
+}
+
+// Endpoints are the addresses behind a Service (a mix of Kubernetes'
+// Endpoints and EndpointSlice): the Endpoints controller writes those of
+// Services with a selector; the user writes those of Services without
+// one.
+type Endpoints struct {
+	ObjectMeta
+	// Subsets group addresses that share their ports.
+	Subsets []EndpointSubset `json:"subsets,omitempty"`
+}
+
+// EndpointSubset is a set of addresses with the same ports.
+type EndpointSubset struct {
+	// Addresses of the subset.
+	Addresses []EndpointAddress `json:"addresses,omitempty"`
+	// Ports of the subset: Name matches the Service port's name.
+	Ports []EndpointPort `json:"ports,omitempty"`
+}
+
+// EndpointAddress is one backend's address and conditions
+// (EndpointSlice's conditions).
+type EndpointAddress struct {
+	// IP is the backend's address.
+	IP string `json:"ip"`
+	// Ready: the backend gets new connections. A user-written address
+	// with Ready false gets none.
+	Ready bool `json:"ready"`
+	// Serving: the pod passes its readiness checks, even if it is
+	// terminating.
+	Serving bool `json:"serving"`
+	// Terminating: the pod is being deleted.
+	Terminating bool `json:"terminating"`
+	// TargetRef names the pod ("" for user-written addresses).
+	TargetRef string `json:"targetRef,omitempty"`
+}
+
+// EndpointPort is one port of an EndpointSubset.
+type EndpointPort struct {
+	Name     string   `json:"name,omitempty"`     // the Service port's name
+	Port     int      `json:"port"`               // the backends' port
+	Protocol Protocol `json:"protocol,omitempty"` // ProtocolTCP when empty
+}
+
+// Kind returns KindService.
+func (s *Service) Kind() string { return KindService }
+
+// Meta returns the Service's metadata.
+func (s *Service) Meta() *ObjectMeta { return &s.ObjectMeta }
+
+// DeepCopy returns an independent copy of the Service.
+func (s *Service) DeepCopy() Object { return deepCopy(s) }
+
+// Kind returns KindEndpoints.
+func (e *Endpoints) Kind() string { return KindEndpoints }
+
+// Meta returns the Endpoints' metadata.
+func (e *Endpoints) Meta() *ObjectMeta { return &e.ObjectMeta }
+
+// DeepCopy returns an independent copy of the Endpoints.
+func (e *Endpoints) DeepCopy() Object { return deepCopy(e) }
+
+// ServiceProxy is the data path of Services: a Runtime that also
+// implements it (containerruntime with a network does) gets the
+// Services' virtual IPs, rules and DNS records from the Service
+// controller. Without one, Services and Endpoints are kept as objects
+// only.
+type ServiceProxy interface {
+	// SetService makes or replaces the virtual IP of a Service.
+	SetService(ctx context.Context, svc ProxyService) error
+	// RemoveService removes it; one that does not exist is not an error.
+	RemoveService(ctx context.Context, name string) error
+	// SetDNS makes the pods' DNS server answer name with addrs or,
+	// instead, a CNAME; neither removes the name.
+	SetDNS(name string, addrs []netip.Addr, cname string)
+}
+
+// ProxyService is a Service resolved for a ServiceProxy.
+type ProxyService struct {
+	Name             string // the Service's name
+	ClusterIP        netip.Addr
+	Ports            []ProxyPort
+	ClientIPAffinity bool
+	AffinityTimeout  time.Duration // 0: the proxy's default
+}
+
+// ProxyPort is one port of a ProxyService, with its ready backends.
+type ProxyPort struct {
+	Name     string
+	Protocol Protocol
+	Port     uint16
+	NodePort uint16 // 0: none
+	Backends []netip.AddrPort
+}
+
+func (p ServicePort) protocol() Protocol {
+	if p.Protocol == "" {
+		return ProtocolTCP
+	}
+	return p.Protocol
+}
+
+// serviceController allocates ClusterIPs and NodePorts, keeps Endpoints
+// current and drives the ServiceProxy.
+type serviceController struct {
+	m     *Manager
+	proxy ServiceProxy // nil: objects only
+	cidr  netip.Prefix
+
+	mu    sync.Mutex                // allocation and known
+	known map[string]serviceRecords // what the proxy has, by Service name
+}
+
+// serviceRecords are the DNS names and proxy entry of one Service.
+type serviceRecords struct {
+	names []string
+	proxy bool
+}
+
+func registerServices(m *Manager, cidr netip.Prefix) {
+	sc := &serviceController{m: m, cidr: cidr, known: map[string]serviceRecords{}}
+	sc.proxy, _ = m.runtime.(ServiceProxy)
+	m.services = sc
+	m.register(KindService, sc, sc.keysFor, m.validateService)
+	m.register(KindEndpoints, nil, nil, nil)
+}
+
+// keysFor: a Service or its Endpoints changed, or a pod (any Service may
+// select it).
+func (sc *serviceController) keysFor(ev WatchEvent) []string {
+	switch o := ev.Object.(type) {
+	case *Service:
+		return []string{o.Name}
+	case *Endpoints:
+		return []string{o.Name}
+	case *Pod:
+		svcs, err := List[*Service](context.Background(), sc.m.store, nil)
+		if err != nil {
+			return nil
+		}
+		var keys []string
+		for _, s := range svcs {
+			if s.Spec.Selector != nil {
+				keys = append(keys, s.Name)
+			}
+		}
+		return keys
+	}
+	return nil
+}
+
+func serviceDNSName(name string) string {
+	return name + "." + DefaultNamespace + ".svc." + ClusterDomain
+}
+
+// Reconcile brings one Service's allocation, Endpoints, proxy entry and
+// DNS records in line with its object.
+func (sc *serviceController) Reconcile(ctx context.Context, name string) (reconcile.Result, error) {
+	svc, err := Get[*Service](ctx, sc.m.store, name)
+	if errors.Is(err, ErrNotFound) || err == nil && svc.DeletionTime != nil {
+		return reconcile.Result{}, sc.forget(ctx, name)
+	}
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if svc, err = sc.allocate(ctx, svc); err != nil {
+		sc.m.recordEvent(svc, EventWarning, "AllocationFailed", "%v", err)
+		return reconcile.Result{}, err
+	}
+	var eps *Endpoints
+	if svc.Spec.Selector != nil {
+		if eps, err = sc.syncEndpoints(ctx, svc); err != nil {
+			return reconcile.Result{}, err
+		}
+	} else if eps, err = Get[*Endpoints](ctx, sc.m.store, name); errors.Is(err, ErrNotFound) {
+		eps, err = &Endpoints{}, nil
+	} else if err != nil {
+		return reconcile.Result{}, err
+	}
+	if sc.proxy == nil {
+		return reconcile.Result{}, nil
+	}
+	return reconcile.Result{}, sc.program(ctx, svc, eps)
+}
+
+// forget removes what the proxy has of a Service that is gone.
+func (sc *serviceController) forget(ctx context.Context, name string) error {
+	sc.mu.Lock()
+	rec, ok := sc.known[name]
+	delete(sc.known, name)
+	sc.mu.Unlock()
+	if !ok || sc.proxy == nil {
+		return nil
+	}
+	for _, n := range rec.names {
+		sc.proxy.SetDNS(n, nil, "")
+	}
+	if rec.proxy {
+		return sc.proxy.RemoveService(ctx, name)
+	}
+	return nil
+}
+
+// program writes the Service's proxy entry and DNS records.
+func (sc *serviceController) program(ctx context.Context, svc *Service, eps *Endpoints) error {
+	dnsName := serviceDNSName(svc.Name)
+	// "svc.ns" too, for resolvers that do not search names with a dot
+	// (busybox's, musl's with ndots below 2).
+	short := svc.Name + "." + DefaultNamespace
+	rec := serviceRecords{names: []string{dnsName, short}}
+	var err error
+	switch {
+	case svc.Spec.Type == ServiceTypeExternalName:
+		sc.proxy.SetDNS(dnsName, nil, svc.Spec.ExternalName)
+		sc.proxy.SetDNS(short, nil, svc.Spec.ExternalName)
+	case svc.Spec.ClusterIP == ClusterIPNone:
+		var addrs []netip.Addr
+		for _, ss := range eps.Subsets {
+			for _, a := range ss.Addresses {
+				if ip, perr := netip.ParseAddr(a.IP); perr == nil && a.Ready && !slices.Contains(addrs, ip) {
+					addrs = append(addrs, ip)
+				}
+			}
+		}
+		slices.SortFunc(addrs, netip.Addr.Compare)
+		sc.proxy.SetDNS(dnsName, addrs, "")
+		sc.proxy.SetDNS(short, addrs, "")
+	default:
+		vip, perr := netip.ParseAddr(svc.Spec.ClusterIP)
+		if perr != nil {
+			return fmt.Errorf("service %s: clusterIP %q: %w", svc.Name, svc.Spec.ClusterIP, perr)
+		}
+		ps := ProxyService{Name: svc.Name, ClusterIP: vip, ClientIPAffinity: svc.Spec.SessionAffinity == SessionAffinityClientIP,
+			AffinityTimeout: svc.Spec.SessionAffinityTimeout}
+		for _, p := range svc.Spec.Ports {
+			pp := ProxyPort{Name: p.Name, Protocol: p.protocol(), Port: uint16(p.Port), NodePort: uint16(p.NodePort)}
+			for _, ss := range eps.Subsets {
+				i := slices.IndexFunc(ss.Ports, func(ep EndpointPort) bool { return ep.Name == p.Name })
+				if i < 0 && len(ss.Ports) == 1 && len(svc.Spec.Ports) == 1 {
+					i = 0
+				}
+				if i < 0 {
+					continue
+				}
+				for _, a := range ss.Addresses {
+					if ip, perr := netip.ParseAddr(a.IP); perr == nil && a.Ready {
+						pp.Backends = append(pp.Backends, netip.AddrPortFrom(ip, uint16(ss.Ports[i].Port)))
+					}
+				}
+			}
+			slices.SortFunc(pp.Backends, netip.AddrPort.Compare)
+			ps.Ports = append(ps.Ports, pp)
+		}
+		if err = sc.proxy.SetService(ctx, ps); err == nil {
+			rec.proxy = true
+		}
+		sc.proxy.SetDNS(dnsName, []netip.Addr{vip}, "")
+		sc.proxy.SetDNS(short, []netip.Addr{vip}, "")
+	}
+	sc.mu.Lock()
+	old := sc.known[svc.Name]
+	sc.known[svc.Name] = rec
+	sc.mu.Unlock()
+	if old.proxy && !rec.proxy && err == nil {
+		err = sc.proxy.RemoveService(ctx, svc.Name)
+	}
+	return err
+}
+
+// allocate fills in the Service's ClusterIP and NodePorts and writes
+// them, if they were empty.
+func (sc *serviceController) allocate(ctx context.Context, svc *Service) (*Service, error) {
+	needIP := svc.Spec.Type != ServiceTypeExternalName && svc.Spec.ClusterIP == ""
+	needPort := false
+	if svc.Spec.Type == ServiceTypeNodePort {
+		for _, p := range svc.Spec.Ports {
+			needPort = needPort || p.NodePort == 0
+		}
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	all, err := List[*Service](ctx, sc.m.store, nil)
+	if err != nil {
+		return svc, err
+	}
+	usedIP := map[netip.Addr]string{}
+	usedPort := map[int]string{}
+	for _, o := range all {
+		if o.Name == svc.Name {
+			continue
+		}
+		if ip, err := netip.ParseAddr(o.Spec.ClusterIP); err == nil {
+			usedIP[ip] = o.Name
+		}
+		for _, p := range o.Spec.Ports {
+			if p.NodePort != 0 && o.Spec.Type == ServiceTypeNodePort {
+				usedPort[p.NodePort] = o.Name
+			}
+		}
+	}
+	if ip, err := netip.ParseAddr(svc.Spec.ClusterIP); err == nil {
+		if o, ok := usedIP[ip]; ok {
+			return svc, fmt.Errorf("service %s: clusterIP %s is service %s's", svc.Name, ip, o)
+		}
+	}
+	for _, p := range svc.Spec.Ports {
+		if o, ok := usedPort[p.NodePort]; ok && svc.Spec.Type == ServiceTypeNodePort {
+			return svc, fmt.Errorf("service %s: nodePort %d is service %s's", svc.Name, p.NodePort, o)
+		}
+	}
+	if !needIP && !needPort {
+		return svc, nil
+	}
+	if needIP {
+		// The first address is the network's, the second kept (the
+		// Kubernetes API's); take the next free one after them.
+		ip := sc.cidr.Addr().Next().Next()
+		for ; sc.cidr.Contains(ip) && usedIP[ip] != ""; ip = ip.Next() {
+		}
+		if !sc.cidr.Contains(ip) || ip == lastAddrOf(sc.cidr) {
+			return svc, fmt.Errorf("service %s: the service range %s is full", svc.Name, sc.cidr)
+		}
+		svc.Spec.ClusterIP = ip.String()
+	}
+	for i := range svc.Spec.Ports {
+		p := &svc.Spec.Ports[i]
+		if svc.Spec.Type != ServiceTypeNodePort || p.NodePort != 0 {
+			continue
+		}
+		for n := NodePortMin; n <= NodePortMax; n++ {
+			if usedPort[n] == "" && !slices.ContainsFunc(svc.Spec.Ports, func(q ServicePort) bool { return q.NodePort == n }) {
+				p.NodePort = n
+				break
+			}
+		}
+		if p.NodePort == 0 {
+			return svc, fmt.Errorf("service %s: no free node port", svc.Name)
+		}
+	}
+	updated, err := sc.m.store.Update(ctx, svc)
+	if err != nil {
+		return svc, fmt.Errorf("service %s: write allocation: %w", svc.Name, err)
+	}
+	return updated.(*Service), nil
+}
+
+func lastAddrOf(p netip.Prefix) netip.Addr {
+	a := p.Addr().As4()
+	for i := p.Bits(); i < 32; i++ {
+		a[i/8] |= 1 << (7 - i%8)
+	}
+	return netip.AddrFrom4(a)
+}
+
+// syncEndpoints writes the Endpoints of a Service with a selector from
+// the pods it selects, and returns them.
+func (sc *serviceController) syncEndpoints(ctx context.Context, svc *Service) (*Endpoints, error) {
+	pods, err := List[*Pod](ctx, sc.m.store, nil)
+	if err != nil {
+		return nil, err
+	}
+	sel := &LabelSelector{MatchLabels: svc.Spec.Selector}
+	bySig := map[string]*EndpointSubset{}
+	var sigs []string
+	for _, p := range pods {
+		if p.Status.PodIP == "" || !sel.Matches(p.Labels) || p.Status.Phase == PodSucceeded || p.Status.Phase == PodFailed {
+			continue
+		}
+		var ports []EndpointPort
+		for _, sp := range svc.Spec.Ports {
+			port, ok := targetPort(p, sp)
+			if !ok {
+				continue
+			}
+			ports = append(ports, EndpointPort{Name: sp.Name, Port: port, Protocol: sp.protocol()})
+		}
+		if len(ports) == 0 {
+			continue
+		}
+		sig := fmt.Sprint(ports)
+		ss := bySig[sig]
+		if ss == nil {
+			ss = &EndpointSubset{Ports: ports}
+			bySig[sig] = ss
+			sigs = append(sigs, sig)
+		}
+		terminating := p.DeletionTime != nil
+		ss.Addresses = append(ss.Addresses, EndpointAddress{
+			IP: p.Status.PodIP, Ready: p.Status.Ready && !terminating, Serving: p.Status.Ready, Terminating: terminating, TargetRef: p.Name,
+		})
+	}
+	slices.Sort(sigs)
+	want := &Endpoints{ObjectMeta: ObjectMeta{Name: svc.Name, Labels: map[string]string{"kubernetes.io/service-name": svc.Name},
+		OwnerReferences: []OwnerReference{{Kind: KindService, Name: svc.Name, UID: svc.UID, Controller: true}}}}
+	for _, s := range sigs {
+		ss := bySig[s]
+		slices.SortFunc(ss.Addresses, func(a, b EndpointAddress) int { return strings.Compare(a.IP, b.IP) })
+		want.Subsets = append(want.Subsets, *ss)
+	}
+	cur, err := Get[*Endpoints](ctx, sc.m.store, svc.Name)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		if _, err := sc.m.store.Create(ctx, want); err != nil && !errors.Is(err, ErrExists) {
+			return nil, err
+		}
+	case err != nil:
+		return nil, err
+	case !reflect.DeepEqual(cur.Subsets, want.Subsets) || !reflect.DeepEqual(cur.OwnerReferences, want.OwnerReferences):
+		cur.Subsets, cur.OwnerReferences, cur.Labels = want.Subsets, want.OwnerReferences, want.Labels
+		if _, err := sc.m.store.Update(ctx, cur); err != nil {
+			return nil, err
+		}
+	}
+	return want, nil
+}
+
+// targetPort resolves a Service port's targetPort on a pod.
+func targetPort(p *Pod, sp ServicePort) (int, bool) {
+	if sp.TargetPort == "" {
+		return sp.Port, true
+	}
+	if n, err := strconv.Atoi(sp.TargetPort); err == nil {
+		return n, true
+	}
+	for _, c := range p.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.Name == sp.TargetPort && cp.protocol() == sp.protocol() {
+				return cp.ContainerPort, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// serviceEnv returns the Service variables of pods started now, in
+// Kubernetes' manner: for each Service with a ClusterIP,
+// NAME_SERVICE_HOST, NAME_SERVICE_PORT (and _SERVICE_PORT_PORTNAME) and
+// the Docker-link style NAME_PORT, NAME_PORT_80_TCP{,_PROTO,_PORT,_ADDR}.
+func (m *Manager) serviceEnv(ctx context.Context) []string {
+	svcs, err := List[*Service](ctx, m.store, nil)
+	if err != nil {
+		return nil
+	}
+	var env []string
+	for _, s := range svcs {
+		ip, err := netip.ParseAddr(s.Spec.ClusterIP)
+		if err != nil || len(s.Spec.Ports) == 0 || s.DeletionTime != nil {
+			continue
+		}
+		n := strings.ToUpper(strings.ReplaceAll(s.Name, "-", "_"))
+		first := s.Spec.Ports[0]
+		env = append(env, n+"_SERVICE_HOST="+ip.String(), n+"_SERVICE_PORT="+strconv.Itoa(first.Port))
+		env = append(env, fmt.Sprintf("%s_PORT=%s://%s:%d", n, strings.ToLower(string(first.protocol())), ip, first.Port))
+		for _, p := range s.Spec.Ports {
+			proto := string(p.protocol())
+			if p.Name != "" {
+				env = append(env, n+"_SERVICE_PORT_"+strings.ToUpper(strings.ReplaceAll(p.Name, "-", "_"))+"="+strconv.Itoa(p.Port))
+			}
+			k := fmt.Sprintf("%s_PORT_%d_%s", n, p.Port, proto)
+			env = append(env,
+				fmt.Sprintf("%s=%s://%s:%d", k, strings.ToLower(proto), ip, p.Port),
+				k+"_PROTO="+strings.ToLower(proto), k+"_PORT="+strconv.Itoa(p.Port), k+"_ADDR="+ip.String())
+		}
+	}
+	return env
+}
+
+// dnsSearch is a pod's DNS search path (Kubernetes' ClusterFirst).
+func dnsSearch() []string {
+	return []string{DefaultNamespace + ".svc." + ClusterDomain, "svc." + ClusterDomain, ClusterDomain}
+}
+
+// validateService checks a Service in Apply.
+func (m *Manager) validateService(ctx context.Context, obj Object) error {
+	s := obj.(*Service)
+	sp := &s.Spec
+	switch sp.Type {
+	case "", ServiceTypeClusterIP, ServiceTypeNodePort:
+		if sp.Type == "" {
+			sp.Type = ServiceTypeClusterIP
+		}
+		if len(sp.Ports) == 0 && sp.ClusterIP != ClusterIPNone {
+			return invalidf("spec.ports", "a %s Service needs at least one port", sp.Type)
+		}
+	case ServiceTypeExternalName:
+		if !isDNSSubdomain(sp.ExternalName) {
+			return invalidf("spec.externalName", "%q is not a DNS name", sp.ExternalName)
+		}
+	default:
+		return invalidf("spec.type", "%q: want ClusterIP, NodePort or ExternalName", sp.Type)
+	}
+	if sp.Type == ServiceTypeNodePort && sp.ClusterIP == ClusterIPNone {
+		return invalidf("spec.clusterIP", "a NodePort Service cannot be headless")
+	}
+	if sp.ClusterIP != "" && sp.ClusterIP != ClusterIPNone {
+		ip, err := netip.ParseAddr(sp.ClusterIP)
+		if err != nil || !m.serviceCIDR.Contains(ip) {
+			return invalidf("spec.clusterIP", "%q is not an address of the service range %s", sp.ClusterIP, m.serviceCIDR)
+		}
+	}
+	switch sp.SessionAffinity {
+	case "", SessionAffinityNone, SessionAffinityClientIP:
+	default:
+		return invalidf("spec.sessionAffinity", "%q: want None or ClientIP", sp.SessionAffinity)
+	}
+	if sp.SessionAffinityTimeout < 0 {
+		return invalidf("spec.sessionAffinityTimeout", "negative")
+	}
+	names := map[string]bool{}
+	ports := map[string]bool{}
+	for i, p := range sp.Ports {
+		f := fmt.Sprintf("spec.ports[%d]", i)
+		if len(sp.Ports) > 1 && p.Name == "" {
+			return invalidf(f+".name", "required when there are several ports")
+		}
+		if names[p.Name] && p.Name != "" {
+			return invalidf(f+".name", "%q given twice", p.Name)
+		}
+		names[p.Name] = true
+		if p.Protocol != "" && p.Protocol != ProtocolTCP && p.Protocol != ProtocolUDP {
+			return invalidf(f+".protocol", "%q: want TCP or UDP", p.Protocol)
+		}
+		if p.Port < 1 || p.Port > 65535 {
+			return invalidf(f+".port", "%d out of 1-65535", p.Port)
+		}
+		k := string(p.protocol()) + strconv.Itoa(p.Port)
+		if ports[k] {
+			return invalidf(f+".port", "%d/%s given twice", p.Port, p.protocol())
+		}
+		ports[k] = true
+		if n, err := strconv.Atoi(p.TargetPort); p.TargetPort != "" && (err == nil && (n < 1 || n > 65535) || err != nil && !isDNSLabel(p.TargetPort)) {
+			return invalidf(f+".targetPort", "%q: want a port number or a port name", p.TargetPort)
+		}
+		if p.NodePort != 0 && (sp.Type != ServiceTypeNodePort || p.NodePort < NodePortMin || p.NodePort > NodePortMax) {
+			return invalidf(f+".nodePort", "%d: want %d-%d, on a NodePort Service", p.NodePort, NodePortMin, NodePortMax)
+		}
+	}
+	// The ClusterIP and NodePorts are kept for the Service's life.
+	if cur, err := Get[*Service](ctx, m.store, s.Name); err == nil {
+		if sp.ClusterIP == "" {
+			sp.ClusterIP = cur.Spec.ClusterIP
+		} else if cur.Spec.ClusterIP != "" && sp.ClusterIP != cur.Spec.ClusterIP {
+			return invalidf("spec.clusterIP", "cannot change from %s", cur.Spec.ClusterIP)
+		}
+		for i := range sp.Ports {
+			for _, cp := range cur.Spec.Ports {
+				if sp.Ports[i].NodePort == 0 && cp.Name == sp.Ports[i].Name && sp.Type == ServiceTypeNodePort {
+					sp.Ports[i].NodePort = cp.NodePort
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func isDNSLabel(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i, c := range []byte(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case c == '-' && i > 0 && i < len(s)-1:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isDNSSubdomain(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if !isDNSLabel(strings.ToLower(l)) {
+			return false
+		}
+	}
+	return true
+}
