@@ -9,7 +9,7 @@
 // labels, with matchLabels and the matchExpressions operators
 // (LabelSelectorOpIn, LabelSelectorOpNotIn, LabelSelectorOpExists,
 // LabelSelectorOpDoesNotExist). Get and List read objects with their Go
-// type (orchestrate.Get[*Pod](ctx, m, "web")) from a Manager or a Store.
+// type (orchestrate.Get[*Pod](ctx, m, "default", "web")) from a Manager or a Store.
 //
 // # Layout
 //

@@ -232,7 +232,7 @@ func TestApplyRefusesInvalidPods(t *testing.T) {
 		t.Error("the running container changed")
 	}
 	for _, k := range []string{KindConfigMap, KindSecret} {
-		if objs, _ := pt.m.List(pt.ctx, k, nil); len(objs) != 0 {
+		if objs, _ := pt.m.List(pt.ctx, k, "", nil); len(objs) != 0 {
 			t.Errorf("invalid %s stored", k)
 		}
 	}

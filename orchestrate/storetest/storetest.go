@@ -94,7 +94,7 @@ func mustUpdate[T orchestrate.Object](t *testing.T, s orchestrate.Store, obj T) 
 
 func mustGet[T orchestrate.Object](t *testing.T, s orchestrate.Store, name string) T {
 	t.Helper()
-	got, err := orchestrate.Get[T](context.Background(), s, name)
+	got, err := orchestrate.Get[T](context.Background(), s, "", name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func testCreateSetsMetadata(t *testing.T, s orchestrate.Store) {
 	if got.UID != m.UID || got.ResourceVersion != m.ResourceVersion || got.Spec.Containers[0].Image != "busybox" {
 		t.Errorf("Get after Create: %+v", got.ObjectMeta)
 	}
-	if err := s.Delete(ctx, orchestrate.KindPod, "a"); err != nil {
+	if err := s.Delete(ctx, orchestrate.KindPod, "", "a"); err != nil {
 		t.Fatal(err)
 	}
 	again := mustCreate(t, s, pod("a"))
@@ -270,7 +270,7 @@ func testConflicts(t *testing.T, s orchestrate.Store) {
 func testNotFound(t *testing.T, s orchestrate.Store) {
 	ctx := context.Background()
 	mustCreate(t, s, configMap("a", "k", "v")) // the name in another kind
-	if _, err := s.Get(ctx, orchestrate.KindPod, "a"); !errors.Is(err, orchestrate.ErrNotFound) {
+	if _, err := s.Get(ctx, orchestrate.KindPod, "", "a"); !errors.Is(err, orchestrate.ErrNotFound) {
 		t.Errorf("Get: %v, want ErrNotFound", err)
 	}
 	if _, err := s.Update(ctx, pod("a")); !errors.Is(err, orchestrate.ErrNotFound) {
@@ -279,10 +279,10 @@ func testNotFound(t *testing.T, s orchestrate.Store) {
 	if _, err := s.UpdateStatus(ctx, pod("a")); !errors.Is(err, orchestrate.ErrNotFound) {
 		t.Errorf("UpdateStatus: %v, want ErrNotFound", err)
 	}
-	if err := s.Delete(ctx, orchestrate.KindPod, "a"); !errors.Is(err, orchestrate.ErrNotFound) {
+	if err := s.Delete(ctx, orchestrate.KindPod, "", "a"); !errors.Is(err, orchestrate.ErrNotFound) {
 		t.Errorf("Delete: %v, want ErrNotFound", err)
 	}
-	if _, err := orchestrate.Get[*orchestrate.Pod](ctx, s, "a"); !errors.Is(err, orchestrate.ErrNotFound) {
+	if _, err := orchestrate.Get[*orchestrate.Pod](ctx, s, "", "a"); !errors.Is(err, orchestrate.ErrNotFound) {
 		t.Errorf("orchestrate.Get: %v, want ErrNotFound", err)
 	}
 }
@@ -328,16 +328,16 @@ func testDeletion(t *testing.T, s orchestrate.Store) {
 	now := time.Now()
 	p.DeletionTime = &now
 	mustUpdate(t, s, p)
-	if err := s.Delete(ctx, orchestrate.KindPod, "a"); err != nil {
+	if err := s.Delete(ctx, orchestrate.KindPod, "", "a"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(ctx, orchestrate.KindPod, "a"); !errors.Is(err, orchestrate.ErrNotFound) {
+	if _, err := s.Get(ctx, orchestrate.KindPod, "", "a"); !errors.Is(err, orchestrate.ErrNotFound) {
 		t.Errorf("Get after Delete: %v, want ErrNotFound", err)
 	}
-	if err := s.Delete(ctx, orchestrate.KindPod, "a"); !errors.Is(err, orchestrate.ErrNotFound) {
+	if err := s.Delete(ctx, orchestrate.KindPod, "", "a"); !errors.Is(err, orchestrate.ErrNotFound) {
 		t.Errorf("second Delete: %v, want ErrNotFound", err)
 	}
-	if list, _ := s.List(ctx, orchestrate.KindPod, nil); len(list) != 0 {
+	if list, _ := s.List(ctx, orchestrate.KindPod, "", nil); len(list) != 0 {
 		t.Errorf("List after Delete: %s", names(list))
 	}
 }
@@ -391,7 +391,7 @@ func testCopies(t *testing.T, s orchestrate.Store) {
 		t.Errorf("the stored object changed through a caller's object: %+v %+v", got.ObjectMeta, got.Spec)
 	}
 	got.Labels["app"] = "x"
-	list, err := s.List(ctx, orchestrate.KindPod, nil)
+	list, err := s.List(ctx, orchestrate.KindPod, "", nil)
 	if err != nil || len(list) != 1 || list[0].Meta().Labels["app"] != "a" {
 		t.Errorf("the stored object changed through a Get result: %v %v", list, err)
 	}
@@ -416,25 +416,26 @@ func testList(t *testing.T, s orchestrate.Store) {
 		mustCreate(t, s, p)
 	}
 	mustCreate(t, s, configMap("a", "k", "v"))
-	all, err := s.List(ctx, orchestrate.KindPod, nil)
+	all, err := s.List(ctx, orchestrate.KindPod, "", nil)
 	if err != nil || names(all) != "[a b c]" {
 		t.Errorf("List = %s, %v; want [a b c]", names(all), err)
 	}
-	front, _ := s.List(ctx, orchestrate.KindPod, &orchestrate.LabelSelector{MatchLabels: map[string]string{"tier": "front"}})
+	front, _ := s.List(ctx, orchestrate.KindPod, "", &orchestrate.LabelSelector{MatchLabels: map[string]string{"tier": "front"}})
 	if names(front) != "[a c]" {
 		t.Errorf("List tier=front = %s, want [a c]", names(front))
 	}
-	notFront, _ := s.List(ctx, orchestrate.KindPod, &orchestrate.LabelSelector{MatchExpressions: []orchestrate.LabelSelectorRequirement{
+	notFront, _ := s.List(ctx, orchestrate.KindPod, "", &orchestrate.LabelSelector{MatchExpressions: []orchestrate.LabelSelectorRequirement{
 		{Key: "tier", Operator: orchestrate.LabelSelectorOpNotIn, Values: []string{"front"}},
 	}})
+
 	if names(notFront) != "[b]" {
 		t.Errorf("List tier notin (front) = %s, want [b]", names(notFront))
 	}
-	none, err := s.List(ctx, orchestrate.KindJob, nil)
+	none, err := s.List(ctx, orchestrate.KindJob, "", nil)
 	if err != nil || len(none) != 0 {
 		t.Errorf("List of a kind with nothing stored: %v, %v", none, err)
 	}
-	pods, err := orchestrate.List[*orchestrate.Pod](ctx, s, nil)
+	pods, err := orchestrate.List[*orchestrate.Pod](ctx, s, "", nil)
 	if err != nil || len(pods) != 3 || pods[0].Name != "a" {
 		t.Errorf("orchestrate.List: %v, %v", pods, err)
 	}
@@ -477,7 +478,7 @@ func testResourceVersions(t *testing.T, s orchestrate.Store) {
 		t.Fatal(err)
 	}
 	check("update status", obj.Meta().ResourceVersion)
-	if err := s.Delete(ctx, orchestrate.KindConfigMap, "a"); err != nil {
+	if err := s.Delete(ctx, orchestrate.KindConfigMap, "", "a"); err != nil {
 		t.Fatal(err)
 	}
 	if r := rev(); r <= last {
@@ -538,7 +539,7 @@ func testWatch(t *testing.T, s orchestrate.Store) {
 	if _, err := s.UpdateStatus(ctx, created); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx, orchestrate.KindPod, "new"); err != nil {
+	if err := s.Delete(ctx, orchestrate.KindPod, "", "new"); err != nil {
 		t.Fatal(err)
 	}
 	deletedAt, _ := s.Revision(ctx)
@@ -583,7 +584,7 @@ func testWatchInitial(t *testing.T, s orchestrate.Store) {
 	mustCreate(t, s, pod("a"))
 	mustCreate(t, s, configMap("z", "k", "v"))
 	mustCreate(t, s, pod("gone"))
-	if err := s.Delete(ctx, orchestrate.KindPod, "gone"); err != nil {
+	if err := s.Delete(ctx, orchestrate.KindPod, "", "gone"); err != nil {
 		t.Fatal(err)
 	}
 	startRev, _ := s.Revision(ctx)
@@ -642,7 +643,7 @@ func testWatchSince(t *testing.T, s orchestrate.Store) {
 	mustCreate(t, s, configMap("cm", "k", "v"))
 	a.Labels["x"] = "y"
 	mustUpdate(t, s, a)
-	if err := s.Delete(ctx, orchestrate.KindPod, "a"); err != nil {
+	if err := s.Delete(ctx, orchestrate.KindPod, "", "a"); err != nil {
 		t.Fatal(err)
 	}
 	w, err := s.Watch(ctx, orchestrate.KindPod, orchestrate.WatchOptions{Since: from})
@@ -728,7 +729,7 @@ func testConcurrentWriters(t *testing.T, s orchestrate.Store) {
 	for i := range writers {
 		wg.Go(func() {
 			for j := 0; j < each; {
-				cm, err := orchestrate.Get[*orchestrate.ConfigMap](ctx, s, "counter")
+				cm, err := orchestrate.Get[*orchestrate.ConfigMap](ctx, s, "", "counter")
 				if err != nil {
 					t.Error(err)
 					return
