@@ -56,7 +56,7 @@ func New(opts ...Option) orchestrate.Store {
 type store struct {
 	mu       sync.Mutex
 	objects  map[string]map[key]orchestrate.Object // kind → namespace and name → stored copy
-	rev      uint64                                   // last ResourceVersion handed out
+	rev      uint64                                // last ResourceVersion handed out
 	watchers []*watcher
 
 	// history holds the latest changes, oldest first, for watches with
