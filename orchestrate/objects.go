@@ -158,7 +158,7 @@ const (
 // Pod is one or more containers that share network, IPC and UTS
 // namespaces and volumes, started and stopped together.
 type Pod struct {
-	ObjectMeta
+	ObjectMeta `json:"metadata"`
 	// Spec is the desired state, given by the caller; Manager.Apply
 	// refuses to change it once the pod exists.
 	Spec PodSpec `json:"spec"`
@@ -489,7 +489,7 @@ type IntOrPercent struct {
 
 // ReplicaSet keeps Replicas pods matching Selector running from Template.
 type ReplicaSet struct {
-	ObjectMeta
+	ObjectMeta `json:"metadata"`
 	// Spec is the desired state, given by the caller (or by the
 	// Deployment that owns the ReplicaSet).
 	Spec ReplicaSetSpec `json:"spec"`
@@ -535,7 +535,7 @@ const (
 
 // Deployment manages ReplicaSets to roll a pod template out.
 type Deployment struct {
-	ObjectMeta
+	ObjectMeta `json:"metadata"`
 	// Spec is the desired state, given by the caller.
 	Spec DeploymentSpec `json:"spec"`
 	// Status is the observed state, written by the Deployment controller.
@@ -618,7 +618,7 @@ type Condition struct {
 
 // Job runs pods until Completions of them succeed.
 type Job struct {
-	ObjectMeta
+	ObjectMeta `json:"metadata"`
 	// Spec is the desired state, given by the caller.
 	Spec JobSpec `json:"spec"`
 	// Status is the observed state, written by the Job controller.
@@ -681,7 +681,7 @@ type JobStatus struct {
 // ConfigMap is non-secret configuration given to containers as files or
 // environment variables.
 type ConfigMap struct {
-	ObjectMeta
+	ObjectMeta `json:"metadata"`
 	// Data holds text values by key (1 to 253 alphanumerics, '-', '_'
 	// and '.').
 	Data map[string]string `json:"data,omitempty"`
@@ -692,7 +692,7 @@ type ConfigMap struct {
 // Secret is sensitive configuration given to containers as files or
 // environment variables.
 type Secret struct {
-	ObjectMeta
+	ObjectMeta `json:"metadata"`
 	// Type is the Secret's type, as in Kubernetes ("Opaque" when empty,
 	// "kubernetes.io/tls", ...); berth does not check the keys a type
 	// calls for.
