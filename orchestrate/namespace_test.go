@@ -171,3 +171,34 @@ func TestApplyAll(t *testing.T) {
 		t.Errorf("ApplyAll returned %v", out)
 	}
 }
+
+// A pod's ConfigMaps and Secrets are those of its namespace.
+func TestNamespaceConfigOfPodsNamespace(t *testing.T) {
+	h, rt := newWLHarnessRuntime(t, "busybox")
+	h.apply(namespace("team"))
+	h.apply(&ConfigMap{ObjectMeta: ObjectMeta{Name: "cfg"}, Data: map[string]string{"mode": "default"}})
+	h.apply(inNamespace("team", &ConfigMap{ObjectMeta: ObjectMeta{Name: "cfg"}, Data: map[string]string{"mode": "team"}}))
+	h.apply(inNamespace("team", &Secret{ObjectMeta: ObjectMeta{Name: "creds"}, Data: map[string][]byte{"pw": []byte("team-pw")}}))
+	p := inNamespace("team", simplePod("reader", "", "c"))
+	p.Spec.Containers[0].EnvFrom = []EnvFromSource{{ConfigMap: "cfg"}}
+	p.Spec.Containers[0].Env = []EnvVar{{Name: "PW", ValueFrom: &EnvVarSource{SecretKeyRef: &KeySelector{Name: "creds", Key: "pw"}}}}
+	h.apply(p)
+	h.settle()
+	c := rt.Running("reader", "c")
+	if c == nil {
+		pod, _ := Get[*Pod](h.ctx, h.m, "team", "reader")
+		t.Fatalf("not running: %+v", pod.Status)
+	}
+	env := strings.Join(c.Config.Env, " ")
+	if !strings.Contains(env, "mode=team") || !strings.Contains(env, "PW=team-pw") {
+		t.Errorf("env %q, want team's ConfigMap and Secret", env)
+	}
+	// A pod of another namespace does not see team's Secret.
+	q := simplePod("other", "", "c")
+	q.Spec.Containers[0].Env = []EnvVar{{Name: "PW", ValueFrom: &EnvVarSource{SecretKeyRef: &KeySelector{Name: "creds", Key: "pw"}}}}
+	h.apply(q)
+	h.settle()
+	if rt.Running("other", "c") != nil {
+		t.Errorf("default/other runs with team's Secret")
+	}
+}
