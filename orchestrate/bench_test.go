@@ -57,7 +57,7 @@ func BenchmarkReplicaSet50Ready(b *testing.B) {
 		total += time.Since(start)
 		b.StopTimer()
 		rss = max(rss, procStatusKB("VmRSS"))
-		if err := e.m.Delete(e.ctx, KindReplicaSet, "bench"); err != nil {
+		if err := e.m.Delete(e.ctx, KindReplicaSet, "", "bench"); err != nil {
 			b.Fatal(err)
 		}
 		e.waitFor("the pods to go", 60*time.Second, func() (bool, string) {

@@ -106,6 +106,7 @@ func (m *Manager) createPod(ctx context.Context, owner Object, tmpl *PodTemplate
 		p := &Pod{
 			ObjectMeta: ObjectMeta{
 				Name:            generateName(owner.Meta().Name),
+				Namespace:       owner.Meta().Namespace,
 				Labels:          copyLabels(tmpl.Labels, extra),
 				OwnerReferences: []OwnerReference{controllerRef(owner)},
 			},
@@ -170,16 +171,16 @@ func restarts(p *Pod) int {
 	return n
 }
 
-// listPods returns the pods of the store.
-func (m *Manager) listPods(ctx context.Context, sel *LabelSelector) ([]*Pod, error) {
-	return List[*Pod](ctx, m.store, sel)
+// listPods returns the pods of the store in namespace.
+func (m *Manager) listPods(ctx context.Context, namespace string, sel *LabelSelector) ([]*Pod, error) {
+	return List[*Pod](ctx, m.store, namespace, sel)
 }
 
 // deletePod deletes a pod gracefully (see startPodDeletion); one already
 // gone is not an error.
-func (m *Manager) deletePod(ctx context.Context, name string) error {
-	if err := m.startPodDeletion(ctx, name); err != nil && !errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("delete pod %s: %w", name, err)
+func (m *Manager) deletePod(ctx context.Context, namespace, name string) error {
+	if err := m.startPodDeletion(ctx, namespace, name); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("delete pod %s/%s: %w", namespace, name, err)
 	}
 	return nil
 }
@@ -190,12 +191,12 @@ func (m *Manager) deletePod(ctx context.Context, name string) error {
 // its sandbox down and then removes the object. Without a runtime no Pod
 // controller would ever do that, so the pod is removed at once. A pod
 // that does not exist gives an error wrapping ErrNotFound.
-func (m *Manager) startPodDeletion(ctx context.Context, name string) error {
+func (m *Manager) startPodDeletion(ctx context.Context, namespace, name string) error {
 	if m.runtime == nil {
-		return m.store.Delete(ctx, KindPod, name)
+		return m.store.Delete(ctx, KindPod, namespace, name)
 	}
 	for {
-		p, err := Get[*Pod](ctx, m.store, name)
+		p, err := Get[*Pod](ctx, m.store, namespace, name)
 		if err != nil {
 			return err
 		}

@@ -59,6 +59,15 @@ func (s *Secret) Meta() *ObjectMeta { return &s.ObjectMeta }
 // DeepCopy returns an independent copy of the Secret.
 func (s *Secret) DeepCopy() Object { return deepCopy(s) }
 
+// Kind returns KindNamespace.
+func (n *Namespace) Kind() string { return KindNamespace }
+
+// Meta returns the Namespace's metadata.
+func (n *Namespace) Meta() *ObjectMeta { return &n.ObjectMeta }
+
+// DeepCopy returns an independent copy of the Namespace.
+func (n *Namespace) DeepCopy() Object { return deepCopy(n) }
+
 // deepCopy copies a pointer to a struct of plain data (no cycles, no
 // channels or funcs), recursing into pointers, slices and maps reached
 // through exported fields; unexported fields (inside time.Time) and

@@ -109,25 +109,25 @@ func (c *deploymentController) keysFor(ev WatchEvent) []string {
 	ctx := context.Background()
 	switch o := ev.Object.(type) {
 	case *Deployment:
-		return []string{o.Name}
+		return []string{keyOf(o)}
 	case *ReplicaSet:
 		if ref := controllerOf(&o.ObjectMeta); ref != nil {
 			if ref.Kind == KindDeployment {
-				return []string{ref.Name}
+				return []string{objectKey(o.Namespace, ref.Name)}
 			}
 			return nil
 		}
 		if ev.Type == WatchDeleted {
 			return nil
 		}
-		ds, err := List[*Deployment](ctx, c.m.store, nil)
+		ds, err := List[*Deployment](ctx, c.m.store, o.Namespace, nil)
 		if err != nil {
 			return nil
 		}
 		var keys []string
 		for _, d := range ds {
 			if d.Spec.Selector.Matches(o.Labels) {
-				keys = append(keys, d.Name)
+				keys = append(keys, keyOf(d))
 			}
 		}
 		return keys
@@ -136,12 +136,12 @@ func (c *deploymentController) keysFor(ev WatchEvent) []string {
 		if ref == nil || ref.Kind != KindReplicaSet {
 			return nil
 		}
-		obj, err := c.m.store.Get(ctx, KindReplicaSet, ref.Name)
+		obj, err := c.m.store.Get(ctx, KindReplicaSet, o.Namespace, ref.Name)
 		if err != nil {
 			return nil
 		}
 		if ref := controllerOf(obj.Meta()); ref != nil && ref.Kind == KindDeployment {
-			return []string{ref.Name}
+			return []string{objectKey(o.Namespace, ref.Name)}
 		}
 	}
 	return nil
@@ -202,9 +202,10 @@ type deploymentSync struct {
 }
 
 // reconcile makes one pass of Kubernetes' syncDeployment.
-func (c *deploymentController) reconcile(ctx context.Context, name string) (reconcile.Result, error) {
+func (c *deploymentController) reconcile(ctx context.Context, key string) (reconcile.Result, error) {
 	m := c.m
-	d, err := Get[*Deployment](ctx, m.store, name)
+	namespace, name := splitKey(key)
+	d, err := Get[*Deployment](ctx, m.store, namespace, name)
 	if errors.Is(err, ErrNotFound) {
 		return reconcile.Result{}, nil // deleted: the manager removes its ReplicaSets
 	}
@@ -238,7 +239,7 @@ func (c *deploymentController) reconcile(ctx context.Context, name string) (reco
 // their pods.
 func (s *deploymentSync) load(ctx context.Context) error {
 	m, d := s.c.m, s.d
-	all, err := List[*ReplicaSet](ctx, m.store, nil)
+	all, err := List[*ReplicaSet](ctx, m.store, d.Namespace, nil)
 	if err != nil {
 		return err
 	}
@@ -268,7 +269,7 @@ func (s *deploymentSync) load(ctx context.Context) error {
 			owned = append(owned, adopted)
 		}
 	}
-	pods, err := m.listPods(ctx, nil)
+	pods, err := m.listPods(ctx, d.Namespace, nil)
 	if err != nil {
 		return err
 	}
@@ -408,8 +409,9 @@ func (s *deploymentSync) syncRevision(ctx context.Context, create bool) (*rsView
 		sel.MatchLabels = copyLabels(sel.MatchLabels, map[string]string{LabelPodTemplateHash: hash})
 		rs := &ReplicaSet{
 			ObjectMeta: ObjectMeta{
-				Name:   base + "-" + hash,
-				Labels: copyLabels(tmpl.Labels, nil),
+				Name:      base + "-" + hash,
+				Namespace: d.Namespace,
+				Labels:    copyLabels(tmpl.Labels, nil),
 				Annotations: map[string]string{
 					AnnotationRevision:        strconv.FormatInt(revision, 10),
 					AnnotationDesiredReplicas: strconv.Itoa(d.Spec.Replicas),
@@ -846,7 +848,7 @@ func (s *deploymentSync) cleanup(ctx context.Context, old []*rsView) error {
 		if v.replicas() != 0 || v.pods != 0 || v.rs.Status.Replicas != 0 || v.rs.Generation > v.rs.Status.ObservedGeneration {
 			continue
 		}
-		if err := s.c.m.store.Delete(ctx, KindReplicaSet, v.rs.Name); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := s.c.m.store.Delete(ctx, KindReplicaSet, v.rs.Namespace, v.rs.Name); err != nil && !errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("delete old ReplicaSet %s: %w", v.rs.Name, err)
 		}
 		s.views = slices.DeleteFunc(s.views, func(x *rsView) bool { return x == v })
@@ -999,16 +1001,17 @@ func deploymentStatusEqual(a, b *DeploymentStatus) bool {
 // out again, under a new revision. Revision 0 means the one before the
 // latest. Rolling back to the template in use changes nothing. A paused
 // Deployment is refused; a revision that is not kept wraps ErrNotFound.
-func (m *Manager) Rollback(ctx context.Context, deployment string, revision int64) error {
+// namespace "" is NamespaceDefault.
+func (m *Manager) Rollback(ctx context.Context, namespace, deployment string, revision int64) error {
 	for range 5 {
-		d, err := Get[*Deployment](ctx, m.store, deployment)
+		d, err := Get[*Deployment](ctx, m.store, namespace, deployment)
 		if err != nil {
 			return fmt.Errorf("rollback Deployment %s: %w", deployment, err)
 		}
 		if d.Spec.Paused {
 			return fmt.Errorf("rollback Deployment %s: it is paused; resume it first", deployment)
 		}
-		all, err := List[*ReplicaSet](ctx, m.store, nil)
+		all, err := List[*ReplicaSet](ctx, m.store, d.Namespace, nil)
 		if err != nil {
 			return fmt.Errorf("rollback Deployment %s: %w", deployment, err)
 		}

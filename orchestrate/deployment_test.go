@@ -28,7 +28,7 @@ func newDeployment(name string, replicas int) *Deployment {
 
 func (h *wlHarness) deployment(name string) *Deployment {
 	h.t.Helper()
-	obj, err := Get[*Deployment](h.ctx, h.m.Store(), name)
+	obj, err := Get[*Deployment](h.ctx, h.m.Store(), "", name)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func (h *wlHarness) setImage(name, image string) {
 // webPods returns the active pods labelled app=web.
 func (h *wlHarness) webPods() []*Pod {
 	h.t.Helper()
-	pods, err := List[*Pod](h.ctx, h.m, &LabelSelector{MatchLabels: map[string]string{"app": "web"}})
+	pods, err := List[*Pod](h.ctx, h.m, "", &LabelSelector{MatchLabels: map[string]string{"app": "web"}})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func (h *wlHarness) rollout(name string, step time.Duration) *Deployment {
 // ownedRS returns the deployment's ReplicaSets by revision.
 func (h *wlHarness) ownedRS(d *Deployment) map[int64]*ReplicaSet {
 	h.t.Helper()
-	all, err := List[*ReplicaSet](h.ctx, h.m, nil)
+	all, err := List[*ReplicaSet](h.ctx, h.m, "", nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func (h *wlHarness) watchPods(check func(pods []*Pod) error) (stop func()) {
 	wg.Go(func() {
 		for range ch {
 			seen++
-			all, err := List[*Pod](context.Background(), h.m, nil)
+			all, err := List[*Pod](context.Background(), h.m, "", nil)
 			if err != nil {
 				continue
 			}
@@ -306,7 +306,7 @@ func TestDeploymentRollback(t *testing.T) {
 	h.setImage("site", "web:v2")
 	h.rollout("site", 0)
 
-	if err := h.m.Rollback(h.ctx, "site", 0); err != nil {
+	if err := h.m.Rollback(h.ctx, "", "site", 0); err != nil {
 		t.Fatal(err)
 	}
 	d := h.rollout("site", 0)
@@ -327,7 +327,7 @@ func TestDeploymentRollback(t *testing.T) {
 	}
 
 	// To a named revision, then the errors.
-	if err := h.m.Rollback(h.ctx, "site", 2); err != nil {
+	if err := h.m.Rollback(h.ctx, "", "site", 2); err != nil {
 		t.Fatal(err)
 	}
 	d = h.rollout("site", 0)
@@ -335,16 +335,16 @@ func TestDeploymentRollback(t *testing.T) {
 		t.Errorf("after rollback to 2: %s revision %d", img, d.Status.Revision)
 	}
 	gen := d.Generation
-	if err := h.m.Rollback(h.ctx, "site", 4); err != nil {
+	if err := h.m.Rollback(h.ctx, "", "site", 4); err != nil {
 		t.Errorf("rollback to the current revision: %v", err)
 	}
 	if h.deployment("site").Generation != gen {
 		t.Errorf("rollback to the current revision changed the spec")
 	}
-	if err := h.m.Rollback(h.ctx, "site", 99); !errors.Is(err, ErrNotFound) {
+	if err := h.m.Rollback(h.ctx, "", "site", 99); !errors.Is(err, ErrNotFound) {
 		t.Errorf("rollback to a missing revision: %v", err)
 	}
-	if err := h.m.Rollback(h.ctx, "nosuch", 0); !errors.Is(err, ErrNotFound) {
+	if err := h.m.Rollback(h.ctx, "", "nosuch", 0); !errors.Is(err, ErrNotFound) {
 		t.Errorf("rollback of a missing deployment: %v", err)
 	}
 	if len(h.events(KindDeployment, "site", "DeploymentRollback")) != 2 {
@@ -368,7 +368,7 @@ func TestDeploymentPauseResume(t *testing.T) {
 	if c := GetCondition(d.Status.Conditions, DeploymentProgressing); c == nil || c.Reason != ReasonDeploymentPaused {
 		t.Errorf("paused: Progressing %+v", c)
 	}
-	if err := h.m.Rollback(h.ctx, "site", 0); err == nil {
+	if err := h.m.Rollback(h.ctx, "", "site", 0); err == nil {
 		t.Errorf("rollback of a paused deployment succeeded")
 	}
 	// Scaling still applies while paused.
@@ -465,11 +465,11 @@ func TestDeploymentCascadingDelete(t *testing.T) {
 	h := newWLHarness(t)
 	h.apply(newDeployment("site", 2))
 	h.rollout("site", 0)
-	if err := h.m.Delete(h.ctx, KindDeployment, "site"); err != nil {
+	if err := h.m.Delete(h.ctx, KindDeployment, "", "site"); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
-	if objs, _ := h.m.Store().List(h.ctx, KindReplicaSet, nil); len(objs) != 0 {
+	if objs, _ := h.m.Store().List(h.ctx, KindReplicaSet, "", nil); len(objs) != 0 {
 		t.Errorf("ReplicaSets left after delete: %d", len(objs))
 	}
 	if pods := h.webPods(); len(pods) != 0 {
@@ -527,7 +527,7 @@ func TestDeploymentWithFakeRuntime(t *testing.T) {
 	if _, err := h.m.Apply(h.ctx, bad); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "spec.template.spec.containers[0].image") {
 		t.Errorf("unknown image: %v", err)
 	}
-	if err := h.m.Delete(h.ctx, KindDeployment, "site"); err != nil {
+	if err := h.m.Delete(h.ctx, KindDeployment, "", "site"); err != nil {
 		t.Fatal(err)
 	}
 	h.step(time.Minute)
@@ -578,7 +578,7 @@ func TestRecreateWaitsForTerminatingPods(t *testing.T) {
 	waitFor(t, "2 v1 containers", func() bool { return rt.RunningImages("web:v1") == 2 })
 
 	rt.HoldStops()
-	obj, err := Get[*Deployment](ctx, m, "site")
+	obj, err := Get[*Deployment](ctx, m, "", "site")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,14 +2,25 @@
 // state, in-process, the way Kubernetes controllers do, without a
 // cluster.
 //
-// Objects (Pod, ReplicaSet, Deployment, Job, ConfigMap, Secret) are kept
-// in a Store. Each object has metadata (name, labels, owner references,
-// a Generation that counts changes of its spec), a spec saying what is
-// wanted and a status saying what is. A LabelSelector picks objects by
-// labels, with matchLabels and the matchExpressions operators
-// (LabelSelectorOpIn, LabelSelectorOpNotIn, LabelSelectorOpExists,
-// LabelSelectorOpDoesNotExist). Get and List read objects with their Go
-// type (orchestrate.Get[*Pod](ctx, m, "web")) from a Manager or a Store.
+// Objects (Pod, ReplicaSet, Deployment, Job, ConfigMap, Secret,
+// Namespace) are kept in a Store. Each object has metadata (name,
+// namespace, labels, owner references, a Generation that counts changes
+// of its spec), a spec saying what is wanted and a status saying what
+// is. Names are unique per kind and namespace, as in Kubernetes: an
+// empty namespace is NamespaceDefault, any other must be a Namespace
+// that exists, selectors and owner references reach only objects of
+// their own namespace, and deleting a Namespace deletes what is in it.
+// A LabelSelector picks objects by labels, with matchLabels and the
+// matchExpressions operators (LabelSelectorOpIn, LabelSelectorOpNotIn,
+// LabelSelectorOpExists, LabelSelectorOpDoesNotExist). Get and List read
+// objects with their Go type (orchestrate.Get[*Pod](ctx, m, "default",
+// "web")) from a Manager or a Store.
+//
+// The objects' JSON is Kubernetes' (metadata.name, spec.template,
+// resources.limits.memory "64Mi", terminationGracePeriodSeconds, ...):
+// package orchestrate/manifest reads Kubernetes YAML manifests into
+// objects, applies them as kubectl apply does, and writes them back as
+// kubectl get -o yaml does.
 //
 // # Layout
 //
@@ -24,6 +35,7 @@
 //   - orchestrate/containerruntime: the Runtime on package container;
 //   - orchestrate/fakeruntime: a Runtime that runs nothing, for tests;
 //   - orchestrate/storetest: the suite every Store must pass;
+//   - orchestrate/manifest: Kubernetes YAML and JSON manifests;
 //   - orchestrate/reconcile: the generic reconcile loop and work queue
 //     the controllers are built on.
 //
@@ -49,7 +61,8 @@
 //
 // Manager.Apply validates an object and creates or updates it; an
 // invalid one is refused with an error wrapping ErrInvalid that names
-// the field, and nothing changes. Deleting an object deletes the objects
+// the field, and nothing changes. Manager.ApplyAll does that for many
+// objects at once, all or nothing. Deleting an object deletes the objects
 // it controls (owner references). Deleting a pod is graceful, as in
 // Kubernetes: it gets a DeletionTime and is no longer ready, its
 // containers are stopped with its grace period (in the background: a

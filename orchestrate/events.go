@@ -9,9 +9,10 @@ import (
 
 // EventFilter selects events; empty fields match anything.
 type EventFilter struct {
-	Kind   string // the kind of the object involved, such as KindPod
-	Name   string // the name of the object involved
-	Reason string // the event's reason, such as "BackOff"
+	Kind      string // the kind of the object involved, such as KindPod
+	Namespace string // the namespace of the object involved
+	Name      string // the name of the object involved
+	Reason    string // the event's reason, such as "BackOff"
 	// Since, when set, keeps events at or after this time.
 	Since time.Time
 }
@@ -19,6 +20,7 @@ type EventFilter struct {
 // Matches reports whether ev passes the filter.
 func (f EventFilter) Matches(ev Event) bool {
 	return (f.Kind == "" || f.Kind == ev.Kind) &&
+		(f.Namespace == "" || f.Namespace == ev.Namespace) &&
 		(f.Name == "" || f.Name == ev.Name) &&
 		(f.Reason == "" || f.Reason == ev.Reason) &&
 		(f.Since.IsZero() || !ev.Time.Before(f.Since))
@@ -108,15 +110,16 @@ func (r *eventRecorder) subscribe(ctx context.Context, f EventFilter, buffer int
 // and logs it.
 func (m *Manager) recordEvent(obj Object, typ EventType, reason, format string, args ...any) {
 	ev := Event{
-		Time:    m.clock.Now(),
-		Type:    typ,
-		Kind:    obj.Kind(),
-		Name:    obj.Meta().Name,
-		Reason:  reason,
-		Message: fmt.Sprintf(format, args...),
+		Time:      m.clock.Now(),
+		Type:      typ,
+		Kind:      obj.Kind(),
+		Namespace: obj.Meta().Namespace,
+		Name:      obj.Meta().Name,
+		Reason:    reason,
+		Message:   fmt.Sprintf(format, args...),
 	}
 	m.events.record(ev)
-	m.log.Debug("event", "kind", ev.Kind, "name", ev.Name, "type", ev.Type, "reason", ev.Reason, "message", ev.Message)
+	m.log.Debug("event", "kind", ev.Kind, "namespace", ev.Namespace, "name", ev.Name, "type", ev.Type, "reason", ev.Reason, "message", ev.Message)
 }
 
 // Events returns the events recorded so far (the latest few thousand)

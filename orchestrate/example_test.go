@@ -46,12 +46,12 @@ func Example() {
 			{Key: "tier", Operator: orchestrate.LabelSelectorOpIn, Values: []string{"front", "edge"}},
 		},
 	}
-	pods, _ := orchestrate.List[*orchestrate.Pod](ctx, m, sel)
+	pods, _ := orchestrate.List[*orchestrate.Pod](ctx, m, "", sel)
 	for _, p := range pods {
 		fmt.Println(sel, "matches", p.Name, "generation", p.Generation)
 	}
 	// Output:
-	// true apply Pod bad: orchestrate: invalid object: spec.containers: a pod needs at least one container
+	// true apply Pod default/bad: orchestrate: invalid object: spec.containers: a pod needs at least one container
 	// app=web,tier in (edge,front) matches web-front generation 1
 }
 
@@ -66,12 +66,12 @@ func ExampleGet() {
 	}); err != nil {
 		panic(err)
 	}
-	cm, err := orchestrate.Get[*orchestrate.ConfigMap](ctx, store, "settings")
+	cm, err := orchestrate.Get[*orchestrate.ConfigMap](ctx, store, "", "settings")
 	if err != nil {
 		panic(err)
 	}
 	fmt.Println(cm.Name, cm.Data["mode"], cm.Generation)
-	_, err = orchestrate.Get[*orchestrate.Secret](ctx, store, "settings")
+	_, err = orchestrate.Get[*orchestrate.Secret](ctx, store, "", "settings")
 	fmt.Println(errors.Is(err, orchestrate.ErrNotFound))
 	// Output:
 	// settings fast 1

@@ -1,5 +1,7 @@
 package orchestrate
 
+import "context"
+
 // The Manager and controller tests are package orchestrate_test: they
 // need memstore and fakeruntime, which import orchestrate, so they
 // cannot be part of it. They dot-import orchestrate (the form Go's
@@ -23,7 +25,13 @@ var (
 	ValidateName        = validateName
 	ValidateHost        = validateHost
 	ValidateAnnotations = validateAnnotations
+	DNSSearch           = dnsSearch
 )
+
+// ServiceEnv returns the Service variables of a pod of namespace.
+func (m *Manager) ServiceEnv(ctx context.Context, namespace string) []string {
+	return m.serviceEnv(ctx, namespace)
+}
 
 const (
 	ReasonStartError  = reasonStartError

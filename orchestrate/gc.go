@@ -10,7 +10,7 @@ import (
 
 // gcKey names an owner whose dependents the garbage collector checks.
 type gcKey struct {
-	Kind, Name, UID string
+	Kind, Namespace, Name, UID string
 }
 
 // gcKinds are the kinds whose objects can have a controlling owner.
@@ -24,11 +24,11 @@ var gcKinds = []string{KindPod, KindReplicaSet, KindDeployment, KindJob, KindCon
 // the one goroutine that dispatches the watch.
 func (m *Manager) gcKeysFor(ev WatchEvent) []gcKey {
 	meta := ev.Object.Meta()
-	id := ev.Object.Kind() + "/" + meta.Name
+	id := ev.Object.Kind() + "/" + meta.Namespace + "/" + meta.Name
 	switch ev.Type {
 	case WatchDeleted:
 		delete(m.gcRefs, id)
-		return []gcKey{{Kind: ev.Object.Kind(), Name: meta.Name, UID: meta.UID}}
+		return []gcKey{{Kind: ev.Object.Kind(), Namespace: meta.Namespace, Name: meta.Name, UID: meta.UID}}
 	case WatchAdded, WatchModified:
 		ref := controllerOf(meta)
 		if ref == nil {
@@ -38,7 +38,8 @@ func (m *Manager) gcKeysFor(ev WatchEvent) []gcKey {
 		prev, seen := m.gcRefs[id]
 		m.gcRefs[id] = ref.UID
 		if ev.Type == WatchAdded || !seen || prev != ref.UID {
-			return []gcKey{{Kind: ref.Kind, Name: ref.Name, UID: ref.UID}}
+			// Owner references reach the object's own namespace only.
+			return []gcKey{{Kind: ref.Kind, Namespace: meta.Namespace, Name: ref.Name, UID: ref.UID}}
 		}
 	}
 	return nil
@@ -48,7 +49,7 @@ func (m *Manager) gcKeysFor(ev WatchEvent) []gcKey {
 // that owner (with that UID) still exists. The deletions cascade: each
 // one is a Deleted event that brings its own dependents here.
 func (m *Manager) collect(ctx context.Context, k gcKey) (res reconcile.Result, err error) {
-	owner, err := m.store.Get(ctx, k.Kind, k.Name)
+	owner, err := m.store.Get(ctx, k.Kind, k.Namespace, k.Name)
 	switch {
 	case err == nil && owner.Meta().UID == k.UID:
 		return res, nil // the owner lives
@@ -57,7 +58,10 @@ func (m *Manager) collect(ctx context.Context, k gcKey) (res reconcile.Result, e
 	}
 	var errs []error
 	for _, kind := range gcKinds {
-		objs, err := m.store.List(ctx, kind, nil)
+		if k.Namespace == "" {
+			break // a cluster-scoped owner owns nothing (as namespaced objects' owners are in their namespace)
+		}
+		objs, err := m.store.List(ctx, kind, k.Namespace, nil)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -69,15 +73,15 @@ func (m *Manager) collect(ctx context.Context, k gcKey) (res reconcile.Result, e
 			}
 			var err error
 			if kind == KindPod {
-				err = m.startPodDeletion(ctx, o.Meta().Name) // graceful
+				err = m.startPodDeletion(ctx, k.Namespace, o.Meta().Name) // graceful
 			} else {
-				err = m.store.Delete(ctx, kind, o.Meta().Name)
+				err = m.store.Delete(ctx, kind, k.Namespace, o.Meta().Name)
 			}
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				errs = append(errs, fmt.Errorf("garbage-collect %s %s: %w", kind, o.Meta().Name, err))
 				continue
 			}
-			m.log.Debug("garbage-collected", "kind", kind, "name", o.Meta().Name, "owner", k.Kind+"/"+k.Name)
+			m.log.Debug("garbage-collected", "kind", kind, "name", o.Meta().Name, "namespace", k.Namespace, "owner", k.Kind+"/"+k.Name)
 		}
 	}
 	return res, errors.Join(errs...)

@@ -36,7 +36,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // and the others.
 func podsByDeletion(t *testing.T, m *Manager) (terminating, live []*Pod) {
 	t.Helper()
-	pods, err := List[*Pod](context.Background(), m, nil)
+	pods, err := List[*Pod](context.Background(), m, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

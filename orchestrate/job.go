@@ -93,7 +93,7 @@ func (c *jobController) validate(ctx context.Context, obj Object) error {
 	if err := c.m.validatePodSpec(ctx, "spec.template.spec", &j.Spec.Template.Spec); err != nil {
 		return err
 	}
-	if old, err := c.m.store.Get(ctx, KindJob, j.Name); err == nil {
+	if old, err := c.m.store.Get(ctx, KindJob, j.Namespace, j.Name); err == nil {
 		o := old.(*Job)
 		if !templatesEqual(o.Spec.Template, j.Spec.Template) {
 			return invalidf("spec.template", "field is immutable")
@@ -110,10 +110,10 @@ func (c *jobController) validate(ctx context.Context, obj Object) error {
 func (c *jobController) keysFor(ev WatchEvent) []string {
 	switch o := ev.Object.(type) {
 	case *Job:
-		return []string{o.Name}
+		return []string{keyOf(o)}
 	case *Pod:
 		if ref := controllerOf(&o.ObjectMeta); ref != nil && ref.Kind == KindJob {
-			return []string{ref.Name}
+			return []string{objectKey(o.Namespace, ref.Name)}
 		}
 	}
 	return nil
@@ -130,9 +130,10 @@ func jobFinished(j *Job) bool {
 }
 
 // reconcile makes one pass of Kubernetes' syncJob.
-func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.Result, error) {
+func (c *jobController) reconcile(ctx context.Context, key string) (reconcile.Result, error) {
 	m := c.m
-	j, err := Get[*Job](ctx, m.store, name)
+	namespace, name := splitKey(key)
+	j, err := Get[*Job](ctx, m.store, namespace, name)
 	if errors.Is(err, ErrNotFound) {
 		return reconcile.Result{}, nil // deleted: the manager removes its pods
 	}
@@ -142,7 +143,7 @@ func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.R
 	if jobFinished(j) {
 		return reconcile.Result{}, nil // its finished pods are kept for their logs
 	}
-	all, err := m.listPods(ctx, nil)
+	all, err := m.listPods(ctx, j.Namespace, nil)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -212,7 +213,7 @@ func (c *jobController) reconcile(ctx context.Context, name string) (reconcile.R
 	if reason != "" {
 		// Stop what still runs; those pods count as failed.
 		for _, p := range active {
-			if err := m.deletePod(ctx, p.Name); err != nil {
+			if err := m.deletePod(ctx, p.Namespace, p.Name); err != nil {
 				return reconcile.Result{}, err
 			}
 			m.recordEvent(j, EventNormal, "SuccessfulDelete", "Deleted pod: %s", p.Name)
@@ -301,7 +302,7 @@ func (c *jobController) manageJob(ctx context.Context, j *Job, active []*Pod, su
 	}
 	if extra := len(active) - want; extra > 0 {
 		for _, p := range podsToDelete(active, extra) {
-			if err := m.deletePod(ctx, p.Name); err != nil {
+			if err := m.deletePod(ctx, p.Namespace, p.Name); err != nil {
 				return active, reconcile.Result{}, err
 			}
 			m.recordEvent(j, EventNormal, "SuccessfulDelete", "Deleted pod: %s", p.Name)

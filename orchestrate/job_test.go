@@ -28,7 +28,7 @@ func newJob(name string, completions, parallelism int) *Job {
 
 func (h *wlHarness) job(name string) *Job {
 	h.t.Helper()
-	obj, err := Get[*Job](h.ctx, h.m.Store(), name)
+	obj, err := Get[*Job](h.ctx, h.m.Store(), "", name)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestJobCompletionsAndParallelism(t *testing.T) {
 		t.Errorf("job has %d pods after completion, want its 5 finished ones", n)
 	}
 	// Deleting the job deletes them.
-	if err := h.m.Delete(h.ctx, KindJob, "batch"); err != nil {
+	if err := h.m.Delete(h.ctx, KindJob, "", "batch"); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
@@ -255,7 +255,7 @@ func TestJobCountsSurvivePodDeletion(t *testing.T) {
 	first := h.activeJobPods("batch")[0].Name
 	h.finish(first, PodSucceeded)
 	h.settle()
-	if err := h.m.Delete(h.ctx, KindPod, first); err != nil {
+	if err := h.m.Delete(h.ctx, KindPod, "", first); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
@@ -270,7 +270,7 @@ func TestJobCountsSurvivePodDeletion(t *testing.T) {
 		}
 		h.finish(active[0].Name, PodFailed)
 		h.settle()
-		if err := h.m.Delete(h.ctx, KindPod, active[0].Name); err != nil {
+		if err := h.m.Delete(h.ctx, KindPod, "", active[0].Name); err != nil {
 			t.Fatal(err)
 		}
 		h.settle()
@@ -330,7 +330,7 @@ func TestJobCountsDeletedPods(t *testing.T) {
 	}}})
 	job := func() JobStatus {
 		t.Helper()
-		obj, err := Get[*Job](pt.ctx, pt.m, "batch")
+		obj, err := Get[*Job](pt.ctx, pt.m, "", "batch")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -344,7 +344,7 @@ func TestJobCountsDeletedPods(t *testing.T) {
 		}
 		return live[0]
 	}
-	if err := pt.m.Delete(pt.ctx, KindPod, onlyPod().Name); err != nil {
+	if err := pt.m.Delete(pt.ctx, KindPod, "", onlyPod().Name); err != nil {
 		t.Fatal(err)
 	}
 	pt.settle()
@@ -361,7 +361,7 @@ func TestJobCountsDeletedPods(t *testing.T) {
 	p := onlyPod()
 	pt.rt.Exit(pt.mustRun(p.Name, "c").ID, 0)
 	pt.settle()
-	if err := pt.m.Delete(pt.ctx, KindPod, p.Name); err != nil {
+	if err := pt.m.Delete(pt.ctx, KindPod, "", p.Name); err != nil {
 		t.Fatal(err)
 	}
 	pt.settle()
@@ -387,7 +387,7 @@ func TestJobCompleteWaitsForTerminatingPods(t *testing.T) {
 	}
 	job := func() *Job {
 		t.Helper()
-		obj, err := Get[*Job](pt.ctx, pt.m, "queue")
+		obj, err := Get[*Job](pt.ctx, pt.m, "", "queue")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -406,7 +406,7 @@ func TestJobCompleteWaitsForTerminatingPods(t *testing.T) {
 		stop()
 		<-errc
 	}()
-	if err := pt.m.Delete(pt.ctx, KindPod, live[1].Name); err != nil {
+	if err := pt.m.Delete(pt.ctx, KindPod, "", live[1].Name); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the deleted pod to be stopping", func() bool { return len(pt.rt.Calls("stop ")) == 1 })
@@ -418,7 +418,7 @@ func TestJobCompleteWaitsForTerminatingPods(t *testing.T) {
 	waitFor(t, "the Job to complete", func() bool { return GetCondition(job().Status.Conditions, JobComplete) != nil })
 	// The pod controller removes the pod concurrently.
 	waitFor(t, "the deleted pod to be gone", func() bool {
-		_, err := Get[*Pod](pt.ctx, pt.m, live[1].Name)
+		_, err := Get[*Pod](pt.ctx, pt.m, "", live[1].Name)
 		return errors.Is(err, ErrNotFound)
 	})
 }
@@ -436,14 +436,14 @@ func TestJobPodAwaitingCountSurvivesClose(t *testing.T) {
 		t.Fatalf("%d pods, want 1", len(live))
 	}
 	name := live[0].Name
-	if err := pt.m.Delete(pt.ctx, KindPod, name); err != nil {
+	if err := pt.m.Delete(pt.ctx, KindPod, "", name); err != nil {
 		t.Fatal(err)
 	}
 	if err := pt.m.Close(pt.ctx); err != nil { // before the Job saw the deletion
 		t.Fatal(err)
 	}
 	checkNoFakeLeaks(t, pt.rt)
-	if p, err := Get[*Pod](pt.ctx, pt.m, name); err != nil || p.Meta().DeletionTime == nil {
+	if p, err := Get[*Pod](pt.ctx, pt.m, "", name); err != nil || p.Meta().DeletionTime == nil {
 		t.Fatalf("deleted pod not counted yet, after Close: %v; want it kept", err)
 	}
 	m2, err := NewManager(Options{Store: pt.m.Store(), Runtime: pt.rt, Clock: pt.clock, StateDir: t.TempDir()})
@@ -454,14 +454,14 @@ func TestJobPodAwaitingCountSurvivesClose(t *testing.T) {
 	if err := m2.RunUntilIdle(pt.ctx); err != nil {
 		t.Fatal(err)
 	}
-	obj, err := Get[*Job](pt.ctx, m2, "batch")
+	obj, err := Get[*Job](pt.ctx, m2, "", "batch")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st := obj.Status; st.Failed != 1 {
 		t.Errorf("Job status %+v, want the deleted pod counted as failed", st)
 	}
-	if _, err := Get[*Pod](pt.ctx, m2, name); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*Pod](pt.ctx, m2, "", name); !errors.Is(err, ErrNotFound) {
 		t.Errorf("the counted pod: %v, want it removed", err)
 	}
 }

@@ -174,6 +174,7 @@ func NewManager(opts Options) (*Manager, error) {
 	// The controllers, in the order each watch event is handed to them.
 	registerPods(m)
 	registerConfigKinds(m)
+	registerNamespaces(m)
 	registerDeployment(m)
 	registerJob(m)
 	registerReplicaSet(m)
@@ -236,24 +237,85 @@ func checkObject(obj Object) error {
 	return nil
 }
 
-// Apply creates obj, or, when an object of its kind and name exists,
-// replaces that object's labels, annotations, owner references and spec
-// (its status is kept; Generation is incremented when the spec changed).
-// obj is validated first; an invalid one gives an error wrapping
-// ErrInvalid that names the field, and nothing changes. A non-zero
-// ResourceVersion in obj makes the update conditional (ErrConflict). A
-// Pod's spec cannot change once created: delete and recreate the pod.
-// Apply returns the object as stored.
+// Apply creates obj, or, when an object of its kind, namespace and name
+// exists, replaces that object's labels, annotations, owner references
+// and spec (its status is kept; Generation is incremented when the spec
+// changed). obj is checked first, as Validate does; an invalid one gives
+// an error wrapping ErrInvalid that names the field, and nothing
+// changes. An empty namespace is NamespaceDefault; any other must be a
+// Namespace that exists, and a new object cannot be created in one being
+// deleted. A non-zero ResourceVersion in obj makes the update
+// conditional (ErrConflict). A Pod's spec cannot change once created:
+// delete and recreate the pod. Apply returns the object as stored.
 func (m *Manager) Apply(ctx context.Context, obj Object) (Object, error) {
-	if err := checkObject(obj); err != nil {
+	if err := m.check(ctx, obj, nil); err != nil {
 		return nil, err
 	}
-	kc := m.kinds[obj.Kind()]
-	if kc == nil {
-		return nil, fmt.Errorf("apply %s %s: unknown kind: %w", obj.Kind(), obj.Meta().Name, ErrInvalid)
+	return m.write(ctx, obj)
+}
+
+// ApplyAll applies objs as one change, as kubectl apply -f does with a
+// file of several objects: every object is checked first, as Apply
+// checks it (a namespace may be one of objs), and if one is refused
+// nothing is written. Then the Namespaces among objs are applied, then
+// the others in order. A store error midway (a conflict, a lost
+// connection) leaves the writes before it: a Store has no transactions.
+// ApplyAll returns the objects as stored, in the order of objs.
+func (m *Manager) ApplyAll(ctx context.Context, objs ...Object) ([]Object, error) {
+	pending := map[string]bool{}
+	for _, obj := range objs {
+		if obj != nil && !reflect.ValueOf(obj).IsNil() && obj.Kind() == KindNamespace {
+			pending[obj.Meta().Name] = true
+		}
 	}
-	meta := obj.Meta()
+	for i, obj := range objs {
+		if err := m.check(ctx, obj, pending); err != nil {
+			return nil, fmt.Errorf("object %d: %w", i, err)
+		}
+	}
+	out := make([]Object, len(objs))
+	for _, nsFirst := range []bool{true, false} {
+		for i, obj := range objs {
+			if (obj.Kind() == KindNamespace) != nsFirst {
+				continue
+			}
+			stored, err := m.write(ctx, obj)
+			if err != nil {
+				return nil, fmt.Errorf("object %d: %w", i, err)
+			}
+			out[i] = stored
+		}
+	}
+	return out, nil
+}
+
+// Validate reports whether Apply would accept obj, without writing: its
+// metadata and spec are valid for its kind, its namespace exists (and,
+// for a new object, is not being deleted), and, for a Pod that exists,
+// its spec is unchanged. The error wraps ErrInvalid and names the field.
+func (m *Manager) Validate(ctx context.Context, obj Object) error {
+	return m.check(ctx, obj, nil)
+}
+
+// check is Validate; the namespaces in pending count as existing.
+func (m *Manager) check(ctx context.Context, obj Object, pending map[string]bool) error {
+	if err := checkObject(obj); err != nil {
+		return err
+	}
+	kind, meta := obj.Kind(), obj.Meta()
+	ns := NamespaceOf(kind, meta.Namespace)
+	what := kind + " " + objectKey(ns, meta.Name)
+	kc := m.kinds[kind]
+	if kc == nil {
+		return fmt.Errorf("apply %s: unknown kind: %w", what, ErrInvalid)
+	}
 	err := validateName("metadata.name", meta.Name)
+	if err == nil && ClusterScoped(kind) && meta.Namespace != "" {
+		err = invalidf("metadata.namespace", "%s is cluster-scoped: it has no namespace (%q given)", kind, meta.Namespace)
+	}
+	if err == nil && !ClusterScoped(kind) {
+		err = validateName("metadata.namespace", ns)
+	}
 	if err == nil {
 		err = validateLabels("metadata.labels", meta.Labels)
 	}
@@ -264,10 +326,41 @@ func (m *Manager) Apply(ctx context.Context, obj Object) (Object, error) {
 		err = kc.validate(ctx, obj)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("apply %s %s: %w", obj.Kind(), meta.Name, err)
+		return fmt.Errorf("apply %s: %w", what, err)
 	}
+	cur, err := m.store.Get(ctx, kind, ns, meta.Name)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		cur = nil
+	case err != nil:
+		return fmt.Errorf("apply %s: %w", what, err)
+	}
+	if !ClusterScoped(kind) && ns != NamespaceDefault && !pending[ns] {
+		n, err := m.store.Get(ctx, KindNamespace, "", ns)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return fmt.Errorf("apply %s: %w", what, invalidf("metadata.namespace", "namespace %q does not exist", ns))
+		case err != nil:
+			return fmt.Errorf("apply %s: read namespace %s: %w", what, ns, err)
+		case cur == nil && n.Meta().DeletionTime != nil:
+			return fmt.Errorf("apply %s: %w", what, invalidf("metadata.namespace", "namespace %q is being deleted", ns))
+		}
+	}
+	if p, ok := obj.(*Pod); ok && cur != nil && !semanticEqual(p.Spec, cur.(*Pod).Spec) {
+		if cur.Meta().DeletionTime != nil {
+			return fmt.Errorf("apply %s: %w", what, invalidf("spec", "the pod is being deleted; wait until it is gone and create it again"))
+		}
+		return fmt.Errorf("apply %s: %w", what, invalidf("spec", "a pod's spec cannot be changed; delete the pod and create it again"))
+	}
+	return nil
+}
+
+// write creates or updates obj, checked already, as Apply says.
+func (m *Manager) write(ctx context.Context, obj Object) (Object, error) {
+	meta := obj.Meta()
+	ns := NamespaceOf(obj.Kind(), meta.Namespace)
 	for {
-		cur, err := m.store.Get(ctx, obj.Kind(), meta.Name)
+		cur, err := m.store.Get(ctx, obj.Kind(), ns, meta.Name)
 		if errors.Is(err, ErrNotFound) {
 			created, err := m.store.Create(ctx, obj)
 			if errors.Is(err, ErrExists) {
@@ -279,11 +372,8 @@ func (m *Manager) Apply(ctx context.Context, obj Object) (Object, error) {
 			return nil, err
 		}
 		if p, ok := obj.(*Pod); ok && !semanticEqual(p.Spec, cur.(*Pod).Spec) {
-			if cur.Meta().DeletionTime != nil {
-				return nil, fmt.Errorf("apply %s %s: %w", obj.Kind(), meta.Name,
-					invalidf("spec", "the pod is being deleted; wait until it is gone and create it again"))
-			}
-			return nil, fmt.Errorf("apply %s %s: %w", obj.Kind(), meta.Name,
+			// Changed since check: refuse as check would have.
+			return nil, fmt.Errorf("apply %s %s: %w", obj.Kind(), objectKey(ns, meta.Name),
 				invalidf("spec", "a pod's spec cannot be changed; delete the pod and create it again"))
 		}
 		next := obj.DeepCopy()
@@ -305,19 +395,22 @@ func (m *Manager) Apply(ctx context.Context, obj Object) (Object, error) {
 	}
 }
 
-// Get returns the object of a kind and name, or an error wrapping
+// Get returns the object of a kind, namespace ("" is NamespaceDefault;
+// ignored for a cluster-scoped kind) and name, or an error wrapping
 // ErrNotFound.
-func (m *Manager) Get(ctx context.Context, kind, name string) (Object, error) {
-	return m.store.Get(ctx, kind, name)
+func (m *Manager) Get(ctx context.Context, kind, namespace, name string) (Object, error) {
+	return m.store.Get(ctx, kind, namespace, name)
 }
 
-// List returns the objects of a kind whose labels match sel (nil: all),
-// sorted by name.
-func (m *Manager) List(ctx context.Context, kind string, sel *LabelSelector) ([]Object, error) {
-	return m.store.List(ctx, kind, sel)
+// List returns the objects of a kind in namespace (NamespaceAll: every
+// namespace) whose labels match sel (nil: all), sorted by namespace and
+// name.
+func (m *Manager) List(ctx context.Context, kind, namespace string, sel *LabelSelector) ([]Object, error) {
+	return m.store.List(ctx, kind, namespace, sel)
 }
 
-// Delete deletes an object. The objects it controls (through an
+// Delete deletes an object (namespace "" is NamespaceDefault; ignored
+// for a cluster-scoped kind). The objects it controls (through an
 // OwnerReference with Controller set) are deleted after it, in the
 // background, and theirs in turn.
 //
@@ -328,11 +421,19 @@ func (m *Manager) List(ctx context.Context, kind string, sel *LabelSelector) ([]
 // once the Job has counted it, see JobStatus). Deleting a pod that is
 // being deleted already does nothing. Without a runtime (Options.Runtime
 // nil) pods never run, and a deleted pod is removed at once.
-func (m *Manager) Delete(ctx context.Context, kind, name string) error {
-	if kind == KindPod {
-		return m.startPodDeletion(ctx, name)
+//
+// Deleting a Namespace is graceful too: Delete sets its DeletionTime,
+// and the Namespace controller marks it Terminating, deletes every
+// object in it (pods gracefully) and then the Namespace.
+// NamespaceDefault cannot be deleted (ErrInvalid).
+func (m *Manager) Delete(ctx context.Context, kind, namespace, name string) error {
+	switch kind {
+	case KindPod:
+		return m.startPodDeletion(ctx, namespace, name)
+	case KindNamespace:
+		return m.startNamespaceDeletion(ctx, name)
 	}
-	return m.store.Delete(ctx, kind, name)
+	return m.store.Delete(ctx, kind, namespace, name)
 }
 
 // startWatch starts, once, the store watch that feeds the controllers.

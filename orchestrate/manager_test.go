@@ -32,7 +32,7 @@ func TestRunUntilIdleWithObjectsStoredFirst(t *testing.T) {
 	if _, err := m.Apply(ctx, newRS("gone", 1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Delete(ctx, KindReplicaSet, "gone"); err != nil {
+	if err := m.Delete(ctx, KindReplicaSet, "", "gone"); err != nil {
 		t.Fatal(err)
 	}
 	d := newDeployment("site", 1)
@@ -58,11 +58,11 @@ func TestRunUntilIdleWithObjectsStoredFirst(t *testing.T) {
 	if err := m.RunUntilIdle(ctx); err != nil {
 		t.Fatalf("RunUntilIdle: %v", err)
 	}
-	pods, err := m.List(ctx, KindPod, &LabelSelector{MatchLabels: map[string]string{"app": "web"}})
+	pods, err := m.List(ctx, KindPod, "", &LabelSelector{MatchLabels: map[string]string{"app": "web"}})
 	if err != nil || len(pods) != 2 {
 		t.Errorf("pods of web: %d, %v", len(pods), err)
 	}
-	pods, err = m.List(ctx, KindPod, &LabelSelector{MatchLabels: map[string]string{"app": "site"}})
+	pods, err = m.List(ctx, KindPod, "", &LabelSelector{MatchLabels: map[string]string{"app": "site"}})
 	if err != nil || len(pods) != 1 {
 		t.Errorf("pods of site: %d, %v", len(pods), err)
 	}
@@ -84,11 +84,11 @@ func TestGCOnAdoptionByDeletedOwner(t *testing.T) {
 	owner := h.apply(&ConfigMap{ObjectMeta: ObjectMeta{Name: "owner"}})
 	h.apply(&Pod{ObjectMeta: ObjectMeta{Name: "p"}, Spec: PodSpec{Containers: []Container{{Name: "c", Image: "x"}}}})
 	h.settle()
-	if err := h.m.Delete(h.ctx, KindConfigMap, "owner"); err != nil {
+	if err := h.m.Delete(h.ctx, KindConfigMap, "", "owner"); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
-	obj, err := Get[*Pod](h.ctx, h.m, "p")
+	obj, err := Get[*Pod](h.ctx, h.m, "", "p")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestGCOnAdoptionByDeletedOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.settle()
-	if _, err := Get[*Pod](h.ctx, h.m, "p"); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*Pod](h.ctx, h.m, "", "p"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("pod adopted by a deleted owner: %v, want it collected", err)
 	}
 }

@@ -58,7 +58,7 @@ type podController struct {
 	ctrl *reconcile.Controller[string]
 
 	mu   sync.Mutex
-	pods map[string]*podState // by pod name
+	pods map[string]*podState // by pod key ("namespace/name")
 	// awaiting holds the pods being deleted whose teardown is done but
 	// whose Job has yet to count them (see awaitJob): the Job's UID by
 	// pod name. A change to that Job brings them back.
@@ -82,17 +82,19 @@ type finalization struct {
 
 // podState is what the controller knows of one pod it runs.
 type podState struct {
-	mu      sync.Mutex
-	name    string
-	uid     string
-	spec    PodSpec      // as the pod was created (a pod's spec does not change)
-	dir     string       // host directory of its volumes and logs
-	sandbox string       // sandbox ID; "" before it is made and after it is removed
-	ips     []netip.Addr // the sandbox's addresses
-	tmpfs   []string
-	garbage []string // IDs of exited containers not yet removed
-	start   time.Time
-	ctrs    []*ctrState
+	mu        sync.Mutex
+	name      string
+	namespace string
+	key       string // "namespace/name", the controller's key
+	uid       string
+	spec      PodSpec      // as the pod was created (a pod's spec does not change)
+	dir       string       // host directory of its volumes and logs
+	sandbox   string       // sandbox ID; "" before it is made and after it is removed
+	ips       []netip.Addr // the sandbox's addresses
+	tmpfs     []string
+	garbage   []string // IDs of exited containers not yet removed
+	start     time.Time
+	ctrs      []*ctrState
 	// reason and message explain a pod that cannot start.
 	reason, message string
 	readySince      time.Time
@@ -150,7 +152,7 @@ func registerPods(m *Manager) {
 func (pc *podController) keysFor(ev WatchEvent) []string {
 	switch o := ev.Object.(type) {
 	case *Pod:
-		return []string{o.Name}
+		return []string{keyOf(o)}
 	case *Job:
 		pc.mu.Lock()
 		defer pc.mu.Unlock()
@@ -167,12 +169,12 @@ func (pc *podController) keysFor(ev WatchEvent) []string {
 		if ev.Type == WatchDeleted {
 			return nil
 		}
-		kind, name := ev.Object.Kind(), ev.Object.Meta().Name
+		kind, name, ns := ev.Object.Kind(), ev.Object.Meta().Name, ev.Object.Meta().Namespace
 		pc.mu.Lock()
 		defer pc.mu.Unlock()
 		var keys []string
 		for pname, st := range pc.pods {
-			if usesConfig(&st.spec, kind, name) {
+			if st.namespace == ns && usesConfig(&st.spec, kind, name) {
 				keys = append(keys, pname)
 			}
 		}
@@ -184,7 +186,9 @@ func (pc *podController) keysFor(ev WatchEvent) []string {
 
 // Reconcile brings the containers of one pod in line with its object.
 func (pc *podController) Reconcile(ctx context.Context, name string) (reconcile.Result, error) {
-	pod, err := Get[*Pod](ctx, pc.m.store, name)
+	// name is the pod's key, "namespace/name": the key of the maps below.
+	ns, pname := splitKey(name)
+	pod, err := Get[*Pod](ctx, pc.m.store, ns, pname)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return reconcile.Result{}, err
 	}
@@ -257,7 +261,7 @@ func (pc *podController) Reconcile(ctx context.Context, name string) (reconcile.
 func (pc *podController) finalize(ctx context.Context, pod *Pod, st *podState) error {
 	if st != nil {
 		pc.mu.Lock()
-		f := pc.finals[pod.Name]
+		f := pc.finals[keyOf(pod)]
 		switch {
 		case f == nil || f.uid != pod.UID:
 			if pc.closed {
@@ -265,7 +269,7 @@ func (pc *podController) finalize(ctx context.Context, pod *Pod, st *podState) e
 				return nil // Close tears it down and removes it
 			}
 			f = &finalization{uid: pod.UID}
-			pc.finals[pod.Name] = f
+			pc.finals[keyOf(pod)] = f
 			pc.finalWG.Add(1)
 			pc.mu.Unlock()
 			go pc.finalizeInBackground(pod, st, f)
@@ -274,10 +278,10 @@ func (pc *podController) finalize(ctx context.Context, pod *Pod, st *podState) e
 			pc.mu.Unlock()
 			return nil // it brings the pod back when it ends
 		}
-		delete(pc.finals, pod.Name)
+		delete(pc.finals, keyOf(pod))
 		err := f.err
-		if err == nil && pc.pods[pod.Name] == st {
-			delete(pc.pods, pod.Name)
+		if err == nil && pc.pods[keyOf(pod)] == st {
+			delete(pc.pods, keyOf(pod))
 		}
 		pc.mu.Unlock()
 		if err != nil {
@@ -291,7 +295,7 @@ func (pc *podController) finalize(ctx context.Context, pod *Pod, st *podState) e
 	if wait {
 		return nil // until its Job has counted it: a change to the Job brings it back
 	}
-	return pc.removeObject(ctx, pod.Name, pod.UID)
+	return pc.removeObject(ctx, pod.Namespace, pod.Name, pod.UID)
 }
 
 // finalizeInBackground stops and removes the containers, sandbox and
@@ -311,7 +315,7 @@ func (pc *podController) finalizeInBackground(pod *Pod, st *podState, f *finaliz
 		// Status writes that fail are logged: the teardown goes on.
 		logStatus := func(err error) {
 			if err != nil {
-				pc.m.log.Warn("pod being deleted", "pod", pod.Name, "error", err)
+				pc.m.log.Warn("pod being deleted", "pod", keyOf(pod), "error", err)
 			}
 		}
 		logStatus(pc.writeStatus(ctx, st, pod))
@@ -325,7 +329,7 @@ func (pc *podController) finalizeInBackground(pod *Pod, st *podState, f *finaliz
 	f.done, f.err = true, err
 	pc.mu.Unlock()
 	if pc.ctrl != nil {
-		pc.ctrl.Add(pod.Name)
+		pc.ctrl.Add(keyOf(pod))
 	}
 }
 
@@ -374,10 +378,10 @@ func (pc *podController) awaitJob(ctx context.Context, pod *Pod) (bool, error) {
 		return false, nil
 	}
 	pc.mu.Lock()
-	pc.awaiting[pod.Name] = ref.UID
+	pc.awaiting[keyOf(pod)] = ref.UID
 	pc.mu.Unlock()
 	wait, err := func() (bool, error) {
-		j, err := Get[*Job](ctx, pc.m.store, ref.Name)
+		j, err := Get[*Job](ctx, pc.m.store, pod.Namespace, ref.Name)
 		if errors.Is(err, ErrNotFound) {
 			return false, nil
 		}
@@ -388,16 +392,16 @@ func (pc *podController) awaitJob(ctx context.Context, pod *Pod) (bool, error) {
 	}()
 	if !wait {
 		pc.mu.Lock()
-		delete(pc.awaiting, pod.Name)
+		delete(pc.awaiting, keyOf(pod))
 		pc.mu.Unlock()
 	}
 	return wait, err
 }
 
-// removeObject removes the pod name from the store if it is still the
-// one with uid; one gone already is not an error.
-func (pc *podController) removeObject(ctx context.Context, name, uid string) error {
-	obj, err := pc.m.store.Get(ctx, KindPod, name)
+// removeObject removes the pod name of namespace from the store if it is
+// still the one with uid; one gone already is not an error.
+func (pc *podController) removeObject(ctx context.Context, namespace, name, uid string) error {
+	obj, err := pc.m.store.Get(ctx, KindPod, namespace, name)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -407,8 +411,8 @@ func (pc *podController) removeObject(ctx context.Context, name, uid string) err
 	if obj.Meta().UID != uid {
 		return nil // another pod of that name
 	}
-	if err := pc.m.store.Delete(ctx, KindPod, name); err != nil && !errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("remove deleted pod %s: %w", name, err)
+	if err := pc.m.store.Delete(ctx, KindPod, namespace, name); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("remove deleted pod %s/%s: %w", namespace, name, err)
 	}
 	return nil
 }
@@ -420,10 +424,12 @@ func (pc *podController) newPodState(pod *Pod) *podState {
 	}
 	spec := deepCopy(&Pod{Spec: pod.Spec}).Spec
 	st := &podState{
-		name: pod.Name,
-		uid:  pod.UID,
-		spec: spec,
-		dir:  filepath.Join(pc.m.stateDir, "pods", pod.Name+"-"+uid8),
+		name:      pod.Name,
+		namespace: pod.Namespace,
+		key:       keyOf(pod),
+		uid:       pod.UID,
+		spec:      spec,
+		dir:       filepath.Join(pc.m.stateDir, "pods", pod.Name+"-"+uid8),
 	}
 	for i := range st.spec.Containers {
 		c := &st.spec.Containers[i]
@@ -460,7 +466,7 @@ func (pc *podController) sync(ctx context.Context, st *podState, pod *Pod) (reco
 		for _, c := range st.spec.Containers {
 			ports = append(ports, c.Ports...)
 		}
-		id, err := pc.rt.CreateSandbox(ctx, SandboxConfig{Name: filepath.Base(st.dir), Hostname: hostname, Ports: ports, DNSSearch: dnsSearch()})
+		id, err := pc.rt.CreateSandbox(ctx, SandboxConfig{Name: filepath.Base(st.dir), Hostname: hostname, Ports: ports, DNSSearch: dnsSearch(st.namespace)})
 		if err != nil {
 			st.reason, st.message = reasonSandboxFailed, err.Error()
 			pc.m.recordEvent(pod, EventWarning, reasonSandboxFailed, "create pod sandbox: %v", err)
@@ -576,10 +582,10 @@ func (pc *podController) start(ctx context.Context, st *podState, pod *Pod, c *c
 		c.restartCount++ // every attempt after the first, failed ones too
 	}
 	c.everStarted = true
-	name := st.name
+	key := st.key
 	cfg.OnExit = func() {
 		if pc.ctrl != nil {
-			pc.ctrl.Add(name)
+			pc.ctrl.Add(key)
 		}
 	}
 	id, err := pc.rt.StartContainer(ctx, st.sandbox, cfg)
@@ -713,7 +719,7 @@ func (pc *podController) teardown(ctx context.Context, st *podState, stopping bo
 			continue
 		}
 		if stopping {
-			pc.m.recordEvent(&Pod{ObjectMeta: ObjectMeta{Name: st.name}}, EventNormal, "Killing", "stopping container %s", c.spec.Name)
+			pc.m.recordEvent(&Pod{ObjectMeta: ObjectMeta{Name: st.name, Namespace: st.namespace}}, EventNormal, "Killing", "stopping container %s", c.spec.Name)
 		}
 		id := c.id
 		wg.Go(func() { // each goroutine touches its own c only
@@ -808,7 +814,7 @@ func (pc *podController) closeAll(ctx context.Context) error {
 			failed[st.uid] = true
 		}
 	}
-	stored, err := List[*Pod](ctx, pc.m.store, nil)
+	stored, err := List[*Pod](ctx, pc.m.store, NamespaceAll, nil)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -820,13 +826,13 @@ func (pc *podController) closeAll(ctx context.Context) error {
 		// One whose Job has yet to count it stays for the next Manager.
 		wait, err := pc.awaitJob(ctx, p)
 		pc.mu.Lock()
-		delete(pc.awaiting, meta.Name)
+		delete(pc.awaiting, keyOf(p))
 		pc.mu.Unlock()
 		if err != nil || wait {
 			errs = append(errs, err)
 			continue
 		}
-		errs = append(errs, pc.removeObject(ctx, meta.Name, meta.UID))
+		errs = append(errs, pc.removeObject(ctx, meta.Namespace, meta.Name, meta.UID))
 	}
 	return errors.Join(errs...)
 }

@@ -128,7 +128,7 @@ func (e *podE2E) waitFor(what string, cond func() bool) {
 }
 
 func (e *podE2E) pod(name string) *Pod {
-	obj, err := Get[*Pod](e.ctx, e.m, name)
+	obj, err := Get[*Pod](e.ctx, e.m, "", name)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestE2EPodSharesNetworkIPCAndVolumes(t *testing.T) {
 	}
 
 	// Deleting the pod stops and removes everything of it.
-	if err := e.m.Delete(e.ctx, KindPod, "oe-net"); err != nil {
+	if err := e.m.Delete(e.ctx, KindPod, "", "oe-net"); err != nil {
 		t.Fatal(err)
 	}
 	e.waitFor("pod torn down", func() bool {

@@ -76,7 +76,7 @@ func (pt *podTest) apply(obj Object) Object {
 
 func (pt *podTest) pod(name string) *Pod {
 	pt.t.Helper()
-	obj, err := Get[*Pod](pt.ctx, pt.m, name)
+	obj, err := Get[*Pod](pt.ctx, pt.m, "", name)
 	if err != nil {
 		pt.t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestPodStartStopTogether(t *testing.T) {
 		t.Errorf("%d Started events, want 2", n)
 	}
 
-	if err := pt.m.Delete(pt.ctx, KindPod, "web"); err != nil {
+	if err := pt.m.Delete(pt.ctx, KindPod, "", "web"); err != nil {
 		t.Fatal(err)
 	}
 	pt.settle()
@@ -560,12 +560,12 @@ func TestOwnerCascade(t *testing.T) {
 	pt.apply(free)
 	pt.mustRun("child", "c")
 
-	if err := pt.m.Delete(pt.ctx, KindConfigMap, "owner"); err != nil {
+	if err := pt.m.Delete(pt.ctx, KindConfigMap, "", "owner"); err != nil {
 		t.Fatal(err)
 	}
 	pt.settle()
 	for _, o := range []struct{ kind, name string }{{KindSecret, "mid"}, {KindPod, "child"}} {
-		if _, err := pt.m.Get(pt.ctx, o.kind, o.name); !errors.Is(err, ErrNotFound) {
+		if _, err := pt.m.Get(pt.ctx, o.kind, "", o.name); !errors.Is(err, ErrNotFound) {
 			t.Errorf("%s %s: %v, want it deleted", o.kind, o.name, err)
 		}
 	}
@@ -581,7 +581,7 @@ func TestOwnerCascade(t *testing.T) {
 		t.Fatal(err)
 	}
 	pt.settle()
-	if _, err := Get[*Pod](pt.ctx, pt.m, "late"); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*Pod](pt.ctx, pt.m, "", "late"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("orphan created late: %v, want it deleted", err)
 	}
 	if err := pt.m.Close(pt.ctx); err != nil {
@@ -594,7 +594,7 @@ func TestPodRecreatedWithSameName(t *testing.T) {
 	pt := newPodTest(t)
 	pt.apply(simplePod("p", RestartPolicyAlways, "c"))
 	first := pt.mustRun("p", "c")
-	if err := pt.m.Delete(pt.ctx, KindPod, "p"); err != nil {
+	if err := pt.m.Delete(pt.ctx, KindPod, "", "p"); err != nil {
 		t.Fatal(err)
 	}
 	pt.settle() // the deleted pod is gone once its containers are
@@ -661,7 +661,7 @@ func TestManagerWithoutRuntime(t *testing.T) {
 	if err := m.RunUntilIdle(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := Get[*Pod](ctx, m, "p"); p.Status.Phase != "" {
+	if p, _ := Get[*Pod](ctx, m, "", "p"); p.Status.Phase != "" {
 		t.Errorf("status written without a runtime: %+v", p.Status)
 	}
 	if err := m.Close(ctx); err != nil {
@@ -708,7 +708,7 @@ func TestStartErrorUnderNever(t *testing.T) {
 	}}}
 	pt.apply(j)
 	pt.settle()
-	obj, err := Get[*Job](pt.ctx, pt.m, "batch")
+	obj, err := Get[*Job](pt.ctx, pt.m, "", "batch")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -794,23 +794,23 @@ func TestPodDeleteGracefulAndClose(t *testing.T) {
 	pt := newPodTest(t)
 	pt.apply(simplePod("p", RestartPolicyAlways, "c"))
 	pt.mustRun("p", "c")
-	if err := pt.m.Delete(pt.ctx, KindPod, "p"); err != nil {
+	if err := pt.m.Delete(pt.ctx, KindPod, "", "p"); err != nil {
 		t.Fatal(err)
 	}
 	if p := pt.pod("p"); p.DeletionTime == nil || !p.DeletionTime.Equal(testEpoch) {
 		t.Fatalf("after Delete: DeletionTime %v, want set to now", p.DeletionTime)
 	}
-	if err := pt.m.Delete(pt.ctx, KindPod, "p"); err != nil {
+	if err := pt.m.Delete(pt.ctx, KindPod, "", "p"); err != nil {
 		t.Errorf("second Delete: %v", err)
 	}
-	if err := pt.m.Delete(pt.ctx, KindPod, "nope"); !errors.Is(err, ErrNotFound) {
+	if err := pt.m.Delete(pt.ctx, KindPod, "", "nope"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Delete of a missing pod: %v, want ErrNotFound", err)
 	}
 	if err := pt.m.Close(pt.ctx); err != nil {
 		t.Fatal(err)
 	}
 	checkNoFakeLeaks(t, pt.rt)
-	if _, err := Get[*Pod](pt.ctx, pt.m, "p"); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*Pod](pt.ctx, pt.m, "", "p"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("terminating pod after Close: %v, want it removed", err)
 	}
 }
@@ -862,7 +862,7 @@ func TestDeletedPodStopsInBackground(t *testing.T) {
 	}
 	waitFor(t, "the first pod to run", func() bool { return rt.Running("slow", "c") != nil })
 	rt.HoldStops()
-	if err := m.Delete(ctx, KindPod, "slow"); err != nil {
+	if err := m.Delete(ctx, KindPod, "", "slow"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "its container to be stopping", func() bool { return len(rt.Calls("stop ")) == 1 })
@@ -870,12 +870,12 @@ func TestDeletedPodStopsInBackground(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "another pod to start while the first stops", func() bool { return rt.Running("next", "c") != nil })
-	if _, err := Get[*Pod](ctx, m, "slow"); err != nil {
+	if _, err := Get[*Pod](ctx, m, "", "slow"); err != nil {
 		t.Errorf("the stopping pod: %v, want it still there", err)
 	}
 	rt.ReleaseStops()
 	waitFor(t, "the deleted pod to be gone", func() bool {
-		_, err := Get[*Pod](ctx, m, "slow")
+		_, err := Get[*Pod](ctx, m, "", "slow")
 		return errors.Is(err, ErrNotFound)
 	})
 }

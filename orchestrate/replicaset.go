@@ -86,7 +86,7 @@ func validateTemplateSelector(sel *LabelSelector, tmpl *PodTemplate) error {
 // checkSelectorUnchanged refuses an update that changes the selector of
 // a stored object (immutable, as in Kubernetes' apps/v1).
 func (m *Manager) checkSelectorUnchanged(ctx context.Context, obj Object, sel *LabelSelector, selOf func(Object) *LabelSelector) error {
-	old, err := m.store.Get(ctx, obj.Kind(), obj.Meta().Name)
+	old, err := m.store.Get(ctx, obj.Kind(), obj.Meta().Namespace, obj.Meta().Name)
 	if err != nil {
 		return nil // a new object (or the store will say why on write)
 	}
@@ -102,25 +102,25 @@ func (m *Manager) checkSelectorUnchanged(ctx context.Context, obj Object, sel *L
 func (c *replicaSetController) keysFor(ev WatchEvent) []string {
 	switch o := ev.Object.(type) {
 	case *ReplicaSet:
-		return []string{o.Name}
+		return []string{keyOf(o)}
 	case *Pod:
 		if ref := controllerOf(&o.ObjectMeta); ref != nil {
 			if ref.Kind == KindReplicaSet {
-				return []string{ref.Name}
+				return []string{objectKey(o.Namespace, ref.Name)}
 			}
 			return nil
 		}
 		if ev.Type == WatchDeleted || !podActive(o) {
 			return nil
 		}
-		sets, err := List[*ReplicaSet](context.Background(), c.m.store, nil)
+		sets, err := List[*ReplicaSet](context.Background(), c.m.store, o.Namespace, nil)
 		if err != nil {
 			return nil
 		}
 		var keys []string
 		for _, rs := range sets {
 			if rs.Spec.Selector.Matches(o.Labels) {
-				keys = append(keys, rs.Name)
+				keys = append(keys, keyOf(rs))
 			}
 		}
 		return keys
@@ -130,9 +130,10 @@ func (c *replicaSetController) keysFor(ev WatchEvent) []string {
 
 // reconcile brings one ReplicaSet's pods to its replicas and writes its
 // status.
-func (c *replicaSetController) reconcile(ctx context.Context, name string) (reconcile.Result, error) {
+func (c *replicaSetController) reconcile(ctx context.Context, key string) (reconcile.Result, error) {
 	m := c.m
-	rs, err := Get[*ReplicaSet](ctx, m.store, name)
+	namespace, name := splitKey(key)
+	rs, err := Get[*ReplicaSet](ctx, m.store, namespace, name)
 	if errors.Is(err, ErrNotFound) {
 		return reconcile.Result{}, nil // deleted: the manager removes its pods
 	}
@@ -196,7 +197,7 @@ func (c *replicaSetController) manageReplicas(ctx context.Context, rs *ReplicaSe
 	case diff > 0:
 		victims := podsToDelete(active, diff)
 		for _, p := range victims {
-			if err := m.deletePod(ctx, p.Name); err != nil {
+			if err := m.deletePod(ctx, p.Namespace, p.Name); err != nil {
 				m.recordEvent(rs, EventWarning, "FailedDelete", "Error deleting: %v", err)
 				return active, err
 			}
@@ -212,7 +213,7 @@ func (c *replicaSetController) manageReplicas(ctx context.Context, rs *ReplicaSe
 // pods it controls that sel no longer matches (as Kubernetes'
 // PodControllerRefManager).
 func (m *Manager) claimPods(ctx context.Context, owner Object, sel *LabelSelector) ([]*Pod, error) {
-	all, err := m.listPods(ctx, nil)
+	all, err := m.listPods(ctx, owner.Meta().Namespace, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -81,7 +81,7 @@ func (h *wlHarness) apply(obj Object) Object {
 // pods returns the active pods whose controller is the object kind/name.
 func (h *wlHarness) pods(kind, name string) []*Pod {
 	h.t.Helper()
-	all, err := List[*Pod](h.ctx, h.m, nil)
+	all, err := List[*Pod](h.ctx, h.m, "", nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func (h *wlHarness) pods(kind, name string) []*Pod {
 // setStatus changes one pod's status as a kubelet would.
 func (h *wlHarness) setStatus(name string, f func(*PodStatus)) {
 	h.t.Helper()
-	obj, err := Get[*Pod](h.ctx, h.m.Store(), name)
+	obj, err := Get[*Pod](h.ctx, h.m.Store(), "", name)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func (h *wlHarness) readyAll(pods []*Pod) {
 
 func (h *wlHarness) rs(name string) *ReplicaSet {
 	h.t.Helper()
-	obj, err := Get[*ReplicaSet](h.ctx, h.m.Store(), name)
+	obj, err := Get[*ReplicaSet](h.ctx, h.m.Store(), "", name)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestReplicaSetScaleUpAndDown(t *testing.T) {
 	}
 
 	// A pod that goes away is replaced.
-	if err := h.m.Store().Delete(h.ctx, KindPod, pods[0].Name); err != nil {
+	if err := h.m.Store().Delete(h.ctx, KindPod, "", pods[0].Name); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
@@ -233,11 +233,11 @@ func TestReplicaSetScaleUpAndDown(t *testing.T) {
 	r.Spec.Replicas = 2
 	h.apply(r)
 	h.settle()
-	if err := h.m.Delete(h.ctx, KindReplicaSet, "web"); err != nil {
+	if err := h.m.Delete(h.ctx, KindReplicaSet, "", "web"); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
-	if all, _ := List[*Pod](h.ctx, h.m, nil); len(all) != 0 {
+	if all, _ := List[*Pod](h.ctx, h.m, "", nil); len(all) != 0 {
 		t.Errorf("pods after the ReplicaSet was deleted: %v", podNames(all))
 	}
 }
@@ -349,19 +349,19 @@ func TestReplicaSetAdoptsAndReleases(t *testing.T) {
 	if names := podNames(pods); len(names) != 2 || !slices.Contains(names, "stray") {
 		t.Fatalf("pods %v, want the stray pod adopted and one more", names)
 	}
-	if p, _ := Get[*Pod](h.ctx, h.m.Store(), "other"); ControllerOf(p.Meta()) != nil {
+	if p, _ := Get[*Pod](h.ctx, h.m.Store(), "", "other"); ControllerOf(p.Meta()) != nil {
 		t.Errorf("a pod the selector does not match was adopted")
 	}
 
 	// Relabelled, the stray pod is released and replaced.
-	obj, _ := Get[*Pod](h.ctx, h.m.Store(), "stray")
+	obj, _ := Get[*Pod](h.ctx, h.m.Store(), "", "stray")
 	p := obj
 	p.Labels = map[string]string{"app": "debug"}
 	if _, err := h.m.Store().Update(h.ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
-	obj, _ = Get[*Pod](h.ctx, h.m.Store(), "stray")
+	obj, _ = Get[*Pod](h.ctx, h.m.Store(), "", "stray")
 	if ref := ControllerOf(obj.Meta()); ref != nil {
 		t.Errorf("relabelled pod still controlled by %+v", ref)
 	}
@@ -458,7 +458,7 @@ func TestWorkloadsRefuseInvalid(t *testing.T) {
 	snapshot := func() map[string]uint64 {
 		out := map[string]uint64{}
 		for _, kind := range []string{KindPod, KindReplicaSet, KindDeployment, KindJob} {
-			objs, err := h.m.Store().List(h.ctx, kind, nil)
+			objs, err := h.m.Store().List(h.ctx, kind, "", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -487,7 +487,7 @@ func TestWorkloadsRefuseInvalid(t *testing.T) {
 	if _, err := h.m.Apply(h.ctx, rsOf(func(r *ReplicaSet) { r.Name = "fresh"; r.Spec.Replicas = -1 })); !errors.Is(err, ErrInvalid) {
 		t.Errorf("new invalid ReplicaSet: %v", err)
 	}
-	if _, err := Get[*ReplicaSet](h.ctx, h.m.Store(), "fresh"); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*ReplicaSet](h.ctx, h.m.Store(), "", "fresh"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("invalid ReplicaSet stored: %v", err)
 	}
 }
@@ -521,7 +521,7 @@ func TestReplicaSetScaleDownGraceful(t *testing.T) {
 		t.Fatalf("%d pods, want 2", len(live))
 	}
 	pt.rt.HoldStops()
-	obj, _ := Get[*ReplicaSet](pt.ctx, pt.m, "web")
+	obj, _ := Get[*ReplicaSet](pt.ctx, pt.m, "", "web")
 	rs = obj
 	rs.Spec.Replicas = 1
 	if _, err := pt.m.Apply(pt.ctx, rs); err != nil {
@@ -548,7 +548,7 @@ func TestReplicaSetScaleDownGraceful(t *testing.T) {
 	if pt.rt.Running(victim.Name, "c") == nil {
 		t.Error("the victim's container is not running any more, yet its stop has not returned")
 	}
-	if o, err := Get[*ReplicaSet](pt.ctx, pt.m, "web"); err != nil {
+	if o, err := Get[*ReplicaSet](pt.ctx, pt.m, "", "web"); err != nil {
 		t.Fatal(err)
 	} else if got := o.Status.Replicas; got != 1 {
 		t.Errorf("ReplicaSet status replicas %d, want 1 (a terminating pod is not counted)", got)
@@ -572,7 +572,7 @@ func TestReplicaSetScaleDownGraceful(t *testing.T) {
 		t.Fatal(err)
 	}
 	pt.settle()
-	if _, err := Get[*Pod](pt.ctx, pt.m, victim.Name); !errors.Is(err, ErrNotFound) {
+	if _, err := Get[*Pod](pt.ctx, pt.m, "", victim.Name); !errors.Is(err, ErrNotFound) {
 		t.Errorf("victim after its containers stopped: %v, want it gone", err)
 	}
 	if _, live := podsByDeletion(t, pt.m); len(live) != 1 {

@@ -25,10 +25,6 @@ const (
 // web.default.svc.ClusterDomain.
 const ClusterDomain = "cluster.local"
 
-// DefaultNamespace is the namespace of every object until objects have
-// namespaces of their own: Service names and pods' search domains use it.
-const DefaultNamespace = "default"
-
 // DefaultServiceCIDR is the range ClusterIPs come from, Kubernetes'
 // default.
 var DefaultServiceCIDR = netip.MustParsePrefix("10.96.0.0/12")
@@ -70,7 +66,7 @@ const (
 // Service is a stable name and virtual IP in front of the ready pods its
 // selector picks, as in Kubernetes.
 type Service struct {
-	ObjectMeta
+	ObjectMeta `json:"metadata"`
 	// Spec is the desired state; the Service controller fills in
 	// ClusterIP and NodePorts when they are left empty.
 	Spec ServiceSpec `json:"spec"`
@@ -123,7 +119,7 @@ type ServicePort struct {
 // Services with a selector; the user writes those of Services without
 // one.
 type Endpoints struct {
-	ObjectMeta
+	ObjectMeta `json:"metadata"`
 	// Subsets group addresses that share their ports.
 	Subsets []EndpointSubset `json:"subsets,omitempty"`
 }
@@ -195,7 +191,7 @@ type ServiceProxy interface {
 
 // ProxyService is a Service resolved for a ServiceProxy.
 type ProxyService struct {
-	Name             string // the Service's name
+	Name             string // the Service's key, "namespace/name"
 	ClusterIP        netip.Addr
 	Ports            []ProxyPort
 	ClientIPAffinity bool
@@ -248,18 +244,18 @@ func registerServices(m *Manager, cidr netip.Prefix) {
 func (sc *serviceController) keysFor(ev WatchEvent) []string {
 	switch o := ev.Object.(type) {
 	case *Service:
-		return []string{o.Name}
+		return []string{keyOf(o)}
 	case *Endpoints:
-		return []string{o.Name}
+		return []string{keyOf(o)}
 	case *Pod:
-		svcs, err := List[*Service](context.Background(), sc.m.store, nil)
+		svcs, err := List[*Service](context.Background(), sc.m.store, NamespaceOf(KindPod, o.Namespace), nil)
 		if err != nil {
 			return nil
 		}
 		var keys []string
 		for _, s := range svcs {
 			if s.Spec.Selector != nil {
-				keys = append(keys, s.Name)
+				keys = append(keys, keyOf(s))
 			}
 		}
 		return keys
@@ -267,16 +263,18 @@ func (sc *serviceController) keysFor(ev WatchEvent) []string {
 	return nil
 }
 
-func serviceDNSName(name string) string {
-	return name + "." + DefaultNamespace + ".svc." + ClusterDomain
+// serviceDNSName is a Service's name in the cluster's DNS zone.
+func serviceDNSName(namespace, name string) string {
+	return name + "." + namespace + ".svc." + ClusterDomain
 }
 
 // Reconcile brings one Service's allocation, Endpoints, proxy entry and
 // DNS records in line with its object.
-func (sc *serviceController) Reconcile(ctx context.Context, name string) (reconcile.Result, error) {
-	svc, err := Get[*Service](ctx, sc.m.store, name)
+func (sc *serviceController) Reconcile(ctx context.Context, key string) (reconcile.Result, error) {
+	ns, name := splitKey(key)
+	svc, err := Get[*Service](ctx, sc.m.store, ns, name)
 	if errors.Is(err, ErrNotFound) || err == nil && svc.DeletionTime != nil {
-		return reconcile.Result{}, sc.forget(ctx, name)
+		return reconcile.Result{}, sc.forget(ctx, key)
 	}
 	if err != nil {
 		return reconcile.Result{}, err
@@ -290,7 +288,7 @@ func (sc *serviceController) Reconcile(ctx context.Context, name string) (reconc
 		if eps, err = sc.syncEndpoints(ctx, svc); err != nil {
 			return reconcile.Result{}, err
 		}
-	} else if eps, err = Get[*Endpoints](ctx, sc.m.store, name); errors.Is(err, ErrNotFound) {
+	} else if eps, err = Get[*Endpoints](ctx, sc.m.store, ns, name); errors.Is(err, ErrNotFound) {
 		eps, err = &Endpoints{}, nil
 	} else if err != nil {
 		return reconcile.Result{}, err
@@ -301,11 +299,12 @@ func (sc *serviceController) Reconcile(ctx context.Context, name string) (reconc
 	return reconcile.Result{}, sc.program(ctx, svc, eps)
 }
 
-// forget removes what the proxy has of a Service that is gone.
-func (sc *serviceController) forget(ctx context.Context, name string) error {
+// forget removes what the proxy has of a Service that is gone; key is
+// its queue key, "namespace/name", which is also its name in the proxy.
+func (sc *serviceController) forget(ctx context.Context, key string) error {
 	sc.mu.Lock()
-	rec, ok := sc.known[name]
-	delete(sc.known, name)
+	rec, ok := sc.known[key]
+	delete(sc.known, key)
 	sc.mu.Unlock()
 	if !ok || sc.proxy == nil {
 		return nil
@@ -314,17 +313,18 @@ func (sc *serviceController) forget(ctx context.Context, name string) error {
 		sc.proxy.SetDNS(n, nil, "")
 	}
 	if rec.proxy {
-		return sc.proxy.RemoveService(ctx, name)
+		return sc.proxy.RemoveService(ctx, key)
 	}
 	return nil
 }
 
 // program writes the Service's proxy entry and DNS records.
 func (sc *serviceController) program(ctx context.Context, svc *Service, eps *Endpoints) error {
-	dnsName := serviceDNSName(svc.Name)
+	key := keyOf(svc)
+	dnsName := serviceDNSName(svc.Namespace, svc.Name)
 	// "svc.ns" too, for resolvers that do not search names with a dot
 	// (busybox's, musl's with ndots below 2).
-	short := svc.Name + "." + DefaultNamespace
+	short := svc.Name + "." + svc.Namespace
 	rec := serviceRecords{names: []string{dnsName, short}}
 	var err error
 	switch {
@@ -348,7 +348,7 @@ func (sc *serviceController) program(ctx context.Context, svc *Service, eps *End
 		if perr != nil {
 			return fmt.Errorf("service %s: clusterIP %q: %w", svc.Name, svc.Spec.ClusterIP, perr)
 		}
-		ps := ProxyService{Name: svc.Name, ClusterIP: vip, ClientIPAffinity: svc.Spec.SessionAffinity == SessionAffinityClientIP,
+		ps := ProxyService{Name: key, ClusterIP: vip, ClientIPAffinity: svc.Spec.SessionAffinity == SessionAffinityClientIP,
 			AffinityTimeout: svc.Spec.SessionAffinityTimeout}
 		for _, p := range svc.Spec.Ports {
 			pp := ProxyPort{Name: p.Name, Protocol: p.protocol(), Port: uint16(p.Port), NodePort: uint16(p.NodePort)}
@@ -376,11 +376,11 @@ func (sc *serviceController) program(ctx context.Context, svc *Service, eps *End
 		sc.proxy.SetDNS(short, []netip.Addr{vip}, "")
 	}
 	sc.mu.Lock()
-	old := sc.known[svc.Name]
-	sc.known[svc.Name] = rec
+	old := sc.known[key]
+	sc.known[key] = rec
 	sc.mu.Unlock()
 	if old.proxy && !rec.proxy && err == nil {
-		err = sc.proxy.RemoveService(ctx, svc.Name)
+		err = sc.proxy.RemoveService(ctx, key)
 	}
 	return err
 }
@@ -397,22 +397,22 @@ func (sc *serviceController) allocate(ctx context.Context, svc *Service) (*Servi
 	}
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	all, err := List[*Service](ctx, sc.m.store, nil)
+	all, err := List[*Service](ctx, sc.m.store, NamespaceAll, nil) // ClusterIPs and NodePorts are the cluster's
 	if err != nil {
 		return svc, err
 	}
 	usedIP := map[netip.Addr]string{}
 	usedPort := map[int]string{}
 	for _, o := range all {
-		if o.Name == svc.Name {
+		if o.Namespace == svc.Namespace && o.Name == svc.Name {
 			continue
 		}
 		if ip, err := netip.ParseAddr(o.Spec.ClusterIP); err == nil {
-			usedIP[ip] = o.Name
+			usedIP[ip] = keyOf(o)
 		}
 		for _, p := range o.Spec.Ports {
 			if p.NodePort != 0 && o.Spec.Type == ServiceTypeNodePort {
-				usedPort[p.NodePort] = o.Name
+				usedPort[p.NodePort] = keyOf(o)
 			}
 		}
 	}
@@ -473,7 +473,7 @@ func lastAddrOf(p netip.Prefix) netip.Addr {
 // syncEndpoints writes the Endpoints of a Service with a selector from
 // the pods it selects, and returns them.
 func (sc *serviceController) syncEndpoints(ctx context.Context, svc *Service) (*Endpoints, error) {
-	pods, err := List[*Pod](ctx, sc.m.store, nil)
+	pods, err := List[*Pod](ctx, sc.m.store, svc.Namespace, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -508,14 +508,14 @@ func (sc *serviceController) syncEndpoints(ctx context.Context, svc *Service) (*
 		})
 	}
 	slices.Sort(sigs)
-	want := &Endpoints{ObjectMeta: ObjectMeta{Name: svc.Name, Labels: map[string]string{"kubernetes.io/service-name": svc.Name},
+	want := &Endpoints{ObjectMeta: ObjectMeta{Name: svc.Name, Namespace: svc.Namespace, Labels: map[string]string{"kubernetes.io/service-name": svc.Name},
 		OwnerReferences: []OwnerReference{{Kind: KindService, Name: svc.Name, UID: svc.UID, Controller: true}}}}
 	for _, s := range sigs {
 		ss := bySig[s]
 		slices.SortFunc(ss.Addresses, func(a, b EndpointAddress) int { return strings.Compare(a.IP, b.IP) })
 		want.Subsets = append(want.Subsets, *ss)
 	}
-	cur, err := Get[*Endpoints](ctx, sc.m.store, svc.Name)
+	cur, err := Get[*Endpoints](ctx, sc.m.store, svc.Namespace, svc.Name)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		if _, err := sc.m.store.Create(ctx, want); err != nil && !errors.Is(err, ErrExists) {
@@ -550,12 +550,13 @@ func targetPort(p *Pod, sp ServicePort) (int, bool) {
 	return 0, false
 }
 
-// serviceEnv returns the Service variables of pods started now, in
-// Kubernetes' manner: for each Service with a ClusterIP,
+// serviceEnv returns the Service variables of a pod of namespace started
+// now, in Kubernetes' manner: for each Service of the namespace with a
+// ClusterIP,
 // NAME_SERVICE_HOST, NAME_SERVICE_PORT (and _SERVICE_PORT_PORTNAME) and
 // the Docker-link style NAME_PORT, NAME_PORT_80_TCP{,_PROTO,_PORT,_ADDR}.
-func (m *Manager) serviceEnv(ctx context.Context) []string {
-	svcs, err := List[*Service](ctx, m.store, nil)
+func (m *Manager) serviceEnv(ctx context.Context, namespace string) []string {
+	svcs, err := List[*Service](ctx, m.store, namespace, nil)
 	if err != nil {
 		return nil
 	}
@@ -583,9 +584,10 @@ func (m *Manager) serviceEnv(ctx context.Context) []string {
 	return env
 }
 
-// dnsSearch is a pod's DNS search path (Kubernetes' ClusterFirst).
-func dnsSearch() []string {
-	return []string{DefaultNamespace + ".svc." + ClusterDomain, "svc." + ClusterDomain, ClusterDomain}
+// dnsSearch is the DNS search path of a pod of namespace (Kubernetes'
+// ClusterFirst).
+func dnsSearch(namespace string) []string {
+	return []string{namespace + ".svc." + ClusterDomain, "svc." + ClusterDomain, ClusterDomain}
 }
 
 // validateService checks a Service in Apply.
@@ -654,7 +656,7 @@ func (m *Manager) validateService(ctx context.Context, obj Object) error {
 		}
 	}
 	// The ClusterIP and NodePorts are kept for the Service's life.
-	if cur, err := Get[*Service](ctx, m.store, s.Name); err == nil {
+	if cur, err := Get[*Service](ctx, m.store, s.Namespace, s.Name); err == nil {
 		if sp.ClusterIP == "" {
 			sp.ClusterIP = cur.Spec.ClusterIP
 		} else if cur.Spec.ClusterIP != "" && sp.ClusterIP != cur.Spec.ClusterIP {

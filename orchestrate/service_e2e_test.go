@@ -86,7 +86,7 @@ func TestServiceE2E(t *testing.T) {
 		Containers: []Container{{Name: "c", Image: "busybox", Command: []string{"sleep", "3600"}}}}})
 	var svc *Service
 	e.waitFor("three ready endpoints", func() bool {
-		ep, err := Get[*Endpoints](e.ctx, e.m, "oe-web")
+		ep, err := Get[*Endpoints](e.ctx, e.m, NamespaceDefault, "oe-web")
 		if err != nil || len(ep.Subsets) != 1 {
 			return false
 		}
@@ -96,7 +96,7 @@ func TestServiceE2E(t *testing.T) {
 				n++
 			}
 		}
-		svc, _ = Get[*Service](e.ctx, e.m, "oe-web")
+		svc, _ = Get[*Service](e.ctx, e.m, NamespaceDefault, "oe-web")
 		return n == 3 && e.pod("oe-client").Status.Phase == PodRunning
 	})
 	if p := e.pod("oe-web-0"); p.Status.PodIP == "" || len(p.Status.PodIPs) != 1 || p.Status.PodIPs[0].IP != p.Status.PodIP {
@@ -177,7 +177,7 @@ func TestServiceE2E(t *testing.T) {
 	}
 	e.waitFor("no ready endpoint", func() bool {
 		for _, r := range nm.Services() {
-			if r.Name == "oe-web" {
+			if r.Name == "default/oe-web" {
 				return len(r.Ports[0].Backends) == 0
 			}
 		}
@@ -190,7 +190,7 @@ func TestServiceE2E(t *testing.T) {
 	}
 	// Deleting the Service removes its VIP, rules and DNS records.
 	for _, name := range []string{"oe-web", "oe-headless", "oe-ext"} {
-		if err := e.m.Delete(e.ctx, KindService, name); err != nil {
+		if err := e.m.Delete(e.ctx, KindService, NamespaceDefault, name); err != nil {
 			t.Fatal(err)
 		}
 	}

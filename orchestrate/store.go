@@ -11,8 +11,17 @@ import "context"
 //
 // # Objects and copies
 //
-// An object is identified by its kind (Object.Kind) and its name
-// (ObjectMeta.Name), unique within the kind. Objects handed to a Store
+// An object is identified by its kind (Object.Kind), its namespace
+// (ObjectMeta.Namespace) and its name (ObjectMeta.Name), unique within
+// the kind and namespace: two pods named "web" in two namespaces are two
+// objects. An object of a cluster-scoped kind (ClusterScoped:
+// KindNamespace) has no namespace; one that names one is refused with
+// ErrInvalid. For every other kind an empty namespace means
+// NamespaceDefault, in what callers write and in the namespace they pass
+// to Get and Delete: the store keeps the namespace that NamespaceOf
+// returns and hands objects out with it set. The store does not check
+// that a namespace exists (the Manager does, as Kubernetes' API server
+// does on admission). Objects handed to a Store
 // are not kept: changing one after the call changes nothing stored.
 // Objects handed out (by every method and on every watch) are copies the
 // caller owns: changing one changes neither the store nor what other
@@ -61,8 +70,9 @@ import "context"
 // # Deletion
 //
 // Delete removes an object at once, whatever its DeletionTime. A graceful
-// deletion is an Update that sets DeletionTime, which only a Pod may be
-// given (ErrInvalid for other kinds); once set it is kept as it is by
+// deletion is an Update that sets DeletionTime, which only a Pod or a
+// Namespace may be given (ErrInvalid for other kinds: nothing would
+// finish their deletion); once set it is kept as it is by
 // every Update (it cannot be cleared or changed), and the spec of such an
 // object can no longer change (ErrInvalid).
 //
@@ -79,7 +89,8 @@ import "context"
 // # Watches
 //
 // Watch sends the changes to objects of a kind (of all kinds when kind
-// is "") from when it begins until ctx ends; then the channel is closed.
+// is ""), in WatchOptions.Namespace (in all when it is NamespaceAll),
+// from when it begins until ctx ends; then the channel is closed.
 // A change is a WatchEvent: WatchAdded for Create, WatchModified for
 // Update and UpdateStatus, WatchDeleted for Delete (carrying the last
 // stored state, with the deletion's ResourceVersion). The changes of one
@@ -88,7 +99,8 @@ import "context"
 // itself: writes never wait for watchers.
 //
 // With WatchOptions.SendInitial, the objects stored when the watch
-// begins come first, as WatchAdded events sorted by kind and name, and
+// begins come first, as WatchAdded events sorted by kind, namespace and
+// name, and
 // then one WatchBookmark whose ResourceVersion is the store's revision
 // when the watch began: every change after it follows. With
 // WatchOptions.Since, the watch replays every change after that version
@@ -102,7 +114,7 @@ import "context"
 // All methods are safe for concurrent use.
 type Store interface {
 	// Create stores a new object and returns it as stored: ErrExists if
-	// the kind and name are taken.
+	// the kind, namespace and name are taken.
 	Create(ctx context.Context, obj Object) (Object, error)
 	// Update replaces an object's metadata and spec (its status is kept)
 	// and returns it as stored.
@@ -110,14 +122,16 @@ type Store interface {
 	// UpdateStatus replaces an object's status only and returns it as
 	// stored.
 	UpdateStatus(ctx context.Context, obj Object) (Object, error)
-	// Delete removes an object.
-	Delete(ctx context.Context, kind, name string) error
-	// Get returns an object.
-	Get(ctx context.Context, kind, name string) (Object, error)
-	// List returns the objects of a kind whose labels match sel (nil
-	// matches all), sorted by name; none (and no error) for a kind the
+	// Delete removes an object (namespace "" is NamespaceDefault, and is
+	// ignored for a cluster-scoped kind).
+	Delete(ctx context.Context, kind, namespace, name string) error
+	// Get returns an object (namespace as for Delete).
+	Get(ctx context.Context, kind, namespace, name string) (Object, error)
+	// List returns the objects of a kind in namespace (NamespaceAll:
+	// in every namespace) whose labels match sel (nil matches all),
+	// sorted by namespace and name; none (and no error) for a kind the
 	// store holds nothing of.
-	List(ctx context.Context, kind string, sel *LabelSelector) ([]Object, error)
+	List(ctx context.Context, kind, namespace string, sel *LabelSelector) ([]Object, error)
 	// Watch sends the changes to objects of a kind ("" for all kinds)
 	// until ctx ends, as opts say.
 	Watch(ctx context.Context, kind string, opts WatchOptions) (<-chan WatchEvent, error)
@@ -138,6 +152,10 @@ type WatchOptions struct {
 	// first (ErrExpired if the store no longer holds them). It cannot be
 	// combined with SendInitial (ErrInvalid).
 	Since uint64
+	// Namespace, when not NamespaceAll, limits the watch to the objects
+	// of that namespace (cluster-scoped objects are in none: such a
+	// watch sees no Namespace objects).
+	Namespace string
 }
 
 // WatchEventType says what happened to an object.

@@ -9,25 +9,28 @@ import (
 // Reader reads objects by kind: a Store and a *Manager are Readers. Get
 // and List read one with the object's Go type instead of a kind.
 type Reader interface {
-	// Get returns the object of a kind and name, or an error wrapping
-	// ErrNotFound.
-	Get(ctx context.Context, kind, name string) (Object, error)
-	// List returns the objects of a kind whose labels match sel (nil:
-	// all), sorted by name.
-	List(ctx context.Context, kind string, sel *LabelSelector) ([]Object, error)
+	// Get returns the object of a kind, namespace ("" is
+	// NamespaceDefault) and name, or an error wrapping ErrNotFound.
+	Get(ctx context.Context, kind, namespace, name string) (Object, error)
+	// List returns the objects of a kind in namespace (NamespaceAll:
+	// every namespace) whose labels match sel (nil: all), sorted by
+	// namespace and name.
+	List(ctx context.Context, kind, namespace string, sel *LabelSelector) ([]Object, error)
 }
 
-// Get returns the object named name of T's kind from r, as a T:
+// Get returns the object named name in namespace ("" is
+// NamespaceDefault; ignored for a cluster-scoped kind) of T's kind from
+// r, as a T:
 //
-//	pod, err := orchestrate.Get[*orchestrate.Pod](ctx, m, "web")
+//	pod, err := orchestrate.Get[*orchestrate.Pod](ctx, m, "default", "web")
 //
 // The error wraps ErrNotFound when there is none; a stored object that
 // is not a T (another Go type registered under the same kind) is an
 // error too.
-func Get[T Object](ctx context.Context, r Reader, name string) (T, error) {
+func Get[T Object](ctx context.Context, r Reader, namespace, name string) (T, error) {
 	var zero T
 	kind := KindOf[T]()
-	obj, err := r.Get(ctx, kind, name)
+	obj, err := r.Get(ctx, kind, namespace, name)
 	if err != nil {
 		return zero, err
 	}
@@ -38,13 +41,14 @@ func Get[T Object](ctx context.Context, r Reader, name string) (T, error) {
 	return t, nil
 }
 
-// List returns the objects of T's kind in r whose labels match sel (nil:
-// all), sorted by name, as Ts:
+// List returns the objects of T's kind in r and namespace (NamespaceAll:
+// every namespace) whose labels match sel (nil: all), sorted by
+// namespace and name, as Ts:
 //
-//	pods, err := orchestrate.List[*orchestrate.Pod](ctx, m, orchestrate.SelectorFromLabels(map[string]string{"app": "web"}))
-func List[T Object](ctx context.Context, r Reader, sel *LabelSelector) ([]T, error) {
+//	pods, err := orchestrate.List[*orchestrate.Pod](ctx, m, "default", orchestrate.SelectorFromLabels(map[string]string{"app": "web"}))
+func List[T Object](ctx context.Context, r Reader, namespace string, sel *LabelSelector) ([]T, error) {
 	kind := KindOf[T]()
-	objs, err := r.List(ctx, kind, sel)
+	objs, err := r.List(ctx, kind, namespace, sel)
 	if err != nil {
 		return nil, err
 	}

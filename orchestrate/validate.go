@@ -210,6 +210,53 @@ func (m *Manager) validatePodSpec(ctx context.Context, field string, spec *PodSp
 			return err
 		}
 	}
+	return validatePorts(field, spec.Containers)
+}
+
+// validatePorts checks the containers' ports, which share the pod's
+// network namespace: names unique in the pod (IANA service names, at
+// most 15 characters with a letter), numbers in range, protocols known,
+// a host port asked for once.
+func validatePorts(field string, ctrs []Container) error {
+	names := map[string]bool{}
+	used := map[string]bool{}
+	hostPorts := map[string]bool{}
+	for i, c := range ctrs {
+		for j, p := range c.Ports {
+			f := fmt.Sprintf("%s.containers[%d].ports[%d]", field, i, j)
+			if p.Name != "" {
+				if len(p.Name) > 15 || !isDNSLabel(p.Name) || !strings.ContainsAny(p.Name, "abcdefghijklmnopqrstuvwxyz") {
+					return invalidf(f+".name", "%q: want an IANA service name (at most 15 lowercase letters, digits and '-', with a letter)", p.Name)
+				}
+				if names[p.Name] {
+					return invalidf(f+".name", "duplicate port name %q in the pod", p.Name)
+				}
+				names[p.Name] = true
+			}
+			if p.ContainerPort < 1 || p.ContainerPort > 65535 {
+				return invalidf(f+".containerPort", "%d out of 1-65535", p.ContainerPort)
+			}
+			switch p.Protocol {
+			case "", ProtocolTCP, ProtocolUDP:
+			default:
+				return invalidf(f+".protocol", "%q: want TCP or UDP", p.Protocol)
+			}
+			k := fmt.Sprintf("%d/%s", p.ContainerPort, p.protocol())
+			if used[k] {
+				return invalidf(f+".containerPort", "%s given twice in the pod", k)
+			}
+			used[k] = true
+			if p.HostPort < 0 || p.HostPort > 65535 {
+				return invalidf(f+".hostPort", "%d out of 0-65535", p.HostPort)
+			}
+			if hk := fmt.Sprintf("%d/%s", p.HostPort, p.protocol()); p.HostPort != 0 {
+				if hostPorts[hk] {
+					return invalidf(f+".hostPort", "%s given twice in the pod", hk)
+				}
+				hostPorts[hk] = true
+			}
+		}
+	}
 	return nil
 }
 

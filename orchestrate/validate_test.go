@@ -75,6 +75,21 @@ func TestApplyRefusesInvalidPods(t *testing.T) {
 			p.Annotations = map[string]string{"a": strings.Repeat("x", 128<<10), "b": strings.Repeat("x", 128<<10)}
 		})},
 		{"spec.containers", podOf(func(p *Pod) { p.Spec.Containers = nil })},
+		{"spec.containers[0].ports[0].containerPort", ctr(func(c *Container) { c.Ports = []ContainerPort{{ContainerPort: 0}} })},
+		{"spec.containers[0].ports[0].containerPort", ctr(func(c *Container) { c.Ports = []ContainerPort{{ContainerPort: 70000}} })},
+		{"spec.containers[0].ports[0].name", ctr(func(c *Container) { c.Ports = []ContainerPort{{Name: "8080", ContainerPort: 80}} })},
+		{"spec.containers[0].ports[0].name", ctr(func(c *Container) { c.Ports = []ContainerPort{{Name: "a-very-long-port-name", ContainerPort: 80}} })},
+		{"spec.containers[0].ports[1].name", ctr(func(c *Container) {
+			c.Ports = []ContainerPort{{Name: "http", ContainerPort: 80}, {Name: "http", ContainerPort: 81}}
+		})},
+		{"spec.containers[0].ports[1].containerPort", ctr(func(c *Container) {
+			c.Ports = []ContainerPort{{ContainerPort: 80}, {ContainerPort: 80, Protocol: ProtocolTCP}}
+		})},
+		{"spec.containers[0].ports[0].protocol", ctr(func(c *Container) { c.Ports = []ContainerPort{{ContainerPort: 80, Protocol: "SCTP"}} })},
+		{"spec.containers[0].ports[0].hostPort", ctr(func(c *Container) { c.Ports = []ContainerPort{{ContainerPort: 80, HostPort: -1}} })},
+		{"spec.containers[0].ports[1].hostPort", ctr(func(c *Container) {
+			c.Ports = []ContainerPort{{ContainerPort: 80, HostPort: 8080}, {ContainerPort: 81, HostPort: 8080}}
+		})},
 		{"spec.containers[1].name", podOf(func(p *Pod) { p.Spec.Containers = append(p.Spec.Containers, p.Spec.Containers[0]) })},
 		{"spec.containers[0].name", ctr(func(c *Container) { c.Name = "C" })},
 		{"spec.containers[0].image", ctr(func(c *Container) { c.Image = "" })},
@@ -232,7 +247,7 @@ func TestApplyRefusesInvalidPods(t *testing.T) {
 		t.Error("the running container changed")
 	}
 	for _, k := range []string{KindConfigMap, KindSecret} {
-		if objs, _ := pt.m.List(pt.ctx, k, nil); len(objs) != 0 {
+		if objs, _ := pt.m.List(pt.ctx, k, "", nil); len(objs) != 0 {
 			t.Errorf("invalid %s stored", k)
 		}
 	}

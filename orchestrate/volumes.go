@@ -47,7 +47,7 @@ func (pc *podController) prepareVolumes(ctx context.Context, st *podState) error
 				st.tmpfs = append(st.tmpfs, dir)
 			}
 		case v.ConfigMap != nil:
-			files, err := pc.configFiles(ctx, KindConfigMap, v.ConfigMap.Name, v.ConfigMap.Items, v.ConfigMap.Optional)
+			files, err := pc.configFiles(ctx, st.namespace, KindConfigMap, v.ConfigMap.Name, v.ConfigMap.Items, v.ConfigMap.Optional)
 			if err != nil {
 				return fmt.Errorf("volume %s: %w", v.Name, err)
 			}
@@ -55,7 +55,7 @@ func (pc *podController) prepareVolumes(ctx context.Context, st *podState) error
 				return fmt.Errorf("volume %s: %w", v.Name, err)
 			}
 		case v.Secret != nil:
-			files, err := pc.configFiles(ctx, KindSecret, v.Secret.Name, v.Secret.Items, v.Secret.Optional)
+			files, err := pc.configFiles(ctx, st.namespace, KindSecret, v.Secret.Name, v.Secret.Items, v.Secret.Optional)
 			if err != nil {
 				return fmt.Errorf("volume %s: %w", v.Name, err)
 			}
@@ -99,8 +99,8 @@ func writeFiles(dir string, files map[string][]byte, mode os.FileMode) error {
 
 // configData returns the data of a ConfigMap or Secret; nil and no
 // error when it does not exist and optional is set.
-func (pc *podController) configData(ctx context.Context, kind, name string, optional bool) (map[string][]byte, error) {
-	obj, err := pc.m.store.Get(ctx, kind, name)
+func (pc *podController) configData(ctx context.Context, namespace, kind, name string, optional bool) (map[string][]byte, error) {
+	obj, err := pc.m.store.Get(ctx, kind, namespace, name)
 	if errors.Is(err, ErrNotFound) {
 		if optional {
 			return nil, nil
@@ -128,8 +128,8 @@ func (pc *podController) configData(ctx context.Context, kind, name string, opti
 }
 
 // configFiles returns the files of a ConfigMap or Secret volume.
-func (pc *podController) configFiles(ctx context.Context, kind, name string, items []KeyToPath, optional bool) (map[string][]byte, error) {
-	data, err := pc.configData(ctx, kind, name, optional)
+func (pc *podController) configFiles(ctx context.Context, namespace, kind, name string, items []KeyToPath, optional bool) (map[string][]byte, error) {
+	data, err := pc.configData(ctx, namespace, kind, name, optional)
 	if err != nil {
 		return nil, err
 	}
@@ -169,14 +169,14 @@ func (pc *podController) removeVolumes(st *podState) error {
 // environment (ConfigMap and Secret values looked up now) and mounts.
 func (pc *podController) containerConfig(ctx context.Context, st *podState, c *ctrState) (ContainerConfig, error) {
 	spec := c.spec
-	env, err := pc.resolveEnv(ctx, spec)
+	env, err := pc.resolveEnv(ctx, st.namespace, spec)
 	if err != nil {
 		return ContainerConfig{}, err
 	}
 	// Service variables of the Services that exist now; the container's
 	// own variables win.
 	var svcEnv []string
-	for _, kv := range pc.m.serviceEnv(ctx) {
+	for _, kv := range pc.m.serviceEnv(ctx, st.namespace) {
 		k, _, _ := strings.Cut(kv, "=")
 		if !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, k+"=") }) {
 			svcEnv = append(svcEnv, kv)
@@ -214,7 +214,7 @@ func (pc *podController) containerConfig(ctx context.Context, st *podState, c *c
 
 // resolveEnv returns a container's environment: the keys of its EnvFrom
 // sources, then its Env (which wins), as KEY=value.
-func (pc *podController) resolveEnv(ctx context.Context, spec *Container) ([]string, error) {
+func (pc *podController) resolveEnv(ctx context.Context, namespace string, spec *Container) ([]string, error) {
 	var names []string
 	vals := map[string]string{}
 	set := func(k, v string) {
@@ -228,7 +228,7 @@ func (pc *podController) resolveEnv(ctx context.Context, spec *Container) ([]str
 		if ef.Secret != "" {
 			kind, name = KindSecret, ef.Secret
 		}
-		data, err := pc.configData(ctx, kind, name, ef.Optional)
+		data, err := pc.configData(ctx, namespace, kind, name, ef.Optional)
 		if err != nil {
 			return nil, err
 		}
@@ -247,7 +247,7 @@ func (pc *podController) resolveEnv(ctx context.Context, spec *Container) ([]str
 		if ref == nil {
 			kind, ref = KindSecret, e.ValueFrom.SecretKeyRef
 		}
-		data, err := pc.configData(ctx, kind, ref.Name, ref.Optional)
+		data, err := pc.configData(ctx, namespace, kind, ref.Name, ref.Optional)
 		if err != nil {
 			return nil, fmt.Errorf("variable %s: %w", e.Name, err)
 		}

@@ -131,7 +131,7 @@ func (e *e2eEnv) waitFor(what string, timeout time.Duration, cond func() (bool, 
 // webPods returns the active pods labelled app=web, and how many of them
 // are ready.
 func (e *e2eEnv) webPods() (pods []*Pod, ready int) {
-	all, err := List[*Pod](context.Background(), e.m, &LabelSelector{MatchLabels: map[string]string{"app": "web"}})
+	all, err := List[*Pod](context.Background(), e.m, "", &LabelSelector{MatchLabels: map[string]string{"app": "web"}})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestE2EReplicaSetReplacesKilledPod(t *testing.T) {
 	e.waitFor("2 ready pods", 20*time.Second, allReady)
 	pods, _ := e.webPods()
 	victim := pods[0].Name
-	if err := e.m.Delete(e.ctx, KindPod, victim); err != nil {
+	if err := e.m.Delete(e.ctx, KindPod, "", victim); err != nil {
 		t.Fatal(err)
 	}
 	e.waitFor("a replacement pod", 20*time.Second, func() (bool, string) {
@@ -209,7 +209,7 @@ func TestE2EDeploymentRollingUpdate(t *testing.T) {
 	}
 	complete := func(image string) func() (bool, string) {
 		return func() (bool, string) {
-			obj, err := Get[*Deployment](e.ctx, e.m, "web")
+			obj, err := Get[*Deployment](e.ctx, e.m, "", "web")
 			if err != nil {
 				return false, err.Error()
 			}
@@ -250,7 +250,7 @@ func TestE2EDeploymentRollingUpdate(t *testing.T) {
 	})
 	defer func() { stopSampling(); wg.Wait() }()
 
-	obj, err := Get[*Deployment](e.ctx, e.m, "web")
+	obj, err := Get[*Deployment](e.ctx, e.m, "", "web")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,14 +260,14 @@ func TestE2EDeploymentRollingUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitFor("the rollout to web:b", 30*time.Second, complete("web:b"))
-	if err := e.m.Rollback(e.ctx, "web", 0); err != nil {
+	if err := e.m.Rollback(e.ctx, "", "web", 0); err != nil {
 		t.Fatal(err)
 	}
 	e.waitFor("the rollback to web:a", 30*time.Second, complete("web:a"))
 	stopSampling()
 	wg.Wait()
 
-	obj, _ = Get[*Deployment](e.ctx, e.m, "web")
+	obj, _ = Get[*Deployment](e.ctx, e.m, "", "web")
 	if d := obj; d.Status.Revision != 3 {
 		t.Errorf("revision after rollback %d, want 3", d.Status.Revision)
 	}
@@ -304,7 +304,7 @@ func TestE2EJobCompletes(t *testing.T) {
 	}
 	maxActive := 0
 	e.waitFor("the job to complete", 30*time.Second, func() (bool, string) {
-		obj, err := Get[*Job](e.ctx, e.m, "batch")
+		obj, err := Get[*Job](e.ctx, e.m, "", "batch")
 		if err != nil {
 			return false, err.Error()
 		}
@@ -313,7 +313,7 @@ func TestE2EJobCompletes(t *testing.T) {
 		c := GetCondition(j.Status.Conditions, JobComplete)
 		return c != nil && c.Status, fmt.Sprintf("%+v", j.Status)
 	})
-	obj, _ := Get[*Job](e.ctx, e.m, "batch")
+	obj, _ := Get[*Job](e.ctx, e.m, "", "batch")
 	st := obj.Status
 	if st.Succeeded != 3 || st.Failed != 0 || st.Active != 0 || maxActive > 2 {
 		t.Errorf("status %+v, at most %d active", st, maxActive)

@@ -119,7 +119,7 @@ func run(replicas int, surge, unavailable string, timeout time.Duration) error {
 	}
 
 	fmt.Printf("%s  roll out web:v2\n", stamp())
-	d, err = orchestrate.Get[*orchestrate.Deployment](ctx, m, "web")
+	d, err = orchestrate.Get[*orchestrate.Deployment](ctx, m, "", "web")
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func run(replicas int, surge, unavailable string, timeout time.Duration) error {
 	}
 
 	fmt.Printf("%s  roll back to the previous revision\n", stamp())
-	if err := m.Rollback(ctx, "web", 0); err != nil {
+	if err := m.Rollback(ctx, "", "web", 0); err != nil {
 		return err
 	}
 	if err := converge(ctx, m, "web:v1"); err != nil {
@@ -140,11 +140,11 @@ func run(replicas int, surge, unavailable string, timeout time.Duration) error {
 	}
 
 	fmt.Printf("%s  delete the deployment\n", stamp())
-	if err := m.Delete(ctx, orchestrate.KindDeployment, "web"); err != nil {
+	if err := m.Delete(ctx, orchestrate.KindDeployment, "", "web"); err != nil {
 		return err
 	}
 	for {
-		pods, err := m.List(ctx, orchestrate.KindPod, nil)
+		pods, err := m.List(ctx, orchestrate.KindPod, "", nil)
 		if err != nil {
 			return err
 		}
@@ -215,11 +215,11 @@ func buildImages(ctx context.Context, dir string) (*layer.Store, error) {
 func converge(ctx context.Context, m *orchestrate.Manager, image string) error {
 	last := ""
 	for {
-		d, err := orchestrate.Get[*orchestrate.Deployment](ctx, m, "web")
+		d, err := orchestrate.Get[*orchestrate.Deployment](ctx, m, "", "web")
 		if err != nil {
 			return err
 		}
-		all, err := orchestrate.List[*orchestrate.Pod](ctx, m, d.Spec.Selector)
+		all, err := orchestrate.List[*orchestrate.Pod](ctx, m, "", d.Spec.Selector)
 		if err != nil {
 			return err
 		}

@@ -82,7 +82,7 @@ func Example() {
 
 	// Wait for the Job to complete.
 	for {
-		job, err := orchestrate.Get[*orchestrate.Job](ctx, m, "hello")
+		job, err := orchestrate.Get[*orchestrate.Job](ctx, m, "", "hello")
 		if err != nil {
 			panic(err)
 		}
@@ -96,7 +96,7 @@ func Example() {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	pods, err := orchestrate.List[*orchestrate.Pod](ctx, m, orchestrate.SelectorFromLabels(map[string]string{orchestrate.LabelJobName: "hello"}))
+	pods, err := orchestrate.List[*orchestrate.Pod](ctx, m, "", orchestrate.SelectorFromLabels(map[string]string{orchestrate.LabelJobName: "hello"}))
 	if err != nil {
 		panic(err)
 	}

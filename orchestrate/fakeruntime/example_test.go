@@ -37,7 +37,7 @@ func Example() {
 	fmt.Println("running:", c != nil)
 
 	status := func() {
-		pod, _ := orchestrate.Get[*orchestrate.Pod](ctx, m, "web")
+		pod, _ := orchestrate.Get[*orchestrate.Pod](ctx, m, "", "web")
 		cs := pod.Status.Containers[0]
 		fmt.Println(pod.Status.Phase, cs.State, cs.Reason, "restarts", cs.RestartCount)
 	}

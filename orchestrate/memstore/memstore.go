@@ -46,7 +46,7 @@ func WithHistory(n int) Option {
 
 // New returns an empty store. It is safe for concurrent use.
 func New(opts ...Option) orchestrate.Store {
-	s := &store{objects: map[string]map[string]orchestrate.Object{}, historyCap: DefaultHistory}
+	s := &store{objects: map[string]map[key]orchestrate.Object{}, historyCap: DefaultHistory}
 	for _, o := range opts {
 		o(s)
 	}
@@ -55,8 +55,8 @@ func New(opts ...Option) orchestrate.Store {
 
 type store struct {
 	mu       sync.Mutex
-	objects  map[string]map[string]orchestrate.Object // kind → name → stored copy
-	rev      uint64                                   // last ResourceVersion handed out
+	objects  map[string]map[key]orchestrate.Object // kind → namespace and name → stored copy
+	rev      uint64                                // last ResourceVersion handed out
 	watchers []*watcher
 
 	// history holds the latest changes, oldest first, for watches with
@@ -66,9 +66,37 @@ type store struct {
 	historyFloor uint64
 }
 
+// key identifies an object of one kind.
+type key struct{ namespace, name string }
+
+// keyOf returns obj's key, its namespace as stored.
+func keyOf(obj orchestrate.Object) key {
+	return key{storeutil.Namespace(obj), obj.Meta().Name}
+}
+
+// describe names an object in errors: "Pod default/web".
+func describe(kind string, k key) string {
+	if k.namespace == "" {
+		return kind + " " + k.name
+	}
+	return kind + " " + k.namespace + "/" + k.name
+}
+
+// compareObjects orders objects by kind, namespace and name.
+func compareObjects(a, b orchestrate.Object) int {
+	if c := strings.Compare(a.Kind(), b.Kind()); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Meta().Namespace, b.Meta().Namespace); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Meta().Name, b.Meta().Name)
+}
+
 // watcher buffers the events of one Watch and feeds its channel.
 type watcher struct {
 	kind  string
+	ns    string // NamespaceAll, or the one namespace watched
 	after uint64 // changes up to this version are not sent
 	mu    sync.Mutex
 	queue []orchestrate.WatchEvent
@@ -80,17 +108,18 @@ func (s *store) Create(ctx context.Context, obj orchestrate.Object) (orchestrate
 	if err := storeutil.Check(obj); err != nil {
 		return nil, err
 	}
-	kind, meta := obj.Kind(), obj.Meta()
+	kind, k := obj.Kind(), keyOf(obj)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.objects[kind][meta.Name]; ok {
-		return nil, fmt.Errorf("create %s %s: %w", kind, meta.Name, orchestrate.ErrExists)
+	if _, ok := s.objects[kind][k]; ok {
+		return nil, fmt.Errorf("create %s: %w", describe(kind, k), orchestrate.ErrExists)
 	}
 	stored := obj.DeepCopy()
 	// Status is observed state: a new object has none, whatever the
 	// caller sent (as the Kubernetes API server does).
 	storeutil.ClearStatus(stored)
 	m := stored.Meta()
+	m.Namespace = k.namespace
 	m.UID = storeutil.NewUID()
 	m.Generation = 1
 	m.DeletionTime = nil
@@ -98,9 +127,9 @@ func (s *store) Create(ctx context.Context, obj orchestrate.Object) (orchestrate
 	m.ResourceVersion = s.rev
 	m.CreationTime = time.Now()
 	if s.objects[kind] == nil {
-		s.objects[kind] = map[string]orchestrate.Object{}
+		s.objects[kind] = map[key]orchestrate.Object{}
 	}
-	s.objects[kind][m.Name] = stored
+	s.objects[kind][k] = stored
 	s.notify(orchestrate.WatchAdded, stored)
 	return stored.DeepCopy(), nil
 }
@@ -109,15 +138,16 @@ func (s *store) Update(ctx context.Context, obj orchestrate.Object) (orchestrate
 	if err := storeutil.Check(obj); err != nil {
 		return nil, err
 	}
-	kind, meta := obj.Kind(), obj.Meta()
+	kind, k := obj.Kind(), keyOf(obj)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur, err := s.current(kind, meta, "update")
+	cur, err := s.current(kind, k, obj.Meta(), "update")
 	if err != nil {
 		return nil, err
 	}
 	next := obj.DeepCopy()
 	nm, cm := next.Meta(), cur.Meta()
+	nm.Namespace = k.namespace
 	nm.UID, nm.CreationTime, nm.Generation = cm.UID, cm.CreationTime, cm.Generation
 	nm.ResourceVersion = cm.ResourceVersion
 	storeutil.CopyStatus(next, cur) // the status is kept
@@ -128,11 +158,11 @@ func (s *store) Update(ctx context.Context, obj orchestrate.Object) (orchestrate
 		t := *cm.DeletionTime
 		nm.DeletionTime = &t
 		if !specEqual {
-			return nil, fmt.Errorf("update %s %s: the object is being deleted; its spec cannot change: %w", kind, meta.Name, orchestrate.ErrInvalid)
+			return nil, fmt.Errorf("update %s: the object is being deleted; its spec cannot change: %w", describe(kind, k), orchestrate.ErrInvalid)
 		}
-	} else if nm.DeletionTime != nil && kind != orchestrate.KindPod {
+	} else if nm.DeletionTime != nil && !storeutil.Graceful(kind) {
 		// Nothing would ever finish the deletion of another kind.
-		return nil, fmt.Errorf("update %s %s: only pods are deleted gracefully (DeletionTime); delete it instead: %w", kind, meta.Name, orchestrate.ErrInvalid)
+		return nil, fmt.Errorf("update %s: only pods and namespaces are deleted gracefully (DeletionTime); delete it instead: %w", describe(kind, k), orchestrate.ErrInvalid)
 	}
 	if !specEqual {
 		nm.Generation++
@@ -142,7 +172,7 @@ func (s *store) Update(ctx context.Context, obj orchestrate.Object) (orchestrate
 	}
 	s.rev++
 	nm.ResourceVersion = s.rev
-	s.objects[kind][nm.Name] = next
+	s.objects[kind][k] = next
 	s.notify(orchestrate.WatchModified, next)
 	return next.DeepCopy(), nil
 }
@@ -151,15 +181,15 @@ func (s *store) UpdateStatus(ctx context.Context, obj orchestrate.Object) (orche
 	if err := storeutil.Check(obj); err != nil {
 		return nil, err
 	}
-	kind, meta := obj.Kind(), obj.Meta()
+	kind, k := obj.Kind(), keyOf(obj)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur, err := s.current(kind, meta, "update status")
+	cur, err := s.current(kind, k, obj.Meta(), "update status")
 	if err != nil {
 		return nil, err
 	}
 	if !storeutil.HasStatus(obj) {
-		return nil, fmt.Errorf("update status of %s %s: the kind has no status: %w", kind, meta.Name, orchestrate.ErrInvalid)
+		return nil, fmt.Errorf("update status of %s: the kind has no status: %w", describe(kind, k), orchestrate.ErrInvalid)
 	}
 	if storeutil.StatusEqual(obj, cur) {
 		return cur.DeepCopy(), nil
@@ -168,45 +198,50 @@ func (s *store) UpdateStatus(ctx context.Context, obj orchestrate.Object) (orche
 	storeutil.CopyStatus(next, obj)
 	s.rev++
 	next.Meta().ResourceVersion = s.rev
-	s.objects[kind][meta.Name] = next
+	s.objects[kind][k] = next
 	s.notify(orchestrate.WatchModified, next)
 	return next.DeepCopy(), nil
 }
 
-func (s *store) Delete(ctx context.Context, kind, name string) error {
+func (s *store) Delete(ctx context.Context, kind, namespace, name string) error {
+	k := key{orchestrate.NamespaceOf(kind, namespace), name}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur, ok := s.objects[kind][name]
+	cur, ok := s.objects[kind][k]
 	if !ok {
-		return fmt.Errorf("delete %s %s: %w", kind, name, orchestrate.ErrNotFound)
+		return fmt.Errorf("delete %s: %w", describe(kind, k), orchestrate.ErrNotFound)
 	}
-	delete(s.objects[kind], name)
+	delete(s.objects[kind], k)
 	s.rev++
 	cur.Meta().ResourceVersion = s.rev // the deletion's version, as Kubernetes does
 	s.notify(orchestrate.WatchDeleted, cur)
 	return nil
 }
 
-func (s *store) Get(ctx context.Context, kind, name string) (orchestrate.Object, error) {
+func (s *store) Get(ctx context.Context, kind, namespace, name string) (orchestrate.Object, error) {
+	k := key{orchestrate.NamespaceOf(kind, namespace), name}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur, ok := s.objects[kind][name]
+	cur, ok := s.objects[kind][k]
 	if !ok {
-		return nil, fmt.Errorf("get %s %s: %w", kind, name, orchestrate.ErrNotFound)
+		return nil, fmt.Errorf("get %s: %w", describe(kind, k), orchestrate.ErrNotFound)
 	}
 	return cur.DeepCopy(), nil
 }
 
-func (s *store) List(ctx context.Context, kind string, sel *orchestrate.LabelSelector) ([]orchestrate.Object, error) {
+func (s *store) List(ctx context.Context, kind, namespace string, sel *orchestrate.LabelSelector) ([]orchestrate.Object, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []orchestrate.Object
-	for _, o := range s.objects[kind] {
+	for k, o := range s.objects[kind] {
+		if namespace != orchestrate.NamespaceAll && k.namespace != namespace {
+			continue
+		}
 		if sel.Matches(o.Meta().Labels) {
 			out = append(out, o.DeepCopy())
 		}
 	}
-	slices.SortFunc(out, func(a, b orchestrate.Object) int { return strings.Compare(a.Meta().Name, b.Meta().Name) })
+	slices.SortFunc(out, compareObjects)
 	return out, nil
 }
 
@@ -220,7 +255,7 @@ func (s *store) Watch(ctx context.Context, kind string, opts orchestrate.WatchOp
 	if opts.SendInitial && opts.Since != 0 {
 		return nil, fmt.Errorf("watch %s: SendInitial and Since together: %w", kindName(kind), orchestrate.ErrInvalid)
 	}
-	w := &watcher{kind: kind, wake: make(chan struct{}, 1), out: make(chan orchestrate.WatchEvent)}
+	w := &watcher{kind: kind, ns: opts.Namespace, wake: make(chan struct{}, 1), out: make(chan orchestrate.WatchEvent)}
 	s.mu.Lock()
 	switch {
 	case opts.SendInitial:
@@ -230,15 +265,12 @@ func (s *store) Watch(ctx context.Context, kind string, opts orchestrate.WatchOp
 				continue
 			}
 			for _, o := range objs {
-				initial = append(initial, o)
+				if w.wants(o) {
+					initial = append(initial, o)
+				}
 			}
 		}
-		slices.SortFunc(initial, func(a, b orchestrate.Object) int {
-			if c := strings.Compare(a.Kind(), b.Kind()); c != 0 {
-				return c
-			}
-			return strings.Compare(a.Meta().Name, b.Meta().Name)
-		})
+		slices.SortFunc(initial, compareObjects)
 		for _, o := range initial {
 			w.queue = append(w.queue, orchestrate.WatchEvent{Type: orchestrate.WatchAdded, Object: o.DeepCopy(), ResourceVersion: o.Meta().ResourceVersion})
 		}
@@ -252,7 +284,7 @@ func (s *store) Watch(ctx context.Context, kind string, opts orchestrate.WatchOp
 				kindName(kind), opts.Since, floor, rev, orchestrate.ErrExpired)
 		}
 		for _, ev := range s.history {
-			if ev.ResourceVersion > opts.Since && (kind == "" || ev.Object.Kind() == kind) {
+			if ev.ResourceVersion > opts.Since && w.wants(ev.Object) {
 				w.queue = append(w.queue, copyEvent(ev))
 			}
 		}
@@ -325,7 +357,7 @@ func (s *store) notify(typ orchestrate.WatchEventType, obj orchestrate.Object) {
 		s.historyFloor = ev.ResourceVersion
 	}
 	for _, w := range s.watchers {
-		if (w.kind != "" && w.kind != obj.Kind()) || ev.ResourceVersion <= w.after {
+		if !w.wants(obj) || ev.ResourceVersion <= w.after {
 			continue
 		}
 		w.mu.Lock()
@@ -338,6 +370,11 @@ func (s *store) notify(typ orchestrate.WatchEventType, obj orchestrate.Object) {
 	}
 }
 
+// wants reports whether obj is of the kind and namespace w watches.
+func (w *watcher) wants(obj orchestrate.Object) bool {
+	return (w.kind == "" || w.kind == obj.Kind()) && (w.ns == orchestrate.NamespaceAll || w.ns == obj.Meta().Namespace)
+}
+
 // copyEvent returns ev with a copy of its object, for one watcher.
 func copyEvent(ev orchestrate.WatchEvent) orchestrate.WatchEvent {
 	if ev.Object != nil {
@@ -346,19 +383,19 @@ func copyEvent(ev orchestrate.WatchEvent) orchestrate.WatchEvent {
 	return ev
 }
 
-// current returns the stored object that meta names, checking its
+// current returns the stored object of kind under k, checking meta's
 // ResourceVersion and UID; s.mu is held.
-func (s *store) current(kind string, meta *orchestrate.ObjectMeta, op string) (orchestrate.Object, error) {
-	cur, ok := s.objects[kind][meta.Name]
+func (s *store) current(kind string, k key, meta *orchestrate.ObjectMeta, op string) (orchestrate.Object, error) {
+	cur, ok := s.objects[kind][k]
 	if !ok {
-		return nil, fmt.Errorf("%s %s %s: %w", op, kind, meta.Name, orchestrate.ErrNotFound)
+		return nil, fmt.Errorf("%s %s: %w", op, describe(kind, k), orchestrate.ErrNotFound)
 	}
 	if meta.ResourceVersion != 0 && meta.ResourceVersion != cur.Meta().ResourceVersion {
-		return nil, fmt.Errorf("%s %s %s: version %d, stored %d: %w", op, kind, meta.Name,
+		return nil, fmt.Errorf("%s %s: version %d, stored %d: %w", op, describe(kind, k),
 			meta.ResourceVersion, cur.Meta().ResourceVersion, orchestrate.ErrConflict)
 	}
 	if meta.UID != "" && meta.UID != cur.Meta().UID {
-		return nil, fmt.Errorf("%s %s %s: UID %s is not the stored object's: %w", op, kind, meta.Name, meta.UID, orchestrate.ErrConflict)
+		return nil, fmt.Errorf("%s %s: UID %s is not the stored object's: %w", op, describe(kind, k), meta.UID, orchestrate.ErrConflict)
 	}
 	return cur, nil
 }

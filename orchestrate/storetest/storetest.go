@@ -51,6 +51,10 @@ func Run(t *testing.T, newStore func(t *testing.T) orchestrate.Store) {
 		{"WatchCopies", testWatchCopies},
 		{"WatchEnds", testWatchEnds},
 		{"ConcurrentWriters", testConcurrentWriters},
+		{"Namespaces", testNamespaces},
+		{"NamespaceDefault", testNamespaceDefault},
+		{"ClusterScoped", testClusterScoped},
+		{"WatchNamespace", testWatchNamespace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -94,7 +98,16 @@ func mustUpdate[T orchestrate.Object](t *testing.T, s orchestrate.Store, obj T) 
 
 func mustGet[T orchestrate.Object](t *testing.T, s orchestrate.Store, name string) T {
 	t.Helper()
-	got, err := orchestrate.Get[T](context.Background(), s, name)
+	got, err := orchestrate.Get[T](context.Background(), s, "", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func mustGetIn[T orchestrate.Object](t *testing.T, s orchestrate.Store, namespace, name string) T {
+	t.Helper()
+	got, err := orchestrate.Get[T](context.Background(), s, namespace, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +157,7 @@ func testCreateSetsMetadata(t *testing.T, s orchestrate.Store) {
 	if got.UID != m.UID || got.ResourceVersion != m.ResourceVersion || got.Spec.Containers[0].Image != "busybox" {
 		t.Errorf("Get after Create: %+v", got.ObjectMeta)
 	}
-	if err := s.Delete(ctx, orchestrate.KindPod, "a"); err != nil {
+	if err := s.Delete(ctx, orchestrate.KindPod, "", "a"); err != nil {
 		t.Fatal(err)
 	}
 	again := mustCreate(t, s, pod("a"))
@@ -270,7 +283,7 @@ func testConflicts(t *testing.T, s orchestrate.Store) {
 func testNotFound(t *testing.T, s orchestrate.Store) {
 	ctx := context.Background()
 	mustCreate(t, s, configMap("a", "k", "v")) // the name in another kind
-	if _, err := s.Get(ctx, orchestrate.KindPod, "a"); !errors.Is(err, orchestrate.ErrNotFound) {
+	if _, err := s.Get(ctx, orchestrate.KindPod, "", "a"); !errors.Is(err, orchestrate.ErrNotFound) {
 		t.Errorf("Get: %v, want ErrNotFound", err)
 	}
 	if _, err := s.Update(ctx, pod("a")); !errors.Is(err, orchestrate.ErrNotFound) {
@@ -279,10 +292,10 @@ func testNotFound(t *testing.T, s orchestrate.Store) {
 	if _, err := s.UpdateStatus(ctx, pod("a")); !errors.Is(err, orchestrate.ErrNotFound) {
 		t.Errorf("UpdateStatus: %v, want ErrNotFound", err)
 	}
-	if err := s.Delete(ctx, orchestrate.KindPod, "a"); !errors.Is(err, orchestrate.ErrNotFound) {
+	if err := s.Delete(ctx, orchestrate.KindPod, "", "a"); !errors.Is(err, orchestrate.ErrNotFound) {
 		t.Errorf("Delete: %v, want ErrNotFound", err)
 	}
-	if _, err := orchestrate.Get[*orchestrate.Pod](ctx, s, "a"); !errors.Is(err, orchestrate.ErrNotFound) {
+	if _, err := orchestrate.Get[*orchestrate.Pod](ctx, s, "", "a"); !errors.Is(err, orchestrate.ErrNotFound) {
 		t.Errorf("orchestrate.Get: %v, want ErrNotFound", err)
 	}
 }
@@ -328,16 +341,16 @@ func testDeletion(t *testing.T, s orchestrate.Store) {
 	now := time.Now()
 	p.DeletionTime = &now
 	mustUpdate(t, s, p)
-	if err := s.Delete(ctx, orchestrate.KindPod, "a"); err != nil {
+	if err := s.Delete(ctx, orchestrate.KindPod, "", "a"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(ctx, orchestrate.KindPod, "a"); !errors.Is(err, orchestrate.ErrNotFound) {
+	if _, err := s.Get(ctx, orchestrate.KindPod, "", "a"); !errors.Is(err, orchestrate.ErrNotFound) {
 		t.Errorf("Get after Delete: %v, want ErrNotFound", err)
 	}
-	if err := s.Delete(ctx, orchestrate.KindPod, "a"); !errors.Is(err, orchestrate.ErrNotFound) {
+	if err := s.Delete(ctx, orchestrate.KindPod, "", "a"); !errors.Is(err, orchestrate.ErrNotFound) {
 		t.Errorf("second Delete: %v, want ErrNotFound", err)
 	}
-	if list, _ := s.List(ctx, orchestrate.KindPod, nil); len(list) != 0 {
+	if list, _ := s.List(ctx, orchestrate.KindPod, "", nil); len(list) != 0 {
 		t.Errorf("List after Delete: %s", names(list))
 	}
 }
@@ -391,7 +404,7 @@ func testCopies(t *testing.T, s orchestrate.Store) {
 		t.Errorf("the stored object changed through a caller's object: %+v %+v", got.ObjectMeta, got.Spec)
 	}
 	got.Labels["app"] = "x"
-	list, err := s.List(ctx, orchestrate.KindPod, nil)
+	list, err := s.List(ctx, orchestrate.KindPod, "", nil)
 	if err != nil || len(list) != 1 || list[0].Meta().Labels["app"] != "a" {
 		t.Errorf("the stored object changed through a Get result: %v %v", list, err)
 	}
@@ -416,25 +429,26 @@ func testList(t *testing.T, s orchestrate.Store) {
 		mustCreate(t, s, p)
 	}
 	mustCreate(t, s, configMap("a", "k", "v"))
-	all, err := s.List(ctx, orchestrate.KindPod, nil)
+	all, err := s.List(ctx, orchestrate.KindPod, "", nil)
 	if err != nil || names(all) != "[a b c]" {
 		t.Errorf("List = %s, %v; want [a b c]", names(all), err)
 	}
-	front, _ := s.List(ctx, orchestrate.KindPod, &orchestrate.LabelSelector{MatchLabels: map[string]string{"tier": "front"}})
+	front, _ := s.List(ctx, orchestrate.KindPod, "", &orchestrate.LabelSelector{MatchLabels: map[string]string{"tier": "front"}})
 	if names(front) != "[a c]" {
 		t.Errorf("List tier=front = %s, want [a c]", names(front))
 	}
-	notFront, _ := s.List(ctx, orchestrate.KindPod, &orchestrate.LabelSelector{MatchExpressions: []orchestrate.LabelSelectorRequirement{
+	notFront, _ := s.List(ctx, orchestrate.KindPod, "", &orchestrate.LabelSelector{MatchExpressions: []orchestrate.LabelSelectorRequirement{
 		{Key: "tier", Operator: orchestrate.LabelSelectorOpNotIn, Values: []string{"front"}},
 	}})
+
 	if names(notFront) != "[b]" {
 		t.Errorf("List tier notin (front) = %s, want [b]", names(notFront))
 	}
-	none, err := s.List(ctx, orchestrate.KindJob, nil)
+	none, err := s.List(ctx, orchestrate.KindJob, "", nil)
 	if err != nil || len(none) != 0 {
 		t.Errorf("List of a kind with nothing stored: %v, %v", none, err)
 	}
-	pods, err := orchestrate.List[*orchestrate.Pod](ctx, s, nil)
+	pods, err := orchestrate.List[*orchestrate.Pod](ctx, s, "", nil)
 	if err != nil || len(pods) != 3 || pods[0].Name != "a" {
 		t.Errorf("orchestrate.List: %v, %v", pods, err)
 	}
@@ -477,7 +491,7 @@ func testResourceVersions(t *testing.T, s orchestrate.Store) {
 		t.Fatal(err)
 	}
 	check("update status", obj.Meta().ResourceVersion)
-	if err := s.Delete(ctx, orchestrate.KindConfigMap, "a"); err != nil {
+	if err := s.Delete(ctx, orchestrate.KindConfigMap, "", "a"); err != nil {
 		t.Fatal(err)
 	}
 	if r := rev(); r <= last {
@@ -514,6 +528,9 @@ func describe(ev orchestrate.WatchEvent) string {
 	if ev.Object == nil {
 		return string(ev.Type)
 	}
+	if ns := ev.Object.Meta().Namespace; ns != "" && ns != orchestrate.NamespaceDefault {
+		return fmt.Sprintf("%s %s/%s in %s", ev.Type, ev.Object.Kind(), ev.Object.Meta().Name, ns)
+	}
 	return fmt.Sprintf("%s %s/%s", ev.Type, ev.Object.Kind(), ev.Object.Meta().Name)
 }
 
@@ -538,7 +555,7 @@ func testWatch(t *testing.T, s orchestrate.Store) {
 	if _, err := s.UpdateStatus(ctx, created); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx, orchestrate.KindPod, "new"); err != nil {
+	if err := s.Delete(ctx, orchestrate.KindPod, "", "new"); err != nil {
 		t.Fatal(err)
 	}
 	deletedAt, _ := s.Revision(ctx)
@@ -583,7 +600,7 @@ func testWatchInitial(t *testing.T, s orchestrate.Store) {
 	mustCreate(t, s, pod("a"))
 	mustCreate(t, s, configMap("z", "k", "v"))
 	mustCreate(t, s, pod("gone"))
-	if err := s.Delete(ctx, orchestrate.KindPod, "gone"); err != nil {
+	if err := s.Delete(ctx, orchestrate.KindPod, "", "gone"); err != nil {
 		t.Fatal(err)
 	}
 	startRev, _ := s.Revision(ctx)
@@ -642,7 +659,7 @@ func testWatchSince(t *testing.T, s orchestrate.Store) {
 	mustCreate(t, s, configMap("cm", "k", "v"))
 	a.Labels["x"] = "y"
 	mustUpdate(t, s, a)
-	if err := s.Delete(ctx, orchestrate.KindPod, "a"); err != nil {
+	if err := s.Delete(ctx, orchestrate.KindPod, "", "a"); err != nil {
 		t.Fatal(err)
 	}
 	w, err := s.Watch(ctx, orchestrate.KindPod, orchestrate.WatchOptions{Since: from})
@@ -728,7 +745,7 @@ func testConcurrentWriters(t *testing.T, s orchestrate.Store) {
 	for i := range writers {
 		wg.Go(func() {
 			for j := 0; j < each; {
-				cm, err := orchestrate.Get[*orchestrate.ConfigMap](ctx, s, "counter")
+				cm, err := orchestrate.Get[*orchestrate.ConfigMap](ctx, s, "", "counter")
 				if err != nil {
 					t.Error(err)
 					return
@@ -757,5 +774,150 @@ func testConcurrentWriters(t *testing.T, s orchestrate.Store) {
 			t.Fatalf("watch out of order: version %d after %d", rv, prev)
 		}
 		prev = rv
+	}
+}
+
+// inNS returns pod(name) in namespace ns.
+func inNS(ns string, p *orchestrate.Pod) *orchestrate.Pod {
+	p.Namespace = ns
+	return p
+}
+
+// Names are unique per kind and namespace: two pods "web" in two
+// namespaces are two objects, each read, listed, updated and deleted
+// on its own.
+func testNamespaces(t *testing.T, s orchestrate.Store) {
+	ctx := context.Background()
+	a := mustCreate(t, s, inNS("a", pod("web")))
+	b := mustCreate(t, s, inNS("b", pod("web")))
+	if a.Namespace != "a" || b.Namespace != "b" || a.UID == b.UID {
+		t.Fatalf("two pods web: namespaces %q %q, UIDs %s %s", a.Namespace, b.Namespace, a.UID, b.UID)
+	}
+	if _, err := s.Create(ctx, inNS("a", pod("web"))); !errors.Is(err, orchestrate.ErrExists) {
+		t.Errorf("Create a/web again: %v, want ErrExists", err)
+	}
+	got, err := orchestrate.Get[*orchestrate.Pod](ctx, s, "b", "web")
+	if err != nil || got.UID != b.UID {
+		t.Errorf("Get b/web = %v, %v; want the pod of namespace b", got, err)
+	}
+	if _, err := s.Get(ctx, orchestrate.KindPod, "c", "web"); !errors.Is(err, orchestrate.ErrNotFound) {
+		t.Errorf("Get c/web: %v, want ErrNotFound", err)
+	}
+	mustCreate(t, s, inNS("a", pod("api")))
+	all, err := s.List(ctx, orchestrate.KindPod, orchestrate.NamespaceAll, nil)
+	if err != nil || len(all) != 3 || all[0].Meta().Namespace != "a" || all[0].Meta().Name != "api" || all[2].Meta().Namespace != "b" {
+		t.Errorf("List in all namespaces: %v, %v; want a/api a/web b/web", all, err)
+	}
+	inA, _ := s.List(ctx, orchestrate.KindPod, "a", &orchestrate.LabelSelector{MatchLabels: map[string]string{"app": "web"}})
+	if len(inA) != 1 || inA[0].Meta().Namespace != "a" {
+		t.Errorf("List app=web in a: %v; want a/web only", inA)
+	}
+	a.Labels["v"] = "2"
+	upd := mustUpdate(t, s, a)
+	if upd.Namespace != "a" || mustGetIn[*orchestrate.Pod](t, s, "b", "web").Labels["v"] != "" {
+		t.Errorf("Update of a/web reached b/web, or lost its namespace (%q)", upd.Namespace)
+	}
+	if err := s.Delete(ctx, orchestrate.KindPod, "a", "web"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, orchestrate.KindPod, "b", "web"); err != nil {
+		t.Errorf("deleting a/web deleted b/web: %v", err)
+	}
+	if err := s.Delete(ctx, orchestrate.KindPod, "a", "web"); !errors.Is(err, orchestrate.ErrNotFound) {
+		t.Errorf("Delete a/web again: %v, want ErrNotFound", err)
+	}
+}
+
+// An empty namespace is NamespaceDefault, in writes and in reads.
+func testNamespaceDefault(t *testing.T, s orchestrate.Store) {
+	ctx := context.Background()
+	created := mustCreate(t, s, pod("web"))
+	if created.Namespace != orchestrate.NamespaceDefault {
+		t.Errorf("Create without a namespace: namespace %q, want %q", created.Namespace, orchestrate.NamespaceDefault)
+	}
+	if _, err := s.Create(ctx, inNS(orchestrate.NamespaceDefault, pod("web"))); !errors.Is(err, orchestrate.ErrExists) {
+		t.Errorf("Create default/web after web: %v, want ErrExists", err)
+	}
+	for _, ns := range []string{"", orchestrate.NamespaceDefault} {
+		got, err := s.Get(ctx, orchestrate.KindPod, ns, "web")
+		if err != nil || got.Meta().Namespace != orchestrate.NamespaceDefault {
+			t.Errorf("Get(%q, web) = %v, %v", ns, got, err)
+		}
+	}
+	got, _ := s.List(ctx, orchestrate.KindPod, orchestrate.NamespaceDefault, nil)
+	if len(got) != 1 {
+		t.Errorf("List in default: %d objects, want 1", len(got))
+	}
+	created.Namespace = ""
+	created.Labels["v"] = "2"
+	if upd := mustUpdate(t, s, created); upd.Namespace != orchestrate.NamespaceDefault {
+		t.Errorf("Update without a namespace: namespace %q", upd.Namespace)
+	}
+	if err := s.Delete(ctx, orchestrate.KindPod, "", "web"); err != nil {
+		t.Errorf("Delete(\"\", web): %v", err)
+	}
+}
+
+// A cluster-scoped object has no namespace: one that names one is
+// refused; reads ignore the namespace they are given.
+func testClusterScoped(t *testing.T, s orchestrate.Store) {
+	ctx := context.Background()
+	n := mustCreate(t, s, &orchestrate.Namespace{ObjectMeta: orchestrate.ObjectMeta{Name: "team"}})
+	if n.Namespace != "" {
+		t.Errorf("Namespace stored with namespace %q", n.Namespace)
+	}
+	bad := &orchestrate.Namespace{ObjectMeta: orchestrate.ObjectMeta{Name: "other", Namespace: "team"}}
+	if _, err := s.Create(ctx, bad); !errors.Is(err, orchestrate.ErrInvalid) {
+		t.Errorf("Create of a Namespace in a namespace: %v, want ErrInvalid", err)
+	}
+	if _, err := s.Get(ctx, orchestrate.KindNamespace, "", "team"); err != nil {
+		t.Errorf("Get Namespace team: %v", err)
+	}
+	all, _ := s.List(ctx, orchestrate.KindNamespace, orchestrate.NamespaceAll, nil)
+	if len(all) != 1 {
+		t.Errorf("List of Namespaces: %d, want 1", len(all))
+	}
+	// A Namespace may be deleted gracefully, as a pod.
+	now := time.Now()
+	n.DeletionTime = &now
+	if upd := mustUpdate(t, s, n); upd.DeletionTime == nil {
+		t.Errorf("Update with DeletionTime of a Namespace: not kept")
+	}
+	if err := s.Delete(ctx, orchestrate.KindNamespace, "", "team"); err != nil {
+		t.Errorf("Delete Namespace: %v", err)
+	}
+}
+
+// A watch of one namespace sees only its objects, from the start and
+// after, and SendInitial lists them in namespace order.
+func testWatchNamespace(t *testing.T, s orchestrate.Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mustCreate(t, s, inNS("b", pod("x")))
+	mustCreate(t, s, inNS("a", pod("y")))
+	all, err := s.Watch(ctx, "", orchestrate.WatchOptions{SendInitial: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, all); ev.Object.Meta().Namespace != "a" {
+		t.Errorf("first initial event %s, want a/y (namespace order)", describe(ev))
+	}
+	if ev := next(t, all); ev.Object.Meta().Namespace != "b" {
+		t.Errorf("second initial event %s, want b/x", describe(ev))
+	}
+	ch, err := s.Watch(ctx, orchestrate.KindPod, orchestrate.WatchOptions{SendInitial: true, Namespace: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, ch); ev.Type != orchestrate.WatchAdded || ev.Object.Meta().Namespace != "a" {
+		t.Fatalf("initial event %s, want a/y", describe(ev))
+	}
+	if ev := next(t, ch); ev.Type != orchestrate.WatchBookmark {
+		t.Fatalf("after the initial events: %s, want a bookmark", describe(ev))
+	}
+	mustCreate(t, s, inNS("b", pod("z")))
+	mustCreate(t, s, inNS("a", pod("z")))
+	if ev := nextChange(t, ch); ev.Object.Meta().Namespace != "a" || ev.Object.Meta().Name != "z" {
+		t.Errorf("watch of namespace a saw %s, want a/z", describe(ev))
 	}
 }

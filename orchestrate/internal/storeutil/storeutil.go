@@ -12,16 +12,34 @@ import (
 	"github.com/berthlabs/berth/orchestrate"
 )
 
-// Check refuses what no store can hold: a nil object, or one without a
-// name (ErrInvalid).
+// Check refuses what no store can hold: a nil object, one without a
+// name, or one of a cluster-scoped kind that names a namespace
+// (ErrInvalid).
 func Check(obj orchestrate.Object) error {
 	if obj == nil || reflect.ValueOf(obj).IsNil() {
 		return fmt.Errorf("nil object: %w", orchestrate.ErrInvalid)
 	}
-	if obj.Meta().Name == "" {
+	m := obj.Meta()
+	if m.Name == "" {
 		return fmt.Errorf("%s: metadata.name: empty: %w", obj.Kind(), orchestrate.ErrInvalid)
 	}
+	if orchestrate.ClusterScoped(obj.Kind()) && m.Namespace != "" {
+		return fmt.Errorf("%s %s: metadata.namespace: %q set on a cluster-scoped kind: %w", obj.Kind(), m.Name, m.Namespace, orchestrate.ErrInvalid)
+	}
 	return nil
+}
+
+// Namespace returns the namespace obj is stored in
+// (orchestrate.NamespaceOf).
+func Namespace(obj orchestrate.Object) string {
+	return orchestrate.NamespaceOf(obj.Kind(), obj.Meta().Namespace)
+}
+
+// Graceful reports whether objects of a kind may be deleted gracefully
+// (given a DeletionTime): a controller finishes the deletion of Pods and
+// Namespaces, and of nothing else.
+func Graceful(kind string) bool {
+	return kind == orchestrate.KindPod || kind == orchestrate.KindNamespace
 }
 
 // NewUID returns a random UUID (version 4).

@@ -1,0 +1,173 @@
+package orchestrate_test
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/berthlabs/berth/orchestrate"
+	"github.com/berthlabs/berth/orchestrate/fakeruntime"
+	"github.com/berthlabs/berth/orchestrate/memstore"
+	"github.com/berthlabs/berth/orchestrate/reconcile"
+)
+
+// proxyRuntime is the fake runtime with a ServiceProxy that records what
+// the Service controller programs.
+type proxyRuntime struct {
+	*fakeruntime.Runtime
+	mu       sync.Mutex
+	services map[string]ProxyService
+	dns      map[string][]netip.Addr
+	cnames   map[string]string
+}
+
+func (p *proxyRuntime) SetService(ctx context.Context, s ProxyService) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.services[s.Name] = s
+	return nil
+}
+
+func (p *proxyRuntime) RemoveService(ctx context.Context, name string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.services, name)
+	return nil
+}
+
+func (p *proxyRuntime) SetDNS(name string, addrs []netip.Addr, cname string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(addrs) == 0 && cname == "" {
+		delete(p.dns, name)
+		delete(p.cnames, name)
+		return
+	}
+	p.dns[name], p.cnames[name] = addrs, cname
+}
+
+func (p *proxyRuntime) backends(key string) []netip.AddrPort {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.services[key]
+	if !ok || len(s.Ports) == 0 {
+		return nil
+	}
+	return slices.Clone(s.Ports[0].Backends)
+}
+
+// Services of the same name in two namespaces: each has its own ClusterIP,
+// DNS names and endpoints, selects only its namespace's pods, and gets
+// its namespace's environment variables; deleting one leaves the other.
+func TestServicesPerNamespace(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clock := reconcile.NewFakeClock(testEpoch)
+	rt := &proxyRuntime{Runtime: fakeruntime.New(clock, "busybox"), services: map[string]ProxyService{}, dns: map[string][]netip.Addr{}, cnames: map[string]string{}}
+	m, err := NewManager(Options{Store: memstore.New(), Runtime: rt, Clock: clock, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	apply := func(o Object) {
+		t.Helper()
+		if _, err := m.Apply(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settle := func() {
+		t.Helper()
+		if err := m.RunUntilIdle(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ns := range []string{"a", "b"} {
+		apply(&Namespace{ObjectMeta: ObjectMeta{Name: ns}})
+	}
+	settle()
+	// Two pods labelled app=web in a, one in b.
+	for _, key := range [][2]string{{"a", "web-1"}, {"a", "web-2"}, {"b", "web-1"}} {
+		p := &Pod{ObjectMeta: ObjectMeta{Name: key[1], Namespace: key[0], Labels: map[string]string{"app": "web"}}}
+		p.Spec.Containers = []Container{{Name: "c", Image: "busybox", Command: []string{"sleep", "1000"}, Ports: []ContainerPort{{Name: "http", ContainerPort: 8080}}}}
+		apply(p)
+	}
+	for _, ns := range []string{"a", "b"} {
+		apply(&Service{ObjectMeta: ObjectMeta{Name: "web", Namespace: ns}, Spec: ServiceSpec{
+			Selector: map[string]string{"app": "web"}, Ports: []ServicePort{{Name: "http", Port: 80, TargetPort: "http"}}}})
+	}
+	settle()
+	clock.Step(time.Second)
+	settle()
+
+	sa, err := Get[*Service](ctx, m, "a", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := Get[*Service](ctx, m, "b", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sa.Spec.ClusterIP == "" || sa.Spec.ClusterIP == sb.Spec.ClusterIP {
+		t.Fatalf("ClusterIPs %q and %q", sa.Spec.ClusterIP, sb.Spec.ClusterIP)
+	}
+	podIPs := func(ns string) []netip.AddrPort {
+		pods, err := List[*Pod](ctx, m, ns, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []netip.AddrPort
+		for _, p := range pods {
+			if p.Status.PodIP == "" {
+				t.Fatalf("pod %s/%s has no IP", ns, p.Name)
+			}
+			out = append(out, netip.AddrPortFrom(netip.MustParseAddr(p.Status.PodIP), 8080))
+		}
+		slices.SortFunc(out, netip.AddrPort.Compare)
+		return out
+	}
+	for _, ns := range []string{"a", "b"} {
+		if got, want := rt.backends(ns+"/web"), podIPs(ns); !slices.Equal(got, want) {
+			t.Errorf("service %s/web backends %v, want its namespace's pods %v", ns, got, want)
+		}
+		eps, err := Get[*Endpoints](ctx, m, ns, "web")
+		if err != nil {
+			t.Fatalf("endpoints %s/web: %v", ns, err)
+		}
+		n := 0
+		for _, ss := range eps.Subsets {
+			n += len(ss.Addresses)
+		}
+		if n != len(podIPs(ns)) {
+			t.Errorf("endpoints %s/web: %+v", ns, eps.Subsets)
+		}
+	}
+	if got := rt.dns["web.a.svc.cluster.local"]; len(got) != 1 || got[0].String() != sa.Spec.ClusterIP {
+		t.Errorf("web.a.svc.cluster.local: %v, want %s", got, sa.Spec.ClusterIP)
+	}
+	if got := rt.dns["web.b"]; len(got) != 1 || got[0].String() != sb.Spec.ClusterIP {
+		t.Errorf("web.b: %v, want %s", got, sb.Spec.ClusterIP)
+	}
+	if env := m.ServiceEnv(ctx, "b"); !slices.Contains(env, "WEB_SERVICE_HOST="+sb.Spec.ClusterIP) || slices.Contains(env, "WEB_SERVICE_HOST="+sa.Spec.ClusterIP) {
+		t.Errorf("namespace b's service variables: %v", env)
+	}
+	if got := DNSSearch("b"); got[0] != "b.svc.cluster.local" {
+		t.Errorf("search path of namespace b: %v", got)
+	}
+
+	if err := m.Delete(ctx, KindService, "a", "web"); err != nil {
+		t.Fatal(err)
+	}
+	settle()
+	if _, ok := rt.services["a/web"]; ok {
+		t.Error("a/web still proxied after its deletion")
+	}
+	if _, ok := rt.dns["web.a.svc.cluster.local"]; ok {
+		t.Error("a/web's DNS name outlived it")
+	}
+	if got := rt.backends("b/web"); len(got) == 0 {
+		t.Error("deleting a/web took b/web")
+	}
+}
