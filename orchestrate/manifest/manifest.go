@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
 	"slices"
 	"sort"
@@ -386,16 +387,8 @@ func firstDropped(in, kept any, prefix string) string {
 	switch x := in.(type) {
 	case map[string]any:
 		km, _ := kept.(map[string]any)
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			p := k
-			if prefix != "" {
-				p = prefix + "." + k
-			}
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			p := childPath(prefix, k)
 			kv, ok := km[k]
 			if !ok {
 				if !isZero(x[k]) {
@@ -502,16 +495,8 @@ func locate(tree any, field, value string) string {
 		}
 		switch x := v.(type) {
 		case map[string]any:
-			keys := make([]string, 0, len(x))
-			for k := range x {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				p := k
-				if path != "" {
-					p = path + "." + k
-				}
+			for _, k := range slices.Sorted(maps.Keys(x)) {
+				p := childPath(path, k)
 				if r, ok := anywhere(x[k], p); ok {
 					return r, true
 				}
@@ -663,4 +648,12 @@ func Apply(ctx context.Context, m *orchestrate.Manager, objs []orchestrate.Objec
 		return nil, fmt.Errorf("manifest: apply: %w", err)
 	}
 	return out, nil
+}
+
+// childPath is the field path of key k under prefix.
+func childPath(prefix, k string) string {
+	if prefix == "" {
+		return k
+	}
+	return prefix + "." + k
 }
