@@ -655,6 +655,26 @@ func (m *Manager) validateService(ctx context.Context, obj Object) error {
 			return invalidf(f+".nodePort", "%d: want %d-%d, on a NodePort Service", p.NodePort, NodePortMin, NodePortMax)
 		}
 	}
+	// A NodePort or ClusterIP asked for that another Service has.
+	others, err := List[*Service](ctx, m.store, NamespaceAll, nil)
+	if err != nil {
+		return err
+	}
+	for _, o := range others {
+		if o.Namespace == NamespaceOf(KindService, s.Namespace) && o.Name == s.Name {
+			continue
+		}
+		if sp.ClusterIP != "" && sp.ClusterIP != ClusterIPNone && o.Spec.ClusterIP == sp.ClusterIP {
+			return invalidf("spec.clusterIP", "%s is service %s's", sp.ClusterIP, keyOf(o))
+		}
+		for i, p := range sp.Ports {
+			for _, op := range o.Spec.Ports {
+				if p.NodePort != 0 && o.Spec.Type == ServiceTypeNodePort && op.NodePort == p.NodePort {
+					return invalidf(fmt.Sprintf("spec.ports[%d].nodePort", i), "%d is service %s's", p.NodePort, keyOf(o))
+				}
+			}
+		}
+	}
 	// The ClusterIP and NodePorts are kept for the Service's life.
 	if cur, err := Get[*Service](ctx, m.store, s.Namespace, s.Name); err == nil {
 		if sp.ClusterIP == "" {

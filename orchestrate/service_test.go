@@ -2,8 +2,10 @@ package orchestrate_test
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -169,5 +171,40 @@ func TestServicesPerNamespace(t *testing.T) {
 	}
 	if got := rt.backends("b/web"); len(got) == 0 {
 		t.Error("deleting a/web took b/web")
+	}
+}
+
+// Apply refuses a NodePort or ClusterIP another Service has, naming the
+// field and the other Service; one out of range too.
+func TestServiceApplyRefusesTaken(t *testing.T) {
+	ctx := context.Background()
+	m, err := NewManager(Options{Store: memstore.New(), Runtime: fakeruntime.New(reconcile.NewFakeClock(testEpoch), "busybox"), StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(ctx)
+	np := func(name string, port int, ip string) *Service {
+		return &Service{ObjectMeta: ObjectMeta{Name: name}, Spec: ServiceSpec{Type: ServiceTypeNodePort, ClusterIP: ip,
+			Selector: map[string]string{"app": "x"}, Ports: []ServicePort{{Port: 80, NodePort: port}}}}
+	}
+	if _, err := m.Apply(ctx, np("first", 30080, "10.96.0.50")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		svc  *Service
+		want string
+	}{
+		{np("second", 30080, ""), "spec.ports[0].nodePort: 30080 is service default/first's"},
+		{np("third", 0, "10.96.0.50"), "spec.clusterIP: 10.96.0.50 is service default/first's"},
+		{np("fourth", 29999, ""), "spec.ports[0].nodePort"},
+	} {
+		_, err := m.Apply(ctx, tc.svc)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v, want %q", tc.svc.Name, err, tc.want)
+		}
+	}
+	// The Service itself may apply again with its own port.
+	if _, err := m.Apply(ctx, np("first", 30080, "10.96.0.50")); err != nil {
+		t.Errorf("re-apply of the same Service: %v", err)
 	}
 }
