@@ -304,6 +304,12 @@ func (pc *podController) finalize(ctx context.Context, pod *Pod, st *podState) e
 func (pc *podController) finalizeInBackground(pod *Pod, st *podState, f *finalization) {
 	defer pc.finalWG.Done()
 	ctx := pc.bgCtx
+	// No new Service connections to a pod whose containers are about to
+	// stop.
+	if ip, err := netip.ParseAddr(pod.Status.PodIP); err == nil && pc.m.services != nil {
+		pc.m.services.drain(ctx, ip)
+		defer pc.m.services.undrain(ip)
+	}
 	st.mu.Lock()
 	var err error
 	if !st.closed { // else Close tears it down
