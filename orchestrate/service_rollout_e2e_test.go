@@ -119,26 +119,29 @@ func TestServiceRollingUpdateE2E(t *testing.T) {
 	)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
+	// Four clients, so that the moments a replica stops are covered.
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				body, err := hostGet(vip)
+				mu.Lock()
+				requests++
+				if err != nil {
+					failures = append(failures, err.Error())
+				} else {
+					v, _, _ := strings.Cut(body, " ")
+					byVersion[v]++
+				}
+				mu.Unlock()
+				time.Sleep(time.Millisecond)
 			}
-			body, err := hostGet(vip)
-			mu.Lock()
-			requests++
-			if err != nil {
-				failures = append(failures, err.Error())
-			} else {
-				v, _, _ := strings.Cut(body, " ")
-				byVersion[v]++
-			}
-			mu.Unlock()
-			time.Sleep(2 * time.Millisecond)
-		}
-	})
+		})
+	}
 	stopLoop := sync.OnceFunc(func() { close(stop); wg.Wait() })
 	defer stopLoop()
 	time.Sleep(100 * time.Millisecond) // the loop runs before the rollout begins
