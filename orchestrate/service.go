@@ -236,6 +236,7 @@ type serviceRecords struct {
 	names []string
 	proxy bool
 	ps    ProxyService // what the proxy has, when proxy
+	dns   string       // the records of names, as setDNS wrote them
 }
 
 func registerServices(m *Manager, cidr netip.Prefix) {
@@ -337,10 +338,24 @@ func (sc *serviceController) program(ctx context.Context, svc *Service, eps *End
 	rec := serviceRecords{names: []string{dnsName, short}}
 	var err error
 	locked := false // progMu
+	sc.mu.Lock()
+	prev := sc.known[key] // reconciles of one key are serialized: it stays
+	sc.mu.Unlock()
+	// setDNS writes the records of the names, unless they are those
+	// written last: every change of the Endpoints reconciles the
+	// Service, most of them leave its DNS records as they were.
+	setDNS := func(addrs []netip.Addr, cname string) {
+		rec.dns = fmt.Sprint(addrs, cname)
+		if rec.dns == prev.dns && slices.Equal(rec.names, prev.names) {
+			return
+		}
+		for _, n := range rec.names {
+			sc.proxy.SetDNS(n, addrs, cname)
+		}
+	}
 	switch {
 	case svc.Spec.Type == ServiceTypeExternalName:
-		sc.proxy.SetDNS(dnsName, nil, svc.Spec.ExternalName)
-		sc.proxy.SetDNS(short, nil, svc.Spec.ExternalName)
+		setDNS(nil, svc.Spec.ExternalName)
 	case svc.Spec.ClusterIP == ClusterIPNone:
 		var addrs []netip.Addr
 		for _, ss := range eps.Subsets {
@@ -351,8 +366,7 @@ func (sc *serviceController) program(ctx context.Context, svc *Service, eps *End
 			}
 		}
 		slices.SortFunc(addrs, netip.Addr.Compare)
-		sc.proxy.SetDNS(dnsName, addrs, "")
-		sc.proxy.SetDNS(short, addrs, "")
+		setDNS(addrs, "")
 	default:
 		vip, perr := netip.ParseAddr(svc.Spec.ClusterIP)
 		if perr != nil {
@@ -384,12 +398,16 @@ func (sc *serviceController) program(ctx context.Context, svc *Service, eps *End
 		locked = true
 		sc.mu.Lock()
 		ps = sc.withoutDraining(ps)
+		cur := sc.known[key] // prev, but a drain may have changed its ps
 		sc.mu.Unlock()
-		if err = sc.proxy.SetService(ctx, ps); err == nil {
+		// The proxy has it already (a pod got an address but is not
+		// ready yet, say): no rewrite of the rules.
+		if cur.proxy && reflect.DeepEqual(cur.ps, ps) {
+			rec.proxy, rec.ps = true, ps
+		} else if err = sc.proxy.SetService(ctx, ps); err == nil {
 			rec.proxy, rec.ps = true, ps
 		}
-		sc.proxy.SetDNS(dnsName, []netip.Addr{vip}, "")
-		sc.proxy.SetDNS(short, []netip.Addr{vip}, "")
+		setDNS([]netip.Addr{vip}, "")
 	}
 	if !locked {
 		sc.progMu.Lock()
