@@ -72,9 +72,10 @@
 // pod being deleted is drained before its containers are stopped: the
 // proxy entries that lead to it are written again without it first, so
 // that a rolling update behind a Service (maxUnavailable 0, readiness
-// probes) refuses no new connection. Connections already made are not
-// waited for: the stop signal follows at once, and a server that exits
-// on it cuts them (there are no preStop hooks yet).
+// probes) refuses no new connection. Connections made just before get
+// Options.ServiceDrainDelay (100 ms) to finish before the stop signal;
+// longer ones are cut by a server that exits on it (there are no
+// preStop hooks yet).
 //
 // Manager.Apply validates an object and creates or updates it; an
 // invalid one is refused with an error wrapping ErrInvalid that names

@@ -444,10 +444,11 @@ func (sc *serviceController) withoutDraining(ps ProxyService) ProxyService {
 // the Endpoints controller gets to the pod's deletion (which would race
 // with the stop: connections refused). Connections already made are
 // left alone. It lasts until undrain. A failed write is logged: the
-// Endpoints controller removes the backend anyway.
-func (sc *serviceController) drain(ctx context.Context, ip netip.Addr) {
+// Endpoints controller removes the backend anyway. It reports whether
+// ip was a backend of a Service.
+func (sc *serviceController) drain(ctx context.Context, ip netip.Addr) bool {
 	if sc.proxy == nil {
-		return
+		return false
 	}
 	sc.progMu.Lock()
 	defer sc.progMu.Unlock()
@@ -462,6 +463,9 @@ func (sc *serviceController) drain(ctx context.Context, ip netip.Addr) {
 		}
 	}
 	sc.mu.Unlock()
+	if len(todo) == 0 {
+		return false
+	}
 	slices.Sort(todo)
 	for _, key := range todo {
 		sc.mu.Lock()
@@ -479,6 +483,7 @@ func (sc *serviceController) drain(ctx context.Context, ip netip.Addr) {
 		}
 		sc.mu.Unlock()
 	}
+	return true
 }
 
 // undrain ends a drain of ip (its pod is gone, and the address may be
