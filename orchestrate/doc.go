@@ -3,7 +3,7 @@
 // cluster.
 //
 // Objects (Pod, ReplicaSet, Deployment, Job, ConfigMap, Secret,
-// Namespace) are kept in a Store. Each object has metadata (name,
+// Namespace, Service, Endpoints) are kept in a Store. Each object has metadata (name,
 // namespace, labels, owner references, a Generation that counts changes
 // of its spec), a spec saying what is wanted and a status saying what
 // is. Names are unique per kind and namespace, as in Kubernetes: an
@@ -57,7 +57,25 @@
 //     readiness marks ready, startup holds the others back);
 //   - the ReplicaSet, Deployment and Job controllers create and delete
 //     pods to reach their replicas, roll out new templates and run pods
-//     to completion.
+//     to completion;
+//   - the Service controller (service.go) allocates, keeps Endpoints
+//     current and drives the ServiceProxy.
+//
+// A Service (KindService) is a stable name and virtual IP in front of
+// the ready pods its selector picks; its Endpoints list their addresses
+// (the user writes those of a Service without a selector). When the
+// Runtime is also a ServiceProxy (containerruntime.WithNetwork), the
+// Service controller gives Services ClusterIPs from
+// DefaultServiceCIDR, NodePorts on 127.0.0.1, and DNS names (svc,
+// svc.ns, svc.ns.svc.cluster.local) in the pods' DNS server, and writes
+// each Service's ready backends to the proxy whenever they change. A
+// pod being deleted is drained before its containers are stopped: the
+// proxy entries that lead to it are written again without it first, so
+// that a rolling update behind a Service (maxUnavailable 0, readiness
+// probes) refuses no new connection. Connections made just before get
+// Options.ServiceDrainDelay (100 ms) to finish before the stop signal;
+// longer ones are cut by a server that exits on it (there are no
+// preStop hooks yet).
 //
 // Manager.Apply validates an object and creates or updates it; an
 // invalid one is refused with an error wrapping ErrInvalid that names

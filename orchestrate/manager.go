@@ -51,7 +51,18 @@ type Options struct {
 	// ServiceCIDR is the IPv4 range Services' ClusterIPs are allocated
 	// from; zero means DefaultServiceCIDR.
 	ServiceCIDR netip.Prefix
+	// ServiceDrainDelay is how long a deleted pod that was a Service
+	// backend keeps running after it was taken out of its Services'
+	// proxy entries, before its containers get the stop signal, so that
+	// connections made just before finish: zero means
+	// DefaultServiceDrainDelay, a negative value none. It is capped at
+	// the pod's grace period, and waited in real time (the data path's,
+	// not the Clock's), as the containers' stop is.
+	ServiceDrainDelay time.Duration
 }
+
+// DefaultServiceDrainDelay is Options.ServiceDrainDelay when zero.
+const DefaultServiceDrainDelay = 100 * time.Millisecond
 
 // CrashLoopBackoff is how long a container that keeps exiting waits
 // before it is restarted: its first restart is immediate, the next waits
@@ -87,6 +98,7 @@ type Manager struct {
 	store    Store
 	runtime  Runtime
 	clock    reconcile.Clock
+	drain    time.Duration // Options.ServiceDrainDelay, with its default
 	log      *slog.Logger
 	workers  int
 	stateDir string
@@ -139,6 +151,7 @@ func NewManager(opts Options) (*Manager, error) {
 		workers: opts.Workers,
 		events:  newEventRecorder(0),
 		crash:   opts.CrashLoop.withDefaults(),
+		drain:   opts.ServiceDrainDelay,
 		kinds:   map[string]*kindController{},
 		gcRefs:  map[string]string{},
 	}
@@ -153,6 +166,9 @@ func NewManager(opts Options) (*Manager, error) {
 	}
 	if m.workers <= 0 {
 		m.workers = 4
+	}
+	if m.drain == 0 {
+		m.drain = DefaultServiceDrainDelay
 	}
 	if opts.StateDir != "" {
 		m.stateDir = opts.StateDir

@@ -304,6 +304,21 @@ func (pc *podController) finalize(ctx context.Context, pod *Pod, st *podState) e
 func (pc *podController) finalizeInBackground(pod *Pod, st *podState, f *finalization) {
 	defer pc.finalWG.Done()
 	ctx := pc.bgCtx
+	// No new Service connections to a pod whose containers are about to
+	// stop, and a moment for those just made.
+	if ip, err := netip.ParseAddr(pod.Status.PodIP); err == nil && pc.m.services != nil {
+		if pc.m.services.drain(ctx, ip) && pc.m.drain > 0 {
+			grace := pod.Spec.TerminationGracePeriod
+			if grace <= 0 {
+				grace = defaultGrace
+			}
+			select {
+			case <-time.After(min(pc.m.drain, grace)):
+			case <-ctx.Done():
+			}
+		}
+		defer pc.m.services.undrain(ip)
+	}
 	st.mu.Lock()
 	var err error
 	if !st.closed { // else Close tears it down

@@ -221,18 +221,26 @@ type serviceController struct {
 	proxy ServiceProxy // nil: objects only
 	cidr  netip.Prefix
 
-	mu    sync.Mutex                // allocation and known
-	known map[string]serviceRecords // what the proxy has, by Service name
+	// progMu serializes the proxy's service writes (program, forget,
+	// drain), so that a write computed from a stale store cannot give a
+	// draining pod back its traffic.
+	progMu sync.Mutex
+
+	mu       sync.Mutex                // allocation, known and draining
+	known    map[string]serviceRecords // what the proxy has, by Service name
+	draining map[netip.Addr]int        // IPs of pods being deleted: no new connections
 }
 
 // serviceRecords are the DNS names and proxy entry of one Service.
 type serviceRecords struct {
 	names []string
 	proxy bool
+	ps    ProxyService // what the proxy has, when proxy
+	dns   string       // the records of names, as setDNS wrote them
 }
 
 func registerServices(m *Manager, cidr netip.Prefix) {
-	sc := &serviceController{m: m, cidr: cidr, known: map[string]serviceRecords{}}
+	sc := &serviceController{m: m, cidr: cidr, known: map[string]serviceRecords{}, draining: map[netip.Addr]int{}}
 	sc.proxy, _ = m.runtime.(ServiceProxy)
 	m.services = sc
 	m.register(KindService, sc, sc.keysFor, m.validateService)
@@ -302,6 +310,8 @@ func (sc *serviceController) Reconcile(ctx context.Context, key string) (reconci
 // forget removes what the proxy has of a Service that is gone; key is
 // its queue key, "namespace/name", which is also its name in the proxy.
 func (sc *serviceController) forget(ctx context.Context, key string) error {
+	sc.progMu.Lock()
+	defer sc.progMu.Unlock()
 	sc.mu.Lock()
 	rec, ok := sc.known[key]
 	delete(sc.known, key)
@@ -327,10 +337,25 @@ func (sc *serviceController) program(ctx context.Context, svc *Service, eps *End
 	short := svc.Name + "." + svc.Namespace
 	rec := serviceRecords{names: []string{dnsName, short}}
 	var err error
+	locked := false // progMu
+	sc.mu.Lock()
+	prev := sc.known[key] // reconciles of one key are serialized: it stays
+	sc.mu.Unlock()
+	// setDNS writes the records of the names, unless they are those
+	// written last: every change of the Endpoints reconciles the
+	// Service, most of them leave its DNS records as they were.
+	setDNS := func(addrs []netip.Addr, cname string) {
+		rec.dns = fmt.Sprint(addrs, cname)
+		if rec.dns == prev.dns && slices.Equal(rec.names, prev.names) {
+			return
+		}
+		for _, n := range rec.names {
+			sc.proxy.SetDNS(n, addrs, cname)
+		}
+	}
 	switch {
 	case svc.Spec.Type == ServiceTypeExternalName:
-		sc.proxy.SetDNS(dnsName, nil, svc.Spec.ExternalName)
-		sc.proxy.SetDNS(short, nil, svc.Spec.ExternalName)
+		setDNS(nil, svc.Spec.ExternalName)
 	case svc.Spec.ClusterIP == ClusterIPNone:
 		var addrs []netip.Addr
 		for _, ss := range eps.Subsets {
@@ -341,8 +366,7 @@ func (sc *serviceController) program(ctx context.Context, svc *Service, eps *End
 			}
 		}
 		slices.SortFunc(addrs, netip.Addr.Compare)
-		sc.proxy.SetDNS(dnsName, addrs, "")
-		sc.proxy.SetDNS(short, addrs, "")
+		setDNS(addrs, "")
 	default:
 		vip, perr := netip.ParseAddr(svc.Spec.ClusterIP)
 		if perr != nil {
@@ -369,11 +393,25 @@ func (sc *serviceController) program(ctx context.Context, svc *Service, eps *End
 			slices.SortFunc(pp.Backends, netip.AddrPort.Compare)
 			ps.Ports = append(ps.Ports, pp)
 		}
-		if err = sc.proxy.SetService(ctx, ps); err == nil {
-			rec.proxy = true
+		sc.progMu.Lock()
+		defer sc.progMu.Unlock()
+		locked = true
+		sc.mu.Lock()
+		ps = sc.withoutDraining(ps)
+		cur := sc.known[key] // prev, but a drain may have changed its ps
+		sc.mu.Unlock()
+		// The proxy has it already (a pod got an address but is not
+		// ready yet, say): no rewrite of the rules.
+		if cur.proxy && reflect.DeepEqual(cur.ps, ps) {
+			rec.proxy, rec.ps = true, ps
+		} else if err = sc.proxy.SetService(ctx, ps); err == nil {
+			rec.proxy, rec.ps = true, ps
 		}
-		sc.proxy.SetDNS(dnsName, []netip.Addr{vip}, "")
-		sc.proxy.SetDNS(short, []netip.Addr{vip}, "")
+		setDNS([]netip.Addr{vip}, "")
+	}
+	if !locked {
+		sc.progMu.Lock()
+		defer sc.progMu.Unlock()
 	}
 	sc.mu.Lock()
 	old := sc.known[key]
@@ -383,6 +421,91 @@ func (sc *serviceController) program(ctx context.Context, svc *Service, eps *End
 		err = sc.proxy.RemoveService(ctx, key)
 	}
 	return err
+}
+
+// withoutDraining returns ps without the backends of pods being
+// deleted; sc.mu is held.
+func (sc *serviceController) withoutDraining(ps ProxyService) ProxyService {
+	if len(sc.draining) == 0 {
+		return ps
+	}
+	ports := make([]ProxyPort, len(ps.Ports))
+	for i, p := range ps.Ports {
+		p.Backends = slices.DeleteFunc(slices.Clone(p.Backends), func(b netip.AddrPort) bool { return sc.draining[b.Addr()] > 0 })
+		ports[i] = p
+	}
+	ps.Ports = ports
+	return ps
+}
+
+// drain stops new Service connections to ip, a pod's address, before
+// the pod's containers are stopped: the Services whose proxy entries
+// lead to it are written again without it, at once, rather than when
+// the Endpoints controller gets to the pod's deletion (which would race
+// with the stop: connections refused). Connections already made are
+// left alone. It lasts until undrain. A failed write is logged: the
+// Endpoints controller removes the backend anyway. It reports whether
+// ip was a backend of a Service.
+func (sc *serviceController) drain(ctx context.Context, ip netip.Addr) bool {
+	if sc.proxy == nil {
+		return false
+	}
+	sc.progMu.Lock()
+	defer sc.progMu.Unlock()
+	sc.mu.Lock()
+	sc.draining[ip]++
+	var todo []string
+	for key, rec := range sc.known {
+		if rec.proxy && slices.ContainsFunc(rec.ps.Ports, func(p ProxyPort) bool {
+			return slices.ContainsFunc(p.Backends, func(b netip.AddrPort) bool { return b.Addr() == ip })
+		}) {
+			todo = append(todo, key)
+		}
+	}
+	sc.mu.Unlock()
+	if len(todo) == 0 {
+		return false
+	}
+	slices.Sort(todo)
+	for _, key := range todo {
+		sc.mu.Lock()
+		rec := sc.known[key]
+		ps := sc.withoutDraining(rec.ps)
+		sc.mu.Unlock()
+		if err := sc.proxy.SetService(ctx, ps); err != nil {
+			sc.m.log.Warn("drain a pod's service connections", "service", key, "ip", ip, "error", err)
+			continue
+		}
+		sc.mu.Lock()
+		if cur, ok := sc.known[key]; ok && cur.proxy {
+			cur.ps = ps
+			sc.known[key] = cur
+		}
+		sc.mu.Unlock()
+	}
+	return true
+}
+
+// undrain ends a drain of ip (its pod is gone, and the address may be
+// another pod's next): every Service is reconciled again.
+func (sc *serviceController) undrain(ip netip.Addr) {
+	if sc.proxy == nil {
+		return
+	}
+	sc.mu.Lock()
+	if sc.draining[ip]--; sc.draining[ip] <= 0 {
+		delete(sc.draining, ip)
+	}
+	keys := make([]string, 0, len(sc.known))
+	for key := range sc.known {
+		keys = append(keys, key)
+	}
+	sc.mu.Unlock()
+	if ctrl := sc.m.controller(KindService); ctrl != nil {
+		for _, key := range keys {
+			ctrl.Add(key)
+		}
+	}
 }
 
 // allocate fills in the Service's ClusterIP and NodePorts and writes

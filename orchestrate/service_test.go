@@ -208,3 +208,84 @@ func TestServiceApplyRefusesTaken(t *testing.T) {
 		t.Errorf("re-apply of the same Service: %v", err)
 	}
 }
+
+// stopRecorder is a proxyRuntime that records the Service's backends
+// each time a container is stopped.
+type stopRecorder struct {
+	*proxyRuntime
+	key     string
+	atStops [][]netip.AddrPort
+}
+
+func (s *stopRecorder) StopContainer(ctx context.Context, id string, grace time.Duration) error {
+	b := s.backends(s.key)
+	s.mu.Lock()
+	s.atStops = append(s.atStops, b)
+	s.mu.Unlock()
+	return s.proxyRuntime.StopContainer(ctx, id, grace)
+}
+
+// A deleted pod's address leaves its Services' backends before its
+// containers are stopped, and comes back for no reconcile meanwhile.
+func TestServiceDrainsPodBeforeStop(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clock := reconcile.NewFakeClock(testEpoch)
+	rt := &stopRecorder{key: "default/web", proxyRuntime: &proxyRuntime{Runtime: fakeruntime.New(clock, "busybox"),
+		services: map[string]ProxyService{}, dns: map[string][]netip.Addr{}, cnames: map[string]string{}}}
+	m, err := NewManager(Options{Store: memstore.New(), Runtime: rt, Clock: clock, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	settle := func() {
+		t.Helper()
+		if err := m.RunUntilIdle(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []string{"web-1", "web-2"} {
+		p := &Pod{ObjectMeta: ObjectMeta{Name: n, Labels: map[string]string{"app": "web"}}}
+		p.Spec.Containers = []Container{{Name: "c", Image: "busybox", Command: []string{"sleep", "1000"}, Ports: []ContainerPort{{Name: "http", ContainerPort: 8080}}}}
+		if _, err := m.Apply(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.Apply(ctx, &Service{ObjectMeta: ObjectMeta{Name: "web"}, Spec: ServiceSpec{
+		Selector: map[string]string{"app": "web"}, Ports: []ServicePort{{Name: "http", Port: 80, TargetPort: "http"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	settle()
+	clock.Step(time.Second)
+	settle()
+	if b := rt.backends("default/web"); len(b) != 2 {
+		t.Fatalf("backends %v, want two", b)
+	}
+	victim, err := Get[*Pod](ctx, m, NamespaceDefault, "web-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr(victim.Status.PodIP)
+	if err := m.Delete(ctx, KindPod, NamespaceDefault, "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		settle()
+		clock.Step(time.Second)
+	}
+	settle()
+	rt.mu.Lock()
+	atStops := slices.Clone(rt.atStops)
+	rt.mu.Unlock()
+	if len(atStops) == 0 {
+		t.Fatal("no container was stopped")
+	}
+	for _, b := range atStops {
+		if len(b) != 1 || b[0].Addr() == ip {
+			t.Fatalf("backends when web-1's container stopped: %v, want web-2's only", b)
+		}
+	}
+	if b := rt.backends("default/web"); len(b) != 1 || b[0].Addr() == ip {
+		t.Fatalf("backends after: %v", b)
+	}
+}

@@ -68,14 +68,26 @@ func needE2E(tb testing.TB) {
 
 func newE2EEnv(tb testing.TB) *e2eEnv {
 	tb.Helper()
+	return newE2EEnvRuntime(tb, func(crt *container.Runtime) Runtime { return containerruntime.New(crt) })
+}
+
+// newE2EEnvRuntime is newE2EEnv with the Runtime newRuntime makes on
+// the images' container runtime. A benchmark's context lasts 10
+// minutes, a test's 50 seconds.
+func newE2EEnvRuntime(tb testing.TB, newRuntime func(*container.Runtime) Runtime) *e2eEnv {
+	tb.Helper()
 	needE2E(tb)
 	dir := tb.TempDir()
 	store := buildWebImages(tb, dir)
-	m, err := NewManager(Options{Store: memstore.New(), Runtime: containerruntime.New(&container.Runtime{Images: store}), StateDir: filepath.Join(dir, "state")})
+	m, err := NewManager(Options{Store: memstore.New(), Runtime: newRuntime(&container.Runtime{Images: store}), StateDir: filepath.Join(dir, "state")})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	timeout := 50 * time.Second
+	if _, ok := tb.(*testing.B); ok {
+		timeout = 10 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	runCtx, stopRun := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- m.Run(runCtx) }()
