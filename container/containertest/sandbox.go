@@ -308,11 +308,7 @@ func (s *Sandbox) spec(cfg *config, cacheDir string) (*container.Spec, error) {
 		spec.Resources = *cfg.resources
 	}
 	if len(cfg.files) > 0 {
-		run := runDir(cacheDir)
-		if err := os.MkdirAll(run, 0o700); err != nil {
-			return nil, err
-		}
-		dir, err := os.MkdirTemp(run, "files-")
+		dir, err := makeFilesDir(runDir(cacheDir))
 		if err != nil {
 			return nil, err
 		}
@@ -492,9 +488,24 @@ func (s *Sandbox) Terminate(ctx context.Context) error {
 		if err := os.RemoveAll(s.tmp); err != nil {
 			errs = append(errs, err)
 		}
+		os.Remove(filepath.Dir(s.tmp)) // the process's run directory, once empty
 	}
 	s.rmErr = errors.Join(errs...)
 	return s.rmErr
+}
+
+// makeFilesDir makes a directory for one sandbox's files in run (made if
+// missing: another sandbox's Terminate removes it once it is empty).
+func makeFilesDir(run string) (string, error) {
+	for i := 0; ; i++ {
+		if err := os.MkdirAll(run, 0o700); err != nil {
+			return "", err
+		}
+		dir, err := os.MkdirTemp(run, "files-")
+		if err == nil || !errors.Is(err, os.ErrNotExist) || i == 5 {
+			return dir, err
+		}
+	}
 }
 
 // lockedBuffer is a bytes.Buffer for two writers.
