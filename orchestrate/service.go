@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -603,6 +604,7 @@ func (sc *serviceController) syncEndpoints(ctx context.Context, svc *Service) (*
 	sel := &LabelSelector{MatchLabels: svc.Spec.Selector}
 	bySig := map[string]*EndpointSubset{}
 	var sigs []string
+	unresolved := map[string][]string{} // a named targetPort -> pods without it
 	for _, p := range pods {
 		if p.Status.PodIP == "" || !sel.Matches(p.Labels) || p.Status.Phase == PodSucceeded || p.Status.Phase == PodFailed {
 			continue
@@ -611,6 +613,7 @@ func (sc *serviceController) syncEndpoints(ctx context.Context, svc *Service) (*
 		for _, sp := range svc.Spec.Ports {
 			port, ok := targetPort(p, sp)
 			if !ok {
+				unresolved[sp.TargetPort] = append(unresolved[sp.TargetPort], p.Name)
 				continue
 			}
 			ports = append(ports, EndpointPort{Name: sp.Name, Port: port, Protocol: sp.protocol()})
@@ -629,6 +632,10 @@ func (sc *serviceController) syncEndpoints(ctx context.Context, svc *Service) (*
 		ss.Addresses = append(ss.Addresses, EndpointAddress{
 			IP: p.Status.PodIP, Ready: p.Status.Ready && !terminating, Serving: p.Status.Ready, Terminating: terminating, TargetRef: p.Name,
 		})
+	}
+	for _, name := range slices.Sorted(maps.Keys(unresolved)) {
+		// As in Kubernetes, such pods are no endpoints of that port; say so.
+		sc.m.recordEvent(svc, EventWarning, "TargetPortNotFound", "targetPort %q is no named port of pods %s", name, strings.Join(unresolved[name], ", "))
 	}
 	slices.Sort(sigs)
 	want := &Endpoints{ObjectMeta: ObjectMeta{Name: svc.Name, Namespace: svc.Namespace, Labels: map[string]string{"kubernetes.io/service-name": svc.Name},

@@ -289,3 +289,43 @@ func TestServiceDrainsPodBeforeStop(t *testing.T) {
 		t.Fatalf("backends after: %v", b)
 	}
 }
+
+// A named targetPort that the selected pods do not have: no endpoints
+// for it (as in Kubernetes), and a warning event naming the pods.
+func TestServiceTargetPortNotFound(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clock := reconcile.NewFakeClock(testEpoch)
+	m, err := NewManager(Options{Store: memstore.New(), Runtime: fakeruntime.New(clock, "busybox"), Clock: clock, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	p := &Pod{ObjectMeta: ObjectMeta{Name: "web-1", Labels: map[string]string{"app": "web"}}}
+	p.Spec.Containers = []Container{{Name: "c", Image: "busybox", Command: []string{"sleep", "1000"}, Ports: []ContainerPort{{Name: "http", ContainerPort: 8080}}}}
+	for _, o := range []Object{p, &Service{ObjectMeta: ObjectMeta{Name: "web"}, Spec: ServiceSpec{
+		Selector: map[string]string{"app": "web"}, Ports: []ServicePort{{Name: "x", Port: 80, TargetPort: "metrics"}}}}} {
+		if _, err := m.Apply(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		if err := m.RunUntilIdle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		clock.Step(time.Second)
+	}
+	eps, err := Get[*Endpoints](ctx, m, NamespaceDefault, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(eps.Subsets) != 0 {
+		t.Errorf("endpoints of an unresolved targetPort: %+v", eps.Subsets)
+	}
+	evs := m.Events(EventFilter{Kind: KindService, Name: "web"})
+	if !slices.ContainsFunc(evs, func(e Event) bool {
+		return e.Reason == "TargetPortNotFound" && strings.Contains(e.Message, `"metrics"`) && strings.Contains(e.Message, "web-1")
+	}) {
+		t.Errorf("events: %+v", evs)
+	}
+}
