@@ -15,7 +15,10 @@ import (
 )
 
 // serviceE2E is a podE2E whose pods are on a berth network.
-func serviceE2E(t *testing.T) (*podE2E, *network.Manager) {
+func serviceE2E(t *testing.T) (*podE2E, *network.Manager) { return serviceE2EWith(t, Options{}) }
+
+// serviceE2EWith is serviceE2E with the Manager's options.
+func serviceE2EWith(t *testing.T, opts Options) (*podE2E, *network.Manager) {
 	if testing.Short() {
 		t.Skip("real containers")
 	}
@@ -24,7 +27,7 @@ func serviceE2E(t *testing.T) (*podE2E, *network.Manager) {
 	}
 	nm := network.New(network.Options{DNSUpstreams: []netip.AddrPort{}})
 	t.Cleanup(func() { nm.Close() })
-	e := newPodE2E(t, Options{}, containerruntime.WithNetwork(mustNetwork(t, nm)))
+	e := newPodE2E(t, opts, containerruntime.WithNetwork(mustNetwork(t, nm)))
 	return e, nm
 }
 
