@@ -230,6 +230,10 @@ type serviceController struct {
 	mu       sync.Mutex                // allocation, known and draining
 	known    map[string]serviceRecords // what the proxy has, by Service name
 	draining map[netip.Addr]int        // IPs of pods being deleted: no new connections
+	// reserved are the allocations Apply made for Services it may not
+	// have written yet, by key, so that two Applies at once never get the
+	// same ClusterIP or NodePort.
+	reserved map[string]ServiceSpec
 }
 
 // serviceRecords are the DNS names and proxy entry of one Service.
@@ -288,6 +292,11 @@ func (sc *serviceController) Reconcile(ctx context.Context, key string) (reconci
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	if svc.Spec.ClusterIP != "" || svc.Spec.Type == ServiceTypeExternalName {
+		sc.mu.Lock()
+		delete(sc.reserved, key) // the store has what Apply reserved
+		sc.mu.Unlock()
+	}
 	if svc, err = sc.allocate(ctx, svc); err != nil {
 		sc.m.recordEvent(svc, EventWarning, "AllocationFailed", "%v", err)
 		return reconcile.Result{}, err
@@ -316,6 +325,7 @@ func (sc *serviceController) forget(ctx context.Context, key string) error {
 	sc.mu.Lock()
 	rec, ok := sc.known[key]
 	delete(sc.known, key)
+	delete(sc.reserved, key)
 	sc.mu.Unlock()
 	if !ok || sc.proxy == nil {
 		return nil
@@ -510,8 +520,44 @@ func (sc *serviceController) undrain(ip netip.Addr) {
 }
 
 // allocate fills in the Service's ClusterIP and NodePorts and writes
-// them, if they were empty.
+// them, if they were empty (a Service written to the store without
+// Apply, which allocates them itself).
 func (sc *serviceController) allocate(ctx context.Context, svc *Service) (*Service, error) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	changed, err := sc.allocateLocked(ctx, svc)
+	if err != nil || !changed {
+		return svc, err
+	}
+	updated, err := sc.m.store.Update(ctx, svc)
+	if err != nil {
+		return svc, fmt.Errorf("service %s: write allocation: %w", svc.Name, err)
+	}
+	delete(sc.reserved, keyOf(svc))
+	return updated.(*Service), nil
+}
+
+// reserve fills in the ClusterIP and NodePorts of a Service being
+// applied, as Kubernetes' API server does on create, so that the pods
+// started right after it get its variables; the reservation holds until
+// the Service is stored or deleted.
+func (sc *serviceController) reserve(ctx context.Context, svc *Service) error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	changed, err := sc.allocateLocked(ctx, svc)
+	if err == nil && changed {
+		if sc.reserved == nil {
+			sc.reserved = map[string]ServiceSpec{}
+		}
+		sc.reserved[keyOf(svc)] = svc.Spec
+	}
+	return err
+}
+
+// allocateLocked fills in what svc lacks, avoiding what other Services
+// have, stored or reserved; it reports whether it changed svc. sc.mu is
+// held.
+func (sc *serviceController) allocateLocked(ctx context.Context, svc *Service) (bool, error) {
 	needIP := svc.Spec.Type != ServiceTypeExternalName && svc.Spec.ClusterIP == ""
 	needPort := false
 	if svc.Spec.Type == ServiceTypeNodePort {
@@ -519,39 +565,45 @@ func (sc *serviceController) allocate(ctx context.Context, svc *Service) (*Servi
 			needPort = needPort || p.NodePort == 0
 		}
 	}
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
 	all, err := List[*Service](ctx, sc.m.store, NamespaceAll, nil) // ClusterIPs and NodePorts are the cluster's
 	if err != nil {
-		return svc, err
+		return false, err
 	}
 	usedIP := map[netip.Addr]string{}
 	usedPort := map[int]string{}
-	for _, o := range all {
-		if o.Namespace == svc.Namespace && o.Name == svc.Name {
-			continue
+	use := func(key string, sp *ServiceSpec) {
+		if ip, err := netip.ParseAddr(sp.ClusterIP); err == nil {
+			usedIP[ip] = key
 		}
-		if ip, err := netip.ParseAddr(o.Spec.ClusterIP); err == nil {
-			usedIP[ip] = keyOf(o)
-		}
-		for _, p := range o.Spec.Ports {
-			if p.NodePort != 0 && o.Spec.Type == ServiceTypeNodePort {
-				usedPort[p.NodePort] = keyOf(o)
+		for _, p := range sp.Ports {
+			if p.NodePort != 0 && sp.Type == ServiceTypeNodePort {
+				usedPort[p.NodePort] = key
 			}
+		}
+	}
+	self := keyOf(svc)
+	for _, o := range all {
+		if k := keyOf(o); k != self {
+			use(k, &o.Spec)
+		}
+	}
+	for k, sp := range sc.reserved {
+		if k != self {
+			use(k, &sp)
 		}
 	}
 	if ip, err := netip.ParseAddr(svc.Spec.ClusterIP); err == nil {
 		if o, ok := usedIP[ip]; ok {
-			return svc, fmt.Errorf("service %s: clusterIP %s is service %s's", svc.Name, ip, o)
+			return false, fmt.Errorf("service %s: clusterIP %s is service %s's", self, ip, o)
 		}
 	}
 	for _, p := range svc.Spec.Ports {
 		if o, ok := usedPort[p.NodePort]; ok && svc.Spec.Type == ServiceTypeNodePort {
-			return svc, fmt.Errorf("service %s: nodePort %d is service %s's", svc.Name, p.NodePort, o)
+			return false, fmt.Errorf("service %s: nodePort %d is service %s's", self, p.NodePort, o)
 		}
 	}
 	if !needIP && !needPort {
-		return svc, nil
+		return false, nil
 	}
 	if needIP {
 		// The first address is the network's, the second kept (the
@@ -560,7 +612,7 @@ func (sc *serviceController) allocate(ctx context.Context, svc *Service) (*Servi
 		for ; sc.cidr.Contains(ip) && usedIP[ip] != ""; ip = ip.Next() {
 		}
 		if !sc.cidr.Contains(ip) || ip == lastAddrOf(sc.cidr) {
-			return svc, fmt.Errorf("service %s: the service range %s is full", svc.Name, sc.cidr)
+			return false, fmt.Errorf("service %s: the service range %s is full", self, sc.cidr)
 		}
 		svc.Spec.ClusterIP = ip.String()
 	}
@@ -576,14 +628,10 @@ func (sc *serviceController) allocate(ctx context.Context, svc *Service) (*Servi
 			}
 		}
 		if p.NodePort == 0 {
-			return svc, fmt.Errorf("service %s: no free node port", svc.Name)
+			return false, fmt.Errorf("service %s: no free node port", self)
 		}
 	}
-	updated, err := sc.m.store.Update(ctx, svc)
-	if err != nil {
-		return svc, fmt.Errorf("service %s: write allocation: %w", svc.Name, err)
-	}
-	return updated.(*Service), nil
+	return true, nil
 }
 
 func lastAddrOf(p netip.Prefix) netip.Addr {
@@ -805,7 +853,8 @@ func (m *Manager) validateService(ctx context.Context, obj Object) error {
 			}
 		}
 	}
-	// The ClusterIP and NodePorts are kept for the Service's life.
+	// The ClusterIP and NodePorts are kept for the Service's life; a new
+	// Service gets them now (below), as from Kubernetes' API server.
 	if cur, err := Get[*Service](ctx, m.store, s.Namespace, s.Name); err == nil {
 		if sp.ClusterIP == "" {
 			sp.ClusterIP = cur.Spec.ClusterIP
@@ -818,6 +867,11 @@ func (m *Manager) validateService(ctx context.Context, obj Object) error {
 					sp.Ports[i].NodePort = cp.NodePort
 				}
 			}
+		}
+	}
+	if m.services != nil {
+		if err := m.services.reserve(ctx, s); err != nil {
+			return invalidf("spec", "%v", err)
 		}
 	}
 	return nil

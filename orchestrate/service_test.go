@@ -329,3 +329,42 @@ func TestServiceTargetPortNotFound(t *testing.T) {
 		t.Errorf("events: %+v", evs)
 	}
 }
+
+// Apply gives a new Service its ClusterIP (and NodePorts) at once, as
+// Kubernetes' API server does, so that pods started right after it get
+// its variables; two Services applied before the controller runs get
+// different ones.
+func TestServiceAllocatedAtApply(t *testing.T) {
+	ctx := context.Background()
+	clock := reconcile.NewFakeClock(testEpoch)
+	m, err := NewManager(Options{Store: memstore.New(), Runtime: fakeruntime.New(clock, "busybox"), Clock: clock, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(ctx)
+	var ips []string
+	for _, name := range []string{"one", "two"} {
+		got, err := m.Apply(ctx, &Service{ObjectMeta: ObjectMeta{Name: name}, Spec: ServiceSpec{Type: ServiceTypeNodePort,
+			Selector: map[string]string{"app": name}, Ports: []ServicePort{{Port: 80}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := got.(*Service)
+		if s.Spec.ClusterIP == "" || s.Spec.Ports[0].NodePort == 0 {
+			t.Fatalf("%s as applied: %+v", name, s.Spec)
+		}
+		ips = append(ips, s.Spec.ClusterIP)
+	}
+	if ips[0] == ips[1] {
+		t.Fatalf("both got %s", ips[0])
+	}
+	if env := m.ServiceEnv(ctx, NamespaceDefault); !slices.Contains(env, "ONE_SERVICE_HOST="+ips[0]) {
+		t.Errorf("variables before the controller ran: %v", env)
+	}
+	// Applied again, the Service keeps its address.
+	got, err := m.Apply(ctx, &Service{ObjectMeta: ObjectMeta{Name: "one"}, Spec: ServiceSpec{Type: ServiceTypeNodePort,
+		Selector: map[string]string{"app": "one"}, Ports: []ServicePort{{Port: 80}}}})
+	if err != nil || got.(*Service).Spec.ClusterIP != ips[0] {
+		t.Fatalf("re-applied: %v %v", got, err)
+	}
+}
