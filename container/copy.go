@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"fmt"
+	"github.com/berthlabs/berth/internal/openat2"
 	"io"
 	"os"
 	"path"
@@ -192,16 +193,11 @@ func resolveIn(root int, p string, flags int) (int, error) {
 		rel = "."
 	}
 	how := unix.OpenHow{Flags: uint64(unix.O_PATH | unix.O_CLOEXEC | flags), Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
-	for i := 0; ; i++ {
-		fd, err := unix.Openat2(root, rel, &how)
-		if (err == unix.EINTR || err == unix.EAGAIN) && i < 100 {
-			continue
-		}
-		if err != nil {
-			return -1, &os.PathError{Op: "open", Path: path.Clean("/" + p), Err: err}
-		}
-		return fd, nil
+	fd, err := openat2.Open(root, rel, &how)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: path.Clean("/" + p), Err: err}
 	}
+	return fd, nil
 }
 
 // userNS reports whether the container has a user namespace of its own.

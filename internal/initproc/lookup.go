@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/berthlabs/berth/internal/openat2"
 	"io"
 	"os"
 	"path"
@@ -41,7 +42,7 @@ func (r *Root) Close() error { return unix.Close(r.fd) }
 
 // open opens name (a path inside the container) for reading.
 func (r *Root) open(name string, flags int) (*os.File, error) {
-	fd, err := unix.Openat2(r.fd, strings.TrimPrefix(path.Clean("/"+name), "/"), &unix.OpenHow{
+	fd, err := openat2.Open(r.fd, strings.TrimPrefix(path.Clean("/"+name), "/"), &unix.OpenHow{
 		Flags:   uint64(flags | unix.O_CLOEXEC),
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	})

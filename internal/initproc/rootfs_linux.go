@@ -3,6 +3,7 @@ package initproc
 import (
 	"errors"
 	"fmt"
+	"github.com/berthlabs/berth/internal/openat2"
 	"os"
 	"path"
 	"strings"
@@ -27,7 +28,7 @@ func openIn(rootfd int, p string, flags int) (int, error) {
 	if rel == "" {
 		rel = "."
 	}
-	fd, err := unix.Openat2(rootfd, rel, &unix.OpenHow{
+	fd, err := openat2.Open(rootfd, rel, &unix.OpenHow{
 		Flags:   uint64(flags | unix.O_CLOEXEC),
 		Resolve: unix.RESOLVE_IN_ROOT,
 	})

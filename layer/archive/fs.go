@@ -3,6 +3,7 @@ package archive
 import (
 	"errors"
 	"fmt"
+	safeopen "github.com/berthlabs/berth/internal/openat2"
 	"path"
 	"strings"
 
@@ -26,16 +27,11 @@ const (
 // EAGAIN that RESOLVE_IN_ROOT returns when a rename raced the lookup.
 func openat2(dirfd int, p string, flags, mode, resolve uint64) (int, error) {
 	how := unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Mode: mode, Resolve: resolve}
-	for i := 0; ; i++ {
-		fd, err := unix.Openat2(dirfd, p, &how)
-		if (err == unix.EINTR || err == unix.EAGAIN) && i < 100 {
-			continue
-		}
-		if err == unix.ENOSYS {
-			return -1, errors.New("openat2 is not available (Linux 5.6 or later is needed)")
-		}
-		return fd, err
+	fd, err := safeopen.Open(dirfd, p, &how)
+	if err == unix.ENOSYS {
+		return -1, errors.New("openat2 is not available (Linux 5.6 or later is needed)")
 	}
+	return fd, err
 }
 
 // cleanName turns a tar entry name into a path relative to the root with
