@@ -165,19 +165,19 @@ func TestServiceRollingUpdateE2E(t *testing.T) {
 		}
 		return requests, failures, byVersion
 	}
-	// One more rollout is allowed when the first lost a request: on a
-	// machine loaded by the other test binaries, about one request in
-	// 2,000 (in 1 of 8 loaded runs) was reset, cause not found yet. A
-	// broken drain loses requests in nearly every rollout (and
-	// TestServiceDrainsPodBeforeStop fails without it).
+	// On a quiet machine no request fails. With the other test binaries
+	// of `go test ./...` saturating both cores, about one in 2,000 was
+	// reset by the peer or timed out in a dial (cause not found yet), so
+	// one failed request is logged, not failed on. A broken drain loses
+	// several in nearly every rollout (2-8 of ~1,500 without it), and the
+	// deterministic TestServiceDrainsPodBeforeStop guards the drain.
 	last := "v2"
 	requests, failures, _ := rollout("v1", "v2")
-	if len(failures) > 0 {
-		t.Logf("%d of %d requests failed, such as %s; rolling out once more", len(failures), requests, failures[0])
-		last = "v3"
-		if requests, failures, _ = rollout("v2", "v3"); len(failures) > 0 {
-			t.Errorf("%d of %d requests failed in a second rollout too, such as %s", len(failures), requests, failures[0])
-		}
+	switch {
+	case len(failures) == 1:
+		t.Logf("1 of %d requests failed: %s", requests, failures[0])
+	case len(failures) > 1:
+		t.Errorf("%d of %d requests failed, such as %s", len(failures), requests, failures[0])
 	}
 	for range 20 {
 		body, err := hostGet(vip)
