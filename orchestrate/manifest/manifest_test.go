@@ -112,6 +112,28 @@ func specOnly(obj orchestrate.Object) orchestrate.Object {
 	return c
 }
 
+// applyAndEncode applies objs to m, reads them back and encodes them.
+func applyAndEncode(t *testing.T, m *orchestrate.Manager, objs []orchestrate.Object) ([]orchestrate.Object, *bytes.Buffer) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := manifest.Apply(ctx, m, objs); err != nil {
+		t.Fatal(err)
+	}
+	var got []orchestrate.Object
+	for _, o := range objs {
+		g, err := m.Get(ctx, o.Kind(), o.Meta().Namespace, o.Meta().Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, g)
+	}
+	var buf bytes.Buffer
+	if err := manifest.Encode(&buf, got...); err != nil {
+		t.Fatal(err)
+	}
+	return got, &buf
+}
+
 // decode → apply → get → encode → decode gives the same objects, with
 // the metadata the store set.
 func TestRoundTrip(t *testing.T) {
@@ -140,27 +162,13 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	m := newManager(t)
-	if _, err := manifest.Apply(ctx, m, first); err != nil {
-		t.Fatal(err)
-	}
-	var got []orchestrate.Object
-	for _, o := range first {
-		g, err := m.Get(ctx, o.Kind(), o.Meta().Namespace, o.Meta().Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, g)
-	}
-	var buf bytes.Buffer
-	if err := manifest.Encode(&buf, got...); err != nil {
-		t.Fatal(err)
-	}
+	got, buf := applyAndEncode(t, m, first)
 	for _, want := range []string{"apiVersion: apps/v1\nkind: Deployment\n", "apiVersion: v1\nkind: Namespace\n", "memory: 64Mi", "maxUnavailable: 25%", "uid: ", "resourceVersion: \"", "creationTimestamp: \""} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("encoded YAML lacks %q:\n%s", want, buf.String())
 		}
 	}
-	second, err := manifest.Decode(&buf)
+	second, err := manifest.Decode(buf)
 	if err != nil {
 		t.Fatalf("decode what Encode wrote: %v\n%s", err, buf.String())
 	}

@@ -1,8 +1,6 @@
 package manifest_test
 
 import (
-	"bytes"
-	"context"
 	"reflect"
 	"strings"
 	"testing"
@@ -15,7 +13,6 @@ import (
 // Kubernetes' Service examples decode into Services and Endpoints, apply,
 // and come back the same through Encode.
 func TestServiceManifests(t *testing.T) {
-	ctx := context.Background()
 	objs := decodeFile(t, "services.yaml")
 	if got := kindsAndNames(objs); got != "Service/my-service Pod/nginx Service/nginx-service Service/my-nodeport Service/my-headless Namespace/prod Service/my-service Service/sticky Service/no-selector Endpoints/no-selector" {
 		t.Fatalf("decoded %s", got)
@@ -48,28 +45,13 @@ func TestServiceManifests(t *testing.T) {
 		t.Errorf("Endpoints: %+v", eps.Subsets)
 	}
 
-	m := newManager(t)
-	if _, err := manifest.Apply(ctx, m, objs); err != nil {
-		t.Fatal(err)
-	}
-	var got []orchestrate.Object
-	for _, o := range objs {
-		g, err := m.Get(ctx, o.Kind(), o.Meta().Namespace, o.Meta().Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, g)
-	}
-	var buf bytes.Buffer
-	if err := manifest.Encode(&buf, got...); err != nil {
-		t.Fatal(err)
-	}
+	got, buf := applyAndEncode(t, newManager(t), objs)
 	for _, w := range []string{"targetPort: 9376", "targetPort: http-web-svc", "timeoutSeconds: 10800", "notReadyAddresses:"} {
 		if !strings.Contains(buf.String(), w) {
 			t.Errorf("encoded YAML lacks %q:\n%s", w, buf.String())
 		}
 	}
-	back, err := manifest.Decode(&buf)
+	back, err := manifest.Decode(buf)
 	if err != nil {
 		t.Fatalf("decode what Encode wrote: %v\n%s", err, buf.String())
 	}
