@@ -156,12 +156,18 @@ func hostTableExists(t *testing.T, link string) bool {
 		t.Fatal(err)
 	}
 	defer c.CloseLasting()
+	return tableExists(t, c, hostTablePrefix+link)
+}
+
+// tableExists reports whether the IPv4 table name exists where c looks.
+func tableExists(t *testing.T, c *nftables.Conn, name string) bool {
+	t.Helper()
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tb := range tables {
-		if tb.Name == hostTablePrefix+link {
+		if tb.Name == name {
 			return true
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/berthlabs/berth/namespace"
-	"github.com/google/nftables"
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
 )
@@ -54,16 +53,7 @@ func fetchName(ctx context.Context, ns *namespace.Namespace, addr string) (strin
 
 func svcTableExists(t *testing.T, m *Manager) bool {
 	t.Helper()
-	tables, err := m.hub.hubNft.ListTablesOfFamily(nftables.TableFamilyIPv4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tb := range tables {
-		if tb.Name == svcTable {
-			return true
-		}
-	}
-	return false
+	return tableExists(t, m.hub.hubNft, svcTable)
 }
 
 func TestService(t *testing.T) {

@@ -385,7 +385,7 @@ func testWalk(t *testing.T, open openFunc) {
 }
 
 // testLabelsAndReopen checks labels and the whole store survive Close and
-// New, and that one root has one Snapshotter at a time.
+// New.
 func testLabelsAndReopen(t *testing.T, open openFunc) {
 	ctx := context.Background()
 	root := t.TempDir()
