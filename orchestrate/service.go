@@ -594,12 +594,12 @@ func (sc *serviceController) allocateLocked(ctx context.Context, svc *Service) (
 	}
 	if ip, err := netip.ParseAddr(svc.Spec.ClusterIP); err == nil {
 		if o, ok := usedIP[ip]; ok {
-			return false, fmt.Errorf("service %s: clusterIP %s is service %s's", self, ip, o)
+			return false, invalidf("spec.clusterIP", "%s is service %s's", ip, o)
 		}
 	}
-	for _, p := range svc.Spec.Ports {
+	for i, p := range svc.Spec.Ports {
 		if o, ok := usedPort[p.NodePort]; ok && svc.Spec.Type == ServiceTypeNodePort {
-			return false, fmt.Errorf("service %s: nodePort %d is service %s's", self, p.NodePort, o)
+			return false, invalidf(fmt.Sprintf("spec.ports[%d].nodePort", i), "%d is service %s's", p.NodePort, o)
 		}
 	}
 	if !needIP && !needPort {
@@ -612,7 +612,7 @@ func (sc *serviceController) allocateLocked(ctx context.Context, svc *Service) (
 		for ; sc.cidr.Contains(ip) && usedIP[ip] != ""; ip = ip.Next() {
 		}
 		if !sc.cidr.Contains(ip) || ip == lastAddrOf(sc.cidr) {
-			return false, fmt.Errorf("service %s: the service range %s is full", self, sc.cidr)
+			return false, invalidf("spec.clusterIP", "the service range %s is full", sc.cidr)
 		}
 		svc.Spec.ClusterIP = ip.String()
 	}
@@ -628,7 +628,7 @@ func (sc *serviceController) allocateLocked(ctx context.Context, svc *Service) (
 			}
 		}
 		if p.NodePort == 0 {
-			return false, fmt.Errorf("service %s: no free node port", self)
+			return false, invalidf(fmt.Sprintf("spec.ports[%d].nodePort", i), "no free node port")
 		}
 	}
 	return true, nil
@@ -833,26 +833,6 @@ func (m *Manager) validateService(ctx context.Context, obj Object) error {
 			return invalidf(f+".nodePort", "%d: want %d-%d, on a NodePort Service", p.NodePort, NodePortMin, NodePortMax)
 		}
 	}
-	// A NodePort or ClusterIP asked for that another Service has.
-	others, err := List[*Service](ctx, m.store, NamespaceAll, nil)
-	if err != nil {
-		return err
-	}
-	for _, o := range others {
-		if o.Namespace == NamespaceOf(KindService, s.Namespace) && o.Name == s.Name {
-			continue
-		}
-		if sp.ClusterIP != "" && sp.ClusterIP != ClusterIPNone && o.Spec.ClusterIP == sp.ClusterIP {
-			return invalidf("spec.clusterIP", "%s is service %s's", sp.ClusterIP, keyOf(o))
-		}
-		for i, p := range sp.Ports {
-			for _, op := range o.Spec.Ports {
-				if p.NodePort != 0 && o.Spec.Type == ServiceTypeNodePort && op.NodePort == p.NodePort {
-					return invalidf(fmt.Sprintf("spec.ports[%d].nodePort", i), "%d is service %s's", p.NodePort, keyOf(o))
-				}
-			}
-		}
-	}
 	// The ClusterIP and NodePorts are kept for the Service's life; a new
 	// Service gets them now (below), as from Kubernetes' API server.
 	if cur, err := Get[*Service](ctx, m.store, s.Namespace, s.Name); err == nil {
@@ -870,9 +850,8 @@ func (m *Manager) validateService(ctx context.Context, obj Object) error {
 		}
 	}
 	if m.services != nil {
-		if err := m.services.reserve(ctx, s); err != nil {
-			return invalidf("spec", "%v", err)
-		}
+		// Refuses a NodePort or ClusterIP another Service has.
+		return m.services.reserve(ctx, s)
 	}
 	return nil
 }
