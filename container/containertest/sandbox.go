@@ -214,13 +214,8 @@ func (c *config) validate() error {
 		}
 	}
 	for _, w := range c.waits {
-		if w == nil {
-			return errors.New("wait strategy is nil")
-		}
-		if v, ok := w.(validator); ok {
-			if err := v.validate(); err != nil {
-				return fmt.Errorf("wait strategy: %w", err)
-			}
+		if err := checkStrategy(w); err != nil {
+			return fmt.Errorf("wait strategy: %w", err)
 		}
 	}
 	if c.logLines < 0 {
@@ -336,13 +331,8 @@ func (s *Sandbox) spec(cfg *config, cacheDir string) (*container.Spec, error) {
 // error shows the sandbox's last log lines.
 func (s *Sandbox) WaitFor(ctx context.Context, ws ...WaitStrategy) error {
 	for _, w := range ws {
-		if w == nil {
-			return fmt.Errorf("containertest: sandbox %s: wait strategy is nil", s.name)
-		}
-		if v, ok := w.(validator); ok {
-			if err := v.validate(); err != nil {
-				return fmt.Errorf("containertest: sandbox %s: wait strategy: %w", s.name, err)
-			}
+		if err := checkStrategy(w); err != nil {
+			return fmt.Errorf("containertest: sandbox %s: wait strategy: %w", s.name, err)
 		}
 		if err := s.wait(ctx, w); err != nil {
 			return fmt.Errorf("containertest: sandbox %s: %w%s", s.name, err, s.logs.tailText(s.logLines))

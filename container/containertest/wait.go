@@ -37,6 +37,18 @@ func (f WaitFunc) WaitUntilReady(ctx context.Context, s *Sandbox) error { return
 // sandbox starts.
 type validator interface{ validate() error }
 
+// checkStrategy refuses a nil strategy and one that can tell it is
+// nonsense.
+func checkStrategy(w WaitStrategy) error {
+	if w == nil {
+		return errors.New("a nil WaitStrategy")
+	}
+	if v, ok := w.(validator); ok {
+		return v.validate()
+	}
+	return nil
+}
+
 // exitAware is a strategy that waits for the process's end itself.
 type exitAware interface{ waitsForExit() bool }
 
@@ -634,13 +646,8 @@ func (g *group) validate() error {
 		return errors.New("AllOf or AnyOf of no strategies")
 	}
 	for _, w := range g.ws {
-		if w == nil {
-			return errors.New("nil strategy in AllOf or AnyOf")
-		}
-		if v, ok := w.(validator); ok {
-			if err := v.validate(); err != nil {
-				return err
-			}
+		if err := checkStrategy(w); err != nil {
+			return err
 		}
 	}
 	return nil
