@@ -99,9 +99,36 @@ type Runtime struct {
 	// (see Volume). Empty means DefaultVolumeRoot. Runtimes of any
 	// process that share a VolumeRoot share its volumes.
 	VolumeRoot string
+	// InitPool, when above 0, is how many container inits the runtime
+	// keeps started ahead of time, past their start-up and waiting in
+	// new mount, PID, UTS, IPC and network namespaces (the default
+	// shape): Start hands one its container, which saves most of what
+	// starting an init costs. The pool fills in the background from the
+	// first Create, holds no container's resources, and is emptied by
+	// Close or the end of the process. Specs of another shape (a user
+	// namespace, joined or host namespaces) and Starts that find the pool
+	// empty start their init as without a pool. Set it before the first
+	// Create.
+	InitPool int
 
 	mu         sync.Mutex
 	containers map[string]*Container
+	pool       *initPool
+	closed     bool
+}
+
+// Close ends what the runtime keeps besides its containers: the inits
+// of its pool are killed and reaped when it returns. Containers are not
+// touched (Delete them); Create and Start still work, without a pool.
+func (r *Runtime) Close() error {
+	r.mu.Lock()
+	p := r.pool
+	r.pool, r.closed = nil, true
+	r.mu.Unlock()
+	if p != nil {
+		p.close()
+	}
+	return nil
 }
 
 // Default is the Runtime the package-level Create uses: containers
@@ -477,21 +504,34 @@ func (c *Container) Start(ctx context.Context) error {
 }
 
 func (c *Container) start(ctx context.Context) (err error) {
-	exe, err := initPath()
-	if err != nil {
-		return err
+	// An init from the runtime's pool (started ahead, in namespaces of
+	// this container's shape) saves the init's own start; without one
+	// (none idle, or a spec the pool cannot serve) init starts now.
+	pooled := c.rt.takeInit(c)
+	var exe string
+	var hostConn *net.UnixConn
+	var childSock *os.File
+	if pooled != nil {
+		hostConn = pooled.conn
+	} else {
+		if exe, err = initPath(); err != nil {
+			return err
+		}
+		if hostConn, childSock, err = initproc.SocketPair(); err != nil {
+			return err
+		}
+		defer childSock.Close()
 	}
-	hostConn, childSock, err := initproc.SocketPair()
-	if err != nil {
-		return err
-	}
-	defer childSock.Close()
 	// Until init runs, a failure undoes everything here; after, fail does.
 	var sio *stdio
 	started := false
 	defer func() {
 		if err != nil && !started {
-			hostConn.Close()
+			if pooled != nil {
+				pooled.discard()
+			} else {
+				hostConn.Close()
+			}
 			if sio != nil {
 				sio.handedOver()
 				sio.wait()
@@ -521,88 +561,19 @@ func (c *Container) start(ctx context.Context) (err error) {
 		return fmt.Errorf("stdio: %w", err)
 	}
 	defer sio.handedOver()
-	cmd := &exec.Cmd{
-		Path:       exe,
-		Args:       []string{"berth-init", c.id},
-		Env:        []string{initproc.Env + "=1", "GOMAXPROCS=1"},
-		Stderr:     &initLog{log: c.rt.logger(), id: c.id},
-		ExtraFiles: []*os.File{childSock, sio.child[0], sio.child[1], sio.child[2]},
-		SysProcAttr: &syscall.SysProcAttr{
-			Pdeathsig: syscall.SIGKILL,
-		},
-	}
-	modes := c.modes
-	var join []*namespace.Namespace
-	defer func() {
-		for _, ns := range join {
-			ns.Close()
+	var cmd *exec.Cmd
+	var startFiles []*os.File // what a pooled init gets with its config
+	if pooled != nil {
+		cmd = pooled.cmd
+		cgFiles, err := c.cg.OpenPlacement()
+		if err != nil {
+			return err
 		}
-	}()
-	for _, k := range namespace.Kinds() {
-		switch modes[k] {
-		case NamespaceNew:
-			if k == namespace.Cgroup {
-				// Each process init starts unshares its own, once it is
-				// in the container's cgroup.
-				continue
-			}
-			cmd.SysProcAttr.Cloneflags |= k.CloneFlag()
-		case NamespaceJoin:
-			ns, err := namespace.Open(c.spec.Namespaces[k].Path)
-			if err != nil {
-				return fmt.Errorf("join %s namespace: %w", k, err)
-			}
-			if ns.Kind() != k {
-				ns.Close()
-				return fmt.Errorf("join %s namespace: %s is a %s namespace", k, c.spec.Namespaces[k].Path, ns.Kind())
-			}
-			join = append(join, ns)
-		}
-	}
-	if modes[namespace.User] == NamespaceNew {
-		cmd.SysProcAttr.UidMappings = namespace.SysProcIDMaps(c.spec.UIDMappings)
-		cmd.SysProcAttr.GidMappings = namespace.SysProcIDMaps(c.spec.GIDMappings)
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
-		// Become the namespace's root: our host UID is not mapped in it.
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
-	}
-	// init stays outside the container's cgroup, as a shim would: its
-	// threads and memory do not count against the container's limits,
-	// and it can still act while the container is frozen or at its pids
-	// limit. It places each process it starts into the cgroup before that
-	// process runs, through these descriptors.
-	cgFiles, err := c.cg.OpenPlacement()
-	if err != nil {
+		defer initproc.CloseFiles(cgFiles)
+		startFiles = append(sio.child[:], cgFiles...)
+		c.setPlacement(len(cgFiles))
+	} else if cmd, err = c.startInit(exe, childSock, sio); err != nil {
 		return err
-	}
-	defer initproc.CloseFiles(cgFiles)
-	if modes[namespace.User] == NamespaceNew && c.cg.Version() == cgroup.V2 {
-		// From inside a user namespace, cgroup v2 refuses to create a
-		// process in a cgroup owned by the host's root (the common
-		// ancestor's cgroup.procs is not writable there). Then init is
-		// born in the container's cgroup itself, and its threads and
-		// memory count against the limits.
-		cmd.SysProcAttr.UseCgroupFD = true
-		cmd.SysProcAttr.CgroupFD = int(cgFiles[0].Fd())
-		cgFiles = nil
-	}
-	cmd.ExtraFiles = append(cmd.ExtraFiles, cgFiles...)
-	c.cfg.CgroupFDs = len(cgFiles)
-	c.cfg.CgroupV2 = c.cg.Version() == cgroup.V2
-	if c.cfg.CgroupNS && c.cfg.CgroupV2 {
-		c.cfg.CgroupDir = c.cg.Dirs()[0]
-	}
-	if len(join) > 0 {
-		// The forking thread enters the namespaces and is restored after;
-		// a thread that cannot be restored is destroyed, which would fire
-		// Pdeathsig, so the control socket alone ties init to us here.
-		cmd.SysProcAttr.Pdeathsig = 0
-		err = namespace.Do(cmd.Start, join...)
-	} else {
-		err = onForkThread(cmd.Start)
-	}
-	if err != nil {
-		return fmt.Errorf("start init: %w", err)
 	}
 	started = true
 	c.cmd, c.conn, c.initPid, c.stdio = cmd, hostConn, cmd.Process.Pid, sio
@@ -624,7 +595,7 @@ func (c *Container) start(ctx context.Context) (err error) {
 			return fail(err)
 		}
 	}
-	if err := initproc.Send(hostConn, &initproc.Message{Type: initproc.MsgStart, Config: &cfg}); err != nil {
+	if err := initproc.Send(hostConn, &initproc.Message{Type: initproc.MsgStart, Config: &cfg}, startFiles...); err != nil {
 		return fail(fmt.Errorf("send config to init: %w", err))
 	}
 	stop := context.AfterFunc(ctx, func() { hostConn.SetReadDeadline(time.Unix(1, 0)) })
@@ -647,6 +618,92 @@ func (c *Container) start(ctx context.Context) (err error) {
 		return fail(errors.New(m.Error))
 	}
 	return fail(fmt.Errorf("unexpected %q initproc.Message from init", m.Type))
+}
+
+// startInit starts an init for this container now, in its namespaces,
+// with its stdio and cgroup placement descriptors.
+func (c *Container) startInit(exe string, childSock *os.File, sio *stdio) (_ *exec.Cmd, err error) {
+	cmd := newInitCmd(exe, c.id, &initLog{log: c.rt.logger(), id: c.id}, childSock, sio.child[0], sio.child[1], sio.child[2])
+	modes := c.modes
+	var join []*namespace.Namespace
+	defer func() {
+		for _, ns := range join {
+			ns.Close()
+		}
+	}()
+	for _, k := range namespace.Kinds() {
+		switch modes[k] {
+		case NamespaceNew:
+			if k == namespace.Cgroup {
+				// Each process init starts unshares its own, once it is
+				// in the container's cgroup.
+				continue
+			}
+			cmd.SysProcAttr.Cloneflags |= k.CloneFlag()
+		case NamespaceJoin:
+			ns, err := namespace.Open(c.spec.Namespaces[k].Path)
+			if err != nil {
+				return nil, fmt.Errorf("join %s namespace: %w", k, err)
+			}
+			if ns.Kind() != k {
+				ns.Close()
+				return nil, fmt.Errorf("join %s namespace: %s is a %s namespace", k, c.spec.Namespaces[k].Path, ns.Kind())
+			}
+			join = append(join, ns)
+		}
+	}
+	if modes[namespace.User] == NamespaceNew {
+		cmd.SysProcAttr.UidMappings = namespace.SysProcIDMaps(c.spec.UIDMappings)
+		cmd.SysProcAttr.GidMappings = namespace.SysProcIDMaps(c.spec.GIDMappings)
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		// Become the namespace's root: our host UID is not mapped in it.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
+	// init stays outside the container's cgroup, as a shim would: its
+	// threads and memory do not count against the container's limits,
+	// and it can still act while the container is frozen or at its pids
+	// limit. It places each process it starts into the cgroup before that
+	// process runs, through these descriptors.
+	cgFiles, err := c.cg.OpenPlacement()
+	if err != nil {
+		return nil, err
+	}
+	defer initproc.CloseFiles(cgFiles)
+	if modes[namespace.User] == NamespaceNew && c.cg.Version() == cgroup.V2 {
+		// From inside a user namespace, cgroup v2 refuses to create a
+		// process in a cgroup owned by the host's root (the common
+		// ancestor's cgroup.procs is not writable there). Then init is
+		// born in the container's cgroup itself, and its threads and
+		// memory count against the limits.
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = int(cgFiles[0].Fd())
+		cgFiles = nil
+	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, cgFiles...)
+	c.setPlacement(len(cgFiles))
+	if len(join) > 0 {
+		// The forking thread enters the namespaces and is restored after;
+		// a thread that cannot be restored is destroyed, which would fire
+		// Pdeathsig, so the control socket alone ties init to us here.
+		cmd.SysProcAttr.Pdeathsig = 0
+		err = namespace.Do(cmd.Start, join...)
+	} else {
+		err = onForkThread(cmd.Start)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start init: %w", err)
+	}
+	return cmd, nil
+}
+
+// setPlacement records in init's config the n cgroup placement
+// descriptors it gets.
+func (c *Container) setPlacement(n int) {
+	c.cfg.CgroupFDs = n
+	c.cfg.CgroupV2 = c.cg.Version() == cgroup.V2
+	if c.cfg.CgroupNS && c.cfg.CgroupV2 {
+		c.cfg.CgroupDir = c.cg.Dirs()[0]
+	}
 }
 
 func (c *Container) closeLogs() {
@@ -971,11 +1028,22 @@ func (c *Container) Delete(ctx context.Context) error {
 // runtime crash, say) to the runtime's logger.
 type initLog struct {
 	log *slog.Logger
-	id  string
+	mu  sync.Mutex
+	id  string // "" for a pooled init not taken yet
+}
+
+// setID names the container whose init this is.
+func (l *initLog) setID(id string) {
+	l.mu.Lock()
+	l.id = id
+	l.mu.Unlock()
 }
 
 // Write logs p as one record.
 func (l *initLog) Write(p []byte) (int, error) {
-	l.log.Warn("container init", "container", l.id, "output", string(p))
+	l.mu.Lock()
+	id := l.id
+	l.mu.Unlock()
+	l.log.Warn("container init", "container", id, "output", string(p))
 	return len(p), nil
 }

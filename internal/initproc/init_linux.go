@@ -34,12 +34,15 @@ func init() {
 // initState is the container init's own state. One goroutine (the main
 // loop) owns it.
 type initState struct {
-	conn  *net.UnixConn
-	cg    []int // descriptors that place a process into the container's cgroup
-	pid1  bool
-	procs map[int]uint64 // pid -> process ID (0: main)
-	byID  map[uint64]int // process ID -> pid
-	cfg   *Config
+	conn *net.UnixConn
+	cg   []int // descriptors that place a process into the container's cgroup
+	// cgFiles hold cg open when they came with the config (pooled).
+	cgFiles []*os.File
+	loUp    bool // loopback is up already (a pooled init did it ahead)
+	pid1    bool
+	procs   map[int]uint64 // pid -> process ID (0: main)
+	byID    map[uint64]int // process ID -> pid
+	cfg     *Config
 }
 
 // Main is PID 1 of a container. It builds the root filesystem, starts
@@ -66,27 +69,42 @@ func Main() {
 		close(notified)
 	}()
 	s := &initState{conn: conn, pid1: os.Getpid() == 1, procs: map[int]uint64{}, byID: map[uint64]int{}}
+	if os.Getenv(PoolEnv) == "1" {
+		s.pooled()
+	}
 	buf, oob := make([]byte, MaxMessage), make([]byte, 4096)
 	m, files, err := Recv(conn, buf, oob)
-	CloseFiles(files)
 	if err != nil || m.Type != MsgStart || m.Config == nil {
 		os.Exit(122)
 	}
 	s.cfg = m.Config
-	for i := 0; i < s.cfg.CgroupFDs; i++ {
-		unix.CloseOnExec(7 + i)
-		s.cg = append(s.cg, 7+i)
+	// The main process's stdio and the cgroup descriptors were inherited
+	// (fds 4, 5 and 6, then 7 on) by an init started for its container,
+	// or come with the config to one started ahead (a pooled init). Our
+	// own 0-2 are the host's log of init itself.
+	var stdio []*os.File
+	switch {
+	case len(files) == 0:
+		for i := 0; i < s.cfg.CgroupFDs; i++ {
+			unix.CloseOnExec(7 + i)
+			s.cg = append(s.cg, 7+i)
+		}
+		for fd := 4; fd <= 6; fd++ {
+			unix.CloseOnExec(fd)
+			stdio = append(stdio, os.NewFile(uintptr(fd), "stdio"))
+		}
+	case len(files) == 3+s.cfg.CgroupFDs:
+		stdio = files[:3]
+		s.cgFiles = files[3:]
+		for _, f := range s.cgFiles {
+			s.cg = append(s.cg, int(f.Fd()))
+		}
+	default:
+		os.Exit(122)
 	}
 	if err := s.setup(); err != nil {
 		Send(conn, &Message{Type: MsgError, Error: err.Error()})
 		os.Exit(123)
-	}
-	// The main process's stdio arrives as fds 4, 5 and 6; our own 0-2 are
-	// the host's log of init itself.
-	var stdio []*os.File
-	for fd := 4; fd <= 6; fd++ {
-		unix.CloseOnExec(fd)
-		stdio = append(stdio, os.NewFile(uintptr(fd), "stdio"))
 	}
 	pid, err := s.spawn(&s.cfg.Main, stdio)
 	CloseFiles(stdio)
@@ -217,7 +235,7 @@ func (s *initState) setup() error {
 			return fmt.Errorf("set hostname: %w", err)
 		}
 	}
-	if c.NewNet {
+	if c.NewNet && !s.loUp {
 		if err := namespace.LoopbackUp(); err != nil {
 			return fmt.Errorf("bring up loopback: %w", err)
 		}

@@ -36,6 +36,7 @@ const (
 	MsgSignal  = "signal"  // host -> init: signal process ID (0: main)
 	MsgExit    = "exit"    // init -> host: process ID ended with wait status Status
 	MsgError   = "error"   // init -> host: request ID failed
+	MsgReady   = "ready"   // init -> host: a pooled init waits for its MsgStart
 )
 
 // Config is what init needs to build the container.
