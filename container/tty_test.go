@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // termOutput is what a terminal shows: the output of a process's TTY,
@@ -404,4 +406,35 @@ func TestTTYBadInput(t *testing.T) {
 	}
 	checkNoRelays(t)
 	checkNoLeaks(t, before)
+}
+
+func TestFromOCITerminal(t *testing.T) {
+	for _, tc := range []struct {
+		terminal bool
+		size     *specs.Box
+		want     Process
+		err      string
+	}{
+		{terminal: true, size: &specs.Box{Height: 40, Width: 120}, want: Process{TTY: true, ConsoleSize: WindowSize{Rows: 40, Cols: 120}}},
+		{terminal: true, want: Process{TTY: true}},
+		// The OCI spec: consoleSize is ignored without terminal.
+		{size: &specs.Box{Height: 40, Width: 120}, want: Process{}},
+		{terminal: true, size: &specs.Box{Height: 70000, Width: 80}, err: "more than 65535"},
+	} {
+		s := &specs.Spec{Root: &specs.Root{Path: "/"}, Process: &specs.Process{Args: []string{"sh"}, Terminal: tc.terminal, ConsoleSize: tc.size}}
+		out, err := FromOCI(s, "")
+		if tc.err != "" {
+			if !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("terminal %v, size %v: %v, want ErrInvalidSpec mentioning %q", tc.terminal, tc.size, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("terminal %v, size %v: %v", tc.terminal, tc.size, err)
+			continue
+		}
+		if out.Process.TTY != tc.want.TTY || out.Process.ConsoleSize != tc.want.ConsoleSize {
+			t.Errorf("terminal %v, size %v: TTY %v, ConsoleSize %v; want %v, %v", tc.terminal, tc.size, out.Process.TTY, out.Process.ConsoleSize, tc.want.TTY, tc.want.ConsoleSize)
+		}
+	}
 }
