@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthlabs/berth/namespace"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -349,6 +350,20 @@ func TestTTYUserAndOutput(t *testing.T) {
 	}
 	if want := "1000\r\n20000\r\nreopened\r\n"; out.String() != want || st.Code != 0 {
 		t.Errorf("got %q, %v; want %q, exit 0", out.String(), st, want)
+	}
+	// In a user namespace too, as the namespace's user 1000.
+	uns := &syncBuffer{}
+	c3, _ := startIn(t, Default, &Spec{
+		Namespaces:  map[namespace.Kind]Namespace{namespace.User: {Mode: NamespaceNew}},
+		UIDMappings: []namespace.IDMap{{ContainerID: 0, HostID: 100000, Size: 65536}},
+		GIDMappings: []namespace.IDMap{{ContainerID: 0, HostID: 100000, Size: 65536}},
+		Process: Process{
+			Args: []string{"sh", "-c", `tty; stat -c %u $(tty); stty size`},
+			User: "1000", TTY: true, ConsoleSize: WindowSize{Rows: 30, Cols: 90}, Stdout: uns,
+		},
+	})
+	if st, err := c3.Wait(ctx); err != nil || st.Code != 0 || uns.String() != "/dev/pts/0\r\n1000\r\n30 90\r\n" {
+		t.Errorf("TTY in a user namespace: %q, %v, %v", uns.String(), st, err)
 	}
 	big := &syncBuffer{}
 	c2, _ := startIn(t, Default, &Spec{Process: Process{Args: []string{"seq", "1", "30000"}, TTY: true, Stdout: big}})
