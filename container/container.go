@@ -389,6 +389,7 @@ func (c *Container) prepare() error {
 		User: p.User, Groups: p.AdditionalGroups, Caps: caps,
 		NNP: !s.AllowPrivilegeEscalation,
 	}
+	p.initTTY(&main)
 	if err := s.capSets(&main); err != nil {
 		return err
 	}
@@ -556,7 +557,7 @@ func (c *Container) start(ctx context.Context) (err error) {
 			stderr = ow
 		}
 	}
-	sio, err = newStdio(p.Stdin, stdout, stderr)
+	sio, err = processStdio(p, stdout, stderr, true)
 	if err != nil {
 		return fmt.Errorf("stdio: %w", err)
 	}
@@ -601,7 +602,9 @@ func (c *Container) start(ctx context.Context) (err error) {
 	stop := context.AfterFunc(ctx, func() { hostConn.SetReadDeadline(time.Unix(1, 0)) })
 	m, files, err := initproc.Recv(hostConn, make([]byte, 64<<10), make([]byte, 256))
 	stop()
-	initproc.CloseFiles(files)
+	if err == nil && m.Type != initproc.MsgStarted {
+		initproc.CloseFiles(files)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return fail(ctx.Err())
@@ -613,6 +616,9 @@ func (c *Container) start(ctx context.Context) (err error) {
 	switch m.Type {
 	case initproc.MsgStarted:
 		c.mainPid = m.Pid
+		if err := sio.attachTTY(files); err != nil {
+			return fail(err)
+		}
 		return nil
 	case initproc.MsgError:
 		return fail(errors.New(m.Error))
@@ -727,9 +733,9 @@ func (c *Container) monitor() {
 		if err != nil {
 			break
 		}
-		initproc.CloseFiles(files)
 		switch m.Type {
 		case initproc.MsgExit:
+			initproc.CloseFiles(files)
 			st := exitStatusOf(unix.WaitStatus(m.Status))
 			if m.ID == 0 {
 				mainStatus = st
@@ -746,7 +752,9 @@ func (c *Container) monitor() {
 			c.mu.Lock()
 			ch := c.pending[m.ID]
 			delete(c.pending, m.ID)
+			ep := c.execs[m.ID]
 			c.mu.Unlock()
+			c.execStarted(m, ep, files)
 			if ch != nil {
 				ch <- m
 			}

@@ -34,11 +34,14 @@ var standardMounts = map[string]bool{
 // linux.sysctl becomes Sysctls (and domainname kernel.domainname), the
 // five capability sets Capabilities (the bounding set) and the
 // *Capabilities fields, linux.resources Resources (see cgroup.FromOCI).
-// Annotations are ignored, as the OCI spec allows.
+// process.terminal and consoleSize become Process.TTY and ConsoleSize
+// (no console socket: the caller sets Stdin and Stdout, which the
+// terminal is relayed to). Annotations are ignored, as the OCI spec
+// allows.
 //
 // What berth cannot do is refused, never dropped: the error names the
 // field and matches ErrInvalidSpec and errors.ErrUnsupported. That is
-// hooks, process.terminal and consoleSize, process.apparmorProfile,
+// hooks, process.apparmorProfile,
 // process.selinuxLabel, linux.mountLabel, linux.seccomp, linux.devices,
 // linux.netDevices, linux.resources.devices and the other resources
 // cgroup.FromOCI refuses, linux.cgroupsPath (a container's cgroup is
@@ -67,7 +70,13 @@ func FromOCI(s *specs.Spec, bundle string) (*Spec, error) {
 		out.Rootfs = filepath.Join(bundle, out.Rootfs)
 	}
 	p := s.Process
-	out.Process = Process{Args: p.Args, Env: p.Env, Dir: p.Cwd}
+	out.Process = Process{Args: p.Args, Env: p.Env, Dir: p.Cwd, TTY: p.Terminal}
+	if cs := p.ConsoleSize; cs != nil && p.Terminal { // the OCI spec: ignored without terminal
+		if cs.Height > 0xffff || cs.Width > 0xffff {
+			return nil, fmt.Errorf("%w: OCI process.consoleSize %dx%d: more than 65535 rows or columns", ErrInvalidSpec, cs.Width, cs.Height)
+		}
+		out.Process.ConsoleSize = WindowSize{Rows: uint16(cs.Height), Cols: uint16(cs.Width)}
+	}
 	out.Process.User = fmt.Sprintf("%d:%d", p.User.UID, p.User.GID)
 	if p.User.Username != "" {
 		out.Process.User = p.User.Username
@@ -185,8 +194,6 @@ func ociUnsupported(s *specs.Spec) error {
 	}
 	p := s.Process
 	for _, f := range []ociField{
-		{"process.terminal", p.Terminal},
-		{"process.consoleSize", p.ConsoleSize != nil},
 		{"process.apparmorProfile", p.ApparmorProfile != ""},
 		{"process.selinuxLabel", p.SelinuxLabel != ""},
 		{"process.scheduler", p.Scheduler != nil},

@@ -240,7 +240,6 @@ func TestFromOCIRefuses(t *testing.T) {
 		"process.apparmorProfile": func(s *specs.Spec) { s.Process.ApparmorProfile = "docker-default" },
 		"process.selinuxLabel":    func(s *specs.Spec) { s.Process.SelinuxLabel = "system_u:system_r:container_t:s0" },
 		"linux.mountLabel":        func(s *specs.Spec) { s.Linux.MountLabel = "system_u:object_r:container_file_t:s0" },
-		"process.terminal":        func(s *specs.Spec) { s.Process.Terminal = true },
 		"process.scheduler":       func(s *specs.Spec) { s.Process.Scheduler = &specs.Scheduler{Policy: specs.SchedFIFO} },
 		"process.ioPriority":      func(s *specs.Spec) { s.Process.IOPriority = &specs.LinuxIOPriority{Class: specs.IOPRIO_CLASS_IDLE} },
 		"process.user.umask":      func(s *specs.Spec) { s.Process.User.Umask = &mode },

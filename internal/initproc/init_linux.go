@@ -43,6 +43,7 @@ type initState struct {
 	procs   map[int]uint64 // pid -> process ID (0: main)
 	byID    map[uint64]int // process ID -> pid
 	cfg     *Config
+	pts     int // the container's /dev/pts, for TTYs (-1: none)
 }
 
 // Main is PID 1 of a container. It builds the root filesystem, starts
@@ -68,7 +69,7 @@ func Main() {
 		signal.Notify(sigs, forwardSignals...)
 		close(notified)
 	}()
-	s := &initState{conn: conn, pid1: os.Getpid() == 1, procs: map[int]uint64{}, byID: map[uint64]int{}}
+	s := &initState{conn: conn, pid1: os.Getpid() == 1, procs: map[int]uint64{}, byID: map[uint64]int{}, pts: -1}
 	if os.Getenv(PoolEnv) == "1" {
 		s.pooled()
 	}
@@ -106,7 +107,7 @@ func Main() {
 		Send(conn, &Message{Type: MsgError, Error: err.Error()})
 		os.Exit(123)
 	}
-	pid, err := s.spawn(&s.cfg.Main, stdio)
+	pid, master, err := s.start(&s.cfg.Main, stdio)
 	CloseFiles(stdio)
 	if err != nil {
 		Send(conn, &Message{Type: MsgError, Error: err.Error()})
@@ -114,7 +115,7 @@ func Main() {
 	}
 	s.procs[pid], s.byID[0] = 0, pid
 	<-notified
-	Send(conn, &Message{Type: MsgStarted, Pid: pid})
+	s.sendStarted(0, pid, master)
 
 	// Children are reaped by a goroutine blocked in wait4 (SIGCHLD is
 	// not needed).
@@ -174,17 +175,17 @@ func (s *initState) handle(m *Message, files []*os.File) {
 	defer CloseFiles(files)
 	switch m.Type {
 	case MsgExec:
-		if m.Proc == nil || len(files) != 3 {
+		if m.Proc == nil || (len(files) != 3 && !(m.Proc.TTY && len(files) == 0)) {
 			Send(s.conn, &Message{Type: MsgError, ID: m.ID, Error: "malformed exec request"})
 			return
 		}
-		pid, err := s.spawn(m.Proc, files)
+		pid, master, err := s.start(m.Proc, files)
 		if err != nil {
 			Send(s.conn, &Message{Type: MsgError, ID: m.ID, Error: err.Error()})
 			return
 		}
 		s.procs[pid], s.byID[m.ID] = m.ID, pid
-		Send(s.conn, &Message{Type: MsgStarted, ID: m.ID, Pid: pid})
+		s.sendStarted(m.ID, pid, master)
 	case MsgSignal:
 		if pid, ok := s.byID[m.ID]; ok {
 			unix.Kill(pid, unix.Signal(m.Signal))
@@ -230,6 +231,7 @@ func (s *initState) setup() error {
 	if err := setupRootfs(c); err != nil {
 		return err
 	}
+	s.pts = openDevpts()
 	if c.Hostname != "" {
 		if err := unix.Sethostname([]byte(c.Hostname)); err != nil {
 			return fmt.Errorf("set hostname: %w", err)
@@ -295,6 +297,9 @@ func (s *initState) spawn(p *Proc, stdio []*os.File) (int, error) {
 	if err := p.CheckCaps(user.UID); err != nil {
 		return 0, err
 	}
+	if err := giveTTY(p, stdio, user.UID); err != nil {
+		return 0, err
+	}
 	env := p.Env
 	if LookupEnv(env, "HOME") == "" {
 		env = append(env, "HOME="+user.Home)
@@ -314,7 +319,8 @@ func (s *initState) spawn(p *Proc, stdio []*os.File) (int, error) {
 }
 
 func (s *initState) spawnOnThread(p *Proc, path, dir string, env []string, u IDs, stdio []*os.File) (int, error) {
-	sys := &syscall.SysProcAttr{Setsid: true}
+	// A TTY's slave is fd 0: the new session's controlling terminal.
+	sys := &syscall.SysProcAttr{Setsid: true, Setctty: p.TTY}
 	switch {
 	case len(s.cg) == 0:
 		// init is in the container's cgroup itself: children inherit it.

@@ -31,8 +31,8 @@ type Message struct {
 // Message types.
 const (
 	MsgStart   = "start"   // host -> init: set up and run the main process
-	MsgStarted = "started" // init -> host: main (ID 0) or exec (ID) process runs, Pid
-	MsgExec    = "exec"    // host -> init: run another process, stdio in SCM_RIGHTS
+	MsgStarted = "started" // init -> host: main (ID 0) or exec (ID) process runs, Pid; a TTY's master in SCM_RIGHTS
+	MsgExec    = "exec"    // host -> init: run another process, stdio in SCM_RIGHTS (none with Proc.TTY)
 	MsgSignal  = "signal"  // host -> init: signal process ID (0: main)
 	MsgExit    = "exit"    // init -> host: process ID ended with wait status Status
 	MsgError   = "error"   // init -> host: request ID failed
@@ -100,6 +100,17 @@ type Proc struct {
 	Perm *CapSet `json:"perm,omitempty"`
 	Eff  *CapSet `json:"eff,omitempty"`
 	NNP  bool    `json:"nnp,omitempty"`
+	// TTY runs the process on a new terminal of the container's devpts
+	// (see tty_linux.go): its master comes with MsgStarted. Winsize is
+	// the terminal's size at start (nil: the kernel's 0x0).
+	TTY     bool     `json:"tty,omitempty"`
+	Winsize *Winsize `json:"winsize,omitempty"`
+}
+
+// Winsize is a terminal's size in character cells.
+type Winsize struct {
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
 }
 
 // SocketPair returns the host's end as a net.UnixConn (served by the
