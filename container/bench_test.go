@@ -3,7 +3,9 @@ package container
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/berthlabs/berth/cgroup"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -72,4 +74,86 @@ func BenchmarkRunFromImage(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchVariant is one kind of container an interleaved benchmark runs.
+type benchVariant struct {
+	name string
+	rt   *Runtime
+	spec func() *Spec
+}
+
+// benchInterleaved runs each variant once per iteration, in turn (the
+// order rotating), from Create to Delete, and reports each one's median
+// and p90 in ms: variants measured side by side share the machine's
+// noise. It returns the medians by name.
+func benchInterleaved(b *testing.B, variants ...benchVariant) map[string]float64 {
+	b.Helper()
+	ctx := context.Background()
+	if _, err := initPath(); err != nil {
+		b.Fatal(err)
+	}
+	times := make([][]time.Duration, len(variants))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := range variants {
+			k := (i + j) % len(variants)
+			v := variants[k]
+			t0 := time.Now()
+			c, err := v.rt.Create(ctx, fmt.Sprintf("bench-%s-%d-%d", v.name, i, b.N), v.spec())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Start(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if st, err := c.Wait(ctx); err != nil || !st.Success() {
+				b.Fatal(st, err)
+			}
+			if err := c.Delete(ctx); err != nil {
+				b.Fatal(err)
+			}
+			times[k] = append(times[k], time.Since(t0))
+		}
+	}
+	b.StopTimer()
+	med := map[string]float64{}
+	for k, v := range variants {
+		d := append([]time.Duration(nil), times[k]...)
+		slices.Sort(d)
+		ms := func(p int) float64 { return float64(d[(len(d)-1)*p/100]) / float64(time.Millisecond) }
+		med[v.name] = ms(50)
+		b.ReportMetric(ms(50), "ms-"+v.name)
+		b.ReportMetric(ms(90), "p90ms-"+v.name)
+	}
+	return med
+}
+
+// BenchmarkStart runs /bin/true from a plain rootfs and from a busybox
+// image, each with and without a warm init pool, interleaved, and
+// reports the image path against the plain one.
+func BenchmarkStart(b *testing.B) {
+	needRoot(b)
+	store, fresh := newImageStore(b)
+	importImage(b, store, "bench/busybox:1", ocispec.ImageConfig{Cmd: []string{"/bin/true"}}, fresh)
+	if _, err := store.Unpack(context.Background(), "bench/busybox:1"); err != nil {
+		b.Fatal(err)
+	}
+	cold := &Runtime{Images: store}
+	pool := &Runtime{Images: store, InitPool: 4}
+	defer pool.Close()
+	res := cgroup.Resources{MemoryLimit: 64 << 20, PidsLimit: 64}
+	plain := func() *Spec {
+		return &Spec{Rootfs: testRootfs, Process: Process{Args: []string{"/bin/true"}}, Resources: res}
+	}
+	image := func() *Spec { return &Spec{Image: "bench/busybox:1", Resources: res} }
+	m := benchInterleaved(b,
+		benchVariant{"plain", cold, plain},
+		benchVariant{"image", cold, image},
+		benchVariant{"plain-pool", pool, plain},
+		benchVariant{"image-pool", pool, image},
+	)
+	b.ReportMetric(m["image"]/m["plain"], "image/plain")
+	b.ReportMetric(m["image-pool"]/m["plain-pool"], "image/plain-pool")
+	b.ReportMetric(m["plain-pool"]/m["plain"], "pool/cold")
 }

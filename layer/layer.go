@@ -405,6 +405,19 @@ func (s *Store) MountPoint(key string) (string, error) {
 	return dir, nil
 }
 
+// PrivateMountPoint returns a directory under the store (ROOT/mounts)
+// for a mount namespace of its own, such as a container's, to mount a
+// snapshot on. Any number of namespaces may mount on it at once; it
+// stays empty on the host. It costs no directory per snapshot, which
+// MountPoint's does.
+func (s *Store) PrivateMountPoint() (string, error) {
+	dir := filepath.Join(s.root, "mounts")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("layer: %w", err)
+	}
+	return dir, nil
+}
+
 // Release removes the snapshot key and its mount point (nothing may be
 // mounted on it any more).
 func (s *Store) Release(ctx context.Context, key string) error {

@@ -158,6 +158,10 @@ type store struct {
 	// committed caches the committed snapshots read: id -> *snap.
 	committed sync.Map
 
+	// removing counts the directories of removed ephemeral snapshots
+	// still being deleted in the background; close waits for them.
+	removing sync.WaitGroup
+
 	// idMu guards nextID, idLimit and idBlock.
 	idMu    sync.Mutex
 	nextID  uint64
@@ -490,7 +494,7 @@ func (st *store) sweep() error {
 			continue
 		}
 		if r, _ := st.readRecord(id); r == nil {
-			err = st.removeDir(id, l)
+			err = st.removeDir(id, l, false)
 		} else {
 			l.Unlock()
 		}
@@ -907,8 +911,10 @@ func (st *store) makeDir(ctx context.Context, id uint64) (*held, error) {
 
 // removeDir removes the directory of snapshot id and releases h, its
 // lock: it moves the directory to a temporary name first, so that the
-// lock file goes with it and waiters see the snapshot is gone.
-func (st *store) removeDir(id uint64, h *lockfile.File) error {
+// lock file goes with it and waiters see the snapshot is gone. With
+// later, the files of the renamed directory are deleted by a goroutine
+// that close waits for (a crash leaves them for the next open).
+func (st *store) removeDir(id uint64, h *lockfile.File, later bool) error {
 	tmp := st.path(snapshotsDir, st.tmpName("rm-"+strconv.FormatUint(id, 10)))
 	err := os.Rename(st.snapshotPath(id), tmp)
 	h.Unlock()
@@ -917,6 +923,14 @@ func (st *store) removeDir(id uint64, h *lockfile.File) error {
 	}
 	if err != nil {
 		return err
+	}
+	if later {
+		st.removing.Add(1)
+		go func() {
+			defer st.removing.Done()
+			os.RemoveAll(tmp)
+		}()
+		return nil
 	}
 	return os.RemoveAll(tmp)
 }
@@ -1024,7 +1038,7 @@ func (st *store) create(ctx context.Context, kind Kind, key, parent string, opts
 				os.Remove(st.snapshotPath(s.parent.id, childrenDir, strconv.FormatUint(id, 10)))
 			}
 			pl.Unlock()
-			st.removeDir(id, h.f)
+			st.removeDir(id, h.f, false)
 			return
 		}
 		pl.Unlock()
@@ -1209,7 +1223,9 @@ func (st *store) remove(ctx context.Context, key string) (err error) {
 	}
 	st.committed.Delete(s.id)
 	locked = false
-	err = st.removeDir(s.id, h.f)
+	// An ephemeral snapshot (a container's rootfs) is gone once its name
+	// and directory are: its files may be deleted after Remove returns.
+	err = st.removeDir(s.id, h.f, ephemeral(s.labels))
 	h.release()
 	if err != nil {
 		return fmt.Errorf("snapshot removed, but not its directory (a later open removes it): %w", err)
@@ -1345,6 +1361,7 @@ func (st *store) close() error {
 		return nil
 	}
 	st.closed = true
+	st.removing.Wait()
 	return st.lock.Close()
 }
 
