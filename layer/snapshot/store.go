@@ -158,9 +158,17 @@ type store struct {
 	// committed caches the committed snapshots read: id -> *snap.
 	committed sync.Map
 
-	// removing counts the directories of removed ephemeral snapshots
-	// still being deleted in the background; close waits for them.
-	removing sync.WaitGroup
+	// bg counts the goroutines that delete removed ephemeral snapshots'
+	// directories or make spares; close waits for them.
+	bg sync.WaitGroup
+
+	// spareMu guards the spares: directories of ephemeral active
+	// snapshots made ahead (see takeSpare).
+	spareMu      sync.Mutex
+	spares       []string
+	spareMaking  bool
+	sparesClosed bool
+	spareSeq     uint64
 
 	// idMu guards nextID, idLimit and idBlock.
 	idMu    sync.Mutex
@@ -684,6 +692,7 @@ func (st *store) lookup(ctx context.Context, key string) (*snap, error) {
 type held struct {
 	release func()
 	f       *lockfile.File
+	spare   bool // the directory is a spare: the driver's dirs are made
 }
 
 func (h *held) unlock() {
@@ -883,10 +892,23 @@ func (st *store) readIDs() (uint64, error) {
 // makeDir makes the directory of the new snapshot id, with its lock file,
 // and returns the lock, held. The directory appears under its name with
 // the lock already taken, so nobody takes it for a crash's leftover.
-func (st *store) makeDir(ctx context.Context, id uint64) (*held, error) {
+// With spare, a spare directory is taken if there is one.
+func (st *store) makeDir(ctx context.Context, id uint64, spare bool) (*held, error) {
 	release, err := st.locks.Lock(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if spare {
+		if dir := st.takeSpare(); dir != "" {
+			f, err := lockfile.TryLock(filepath.Join(dir, snapLockFile), lockfile.Exclusive, false)
+			if err == nil && f != nil {
+				if err = os.Rename(dir, st.snapshotPath(id)); err == nil {
+					return &held{release: release, f: f, spare: true}, nil
+				}
+				f.Unlock()
+			}
+			os.RemoveAll(dir)
+		}
 	}
 	tmp := st.path(snapshotsDir, st.tmpName("new-"+strconv.FormatUint(id, 10)))
 	var f *lockfile.File
@@ -909,6 +931,74 @@ func (st *store) makeDir(ctx context.Context, id uint64) (*held, error) {
 	return &held{release: release, f: f}, nil
 }
 
+// spares is how many spare directories a store keeps ready.
+const spares = 2
+
+// spareDriver is a driver that can make the directories of an
+// ephemeral active snapshot with a parent ahead of time.
+type spareDriver interface {
+	makeSpare(dir string) error
+}
+
+// takeSpare returns a spare directory (the lock file and the driver's
+// directories of an ephemeral active snapshot with a parent, made
+// ahead under a temporary name) or "" when none is ready, and has the
+// spares refilled in the background. A container's rootfs is such a
+// snapshot: the creates it would wait for (each new inode costs on the
+// order of a millisecond on some disks) were done before it was asked.
+func (st *store) takeSpare() string {
+	if _, ok := st.drv.(spareDriver); !ok {
+		return ""
+	}
+	st.spareMu.Lock()
+	defer st.spareMu.Unlock()
+	var dir string
+	if n := len(st.spares); n > 0 {
+		dir, st.spares = st.spares[n-1], st.spares[:n-1]
+	}
+	if !st.spareMaking && !st.sparesClosed && len(st.spares) < spares {
+		st.spareMaking = true
+		st.bg.Add(1)
+		go st.makeSpares()
+	}
+	return dir
+}
+
+// makeSpares makes spare directories until there are enough or the
+// store closes.
+func (st *store) makeSpares() {
+	defer st.bg.Done()
+	drv := st.drv.(spareDriver)
+	for {
+		st.spareMu.Lock()
+		if st.sparesClosed || len(st.spares) >= spares {
+			st.spareMaking = false
+			st.spareMu.Unlock()
+			return
+		}
+		st.spareSeq++
+		dir := st.path(snapshotsDir, st.tmpName("spare-"+strconv.FormatUint(st.spareSeq, 10)))
+		st.spareMu.Unlock()
+		err := os.Mkdir(dir, 0o700)
+		if err == nil {
+			var f *os.File
+			if f, err = os.OpenFile(filepath.Join(dir, snapLockFile), os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600); err == nil {
+				f.Close()
+				err = drv.makeSpare(dir)
+			}
+		}
+		st.spareMu.Lock()
+		if err != nil || st.sparesClosed {
+			st.spareMaking = false
+			st.spareMu.Unlock()
+			os.RemoveAll(dir)
+			return
+		}
+		st.spares = append(st.spares, dir)
+		st.spareMu.Unlock()
+	}
+}
+
 // removeDir removes the directory of snapshot id and releases h, its
 // lock: it moves the directory to a temporary name first, so that the
 // lock file goes with it and waiters see the snapshot is gone. With
@@ -925,9 +1015,9 @@ func (st *store) removeDir(id uint64, h *lockfile.File, later bool) error {
 		return err
 	}
 	if later {
-		st.removing.Add(1)
+		st.bg.Add(1)
 		go func() {
-			defer st.removing.Done()
+			defer st.bg.Done()
 			os.RemoveAll(tmp)
 		}()
 		return nil
@@ -1022,7 +1112,7 @@ func (st *store) create(ctx context.Context, kind Kind, key, parent string, opts
 	}
 	now := time.Now().UTC()
 	s := &snap{id: id, kind: kind, name: key, labels: info.Labels, created: now, updated: now}
-	h, err := st.makeDir(ctx, id)
+	h, err := st.makeDir(ctx, id, kind == KindActive && parent != "" && ephemeral(info.Labels))
 	if err != nil {
 		return nil, err
 	}
@@ -1062,7 +1152,9 @@ func (st *store) create(ctx context.Context, kind Kind, key, parent string, opts
 	}
 	dir := st.snapshotPath(id)
 	durable := !ephemeral(s.labels)
-	err = st.drv.create(ctx, dir, s)
+	if !h.spare {
+		err = st.drv.create(ctx, dir, s)
+	}
 	if err == nil && durable {
 		err = syncDir(dir)
 	}
@@ -1361,7 +1453,14 @@ func (st *store) close() error {
 		return nil
 	}
 	st.closed = true
-	st.removing.Wait()
+	st.spareMu.Lock()
+	st.sparesClosed = true
+	st.spareMu.Unlock()
+	st.bg.Wait()
+	for _, dir := range st.spares {
+		os.RemoveAll(dir)
+	}
+	st.spares = nil
 	return st.lock.Close()
 }
 
