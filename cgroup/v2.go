@@ -225,6 +225,11 @@ func (c *v2) apply(r, prev *Resources) error {
 			return err
 		}
 	}
+	if changed(!devicesEqual(r.Devices, old.Devices)) {
+		if err := attachDeviceFilter(c.dir, r.Devices); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
