@@ -162,7 +162,6 @@ func testDevices(t *testing.T, newCg func(p string, r *Resources) (*Cgroup, erro
 	}
 }
 
-
 // TestDevices checks device rules on the host's cgroups (v1 here:
 // devices.deny and devices.allow; v2: the eBPF filter).
 func TestDevices(t *testing.T) {
