@@ -1,7 +1,6 @@
 package cgroup
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -92,24 +91,22 @@ func probeDevices(t *testing.T, c *Cgroup, paths ...string) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Wait (in start's goroutine) waits for the copy to out to end.
+	var out strings.Builder
+	cmd.Stdout = &out
 	p := start(t, cmd)
 	if err := c.Add(p.pid); err != nil {
 		t.Fatal(err)
 	}
 	fmt.Fprintln(in, "go")
-	got := map[string]string{}
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			got[k] = v
-		}
-	}
 	if err, ok := p.wait(5e9); !ok || err != nil {
 		t.Fatalf("probe: %v (ended: %v)", err, ok)
+	}
+	got := map[string]string{}
+	for line := range strings.SplitSeq(out.String(), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			got[k] = v
+		}
 	}
 	return got
 }
