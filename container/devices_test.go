@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/namespace"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -316,6 +318,46 @@ func TestFromOCIDevices(t *testing.T) {
 	} {
 		if _, err := FromOCI(base(tc.dev), ""); !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("FromOCI(%+v) = %v, want ErrInvalidSpec mentioning %q", tc.dev, err, tc.want)
+		}
+	}
+}
+
+// An image whose layer holds device nodes unpacks in a root store; in the
+// container the cgroup decides which of them can be opened.
+func TestImageWithDeviceNodes(t *testing.T) {
+	needRoot(t)
+	ctx := testCtx(t)
+	store, fresh := newImageStore(t)
+	devs := t.TempDir()
+	if err := os.Mkdir(filepath.Join(devs, "devs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []struct {
+		name string
+		mode uint32
+		dev  int
+	}{
+		{"null2", unix.S_IFCHR | 0o666, int(unix.Mkdev(1, 3))},
+		{"disk", unix.S_IFBLK | 0o660, int(unix.Mkdev(8, 0))},
+		{"mem", unix.S_IFCHR | 0o640, int(unix.Mkdev(1, 1))},
+	} {
+		if err := unix.Mknod(filepath.Join(devs, "devs", n.name), n.mode, n.dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	importImage(t, store, "example.com/devs:v1", ocispec.ImageConfig{}, fresh, devs)
+	c, out := startIn(t, &Runtime{Images: store}, &Spec{Image: "example.com/devs:v1",
+		Process: Process{Args: []string{"sh", "-c", probeScript, "sh", "/devs/null2", "/devs/disk", "/devs/mem"}}})
+	if st, err := c.Wait(ctx); err != nil || !st.Success() {
+		t.Fatalf("%v %v: %s", st, err, out)
+	}
+	got := probeResults(out.String())
+	if got["/devs/null2"] != okRW {
+		t.Errorf("/devs/null2 (c 1:3, allowed): %q", got["/devs/null2"])
+	}
+	for _, d := range []string{"/devs/disk", "/devs/mem"} {
+		if strings.Count(got[d], denied) != 2 {
+			t.Errorf("%s (not allowed): %q, want EPERM", d, got[d])
 		}
 	}
 }
