@@ -86,7 +86,7 @@ func BenchmarkNewDelete(b *testing.B) {
 		}
 		withDevices.Devices = append(withDevices.Devices, d)
 	}
-	b.Run("New+Add+Delete/devices", func(b *testing.B) {
+	b.Run("DevicesNew+Add+Delete", func(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
 			c, err := New(fmt.Sprintf("%s/d%d", parent, i), &withDevices)
 			if err != nil {
