@@ -3,6 +3,8 @@ package cgroup
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -86,13 +88,99 @@ func deviceFilter(rules []DeviceRule) (asm.Instructions, error) {
 	return insts, nil
 }
 
+// maxDevicePrograms is how many loaded device programs the cache keeps.
+const maxDevicePrograms = 16
+
+// devicePrograms are loaded device programs by their rules (as the
+// String of each, joined), in the order they were loaded. Loading is most
+// of the cost of a device filter (the kernel verifies the program), and
+// the kernel lets one program be attached to many cgroups: containers
+// with the same rules, Docker's defaults mostly, share one.
+var devicePrograms struct {
+	sync.Mutex
+	progs map[string]*devProg
+	order []string
+}
+
+type devProg struct {
+	prog *ebpf.Program
+	id   ebpf.ProgramID
+}
+
+// attachDeviceProgram attaches the loaded program for rules to the cgroup
+// directory fd, loading it when it is not cached, and returns its ID. The
+// cache owns the programs (one it evicts stays in the kernel as long as it
+// is attached somewhere); its lock is held throughout, so that no program
+// is closed while it is being attached.
+func attachDeviceProgram(fd int, rules []DeviceRule) (ebpf.ProgramID, error) {
+	var b strings.Builder
+	for _, r := range rules {
+		b.WriteString(r.String())
+		b.WriteByte('\n')
+	}
+	key := b.String()
+	dp := &devicePrograms
+	dp.Lock()
+	defer dp.Unlock()
+	p, ok := dp.progs[key]
+	if !ok {
+		var err error
+		if p, err = loadDeviceProgram(rules); err != nil {
+			return 0, err
+		}
+		if dp.progs == nil {
+			dp.progs = map[string]*devProg{}
+		}
+		if len(dp.order) == maxDevicePrograms {
+			dp.progs[dp.order[0]].prog.Close()
+			delete(dp.progs, dp.order[0])
+			dp.order = dp.order[1:]
+		}
+		dp.progs[key] = p
+		dp.order = append(dp.order, key)
+	}
+	err := link.RawAttachProgram(link.RawAttachProgramOptions{
+		Target: fd, Program: p.prog, Attach: ebpf.AttachCGroupDevice, Flags: unix.BPF_F_ALLOW_MULTI,
+	})
+	return p.id, err
+}
+
+// loadDeviceProgram compiles rules and loads the program into the kernel.
+func loadDeviceProgram(rules []DeviceRule) (*devProg, error) {
+	insts, err := deviceFilter(rules)
+	if err != nil {
+		return nil, err
+	}
+	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
+		Name:         "berth_devices",
+		Type:         ebpf.CGroupDevice,
+		Instructions: insts,
+		License:      "Apache-2.0",
+	}, ebpf.ProgramOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("load the device filter: %w", err)
+	}
+	info, err := prog.Info()
+	if err != nil {
+		prog.Close()
+		return nil, fmt.Errorf("device filter: %w", err)
+	}
+	id, ok := info.ID()
+	if !ok {
+		prog.Close()
+		return nil, fmt.Errorf("device filter: the kernel reports no program ID: %w", ErrNotSupported)
+	}
+	return &devProg{prog: prog, id: id}, nil
+}
+
 // attachDeviceFilter attaches a program made from rules to the cgroup
 // directory dir, then detaches every other device program attached to it
 // directly (those of an earlier Update, or of another process that made
-// the cgroup), so that only the new rules apply there. Between the two
-// steps both programs apply: access is never wider than either allows.
-// A nil rules detaches every device program: devices are not controlled.
-func attachDeviceFilter(dir string, rules []DeviceRule) error {
+// the cgroup), so that only the new rules apply there; fresh says dir was
+// just made, with nothing attached. Between the two steps both programs
+// apply: access is never wider than either allows. A nil rules detaches
+// every device program: devices are not controlled.
+func attachDeviceFilter(dir string, rules []DeviceRule, fresh bool) error {
 	fd, err := open(dir, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return err
@@ -100,32 +188,11 @@ func attachDeviceFilter(dir string, rules []DeviceRule) error {
 	defer unix.Close(fd)
 	var keep ebpf.ProgramID
 	if rules != nil {
-		insts, err := deviceFilter(rules)
-		if err != nil {
-			return err
-		}
-		prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
-			Name:         "berth_devices",
-			Type:         ebpf.CGroupDevice,
-			Instructions: insts,
-			License:      "Apache-2.0",
-		}, ebpf.ProgramOptions{})
-		if err != nil {
-			return fmt.Errorf("load the device filter: %w", err)
-		}
-		defer prog.Close() // the attachment holds its own reference
-		if err := link.RawAttachProgram(link.RawAttachProgramOptions{
-			Target: fd, Program: prog, Attach: ebpf.AttachCGroupDevice, Flags: unix.BPF_F_ALLOW_MULTI,
-		}); err != nil {
+		if keep, err = attachDeviceProgram(fd, rules); err != nil {
 			return fmt.Errorf("attach the device filter to %s: %w", dir, err)
 		}
-		info, err := prog.Info()
-		if err != nil {
-			return fmt.Errorf("device filter: %w", err)
-		}
-		var ok bool
-		if keep, ok = info.ID(); !ok {
-			return fmt.Errorf("device filter: the kernel reports no program ID: %w", ErrNotSupported)
+		if fresh {
+			return nil
 		}
 	}
 	q, err := link.QueryPrograms(link.QueryOptions{Target: fd, Attach: ebpf.AttachCGroupDevice})

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -186,6 +187,31 @@ func TestDevicesV2Filter(t *testing.T) {
 	})
 	newCg := func(p string, r *Resources) (*Cgroup, error) { return newCgroup(p, V2, newV2(h, p), r) }
 	testDevices(t, newCg, top+"/c")
+
+	// Loaded programs are cached and shared; one evicted from the cache
+	// keeps filtering the cgroups it is attached to.
+	var cgs []*Cgroup
+	for i := range maxDevicePrograms + 2 {
+		rules := []DeviceRule{
+			{Allow: true, Type: CharDevice, Major: 1, Minor: 3, Access: "rwm"},
+			{Allow: true, Type: CharDevice, Major: 1, Minor: int64(100 + i), Access: "r"},
+		}
+		c, err := newCg(fmt.Sprintf("%s/e%d", top, i), &Resources{Devices: rules})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Delete(context.Background())
+		cgs = append(cgs, c)
+	}
+	if _, err := newCg(top+"/again", &Resources{Devices: cgs[1].Resources().Devices}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"/dev/null": "rw", "/dev/zero": ""}
+	for _, c := range []*Cgroup{cgs[0], cgs[len(cgs)-1]} {
+		if got := probeDevices(t, c, "/dev/null", "/dev/zero"); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: %v, want %v", c.Path(), got, want)
+		}
+	}
 }
 
 // BenchmarkDeviceFilter times what device rules add to a cgroup on v2:
@@ -218,8 +244,28 @@ func BenchmarkDeviceFilter(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		if err := attachDeviceFilter(d, rules); err != nil {
+		if err := attachDeviceFilter(d, rules, true); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func BenchmarkDeviceFilterLoad(b *testing.B) {
+	var rules []DeviceRule
+	for _, l := range []string{"c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",
+		"c 1:9 rwm", "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm"} {
+		d, _ := ParseDeviceRule(l)
+		rules = append(rules, d)
+	}
+	for b.Loop() {
+		insts, err := deviceFilter(rules)
+		if err != nil {
+			b.Fatal(err)
+		}
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.CGroupDevice, Instructions: insts, License: "Apache-2.0"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		prog.Close()
 	}
 }
