@@ -221,7 +221,8 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 	if err := c.prepare(); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
-	cg, err := cgroup.New(r.cgroupPath(id), &spec.Resources)
+	res := c.cgroupResources(spec.Resources)
+	cg, err := cgroup.New(r.cgroupPath(id), &res)
 	if err != nil {
 		if errors.Is(err, cgroup.ErrExists) {
 			err = fmt.Errorf("%w (its cgroup %s holds processes): %w", ErrExists, r.cgroupPath(id), err)
@@ -269,6 +270,9 @@ type Container struct {
 	spec Spec
 	cfg  initproc.Config
 	cg   *cgroup.Cgroup
+	// devRules allow the devices of the spec's Devices (see
+	// cgroupResources).
+	devRules []cgroup.DeviceRule
 	// modes is where each kind of namespace comes from: the spec's
 	// choices over the defaults.
 	modes map[namespace.Kind]NamespaceMode
@@ -467,6 +471,9 @@ func (c *Container) prepare() error {
 				return fmt.Errorf("%w: bind mount source: %w", ErrInvalidSpec, err)
 			}
 		}
+	}
+	if cfg.Devices, c.devRules, err = resolveDevices(s.Devices); err != nil {
+		return err
 	}
 	c.cfg = cfg
 	return nil
@@ -975,7 +982,8 @@ func (c *Container) Update(r cgroup.Resources) error {
 	if err := c.checkUsable(); err != nil {
 		return err
 	}
-	if err := c.cg.Update(&r); err != nil {
+	res := c.cgroupResources(r)
+	if err := c.cg.Update(&res); err != nil {
 		return fmt.Errorf("update %s: %w", c.id, err)
 	}
 	c.spec.Resources = r

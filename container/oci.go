@@ -33,7 +33,9 @@ var standardMounts = map[string]bool{
 // tmpfs mounts are converted with their options (see Mount.Options);
 // linux.sysctl becomes Sysctls (and domainname kernel.domainname), the
 // five capability sets Capabilities (the bounding set) and the
-// *Capabilities fields, linux.resources Resources (see cgroup.FromOCI).
+// *Capabilities fields, linux.resources Resources (see cgroup.FromOCI;
+// its device rules come after DefaultDeviceRules, see Spec.Resources),
+// linux.devices Devices (see ociDevices: the host must have each node).
 // process.terminal and consoleSize become Process.TTY and ConsoleSize
 // (no console socket: the caller sets Stdin and Stdout, which the
 // terminal is relayed to). Annotations are ignored, as the OCI spec
@@ -42,9 +44,8 @@ var standardMounts = map[string]bool{
 // What berth cannot do is refused, never dropped: the error names the
 // field and matches ErrInvalidSpec and errors.ErrUnsupported. That is
 // hooks, process.apparmorProfile,
-// process.selinuxLabel, linux.mountLabel, linux.seccomp, linux.devices,
-// linux.netDevices, linux.resources.devices and the other resources
-// cgroup.FromOCI refuses, linux.cgroupsPath (a container's cgroup is
+// process.selinuxLabel, linux.mountLabel, linux.seccomp,
+// linux.netDevices, the resources cgroup.FromOCI refuses, linux.cgroupsPath (a container's cgroup is
 // Runtime.CgroupParent/ID), linux.rootfsPropagation other than private
 // or rprivate, linux.intelRdt, linux.memoryPolicy, linux.personality,
 // linux.timeOffsets, process.scheduler, process.ioPriority,
@@ -145,6 +146,11 @@ func FromOCI(s *specs.Spec, bundle string) (*Spec, error) {
 			}
 			out.Resources = *r
 		}
+		devs, err := ociDevices(l.Devices)
+		if err != nil {
+			return nil, err
+		}
+		out.Devices = devs
 		for k, v := range l.Sysctl {
 			if out.Sysctls == nil {
 				out.Sysctls = map[string]string{}
@@ -210,12 +216,8 @@ func ociUnsupported(s *specs.Spec) error {
 	if l == nil {
 		return nil
 	}
-	if r := l.Resources; r != nil && len(r.Devices) > 0 {
-		return unsupportedOCI("linux.resources.devices", "berth applies no device cgroup rules")
-	}
 	for _, f := range []ociField{
 		{"linux.seccomp", l.Seccomp != nil},
-		{"linux.devices", len(l.Devices) > 0},
 		{"linux.netDevices", len(l.NetDevices) > 0},
 		{"linux.mountLabel", l.MountLabel != ""},
 		{"linux.cgroupsPath", l.CgroupsPath != ""},

@@ -228,11 +228,8 @@ func TestFromOCIRefuses(t *testing.T) {
 		"hooks.prestart":      func(s *specs.Spec) { s.Hooks = prestartHook() },
 		"hooks.poststop":      func(s *specs.Spec) { s.Hooks = &specs.Hooks{Poststop: []specs.Hook{{Path: "/bin/true"}}} },
 		"hooks.createRuntime": func(s *specs.Spec) { s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/true"}}} },
-		"linux.devices": func(s *specs.Spec) {
-			s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229}}
-		},
-		"linux.resources.devices": func(s *specs.Spec) {
-			s.Linux.Resources = &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}}
+		"linux.devices[0] (/dev/fifo)": func(s *specs.Spec) {
+			s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/fifo", Type: "p"}}
 		},
 		"linux.resources": func(s *specs.Spec) {
 			s.Linux.Resources = &specs.LinuxResources{HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 1}}}

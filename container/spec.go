@@ -58,8 +58,15 @@ type Spec struct {
 	// and /sys.
 	Mounts []Mount
 
-	// Resources are the cgroup limits.
+	// Resources are the cgroup limits. Resources.Devices, unlike the
+	// other fields, adds to what the container gets anyway: its cgroup
+	// allows DefaultDeviceRules, then the rules of Devices, then these
+	// (like `docker run --device-cgroup-rule`; see cgroup.ParseDeviceRule).
 	Resources cgroup.Resources
+	// Devices are host device nodes made available in the container
+	// (`docker run --device`, see ParseDevice). A device that does not
+	// exist on the host fails Create.
+	Devices []Device
 
 	// Networks are the networks the container joins, in order: eth0,
 	// eth1, ... (`docker run --network`). The container needs a new
@@ -384,6 +391,11 @@ func (s *Spec) validate() error {
 		}
 		if err := namespace.ValidateIDMaps(s.GIDMappings); err != nil {
 			return fmt.Errorf("%w: gid mappings: %w", ErrInvalidSpec, err)
+		}
+	}
+	for _, d := range s.Devices {
+		if err := d.validate(); err != nil {
+			return err
 		}
 	}
 	for i, m := range s.Mounts {

@@ -67,7 +67,22 @@ type Config struct {
 	// with their contents (the /etc/hosts and /etc/resolv.conf of a
 	// networked container), before Mounts, so that a user's mount wins.
 	Files []File `json:"files,omitempty"`
-	Main  Proc   `json:"main"`
+	// Devices are device nodes for init to make in the container's /dev
+	// after its standard ones.
+	Devices []Device `json:"devices,omitempty"`
+	Main    Proc     `json:"main"`
+}
+
+// Device is a device node for init to make: mknod of Type (S_IFCHR or
+// S_IFBLK) with Major, Minor, Mode (permission bits), UID and GID at Path
+// (below /dev), or, where mknod is refused, a bind mount of HostPath.
+type Device struct {
+	Path         string `json:"path"`
+	HostPath     string `json:"hostPath"`
+	Type         uint32 `json:"type"`
+	Major, Minor uint32
+	Mode         uint32 `json:"mode"`
+	UID, GID     uint32
 }
 
 // File is a generated file for init to mount in the container.
