@@ -422,13 +422,6 @@ func (p *initPool) close() {
 	unix.Close(p.check)
 }
 
-// idleInits returns how many inits wait in the pool (for tests).
-func (p *initPool) idleInits() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.idle)
-}
-
 // newInitCmd is the command that starts an init: exe (the sealed init)
 // with its control socket as fd 3 and extra as 4 on, killed if the
 // forking thread dies.
