@@ -53,7 +53,7 @@ type srcEntry struct {
 // source is one COPY or ADD source argument, matched and walked.
 type source struct {
 	arg     string
-	base    string // the name it gets in a destination directory
+	base    string     // the name it gets in a destination directory
 	entries []srcEntry // entries[0] is the source itself (rel ".")
 	isDir   bool
 	archive bool // ADD: a local archive to extract
@@ -212,13 +212,13 @@ func checksum(srcs []*source, keepOwner bool) string {
 	for i, s := range srcs {
 		fmt.Fprintf(h, "source %d %q archive=%v\n", i, s.arg, s.archive)
 		for _, e := range s.entries {
-			uid, gid := owner(e.fi)
-			if !keepOwner {
-				uid, gid = 0, 0
-			}
 			if e.data != nil {
 				fmt.Fprintf(h, "%q data %x\n", e.rel, sha256.Sum256(e.data))
 				continue
+			}
+			uid, gid := owner(e.fi)
+			if !keepOwner {
+				uid, gid = 0, 0
 			}
 			fmt.Fprintf(h, "%q %o %d:%d %s %q\n", e.rel, e.fi.Mode(), uid, gid, e.sum, e.link)
 		}
