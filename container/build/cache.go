@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/berthlabs/berth/layer"
@@ -116,6 +117,15 @@ func loadState(ctx context.Context, st *layer.Store, desc ocispec.Descriptor) (s
 		return state{}, fmt.Errorf("image %s: %d layers but %d diff IDs", desc.Digest, len(m.Layers), len(img.RootFS.DiffIDs))
 	}
 	s := state{img: img, layers: m.Layers, id: desc.Digest.String()}
+	if len(m.Layers) == 0 {
+		return s, nil
+	}
+	top := layer.ChainIDs(img.RootFS.DiffIDs)[len(m.Layers)-1].String()
+	if _, err := st.Snapshots.Stat(ctx, top); err == nil {
+		// A committed snapshot's parents stay while it does.
+		s.chainID = top
+		return s, nil
+	}
 	parent := ""
 	for i, l := range m.Layers {
 		parent, err = st.UnpackLayer(ctx, parent, l, img.RootFS.DiffIDs[i], nil)
@@ -183,6 +193,9 @@ func (j *job) cachePut(ctx context.Context, key string, s *state) error {
 	s.id = desc.Digest.String()
 	return nil
 }
+
+// hashReads counts the context files read to hash them (for tests).
+var hashReads atomic.Int64
 
 // fileHash is a file's content hash and the metadata it was computed at.
 type fileHash struct {
@@ -297,6 +310,9 @@ func (c *hashCache) sum(path string, fi os.FileInfo, remember bool) (string, err
 		return "", err
 	}
 	defer f.Close()
+	if remember {
+		hashReads.Add(1)
+	}
 	hh := sha256.New()
 	if _, err := io.Copy(hh, f); err != nil {
 		return "", err

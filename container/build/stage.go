@@ -195,16 +195,37 @@ func (sr *stageRun) expander() instructions.SingleWordExpander {
 }
 
 // configStep records a step that changes only the configuration.
-func (sr *stageRun) configStep(createdBy string) bool {
-	now := time.Now().UTC()
-	sr.state.img.Created = &now
-	sr.state.img.History = append(sr.state.img.History, ocispec.History{Created: &now, CreatedBy: createdBy, Comment: historyComment, EmptyLayer: true})
-	if sr.j.o.NoCache {
-		sr.state.id = ""
-		return false
+// The change is made to sr.state already; a cache hit replaces it with
+// the state recorded, so that a cached rebuild makes the same image.
+func (sr *stageRun) configStep(ctx context.Context, createdBy string) (bool, error) {
+	return sr.record(ctx, createdBy, true)
+}
+
+// record looks the step up in the cache (keyed on the state's id, which
+// the change did not touch) or records it, with a history entry when
+// history is set.
+func (sr *stageRun) record(ctx context.Context, createdBy string, history bool) (bool, error) {
+	key := ""
+	if !sr.j.o.NoCache {
+		key = cacheKey(sr.state.id, "CONFIG", createdBy)
+		if !sr.miss {
+			if s, ok := sr.j.cacheGet(ctx, key); ok {
+				sr.state = s
+				return true, nil
+			}
+		}
+		sr.miss = true
 	}
-	sr.state.id = "config:" + cacheKey(sr.state.id, createdBy)
-	return !sr.miss
+	if history {
+		now := time.Now().UTC()
+		sr.state.img.Created = &now
+		sr.state.img.History = append(sr.state.img.History, ocispec.History{Created: &now, CreatedBy: createdBy, Comment: historyComment, EmptyLayer: true})
+	}
+	if key == "" {
+		sr.state.id = ""
+		return false, nil
+	}
+	return false, sr.j.cachePut(ctx, key, &sr.state)
 }
 
 // shellForm returns the command line of a shell-dependent instruction.
@@ -251,14 +272,17 @@ func (sr *stageRun) exec(ctx context.Context, step int, c instructions.Command, 
 				delete(sr.args, kv.Key)
 			}
 		}
-		return !sr.miss && !sr.j.o.NoCache, nil
+		// A changed value misses where it is used, not here (Docker's
+		// rule): the key is the instruction as written. No history
+		// entry, as BuildKit writes none for ARG.
+		return sr.record(ctx, sourceOf(c), false)
 	case *instructions.EnvCommand:
 		var parts []string
 		for _, kv := range c.Env {
 			cfg.Env = setEnv(cfg.Env, kv.Key, kv.Value)
 			parts = append(parts, kv.Key+"="+kv.Value)
 		}
-		return sr.configStep("ENV " + strings.Join(parts, " ")), nil
+		return sr.configStep(ctx, "ENV " + strings.Join(parts, " "))
 	case *instructions.LabelCommand:
 		if cfg.Labels == nil {
 			cfg.Labels = map[string]string{}
@@ -268,24 +292,24 @@ func (sr *stageRun) exec(ctx context.Context, step int, c instructions.Command, 
 			cfg.Labels[kv.Key] = kv.Value
 			parts = append(parts, kv.Key+"="+kv.Value)
 		}
-		return sr.configStep("LABEL " + strings.Join(parts, " ")), nil
+		return sr.configStep(ctx, "LABEL " + strings.Join(parts, " "))
 	case *instructions.MaintainerCommand:
 		sr.state.img.Author = c.Maintainer
-		return sr.configStep("MAINTAINER " + c.Maintainer), nil
+		return sr.configStep(ctx, "MAINTAINER " + c.Maintainer)
 	case *instructions.WorkdirCommand:
 		p := c.Path
 		if !path.IsAbs(p) {
 			p = path.Join("/", cfg.WorkingDir, p)
 		}
 		cfg.WorkingDir = path.Clean(p)
-		return sr.configStep("WORKDIR " + cfg.WorkingDir), nil
+		return sr.configStep(ctx, "WORKDIR " + cfg.WorkingDir)
 	case *instructions.UserCommand:
 		cfg.User = c.User
-		return sr.configStep("USER " + c.User), nil
+		return sr.configStep(ctx, "USER " + c.User)
 	case *instructions.CmdCommand:
 		cfg.Cmd = sr.shellForm(c.ShellDependantCmdLine)
 		sr.cmdSet = true
-		return sr.configStep("CMD " + jsonString(cfg.Cmd)), nil
+		return sr.configStep(ctx, "CMD " + jsonString(cfg.Cmd))
 	case *instructions.EntrypointCommand:
 		cfg.Entrypoint = sr.shellForm(c.ShellDependantCmdLine)
 		if len(cfg.Entrypoint) == 0 {
@@ -294,7 +318,7 @@ func (sr *stageRun) exec(ctx context.Context, step int, c instructions.Command, 
 		if !sr.cmdSet {
 			cfg.Cmd = nil
 		}
-		return sr.configStep("ENTRYPOINT " + jsonString(cfg.Entrypoint)), nil
+		return sr.configStep(ctx, "ENTRYPOINT " + jsonString(cfg.Entrypoint))
 	case *instructions.ExposeCommand:
 		if cfg.ExposedPorts == nil {
 			cfg.ExposedPorts = map[string]struct{}{}
@@ -310,7 +334,7 @@ func (sr *stageRun) exec(ctx context.Context, step int, c instructions.Command, 
 			}
 			ports = append(ports, ps...)
 		}
-		return sr.configStep("EXPOSE " + strings.Join(ports, " ")), nil
+		return sr.configStep(ctx, "EXPOSE " + strings.Join(ports, " "))
 	case *instructions.VolumeCommand:
 		if cfg.Volumes == nil {
 			cfg.Volumes = map[string]struct{}{}
@@ -321,21 +345,21 @@ func (sr *stageRun) exec(ctx context.Context, step int, c instructions.Command, 
 			}
 			cfg.Volumes[v] = struct{}{}
 		}
-		return sr.configStep("VOLUME " + jsonString(c.Volumes)), nil
+		return sr.configStep(ctx, "VOLUME " + jsonString(c.Volumes))
 	case *instructions.StopSignalCommand:
 		cfg.StopSignal = c.Signal
-		return sr.configStep("STOPSIGNAL " + c.Signal), nil
+		return sr.configStep(ctx, "STOPSIGNAL " + c.Signal)
 	case *instructions.HealthCheckCommand:
 		h := *c.Health
 		h.Test = slices.Clone(h.Test)
 		cfg.Healthcheck = &h
-		return sr.configStep("HEALTHCHECK " + jsonString(h)), nil
+		return sr.configStep(ctx, "HEALTHCHECK " + jsonString(h))
 	case *instructions.ShellCommand:
 		cfg.Shell = slices.Clone(c.Shell)
-		return sr.configStep("SHELL " + jsonString(c.Shell)), nil
+		return sr.configStep(ctx, "SHELL " + jsonString(c.Shell))
 	case *instructions.OnbuildCommand:
 		cfg.OnBuild = append(cfg.OnBuild, c.Expression)
-		return sr.configStep("ONBUILD " + c.Expression), nil
+		return sr.configStep(ctx, "ONBUILD " + c.Expression)
 	case *instructions.RunCommand:
 		return sr.run(ctx, step, c, ins, line)
 	case *instructions.CopyCommand:
