@@ -344,6 +344,9 @@ func lineOf(err error) int {
 }
 
 func dockerfileErr(line int, err error) error {
+	if errors.Is(err, ErrUnsupported) || errors.Is(err, ErrDockerfile) {
+		return &LineError{Line: line, Err: err}
+	}
 	return &LineError{Line: line, Err: fmt.Errorf("%w: %v", ErrDockerfile, err)}
 }
 

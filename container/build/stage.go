@@ -65,8 +65,8 @@ func (sr *stageRun) stepErr(step int, ins string, line int, err error) error {
 	if errors.As(err, &se) {
 		return err
 	}
-	var le *LineError
-	if errors.As(err, &le) && le.Line == 0 {
+	// The step error names the line already.
+	if le, ok := err.(*LineError); ok {
 		err = le.Err
 	}
 	return &StepError{Step: step, Stage: sr.name, Instruction: ins, Line: line, ExitCode: -1, Err: err}
