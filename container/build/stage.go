@@ -282,7 +282,7 @@ func (sr *stageRun) exec(ctx context.Context, step int, c instructions.Command, 
 			cfg.Env = setEnv(cfg.Env, kv.Key, kv.Value)
 			parts = append(parts, kv.Key+"="+kv.Value)
 		}
-		return sr.configStep(ctx, "ENV " + strings.Join(parts, " "))
+		return sr.configStep(ctx, "ENV "+strings.Join(parts, " "))
 	case *instructions.LabelCommand:
 		if cfg.Labels == nil {
 			cfg.Labels = map[string]string{}
@@ -292,24 +292,24 @@ func (sr *stageRun) exec(ctx context.Context, step int, c instructions.Command, 
 			cfg.Labels[kv.Key] = kv.Value
 			parts = append(parts, kv.Key+"="+kv.Value)
 		}
-		return sr.configStep(ctx, "LABEL " + strings.Join(parts, " "))
+		return sr.configStep(ctx, "LABEL "+strings.Join(parts, " "))
 	case *instructions.MaintainerCommand:
 		sr.state.img.Author = c.Maintainer
-		return sr.configStep(ctx, "MAINTAINER " + c.Maintainer)
+		return sr.configStep(ctx, "MAINTAINER "+c.Maintainer)
 	case *instructions.WorkdirCommand:
 		p := c.Path
 		if !path.IsAbs(p) {
 			p = path.Join("/", cfg.WorkingDir, p)
 		}
 		cfg.WorkingDir = path.Clean(p)
-		return sr.configStep(ctx, "WORKDIR " + cfg.WorkingDir)
+		return sr.configStep(ctx, "WORKDIR "+cfg.WorkingDir)
 	case *instructions.UserCommand:
 		cfg.User = c.User
-		return sr.configStep(ctx, "USER " + c.User)
+		return sr.configStep(ctx, "USER "+c.User)
 	case *instructions.CmdCommand:
 		cfg.Cmd = sr.shellForm(c.ShellDependantCmdLine)
 		sr.cmdSet = true
-		return sr.configStep(ctx, "CMD " + jsonString(cfg.Cmd))
+		return sr.configStep(ctx, "CMD "+jsonString(cfg.Cmd))
 	case *instructions.EntrypointCommand:
 		cfg.Entrypoint = sr.shellForm(c.ShellDependantCmdLine)
 		if len(cfg.Entrypoint) == 0 {
@@ -318,7 +318,7 @@ func (sr *stageRun) exec(ctx context.Context, step int, c instructions.Command, 
 		if !sr.cmdSet {
 			cfg.Cmd = nil
 		}
-		return sr.configStep(ctx, "ENTRYPOINT " + jsonString(cfg.Entrypoint))
+		return sr.configStep(ctx, "ENTRYPOINT "+jsonString(cfg.Entrypoint))
 	case *instructions.ExposeCommand:
 		if cfg.ExposedPorts == nil {
 			cfg.ExposedPorts = map[string]struct{}{}
@@ -334,7 +334,7 @@ func (sr *stageRun) exec(ctx context.Context, step int, c instructions.Command, 
 			}
 			ports = append(ports, ps...)
 		}
-		return sr.configStep(ctx, "EXPOSE " + strings.Join(ports, " "))
+		return sr.configStep(ctx, "EXPOSE "+strings.Join(ports, " "))
 	case *instructions.VolumeCommand:
 		if cfg.Volumes == nil {
 			cfg.Volumes = map[string]struct{}{}
@@ -345,21 +345,21 @@ func (sr *stageRun) exec(ctx context.Context, step int, c instructions.Command, 
 			}
 			cfg.Volumes[v] = struct{}{}
 		}
-		return sr.configStep(ctx, "VOLUME " + jsonString(c.Volumes))
+		return sr.configStep(ctx, "VOLUME "+jsonString(c.Volumes))
 	case *instructions.StopSignalCommand:
 		cfg.StopSignal = c.Signal
-		return sr.configStep(ctx, "STOPSIGNAL " + c.Signal)
+		return sr.configStep(ctx, "STOPSIGNAL "+c.Signal)
 	case *instructions.HealthCheckCommand:
 		h := *c.Health
 		h.Test = slices.Clone(h.Test)
 		cfg.Healthcheck = &h
-		return sr.configStep(ctx, "HEALTHCHECK " + jsonString(h))
+		return sr.configStep(ctx, "HEALTHCHECK "+jsonString(h))
 	case *instructions.ShellCommand:
 		cfg.Shell = slices.Clone(c.Shell)
-		return sr.configStep(ctx, "SHELL " + jsonString(c.Shell))
+		return sr.configStep(ctx, "SHELL "+jsonString(c.Shell))
 	case *instructions.OnbuildCommand:
 		cfg.OnBuild = append(cfg.OnBuild, c.Expression)
-		return sr.configStep(ctx, "ONBUILD " + c.Expression)
+		return sr.configStep(ctx, "ONBUILD "+c.Expression)
 	case *instructions.RunCommand:
 		return sr.run(ctx, step, c, ins, line)
 	case *instructions.CopyCommand:
