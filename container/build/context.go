@@ -85,7 +85,7 @@ func openContext(ctx context.Context, opts Options) (_ *buildContext, err error)
 		bc.dockerfile, err = bc.readFile(name)
 		if err != nil {
 			bc.close()
-			return nil, fmt.Errorf("Dockerfile: %w", err)
+			return nil, fmt.Errorf("read the Dockerfile %s: %w", name, err)
 		}
 	}
 	// <Dockerfile>.dockerignore next to the Dockerfile wins over the

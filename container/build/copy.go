@@ -464,7 +464,7 @@ func (cp *copyPlan) extract(tw *tar.Writer, p, dest string) error {
 			return fmt.Errorf("%w: archive entry %q is a whiteout", ErrUnsupported, h.Name)
 		}
 		if slices.Contains(strings.Split(h.Name, "/"), "..") {
-			return fmt.Errorf("%w: archive entry %q climbs out with ..", ErrOutsideContext, h.Name)
+			return fmt.Errorf("%w: archive entry %q has a \"..\" component", ErrOutsideContext, h.Name)
 		}
 		h.Name = strings.TrimPrefix(path.Join("/", dest, name), "/")
 		if h.Typeflag == tar.TypeDir {

@@ -7,7 +7,7 @@
 //	go run ./examples/build
 //
 // There is no Go toolchain image offline, so the example makes one: the
-// host's Go toolchain (runtime.GOROOT, hard-linked into a staging
+// host's Go toolchain (`go env GOROOT`, hard-linked into a staging
 // directory at /usr/local/go) over a busybox root filesystem,
 // imported into a layer store as two layers. The build stage runs the
 // real `go build` of that toolchain in a berth container with no network
@@ -24,8 +24,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
+	"strings"
 	"time"
 
 	"github.com/berthlabs/berth/container"
@@ -63,7 +64,8 @@ const program = `package main
 import (
 	"fmt"
 	"os"
-	"runtime"
+	"os/exec"
+	"strings"
 )
 
 func main() {
@@ -149,7 +151,10 @@ func run() error {
 // toolchainImage stores example.com/golang:local: a busybox root
 // filesystem, and the host's Go toolchain at /usr/local/go.
 func toolchainImage(ctx context.Context, store *layer.Store, tmp string) error {
-	goroot := runtime.GOROOT()
+	goroot := "/usr/local/go"
+	if out, err := exec.Command("go", "env", "GOROOT").Output(); err == nil {
+		goroot = strings.TrimSpace(string(out))
+	}
 	if _, err := os.Stat(filepath.Join(goroot, "bin", "go")); err != nil {
 		return fmt.Errorf("no Go toolchain at %s: %w", goroot, err)
 	}
