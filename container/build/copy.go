@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/berthlabs/berth/layer/archive"
 	"github.com/klauspost/compress/zstd"
@@ -396,7 +397,17 @@ func (cp *copyPlan) stream(tw *tar.Writer, destExists, destDir bool) error {
 					if destExists {
 						continue // the directory's contents go into it
 					}
-					name = dest
+					// A new destination directory is made 0755 (or
+					// --chmod) and owned by root (or --chown), as
+					// Docker makes it, whatever the source's mode.
+					h, err := cp.hdr(srcEntry{rel: ".", fi: dirInfo{}}, dest)
+					if err != nil {
+						return err
+					}
+					if err := tw.WriteHeader(h); err != nil {
+						return err
+					}
+					continue
 				} else {
 					name = path.Join(dest, e.rel)
 				}
@@ -490,3 +501,13 @@ func inline(c []instructions.SourceContent) []*source {
 	}
 	return out
 }
+
+// dirInfo is the metadata of a directory COPY creates.
+type dirInfo struct{}
+
+func (dirInfo) Name() string       { return "." }
+func (dirInfo) Size() int64        { return 0 }
+func (dirInfo) Mode() fs.FileMode  { return fs.ModeDir | 0o755 }
+func (dirInfo) ModTime() time.Time { return time.Unix(0, 0) }
+func (dirInfo) IsDir() bool        { return true }
+func (dirInfo) Sys() any           { return nil }

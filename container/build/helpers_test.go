@@ -197,3 +197,13 @@ func (s *syncBuf) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// viewOf mounts a read-only view of a built image's file system.
+func (b *Builder) viewOf(ctx context.Context, res *Result) (string, func(), error) {
+	j := &job{b: b}
+	s, err := loadState(ctx, b.Store, res.Descriptor)
+	if err != nil {
+		return "", nil, err
+	}
+	return j.view(ctx, s.chainID)
+}
