@@ -20,7 +20,7 @@ import (
 // peer runs a container tool (buildah, podman) on storage of its own
 // under dir, removed with everything in it when the test ends.
 type peer struct {
-	t    *testing.T
+	t       *testing.T
 	tool    string
 	dir     string
 	runroot string
