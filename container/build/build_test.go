@@ -38,8 +38,8 @@ CMD ["sh", "-c", "cat /app/greeting /app/hello.txt /app/sub/b/c; id -u; pwd"]
 	if code != 0 || out != want {
 		t.Errorf("run: code %d output %q, want %q", code, out, want)
 	}
-	if n := len(res.Image.RootFS.DiffIDs); n != 4 {
-		t.Errorf("%d layers, want 4 (busybox and three steps)", n)
+	if n := len(res.Image.RootFS.DiffIDs); n != 5 {
+		t.Errorf("%d layers, want 5 (busybox, WORKDIR, two COPY, RUN)", n)
 	}
 	empty := 0
 	for _, h := range res.Image.History {
@@ -47,8 +47,8 @@ CMD ["sh", "-c", "cat /app/greeting /app/hello.txt /app/sub/b/c; id -u; pwd"]
 			empty++
 		}
 	}
-	if empty != 4 {
-		t.Errorf("history %+v: %d empty layers, want 4", res.Image.History, empty)
+	if empty != 3 {
+		t.Errorf("history %+v: %d empty layers, want 3", res.Image.History, empty)
 	}
 	// Cached rebuild.
 	res2, out2, err := e.build(dir, df, Options{Tags: []string{"example.com/basic:1"}})
@@ -386,6 +386,36 @@ func TestTarContext(t *testing.T) {
 	}
 	if got, _ := e.run("example.com/tar:1"); got != "from a tar\n" {
 		t.Errorf("run %q", got)
+	}
+	e.checkClean()
+}
+
+// WORKDIR makes a missing directory, owned by the stage's user, even when
+// nothing uses it (the Dockerfile reference's rule); an existing one is
+// left as it is and only configures.
+func TestWorkdirCreates(t *testing.T) {
+	e := newEnv(t)
+	dir := e.dir(nil)
+	df := `FROM BUSYBOX
+WORKDIR /made/by
+WORKDIR workdir
+USER app
+WORKDIR /home/app/sub
+WORKDIR /tmp
+CMD ["stat", "-c", "%n %u:%g %a", "/made", "/made/by/workdir", "/home/app", "/home/app/sub"]
+`
+	res := e.mustBuild(dir, df, Options{Tags: []string{"example.com/wd:1"}})
+	got, _ := e.run("example.com/wd:1")
+	want := "/made 0:0 755\n/made/by/workdir 0:0 755\n/home/app 1000:1000 755\n/home/app/sub 1000:1000 755\n"
+	if got != want {
+		t.Errorf("run:\n%s\nwant:\n%s", got, want)
+	}
+	// Three layers made, the last WORKDIR only configures.
+	if n := len(res.Image.RootFS.DiffIDs); n != 4 {
+		t.Errorf("%d layers, want 4", n)
+	}
+	if h := res.Image.History[len(res.Image.History)-2]; h.CreatedBy != "WORKDIR /tmp" || !h.EmptyLayer {
+		t.Errorf("history %+v", h)
 	}
 	e.checkClean()
 }

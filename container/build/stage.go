@@ -1,6 +1,7 @@
 package build
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
@@ -9,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/berthlabs/berth/layer"
+	"github.com/berthlabs/berth/layer/archive"
 	"github.com/berthlabs/berth/layer/content"
 	"github.com/berthlabs/berth/layer/snapshot"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -302,7 +305,7 @@ func (sr *stageRun) exec(ctx context.Context, step int, c instructions.Command, 
 			p = path.Join("/", cfg.WorkingDir, p)
 		}
 		cfg.WorkingDir = path.Clean(p)
-		return sr.configStep(ctx, "WORKDIR "+cfg.WorkingDir)
+		return sr.workdir(ctx, "WORKDIR "+cfg.WorkingDir)
 	case *instructions.UserCommand:
 		cfg.User = c.User
 		return sr.configStep(ctx, "USER "+c.User)
@@ -783,4 +786,129 @@ func sourceOf(c instructions.Command) string {
 		return s.String()
 	}
 	return strings.ToUpper(c.Name())
+}
+
+// workdir makes the working directory when it is missing, as Docker
+// does: a layer with the missing directories, 0755 and owned by the
+// stage's user (as BuildKit makes them). When it exists the step changes
+// only the configuration.
+func (sr *stageRun) workdir(ctx context.Context, createdBy string) (bool, error) {
+	j := sr.j
+	cfg := &sr.state.img.Config
+	key := ""
+	if !j.o.NoCache {
+		key = cacheKey(sr.state.id, "WORKDIR", createdBy, cfg.User)
+		if !sr.miss {
+			if s, ok := j.cacheGet(ctx, key); ok {
+				sr.state = s
+				return true, nil
+			}
+		}
+		sr.miss = true
+	}
+	a, err := j.prepare(ctx, sr.state.chainID)
+	if err != nil {
+		return false, err
+	}
+	var missing []string
+	p := ""
+	for _, c := range strings.Split(strings.TrimPrefix(cfg.WorkingDir, "/"), "/") {
+		if c == "" {
+			continue
+		}
+		p = path.Join(p, c)
+		if len(missing) == 0 {
+			if _, err := resolveIn(a.dir, p, true); err == nil {
+				continue
+			}
+		}
+		missing = append(missing, p)
+	}
+	if len(missing) == 0 {
+		a.discard()
+		now := time.Now().UTC()
+		sr.state.img.Created = &now
+		sr.state.img.History = append(sr.state.img.History, ocispec.History{Created: &now, CreatedBy: createdBy, Comment: historyComment, EmptyLayer: true})
+		if key == "" {
+			sr.state.id = ""
+			return false, nil
+		}
+		return false, j.cachePut(ctx, key, &sr.state)
+	}
+	uid, gid := 0, 0
+	if cfg.User != "" {
+		if uid, gid, err = resolveUser(a.dir, cfg.User); err != nil {
+			a.discard()
+			return false, fmt.Errorf("WORKDIR %s: USER %s: %w", cfg.WorkingDir, cfg.User, err)
+		}
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		var err error
+		for _, d := range missing {
+			if err = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, Uid: uid, Gid: gid, ModTime: time.Now()}); err != nil {
+				break
+			}
+		}
+		if cerr := tw.Close(); err == nil {
+			err = cerr
+		}
+		pw.CloseWithError(err)
+	}()
+	_, err = archive.Apply(ctx, a.dir, pr, archive.Options{})
+	pr.CloseWithError(io.ErrClosedPipe)
+	if err != nil {
+		a.discard()
+		return false, fmt.Errorf("WORKDIR %s: %w", cfg.WorkingDir, err)
+	}
+	l, err := j.commit(ctx, sr, a)
+	if err != nil {
+		return false, err
+	}
+	return false, sr.addLayer(ctx, l, createdBy, key)
+}
+
+// resolveUser resolves USER's user[:group] against the root filesystem: a
+// user without a group gets its primary group from /etc/passwd.
+func resolveUser(root, spec string) (int, int, error) {
+	u, g, hasGroup := strings.Cut(spec, ":")
+	uid, err := lookupID(root, "etc/passwd", u)
+	if err != nil {
+		return 0, 0, err
+	}
+	gid := 0
+	if hasGroup {
+		gid, err = lookupID(root, "etc/group", g)
+	} else {
+		gid, err = primaryGroup(root, u)
+	}
+	return uid, gid, err
+}
+
+// primaryGroup is the GID /etc/passwd gives user (a name or a UID); 0 when
+// a numeric user is not listed.
+func primaryGroup(root, user string) (int, error) {
+	p, err := resolveIn(root, "etc/passwd", true)
+	if err != nil {
+		if _, nerr := strconv.Atoi(user); nerr == nil {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("no /etc/passwd in the image")
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), ":")
+		if len(f) >= 4 && (f[0] == user || f[2] == user) {
+			return strconv.Atoi(f[3])
+		}
+	}
+	if _, err := strconv.Atoi(user); err == nil {
+		return 0, nil
+	}
+	return 0, fmt.Errorf("user %s not found in /etc/passwd", user)
 }
