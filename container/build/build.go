@@ -573,7 +573,6 @@ func (j *job) run(ctx context.Context) (*Result, error) {
 		}
 	}
 	if len(errs) > 0 {
-		j.cleanupFailed()
 		return nil, errs[0]
 	}
 
@@ -598,7 +597,6 @@ func (j *job) run(ctx context.Context) (*Result, error) {
 	}
 	desc, err := final.state.store(ctx, j.b.Store, j.o.Tags)
 	if err != nil {
-		j.cleanupFailed()
 		return nil, err
 	}
 	res.Descriptor = desc
@@ -611,25 +609,6 @@ func (j *job) run(ctx context.Context) (*Result, error) {
 }
 
 var errDepFailed = errors.New("a stage it depends on failed")
-
-// cleanupFailed removes, after a failed build that kept no cache, the
-// layers it committed (those no image or root needs any more, children
-// first).
-func (j *job) cleanupFailed() {
-	if !j.o.NoCache {
-		return
-	}
-	var made []string
-	for _, sr := range j.stages {
-		if sr != nil {
-			made = append(made, sr.made...)
-		}
-	}
-	for i := len(made) - 1; i >= 0; i-- {
-		// Another build may build on it already: then it stays for GC.
-		j.b.Store.Snapshots.Remove(context.Background(), made[i])
-	}
-}
 
 func isNumber(s string) bool {
 	_, err := strconv.Atoi(s)

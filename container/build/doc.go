@@ -39,8 +39,10 @@
 //
 // # Layers, history and config
 //
-// RUN, COPY and ADD each add one layer: the snapshot's overlay upper
-// directory, written as it is (layer.Store.CommitSnapshot), so the cost is
+// RUN, COPY and ADD each add one layer, and so does a WORKDIR that makes
+// a missing directory (owned by USER, as BuildKit makes it; the Dockerfile
+// reference says WORKDIR creates it even when nothing uses it): the
+// snapshot's overlay upper directory, written as it is (layer.Store.CommitSnapshot), so the cost is
 // that of the change and not of the image. The other instructions change
 // only the configuration and get a history entry with empty_layer set.
 // The configuration is written as Docker writes it (Healthcheck, OnBuild
@@ -86,5 +88,14 @@
 // error that names the Dockerfile line (*StepError for a step). A failed
 // build tags nothing and leaves no container, mount, active snapshot or
 // temporary directory behind; the steps before the failing one stay in
-// the cache.
+// the cache (with NoCache, their layers are unnamed and the next
+// layer.Store.GC removes them).
+//
+// A process killed during a build leaves what the layer store's
+// crash rules clean up: the active snapshots of its steps carry its
+// owner label (layer.LabelOwner) and go at the next Open, Sweep or GC.
+// A step's snapshot is mounted on the host (under the store's mounts
+// directory) while the step runs; a kill at that moment leaves that
+// mount behind for the administrator, as an unmounted snapshot cannot be
+// removed under it.
 package build

@@ -132,7 +132,7 @@ func (sr *stageRun) runContainer(ctx context.Context, step int, argv, env []stri
 		return layer.Layer{}, &StepError{Step: step, Stage: sr.name, Instruction: ins, Line: line, ExitCode: st.Code, Output: w.tail(), Err: cause}
 	}
 	failed = false
-	return j.commit(ctx, sr, a)
+	return j.commit(ctx, a)
 }
 
 var _ = errors.New

@@ -48,7 +48,6 @@ type stageRun struct {
 	args        map[string]string // ARGs in scope with a value
 	cmdSet      bool
 	miss        bool     // a step missed the cache: the later ones rebuild
-	made        []string // chain IDs this stage committed
 	cachedSteps int
 	lex         *shell.Lex
 }
@@ -582,7 +581,7 @@ func (a *active) discard() {
 }
 
 // commit unmounts the snapshot and commits it as a layer.
-func (j *job) commit(ctx context.Context, sr *stageRun, a *active) (layer.Layer, error) {
+func (j *job) commit(ctx context.Context, a *active) (layer.Layer, error) {
 	if err := a.unmount(); err != nil {
 		a.discard()
 		return layer.Layer{}, err
@@ -594,7 +593,6 @@ func (j *job) commit(ctx context.Context, sr *stageRun, a *active) (layer.Layer,
 	}
 	// The key is gone: this removes its mount point.
 	j.b.Store.Release(ctx, a.key)
-	sr.made = append(sr.made, l.ChainID)
 	return l, nil
 }
 
@@ -733,7 +731,7 @@ func (sr *stageRun) copy(ctx context.Context, step int, sd instructions.SourcesA
 		a.discard()
 		return false, err
 	}
-	l, err := j.commit(ctx, sr, a)
+	l, err := j.commit(ctx, a)
 	if err != nil {
 		return false, err
 	}
@@ -862,7 +860,7 @@ func (sr *stageRun) workdir(ctx context.Context, createdBy string) (bool, error)
 		a.discard()
 		return false, fmt.Errorf("WORKDIR %s: %w", cfg.WorkingDir, err)
 	}
-	l, err := j.commit(ctx, sr, a)
+	l, err := j.commit(ctx, a)
 	if err != nil {
 		return false, err
 	}
