@@ -47,7 +47,7 @@ type stageRun struct {
 	state       state
 	args        map[string]string // ARGs in scope with a value
 	cmdSet      bool
-	miss        bool     // a step missed the cache: the later ones rebuild
+	miss        bool // a step missed the cache: the later ones rebuild
 	cachedSteps int
 	lex         *shell.Lex
 }
