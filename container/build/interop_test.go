@@ -290,7 +290,6 @@ CMD ["sh", "-c", "cat /shell"]
 			if err := json.Unmarshal([]byte(bh.run("inspect", "--type", "image", tag)), &insp); err != nil {
 				t.Fatal(err)
 			}
-			theirCfg, _ := json.Marshal(insp.Docker.Config)
 			var mineCfg = insp.Docker.Config
 			c := res.Image.Config
 			mineCfg.User, mineCfg.WorkingDir, mineCfg.StopSignal = c.User, c.WorkingDir, c.StopSignal
@@ -334,7 +333,7 @@ CMD ["sh", "-c", "cat /shell"]
 					cf.Volumes = nil
 				}
 			}
-			theirCfg, _ = json.Marshal(insp.Docker.Config)
+			theirCfg, _ := json.Marshal(insp.Docker.Config)
 			myCfg, _ := json.Marshal(mineCfg)
 			if string(myCfg) != string(theirCfg) {
 				t.Errorf("config differs:\nberth   %s\nbuildah %s", myCfg, theirCfg)
