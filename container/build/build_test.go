@@ -276,7 +276,8 @@ func TestOnbuildHealthcheckAndConfig(t *testing.T) {
 ONBUILD COPY f /from-trigger
 ONBUILD RUN echo triggered > /triggered
 HEALTHCHECK --interval=5s --timeout=2s --retries=4 CMD wget -q -O- http://localhost/ || exit 1
-EXPOSE 80 53/udp 8000-8001
+ARG DNS=53
+EXPOSE 80 ${DNS}/udp 8000-8001
 VOLUME /data
 VOLUME ["/logs"]
 STOPSIGNAL SIGINT

@@ -182,8 +182,8 @@ func (t *tree) collect(ctx context.Context, arg, rel string, isAdd bool) (*sourc
 				return nil
 			}
 			// A directory excluded with exceptions below it: descend,
-			// but leave the directory itself out unless something
-			// in it is copied (its entry is added then).
+			// but leave the directory itself out; what is copied from
+			// it gets its parents made (0755, root).
 			return nil
 		}
 		fi, err := d.Info()

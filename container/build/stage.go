@@ -327,6 +327,11 @@ func (sr *stageRun) exec(ctx context.Context, step int, c instructions.Command, 
 		}
 		var ports []string
 		for _, p := range c.Ports {
+			// EXPOSE has no Expand of its own in the parser.
+			p, err := sr.expander()(p)
+			if err != nil {
+				return false, &LineError{Line: line, Err: fmt.Errorf("%w: %v", ErrDockerfile, err)}
+			}
 			ps, err := expandPort(p)
 			if err != nil {
 				return false, &LineError{Line: line, Err: err}
@@ -462,6 +467,13 @@ func (sr *stageRun) run(ctx context.Context, step int, c *instructions.RunComman
 		for _, f := range c.Files {
 			if strings.TrimSpace(script) == "<<"+f.Name || strings.TrimSpace(script) == "<<-"+f.Name || strings.TrimSpace(script) == "<<\""+f.Name+"\"" || strings.TrimSpace(script) == "<<'"+f.Name+"'" {
 				script = f.Data
+				if f.Chomp {
+					lines := strings.Split(script, "\n")
+					for i, l := range lines {
+						lines[i] = strings.TrimLeft(l, "\t")
+					}
+					script = strings.Join(lines, "\n")
+				}
 				continue
 			}
 			script += "\n" + f.Data + f.Name
