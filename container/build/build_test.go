@@ -357,13 +357,19 @@ EOF
 COPY <<EOT /h2
 inline file
 EOT
+RUN <<-EOS
+	echo tabbed > /h3
+	EOS
+RUN cat <<EOF >> /h3
+from the shell
+EOF
 ADD a.tar.gz /x/
 ADD plain /y/
-CMD ["sh", "-c", "cat /h1 /h2 /x/pkg/file; echo; stat -c '%u:%g %a' /x/pkg/file; cat /y/plain"]
+CMD ["sh", "-c", "cat /h1 /h2 /x/pkg/file; echo; stat -c '%u:%g %a' /x/pkg/file; cat /y/plain /h3"]
 `
 	e.mustBuild(dir, df, Options{Tags: []string{"example.com/here:1"}})
 	got, _ := e.run("example.com/here:1")
-	if want := "one\ntwo\ninline file\nabc\n7:8 600\nplain\n"; got != want {
+	if want := "one\ntwo\ninline file\nabc\n7:8 600\nplain\ntabbed\nfrom the shell\n"; got != want {
 		t.Errorf("run %q, want %q", got, want)
 	}
 	_, _, err := e.build(dir, "FROM BUSYBOX\nADD http://127.0.0.1:1/x /x\n", Options{})

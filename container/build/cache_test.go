@@ -1,6 +1,7 @@
 package build
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -134,6 +135,35 @@ func TestCacheAndGC(t *testing.T) {
 	}
 	if got := e.steps(dir, df, Options{}); got[1] || got[2] {
 		t.Errorf("after prune: %v, want misses", got)
+	}
+	e.checkClean()
+}
+
+// Builds of the same Dockerfile at once, on one store, all succeed: the
+// layers they make alike are shared.
+func TestConcurrentBuilds(t *testing.T) {
+	e := newEnv(t)
+	dir := e.dir(map[string]string{"a": "a\n", "d/b": "b\n"})
+	df := "FROM BUSYBOX\nCOPY a /a\nCOPY d /d/\nRUN cat /a /d/b > /ab\nCMD [\"cat\", \"/ab\"]\n"
+	errs := make(chan error, 3)
+	for i := range 3 {
+		go func() {
+			_, out, err := e.build(dir, df, Options{Tags: []string{fmt.Sprintf("example.com/conc:%d", i)}})
+			if err != nil {
+				err = fmt.Errorf("%w\n%s", err, out)
+			}
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for i := range 3 {
+		if got, _ := e.run(fmt.Sprintf("example.com/conc:%d", i)); got != "a\nb\n" {
+			t.Errorf("image %d: %q", i, got)
+		}
 	}
 	e.checkClean()
 }
