@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,4 +167,30 @@ func TestConcurrentBuilds(t *testing.T) {
 		}
 	}
 	e.checkClean()
+}
+
+// The predefined proxy arguments reach RUN without an ARG, and stay out
+// of the history and the cache key.
+func TestProxyArgs(t *testing.T) {
+	e := newEnv(t)
+	dir := e.dir(nil)
+	df := "FROM BUSYBOX\nRUN echo \"proxy=$HTTP_PROXY\" > /p\nCMD [\"cat\", \"/p\"]\n"
+	res, _, err := e.build(dir, df, Options{Tags: []string{"example.com/proxy:1"}, BuildArgs: map[string]string{"HTTP_PROXY": "http://127.0.0.1:3128"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := e.run("example.com/proxy:1"); got != "proxy=http://127.0.0.1:3128\n" {
+		t.Errorf("run %q", got)
+	}
+	for _, h := range res.Image.History {
+		if strings.Contains(h.CreatedBy, "3128") {
+			t.Errorf("proxy in the history: %q", h.CreatedBy)
+		}
+	}
+	if len(res.Warnings) != 0 {
+		t.Errorf("warnings %q", res.Warnings)
+	}
+	if got := e.steps(dir, df, Options{BuildArgs: map[string]string{"HTTP_PROXY": "http://127.0.0.1:3129"}}); !got[1] {
+		t.Errorf("another proxy missed the cache: %v", got)
+	}
 }
