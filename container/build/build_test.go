@@ -316,6 +316,11 @@ RUN test ! -e /triggered
 	if len(child.Image.Config.OnBuild) != 0 || child.Image.Config.Healthcheck == nil {
 		t.Errorf("child config %+v", child.Image.Config)
 	}
+	// FROM a stage runs the stage's triggers too.
+	stages := e.mustBuild(dir, "FROM BUSYBOX AS base\nONBUILD RUN echo from-stage > /t\nFROM base\nCMD [\"cat\", \"/t\"]\n", Options{Tags: []string{"example.com/child:2"}})
+	if got, _ := e.run("example.com/child:2"); got != "from-stage\n" || len(stages.Image.Config.OnBuild) != 0 {
+		t.Errorf("child of a stage: %q, OnBuild %q", got, stages.Image.Config.OnBuild)
+	}
 	e.checkClean()
 }
 

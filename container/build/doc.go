@@ -14,7 +14,8 @@
 // first FROM and in a stage, with Options.BuildArgs and the predefined
 // proxy arguments), ENV, LABEL, WORKDIR, USER, RUN (shell and exec form,
 // heredocs), SHELL, CMD, ENTRYPOINT, EXPOSE, VOLUME, STOPSIGNAL,
-// HEALTHCHECK, ONBUILD (its triggers run in builds FROM the image),
+// HEALTHCHECK, ONBUILD (its triggers run in builds FROM the image, and in
+// stages FROM the stage, as BuildKit runs them),
 // MAINTAINER, and COPY and ADD with --chown, --chmod, --from (a stage or
 // an image), globs, directories and heredocs; ADD extracts a local tar
 // archive (plain, gzip, bzip2 or zstd). ADD of a URL is refused with
@@ -52,9 +53,13 @@
 //
 // Steps are cached by Docker's rules: a step is a hit when its parent
 // state and its instruction match, RUN with the values of the build
-// arguments in scope, COPY and ADD with a checksum of their sources (the
-// path, mode, owner, content or link target of each file; never its
-// mtime), computed before anything is copied. Content hashes are
+// arguments in scope (a changed ARG misses where it is used, not where it
+// is declared; the proxy arguments count for neither), COPY and ADD with
+// a checksum of their sources (the path, mode, owner, content or link
+// target of each file; never its mtime), computed before anything is
+// copied. COPY --from is keyed on the source stage's or image's layers
+// (their chain ID) and the metadata of what it copies, which is exact but
+// misses where a source stage was rebuilt into the same files. Content hashes are
 // remembered per file by (inode, size, mtime, ctime), so a rebuild reads
 // only the files that changed and stats the others. After a miss every
 // later step of the stage is rebuilt. The cache lives in the layer store

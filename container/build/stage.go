@@ -138,8 +138,12 @@ func (sr *stageRun) from(ctx context.Context) ([]string, error) {
 	j := sr.j
 	switch {
 	case sr.baseStage >= 0:
+		// The base stage's ONBUILD triggers run here, as BuildKit runs
+		// them, and do not carry over.
 		sr.state = j.stages[sr.baseStage].state.clone()
-		return nil, nil
+		triggers := sr.state.img.Config.OnBuild
+		sr.state.img.Config.OnBuild = nil
+		return triggers, nil
 	case sr.base == "scratch":
 		now := time.Now().UTC()
 		sr.state = state{id: "scratch"}
