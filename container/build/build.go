@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -17,7 +18,9 @@ import (
 
 	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/container"
+	"github.com/berthlabs/berth/internal/owner"
 	"github.com/berthlabs/berth/layer"
+	"github.com/berthlabs/berth/layer/snapshot"
 	"github.com/berthlabs/berth/registry"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
@@ -25,6 +28,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // Errors that callers can match with errors.Is.
@@ -255,6 +259,7 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*Result, error) {
 		return nil, errors.New("build: Builder.Store is nil")
 	}
 	b.init()
+	b.sweep(ctx)
 	bc, err := openContext(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("build: %w", err)
@@ -643,4 +648,47 @@ func (j *job) progress(e Event) {
 	}
 }
 
-var _ = os.Getpid
+
+// sweep removes what a build process that was killed left behind, which
+// the layer store's own sweep cannot: the host mounts of its steps'
+// snapshots (the store removes the snapshots, not mounts on them), their
+// mount points, and the (empty) cgroups of its RUN containers. A step is
+// stale when its snapshot is gone or its owner has died (LabelOwner);
+// steps of live builds, in this process or another, are left alone.
+func (b *Builder) sweep(ctx context.Context) {
+	dir := filepath.Join(b.Store.Root(), "mounts")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	parent := b.rt.CgroupParent
+	if parent == "" {
+		parent = "/berth" // container.Runtime's default
+	}
+	for _, e := range ents {
+		key := e.Name()
+		if !strings.HasPrefix(key, "build-") {
+			continue
+		}
+		info, err := b.Store.Snapshots.Stat(ctx, key)
+		switch {
+		case err == nil:
+			if o, ok := info.Labels[layer.LabelOwner]; !ok || owner.Alive(o) {
+				continue
+			}
+		case !errors.Is(err, snapshot.ErrNotFound):
+			continue
+		}
+		p := filepath.Join(dir, key)
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+			b.logger().Debug("build: unmount a killed build's snapshot", "path", p, "err", err)
+			continue
+		}
+		if !strings.HasPrefix(key, "build-view-") {
+			if cg, err := cgroup.Load(parent + "/" + key); err == nil {
+				cg.Delete(ctx)
+			}
+		}
+		b.Store.Release(ctx, key)
+	}
+}

@@ -217,7 +217,7 @@ func checksum(srcs []*source, keepOwner bool) string {
 				fmt.Fprintf(h, "%q data %x\n", e.rel, sha256.Sum256(e.data))
 				continue
 			}
-			uid, gid := owner(e.fi)
+			uid, gid := fileOwner(e.fi)
 			if !keepOwner {
 				uid, gid = 0, 0
 			}
@@ -227,7 +227,7 @@ func checksum(srcs []*source, keepOwner bool) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func owner(fi os.FileInfo) (int, int) {
+func fileOwner(fi os.FileInfo) (int, int) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		return int(st.Uid), int(st.Gid)
 	}
@@ -349,7 +349,7 @@ func (cp *copyPlan) hdr(e srcEntry, name string) (*tar.Header, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", e.host, err)
 		}
-		uid, gid := owner(e.fi)
+		uid, gid := fileOwner(e.fi)
 		h.Uid, h.Gid = uid, gid
 		h.Uname, h.Gname = "", ""
 		if !cp.keepOwner {

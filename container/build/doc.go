@@ -96,11 +96,11 @@
 // the cache (with NoCache, their layers are unnamed and the next
 // layer.Store.GC removes them).
 //
-// A process killed during a build leaves what the layer store's
-// crash rules clean up: the active snapshots of its steps carry its
-// owner label (layer.LabelOwner) and go at the next Open, Sweep or GC.
-// A step's snapshot is mounted on the host (under the store's mounts
-// directory) while the step runs; a kill at that moment leaves that
-// mount behind for the administrator, as an unmounted snapshot cannot be
-// removed under it.
+// A process killed during a build leaves what the next build on the
+// store cleans up: the active snapshots of its steps carry its owner
+// label (layer.LabelOwner) and go at the next Open, Sweep or GC of the
+// store; the host mount of the step that was running (a step's snapshot
+// is mounted under the store's mounts directory while it runs), its
+// mount point and the empty cgroup of its RUN container go at the start
+// of the next Build on the store, in any process.
 package build
