@@ -648,7 +648,6 @@ func (j *job) progress(e Event) {
 	}
 }
 
-
 // sweep removes what a build process that was killed left behind, which
 // the layer store's own sweep cannot: the host mounts of its steps'
 // snapshots (the store removes the snapshots, not mounts on them), their
