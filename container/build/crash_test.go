@@ -44,7 +44,9 @@ func TestKilledBuild(t *testing.T) {
 
 	var out syncBuf
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledBuild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+root)
+	// The child's own temporary directories, which it cannot remove
+	// when killed, go where this test removes them.
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+root, "TMPDIR="+t.TempDir())
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
