@@ -99,6 +99,12 @@ type Runtime struct {
 	// (see Volume). Empty means DefaultVolumeRoot. Runtimes of any
 	// process that share a VolumeRoot share its volumes.
 	VolumeRoot string
+	// NoCgroups lets an unprivileged caller (see rootless.go's notes in
+	// the package documentation) run containers without a cgroup where
+	// the host delegates it none: without it, Create fails there with
+	// ErrNoCgroup. A spec with Resources is refused either way. Root's
+	// containers always have a cgroup.
+	NoCgroups bool
 
 	mu         sync.Mutex
 	containers map[string]*Container
@@ -177,6 +183,9 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 			}
 		}()
 	}
+	if err := r.rootlessSpec(spec); err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
 	if err := spec.validate(); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
@@ -194,7 +203,7 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 	if err := c.prepare(); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
-	cg, err := cgroup.New(r.cgroupPath(id), &spec.Resources)
+	cg, err := r.newCgroup(id, spec)
 	if err != nil {
 		if errors.Is(err, cgroup.ErrExists) {
 			err = fmt.Errorf("%w (its cgroup %s holds processes): %w", ErrExists, r.cgroupPath(id), err)
@@ -241,7 +250,7 @@ type Container struct {
 	rt   *Runtime
 	spec Spec
 	cfg  initproc.Config
-	cg   *cgroup.Cgroup
+	cg   cgroupHandle
 	// modes is where each kind of namespace comes from: the spec's
 	// choices over the defaults.
 	modes map[namespace.Kind]NamespaceMode
@@ -566,6 +575,7 @@ func (c *Container) start(ctx context.Context) (err error) {
 		// Become the namespace's root: our host UID is not mapped in it.
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
+	awaitIDMaps := c.rootlessUserNS(cmd)
 	// init stays outside the container's cgroup, as a shim would: its
 	// threads and memory do not count against the container's limits,
 	// and it can still act while the container is frozen or at its pids
@@ -617,6 +627,14 @@ func (c *Container) start(ctx context.Context) (err error) {
 		c.disconnect()
 		c.cmd, c.conn, c.initPid = nil, nil, 0
 		return err
+	}
+	if nc, ok := c.cg.(*noCgroup); ok {
+		nc.started(cmd.Process)
+	}
+	if awaitIDMaps {
+		if err := c.writeIDMaps(); err != nil {
+			return fail(err)
+		}
 	}
 	cfg := c.cfg
 	if len(c.spec.Networks) > 0 {

@@ -49,6 +49,7 @@ func Main() {
 	// Our comm would be the memfd's descriptor number otherwise.
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("berth-init\x00")[0])), 0, 0, 0)
 	debug.SetGCPercent(50)
+	awaitIDMaps()
 	unix.CloseOnExec(3)
 	conn, err := FileConn(3)
 	if err != nil {
@@ -337,7 +338,15 @@ func (s *initState) spawnOnThread(p *Proc, path, dir string, env []string, u IDs
 		gp = uintptr(unsafe.Pointer(&groups[0]))
 	}
 	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), gp, 0); e != 0 {
-		return 0, fmt.Errorf("set supplementary groups %v: %w", groups, e)
+		if e != unix.EPERM || !setgroupsDenied() {
+			return 0, fmt.Errorf("set supplementary groups %v: %w", groups, e)
+		}
+		if len(p.Groups) > 0 {
+			return 0, fmt.Errorf("%w: additional groups %v: setgroups is denied in this user namespace (a single-ID map; give the user subordinate GIDs in /etc/subgid)", ErrInvalid, p.Groups)
+		}
+		// A user namespace without setgroups (an unprivileged user's
+		// single-ID map): the process keeps init's groups, which the
+		// namespace does not map. Only groups asked for explicitly fail.
 	}
 	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(u.GID), uintptr(u.GID), uintptr(u.GID)); e != 0 {
 		return 0, fmt.Errorf("set gid %d: %w", u.GID, e)

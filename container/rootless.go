@@ -1,0 +1,371 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/berthlabs/berth/cgroup"
+	"github.com/berthlabs/berth/internal/initproc"
+	"github.com/berthlabs/berth/namespace"
+	"golang.org/x/sys/unix"
+)
+
+// Rootless containers: a program running as an unprivileged user (any
+// effective UID but 0) gets containers too. What changes for it:
+//
+//   - Every container has a new user namespace: it is an error to ask for
+//     the host's. With UIDMappings and GIDMappings left nil, the user's
+//     own UID and GID are root inside, followed, when the user has
+//     subordinate IDs in /etc/subuid and /etc/subgid, by the first range
+//     of each as IDs 1 and up (namespace.RootlessIDMaps); such maps are
+//     written by newuidmap and newgidmap (Debian's uidmap package).
+//     Without subordinate IDs the namespace maps that single UID and GID,
+//     setgroups(2) is denied in it (the kernel's rule for an unprivileged
+//     map), processes keep the host user's supplementary groups (shown
+//     as nogroup) and Process.AdditionalGroups is an error, and only
+//     root exists inside: a Process.User other than root fails at Start.
+//     Maps given in the spec must use the user's own IDs and subordinate
+//     IDs only.
+//   - Networks need root (a bridge, veths, NAT rules on the host): an
+//     unprivileged container has network none (its loopback) or the
+//     host's network namespace. Spec.Ports still work without networks:
+//     each host port is relayed by this process to the port on the
+//     container's loopback, as RootlessKit's builtin port driver does.
+//     Container.Dial and PortForward work too: this process may not enter
+//     a network namespace that the container's user namespace owns, so
+//     init makes the sockets inside and passes them out.
+//   - cgroups: on a cgroup v2 host where systemd delegates the user's
+//     subtree (user@UID.service), each container gets a cgroup below
+//     it (CgroupParent, when set, names the delegated cgroup to use
+//     instead). Elsewhere (cgroup v1 and hybrid hosts, or no delegation)
+//     Create fails with ErrNoCgroup, unless the Runtime's NoCgroups is set:
+//     then containers have no cgroup, a spec with any Resources is still
+//     refused, Kill kills the container's init (and so its PID
+//     namespace, which must be new), and Pause, Resume, Update and Stats
+//     fail with ErrNoCgroup.
+//   - Image containers need a layer store the user can write
+//     (DefaultRootlessImageRoot, see OpenRootlessImages).
+
+// ErrNoCgroup is returned when a container has, or would have, no cgroup
+// of its own: by Create for an unprivileged caller on a host that
+// delegates it no cgroup subtree (set Runtime.NoCgroups to run without
+// one), and by the calls that need a cgroup (Pause, Resume, Update,
+// Stats) on a container created without one.
+var ErrNoCgroup = errors.New("no cgroup for the container")
+
+// unprivileged reports whether this process runs as a user other than
+// root, and so makes rootless containers.
+func unprivileged() bool { return os.Geteuid() != 0 }
+
+// rootlessSpec adjusts and checks spec s for an unprivileged caller (see
+// the comment at the top of this file); it does nothing for root.
+func (r *Runtime) rootlessSpec(s *Spec) error {
+	if !unprivileged() {
+		return nil
+	}
+	if s.Namespaces == nil {
+		s.Namespaces = map[namespace.Kind]Namespace{}
+	}
+	switch s.Namespaces[namespace.User].Mode {
+	case 0:
+		s.Namespaces[namespace.User] = Namespace{Mode: NamespaceNew}
+	case NamespaceNew:
+	default:
+		return fmt.Errorf("%w: an unprivileged user's container needs a new user namespace (this process runs as UID %d)", ErrInvalidSpec, os.Geteuid())
+	}
+	if len(s.Networks) > 0 {
+		return fmt.Errorf("%w: networks need root; an unprivileged user's container has network none (or the host's network namespace) and publishes Ports through a relay to its loopback", ErrInvalidSpec)
+	}
+	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
+	switch {
+	case s.UIDMappings == nil && s.GIDMappings == nil:
+		uids, gids, _, err := namespace.RootlessIDMaps(uid, gid)
+		if err != nil {
+			return err
+		}
+		s.UIDMappings, s.GIDMappings = uids, gids
+	case s.UIDMappings == nil || s.GIDMappings == nil:
+		return fmt.Errorf("%w: give both UIDMappings and GIDMappings, or neither", ErrInvalidSpec)
+	default:
+		if err := checkOwnMaps(s.UIDMappings, s.GIDMappings, uid, gid); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+		}
+	}
+	if needsIDHelper(s) {
+		for _, h := range []string{namespace.NewUIDMap, namespace.NewGIDMap} {
+			if _, err := exec.LookPath(h); err != nil {
+				return fmt.Errorf("%w: ID maps %v / %v: %w: %w", ErrInvalidSpec, s.UIDMappings, s.GIDMappings, namespace.ErrNoIDMapHelper, err)
+			}
+		}
+	}
+	if len(s.Ports) > 0 && s.Namespaces[namespace.Net].Mode != 0 && s.Namespaces[namespace.Net].Mode != NamespaceNew {
+		return fmt.Errorf("%w: an unprivileged user's published ports need a new network namespace", ErrInvalidSpec)
+	}
+	return nil
+}
+
+// checkOwnMaps checks that maps given in a spec use the caller's own IDs
+// and its subordinate IDs only.
+func checkOwnMaps(uids, gids []namespace.IDMap, uid, gid uint32) error {
+	name := strconv.FormatUint(uint64(uid), 10)
+	if u, err := lookupUser(name); err == nil {
+		name = u
+	}
+	us, err := namespace.ReadSubIDs(namespace.SubUIDFile, name, uid)
+	if err != nil {
+		return err
+	}
+	gs, err := namespace.ReadSubIDs(namespace.SubGIDFile, name, uid)
+	if err != nil {
+		return err
+	}
+	if err := namespace.CheckSubIDs("uid", namespace.SubUIDFile, name, uids, uid, us); err != nil {
+		return err
+	}
+	return namespace.CheckSubIDs("gid", namespace.SubGIDFile, name, gids, gid, gs)
+}
+
+// lookupUser returns the name of the user with numeric ID id from the
+// host's /etc/passwd.
+func lookupUser(id string) (string, error) {
+	b, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Split(l, ":")
+		if len(f) > 2 && f[2] == id {
+			return f[0], nil
+		}
+	}
+	return "", os.ErrNotExist
+}
+
+// needsIDHelper reports whether the spec's ID maps are more than an
+// unprivileged process may write itself (its own UID and GID, once each):
+// then newuidmap and newgidmap write them.
+func needsIDHelper(s *Spec) bool {
+	if !unprivileged() || s.Namespaces[namespace.User].Mode != NamespaceNew {
+		return false
+	}
+	own := func(maps []namespace.IDMap, id uint32) bool {
+		return len(maps) == 1 && maps[0].HostID == id && maps[0].Size == 1
+	}
+	return !own(s.UIDMappings, uint32(os.Geteuid())) || !own(s.GIDMappings, uint32(os.Getegid()))
+}
+
+// rootlessUserNS changes how init is started for an unprivileged caller
+// and reports whether the host must write init's ID maps with
+// newuidmap/newgidmap once it runs (then init waits for MsgIDMapped).
+func (c *Container) rootlessUserNS(cmd *exec.Cmd) bool {
+	if !unprivileged() || c.modes[namespace.User] != NamespaceNew {
+		return false
+	}
+	if !needsIDHelper(&c.spec) {
+		// Go writes the single-ID maps; an unprivileged gid_map needs
+		// setgroups denied first.
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = false
+		return false
+	}
+	cmd.SysProcAttr.UidMappings, cmd.SysProcAttr.GidMappings = nil, nil
+	cmd.SysProcAttr.Credential = nil
+	cmd.Env = append(cmd.Env, initproc.EnvAwaitIDMaps+"=1")
+	return true
+}
+
+// writeIDMaps writes the maps of the started init's user namespace with
+// newuidmap and newgidmap, and lets init go on.
+func (c *Container) writeIDMaps() error {
+	if err := namespace.WriteIDMapsHelper(c.initPid, c.spec.UIDMappings, c.spec.GIDMappings); err != nil {
+		return fmt.Errorf("write the user namespace's ID maps: %w", err)
+	}
+	if err := initproc.Send(c.conn, &initproc.Message{Type: initproc.MsgIDMapped}); err != nil {
+		return fmt.Errorf("tell init its ID maps are written: %w", err)
+	}
+	return nil
+}
+
+// cgroupHandle is what a container does with its cgroup: a
+// *cgroup.Cgroup, or noCgroup for a rootless container without one.
+type cgroupHandle interface {
+	Path() string
+	Version() cgroup.Version
+	Dirs() []string
+	OpenPlacement() ([]*os.File, error)
+	Kill(ctx context.Context) error
+	OOMKills() (uint64, error)
+	Processes() ([]int, error)
+	Freeze(ctx context.Context) error
+	Thaw() error
+	Stats() (*cgroup.Stats, error)
+	Update(r *cgroup.Resources) error
+	Delete(ctx context.Context) error
+}
+
+// newCgroup makes the container's cgroup: for root, CgroupParent/ID;
+// for an unprivileged caller, one in its delegated subtree, or none with
+// NoCgroups.
+func (r *Runtime) newCgroup(id string, s *Spec) (cgroupHandle, error) {
+	if !unprivileged() {
+		return cgroup.New(r.cgroupPath(id), &s.Resources)
+	}
+	parent := r.CgroupParent
+	if parent == "" {
+		parent = delegatedCgroup()
+		if parent != "" {
+			parent += "/berth"
+		}
+	}
+	if parent != "" {
+		cg, err := cgroup.New(parent+"/"+id, &s.Resources)
+		if err != nil {
+			return nil, fmt.Errorf("cgroup in the delegated subtree %s: %w", parent, err)
+		}
+		return cg, nil
+	}
+	why := fmt.Sprintf("this host's cgroups are %s, and an unprivileged user gets cgroups only from a delegated cgroup v2 subtree (systemd's user@%d.service with Delegate=yes)", cgroup.HostVersion(), os.Geteuid())
+	if cgroup.HostVersion() == cgroup.V2 {
+		why = fmt.Sprintf("no delegated cgroup v2 subtree was found for UID %d (systemd's user@%d.service with Delegate=yes; or set CgroupParent to one)", os.Geteuid(), os.Geteuid())
+	}
+	if !reflect.ValueOf(s.Resources).IsZero() {
+		return nil, fmt.Errorf("%w: the spec sets resource limits, and %s: limits cannot be applied", ErrNoCgroup, why)
+	}
+	if !r.NoCgroups {
+		return nil, fmt.Errorf("%w: %s; set Runtime.NoCgroups to run containers without limits", ErrNoCgroup, why)
+	}
+	if s.Namespaces[namespace.PID].Mode != 0 && s.Namespaces[namespace.PID].Mode != NamespaceNew {
+		return nil, fmt.Errorf("%w: a container without a cgroup needs a new PID namespace: its processes are found and killed through it", ErrInvalidSpec)
+	}
+	return &noCgroup{}, nil
+}
+
+// delegatedCgroup returns the cgroup v2 path of this process's delegated
+// systemd user subtree (user@UID.service, owned by us and with a
+// writable cgroup.subtree_control), or "".
+func delegatedCgroup() string {
+	if cgroup.HostVersion() != cgroup.V2 {
+		return ""
+	}
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return ""
+	}
+	var own string
+	for _, l := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			own = p
+		}
+	}
+	want := fmt.Sprintf("user@%d.service", os.Geteuid())
+	parts := strings.Split(own, "/")
+	i := slices.Index(parts, want)
+	if i < 0 {
+		return ""
+	}
+	p := strings.Join(parts[:i+1], "/")
+	dir := filepath.Join("/sys/fs/cgroup", p)
+	var st unix.Stat_t
+	if unix.Stat(dir, &st) != nil || st.Uid != uint32(os.Geteuid()) {
+		return ""
+	}
+	if unix.Access(filepath.Join(dir, "cgroup.subtree_control"), unix.W_OK) != nil {
+		return ""
+	}
+	return p
+}
+
+// noCgroup stands for the cgroup of a rootless container that has none
+// (Runtime.NoCgroups): its processes are those of its PID namespace,
+// killed by killing its init.
+type noCgroup struct {
+	mu   sync.Mutex
+	init *os.Process
+}
+
+// started records the container's init.
+func (n *noCgroup) started(p *os.Process) {
+	n.mu.Lock()
+	n.init = p
+	n.mu.Unlock()
+}
+
+func (n *noCgroup) errNo(op string) error {
+	return fmt.Errorf("%s: %w (created with Runtime.NoCgroups)", op, ErrNoCgroup)
+}
+
+func (n *noCgroup) Path() string                       { return "" }
+func (n *noCgroup) Version() cgroup.Version            { return 0 }
+func (n *noCgroup) Dirs() []string                     { return nil }
+func (n *noCgroup) OpenPlacement() ([]*os.File, error) { return nil, nil }
+func (n *noCgroup) OOMKills() (uint64, error)          { return 0, n.errNo("OOM kills") }
+func (n *noCgroup) Freeze(context.Context) error       { return n.errNo("freeze") }
+func (n *noCgroup) Thaw() error                        { return n.errNo("thaw") }
+func (n *noCgroup) Stats() (*cgroup.Stats, error)      { return nil, n.errNo("stats") }
+func (n *noCgroup) Delete(context.Context) error       { return nil }
+
+// Update accepts only Resources without limits: there is nothing to
+// apply them to.
+func (n *noCgroup) Update(r *cgroup.Resources) error {
+	if reflect.ValueOf(*r).IsZero() {
+		return nil
+	}
+	return n.errNo("update resource limits")
+}
+
+// Kill kills init, which is PID 1 of the container's PID namespace: the
+// kernel kills every other process in it before init is reaped.
+func (n *noCgroup) Kill(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	p := n.init
+	n.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	if err := p.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill the container's init: %w", err)
+	}
+	return nil
+}
+
+// Processes lists the processes in init's PID namespace but init, by
+// host PID: those of /proc whose ns/pid is init's.
+func (n *noCgroup) Processes() ([]int, error) {
+	n.mu.Lock()
+	p := n.init
+	n.mu.Unlock()
+	if p == nil {
+		return nil, nil
+	}
+	want, err := os.Readlink(namespace.ProcPath(p.Pid, namespace.PID))
+	if err != nil {
+		return nil, fmt.Errorf("the container's PID namespace: %w", err)
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == p.Pid {
+			continue
+		}
+		if ns, err := os.Readlink(namespace.ProcPath(pid, namespace.PID)); err == nil && ns == want {
+			out = append(out, pid)
+		}
+	}
+	return out, nil
+}

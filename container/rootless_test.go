@@ -1,0 +1,473 @@
+package container
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthlabs/berth/cgroup"
+	"github.com/berthlabs/berth/internal/busybox"
+	"github.com/berthlabs/berth/namespace"
+)
+
+// The rootless tests run as a throwaway unprivileged user: TestRootless
+// (as root) creates the user, with or without subordinate IDs, and a home
+// it owns, copies this test binary there and runs its TestRootlessChild
+// as that user; the child runs containers and checks what it sees. The
+// parent then checks what the child left behind and removes the user and
+// every line it added to /etc/subuid and /etc/subgid.
+
+// Environment of the child run.
+const (
+	envRootlessChild = "BERTH_ROOTLESS_CHILD" // "single" or "subids"
+	envRootlessUID   = "BERTH_ROOTLESS_SUBUID"
+	envRootlessRO    = "BERTH_ROOTLESS_ROOTDIR" // a root-owned host directory
+)
+
+var userSeq atomic.Int64
+
+// rootlessUser creates an unprivileged user with a home of its own and,
+// when subStart is not 0, the subordinate ID range subStart..+65535 in
+// /etc/subuid and /etc/subgid. Everything is removed when the test ends.
+func rootlessUser(t *testing.T, subStart uint32) (name string, uid, gid int, home string) {
+	t.Helper()
+	if _, err := exec.LookPath("useradd"); err != nil {
+		t.Skip("needs useradd")
+	}
+	name = fmt.Sprintf("berthrl%d-%d", os.Getpid(), userSeq.Add(1))
+	home, err := os.MkdirTemp(scratch, "rootless-home-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// SUB_*_COUNT=0: useradd adds no subordinate IDs of its own.
+	out, err := exec.Command("useradd", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0",
+		"--no-create-home", "--home-dir", home, "--shell", "/bin/false", "--user-group", name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("useradd: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		removeSubIDLines(t, name)
+		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+			t.Errorf("userdel %s: %v: %s", name, err, out)
+		}
+		os.RemoveAll(home)
+	})
+	out, err = exec.Command("id", "-u", name).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ = strconv.Atoi(strings.TrimSpace(string(out)))
+	out, err = exec.Command("id", "-g", name).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid, _ = strconv.Atoi(strings.TrimSpace(string(out)))
+	if err := os.Chown(home, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(home, 0o700)
+	if subStart != 0 {
+		line := fmt.Sprintf("%s:%d:65536\n", name, subStart)
+		for _, f := range []string{namespace.SubUIDFile, namespace.SubGIDFile} {
+			fh, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = fh.WriteString(line)
+			fh.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return name, uid, gid, home
+}
+
+// removeSubIDLines removes the lines of user name from /etc/subuid and
+// /etc/subgid, leaving every other line as it was.
+func removeSubIDLines(t *testing.T, name string) {
+	for _, f := range []string{namespace.SubUIDFile, namespace.SubGIDFile} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var keep []string
+		changed := false
+		for _, l := range strings.SplitAfter(string(b), "\n") {
+			if strings.HasPrefix(l, name+":") {
+				changed = true
+				continue
+			}
+			keep = append(keep, l)
+		}
+		if changed {
+			if err := os.WriteFile(f, []byte(strings.Join(keep, "")), 0o644); err != nil {
+				t.Errorf("restore %s: %v", f, err)
+			}
+		}
+	}
+}
+
+// userProcs lists the processes running as uid or as a UID in
+// [sub, sub+65536).
+func userProcs(uid int, sub uint32) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && f[0] == "Uid:" {
+				u, _ := strconv.Atoi(f[1])
+				if u == uid || sub != 0 && uint32(u) >= sub && uint32(u) < sub+65536 {
+					cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+					out = append(out, e.Name()+" "+string(bytes.ReplaceAll(cmd, []byte{0}, []byte{' '})))
+				}
+			}
+		}
+	}
+	return out
+}
+
+func TestRootless(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("newuidmap"); err != nil {
+		t.Skip("needs newuidmap (apt-get install uidmap)")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		sub  uint32
+	}{
+		{"single", 0},
+		{"subids", 300000000 + uint32(os.Getpid()%2000)*65536},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name, uid, gid, home := rootlessUser(t, tc.sub)
+			bin := filepath.Join(home, "container.test")
+			copyExe(t, exe, bin, uid, gid)
+			// A host directory only root may write, for the child to bind
+			// into a container read-write.
+			rootDir := filepath.Join(home, "rootdir")
+			if err := os.Mkdir(rootDir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			tmp := filepath.Join(home, "tmp")
+			if err := os.Mkdir(tmp, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			os.Chown(tmp, uid, gid)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "-test.run=^TestRootlessChild$", "-test.v", "-test.count=1")
+			cmd.Dir = home
+			cmd.Env = []string{
+				"HOME=" + home, "TMPDIR=" + tmp, "USER=" + name, "LOGNAME=" + name,
+				"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+				envRootlessChild + "=" + tc.name,
+				envRootlessUID + "=" + strconv.FormatUint(uint64(tc.sub), 10),
+				envRootlessRO + "=" + rootDir,
+			}
+			cmd.SysProcAttr = &syscall.SysProcAttr{
+				Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}},
+				Setpgid:    true,
+				Pdeathsig:  syscall.SIGKILL,
+			}
+			out, err := cmd.CombinedOutput()
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the child's group, in case
+			t.Logf("child as %s (uid %d):\n%s", name, uid, out)
+			if err != nil {
+				t.Fatalf("child: %v", err)
+			}
+			if !bytes.Contains(out, []byte("--- PASS: TestRootlessChild")) {
+				t.Fatal("the child did not run TestRootlessChild")
+			}
+			var left []string
+			for i := 0; i < 50; i++ {
+				if left = userProcs(uid, tc.sub); len(left) == 0 {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if len(left) > 0 {
+				t.Errorf("processes of the user left running: %v", left)
+			}
+			// The child wrote only in its home: nothing of the user's
+			// remains in the shared temporary directories.
+			for _, d := range []string{"/tmp", "/dev/shm", "/var/tmp", scratch} {
+				ents, _ := os.ReadDir(d)
+				for _, e := range ents {
+					fi, err := e.Info()
+					if err != nil || filepath.Join(d, e.Name()) == home {
+						continue
+					}
+					if st, ok := fi.Sys().(*syscall.Stat_t); ok && (int(st.Uid) == uid || tc.sub != 0 && st.Uid >= tc.sub && st.Uid < tc.sub+65536) {
+						t.Errorf("the user left %s", filepath.Join(d, e.Name()))
+					}
+				}
+			}
+			// The child checked the owners it could see; the host's view
+			// of what the container made on the bind mount, once more.
+			checkHostOwners(t, filepath.Join(home, "shared"), uid, tc.sub)
+		})
+	}
+}
+
+// checkHostOwners checks, on the host, the owners of what the child's
+// containers created in dir: "by-root" by the container's root (the
+// user), "by-1" by its UID 1 (the first subordinate UID), when there.
+func checkHostOwners(t *testing.T, dir string, uid int, sub uint32) {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(dir, "by-root"), &st); err != nil {
+		t.Errorf("file the container's root made: %v", err)
+	} else if int(st.Uid) != uid {
+		t.Errorf("file the container's root made is owned by %d on the host, want the user %d", st.Uid, uid)
+	}
+	if sub == 0 {
+		return
+	}
+	if err := syscall.Stat(filepath.Join(dir, "by-1"), &st); err != nil {
+		t.Errorf("file the container's UID 1 made: %v", err)
+	} else if st.Uid != sub || st.Gid != sub {
+		t.Errorf("file the container's UID 1 made is owned by %d:%d on the host, want the first subordinate ID %d", st.Uid, st.Gid, sub)
+	}
+}
+
+func copyExe(t *testing.T, src, dst string, uid, gid int) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(dst, uid, gid)
+}
+
+// TestRootlessChild is run by TestRootless as the unprivileged user.
+func TestRootlessChild(t *testing.T) {
+	mode := os.Getenv(envRootlessChild)
+	if mode == "" {
+		t.Skip("run by TestRootless as an unprivileged user")
+	}
+	if os.Geteuid() == 0 {
+		t.Fatal("the rootless child runs as root")
+	}
+	sub64, _ := strconv.ParseUint(os.Getenv(envRootlessUID), 10, 32)
+	sub := uint32(sub64)
+	home := os.Getenv("HOME")
+	rootfs := filepath.Join(home, "rootfs")
+	if err := busybox.Rootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	shared := filepath.Join(home, "shared")
+	if err := os.Mkdir(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(shared, 0o777) // the container's UID 1 writes here too
+	uid, gid := os.Geteuid(), os.Getegid()
+	rt := &Runtime{NoCgroups: true}
+	before := takeSnapshot(t)
+	runOut := func(t *testing.T, rt *Runtime, spec *Spec) (string, *ExitStatus) {
+		t.Helper()
+		if spec.Rootfs == "" && spec.Image == "" {
+			spec.Rootfs = rootfs
+		}
+		return runIn(t, rt, spec)
+	}
+
+	t.Run("id", func(t *testing.T) {
+		out, st := runOut(t, rt, &Spec{Process: sh("id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map")})
+		if !st.Success() {
+			t.Fatalf("exit %v: %s", st, out)
+		}
+		want := fmt.Sprintf("0\n0\n0 %d 1\n", uid)
+		if sub != 0 {
+			want += fmt.Sprintf("1 %d 65536\n", sub)
+		}
+		want += fmt.Sprintf("0 %d 1\n", gid)
+		if sub != 0 {
+			want += fmt.Sprintf("1 %d 65536\n", sub)
+		}
+		if norm := strings.Join(strings.Fields(out), " "); norm != strings.Join(strings.Fields(want), " ") {
+			t.Errorf("inside: %q, want %q", out, want)
+		}
+	})
+
+	t.Run("owners", func(t *testing.T) {
+		out, st := runOut(t, rt, &Spec{
+			Process: sh("touch /shared/by-root && ls -ln /shared/by-root"),
+			Mounts:  []Mount{{Type: Bind, Source: shared, Target: "/shared"}},
+		})
+		if !st.Success() {
+			t.Fatalf("exit %v: %s", st, out)
+		}
+		if f := strings.Fields(out); len(f) < 4 || f[2] != "0" || f[3] != "0" {
+			t.Errorf("inside, the root's file is not owned by 0:0: %q", out)
+		}
+		var fst syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(shared, "by-root"), &fst); err != nil || int(fst.Uid) != uid || int(fst.Gid) != gid {
+			t.Errorf("on the host the container root's file is owned by %d:%d (%v), want the user %d:%d", fst.Uid, fst.Gid, err, uid, gid)
+		}
+		if sub == 0 {
+			// Only root is mapped: UID 1 does not exist inside.
+			ctx := testCtx(t)
+			c, err := rt.Create(ctx, testID(t), &Spec{Rootfs: rootfs, Process: Process{Args: []string{"true"}, User: "1:1"}})
+			if err == nil {
+				defer c.Delete(context.Background())
+				err = c.Start(ctx)
+			}
+			if err == nil {
+				t.Error("a process as UID 1 started in a single-ID user namespace")
+			} else {
+				t.Logf("UID 1 in a single-ID user namespace: %v", err)
+			}
+			return
+		}
+		out, st = runOut(t, rt, &Spec{
+			Process: Process{Args: []string{"sh", "-c", "touch /shared/by-1 && ls -ln /shared/by-1"}, User: "1:1"},
+			Mounts:  []Mount{{Type: Bind, Source: shared, Target: "/shared"}},
+		})
+		if !st.Success() {
+			t.Fatalf("exit %v: %s", st, out)
+		}
+		if f := strings.Fields(out); len(f) < 4 || f[2] != "1" || f[3] != "1" {
+			t.Errorf("inside, UID 1's file is not owned by 1:1: %q", out)
+		}
+		if err := syscall.Stat(filepath.Join(shared, "by-1"), &fst); err != nil || fst.Uid != sub || fst.Gid != sub {
+			t.Errorf("on the host UID 1's file is owned by %d:%d (%v), want %d:%d", fst.Uid, fst.Gid, err, sub, sub)
+		}
+	})
+
+	t.Run("host root dir", func(t *testing.T) {
+		dir := os.Getenv(envRootlessRO)
+		out, st := runOut(t, rt, &Spec{
+			Process: sh("touch /hostroot/x 2>&1; echo rc=$?; ls -lnd /hostroot"),
+			Mounts:  []Mount{{Type: Bind, Source: dir, Target: "/hostroot"}},
+		})
+		if !st.Success() {
+			t.Fatalf("exit %v: %s", st, out)
+		}
+		if !strings.Contains(out, "rc=1") || !strings.Contains(out, "ermission denied") {
+			t.Errorf("the container's root wrote to a host root's directory: %s", out)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "x")); err == nil {
+			t.Error("the file exists on the host")
+		}
+		// The host's root is not mapped: it shows as the overflow UID.
+		if f := strings.Fields(out[strings.Index(out, "rc="):]); len(f) < 4 || f[3] != "65534" {
+			t.Errorf("the host's root shows inside as %q, want 65534", out)
+		}
+	})
+
+	t.Run("network none", func(t *testing.T) {
+		out, st := runOut(t, rt, &Spec{Process: sh("cat /proc/net/dev | tail -n +3 | cut -d: -f1; ping -c1 -W1 127.0.0.1 >/dev/null && echo pingok")})
+		if !st.Success() {
+			t.Fatalf("exit %v: %s", st, out)
+		}
+		if f := strings.Fields(out); len(f) != 2 || f[0] != "lo" || f[1] != "pingok" {
+			t.Errorf("interfaces and loopback ping: %q, want lo and pingok", out)
+		}
+	})
+
+	t.Run("cgroup limits", func(t *testing.T) {
+		ctx := testCtx(t)
+		spec := &Spec{Rootfs: rootfs, Process: Process{Args: []string{"true"}}, Resources: cgroup.Resources{MemoryLimit: 64 << 20}}
+		for _, rt := range []*Runtime{{}, {NoCgroups: true}} {
+			_, err := rt.Create(ctx, testID(t), spec)
+			if !errors.Is(err, ErrNoCgroup) || !strings.Contains(err.Error(), "limits") {
+				t.Errorf("NoCgroups %v: Create with a memory limit: %v, want ErrNoCgroup about limits", rt.NoCgroups, err)
+			}
+		}
+		_, err := (&Runtime{}).Create(ctx, testID(t), &Spec{Rootfs: rootfs, Process: Process{Args: []string{"true"}}})
+		if !errors.Is(err, ErrNoCgroup) || !strings.Contains(err.Error(), "NoCgroups") {
+			t.Errorf("Create without NoCgroups: %v, want ErrNoCgroup naming Runtime.NoCgroups", err)
+		}
+		c, _ := startIn(t, rt, &Spec{Rootfs: rootfs, Process: Process{Args: []string{"sleep", "60"}}})
+		if err := c.Pause(); !errors.Is(err, ErrNoCgroup) {
+			t.Errorf("Pause: %v, want ErrNoCgroup", err)
+		}
+		if _, err := c.Stats(); !errors.Is(err, ErrNoCgroup) {
+			t.Errorf("Stats: %v, want ErrNoCgroup", err)
+		}
+		if err := c.Update(cgroup.Resources{PidsLimit: 10}); !errors.Is(err, ErrNoCgroup) {
+			t.Errorf("Update: %v, want ErrNoCgroup", err)
+		}
+		procs, err := c.Top()
+		if err != nil || len(procs) != 1 || !strings.Contains(strings.Join(procs[0].Args, " "), "sleep 60") {
+			t.Errorf("Top: %+v, %v; want the sleep alone", procs, err)
+		}
+		if err := c.Delete(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("bad maps", func(t *testing.T) {
+		ctx := testCtx(t)
+		spec := func(u, g []namespace.IDMap) *Spec {
+			return &Spec{Rootfs: rootfs, Process: Process{Args: []string{"true"}}, UIDMappings: u, GIDMappings: g}
+		}
+		own := []namespace.IDMap{{ContainerID: 0, HostID: uint32(uid), Size: 1}}
+		owng := []namespace.IDMap{{ContainerID: 0, HostID: uint32(gid), Size: 1}}
+		far := []namespace.IDMap{{ContainerID: 0, HostID: uint32(uid), Size: 1}, {ContainerID: 1, HostID: 4000000000, Size: 1000}}
+		if _, err := rt.Create(ctx, testID(t), spec(far, owng)); !errors.Is(err, namespace.ErrNoSubIDs) || !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("subordinate IDs the user lacks: %v, want ErrNoSubIDs", err)
+		}
+		overlap := []namespace.IDMap{{ContainerID: 0, HostID: uint32(uid), Size: 1}, {ContainerID: 0, HostID: sub + 1, Size: 10}}
+		if _, err := rt.Create(ctx, testID(t), spec(overlap, owng)); !errors.Is(err, namespace.ErrInvalidIDMap) {
+			t.Errorf("overlapping maps: %v, want ErrInvalidIDMap", err)
+		}
+		if _, err := rt.Create(ctx, testID(t), spec(own, nil)); !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("a UID map without a GID map: %v, want ErrInvalidSpec", err)
+		}
+		if _, err := rt.Create(ctx, testID(t), &Spec{Rootfs: rootfs, Process: Process{Args: []string{"true"}},
+			Namespaces: map[namespace.Kind]Namespace{namespace.User: {Mode: NamespaceHost}}}); !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("the host's user namespace: %v, want ErrInvalidSpec", err)
+		}
+		if sub == 0 {
+			return
+		}
+		ranged := []namespace.IDMap{{ContainerID: 0, HostID: uint32(uid), Size: 1}, {ContainerID: 1, HostID: sub, Size: 100}}
+		rangedg := []namespace.IDMap{{ContainerID: 0, HostID: uint32(gid), Size: 1}, {ContainerID: 1, HostID: sub, Size: 100}}
+		t.Setenv("PATH", t.TempDir()) // no newuidmap
+		if _, err := rt.Create(ctx, testID(t), spec(ranged, rangedg)); !errors.Is(err, namespace.ErrNoIDMapHelper) {
+			t.Errorf("without newuidmap: %v, want ErrNoIDMapHelper", err)
+		}
+	})
+
+	t.Run("leaks", func(t *testing.T) {
+		if rt.List() != nil && len(rt.List()) > 0 {
+			t.Errorf("containers left in the runtime: %v", rt.List())
+		}
+		checkNoLeaks(t, before)
+	})
+}

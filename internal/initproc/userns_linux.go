@@ -1,0 +1,71 @@
+package initproc
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// EnvAwaitIDMaps, set to "1" in init's environment, makes init wait for
+// MsgIDMapped before anything else and then execute itself again. The
+// host sets it when an unprivileged user's container gets ID maps that
+// only newuidmap and newgidmap can write: Go's os/exec writes the maps of
+// a new user namespace itself, which an unprivileged parent may do only
+// for its own IDs. init was executed before its maps existed, as an
+// unmapped user, so execve gave it no capabilities in its namespace; run
+// again once its UID maps to 0 there, it has all of them.
+const EnvAwaitIDMaps = "_BERTH_INIT_AWAIT_IDMAPS"
+
+// MsgIDMapped (host -> init, before MsgStart) says that the maps of
+// init's user namespace are written (see EnvAwaitIDMaps).
+const MsgIDMapped = "idmapped"
+
+// awaitIDMaps waits on the control socket (fd 3) for MsgIDMapped and
+// executes init again without EnvAwaitIDMaps; the descriptors it was
+// given stay open across that. It returns at once when the variable is
+// not set. Any failure ends init: the host then reports it.
+func awaitIDMaps() {
+	switch os.Getenv(EnvAwaitIDMaps) {
+	case "1":
+	case "2":
+		// Executed again: gaining capabilities at execve cleared the
+		// parent-death signal.
+		unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+		os.Unsetenv(EnvAwaitIDMaps)
+		return
+	default:
+		return
+	}
+	buf := make([]byte, 4096)
+	var n int
+	var err error
+	for {
+		n, err = unix.Read(3, buf)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	var m Message
+	if err != nil || n == 0 || json.Unmarshal(buf[:n], &m) != nil || m.Type != MsgIDMapped {
+		os.Exit(126)
+	}
+	env := os.Environ()
+	for i, e := range env {
+		if strings.HasPrefix(e, EnvAwaitIDMaps+"=") {
+			env[i] = EnvAwaitIDMaps + "=2"
+		}
+	}
+	unix.Exec("/proc/self/exe", os.Args, env)
+	os.Exit(127)
+}
+
+// setgroupsDenied reports whether setgroups(2) is disabled in init's user
+// namespace (/proc/self/setgroups says "deny"): a namespace whose GID map
+// an unprivileged user wrote for its own group alone.
+var setgroupsDenied = sync.OnceValue(func() bool {
+	b, err := os.ReadFile("/proc/self/setgroups")
+	return err == nil && strings.TrimSpace(string(b)) == "deny"
+})
