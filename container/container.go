@@ -636,6 +636,9 @@ func (c *Container) start(ctx context.Context) (err error) {
 			return fail(err)
 		}
 	}
+	if err := c.publishRootless(ctx); err != nil {
+		return fail(err)
+	}
 	cfg := c.cfg
 	if len(c.spec.Networks) > 0 {
 		if err := c.connect(ctx, &cfg); err != nil {
@@ -688,9 +691,10 @@ func (c *Container) monitor() {
 		if err != nil {
 			break
 		}
-		initproc.CloseFiles(files)
+		m.Files = files // a reply's (MsgSocketMade), for its requester
 		switch m.Type {
 		case initproc.MsgExit:
+			initproc.CloseFiles(files)
 			st := exitStatusOf(unix.WaitStatus(m.Status))
 			if m.ID == 0 {
 				mainStatus = st
@@ -710,6 +714,8 @@ func (c *Container) monitor() {
 			c.mu.Unlock()
 			if ch != nil {
 				ch <- m
+			} else {
+				initproc.CloseFiles(files)
 			}
 		}
 	}

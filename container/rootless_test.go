@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/berthlabs/berth/cgroup"
+	"github.com/berthlabs/berth/container/network"
 	"github.com/berthlabs/berth/internal/busybox"
 	"github.com/berthlabs/berth/namespace"
 )
@@ -176,7 +179,7 @@ func TestRootless(t *testing.T) {
 				t.Fatal(err)
 			}
 			os.Chown(tmp, uid, gid)
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin, "-test.run=^TestRootlessChild$", "-test.v", "-test.count=1")
 			cmd.Dir = home
@@ -192,6 +195,9 @@ func TestRootless(t *testing.T) {
 				Setpgid:    true,
 				Pdeathsig:  syscall.SIGKILL,
 			}
+			// On timeout the child dumps its goroutines (SIGQUIT).
+			cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+			cmd.WaitDelay = 10 * time.Second
 			out, err := cmd.CombinedOutput()
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the child's group, in case
 			t.Logf("child as %s (uid %d):\n%s", name, uid, out)
@@ -396,6 +402,73 @@ func TestRootlessChild(t *testing.T) {
 		}
 		if f := strings.Fields(out); len(f) != 2 || f[0] != "lo" || f[1] != "pingok" {
 			t.Errorf("interfaces and loopback ping: %q, want lo and pingok", out)
+		}
+	})
+
+	t.Run("ports", func(t *testing.T) {
+		ctx := testCtx(t)
+		c, _ := startIn(t, rt, &Spec{
+			Rootfs:  rootfs,
+			Process: sh("mkdir /tmp/www && echo hello-rootless > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"),
+			Ports:   []network.PortMapping{{HostIP: netip.MustParseAddr("127.0.0.1"), ContainerPort: 8080}},
+		})
+		ports := c.Ports()
+		if len(ports) != 1 || ports[0].HostPort == 0 {
+			t.Fatalf("Ports: %v", ports)
+		}
+		get := func(dial func() (net.Conn, error)) string {
+			var last error
+			for i := 0; i < 100; i++ {
+				conn, err := dial()
+				if err == nil {
+					conn.SetDeadline(time.Now().Add(5 * time.Second))
+					fmt.Fprint(conn, "GET / HTTP/1.0\r\n\r\n")
+					b, err := io.ReadAll(conn)
+					conn.Close()
+					if err == nil && bytes.Contains(b, []byte("hello-rootless")) {
+						return "ok"
+					}
+					last = fmt.Errorf("read %q: %v", b, err)
+				} else {
+					last = err
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			return last.Error()
+		}
+		hostAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(ports[0].HostPort)))
+		if r := get(func() (net.Conn, error) { return net.Dial("tcp", hostAddr) }); r != "ok" {
+			t.Errorf("published port %s: %s", hostAddr, r)
+		}
+		if r := get(func() (net.Conn, error) { return c.Dial(ctx, "tcp", "127.0.0.1:8080") }); r != "ok" {
+			t.Errorf("Dial: %s", r)
+		}
+		f, err := c.PortForward(ctx, "127.0.0.1:0", 8080)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := get(func() (net.Conn, error) { return net.Dial("tcp", f.Addr().String()) }); r != "ok" {
+			t.Errorf("PortForward: %s", r)
+		}
+		// A closed port inside is refused, not hung.
+		if conn, err := c.Dial(ctx, "tcp", "127.0.0.1:8081"); err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("Dial to a closed port: %v, want ECONNREFUSED", err)
+			if conn != nil {
+				conn.Close()
+			}
+		}
+		// Why Dial cannot enter the namespace as it does for root.
+		if ns, err := namespace.OpenPID(c.Pid(), namespace.Net); err == nil {
+			_, err := network.Dial(ctx, ns, "tcp", "127.0.0.1:8080")
+			t.Logf("setns into the container's network namespace: %v", err)
+			ns.Close()
+		}
+		if err := c.Delete(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if conn, err := net.Dial("tcp", hostAddr); err == nil {
+			conn.Close()
+			t.Errorf("host port %s still open after Delete", hostAddr)
 		}
 	})
 

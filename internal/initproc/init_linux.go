@@ -168,6 +168,8 @@ func (s *initState) handle(m *Message, files []*os.File) {
 		}
 		s.procs[pid], s.byID[m.ID] = m.ID, pid
 		Send(s.conn, &Message{Type: MsgStarted, ID: m.ID, Pid: pid})
+	case MsgSocket:
+		s.socket(m)
 	case MsgSignal:
 		if pid, ok := s.byID[m.ID]; ok {
 			unix.Kill(pid, unix.Signal(m.Signal))

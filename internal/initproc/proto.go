@@ -26,17 +26,32 @@ type Message struct {
 	Pid    int     `json:"pid,omitempty"`
 	Status int     `json:"status,omitempty"`
 	Error  string  `json:"error,omitempty"`
+	// Socket is what MsgSocket asks for.
+	Socket *Socket `json:"socket,omitempty"`
+	// Files are the descriptors that came with the message (not sent
+	// as JSON: Send takes them as arguments).
+	Files []*os.File `json:"-"`
 }
 
 // Message types.
 const (
-	MsgStart   = "start"   // host -> init: set up and run the main process
-	MsgStarted = "started" // init -> host: main (ID 0) or exec (ID) process runs, Pid
-	MsgExec    = "exec"    // host -> init: run another process, stdio in SCM_RIGHTS
-	MsgSignal  = "signal"  // host -> init: signal process ID (0: main)
-	MsgExit    = "exit"    // init -> host: process ID ended with wait status Status
-	MsgError   = "error"   // init -> host: request ID failed
+	MsgStart      = "start"      // host -> init: set up and run the main process
+	MsgStarted    = "started"    // init -> host: main (ID 0) or exec (ID) process runs, Pid
+	MsgExec       = "exec"       // host -> init: run another process, stdio in SCM_RIGHTS
+	MsgSignal     = "signal"     // host -> init: signal process ID (0: main)
+	MsgExit       = "exit"       // init -> host: process ID ended with wait status Status
+	MsgError      = "error"      // init -> host: request ID failed
+	MsgSocket     = "socket"     // host -> init: make Socket in the container's network namespace
+	MsgSocketMade = "socketMade" // init -> host: the socket of request ID, in SCM_RIGHTS
 )
+
+// Socket is a socket(2) call for init to make: the socket belongs to
+// init's network namespace for its whole life, wherever it is used.
+type Socket struct {
+	Domain int `json:"domain"`
+	Type   int `json:"type"`
+	Proto  int `json:"proto,omitempty"`
+}
 
 // Config is what init needs to build the container.
 type Config struct {

@@ -69,3 +69,22 @@ var setgroupsDenied = sync.OnceValue(func() bool {
 	b, err := os.ReadFile("/proc/self/setgroups")
 	return err == nil && strings.TrimSpace(string(b)) == "deny"
 })
+
+// socket makes the socket m asks for, in init's network namespace, and
+// passes it to the host: for a host process that may not enter the
+// namespace (one that an unprivileged user's user namespace owns).
+func (s *initState) socket(m *Message) {
+	if m.Socket == nil {
+		Send(s.conn, &Message{Type: MsgError, ID: m.ID, Error: "malformed socket request"})
+		return
+	}
+	k := m.Socket
+	fd, err := unix.Socket(k.Domain, k.Type|unix.SOCK_CLOEXEC, k.Proto)
+	if err != nil {
+		Send(s.conn, &Message{Type: MsgError, ID: m.ID, Error: "socket: " + err.Error()})
+		return
+	}
+	f := os.NewFile(uintptr(fd), "socket")
+	Send(s.conn, &Message{Type: MsgSocketMade, ID: m.ID}, f)
+	f.Close()
+}
