@@ -53,8 +53,12 @@ import (
 //     refused, Kill kills the container's init (and so its PID
 //     namespace, which must be new), and Pause, Resume, Update and Stats
 //     fail with ErrNoCgroup.
-//   - Image containers need a layer store the user can write
-//     (DefaultRootlessImageRoot, see OpenRootlessImages).
+//   - Image containers need a layer store the user can write: open one
+//     in RootlessDataDir()/images with layer.Open. Such a store unpacks
+//     without chown, so every file of an image is the user's, root inside
+//     the container, whatever owner its layers give it (see layer.Store),
+//     and it makes copy snapshots: overlayfs inside the user namespace is
+//     not used yet. Named volumes default to RootlessDataDir()/volumes.
 
 // ErrNoCgroup is returned when a container has, or would have, no cgroup
 // of its own: by Create for an unprivileged caller on a host that
@@ -368,4 +372,19 @@ func (n *noCgroup) Processes() ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// RootlessDataDir returns the directory an unprivileged user's berth data
+// lives in by default: $XDG_DATA_HOME/berth, or $HOME/.local/share/berth
+// when XDG_DATA_HOME is unset or not absolute (the XDG base directory
+// rule, which rootless podman follows too). It is not created.
+func RootlessDataDir() (string, error) {
+	if d := os.Getenv("XDG_DATA_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "berth"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("rootless data directory: %w", err)
+	}
+	return filepath.Join(home, ".local", "share", "berth"), nil
 }

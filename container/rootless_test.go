@@ -21,7 +21,10 @@ import (
 	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/container/network"
 	"github.com/berthlabs/berth/internal/busybox"
+	"github.com/berthlabs/berth/layer"
+	"github.com/berthlabs/berth/layer/snapshot"
 	"github.com/berthlabs/berth/namespace"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // The rootless tests run as a throwaway unprivileged user: TestRootless
@@ -174,6 +177,14 @@ func TestRootless(t *testing.T) {
 			if err := os.Mkdir(rootDir, 0o755); err != nil {
 				t.Fatal(err)
 			}
+			// An image layer with a file of another owner, for the child
+			// to import and run.
+			owned := filepath.Join(home, "imgextra", "srv", "owned33")
+			os.MkdirAll(filepath.Dir(owned), 0o755)
+			if err := os.WriteFile(owned, []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			os.Chown(owned, 33, 33)
 			tmp := filepath.Join(home, "tmp")
 			if err := os.Mkdir(tmp, 0o700); err != nil {
 				t.Fatal(err)
@@ -470,6 +481,46 @@ func TestRootlessChild(t *testing.T) {
 			conn.Close()
 			t.Errorf("host port %s still open after Delete", hostAddr)
 		}
+	})
+
+	t.Run("image", func(t *testing.T) {
+		data, err := RootlessDataDir()
+		if err != nil || data != filepath.Join(home, ".local/share/berth") {
+			t.Fatalf("RootlessDataDir: %q, %v", data, err)
+		}
+		store, err := layer.Open(filepath.Join(data, "images"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		// The parent made extra/srv/owned33 owned by 33:33.
+		importImage(t, store, "example.com/rootless:v1", ocispec.ImageConfig{Env: []string{"PATH=/bin"}}, rootfs, filepath.Join(home, "imgextra"))
+		irt := &Runtime{Images: store, NoCgroups: true}
+		out, st := runIn(t, irt, &Spec{Image: "example.com/rootless:v1",
+			Process: sh("id -u; stat -c %u:%g /srv/owned33 /bin/busybox; echo x > /written && cat /written")})
+		if !st.Success() || strings.Join(strings.Fields(out), " ") != "0 0:0 0:0 x" {
+			t.Errorf("image container: %v: %q, want uid 0, files of 0:0 and a writable rootfs", st, out)
+		}
+		err = store.Snapshots.Walk(testCtx(t), func(i snapshot.Info) error {
+			if i.Kind != snapshot.KindCommitted {
+				t.Errorf("snapshot %s (%s) left after Delete", i.Name, i.Kind)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		// Everything of the store is the user's on the host.
+		filepath.WalkDir(data, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			var st syscall.Stat_t
+			if syscall.Lstat(p, &st) == nil && int(st.Uid) != uid {
+				t.Errorf("%s is owned by %d", p, st.Uid)
+			}
+			return nil
+		})
 	})
 
 	t.Run("cgroup limits", func(t *testing.T) {

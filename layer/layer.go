@@ -44,6 +44,15 @@ import (
 // but not yet tagged. A process killed at any moment leaves the store
 // consistent; what it leaves is removed by the next Open or GC, once its
 // owner is known to be dead (see LabelOwner).
+//
+// A store opened by an unprivileged process (any effective UID but 0:
+// rootless containers) unpacks layers without chown(2), as rootless
+// podman's ignore_chown_errors does: every file is owned by that user,
+// whatever owner the layer gives it, so inside a rootless container's
+// user namespace every file of the image belongs to root. Its snapshots
+// are copies (overlayfs cannot be mounted outside a user namespace by
+// such a process). Keep such a store in the user's home, not in one
+// root uses.
 type Store struct {
 	// Content is the blob and image store.
 	Content *content.Store
@@ -350,7 +359,7 @@ func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descrip
 	// (an overlay's upper directory takes the layer with overlayfs
 	// whiteouts), else through the mounts.
 	err = withDir(ms, true, func(dir string, overlay bool) error {
-		st, err := archive.Apply(ctx, dir, r, archive.Options{OverlayWhiteouts: overlay})
+		st, err := archive.Apply(ctx, dir, r, archive.Options{OverlayWhiteouts: overlay, NoChown: unprivileged()})
 		if err != nil {
 			return err
 		}
@@ -435,3 +444,7 @@ func randomID() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// unprivileged reports whether this process is not root: its store
+// cannot give files their layers' owners.
+func unprivileged() bool { return os.Geteuid() != 0 }
