@@ -280,6 +280,9 @@ func (s *initState) spawn(p *Proc, stdio []*os.File) (int, error) {
 	if err := p.CheckCaps(user.UID); err != nil {
 		return 0, err
 	}
+	if err := checkMapped(user); err != nil {
+		return 0, err
+	}
 	env := p.Env
 	if LookupEnv(env, "HOME") == "" {
 		env = append(env, "HOME="+user.Home)

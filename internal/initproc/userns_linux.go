@@ -2,7 +2,9 @@ package initproc
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -87,4 +89,48 @@ func (s *initState) socket(m *Message) {
 	f := os.NewFile(uintptr(fd), "socket")
 	Send(s.conn, &Message{Type: MsgSocketMade, ID: m.ID}, f)
 	f.Close()
+}
+
+// checkMapped fails when the user's UID, GID or a supplementary group is
+// not mapped in init's user namespace (setuid would fail with EINVAL):
+// a Process.User that does not exist in a rootless container's
+// namespace.
+func checkMapped(u IDs) error {
+	gids := []uint32{u.GID}
+	if !setgroupsDenied() {
+		// Denied, the supplementary groups are not set (see spawnOnThread).
+		gids = append(gids, u.Groups...)
+	}
+	for _, c := range []struct {
+		file, kind string
+		ids        []uint32
+	}{{"/proc/self/uid_map", "user", []uint32{u.UID}}, {"/proc/self/gid_map", "group", gids}} {
+		b, err := os.ReadFile(c.file)
+		if err != nil {
+			return nil // no user namespaces: nothing to check
+		}
+		for _, id := range c.ids {
+			if !inIDMap(string(b), id) {
+				return fmt.Errorf("%w: %s ID %d is not mapped in the container's user namespace (its %s is %q)", ErrInvalid, c.kind, id, c.file, strings.Join(strings.Fields(string(b)), " "))
+			}
+		}
+	}
+	return nil
+}
+
+// inIDMap reports whether id is inside one of the ranges of a uid_map
+// or gid_map file's text.
+func inIDMap(m string, id uint32) bool {
+	for _, l := range strings.Split(m, "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			continue
+		}
+		first, err1 := strconv.ParseUint(f[0], 10, 32)
+		n, err2 := strconv.ParseUint(f[2], 10, 32)
+		if err1 == nil && err2 == nil && uint64(id) >= first && uint64(id) < first+n {
+			return true
+		}
+	}
+	return false
 }
