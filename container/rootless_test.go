@@ -39,7 +39,64 @@ const (
 	envRootlessChild = "BERTH_ROOTLESS_CHILD" // "single" or "subids"
 	envRootlessUID   = "BERTH_ROOTLESS_SUBUID"
 	envRootlessRO    = "BERTH_ROOTLESS_ROOTDIR" // a root-owned host directory
+	envRootlessCg    = "BERTH_ROOTLESS_CGROUP"  // a cgroup delegated to the user
 )
+
+// delegateV1Cgroup makes, on a cgroup v1 (or hybrid) host, the cgroup
+// /name in every v1 hierarchy berth uses and gives it to the user, as an
+// administrator delegates a subtree on v1 (directory and files chowned).
+// It returns the cgroup's path, "" elsewhere, and removes the cgroups when
+// the test ends, failing if the child left any below.
+func delegateV1Cgroup(t *testing.T, name string, uid, gid int) string {
+	t.Helper()
+	if cgroup.HostVersion() != cgroup.V1 {
+		return ""
+	}
+	seen := map[string]bool{}
+	var dirs []string
+	for _, c := range []string{"cpuset", "cpu", "cpuacct", "memory", "pids", "blkio", "freezer", "devices"} {
+		mnt, err := filepath.EvalSymlinks("/sys/fs/cgroup/" + c)
+		if err != nil || seen[mnt] {
+			continue
+		}
+		seen[mnt] = true
+		dir := filepath.Join(mnt, name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, dir)
+		if c == "cpuset" {
+			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+				b, _ := os.ReadFile(filepath.Join(mnt, f))
+				if err := os.WriteFile(filepath.Join(dir, f), b, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		os.Chown(dir, uid, gid)
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			os.Chown(filepath.Join(dir, e.Name()), uid, gid)
+		}
+	}
+	t.Cleanup(func() {
+		for _, d := range dirs {
+			var err error
+			for i := 0; i < 50; i++ {
+				if err = os.Remove(d); err == nil || os.IsNotExist(err) {
+					err = nil
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err != nil {
+				sub, _ := os.ReadDir(d)
+				t.Errorf("remove the delegated cgroup %s: %v (left below it: %v)", d, err, sub)
+			}
+		}
+	})
+	return "/" + name
+}
 
 var userSeq atomic.Int64
 
@@ -199,6 +256,7 @@ func TestRootless(t *testing.T) {
 			copyExe(t, exe, bin, uid, gid)
 			// A host directory only root may write, for the child to bind
 			// into a container read-write.
+			cg := delegateV1Cgroup(t, name, uid, gid)
 			rootDir := filepath.Join(home, "rootdir")
 			if err := os.Mkdir(rootDir, 0o755); err != nil {
 				t.Fatal(err)
@@ -226,6 +284,7 @@ func TestRootless(t *testing.T) {
 				envRootlessChild + "=" + tc.name,
 				envRootlessUID + "=" + strconv.FormatUint(uint64(tc.sub), 10),
 				envRootlessRO + "=" + rootDir,
+				envRootlessCg + "=" + cg,
 			}
 			cmd.SysProcAttr = &syscall.SysProcAttr{
 				Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}},
@@ -574,8 +633,59 @@ func TestRootlessChild(t *testing.T) {
 		if err != nil || len(procs) != 1 || !strings.Contains(strings.Join(procs[0].Args, " "), "sleep 60") {
 			t.Errorf("Top: %+v, %v; want the sleep alone", procs, err)
 		}
+		var eout bytes.Buffer
+		p, err := c.Exec(ctx, Process{Args: []string{"sh", "-c", "id -u; cat /proc/1/comm"}, Stdout: &eout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, err := p.Wait(ctx); err != nil || !st.Success() || strings.Join(strings.Fields(eout.String()), " ") != "0 berth-init" {
+			t.Errorf("Exec: %v %v: %q", st, err, eout.String())
+		}
 		if err := c.Delete(ctx); err != nil {
 			t.Fatal(err)
+		}
+	})
+
+	t.Run("delegated cgroup", func(t *testing.T) {
+		parent := os.Getenv(envRootlessCg)
+		if parent == "" {
+			t.Skip("no cgroup delegated to the user (not a cgroup v1 host)")
+		}
+		ctx := testCtx(t)
+		c, _ := startIn(t, &Runtime{CgroupParent: parent}, &Spec{Rootfs: rootfs, Process: Process{Args: []string{"sleep", "60"}},
+			Resources: cgroup.Resources{MemoryLimit: 64 << 20, PidsLimit: 32}})
+		if !strings.HasPrefix(c.CgroupPath(), parent+"/") {
+			t.Errorf("CgroupPath %s is not under the delegated %s", c.CgroupPath(), parent)
+		}
+		lim, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", c.CgroupPath(), "memory.limit_in_bytes"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err != nil || strings.TrimSpace(string(lim)) != strconv.Itoa(64<<20) {
+			t.Errorf("memory.limit_in_bytes: %q, %v", lim, err)
+		}
+		// On v1, init's thread that started the sleep stays in the
+		// cgroup for a moment after: wait until it is gone.
+		var procs []ProcessInfo
+		for i := 0; i < 50; i++ {
+			if procs, err = c.Top(); err != nil || len(procs) == 1 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err != nil || len(procs) != 1 || procs[0].Command != "sleep" {
+			t.Errorf("Top: %+v, %v; want the sleep, in the container's cgroup", procs, err)
+		}
+		if err := c.Pause(); err != nil {
+			t.Errorf("Pause: %v", err)
+		} else if err := c.Resume(); err != nil {
+			t.Errorf("Resume: %v", err)
+		}
+		if err := c.Delete(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/memory", c.CgroupPath())); !os.IsNotExist(err) {
+			t.Errorf("the container's cgroup is left: %v", err)
 		}
 	})
 
