@@ -87,7 +87,9 @@ func exitStatusOf(ws unix.WaitStatus) *ExitStatus {
 // uses. A Runtime is safe for concurrent use.
 type Runtime struct {
 	// CgroupParent is the cgroup under which each container gets
-	// CgroupParent/ID. Empty means "/berth".
+	// CgroupParent/ID. Empty means "/berth" (for an unprivileged caller,
+	// its delegated cgroup v2 subtree's berth: see the package
+	// documentation on rootless containers).
 	CgroupParent string
 	// Logger receives debug and warning records (such as what a
 	// container's init writes to its stderr when it crashes). Nil
@@ -99,11 +101,11 @@ type Runtime struct {
 	// (see Volume). Empty means DefaultVolumeRoot. Runtimes of any
 	// process that share a VolumeRoot share its volumes.
 	VolumeRoot string
-	// NoCgroups lets an unprivileged caller (see rootless.go's notes in
-	// the package documentation) run containers without a cgroup where
-	// the host delegates it none: without it, Create fails there with
-	// ErrNoCgroup. A spec with Resources is refused either way. Root's
-	// containers always have a cgroup.
+	// NoCgroups lets an unprivileged caller run containers without a
+	// cgroup where the host delegates it none (see the package
+	// documentation on rootless containers): without it, Create fails
+	// there with ErrNoCgroup. A spec with Resources is refused either
+	// way. Root's containers always have a cgroup.
 	NoCgroups bool
 
 	mu         sync.Mutex

@@ -20,45 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Rootless containers: a program running as an unprivileged user (any
-// effective UID but 0) gets containers too. What changes for it:
-//
-//   - Every container has a new user namespace: it is an error to ask for
-//     the host's. With UIDMappings and GIDMappings left nil, the user's
-//     own UID and GID are root inside, followed, when the user has
-//     subordinate IDs in /etc/subuid and /etc/subgid, by the first range
-//     of each as IDs 1 and up (namespace.RootlessIDMaps); such maps are
-//     written by newuidmap and newgidmap (Debian's uidmap package).
-//     Without subordinate IDs the namespace maps that single UID and GID,
-//     setgroups(2) is denied in it (the kernel's rule for an unprivileged
-//     map), processes keep the host user's supplementary groups (shown
-//     as nogroup) and Process.AdditionalGroups is an error, and only
-//     root exists inside: a Process.User other than root fails at Start.
-//     Maps given in the spec must use the user's own IDs and subordinate
-//     IDs only.
-//   - Networks need root (a bridge, veths, NAT rules on the host): an
-//     unprivileged container has network none (its loopback) or the
-//     host's network namespace. Spec.Ports still work without networks:
-//     each host port is relayed by this process to the port on the
-//     container's loopback, as RootlessKit's builtin port driver does.
-//     Container.Dial and PortForward work too: this process may not enter
-//     a network namespace that the container's user namespace owns, so
-//     init makes the sockets inside and passes them out.
-//   - cgroups: on a cgroup v2 host where systemd delegates the user's
-//     subtree (user@UID.service), each container gets a cgroup below
-//     it (CgroupParent, when set, names the delegated cgroup to use
-//     instead). Elsewhere (cgroup v1 and hybrid hosts, or no delegation)
-//     Create fails with ErrNoCgroup, unless the Runtime's NoCgroups is set:
-//     then containers have no cgroup, a spec with any Resources is still
-//     refused, Kill kills the container's init (and so its PID
-//     namespace, which must be new), and Pause, Resume, Update and Stats
-//     fail with ErrNoCgroup.
-//   - Image containers need a layer store the user can write: open one
-//     in RootlessDataDir()/images with layer.Open. Such a store unpacks
-//     without chown, so every file of an image is the user's, root inside
-//     the container, whatever owner its layers give it (see layer.Store),
-//     and it makes copy snapshots: overlayfs inside the user namespace is
-//     not used yet. Named volumes default to RootlessDataDir()/volumes.
+// Rootless containers: see the package documentation's section on them.
 
 // ErrNoCgroup is returned when a container has, or would have, no cgroup
 // of its own: by Create for an unprivileged caller on a host that
