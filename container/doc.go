@@ -101,8 +101,9 @@
 //     file of an image is the user's on the host, root's inside the
 //     container, whatever owner its layers give it (with subordinate IDs
 //     too: files do not get their image owners yet). Its snapshots are
-//     copies: overlayfs inside the user namespace is not used yet. Named
-//     volumes default to RootlessDataDir()/volumes.
+//     overlayfs ones, mounted by the container's init inside its user
+//     namespace (Linux 5.11 and later), else copies. Named volumes
+//     default to RootlessDataDir()/volumes.
 //
 // Root's containers are unchanged by any of this.
 package container

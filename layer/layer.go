@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -50,9 +51,12 @@ import (
 // podman's ignore_chown_errors does: every file is owned by that user,
 // whatever owner the layer gives it, so inside a rootless container's
 // user namespace every file of the image belongs to root. Its snapshots
-// are copies (overlayfs cannot be mounted outside a user namespace by
-// such a process). Keep such a store in the user's home, not in one
-// root uses.
+// are overlayfs ones for mounts inside user namespaces where the kernel
+// allows them (snapshot.NewOverlayUserNS: a rootless container's init
+// mounts its root filesystem there), else copies; what would need a
+// mount on the host (Commit's view of a base image with several layers,
+// CopyTo and CopyFrom on a stopped container) fails. Keep such a store
+// in the user's home, not in one root uses.
 type Store struct {
 	// Content is the blob and image store.
 	Content *content.Store
@@ -359,7 +363,7 @@ func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descrip
 	// (an overlay's upper directory takes the layer with overlayfs
 	// whiteouts), else through the mounts.
 	err = withDir(ms, true, func(dir string, overlay bool) error {
-		st, err := archive.Apply(ctx, dir, r, archive.Options{OverlayWhiteouts: overlay, NoChown: unprivileged()})
+		st, err := archive.Apply(ctx, dir, r, archive.Options{OverlayWhiteouts: overlay, UserXattrs: userXattrs(ms), NoChown: unprivileged()})
 		if err != nil {
 			return err
 		}
@@ -448,3 +452,14 @@ func randomID() string {
 // unprivileged reports whether this process is not root: its store
 // cannot give files their layers' owners.
 func unprivileged() bool { return os.Geteuid() != 0 }
+
+// userXattrs reports whether ms are overlay mounts with the userxattr
+// option (a snapshot store for mounts in user namespaces).
+func userXattrs(ms []snapshot.Mount) bool {
+	for _, m := range ms {
+		if m.Type == "overlay" && slices.Contains(m.Options, "userxattr") {
+			return true
+		}
+	}
+	return false
+}

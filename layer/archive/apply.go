@@ -42,6 +42,13 @@ type Options struct {
 	// name from dir, which holds the layers below (a copy snapshot, or a
 	// mounted overlay).
 	OverlayWhiteouts bool
+	// UserXattrs, with OverlayWhiteouts, marks opaque directories with
+	// user.overlay.opaque=y instead, as overlayfs mounted with its
+	// userxattr option reads them (an unprivileged mount in a user
+	// namespace): the directory's owner may set it, no capability is
+	// needed. The 0:0 character devices of other whiteouts need none
+	// either (Linux 5.8 and later).
+	UserXattrs bool
 	// NoChown leaves files owned by the caller instead of the owners the
 	// layer names; set it when unprivileged (rootless unpacking).
 	NoChown bool
@@ -380,8 +387,8 @@ func (a *applier) directory(p, parent, base string, hdr *tar.Header) error {
 		if _, ok := a.whited[p]; ok {
 			// The layer whites out the directory below and makes a new
 			// one: in an overlay that is an opaque directory.
-			if err := unix.Fsetxattr(fd, overlayOpaque, []byte("y"), 0); err != nil {
-				return opErr("set "+overlayOpaque, err)
+			if err := unix.Fsetxattr(fd, a.opaqueXattr(), []byte("y"), 0); err != nil {
+				return opErr("set "+a.opaqueXattr(), err)
 			}
 		}
 	}
@@ -657,8 +664,8 @@ func (a *applier) opaque(d string) error {
 		a.t.forget()
 	}
 	if a.opts.OverlayWhiteouts {
-		if err := unix.Fsetxattr(fd, overlayOpaque, []byte("y"), 0); err != nil {
-			return opErr("set "+overlayOpaque, err)
+		if err := unix.Fsetxattr(fd, a.opaqueXattr(), []byte("y"), 0); err != nil {
+			return opErr("set "+a.opaqueXattr(), err)
 		}
 	}
 	a.markUnpacked(d)
@@ -714,4 +721,12 @@ func futimens(fd int, atime, mtime unix.Timespec) error {
 		return e
 	}
 	return nil
+}
+
+// opaqueXattr is the extended attribute that marks an opaque directory.
+func (a *applier) opaqueXattr() string {
+	if a.opts.UserXattrs {
+		return userOverlayOpq
+	}
+	return overlayOpaque
 }
