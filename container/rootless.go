@@ -13,9 +13,11 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/internal/initproc"
+	"github.com/berthlabs/berth/internal/rootless"
 	"github.com/berthlabs/berth/namespace"
 	"golang.org/x/sys/unix"
 )
@@ -349,4 +351,69 @@ func RootlessDataDir() (string, error) {
 		return "", fmt.Errorf("rootless data directory: %w", err)
 	}
 	return filepath.Join(home, ".local", "share", "berth"), nil
+}
+
+func init() { rootless.RemoveAll = removeAllInUserNS }
+
+// removeAllInUserNS removes the tree at path with berth's init started
+// as a helper in a new user namespace that maps the user's own and
+// subordinate IDs (namespace.RootlessIDMaps): there it may remove what
+// those IDs own, which this process may not (the upper directory of a
+// rootless container whose processes wrote as users other than root).
+func removeAllInUserNS(path string) error {
+	if !unprivileged() {
+		return errors.New("remove in a user namespace: not needed as root")
+	}
+	uids, gids, sub, err := namespace.RootlessIDMaps(uint32(os.Geteuid()), uint32(os.Getegid()))
+	if err != nil {
+		return err
+	}
+	if !sub {
+		return fmt.Errorf("remove %s in a user namespace: %w: the user has none to map", path, namespace.ErrNoSubIDs)
+	}
+	exe, err := initPath()
+	if err != nil {
+		return err
+	}
+	hostConn, childSock, err := initproc.SocketPair()
+	if err != nil {
+		return err
+	}
+	defer hostConn.Close()
+	cmd := &exec.Cmd{
+		Path:       exe,
+		Args:       []string{"berth-init", "remove"},
+		Env:        []string{initproc.Env + "=1", "GOMAXPROCS=1", initproc.EnvAwaitIDMaps + "=1"},
+		ExtraFiles: []*os.File{childSock},
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: unix.CLONE_NEWUSER,
+			Pdeathsig:  syscall.SIGKILL,
+		},
+	}
+	err = onForkThread(cmd.Start)
+	childSock.Close()
+	if err != nil {
+		return fmt.Errorf("remove %s in a user namespace: start the helper: %w", path, err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill() // a no-op once it has exited
+	if err := namespace.WriteIDMapsHelper(cmd.Process.Pid, uids, gids); err != nil {
+		return fmt.Errorf("remove %s in a user namespace: %w", path, err)
+	}
+	if err := initproc.Send(hostConn, &initproc.Message{Type: initproc.MsgIDMapped}); err != nil {
+		return err
+	}
+	if err := initproc.Send(hostConn, &initproc.Message{Type: initproc.MsgRemoveAll, Path: path}); err != nil {
+		return err
+	}
+	hostConn.SetReadDeadline(time.Now().Add(time.Minute))
+	m, files, err := initproc.Recv(hostConn, make([]byte, 64<<10), make([]byte, 256))
+	initproc.CloseFiles(files)
+	if err != nil {
+		return fmt.Errorf("remove %s in a user namespace: the helper: %w", path, err)
+	}
+	if m.Type != initproc.MsgRemoved {
+		return fmt.Errorf("remove %s in a user namespace: %s", path, m.Error)
+	}
+	return nil
 }

@@ -598,6 +598,16 @@ func TestRootlessChild(t *testing.T) {
 		if !st.Success() || strings.TrimSpace(out) != "there" {
 			t.Errorf("second container: %v: %q", st, out)
 		}
+		if sub != 0 {
+			// Files of a subordinate ID in the container's upper layer,
+			// which this process may not remove: Delete removes them in a
+			// user namespace.
+			out, st := runIn(t, irt, &Spec{Image: "example.com/rootless:v1",
+				Process: Process{Args: []string{"sh", "-c", "mkdir -m 700 /tmp/d && touch /tmp/d/f && stat -c %u /tmp/d/f"}, User: "1:1"}})
+			if !st.Success() || strings.TrimSpace(out) != "1" {
+				t.Errorf("container as 1:1: %v: %q", st, out)
+			}
+		}
 		err = store.Snapshots.Walk(testCtx(t), func(i snapshot.Info) error {
 			if i.Kind != snapshot.KindCommitted {
 				t.Errorf("snapshot %s (%s) left after Delete", i.Name, i.Kind)
@@ -606,6 +616,12 @@ func TestRootlessChild(t *testing.T) {
 		})
 		if err != nil {
 			t.Error(err)
+		}
+		ents, _ := os.ReadDir(filepath.Join(data, "images", "snapshots", "snapshots"))
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), ".") {
+				t.Errorf("left in the snapshot store: %s", e.Name())
+			}
 		}
 		// Everything of the store is the user's on the host.
 		filepath.WalkDir(data, func(p string, d os.DirEntry, err error) error {

@@ -26,6 +26,8 @@ type Message struct {
 	Pid    int     `json:"pid,omitempty"`
 	Status int     `json:"status,omitempty"`
 	Error  string  `json:"error,omitempty"`
+	// Path is what MsgRemoveAll removes.
+	Path string `json:"path,omitempty"`
 	// Socket is what MsgSocket asks for.
 	Socket *Socket `json:"socket,omitempty"`
 	// Files are the descriptors that came with the message (not sent
@@ -43,6 +45,8 @@ const (
 	MsgError      = "error"      // init -> host: request ID failed
 	MsgSocket     = "socket"     // host -> init: make Socket in the container's network namespace
 	MsgSocketMade = "socketMade" // init -> host: the socket of request ID, in SCM_RIGHTS
+	MsgRemoveAll  = "removeAll"  // host -> init, first: remove Path and exit (a helper in a user namespace)
+	MsgRemoved    = "removed"    // init -> host: MsgRemoveAll is done
 )
 
 // Socket is a socket(2) call for init to make: the socket belongs to

@@ -3,6 +3,7 @@ package initproc
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -133,4 +134,17 @@ func inIDMap(m string, id uint32) bool {
 		}
 	}
 	return false
+}
+
+// removeAllHelper serves MsgRemoveAll, the one request of an init
+// started as a helper in a user namespace (no container): it removes
+// m.Path with the capabilities it has there, over every file whose owner
+// the namespace maps, answers MsgRemoved or MsgError, and exits.
+func removeAllHelper(conn *net.UnixConn, m *Message) {
+	if err := os.RemoveAll(m.Path); err != nil {
+		Send(conn, &Message{Type: MsgError, Error: err.Error()})
+		os.Exit(1)
+	}
+	Send(conn, &Message{Type: MsgRemoved})
+	os.Exit(0)
 }

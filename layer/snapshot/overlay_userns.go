@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/berthlabs/berth/internal/rootless"
 	"golang.org/x/sys/unix"
 )
 
@@ -94,14 +95,24 @@ func kernelAtLeast(release string, major, minor int) bool {
 // unprivileged owner of directories overlayfs made without permissions
 // (the work directory's work/, mode 0), it gives the owner's permissions
 // back to every directory in the tree (chmod needs no capability for the
-// owner) and tries again.
+// owner) and tries again; refused again (files of the user's subordinate
+// IDs, which a rootless container wrote), it asks rootless.RemoveAll.
 func removeAll(p string) error {
 	err := os.RemoveAll(p)
 	if err == nil || !errors.Is(err, os.ErrPermission) {
 		return err
 	}
 	allowOwner(p, 0)
-	return os.RemoveAll(p)
+	err = os.RemoveAll(p)
+	if err == nil || !errors.Is(err, os.ErrPermission) || rootless.RemoveAll == nil {
+		return err
+	}
+	// Files of the user's subordinate IDs: remove them in a user
+	// namespace that maps those.
+	if herr := rootless.RemoveAll(p); herr != nil {
+		return errors.Join(err, herr)
+	}
+	return nil
 }
 
 func allowOwner(p string, depth int) {

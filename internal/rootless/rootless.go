@@ -1,0 +1,14 @@
+// Package rootless holds the hooks through which berth's lower packages
+// reach helpers that run inside a user namespace, for an unprivileged
+// process: the container package sets them (it has the container init
+// that runs there), layer/snapshot calls them. Nothing outside berth may
+// depend on it.
+package rootless
+
+// RemoveAll, when set, removes the tree at path from inside a user
+// namespace that maps the calling user's subordinate IDs, where files
+// and directories they own (a rootless container's writes as a user other
+// than root) can be removed. The snapshot stores call it when removing a
+// directory is refused to this process. It returns an error when it has
+// no such namespace to offer (no subordinate IDs).
+var RemoveAll func(path string) error
