@@ -96,14 +96,19 @@
 //     namespace), Top lists the processes of that PID namespace, and
 //     Pause, Resume, Update and Stats fail with ErrNoCgroup.
 //   - Image containers need a layer store the user can write: open one
-//     in RootlessDataDir()/images with layer.Open. Such a store unpacks
-//     without chown, as rootless podman's ignore_chown_errors does: every
-//     file of an image is the user's on the host, root's inside the
-//     container, whatever owner its layers give it (with subordinate IDs
-//     too: files do not get their image owners yet). Its snapshots are
+//     in RootlessDataDir()/images with layer.Open. Its snapshots are
 //     overlayfs ones, mounted by the container's init inside its user
-//     namespace (Linux 5.11 and later), else copies. Named volumes
-//     default to RootlessDataDir()/volumes.
+//     namespace (Linux 5.11 and later), else copies. It unpacks layers
+//     without chown(2). When the user has subordinate IDs and the
+//     snapshots are overlayfs ones, berth's init, run as a helper in a
+//     user namespace that maps them, then gives the files their image
+//     owners (a layer's UID u is the host's subordinate UID start+u-1;
+//     an owner beyond the range fails the unpack). Otherwise every file
+//     is the user's on the host and root's inside, whatever owner its
+//     layers give it, as with rootless podman's ignore_chown_errors.
+//     What containers wrote as subordinate IDs is removed with their
+//     snapshots by the same helper. Named volumes default to
+//     RootlessDataDir()/volumes.
 //
 // Root's containers are unchanged by any of this.
 package container

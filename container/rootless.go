@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -353,36 +354,83 @@ func RootlessDataDir() (string, error) {
 	return filepath.Join(home, ".local", "share", "berth"), nil
 }
 
-func init() { rootless.RemoveAll = removeAllInUserNS }
+func init() {
+	rootless.RemoveAll = removeAllInUserNS
+	rootless.Chown = chownInUserNS
+}
 
-// removeAllInUserNS removes the tree at path with berth's init started
-// as a helper in a new user namespace that maps the user's own and
-// subordinate IDs (namespace.RootlessIDMaps): there it may remove what
-// those IDs own, which this process may not (the upper directory of a
-// rootless container whose processes wrote as users other than root).
+// removeAllInUserNS removes the tree at path from inside a user
+// namespace that maps the user's own and subordinate IDs, where it may
+// remove what those IDs own, which this process may not (the upper
+// directory of a rootless container whose processes wrote as users other
+// than root).
 func removeAllInUserNS(path string) error {
+	h, err := startIDHelper()
+	if err != nil {
+		return fmt.Errorf("remove %s in a user namespace: %w", path, err)
+	}
+	defer h.close()
+	if err := h.do(&initproc.Message{Type: initproc.MsgRemoveAll, Path: path}); err != nil {
+		return fmt.Errorf("remove %s in a user namespace: %w", path, err)
+	}
+	return nil
+}
+
+// chownInUserNS gives the files of dir their owners, IDs inside a user
+// namespace that maps the user's own and subordinate IDs (from inside
+// one). Without subordinate IDs it does nothing: every file stays the
+// user's, root inside its containers.
+func chownInUserNS(dir string, owners []rootless.Owner) error {
+	if _, _, sub, err := namespace.RootlessIDMaps(uint32(os.Geteuid()), uint32(os.Getegid())); err != nil || !sub {
+		return err
+	}
+	h, err := startIDHelper()
+	if err != nil {
+		return err
+	}
+	defer h.close()
+	const chunk = 4096 // entries per message, well within MaxMessage
+	for len(owners) > 0 {
+		n := min(chunk, len(owners))
+		if err := h.do(&initproc.Message{Type: initproc.MsgChown, Path: dir, Owners: owners[:n]}); err != nil {
+			return err
+		}
+		owners = owners[n:]
+	}
+	return nil
+}
+
+// idHelper is berth's init running as a helper in a new user namespace
+// that maps the user's own and subordinate IDs (namespace.RootlessIDMaps),
+// with every capability there, for work on files those IDs own.
+type idHelper struct {
+	cmd  *exec.Cmd
+	conn *net.UnixConn
+	buf  []byte
+}
+
+func startIDHelper() (*idHelper, error) {
 	if !unprivileged() {
-		return errors.New("remove in a user namespace: not needed as root")
+		return nil, errors.New("a user namespace helper is for unprivileged callers")
 	}
 	uids, gids, sub, err := namespace.RootlessIDMaps(uint32(os.Geteuid()), uint32(os.Getegid()))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !sub {
-		return fmt.Errorf("remove %s in a user namespace: %w: the user has none to map", path, namespace.ErrNoSubIDs)
+		return nil, fmt.Errorf("%w: the user has none to map", namespace.ErrNoSubIDs)
 	}
 	exe, err := initPath()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hostConn, childSock, err := initproc.SocketPair()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer hostConn.Close()
 	cmd := &exec.Cmd{
 		Path:       exe,
-		Args:       []string{"berth-init", "remove"},
+		Args:       []string{"berth-init", "helper"},
 		Env:        []string{initproc.Env + "=1", "GOMAXPROCS=1", initproc.EnvAwaitIDMaps + "=1"},
 		ExtraFiles: []*os.File{childSock},
 		SysProcAttr: &syscall.SysProcAttr{
@@ -393,27 +441,49 @@ func removeAllInUserNS(path string) error {
 	err = onForkThread(cmd.Start)
 	childSock.Close()
 	if err != nil {
-		return fmt.Errorf("remove %s in a user namespace: start the helper: %w", path, err)
+		hostConn.Close()
+		return nil, fmt.Errorf("start the helper: %w", err)
 	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill() // a no-op once it has exited
+	h := &idHelper{cmd: cmd, conn: hostConn, buf: make([]byte, 64<<10)}
 	if err := namespace.WriteIDMapsHelper(cmd.Process.Pid, uids, gids); err != nil {
-		return fmt.Errorf("remove %s in a user namespace: %w", path, err)
+		h.close()
+		return nil, err
 	}
 	if err := initproc.Send(hostConn, &initproc.Message{Type: initproc.MsgIDMapped}); err != nil {
-		return err
+		h.close()
+		return nil, err
 	}
-	if err := initproc.Send(hostConn, &initproc.Message{Type: initproc.MsgRemoveAll, Path: path}); err != nil {
-		return err
+	return h, nil
+}
+
+// do sends one request and waits for its answer.
+func (h *idHelper) do(m *initproc.Message) error {
+	if err := initproc.Send(h.conn, m); err != nil {
+		return fmt.Errorf("the helper: %w", err)
 	}
-	hostConn.SetReadDeadline(time.Now().Add(time.Minute))
-	m, files, err := initproc.Recv(hostConn, make([]byte, 64<<10), make([]byte, 256))
+	h.conn.SetReadDeadline(time.Now().Add(5 * time.Minute))
+	r, files, err := initproc.Recv(h.conn, h.buf, make([]byte, 256))
 	initproc.CloseFiles(files)
 	if err != nil {
-		return fmt.Errorf("remove %s in a user namespace: the helper: %w", path, err)
+		return fmt.Errorf("the helper: %w", err)
 	}
-	if m.Type != initproc.MsgRemoved {
-		return fmt.Errorf("remove %s in a user namespace: %s", path, m.Error)
+	if r.Type != initproc.MsgRemoved {
+		return errors.New(r.Error)
 	}
 	return nil
+}
+
+// close ends the helper and reaps it.
+func (h *idHelper) close() {
+	h.conn.Close() // the helper exits when its socket closes
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			h.cmd.Process.Kill()
+		}
+	}()
+	h.cmd.Wait()
+	close(done)
 }

@@ -24,6 +24,7 @@ import (
 	"sync"
 
 	"github.com/berthlabs/berth/internal/lockfile"
+	"github.com/berthlabs/berth/internal/rootless"
 	"github.com/berthlabs/berth/layer/archive"
 	"github.com/berthlabs/berth/layer/content"
 	"github.com/berthlabs/berth/layer/snapshot"
@@ -50,7 +51,10 @@ import (
 // rootless containers) unpacks layers without chown(2), as rootless
 // podman's ignore_chown_errors does: every file is owned by that user,
 // whatever owner the layer gives it, so inside a rootless container's
-// user namespace every file of the image belongs to root. Its snapshots
+// user namespace every file of the image belongs to root; on overlayfs
+// snapshots, a program that imports the container package has the files
+// given their owners through the user's subordinate IDs instead, from a
+// helper in a user namespace (see the container package). Its snapshots
 // are overlayfs ones for mounts inside user namespaces where the kernel
 // allows them (snapshot.NewOverlayUserNS: a rootless container's init
 // mounts its root filesystem there), else copies; what would need a
@@ -363,12 +367,27 @@ func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descrip
 	// (an overlay's upper directory takes the layer with overlayfs
 	// whiteouts), else through the mounts.
 	err = withDir(ms, true, func(dir string, overlay bool) error {
-		st, err := archive.Apply(ctx, dir, r, archive.Options{OverlayWhiteouts: overlay, UserXattrs: userXattrs(ms), NoChown: unprivileged()})
+		opts := archive.Options{OverlayWhiteouts: overlay, UserXattrs: userXattrs(ms), NoChown: unprivileged()}
+		// Unprivileged, on overlay snapshots (which are used as they are,
+		// never copied): files get their owners through the user's
+		// subordinate IDs, from inside a user namespace.
+		var owners []rootless.Owner
+		if opts.NoChown && overlay && rootless.Chown != nil {
+			opts.Owners = func(o archive.Owner) {
+				owners = append(owners, rootless.Owner{Path: o.Path, UID: o.UID, GID: o.GID, Mode: o.Mode, Symlink: o.Symlink})
+			}
+		}
+		st, err := archive.Apply(ctx, dir, r, opts)
 		if err != nil {
 			return err
 		}
 		if st.DiffID != diffID {
 			return fmt.Errorf("uncompressed layer is %s, the config says %s", st.DiffID, diffID)
+		}
+		if len(owners) > 0 {
+			if err := rootless.Chown(dir, owners); err != nil {
+				return fmt.Errorf("give files their owners: %w", err)
+			}
 		}
 		return nil
 	})

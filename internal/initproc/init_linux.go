@@ -70,8 +70,8 @@ func Main() {
 	buf, oob := make([]byte, MaxMessage), make([]byte, 4096)
 	m, files, err := Recv(conn, buf, oob)
 	CloseFiles(files)
-	if err == nil && m.Type == MsgRemoveAll {
-		removeAllHelper(conn, m) // exits
+	if err == nil && (m.Type == MsgRemoveAll || m.Type == MsgChown) {
+		helper(conn, m, buf, oob) // exits
 	}
 	if err != nil || m.Type != MsgStart || m.Config == nil {
 		os.Exit(122)

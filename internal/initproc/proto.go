@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 
+	"github.com/berthlabs/berth/internal/rootless"
 	"github.com/berthlabs/berth/layer/snapshot"
 	"golang.org/x/sys/unix"
 )
@@ -26,8 +27,10 @@ type Message struct {
 	Pid    int     `json:"pid,omitempty"`
 	Status int     `json:"status,omitempty"`
 	Error  string  `json:"error,omitempty"`
-	// Path is what MsgRemoveAll removes.
-	Path string `json:"path,omitempty"`
+	// Path is what MsgRemoveAll removes, and the directory whose files
+	// MsgChown gives Owners.
+	Path   string           `json:"path,omitempty"`
+	Owners []rootless.Owner `json:"owners,omitempty"`
 	// Socket is what MsgSocket asks for.
 	Socket *Socket `json:"socket,omitempty"`
 	// Files are the descriptors that came with the message (not sent
@@ -46,7 +49,8 @@ const (
 	MsgSocket     = "socket"     // host -> init: make Socket in the container's network namespace
 	MsgSocketMade = "socketMade" // init -> host: the socket of request ID, in SCM_RIGHTS
 	MsgRemoveAll  = "removeAll"  // host -> init, first: remove Path and exit (a helper in a user namespace)
-	MsgRemoved    = "removed"    // init -> host: MsgRemoveAll is done
+	MsgChown      = "chown"      // host -> helper init: chown Owners in Path
+	MsgRemoved    = "removed"    // init -> host: MsgRemoveAll or MsgChown is done
 )
 
 // Socket is a socket(2) call for init to make: the socket belongs to

@@ -2,13 +2,16 @@ package initproc
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/berthlabs/berth/internal/rootless"
 	"golang.org/x/sys/unix"
 )
 
@@ -136,15 +139,65 @@ func inIDMap(m string, id uint32) bool {
 	return false
 }
 
-// removeAllHelper serves MsgRemoveAll, the one request of an init
-// started as a helper in a user namespace (no container): it removes
-// m.Path with the capabilities it has there, over every file whose owner
-// the namespace maps, answers MsgRemoved or MsgError, and exits.
-func removeAllHelper(conn *net.UnixConn, m *Message) {
-	if err := os.RemoveAll(m.Path); err != nil {
-		Send(conn, &Message{Type: MsgError, Error: err.Error()})
-		os.Exit(1)
+// helper serves the requests of an init started as a helper in a user
+// namespace (no container), m the first: MsgRemoveAll removes m.Path
+// with the capabilities init has there, over every file whose owner the
+// namespace maps; MsgChown gives the files of the directory m.Path their
+// Owners. Each is answered with MsgRemoved or MsgError; the helper exits
+// when the host closes the socket.
+func helper(conn *net.UnixConn, m *Message, buf, oob []byte) {
+	for {
+		var err error
+		switch m.Type {
+		case MsgRemoveAll:
+			err = os.RemoveAll(m.Path)
+		case MsgChown:
+			err = chownAll(m.Path, m.Owners)
+		default:
+			err = fmt.Errorf("unexpected %q request to a helper", m.Type)
+		}
+		if err != nil {
+			Send(conn, &Message{Type: MsgError, Error: err.Error()})
+		} else {
+			Send(conn, &Message{Type: MsgRemoved})
+		}
+		var files []*os.File
+		m, files, err = Recv(conn, buf, oob)
+		CloseFiles(files)
+		if err != nil {
+			os.Exit(0)
+		}
 	}
-	Send(conn, &Message{Type: MsgRemoved})
-	os.Exit(0)
+}
+
+// chownAll gives each file of owners, resolved inside dir (never through
+// a symlink out of it), its owner and then its mode again.
+func chownAll(dir string, owners []rootless.Owner) error {
+	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(root)
+	for _, o := range owners {
+		parent, base := path.Split(relPath(o.Path))
+		if base == "" {
+			parent, base = "", "."
+		}
+		pfd, err := openIn(root, "/"+parent, unix.O_PATH|unix.O_DIRECTORY)
+		if err != nil {
+			return err
+		}
+		err = unix.Fchownat(pfd, base, o.UID, o.GID, unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil && !o.Symlink {
+			err = unix.Fchmodat(pfd, base, o.Mode, 0)
+		}
+		unix.Close(pfd)
+		if errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("%w: /%s is owned by %d:%d in the layer, which the user's subordinate IDs do not map", ErrInvalid, relPath(o.Path), o.UID, o.GID)
+		}
+		if err != nil {
+			return fmt.Errorf("chown /%s to %d:%d: %w", relPath(o.Path), o.UID, o.GID, err)
+		}
+	}
+	return nil
 }

@@ -52,6 +52,11 @@ type Options struct {
 	// NoChown leaves files owned by the caller instead of the owners the
 	// layer names; set it when unprivileged (rootless unpacking).
 	NoChown bool
+	// Owners, with NoChown, is called with each entry whose owner is not
+	// 0:0, once it is unpacked (hard links aside: they share their
+	// target's owner), for the caller to give them their owners another
+	// way (rootless unpacking with subordinate IDs).
+	Owners func(Owner)
 	// AllowDevices lets Apply create character and block devices, which
 	// needs CAP_MKNOD. Without it a device entry is an error (ErrUnsafe).
 	// Fifos are always created.
@@ -223,8 +228,21 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	if a.opts.NoChown && a.opts.Owners != nil && hdr.Typeflag != tar.TypeLink && (hdr.Uid != 0 || hdr.Gid != 0) {
+		a.opts.Owners(Owner{Path: p, UID: hdr.Uid, GID: hdr.Gid, Mode: uint32(hdr.Mode) & 0o7777, Symlink: hdr.Typeflag == tar.TypeSymlink})
+	}
 	a.markUnpacked(p)
 	return nil
+}
+
+// Owner is what Options.Owners is told about an entry: its path in the
+// layer's directory, the owner the layer gives it and its permission
+// bits.
+type Owner struct {
+	Path     string
+	UID, GID int
+	Mode     uint32
+	Symlink  bool
 }
 
 func (a *applier) markUnpacked(p string) {
