@@ -328,7 +328,8 @@ func (c *Container) NamespacePath(k namespace.Kind) (string, error) {
 	return namespace.ProcPath(pid, k), nil
 }
 
-// CgroupPath returns the container's cgroup path within the hierarchy.
+// CgroupPath returns the container's cgroup path within the hierarchy,
+// or "" for a container without a cgroup (Runtime.NoCgroups).
 func (c *Container) CgroupPath() string { return c.cg.Path() }
 
 // prepare resolves the spec into init's configuration and checks it
