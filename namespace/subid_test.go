@@ -19,8 +19,8 @@ func TestParseSubIDs(t *testing.T) {
 		{"alice", 1000, []SubIDRange{{100000, 65536}, {500000, 5}}},
 		{"bob", 1000, []SubIDRange{{200000, 1000}}},
 		{"someone", 1001, []SubIDRange{{300000, 10}}}, // by numeric ID
-		{"carol", 1002, nil},                           // malformed count
-		{"dave", 1003, nil},                            // zero count
+		{"carol", 1002, nil},                          // malformed count
+		{"dave", 1003, nil},                           // zero count
 		{"nobody", 9, nil},
 	} {
 		got := parseSubIDs(strings.NewReader(in), tc.name, tc.id)
