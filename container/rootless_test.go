@@ -489,6 +489,29 @@ func TestRootlessChild(t *testing.T) {
 		}
 	})
 
+	t.Run("escapes", func(t *testing.T) {
+		// Each attempt must fail; the script prints the ones that did not
+		// (the control, which must succeed, shows that it would).
+		script := `
+try() { if sh -c "$2" >/dev/null 2>&1; then echo "ESCAPED: $1"; fi; }
+try "control" 'echo x > /tmp/x'
+try "write /proc/1/exe" 'echo x >> /proc/1/exe'
+try "write /proc/self/exe" 'echo x >> /proc/self/exe'
+try "sysrq-trigger" 'echo h > /proc/sysrq-trigger'
+try "read /proc/kcore" 'head -c1 /proc/kcore | grep -q .'
+try "mount tmpfs" 'mkdir -p /mnt/t && mount -t tmpfs t /mnt/t'
+try "remount /proc/sys rw" 'mount -o remount,rw /proc/sys'
+try "write /sys" 'echo 1 > /sys/kernel/profiling'
+try "mknod a disk" 'mknod /tmp/sda b 8 0 && head -c1 /tmp/sda'
+try "set the time" 'date -s 2000-01-01; [ "$(date +%Y)" = 2000 ]'
+try "kill outside" 'kill -0 -1 && [ "$(ps -o pid= | wc -l)" -gt 10 ]'
+echo done`
+		out, st := runOut(t, rt, &Spec{Process: sh(script)})
+		if !st.Success() || strings.TrimSpace(out) != "ESCAPED: control\ndone" {
+			t.Errorf("escape attempts: %v:\n%s", st, out)
+		}
+	})
+
 	t.Run("network none", func(t *testing.T) {
 		out, st := runOut(t, rt, &Spec{Process: sh("cat /proc/net/dev | tail -n +3 | cut -d: -f1; ping -c1 -W1 127.0.0.1 >/dev/null && echo pingok")})
 		if !st.Success() {
