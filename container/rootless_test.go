@@ -47,7 +47,7 @@ const (
 // administrator delegates a subtree on v1 (directory and files chowned).
 // It returns the cgroup's path, "" elsewhere, and removes the cgroups when
 // the test ends, failing if the child left any below.
-func delegateV1Cgroup(t *testing.T, name string, uid, gid int) string {
+func delegateV1Cgroup(t testing.TB, name string, uid, gid int) string {
 	t.Helper()
 	if cgroup.HostVersion() != cgroup.V1 {
 		return ""
@@ -103,7 +103,7 @@ var userSeq atomic.Int64
 // rootlessUser creates an unprivileged user with a home of its own and,
 // when subStart is not 0, the subordinate ID range subStart..+65535 in
 // /etc/subuid and /etc/subgid. Everything is removed when the test ends.
-func rootlessUser(t *testing.T, subStart uint32) (name string, uid, gid int, home string) {
+func rootlessUser(t testing.TB, subStart uint32) (name string, uid, gid int, home string) {
 	t.Helper()
 	if _, err := exec.LookPath("useradd"); err != nil {
 		t.Skip("needs useradd")
@@ -159,7 +159,7 @@ func rootlessUser(t *testing.T, subStart uint32) (name string, uid, gid int, hom
 
 // removeSubIDLines removes the lines of user name from /etc/subuid and
 // /etc/subgid, leaving every other line as it was.
-func removeSubIDLines(t *testing.T, name string) {
+func removeSubIDLines(t testing.TB, name string) {
 	for _, f := range []string{namespace.SubUIDFile, namespace.SubGIDFile} {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -233,76 +233,100 @@ func sweepRootlessUsers(t *testing.T) {
 	}
 }
 
+// rootlessCase is one kind of unprivileged user the tests run as.
+type rootlessCase struct {
+	name string
+	sub  uint32 // first subordinate ID, or 0 for none
+}
+
+var rootlessCases = []rootlessCase{
+	{"single", 0},
+	{"subids", 300000000 + uint32(os.Getpid()%2000)*65536},
+}
+
+// rootlessRun is a run of this test binary as a throwaway user.
+type rootlessRun struct {
+	name     string
+	uid, gid int
+	home     string
+	out      []byte
+}
+
+// runAsRootlessUser creates a user of kind tc with a home, copies this
+// test binary there and runs it with args as that user, with what
+// TestRootlessChild needs in its environment. It fails tb if the run
+// fails.
+func runAsRootlessUser(tb testing.TB, tc rootlessCase, args ...string) *rootlessRun {
+	tb.Helper()
+	if _, err := exec.LookPath("newuidmap"); err != nil && tc.sub != 0 {
+		tb.Skip("needs newuidmap (apt-get install uidmap)")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	name, uid, gid, home := rootlessUser(tb, tc.sub)
+	bin := filepath.Join(home, "container.test")
+	copyExe(tb, exe, bin, uid, gid)
+	cg := delegateV1Cgroup(tb, name, uid, gid)
+	// A host directory only root may write, for the child to bind into
+	// a container read-write.
+	rootDir := filepath.Join(home, "rootdir")
+	if err := os.Mkdir(rootDir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	// An image layer with a file of another owner, for the child to
+	// import and run.
+	owned := filepath.Join(home, "imgextra", "srv", "owned33")
+	os.MkdirAll(filepath.Dir(owned), 0o755)
+	if err := os.WriteFile(owned, []byte("x"), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	os.Chown(owned, 33, 33)
+	tmp := filepath.Join(home, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	os.Chown(tmp, uid, gid)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = home
+	cmd.Env = []string{
+		"HOME=" + home, "TMPDIR=" + tmp, "USER=" + name, "LOGNAME=" + name,
+		"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+		envRootlessChild + "=" + tc.name,
+		envRootlessUID + "=" + strconv.FormatUint(uint64(tc.sub), 10),
+		envRootlessRO + "=" + rootDir,
+		envRootlessCg + "=" + cg,
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}},
+		Setpgid:    true,
+		Pdeathsig:  syscall.SIGKILL,
+	}
+	// On timeout the child dumps its goroutines (SIGQUIT).
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the child's group, in case
+	tb.Logf("child as %s (uid %d):\n%s", name, uid, out)
+	if err != nil {
+		tb.Fatalf("child: %v", err)
+	}
+	return &rootlessRun{name: name, uid: uid, gid: gid, home: home, out: out}
+}
+
 func TestRootless(t *testing.T) {
 	needRoot(t)
 	sweepRootlessUsers(t)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		name string
-		sub  uint32
-	}{
-		{"single", 0},
-		{"subids", 300000000 + uint32(os.Getpid()%2000)*65536},
-	} {
+	for _, tc := range rootlessCases {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := exec.LookPath("newuidmap"); err != nil && tc.sub != 0 {
-				t.Skip("needs newuidmap (apt-get install uidmap)")
-			}
-			name, uid, gid, home := rootlessUser(t, tc.sub)
-			bin := filepath.Join(home, "container.test")
-			copyExe(t, exe, bin, uid, gid)
-			// A host directory only root may write, for the child to bind
-			// into a container read-write.
-			cg := delegateV1Cgroup(t, name, uid, gid)
-			rootDir := filepath.Join(home, "rootdir")
-			if err := os.Mkdir(rootDir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			// An image layer with a file of another owner, for the child
-			// to import and run.
-			owned := filepath.Join(home, "imgextra", "srv", "owned33")
-			os.MkdirAll(filepath.Dir(owned), 0o755)
-			if err := os.WriteFile(owned, []byte("x"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			os.Chown(owned, 33, 33)
-			tmp := filepath.Join(home, "tmp")
-			if err := os.Mkdir(tmp, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			os.Chown(tmp, uid, gid)
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, bin, "-test.run=^TestRootlessChild$", "-test.v", "-test.count=1")
-			cmd.Dir = home
-			cmd.Env = []string{
-				"HOME=" + home, "TMPDIR=" + tmp, "USER=" + name, "LOGNAME=" + name,
-				"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-				envRootlessChild + "=" + tc.name,
-				envRootlessUID + "=" + strconv.FormatUint(uint64(tc.sub), 10),
-				envRootlessRO + "=" + rootDir,
-				envRootlessCg + "=" + cg,
-			}
-			cmd.SysProcAttr = &syscall.SysProcAttr{
-				Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}},
-				Setpgid:    true,
-				Pdeathsig:  syscall.SIGKILL,
-			}
-			// On timeout the child dumps its goroutines (SIGQUIT).
-			cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
-			cmd.WaitDelay = 10 * time.Second
-			out, err := cmd.CombinedOutput()
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the child's group, in case
-			t.Logf("child as %s (uid %d):\n%s", name, uid, out)
-			if err != nil {
-				t.Fatalf("child: %v", err)
-			}
-			if !bytes.Contains(out, []byte("--- PASS: TestRootlessChild")) {
+			r := runAsRootlessUser(t, tc, "-test.run=^TestRootlessChild$", "-test.v", "-test.count=1")
+			if !bytes.Contains(r.out, []byte("--- PASS: TestRootlessChild")) {
 				t.Fatal("the child did not run TestRootlessChild")
 			}
+			uid, home := r.uid, r.home
 			var left []string
 			for i := 0; i < 50; i++ {
 				if left = userProcs(uid, tc.sub); len(left) == 0 {
@@ -334,6 +358,65 @@ func TestRootless(t *testing.T) {
 	}
 }
 
+// BenchmarkRootlessRun is BenchmarkRun for an unprivileged user, without
+// a cgroup (Runtime.NoCgroups): it runs this binary's
+// BenchmarkRootlessChildRun as a throwaway user, with a single-ID map
+// and with subordinate IDs (newuidmap, and init executed twice), and
+// reports the child's figure as rootless-ns/op.
+func BenchmarkRootlessRun(b *testing.B) {
+	needRoot(b)
+	for _, tc := range rootlessCases {
+		b.Run(tc.name, func(b *testing.B) {
+			r := runAsRootlessUser(b, tc, "-test.run=^$", "-test.bench=^BenchmarkRootlessChildRun$", fmt.Sprintf("-test.benchtime=%dx", b.N))
+			for _, l := range strings.Split(string(r.out), "\n") {
+				f := strings.Fields(l)
+				if len(f) >= 4 && strings.HasPrefix(f[0], "BenchmarkRootlessChildRun") && f[3] == "ns/op" {
+					ns, err := strconv.ParseFloat(f[2], 64)
+					if err == nil {
+						b.ReportMetric(ns, "rootless-ns/op")
+						return
+					}
+				}
+			}
+			b.Fatal("no figure from the child")
+		})
+	}
+}
+
+// BenchmarkRootlessChildRun is run by BenchmarkRootlessRun as the
+// unprivileged user.
+func BenchmarkRootlessChildRun(b *testing.B) {
+	if os.Getenv(envRootlessChild) == "" {
+		b.Skip("run by BenchmarkRootlessRun as an unprivileged user")
+	}
+	rootfs := filepath.Join(os.Getenv("HOME"), "rootfs")
+	if err := busybox.Rootfs(rootfs); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	rt := &Runtime{NoCgroups: true}
+	spec := &Spec{Rootfs: rootfs, Process: Process{Args: []string{"/bin/true"}}}
+	if _, err := initPath(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c, err := rt.Create(ctx, fmt.Sprintf("bench-%d-%d", i, b.N), spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Start(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if st, err := c.Wait(ctx); err != nil || !st.Success() {
+			b.Fatal(st, err)
+		}
+		if err := c.Delete(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // checkHostOwners checks, on the host, the owners of what the child's
 // containers created in dir: "by-root" by the container's root (the
 // user), "by-1" by its UID 1 (the first subordinate UID), when there.
@@ -355,7 +438,7 @@ func checkHostOwners(t *testing.T, dir string, uid int, sub uint32) {
 	}
 }
 
-func copyExe(t *testing.T, src, dst string, uid, gid int) {
+func copyExe(t testing.TB, src, dst string, uid, gid int) {
 	t.Helper()
 	in, err := os.Open(src)
 	if err != nil {
