@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -25,14 +26,18 @@ import (
 	"github.com/berthlabs/berth/layer/snapshot"
 	"github.com/berthlabs/berth/namespace"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // The rootless tests run as a throwaway unprivileged user: TestRootless
-// (as root) creates the user, with or without subordinate IDs, and a home
-// it owns, copies this test binary there and runs its TestRootlessChild
-// as that user; the child runs containers and checks what it sees. The
-// parent then checks what the child left behind and removes the user and
-// every line it added to /etc/subuid and /etc/subgid.
+// (as root) makes the user, with or without subordinate IDs, in private
+// copies of /etc/passwd, /etc/group, /etc/subuid and /etc/subgid that are
+// bound over the host's in a mount namespace of the child's alone (so
+// newuidmap sees them, and the host's files are never written), makes a
+// home it owns, copies this test binary there and runs its
+// TestRootlessChild as that user; the child runs containers and checks
+// what it sees. The parent then checks what the child left behind, and
+// removes the home.
 
 // Environment of the child run.
 const (
@@ -100,86 +105,98 @@ func delegateV1Cgroup(t testing.TB, name string, uid, gid int) string {
 
 var userSeq atomic.Int64
 
-// rootlessUser creates an unprivileged user with a home of its own and,
-// when subStart is not 0, the subordinate ID range subStart..+65535 in
-// /etc/subuid and /etc/subgid. Everything is removed when the test ends.
-func rootlessUser(t testing.TB, subStart uint32) (name string, uid, gid int, home string) {
+// rootlessUser makes an unprivileged user: a UID and GID no entry of the
+// host's /etc/passwd and /etc/group uses, a home of its own, and private
+// copies of /etc/passwd, /etc/group, /etc/subuid and /etc/subgid with
+// its entries added (the subordinate ID range subStart..+65535 when
+// subStart is not 0), which withUserFiles mounts over the host's for the
+// child alone. The host's files are never written: tests of other
+// packages watch them, and other runs of this test add users at the same
+// time.
+func rootlessUser(t testing.TB, subStart uint32) (name string, uid, gid int, home string, files map[string]string) {
 	t.Helper()
-	if _, err := exec.LookPath("useradd"); err != nil {
-		t.Skip("needs useradd")
-	}
 	name = fmt.Sprintf("berthrl%d-%d", os.Getpid(), userSeq.Add(1))
+	used := map[int]bool{}
+	for _, f := range []string{"/etc/passwd", "/etc/group"} {
+		b, _ := os.ReadFile(f)
+		for _, l := range strings.Split(string(b), "\n") {
+			if fl := strings.Split(l, ":"); len(fl) > 2 {
+				n, _ := strconv.Atoi(fl[2])
+				used[n] = true
+			}
+		}
+	}
+	uid = 20000 + (os.Getpid()*7+int(userSeq.Load())*131)%40000
+	for used[uid] || len(userProcs(uid, 0)) > 0 {
+		uid++
+	}
+	gid = uid
 	home, err := os.MkdirTemp(scratch, "rootless-home-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// SUB_*_COUNT=0: useradd adds no subordinate IDs of its own.
-	out, err := exec.Command("useradd", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0",
-		"--no-create-home", "--home-dir", home, "--shell", "/bin/false", "--user-group", name).CombinedOutput()
-	if err != nil {
-		t.Fatalf("useradd: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		removeSubIDLines(t, name)
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v: %s", name, err, out)
-		}
-		os.RemoveAll(home)
-	})
-	out, err = exec.Command("id", "-u", name).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ = strconv.Atoi(strings.TrimSpace(string(out)))
-	out, err = exec.Command("id", "-g", name).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	gid, _ = strconv.Atoi(strings.TrimSpace(string(out)))
+	t.Cleanup(func() { os.RemoveAll(home) })
 	if err := os.Chown(home, uid, gid); err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(home, 0o700)
+	etc := filepath.Join(scratch, "rootless-etc-"+name)
+	if err := os.Mkdir(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(etc) })
+	add := map[string]string{
+		"/etc/passwd": fmt.Sprintf("%s:x:%d:%d::%s:/bin/false\n", name, uid, gid, home),
+		"/etc/group":  fmt.Sprintf("%s:x:%d:\n", name, gid),
+	}
 	if subStart != 0 {
-		line := fmt.Sprintf("%s:%d:65536\n", name, subStart)
-		for _, f := range []string{namespace.SubUIDFile, namespace.SubGIDFile} {
-			fh, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = fh.WriteString(line)
-			fh.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
+		add[namespace.SubUIDFile] = fmt.Sprintf("%s:%d:65536\n", name, subStart)
+		add[namespace.SubGIDFile] = add[namespace.SubUIDFile]
+	}
+	files = map[string]string{}
+	for _, f := range []string{"/etc/passwd", "/etc/group", namespace.SubUIDFile, namespace.SubGIDFile} {
+		b, err := os.ReadFile(f)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if len(b) > 0 && b[len(b)-1] != '\n' {
+			b = append(b, '\n')
+		}
+		priv := filepath.Join(etc, filepath.Base(f))
+		if err := os.WriteFile(priv, append(b, add[f]...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(f); err == nil {
+			files[f] = priv
 		}
 	}
-	return name, uid, gid, home
+	return name, uid, gid, home, files
 }
 
-// removeSubIDLines removes the lines of user name from /etc/subuid and
-// /etc/subgid, leaving every other line as it was.
-func removeSubIDLines(t testing.TB, name string) {
-	for _, f := range []string{namespace.SubUIDFile, namespace.SubGIDFile} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		var keep []string
-		changed := false
-		for _, l := range strings.SplitAfter(string(b), "\n") {
-			if strings.HasPrefix(l, name+":") {
-				changed = true
-				continue
+// withUserFiles runs fn on an OS thread of its own that has a private
+// mount namespace in which files (host path -> private copy) are bound
+// over the host's; a process fn starts inherits it. The thread is never
+// given back to the Go scheduler.
+func withUserFiles(files map[string]string, fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		done <- func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+				return fmt.Errorf("unshare the mount namespace: %w", err)
 			}
-			keep = append(keep, l)
-		}
-		if changed {
-			if err := os.WriteFile(f, []byte(strings.Join(keep, "")), 0o644); err != nil {
-				t.Errorf("restore %s: %v", f, err)
+			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+				return err
 			}
-		}
-	}
+			for host, priv := range files {
+				if err := unix.Mount(priv, host, "", unix.MS_BIND, ""); err != nil {
+					return fmt.Errorf("bind %s over %s: %w", priv, host, err)
+				}
+			}
+			return fn()
+		}()
+	}()
+	return <-done
 }
 
 // userProcs lists the processes running as uid or as a UID in
@@ -206,31 +223,6 @@ func userProcs(uid int, sub uint32) []string {
 		}
 	}
 	return out
-}
-
-// sweepRootlessUsers removes the users (and their subordinate ID lines)
-// that a TestRootless killed before its cleanup left: berthrlPID-N
-// whose PID is gone.
-func sweepRootlessUsers(t *testing.T) {
-	b, err := os.ReadFile("/etc/passwd")
-	if err != nil {
-		return
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		name, _, _ := strings.Cut(l, ":")
-		rest, ok := strings.CutPrefix(name, "berthrl")
-		pid, _, ok2 := strings.Cut(rest, "-")
-		if !ok || !ok2 {
-			continue
-		}
-		if n, err := strconv.Atoi(pid); err != nil || syscall.Kill(n, 0) == nil || n == os.Getpid() {
-			continue
-		}
-		removeSubIDLines(t, name)
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			t.Logf("remove stale test user %s: %v: %s", name, err, out)
-		}
-	}
 }
 
 // rootlessCase is one kind of unprivileged user the tests run as.
@@ -265,7 +257,10 @@ func runAsRootlessUser(tb testing.TB, tc rootlessCase, args ...string) *rootless
 	if err != nil {
 		tb.Fatal(err)
 	}
-	name, uid, gid, home := rootlessUser(tb, tc.sub)
+	name, uid, gid, home, files := rootlessUser(tb, tc.sub)
+	if tc.sub != 0 && (files[namespace.SubUIDFile] == "" || files[namespace.SubGIDFile] == "") {
+		tb.Skipf("needs %s and %s to bind the test user's over", namespace.SubUIDFile, namespace.SubGIDFile)
+	}
 	bin := filepath.Join(home, "container.test")
 	copyExe(tb, exe, bin, uid, gid)
 	cg := delegateV1Cgroup(tb, name, uid, gid)
@@ -308,8 +303,15 @@ func runAsRootlessUser(tb testing.TB, tc rootlessCase, args ...string) *rootless
 	// On timeout the child dumps its goroutines (SIGQUIT).
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
 	cmd.WaitDelay = 10 * time.Second
-	out, err := cmd.CombinedOutput()
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the child's group, in case
+	var out []byte
+	err = withUserFiles(files, func() error {
+		var err error
+		out, err = cmd.CombinedOutput()
+		if cmd.Process != nil {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the child's group, in case
+		}
+		return err
+	})
 	tb.Logf("child as %s (uid %d):\n%s", name, uid, out)
 	if err != nil {
 		tb.Fatalf("child: %v", err)
@@ -319,7 +321,6 @@ func runAsRootlessUser(tb testing.TB, tc rootlessCase, args ...string) *rootless
 
 func TestRootless(t *testing.T) {
 	needRoot(t)
-	sweepRootlessUsers(t)
 	for _, tc := range rootlessCases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runAsRootlessUser(t, tc, "-test.run=^TestRootlessChild$", "-test.v", "-test.count=1")
