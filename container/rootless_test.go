@@ -789,7 +789,15 @@ echo done`
 		if err := c.Update(cgroup.Resources{PidsLimit: 10}); !errors.Is(err, ErrNoCgroup) {
 			t.Errorf("Update: %v, want ErrNoCgroup", err)
 		}
-		procs, err := c.Top()
+		// Start returns once the process is forked: its command line is
+		// there once it has executed sleep.
+		var procs []ProcessInfo
+		for i := 0; i < 100; i++ {
+			if procs, err = c.Top(); err != nil || len(procs) == 1 && len(procs[0].Args) > 0 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		if err != nil || len(procs) != 1 || !strings.Contains(strings.Join(procs[0].Args, " "), "sleep 60") {
 			t.Errorf("Top: %+v, %v; want the sleep alone", procs, err)
 		}
@@ -828,7 +836,7 @@ echo done`
 		// cgroup for a moment after: wait until it is gone.
 		var procs []ProcessInfo
 		for i := 0; i < 50; i++ {
-			if procs, err = c.Top(); err != nil || len(procs) == 1 {
+			if procs, err = c.Top(); err != nil || len(procs) == 1 && procs[0].Command == "sleep" {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
