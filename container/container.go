@@ -87,7 +87,9 @@ func exitStatusOf(ws unix.WaitStatus) *ExitStatus {
 // uses. A Runtime is safe for concurrent use.
 type Runtime struct {
 	// CgroupParent is the cgroup under which each container gets
-	// CgroupParent/ID. Empty means "/berth".
+	// CgroupParent/ID. Empty means "/berth" (for an unprivileged caller,
+	// its delegated cgroup v2 subtree's berth: see the package
+	// documentation on rootless containers).
 	CgroupParent string
 	// Logger receives debug and warning records (such as what a
 	// container's init writes to its stderr when it crashes). Nil
@@ -110,6 +112,12 @@ type Runtime struct {
 	// empty start their init as without a pool. Set it before the first
 	// Create.
 	InitPool int
+	// NoCgroups lets an unprivileged caller run containers without a
+	// cgroup where the host delegates it none (see the package
+	// documentation on rootless containers): without it, Create fails
+	// there with ErrNoCgroup. A spec with Resources is refused either
+	// way. Root's containers always have a cgroup.
+	NoCgroups bool
 
 	mu         sync.Mutex
 	containers map[string]*Container
@@ -204,6 +212,9 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 			}
 		}()
 	}
+	if err := r.rootlessSpec(spec); err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
 	if err := spec.validate(); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
@@ -222,7 +233,7 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
 	res := c.cgroupResources(spec.Resources)
-	cg, err := cgroup.New(r.cgroupPath(id), &res)
+	cg, err := r.newCgroup(id, spec, &res)
 	if err != nil {
 		if errors.Is(err, cgroup.ErrExists) {
 			err = fmt.Errorf("%w (its cgroup %s holds processes): %w", ErrExists, r.cgroupPath(id), err)
@@ -269,7 +280,7 @@ type Container struct {
 	rt   *Runtime
 	spec Spec
 	cfg  initproc.Config
-	cg   *cgroup.Cgroup
+	cg   cgroupHandle
 	// devRules allow the devices of the spec's Devices (see
 	// cgroupResources).
 	devRules []cgroup.DeviceRule
@@ -348,7 +359,8 @@ func (c *Container) NamespacePath(k namespace.Kind) (string, error) {
 	return namespace.ProcPath(pid, k), nil
 }
 
-// CgroupPath returns the container's cgroup path within the hierarchy.
+// CgroupPath returns the container's cgroup path within the hierarchy,
+// or "" for a container without a cgroup (Runtime.NoCgroups).
 func (c *Container) CgroupPath() string { return c.cg.Path() }
 
 // prepare resolves the spec into init's configuration and checks it
@@ -571,6 +583,7 @@ func (c *Container) start(ctx context.Context) (err error) {
 	defer sio.handedOver()
 	var cmd *exec.Cmd
 	var startFiles []*os.File // what a pooled init gets with its config
+	awaitIDMaps := false      // newuidmap writes init's maps (rootless)
 	if pooled != nil {
 		cmd = pooled.cmd
 		cgFiles, err := c.cg.OpenPlacement()
@@ -580,7 +593,7 @@ func (c *Container) start(ctx context.Context) (err error) {
 		defer initproc.CloseFiles(cgFiles)
 		startFiles = append(sio.child[:], cgFiles...)
 		c.setPlacement(len(cgFiles))
-	} else if cmd, err = c.startInit(exe, childSock, sio); err != nil {
+	} else if cmd, awaitIDMaps, err = c.startInit(exe, childSock, sio); err != nil {
 		return err
 	}
 	started = true
@@ -596,6 +609,17 @@ func (c *Container) start(ctx context.Context) (err error) {
 		c.disconnect()
 		c.cmd, c.conn, c.initPid = nil, nil, 0
 		return err
+	}
+	if nc, ok := c.cg.(*noCgroup); ok {
+		nc.started(cmd.Process)
+	}
+	if awaitIDMaps {
+		if err := c.writeIDMaps(); err != nil {
+			return fail(err)
+		}
+	}
+	if err := c.publishRootless(ctx); err != nil {
+		return fail(err)
 	}
 	cfg := c.cfg
 	if len(c.spec.Networks) > 0 {
@@ -635,7 +659,7 @@ func (c *Container) start(ctx context.Context) (err error) {
 
 // startInit starts an init for this container now, in its namespaces,
 // with its stdio and cgroup placement descriptors.
-func (c *Container) startInit(exe string, childSock *os.File, sio *stdio) (_ *exec.Cmd, err error) {
+func (c *Container) startInit(exe string, childSock *os.File, sio *stdio) (_ *exec.Cmd, awaitIDMaps bool, err error) {
 	cmd := newInitCmd(exe, c.id, &initLog{log: c.rt.logger(), id: c.id}, childSock, sio.child[0], sio.child[1], sio.child[2])
 	modes := c.modes
 	var join []*namespace.Namespace
@@ -656,11 +680,11 @@ func (c *Container) startInit(exe string, childSock *os.File, sio *stdio) (_ *ex
 		case NamespaceJoin:
 			ns, err := namespace.Open(c.spec.Namespaces[k].Path)
 			if err != nil {
-				return nil, fmt.Errorf("join %s namespace: %w", k, err)
+				return nil, false, fmt.Errorf("join %s namespace: %w", k, err)
 			}
 			if ns.Kind() != k {
 				ns.Close()
-				return nil, fmt.Errorf("join %s namespace: %s is a %s namespace", k, c.spec.Namespaces[k].Path, ns.Kind())
+				return nil, false, fmt.Errorf("join %s namespace: %s is a %s namespace", k, c.spec.Namespaces[k].Path, ns.Kind())
 			}
 			join = append(join, ns)
 		}
@@ -672,6 +696,7 @@ func (c *Container) startInit(exe string, childSock *os.File, sio *stdio) (_ *ex
 		// Become the namespace's root: our host UID is not mapped in it.
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
+	awaitIDMaps = c.rootlessUserNS(cmd)
 	// init stays outside the container's cgroup, as a shim would: its
 	// threads and memory do not count against the container's limits,
 	// and it can still act while the container is frozen or at its pids
@@ -679,7 +704,7 @@ func (c *Container) startInit(exe string, childSock *os.File, sio *stdio) (_ *ex
 	// process runs, through these descriptors.
 	cgFiles, err := c.cg.OpenPlacement()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer initproc.CloseFiles(cgFiles)
 	if modes[namespace.User] == NamespaceNew && c.cg.Version() == cgroup.V2 {
@@ -704,9 +729,9 @@ func (c *Container) startInit(exe string, childSock *os.File, sio *stdio) (_ *ex
 		err = onForkThread(cmd.Start)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("start init: %w", err)
+		return nil, false, fmt.Errorf("start init: %w", err)
 	}
-	return cmd, nil
+	return cmd, awaitIDMaps, nil
 }
 
 // setPlacement records in init's config the n cgroup placement
@@ -761,9 +786,15 @@ func (c *Container) monitor() {
 			delete(c.pending, m.ID)
 			ep := c.execs[m.ID]
 			c.mu.Unlock()
-			c.execStarted(m, ep, files)
+			if m.Type == initproc.MsgSocketMade {
+				m.Files = files // a socket init made, for its requester
+			} else {
+				c.execStarted(m, ep, files) // a TTY's master, or closed
+			}
 			if ch != nil {
 				ch <- m
+			} else {
+				initproc.CloseFiles(m.Files)
 			}
 		}
 	}

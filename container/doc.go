@@ -52,6 +52,67 @@
 // Errors can be matched with errors.Is: ErrInvalidSpec for a bad Spec,
 // ErrExists, ErrNotFound, ErrDeleted, ErrNotRunning, ErrNotPaused,
 // ErrAlreadyStarted, ErrInitUnavailable, ErrNoTTY, ErrVolumeExists,
-// ErrVolumeNotFound and ErrVolumeInUse, and context errors from the
-// calls that take a context. Running containers needs root.
+// ErrVolumeNotFound, ErrVolumeInUse and ErrNoCgroup, and context errors
+// from the calls that take a context.
+//
+// # Rootless containers
+//
+// A program running as an unprivileged user (any effective UID but 0)
+// gets containers too, as with rootless Docker and podman. What changes:
+//
+//   - Every container has a new user namespace: asking for the host's is
+//     an error. With UIDMappings and GIDMappings left nil, the user's own
+//     UID and GID are root inside, followed, when the user has
+//     subordinate IDs in /etc/subuid and /etc/subgid, by the first range
+//     of each as IDs 1 and up (namespace.RootlessIDMaps); such maps are
+//     written by newuidmap and newgidmap (Debian's uidmap package), which
+//     must then be installed (namespace.ErrNoIDMapHelper otherwise).
+//     Maps given in the spec may use only the user's own IDs and its
+//     subordinate ones (namespace.ErrNoSubIDs otherwise). Without
+//     subordinate IDs the namespace maps that single UID and GID: only
+//     root exists inside (another Process.User fails at Start, naming the
+//     ID that is not mapped), setgroups(2) is denied there (the kernel's
+//     rule for an unprivileged map), so processes keep the host user's
+//     supplementary groups (shown as nogroup) and
+//     Process.AdditionalGroups is an error.
+//   - Networks need root (bridges, veths and NAT rules on the host): an
+//     unprivileged container has network none (its loopback) or the
+//     host's network namespace. Spec.Ports work without networks: each
+//     host port is relayed by this process to that port on the
+//     container's loopback, as RootlessKit's builtin port driver does.
+//     Container.Dial and PortForward work too. This process may not
+//     enter a network namespace that the container's user namespace owns
+//     (setns needs CAP_SYS_ADMIN in its own user namespace as well), so
+//     for all three the container's init makes the sockets inside and
+//     passes them out over its control socket.
+//   - cgroups: an unprivileged user gets a cgroup only where one is
+//     delegated to it. On a cgroup v2 host whose systemd delegates the
+//     user's subtree (user@UID.service with Delegate=yes), containers get
+//     cgroups below it, in berth/ID. Runtime.CgroupParent, when set,
+//     names the delegated cgroup to use instead (on v1, a cgroup the
+//     administrator made in each hierarchy and chowned to the user).
+//     Elsewhere (cgroup v1 and hybrid hosts without such a cgroup, or no
+//     delegation) Create fails with ErrNoCgroup, and says why, unless the
+//     Runtime's NoCgroups is set: then containers have no cgroup at all.
+//     A spec with any Resources is still refused (limits are never
+//     dropped silently), the PID namespace must be new, Kill kills the
+//     container's init (the kernel then kills the rest of its PID
+//     namespace), Top lists the processes of that PID namespace, and
+//     Pause, Resume, Update and Stats fail with ErrNoCgroup.
+//   - Image containers need a layer store the user can write: open one
+//     in RootlessDataDir()/images with layer.Open. Its snapshots are
+//     overlayfs ones, mounted by the container's init inside its user
+//     namespace (Linux 5.11 and later), else copies. It unpacks layers
+//     without chown(2). When the user has subordinate IDs and the
+//     snapshots are overlayfs ones, berth's init, run as a helper in a
+//     user namespace that maps them, then gives the files their image
+//     owners (a layer's UID u is the host's subordinate UID start+u-1;
+//     an owner beyond the range fails the unpack). Otherwise every file
+//     is the user's on the host and root's inside, whatever owner its
+//     layers give it, as with rootless podman's ignore_chown_errors.
+//     What containers wrote as subordinate IDs is removed with their
+//     snapshots by the same helper. Named volumes default to
+//     RootlessDataDir()/volumes.
+//
+// Root's containers are unchanged by any of this.
 package container

@@ -43,7 +43,7 @@ func (s *Spec) checkNetworking(modes map[namespace.Kind]NamespaceMode) error {
 	if len(s.Networks) > 0 && modes[namespace.Net] != NamespaceNew {
 		return fmt.Errorf("%w: networks need a new network namespace (this container shares or joins one)", ErrInvalidSpec)
 	}
-	if len(s.Ports) > 0 && len(s.Networks) == 0 {
+	if len(s.Ports) > 0 && len(s.Networks) == 0 && !unprivileged() {
 		return fmt.Errorf("%w: published ports need a network (Spec.Networks)", ErrInvalidSpec)
 	}
 	for i, a := range s.Networks {
@@ -208,6 +208,9 @@ func (c *Container) netns() (*namespace.Namespace, error) {
 // any network mode, network none included, and reaches services bound to
 // the container's 127.0.0.1. address must be an IP literal and a port.
 func (c *Container) Dial(ctx context.Context, netw, address string) (net.Conn, error) {
+	if c.rootlessNet() {
+		return c.dialRootless(ctx, netw, address)
+	}
 	ns, err := c.netns()
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
@@ -222,14 +225,25 @@ func (c *Container) Dial(ctx context.Context, netw, address string) (net.Conn, e
 // network or published port is needed. It ends with Close or when the
 // container is deleted.
 func (c *Container) PortForward(ctx context.Context, listen string, port uint16) (*network.Forwarder, error) {
-	ns, err := c.netns()
-	if err != nil {
-		return nil, fmt.Errorf("port-forward: %w", err)
-	}
-	defer ns.Close()
-	f, err := network.Forward(ctx, ns, listen, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String())
-	if err != nil {
-		return nil, err
+	var f *network.Forwarder
+	if c.rootlessNet() {
+		if c.State() != Running {
+			return nil, fmt.Errorf("port-forward: %s: %w", c.id, ErrNotRunning)
+		}
+		var err error
+		if f, err = network.ForwardWith(ctx, listen, netip.AddrPortFrom(loopback4, port), c.dialInside); err != nil {
+			return nil, err
+		}
+	} else {
+		ns, err := c.netns()
+		if err != nil {
+			return nil, fmt.Errorf("port-forward: %w", err)
+		}
+		defer ns.Close()
+		f, err = network.Forward(ctx, ns, listen, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String())
+		if err != nil {
+			return nil, err
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -82,7 +82,10 @@ type Spec struct {
 	// in-process relay. The host ports are bound at Start, before the
 	// container runs; a port in use fails Start with
 	// network.ErrPortInUse. When the first network is a CNI network, its
-	// portmap plugin publishes them instead.
+	// portmap plugin publishes them instead. An unprivileged caller's
+	// container, which has no networks, publishes them by relaying each
+	// to its loopback (see the package documentation on rootless
+	// containers).
 	Ports []network.PortMapping
 
 	// Namespaces overrides, per kind, whether the container gets a new

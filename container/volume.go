@@ -17,7 +17,8 @@ import (
 )
 
 // DefaultVolumeRoot is where a Runtime keeps its named volumes when
-// Runtime.VolumeRoot is empty.
+// Runtime.VolumeRoot is empty (for an unprivileged caller,
+// RootlessDataDir()/volumes instead).
 const DefaultVolumeRoot = "/var/lib/berth/volumes"
 
 // Errors of the volume calls, for errors.Is.
@@ -69,6 +70,11 @@ var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 func (r *Runtime) volumeRoot() string {
 	if r.VolumeRoot != "" {
 		return r.VolumeRoot
+	}
+	if unprivileged() {
+		if d, err := RootlessDataDir(); err == nil {
+			return filepath.Join(d, "volumes")
+		}
 	}
 	return DefaultVolumeRoot
 }

@@ -34,10 +34,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/berthlabs/berth/internal/lockfile"
+	"github.com/berthlabs/berth/internal/rootless"
 	"github.com/berthlabs/berth/layer/archive"
 	"github.com/berthlabs/berth/layer/content"
 	"github.com/berthlabs/berth/layer/snapshot"
@@ -59,6 +61,21 @@ import (
 // but not yet tagged. A process killed at any moment leaves the store
 // consistent; what it leaves is removed by the next Open or GC, once its
 // owner is known to be dead (see LabelOwner).
+//
+// A store opened by an unprivileged process (any effective UID but 0:
+// rootless containers) unpacks layers without chown(2), as rootless
+// podman's ignore_chown_errors does: every file is owned by that user,
+// whatever owner the layer gives it, so inside a rootless container's
+// user namespace every file of the image belongs to root; on overlayfs
+// snapshots, a program that imports the container package has the files
+// given their owners through the user's subordinate IDs instead, from a
+// helper in a user namespace (see the container package). Its snapshots
+// are overlayfs ones for mounts inside user namespaces where the kernel
+// allows them (snapshot.NewOverlayUserNS: a rootless container's init
+// mounts its root filesystem there), else copies; what would need a
+// mount on the host (Commit's view of a base image with several layers,
+// CopyTo and CopyFrom on a stopped container) fails. Keep such a store
+// in the user's home, not in one root uses.
 type Store struct {
 	// Content is the blob and image store.
 	Content *content.Store
@@ -366,7 +383,17 @@ func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descrip
 	// whiteouts), else through the mounts.
 	refusal := s.deviceRefusal()
 	err = withDir(ms, true, func(dir string, overlay bool) error {
-		st, err := archive.Apply(ctx, dir, r, archive.Options{OverlayWhiteouts: overlay, AllowDevices: refusal == ""})
+		opts := archive.Options{OverlayWhiteouts: overlay, UserXattrs: userXattrs(ms), NoChown: unprivileged(), AllowDevices: refusal == ""}
+		// Unprivileged, on overlay snapshots (which are used as they are,
+		// never copied): files get their owners through the user's
+		// subordinate IDs, from inside a user namespace.
+		var owners []rootless.Owner
+		if opts.NoChown && overlay && rootless.Chown != nil {
+			opts.Owners = func(o archive.Owner) {
+				owners = append(owners, rootless.Owner{Path: o.Path, UID: o.UID, GID: o.GID, Mode: o.Mode, Symlink: o.Symlink})
+			}
+		}
+		st, err := archive.Apply(ctx, dir, r, opts)
 		if errors.Is(err, archive.ErrDeviceNode) {
 			return fmt.Errorf("%w; this store does not unpack device nodes: %s", err, refusal)
 		}
@@ -375,6 +402,11 @@ func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descrip
 		}
 		if st.DiffID != diffID {
 			return fmt.Errorf("uncompressed layer is %s, the config says %s", st.DiffID, diffID)
+		}
+		if len(owners) > 0 {
+			if err := rootless.Chown(dir, owners); err != nil {
+				return fmt.Errorf("give files their owners: %w", err)
+			}
 		}
 		return nil
 	})
@@ -466,4 +498,19 @@ func randomID() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// unprivileged reports whether this process is not root: its store
+// cannot give files their layers' owners.
+func unprivileged() bool { return os.Geteuid() != 0 }
+
+// userXattrs reports whether ms are overlay mounts with the userxattr
+// option (a snapshot store for mounts in user namespaces).
+func userXattrs(ms []snapshot.Mount) bool {
+	for _, m := range ms {
+		if m.Type == "overlay" && slices.Contains(m.Options, "userxattr") {
+			return true
+		}
+	}
+	return false
 }

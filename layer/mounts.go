@@ -35,10 +35,6 @@ func directDir(ms []snapshot.Mount, write bool) (dir string, overlay, ok bool) {
 			switch {
 			case strings.HasPrefix(o, "upperdir="):
 				upper = strings.TrimPrefix(o, "upperdir=")
-			case o == "userxattr":
-				// Whiteouts in user.overlay.* xattrs: not what
-				// archive writes.
-				return "", false, false
 			}
 		}
 		return upper, true, upper != ""

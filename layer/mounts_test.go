@@ -27,7 +27,7 @@ func TestDirectDir(t *testing.T) {
 		{"rbind without a type", []snapshot.Mount{{Source: "/d", Options: []string{"rbind"}}}, true, "/d", false, true},
 		{"overlay with an upper directory", overlay("upperdir=/s/3/fs", "workdir=/s/3/work"), true, "/s/3/fs", true, true},
 		{"overlay without one (a view)", overlay(), false, "", false, false},
-		{"overlay with userxattr", overlay("userxattr", "upperdir=/s/3/fs", "workdir=/s/3/work"), true, "", false, false},
+		{"overlay with userxattr (archive writes user.overlay.opaque)", overlay("userxattr", "upperdir=/s/3/fs", "workdir=/s/3/work"), true, "/s/3/fs", true, true},
 		{"two mounts", append(bind("bind", "rw"), bind("bind", "rw")...), true, "", false, false},
 		{"no mounts", nil, true, "", false, false},
 		{"another filesystem", []snapshot.Mount{{Type: "ext4", Source: "/dev/loop0"}}, true, "", false, false},

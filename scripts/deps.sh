@@ -4,10 +4,10 @@
 # modules. Usage: scripts/deps.sh [extra Debian packages...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# gcc: go test -race; containernetworking-plugins (and the iptables its
+# uidmap: newuidmap/newgidmap for the rootless tests; gcc: go test -race; containernetworking-plugins (and the iptables its
 # portmap and firewall plugins run): the CNI tests; debootstrap: the
 # service images of scripts/images.sh; curl: bench/sandbox.sh's probes.
-want=(busybox-static skopeo umoci docker-registry apache2-utils gcc libc6-dev containernetworking-plugins iptables debootstrap curl "$@")
+want=(busybox-static uidmap skopeo umoci docker-registry apache2-utils gcc libc6-dev containernetworking-plugins iptables debootstrap curl "$@")
 missing=()
 for p in "${want[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 // target inside a network namespace (`kubectl port-forward`).
 type Forwarder struct {
 	l      net.Listener
-	ns     *namespace.Namespace
+	ns     *namespace.Namespace // nil with ForwardWith
+	dial   DialFunc             // ForwardWith's
 	target string
 
 	mu     sync.Mutex
@@ -87,7 +89,13 @@ func (f *Forwarder) serve() {
 			}
 			defer f.untrack(c)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			u, err := Dial(ctx, f.ns, "tcp", f.target)
+			var u net.Conn
+			var err error
+			if f.dial != nil {
+				u, err = f.dial(ctx, "tcp", netip.MustParseAddrPort(f.target))
+			} else {
+				u, err = Dial(ctx, f.ns, "tcp", f.target)
+			}
 			cancel()
 			if err != nil {
 				c.(*net.TCPConn).SetLinger(0)
@@ -118,5 +126,8 @@ func (f *Forwarder) Close() error {
 	}
 	f.mu.Unlock()
 	f.wg.Wait()
+	if f.ns == nil {
+		return nil
+	}
 	return f.ns.Close()
 }

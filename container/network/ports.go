@@ -172,6 +172,7 @@ type Publication struct {
 	ports  []PortMapping
 	log    *slog.Logger
 
+	dial    DialFunc        // nil: dial from this process's network namespace
 	onClose func()          // removes the local DNATs of Endpoint.Publish
 	ctx     context.Context // cancelled by Close: the relay's dials end
 	cancel  context.CancelFunc
@@ -192,10 +193,14 @@ type Publication struct {
 // and then nothing stays bound. The relay runs in the embedding process:
 // it ends with Close, or with the process.
 func Publish(ctx context.Context, target netip.Addr, ports []PortMapping, log *slog.Logger) (_ *Publication, err error) {
+	return publish(ctx, target, ports, log, nil)
+}
+
+func publish(ctx context.Context, target netip.Addr, ports []PortMapping, log *slog.Logger, dial DialFunc) (_ *Publication, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Publication{target: target, log: log, conns: map[net.Conn]bool{}}
+	p := &Publication{target: target, log: log, conns: map[net.Conn]bool{}, dial: dial}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -366,8 +371,7 @@ func (p *Publication) relayTCP(c *net.TCPConn, target netip.AddrPort) {
 		return
 	}
 	defer p.untrack(c)
-	d := net.Dialer{Timeout: relayDialTimeout}
-	uc, err := d.DialContext(p.ctx, "tcp", target.String())
+	uc, err := p.dialTarget("tcp", target)
 	if err != nil {
 		p.log.Debug("published port: dial container", "target", target, "err", err)
 		c.SetLinger(0) // a reset, as the kernel gives for a closed port
@@ -428,7 +432,11 @@ func (p *Publication) serveUDP(pc *net.UDPConn, target netip.AddrPort) {
 			continue
 		}
 		if f == nil {
-			up, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(target))
+			uc, err := p.dialTarget("udp", target)
+			var up *net.UDPConn
+			if err == nil {
+				up = uc.(*net.UDPConn)
+			}
 			if err != nil {
 				mu.Unlock()
 				p.log.Debug("published port: dial container", "target", target, "err", err)

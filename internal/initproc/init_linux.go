@@ -53,6 +53,7 @@ func Main() {
 	// Our comm would be the memfd's descriptor number otherwise.
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("berth-init\x00")[0])), 0, 0, 0)
 	debug.SetGCPercent(50)
+	awaitIDMaps()
 	unix.CloseOnExec(3)
 	conn, err := FileConn(3)
 	if err != nil {
@@ -75,6 +76,10 @@ func Main() {
 	}
 	buf, oob := make([]byte, MaxMessage), make([]byte, 4096)
 	m, files, err := Recv(conn, buf, oob)
+	if err == nil && (m.Type == MsgRemoveAll || m.Type == MsgChown) {
+		CloseFiles(files)
+		helper(conn, m, buf, oob) // exits
+	}
 	if err != nil || m.Type != MsgStart || m.Config == nil {
 		os.Exit(122)
 	}
@@ -186,6 +191,8 @@ func (s *initState) handle(m *Message, files []*os.File) {
 		}
 		s.procs[pid], s.byID[m.ID] = m.ID, pid
 		s.sendStarted(m.ID, pid, master)
+	case MsgSocket:
+		s.socket(m)
 	case MsgSignal:
 		if pid, ok := s.byID[m.ID]; ok {
 			unix.Kill(pid, unix.Signal(m.Signal))
@@ -297,6 +304,9 @@ func (s *initState) spawn(p *Proc, stdio []*os.File) (int, error) {
 	if err := p.CheckCaps(user.UID); err != nil {
 		return 0, err
 	}
+	if err := checkMapped(user); err != nil {
+		return 0, err
+	}
 	if err := giveTTY(p, stdio, user.UID); err != nil {
 		return 0, err
 	}
@@ -361,7 +371,15 @@ func (s *initState) spawnOnThread(p *Proc, path, dir string, env []string, u IDs
 		gp = uintptr(unsafe.Pointer(&groups[0]))
 	}
 	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), gp, 0); e != 0 {
-		return 0, fmt.Errorf("set supplementary groups %v: %w", groups, e)
+		if e != unix.EPERM || !setgroupsDenied() {
+			return 0, fmt.Errorf("set supplementary groups %v: %w", groups, e)
+		}
+		if len(p.Groups) > 0 {
+			return 0, fmt.Errorf("%w: additional groups %v: setgroups is denied in this user namespace (a single-ID map; give the user subordinate GIDs in /etc/subgid)", ErrInvalid, p.Groups)
+		}
+		// A user namespace without setgroups (an unprivileged user's
+		// single-ID map): the process keeps init's groups, which the
+		// namespace does not map. Only groups asked for explicitly fail.
 	}
 	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(u.GID), uintptr(u.GID), uintptr(u.GID)); e != 0 {
 		return 0, fmt.Errorf("set gid %d: %w", u.GID, e)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 
+	"github.com/berthlabs/berth/internal/rootless"
 	"github.com/berthlabs/berth/layer/snapshot"
 	"golang.org/x/sys/unix"
 )
@@ -26,18 +27,40 @@ type Message struct {
 	Pid    int     `json:"pid,omitempty"`
 	Status int     `json:"status,omitempty"`
 	Error  string  `json:"error,omitempty"`
+	// Path is what MsgRemoveAll removes, and the directory whose files
+	// MsgChown gives Owners.
+	Path   string           `json:"path,omitempty"`
+	Owners []rootless.Owner `json:"owners,omitempty"`
+	// Socket is what MsgSocket asks for.
+	Socket *Socket `json:"socket,omitempty"`
+	// Files are the descriptors that came with the message (not sent
+	// as JSON: Send takes them as arguments).
+	Files []*os.File `json:"-"`
 }
 
 // Message types.
 const (
-	MsgStart   = "start"   // host -> init: set up and run the main process
-	MsgStarted = "started" // init -> host: main (ID 0) or exec (ID) process runs, Pid; a TTY's master in SCM_RIGHTS
-	MsgExec    = "exec"    // host -> init: run another process, stdio in SCM_RIGHTS (none with Proc.TTY)
-	MsgSignal  = "signal"  // host -> init: signal process ID (0: main)
-	MsgExit    = "exit"    // init -> host: process ID ended with wait status Status
-	MsgError   = "error"   // init -> host: request ID failed
-	MsgReady   = "ready"   // init -> host: a pooled init waits for its MsgStart
+	MsgStart      = "start"      // host -> init: set up and run the main process
+	MsgStarted    = "started"    // init -> host: main (ID 0) or exec (ID) process runs, Pid; a TTY's master in SCM_RIGHTS
+	MsgExec       = "exec"       // host -> init: run another process, stdio in SCM_RIGHTS (none with Proc.TTY)
+	MsgSignal     = "signal"     // host -> init: signal process ID (0: main)
+	MsgExit       = "exit"       // init -> host: process ID ended with wait status Status
+	MsgError      = "error"      // init -> host: request ID failed
+	MsgReady      = "ready"      // init -> host: a pooled init waits for its MsgStart
+	MsgSocket     = "socket"     // host -> init: make Socket in the container's network namespace
+	MsgSocketMade = "socketMade" // init -> host: the socket of request ID, in SCM_RIGHTS
+	MsgRemoveAll  = "removeAll"  // host -> init, first: remove Path and exit (a helper in a user namespace)
+	MsgChown      = "chown"      // host -> helper init: chown Owners in Path
+	MsgRemoved    = "removed"    // init -> host: MsgRemoveAll or MsgChown is done
 )
+
+// Socket is a socket(2) call for init to make: the socket belongs to
+// init's network namespace for its whole life, wherever it is used.
+type Socket struct {
+	Domain int `json:"domain"`
+	Type   int `json:"type"`
+	Proto  int `json:"proto,omitempty"`
+}
 
 // Config is what init needs to build the container.
 type Config struct {

@@ -42,9 +42,21 @@ type Options struct {
 	// name from dir, which holds the layers below (a copy snapshot, or a
 	// mounted overlay).
 	OverlayWhiteouts bool
+	// UserXattrs, with OverlayWhiteouts, marks opaque directories with
+	// user.overlay.opaque=y instead, as overlayfs mounted with its
+	// userxattr option reads them (an unprivileged mount in a user
+	// namespace): the directory's owner may set it, no capability is
+	// needed. The 0:0 character devices of other whiteouts need none
+	// either (Linux 5.8 and later).
+	UserXattrs bool
 	// NoChown leaves files owned by the caller instead of the owners the
 	// layer names; set it when unprivileged (rootless unpacking).
 	NoChown bool
+	// Owners, with NoChown, is called with each entry whose owner is not
+	// 0:0, once it is unpacked (hard links aside: they share their
+	// target's owner), for the caller to give them their owners another
+	// way (rootless unpacking with subordinate IDs).
+	Owners func(Owner)
 	// AllowDevices lets Apply create character and block devices, which
 	// needs CAP_MKNOD. Without it a device entry is an error matching
 	// ErrUnsafe and ErrDeviceNode. Fifos are always created. A device node
@@ -218,8 +230,21 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	if a.opts.NoChown && a.opts.Owners != nil && hdr.Typeflag != tar.TypeLink && (hdr.Uid != 0 || hdr.Gid != 0) {
+		a.opts.Owners(Owner{Path: p, UID: hdr.Uid, GID: hdr.Gid, Mode: uint32(hdr.Mode) & 0o7777, Symlink: hdr.Typeflag == tar.TypeSymlink})
+	}
 	a.markUnpacked(p)
 	return nil
+}
+
+// Owner is what Options.Owners is told about an entry: its path in the
+// layer's directory, the owner the layer gives it and its permission
+// bits.
+type Owner struct {
+	Path     string
+	UID, GID int
+	Mode     uint32
+	Symlink  bool
 }
 
 func (a *applier) markUnpacked(p string) {
@@ -382,8 +407,8 @@ func (a *applier) directory(p, parent, base string, hdr *tar.Header) error {
 		if _, ok := a.whited[p]; ok {
 			// The layer whites out the directory below and makes a new
 			// one: in an overlay that is an opaque directory.
-			if err := unix.Fsetxattr(fd, overlayOpaque, []byte("y"), 0); err != nil {
-				return opErr("set "+overlayOpaque, err)
+			if err := unix.Fsetxattr(fd, a.opaqueXattr(), []byte("y"), 0); err != nil {
+				return opErr("set "+a.opaqueXattr(), err)
 			}
 		}
 	}
@@ -659,8 +684,8 @@ func (a *applier) opaque(d string) error {
 		a.t.forget()
 	}
 	if a.opts.OverlayWhiteouts {
-		if err := unix.Fsetxattr(fd, overlayOpaque, []byte("y"), 0); err != nil {
-			return opErr("set "+overlayOpaque, err)
+		if err := unix.Fsetxattr(fd, a.opaqueXattr(), []byte("y"), 0); err != nil {
+			return opErr("set "+a.opaqueXattr(), err)
 		}
 	}
 	a.markUnpacked(d)
@@ -716,4 +741,12 @@ func futimens(fd int, atime, mtime unix.Timespec) error {
 		return e
 	}
 	return nil
+}
+
+// opaqueXattr is the extended attribute that marks an opaque directory.
+func (a *applier) opaqueXattr() string {
+	if a.opts.UserXattrs {
+		return userOverlayOpq
+	}
+	return overlayOpaque
 }

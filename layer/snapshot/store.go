@@ -27,7 +27,7 @@ import (
 //	                      that got LOCK_EX at open was alone
 //	open.lock             held LOCK_EX while an opener decides whether it
 //	                      is alone and, if so, repairs the root
-//	driver                "overlay" or "copy": which kind made the snapshots
+//	driver                "overlay", "overlay-userns" or "copy": which kind made the snapshots
 //	ids, ids.lock         the highest snapshot ID that may have been handed
 //	                      out; each process reserves a block of IDs under
 //	                      ids.lock
@@ -142,7 +142,7 @@ type record struct {
 // and Copy have in common.
 type store struct {
 	root  string
-	kind  string // "overlay" or "copy"
+	kind  string // "overlay", "overlay-userns" or "copy"
 	drv   driver
 	lock  *os.File
 	owner string
@@ -310,7 +310,7 @@ func removeTemps(dir string, all bool) error {
 		p := filepath.Join(dir, e.Name())
 		// A crash during the overlay check can leave its mount.
 		_ = unix.Unmount(filepath.Join(p, "merged"), unix.MNT_DETACH)
-		if err := os.RemoveAll(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := removeAll(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
@@ -392,7 +392,7 @@ func (st *store) repair() error {
 		}
 		// Left by a crash between making the directories and writing
 		// the record, or between removing the record and the directories.
-		if err := os.RemoveAll(st.path(snapshotsDir, d.Name())); err != nil {
+		if err := removeAll(st.path(snapshotsDir, d.Name())); err != nil {
 			return err
 		}
 	}
@@ -1018,11 +1018,11 @@ func (st *store) removeDir(id uint64, h *lockfile.File, later bool) error {
 		st.bg.Add(1)
 		go func() {
 			defer st.bg.Done()
-			os.RemoveAll(tmp)
+			removeAll(tmp)
 		}()
 		return nil
 	}
-	return os.RemoveAll(tmp)
+	return removeAll(tmp)
 }
 
 // addChild makes the children entry child (an ID) of parent.
