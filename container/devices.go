@@ -191,7 +191,15 @@ func resolveDevices(devs []Device) ([]initproc.Device, []cgroup.DeviceRule, erro
 
 // cgroupResources is r with the container's device rules: Docker's
 // defaults, then those of its devices, then r's own.
+//
+// An unprivileged caller's containers get only the spec's own rules: in
+// their user namespace they can make no device node (the kernel refuses
+// mknod there), the nodes bound in from the host keep the host's
+// permissions, and cgroup v1 lets only root write device rules.
 func (c *Container) cgroupResources(r cgroup.Resources) cgroup.Resources {
+	if unprivileged() {
+		return r
+	}
 	rules := slices.Concat(DefaultDeviceRules, c.devRules, r.Devices)
 	r.Devices = rules
 	return r

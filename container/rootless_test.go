@@ -744,6 +744,9 @@ echo done`
 		if n != 0 {
 			t.Errorf("%d snapshots left after GC", n)
 		}
+		// Close waits for the deletions it runs in the background and
+		// removes its spare snapshot directories.
+		store.Close()
 		ents, _ := os.ReadDir(filepath.Join(data, "images", "snapshots", "snapshots"))
 		for _, e := range ents {
 			if strings.HasPrefix(e.Name(), ".") {
