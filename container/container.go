@@ -365,6 +365,10 @@ func (c *Container) prepare() error {
 	if err := s.capSets(&main); err != nil {
 		return err
 	}
+	seccompFilter, err := s.program(caps)
+	if err != nil {
+		return err
+	}
 	if s.rootfsMounts == nil {
 		u, err := root.ResolveUser(p.User, p.AdditionalGroups)
 		if err != nil {
@@ -392,6 +396,7 @@ func (c *Container) prepare() error {
 		NewIPC:        modes[namespace.IPC] == NamespaceNew,
 		UserNS:        modes[namespace.User] == NamespaceNew,
 		CgroupNS:      modes[namespace.Cgroup] == NamespaceNew,
+		Seccomp:       seccompFilter,
 		Main:          main,
 	}
 	if len(s.Sysctls) > 0 {
@@ -576,12 +581,14 @@ func (c *Container) start(ctx context.Context) (err error) {
 		return err
 	}
 	defer initproc.CloseFiles(cgFiles)
-	if modes[namespace.User] == NamespaceNew && c.cg.Version() == cgroup.V2 {
+	if (modes[namespace.User] == NamespaceNew || c.cfg.Seccomp != nil) && c.cg.Version() == cgroup.V2 {
 		// From inside a user namespace, cgroup v2 refuses to create a
 		// process in a cgroup owned by the host's root (the common
-		// ancestor's cgroup.procs is not writable there). Then init is
-		// born in the container's cgroup itself, and its threads and
-		// memory count against the limits.
+		// ancestor's cgroup.procs is not writable there). And a seccomp
+		// filter, inherited from the thread that forks, refuses clone3
+		// and so CLONE_INTO_CGROUP (Docker's profile answers ENOSYS).
+		// Then init is born in the container's cgroup itself, and its
+		// threads and memory count against the limits.
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = int(cgFiles[0].Fd())
 		cgFiles = nil

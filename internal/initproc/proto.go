@@ -66,7 +66,10 @@ type Config struct {
 	// with their contents (the /etc/hosts and /etc/resolv.conf of a
 	// networked container), before Mounts, so that a user's mount wins.
 	Files []File `json:"files,omitempty"`
-	Main  Proc   `json:"main"`
+	// Seccomp, when set, is installed on the thread that starts each
+	// process (Main and every Exec), just before it forks.
+	Seccomp *Seccomp `json:"seccomp,omitempty"`
+	Main    Proc     `json:"main"`
 }
 
 // File is a generated file for init to mount in the container.
