@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/berthlabs/berth/cgroup"
+	"github.com/berthlabs/berth/container/seccomp"
 	"github.com/berthlabs/berth/internal/initproc"
 	"github.com/berthlabs/berth/namespace"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -33,13 +34,17 @@ var standardMounts = map[string]bool{
 // tmpfs mounts are converted with their options (see Mount.Options);
 // linux.sysctl becomes Sysctls (and domainname kernel.domainname), the
 // five capability sets Capabilities (the bounding set) and the
-// *Capabilities fields, linux.resources Resources (see cgroup.FromOCI).
+// *Capabilities fields, linux.resources Resources (see cgroup.FromOCI),
+// linux.seccomp Seccomp.Profile; a spec without linux.seccomp runs
+// unfiltered (Seccomp.Unconfined), as the OCI spec has it and runc does.
 // Annotations are ignored, as the OCI spec allows.
 //
 // What berth cannot do is refused, never dropped: the error names the
 // field and matches ErrInvalidSpec and errors.ErrUnsupported. That is
 // hooks, process.terminal and consoleSize, process.apparmorProfile,
-// process.selinuxLabel, linux.mountLabel, linux.seccomp, linux.devices,
+// process.selinuxLabel, linux.mountLabel (berth applies no AppArmor
+// profile or SELinux label), a linux.seccomp that seccomp.Compile
+// refuses (matching seccomp.ErrInvalidProfile instead), linux.devices,
 // linux.netDevices, linux.resources.devices and the other resources
 // cgroup.FromOCI refuses, linux.cgroupsPath (a container's cgroup is
 // Runtime.CgroupParent/ID), linux.rootfsPropagation other than private
@@ -59,6 +64,14 @@ func FromOCI(s *specs.Spec, bundle string) (*Spec, error) {
 		Rootfs:         s.Root.Path,
 		ReadonlyRootfs: s.Root.Readonly,
 		Hostname:       s.Hostname,
+		Seccomp:        Seccomp{Unconfined: true},
+	}
+	if s.Linux != nil && s.Linux.Seccomp != nil {
+		// Checked now, so a bad profile fails here and not at Create.
+		if _, err := seccomp.Compile(s.Linux.Seccomp); err != nil {
+			return nil, fmt.Errorf("%w: OCI linux.seccomp: %w", ErrInvalidSpec, err)
+		}
+		out.Seccomp = Seccomp{Profile: s.Linux.Seccomp}
 	}
 	if s.Domainname != "" {
 		out.Sysctls = map[string]string{"kernel.domainname": s.Domainname}
@@ -184,11 +197,15 @@ func ociUnsupported(s *specs.Spec) error {
 		}
 	}
 	p := s.Process
+	if p.ApparmorProfile != "" {
+		return unsupportedOCI("process.apparmorProfile", fmt.Sprintf("%q: berth applies no AppArmor profile (its confinement is namespaces, capabilities, seccomp and cgroups)", p.ApparmorProfile))
+	}
+	if p.SelinuxLabel != "" {
+		return unsupportedOCI("process.selinuxLabel", fmt.Sprintf("%q: berth sets no SELinux labels", p.SelinuxLabel))
+	}
 	for _, f := range []ociField{
 		{"process.terminal", p.Terminal},
 		{"process.consoleSize", p.ConsoleSize != nil},
-		{"process.apparmorProfile", p.ApparmorProfile != ""},
-		{"process.selinuxLabel", p.SelinuxLabel != ""},
 		{"process.scheduler", p.Scheduler != nil},
 		{"process.ioPriority", p.IOPriority != nil},
 		{"process.execCPUAffinity", p.ExecCPUAffinity != nil},
@@ -206,11 +223,12 @@ func ociUnsupported(s *specs.Spec) error {
 	if r := l.Resources; r != nil && len(r.Devices) > 0 {
 		return unsupportedOCI("linux.resources.devices", "berth applies no device cgroup rules")
 	}
+	if l.MountLabel != "" {
+		return unsupportedOCI("linux.mountLabel", fmt.Sprintf("%q: berth sets no SELinux labels", l.MountLabel))
+	}
 	for _, f := range []ociField{
-		{"linux.seccomp", l.Seccomp != nil},
 		{"linux.devices", len(l.Devices) > 0},
 		{"linux.netDevices", len(l.NetDevices) > 0},
-		{"linux.mountLabel", l.MountLabel != ""},
 		{"linux.cgroupsPath", l.CgroupsPath != ""},
 		{"linux.intelRdt", l.IntelRdt != nil},
 		{"linux.memoryPolicy", l.MemoryPolicy != nil},

@@ -407,3 +407,17 @@ func TestFromDocker(t *testing.T) {
 		}
 	}
 }
+
+func TestFromDockerOtherArchitecture(t *testing.T) {
+	if hostABIs[hostArch] == nil {
+		t.Skip("no seccomp support on", hostArch)
+	}
+	other := `{"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}`
+	if hostArch == "arm64" {
+		other = `{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]}`
+	}
+	_, err := FromDocker([]byte(`{"defaultAction": "SCMP_ACT_ERRNO", "archMap": [`+other+`], "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}`), nil)
+	if !errors.Is(err, ErrInvalidProfile) || !strings.Contains(err.Error(), "no entry for the host's") {
+		t.Errorf("a profile for another architecture only: %v", err)
+	}
+}

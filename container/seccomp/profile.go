@@ -51,6 +51,13 @@ func FromDocker(profile []byte, caps []string) (*specs.LinuxSeccomp, error) {
 	if err != nil {
 		return nil, invalid("Docker profile: %v", err)
 	}
+	if p != nil && len(d.ArchMap) > 0 && len(p.Architectures) == 0 {
+		var have []specs.Arch
+		for _, a := range d.ArchMap {
+			have = append(have, a.Arch)
+		}
+		return nil, invalid("Docker profile: archMap %v has no entry for the host's %s", have, hostABIs[hostArch][0])
+	}
 	return p, nil
 }
 
