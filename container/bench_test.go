@@ -3,7 +3,9 @@ package container
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/berthlabs/berth/cgroup"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -72,4 +74,60 @@ func BenchmarkRunFromImage(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkRunSeccomp is BenchmarkRun with Docker's default seccomp
+// profile and unconfined, interleaved run by run so that both share the
+// machine's noise; it reports each one's median and the difference of
+// the medians (ms). Its op is one run of each.
+func BenchmarkRunSeccomp(b *testing.B) {
+	needRoot(b)
+	ctx := context.Background()
+	if _, err := initPath(); err != nil {
+		b.Fatal(err)
+	}
+	specs := map[string]*Spec{}
+	for _, name := range []string{"default", "unconfined"} {
+		specs[name] = &Spec{
+			Rootfs:    testRootfs,
+			Process:   Process{Args: []string{"/bin/true"}},
+			Resources: cgroup.Resources{MemoryLimit: 64 << 20, PidsLimit: 64},
+			Seccomp:   Seccomp{Unconfined: name == "unconfined"},
+		}
+	}
+	times := map[string][]time.Duration{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		order := []string{"default", "unconfined"}
+		if i%2 == 1 {
+			order[0], order[1] = order[1], order[0]
+		}
+		for _, name := range order {
+			start := time.Now()
+			c, err := Create(ctx, fmt.Sprintf("bench-sc-%s-%d-%d", name, i, b.N), specs[name])
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Start(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if st, err := c.Wait(ctx); err != nil || !st.Success() {
+				b.Fatal(st, err)
+			}
+			if err := c.Delete(ctx); err != nil {
+				b.Fatal(err)
+			}
+			times[name] = append(times[name], time.Since(start))
+		}
+	}
+	b.StopTimer()
+	med := func(d []time.Duration) float64 {
+		d = slices.Clone(d)
+		slices.Sort(d)
+		return float64(d[len(d)/2]) / float64(time.Millisecond)
+	}
+	def, unc := med(times["default"]), med(times["unconfined"])
+	b.ReportMetric(def, "default-ms")
+	b.ReportMetric(unc, "unconfined-ms")
+	b.ReportMetric(def-unc, "delta-ms")
 }

@@ -150,13 +150,20 @@ func generate(use []specs.Arch, tables map[specs.Arch]map[uint32]*entry, def uin
 				continue
 			}
 			a.bind(e.label)
-			for _, r := range e.rules {
+			for i := 0; i < len(e.rules); {
+				if n := eqRun(e.rules[i:], ab.is32); n > 1 {
+					eqSet(a, e.rules[i:i+n], ab.is32)
+					i += n
+					continue
+				}
+				r := e.rules[i]
 				fail := a.label()
 				for _, c := range r.conds {
 					compare(a, c, ab.is32, fail)
 				}
 				a.ret(r.ret)
 				a.bind(fail)
+				i++
 			}
 			if e.uncond != nil {
 				a.ret(*e.uncond)
@@ -182,13 +189,14 @@ type span struct {
 func ranges(a *asm, es []*entry, low, def uint32) []span {
 	rs := []span{{first: low, ret: def, block: -1}}
 	add := func(s span) {
-		last := &rs[len(rs)-1]
-		if last.block < 0 && s.block < 0 && last.ret == s.ret {
-			return
+		if last := rs[len(rs)-1]; last.first == s.first {
+			// s replaces the default span that began here.
+			rs = rs[:len(rs)-1]
 		}
-		if last.first == s.first {
-			*last = s
-			return
+		if len(rs) > 0 {
+			if last := rs[len(rs)-1]; last.block < 0 && s.block < 0 && last.ret == s.ret {
+				return // s continues it
+			}
 		}
 		rs = append(rs, s)
 	}
@@ -244,6 +252,51 @@ func dispatch(a *asm, rs []span, n int) {
 	dispatch(a, rs[:mid], l)
 	a.bind(right)
 	dispatch(a, rs[mid:], n-l)
+}
+
+// eqRun is how many rules from the start of rs are one set of values for
+// one argument: one SCMP_CMP_EQ condition each, on the same argument with
+// the same high half, with the same action (Docker's socket and
+// personality rules).
+func eqRun(rs []rule, is32 bool) int {
+	first := rs[0]
+	if len(first.conds) != 1 || first.conds[0].op != specs.OpEqualTo {
+		return 0
+	}
+	c0 := first.conds[0]
+	n := 1
+	for n < len(rs) && n < 200 {
+		r := rs[n]
+		if len(r.conds) != 1 || r.ret != first.ret {
+			break
+		}
+		c := r.conds[0]
+		if c.op != specs.OpEqualTo || c.index != c0.index || (!is32 && c.value>>32 != c0.value>>32) {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// eqSet emits a run found by eqRun: the high half is checked once, then
+// the low half against each value.
+func eqSet(a *asm, rs []rule, is32 bool) {
+	c0 := rs[0].conds[0]
+	lo := uint32(offArgs + 8*c0.index)
+	fail, match := a.label(), a.label()
+	if !is32 {
+		a.load(lo + 4)
+		a.jump(unix.BPF_JEQ, uint32(c0.value>>32), next, fail)
+	}
+	a.load(lo)
+	for _, r := range rs {
+		a.jump(unix.BPF_JEQ, uint32(r.conds[0].value), match, next)
+	}
+	a.goTo(fail)
+	a.bind(match)
+	a.ret(rs[0].ret)
+	a.bind(fail)
 }
 
 // compare emits c: it falls through when c holds and jumps to fail when

@@ -275,6 +275,11 @@ func TestRules(t *testing.T) {
 			{Names: []string{"getppid"}, Action: specs.ActTrap},
 			{Names: []string{"getuid"}, Action: specs.ActTrace, ErrnoRet: u(7)},
 			{Names: []string{"getgid"}, Action: specs.ActErrno},
+			// A set of values for one argument, checked as one.
+			{Names: []string{"dup"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{{Index: 0, Op: specs.OpEqualTo, Value: 5}}},
+			{Names: []string{"dup"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{{Index: 0, Op: specs.OpEqualTo, Value: 6}}},
+			{Names: []string{"dup"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{{Index: 0, Op: specs.OpEqualTo, Value: 1<<32 | 7}}},
+			{Names: []string{"dup"}, Action: specs.ActLog, Args: []specs.LinuxSeccompArg{{Index: 0, Op: specs.OpEqualTo, Value: 8}}},
 			// The default action itself: skipped.
 			{Names: []string{"getegid"}, Action: specs.ActErrno, ErrnoRet: u(uint(unix.ENOSYS))},
 			// A name amd64 lacks is skipped.
@@ -300,6 +305,12 @@ func TestRules(t *testing.T) {
 		{"read(4)", x("read", 4), retAllow},
 		{"read(5)", x("read", 5), enosys},
 		{"close(0)", x("close", 0), uint32(retErrno | 9)},
+		{"dup(5)", x("dup", 5), retAllow},
+		{"dup(6)", x("dup", 6), retAllow},
+		{"dup(1<<32|7)", x("dup", 1<<32|7), retAllow},
+		{"dup(7)", x("dup", 7), enosys},
+		{"dup(1<<32|5)", x("dup", 1<<32|5), enosys},
+		{"dup(8)", x("dup", 8), retLog},
 		{"close(1)", x("close", 1), retLog},
 		{"getpid", x("getpid"), retKillProcess},
 		{"gettid", x("gettid"), retKillThread},
