@@ -436,3 +436,52 @@ func ExampleContainer_Top() {
 	// Output:
 	// 1000 sleep 60
 }
+
+// Run containers under Docker's default seccomp profile (the default),
+// under a profile of one's own in the OCI runtime spec's form, and
+// unconfined, like `docker run --security-opt seccomp=...`. Needs root
+// and a static busybox.
+func ExampleSeccomp() {
+	rootfs, err := containertest.TempBusyboxRootfs()
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(rootfs)
+	ctx := context.Background()
+	eacces := uint(13)
+	for i, sc := range []container.Seccomp{
+		{}, // Docker's default profile
+		{Profile: &specs.LinuxSeccomp{
+			DefaultAction: specs.ActAllow,
+			Syscalls: []specs.LinuxSyscall{{
+				Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno, ErrnoRet: &eacces,
+			}},
+		}},
+		{Unconfined: true},
+	} {
+		var out strings.Builder
+		c, err := container.Create(ctx, fmt.Sprintf("example-seccomp-%d", i), &container.Spec{
+			Rootfs: rootfs,
+			Process: container.Process{
+				Args:   []string{"sh", "-c", "unshare -U true 2>/dev/null && echo -n 'unshare ok, ' || echo -n 'unshare refused, '; mkdir /tmp/d$$ 2>/dev/null && rmdir /tmp/d$$ && echo 'mkdir ok' || echo 'mkdir refused'"},
+				Stdout: &out,
+			},
+			Seccomp: sc,
+		})
+		if err != nil {
+			panic(err)
+		}
+		if err := c.Start(ctx); err != nil {
+			panic(err)
+		}
+		if _, err := c.Wait(ctx); err != nil {
+			panic(err)
+		}
+		c.Delete(ctx)
+		fmt.Print(out.String())
+	}
+	// Output:
+	// unshare refused, mkdir ok
+	// unshare ok, mkdir refused
+	// unshare ok, mkdir ok
+}

@@ -97,7 +97,7 @@ func (s *Spec) program(caps initproc.CapSet) (*initproc.Seccomp, error) {
 		}
 		f, err := compileFilter(p)
 		if err != nil {
-			return nil, fmt.Errorf("Docker's default seccomp profile: %w", err)
+			return nil, fmt.Errorf("the default seccomp profile (Docker's): %w", err)
 		}
 		defaultPrograms.Store(caps, f)
 		return f, nil

@@ -28,7 +28,7 @@ func Default(caps []string) (*specs.LinuxSeccomp, error) {
 	}
 	p, err := moby.GetDefaultProfile(forCaps(caps))
 	if err != nil {
-		return nil, fmt.Errorf("Docker's default seccomp profile: %w", err)
+		return nil, fmt.Errorf("the default seccomp profile (Docker's): %w", err)
 	}
 	defaults.Store(key, p)
 	return clone(p), nil
