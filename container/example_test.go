@@ -137,13 +137,25 @@ func ExampleFromOCI() {
 	fmt.Println(spec.Mounts[0].Type, spec.Mounts[0].Target, spec.Mounts[0].Options)
 	fmt.Println(spec.AmbientCapabilities, spec.Sysctls)
 
+	// Without linux.seccomp the container is unconfined, as in the OCI
+	// spec; with it, its profile is the container's.
+	fmt.Println(spec.Seccomp.Unconfined)
 	oci.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActErrno}
+	if spec, err = container.FromOCI(oci, "/srv/bundle"); err != nil {
+		panic(err)
+	}
+	fmt.Println(spec.Seccomp.Profile.DefaultAction)
+
+	// What berth cannot do is refused.
+	oci.Process.ApparmorProfile = "docker-default"
 	_, err = container.FromOCI(oci, "/srv/bundle")
-	fmt.Println(errors.Is(err, errors.ErrUnsupported), strings.Contains(err.Error(), "linux.seccomp"))
+	fmt.Println(errors.Is(err, errors.ErrUnsupported), strings.Contains(err.Error(), "process.apparmorProfile"))
 	// Output:
 	// /srv/bundle/rootfs true 1000:1000
 	// tmpfs /tmp [nosuid noexec size=16m]
 	// [CAP_NET_BIND_SERVICE] map[net.ipv4.ip_unprivileged_port_start:0]
+	// true
+	// SCMP_ACT_ERRNO
 	// true true
 }
 
