@@ -18,15 +18,31 @@ type abi struct {
 	audit uint32
 	x32   bool // numbers carry x32Bit
 	is32  bool // arguments are 32-bit
-	names map[string]int
+	nrs   map[string][]uint32
 }
 
+func newABI(name specs.Arch, info *arch.Info, x32, is32 bool) *abi {
+	a := &abi{name: name, audit: uint32(info.ID), x32: x32, is32: is32, nrs: map[string][]uint32{}}
+	for nr, call := range info.SyscallNumbers {
+		if x32 && nr < x32Compat {
+			// x32 shares x86_64's numbers below 512 (the filter checks
+			// those calls with x86_64's rules); its own start at 512.
+			continue
+		}
+		a.nrs[call] = append(a.nrs[call], uint32(nr))
+	}
+	return a
+}
+
+// x32Compat is the first number of the x32 ABI's own system calls.
+const x32Compat = 512
+
 var abis = map[specs.Arch]*abi{
-	specs.ArchX86_64:  {name: specs.ArchX86_64, audit: uint32(arch.X86_64.ID), names: arch.X86_64.SyscallNames},
-	specs.ArchX86:     {name: specs.ArchX86, audit: uint32(arch.I386.ID), is32: true, names: arch.I386.SyscallNames},
-	specs.ArchX32:     {name: specs.ArchX32, audit: uint32(arch.X32.ID), x32: true, is32: true, names: arch.X32.SyscallNames},
-	specs.ArchAARCH64: {name: specs.ArchAARCH64, audit: uint32(arch.AARCH64.ID), names: arch.AARCH64.SyscallNames},
-	specs.ArchARM:     {name: specs.ArchARM, audit: uint32(arch.ARM.ID), is32: true, names: arch.ARM.SyscallNames},
+	specs.ArchX86_64:  newABI(specs.ArchX86_64, arch.X86_64, false, false),
+	specs.ArchX86:     newABI(specs.ArchX86, arch.I386, false, true),
+	specs.ArchX32:     newABI(specs.ArchX32, arch.X32, true, false),
+	specs.ArchAARCH64: newABI(specs.ArchAARCH64, arch.AARCH64, false, false),
+	specs.ArchARM:     newABI(specs.ArchARM, arch.ARM, false, true),
 }
 
 // hostABIs are, for each GOARCH berth filters on, the native ABI and the
@@ -38,8 +54,8 @@ var hostABIs = map[string][]specs.Arch{
 
 // knownName tells whether any architecture's table has the system call.
 func knownName(name string) bool {
-	for _, a := range abis {
-		if _, ok := a.names[name]; ok {
+	for _, a := range []*arch.Info{arch.X86_64, arch.I386, arch.X32, arch.AARCH64, arch.ARM} {
+		if _, ok := a.SyscallNames[name]; ok {
 			return true
 		}
 	}

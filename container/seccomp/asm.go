@@ -128,7 +128,17 @@ func generate(use []specs.Arch, tables map[specs.Arch]map[uint32]*entry, def uin
 			// An x32 call has the x86_64 audit architecture: tell it by
 			// its bit, before any x86_64 rule can match it.
 			if slices.Contains(use, specs.ArchX32) {
-				a.far(unix.BPF_JGE, x32Bit, start[specs.ArchX32])
+				// Below 512, x32 numbers are x86_64's with the x32 bit,
+				// and the calls the same (64-bit arguments included):
+				// x86_64's search decides them without the bit, so x32
+				// can never do what x86_64 may not. (A number that is
+				// x86_64's only is one the kernel refuses for x32.) x32's
+				// own calls, from 512 on, have their search.
+				search := a.label()
+				a.jump(unix.BPF_JGE, x32Bit, next, search)
+				a.far(unix.BPF_JGE, x32Bit|x32Compat, start[specs.ArchX32])
+				a.and(^uint32(x32Bit))
+				a.bind(search)
 			} else {
 				a.jump(unix.BPF_JGE, x32Bit, next, skip1)
 				a.ret(retKillProcess)
@@ -141,7 +151,7 @@ func generate(use []specs.Arch, tables map[specs.Arch]map[uint32]*entry, def uin
 		slices.SortFunc(es, func(x, y *entry) int { return int(x.nr) - int(y.nr) })
 		low := uint32(0)
 		if ab.x32 {
-			low = x32Bit
+			low = x32Bit | x32Compat
 		}
 		rs := ranges(a, es, low, def)
 		dispatch(a, rs, size(rs))

@@ -234,29 +234,26 @@ func compile(p *specs.LinuxSeccomp) (*Program, error) {
 		}
 		for _, a := range use {
 			for _, name := range sc.Names {
-				n, ok := abis[a].names[name]
-				if !ok {
-					continue // not a system call of this ABI
-				}
-				nr := uint32(n)
-				if abis[a].x32 {
-					nr |= x32Bit
-				}
-				e := tables[a][nr]
-				if e == nil {
-					e = &entry{nr: nr}
-					tables[a][nr] = e
-				}
-				if len(rules) == 0 {
-					if e.uncond != nil && *e.uncond != ret {
-						return nil, invalid("syscalls[%d]: %s has two unconditional rules with different actions", i, name)
+				for _, nr := range abis[a].nrs[name] { // none: not a call of this ABI
+					if abis[a].x32 {
+						nr |= x32Bit
 					}
-					r := ret
-					e.uncond = &r
-					continue
-				}
-				for _, cs := range rules {
-					e.rules = append(e.rules, rule{conds: cs, ret: ret})
+					e := tables[a][nr]
+					if e == nil {
+						e = &entry{nr: nr}
+						tables[a][nr] = e
+					}
+					if len(rules) == 0 {
+						if e.uncond != nil && *e.uncond != ret {
+							return nil, invalid("syscalls[%d]: %s has two unconditional rules with different actions", i, name)
+						}
+						r := ret
+						e.uncond = &r
+						continue
+					}
+					for _, cs := range rules {
+						e.rules = append(e.rules, rule{conds: cs, ret: ret})
+					}
 				}
 			}
 		}
