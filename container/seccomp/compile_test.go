@@ -2,11 +2,13 @@ package seccomp
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
+	moby "github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -441,5 +443,33 @@ func TestFromDockerOtherArchitecture(t *testing.T) {
 	_, err := FromDocker([]byte(`{"defaultAction": "SCMP_ACT_ERRNO", "archMap": [`+other+`], "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}`), nil)
 	if !errors.Is(err, ErrInvalidProfile) || !strings.Contains(err.Error(), "no entry for the host's") {
 		t.Errorf("a profile for another architecture only: %v", err)
+	}
+}
+
+// Docker's default profile in its JSON form, through FromDocker, is the
+// same filter as Default's.
+func TestFromDockerDefaultJSON(t *testing.T) {
+	if hostABIs[hostArch] == nil {
+		t.Skip("no seccomp support on", hostArch)
+	}
+	b, err := json.Marshal(moby.DefaultProfile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps := []string{"CAP_CHOWN", "CAP_NET_RAW"}
+	p, err := FromDocker(b, caps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Default(caps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Compile(d); err != nil || a != c {
+		t.Errorf("FromDocker(default JSON) and Default differ (%v)", err)
 	}
 }
