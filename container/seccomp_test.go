@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/berthlabs/berth/container/seccomp"
+	"github.com/berthlabs/berth/namespace"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -23,6 +24,31 @@ func TestSeccompDefaultAndUnconfined(t *testing.T) {
 	out, _ = run(t, &Spec{Process: sh(script), Seccomp: Seccomp{Unconfined: true}})
 	if !strings.Contains(out, "UNSHARED") || !strings.Contains(out, "Seccomp:\t0") {
 		t.Errorf("unconfined: %q", out)
+	}
+	// Without no_new_privs (init's thread installs the filter with its
+	// CAP_SYS_ADMIN), in a user namespace, and with the cgroup namespace
+	// (unshared by init's thread before the filter).
+	for name, spec := range map[string]*Spec{
+		"privilege escalation allowed": {AllowPrivilegeEscalation: true},
+		"user namespace": {
+			Namespaces:  map[namespace.Kind]Namespace{namespace.User: {Mode: NamespaceNew}},
+			UIDMappings: []namespace.IDMap{{ContainerID: 0, HostID: 100000, Size: 65536}},
+			GIDMappings: []namespace.IDMap{{ContainerID: 0, HostID: 100000, Size: 65536}},
+		},
+		"cgroup namespace": {Namespaces: map[namespace.Kind]Namespace{namespace.Cgroup: {Mode: NamespaceNew}}},
+	} {
+		spec.Process = sh(script + `; grep NoNewPrivs: /proc/self/status; echo cg=$(grep -c /berth/ /proc/self/cgroup)`)
+		out, st := run(t, spec)
+		if !st.Success() || !strings.Contains(out, "REFUSED") || !strings.Contains(out, "Seccomp:\t2") {
+			t.Errorf("%s: %v %q", name, st, out)
+		}
+		if spec.AllowPrivilegeEscalation && !strings.Contains(out, "NoNewPrivs:\t0") {
+			t.Errorf("%s: %q", name, out)
+		}
+		// Rooted at the container's cgroup, the namespace hides its path.
+		if hidden := strings.Contains(out, "cg=0"); hidden != (name == "cgroup namespace") {
+			t.Errorf("%s: cgroup paths %q", name, out)
+		}
 	}
 	// CAP_SYS_ADMIN brings the profile's rules for it (mount, unshare),
 	// as with Docker.
