@@ -66,7 +66,7 @@ func (p *Program) Len() int { return len(p.insns) }
 
 // Bytes returns the instructions in the kernel's struct sock_filter
 // layout, 8 bytes each in the host's byte order: what a process hands
-// to seccomp(2) (see Install).
+// to seccomp(2) in a struct sock_fprog.
 func (p *Program) Bytes() []byte {
 	b := make([]byte, 0, 8*len(p.insns))
 	for _, in := range p.insns {

@@ -10,7 +10,9 @@
 // Docker's JSON form (the file of `docker run --security-opt
 // seccomp=profile.json`). Compile checks a profile and compiles it for
 // the host's architecture; the Program it returns is cached by the
-// profile's content, so compiling the same profile again costs a hash.
+// profile's content for the life of the process, so compiling the same
+// profile again costs a hash. Docker's default profile compiles to about
+// 500 instructions on amd64 (x86_64, i386 and x32).
 //
 // What Compile implements, as runc does with libseccomp:
 //
@@ -27,9 +29,12 @@
 //   - the profile's architectures: on amd64 SCMP_ARCH_X86_64, SCMP_ARCH_X86
 //     (i386) and SCMP_ARCH_X32, on arm64 SCMP_ARCH_AARCH64 and SCMP_ARCH_ARM.
 //     x32 system calls carry the 0x40000000 bit with the x86_64 audit
-//     architecture; they are matched against the x32 table when the
-//     profile lists SCMP_ARCH_X32 and killed otherwise, so they never
-//     slip past rules written for x86_64. A call from an architecture the
+//     architecture, so they are told apart before any x86_64 rule is
+//     tried: when the profile lists SCMP_ARCH_X32, those below 512 (x86_64's
+//     numbers and calls with the bit) get x86_64's decision and x32's own
+//     (512 on) their rules; otherwise every x32 call kills the process.
+//     Either way an x32 call can never do what the same x86_64 call may
+//     not. A call from an architecture the
 //     profile does not list kills the process, as libseccomp's default
 //     bad-architecture action does. An empty architecture list means the
 //     host's native one;
