@@ -21,11 +21,13 @@ run: deps
 # sandbox tests run (redis, postgres: built from Debian's packages the
 # first time, ~3 min, then cached), then every test (as root they create
 # real namespaces, cgroups and mounts; without root they skip with the
-# reason), then the concurrent code's unit tests again under the race
+# reason), the container suite again with the Default runtime's init
+# pool on, then the concurrent code's unit tests again under the race
 # detector.
 test: deps check
 	scripts/images.sh
 	$(GO) test -count=1 -timeout 15m ./...
+	BERTH_TEST_INIT_POOL=2 $(GO) test -count=1 -timeout 10m ./container/
 	$(GO) test -race -count=1 -timeout 10m -skip 'TestE2E' ./orchestrate/... ./registry/ ./layer/content/
 
 check:

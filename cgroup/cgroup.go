@@ -212,6 +212,9 @@ func Load(path string) (*Cgroup, error) {
 
 func clone(r *Resources) *Resources {
 	c := *r
+	if r.Devices != nil {
+		c.Devices = slices.Clone(r.Devices)
+	}
 	return &c
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -56,7 +57,7 @@ func runSuite(t *testing.T, v Version) {
 		if c.Path() != p || c.Version() != v {
 			t.Errorf("Path, Version = %q, %v; want %q, %v", c.Path(), c.Version(), p, v)
 		}
-		if got := c.Resources(); *got != *r {
+		if got := c.Resources(); !reflect.DeepEqual(got, r) {
 			t.Errorf("Resources() = %+v, want %+v", got, r)
 		}
 		dirs := dirsOf(t, p)
@@ -85,7 +86,7 @@ func runSuite(t *testing.T, v Version) {
 		if v == V2 { // read back in v2 units
 			want.CPUShares, want.CPUWeight = 0, SharesToWeight(r.CPUShares)
 		}
-		if got := l.Resources(); *got != want {
+		if got := l.Resources(); !reflect.DeepEqual(*got, want) {
 			t.Errorf("Load(...).Resources() = %+v, want %+v", got, want)
 		}
 		if err := l.Delete(context.Background()); err != nil {
@@ -258,7 +259,7 @@ func runSuite(t *testing.T, v Version) {
 		if r.MemorySwap != 0 {
 			check("memory", "memory.memsw.limit_in_bytes", "268435456", "memory.swap.max", "134217728")
 		}
-		if got := c.Resources(); *got != *r {
+		if got := c.Resources(); !reflect.DeepEqual(got, r) {
 			t.Errorf("Resources() = %+v, want %+v", got, r)
 		}
 		// Lower the limit below the old swap limit: the order of
@@ -277,7 +278,7 @@ func runSuite(t *testing.T, v Version) {
 		}
 		check("pids", "pids.max", "max", "pids.max", "max")
 		check("cpu", "cpu.cfs_quota_us", "-1", "cpu.max", "max 100000")
-		if l, err := Load(p); err != nil || *l.Resources() != (Resources{}) {
+		if l, err := Load(p); err != nil || !reflect.DeepEqual(*l.Resources(), Resources{}) {
 			t.Errorf("after Update(&Resources{}), Load: %v, %+v", err, l)
 		}
 		if err := c.Update(&Resources{PidsLimit: -3}); !errors.Is(err, ErrInvalid) {

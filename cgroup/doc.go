@@ -36,12 +36,24 @@
 // or to be gone) for up to seconds; they take a context, and return an
 // error matching its error when it is done first.
 //
+// Resources.Devices limits the device nodes the group may create and
+// open (DeviceRule, in the syntax of Docker's --device-cgroup-rule): on
+// v1 through devices.deny and devices.allow, on v2 through an eBPF device
+// filter attached to the cgroup (loaded with github.com/cilium/ebpf).
+//
 // Errors can be matched with errors.Is against ErrNotFound, ErrExists,
 // ErrInvalid and ErrNotSupported. Managing cgroups needs root (or a
 // delegated subtree on v2).
 //
 // The package reads and writes the kernel's cgroup files directly and
-// depends on nothing but golang.org/x/sys (and the OCI runtime-spec types),
-// so that it adds little to the start time and size of the programs that
-// import it.
+// depends on nothing but golang.org/x/sys, the OCI runtime-spec types and,
+// for v2's device filter, github.com/cilium/ebpf, so that it adds little
+// to the start time and size of the programs that import it. It does not
+// use github.com/containerd/cgroups/v3: measured on a v1 host
+// (2026-12-02), its cgroup1 took 3.2 ms to create a cgroup with typical
+// limits, add a process and delete it, against 1.06 ms here (most of it
+// in Delete listing every hierarchy's processes and in per-controller
+// setup), and linking its cgroup1 and cgroup2 packages, whose stats types
+// are protocol buffers, grows a program such as examples/run by 8.6 MB
+// (from 15.8 MB), where cilium/ebpf alone adds 1.4 MB.
 package cgroup

@@ -59,3 +59,21 @@ func Example() {
 	// sleep: signal: killed
 	// deleted: true
 }
+
+// Parse Docker --device-cgroup-rule strings into device rules for
+// Resources.Devices.
+func ExampleParseDeviceRule() {
+	for _, s := range []string{"c 1:3 rwm", "b 8:* r", "a", "c 1:3 rwx"} {
+		r, err := cgroup.ParseDeviceRule(s)
+		if err != nil {
+			fmt.Println(err)
+			continue
+		}
+		fmt.Printf("%s: type %c, major %d, minor %d, access %s\n", r, r.Type, r.Major, r.Minor, r.Access)
+	}
+	// Output:
+	// c 1:3 rwm: type c, major 1, minor 3, access rwm
+	// b 8:* r: type b, major 8, minor -1, access r
+	// a: type a, major -1, minor -1, access rwm
+	// cgroup: invalid device rule "c 1:3 rwx": access "rwx": at most r, w and m, once each
+}

@@ -81,6 +81,17 @@ type Resources struct {
 	// io.weight, to which it is mapped as 1 + (w-10)*9999/990.
 	// 0 = unset.
 	IOWeight uint16
+	// Devices, when not nil, are the device nodes the group's processes
+	// may use (create with mknod, open for reading or writing): every
+	// device is denied, then each rule allows or denies in order, a later
+	// rule overriding an earlier one with the same type and numbers (a
+	// deny rule is for taking back part of what an earlier rule allowed).
+	// On v1 they are written to devices.deny and devices.allow; on v2
+	// they become an eBPF device filter attached to the cgroup. An empty
+	// non-nil list denies every device. nil = not controlled: every
+	// device is allowed (the kernel default). A container's cgroup always
+	// has rules: see container.DefaultDeviceRules.
+	Devices []DeviceRule
 }
 
 // ResourceError is the error Validate returns for a value out of range.
@@ -103,6 +114,7 @@ var fieldNames = map[string]string{
 	"MemoryReservation": "memory reservation",
 	"PidsLimit":         "pids limit",
 	"IOWeight":          "io weight",
+	"Devices":           "device rule",
 }
 
 // Error reads like "cgroup: invalid memory limit -5: must be positive".
@@ -186,6 +198,11 @@ func (r *Resources) Validate() error {
 	}
 	if r.IOWeight != 0 && (r.IOWeight < MinIOWeight || r.IOWeight > MaxIOWeight) {
 		return invalid("IOWeight", r.IOWeight, "must be between %d and %d", MinIOWeight, MaxIOWeight)
+	}
+	for _, d := range r.Devices {
+		if err := d.validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -281,8 +298,9 @@ func (r *Resources) weight() uint64 {
 
 // FromOCI converts the resources of an OCI runtime spec. A nil l gives no
 // limits. The OCI "unlimited" values (-1, and 0 for the pids limit) become
-// 0. Ignored, as runtimes do: device rules (device access is set up with
-// the container's /dev, not here) and the obsolete kernel memory limits.
+// 0. Device rules become Devices (a leading rule denying everything,
+// which Devices implies, is dropped; no rules leave Devices nil). Ignored,
+// as runtimes do: the obsolete kernel memory limits.
 // Limits Resources cannot express (realtime CPU, CPU burst and idle,
 // swappiness, disabling the OOM killer, hugepage, block IO device
 // throttles, RDMA, network classes, unified v2 keys) are an error that
@@ -358,6 +376,13 @@ func FromOCI(l *specs.LinuxResources) (*Resources, error) {
 	if len(l.Unified) > 0 {
 		return unsupported("unified cgroup v2 keys")
 	}
+	if len(l.Devices) > 0 {
+		d, err := devicesFromOCI(l.Devices)
+		if err != nil {
+			return nil, err
+		}
+		r.Devices = d
+	}
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
@@ -365,7 +390,8 @@ func FromOCI(l *specs.LinuxResources) (*Resources, error) {
 }
 
 // OCI converts r to the OCI runtime spec's form, setting only what r
-// limits; CPUWeight becomes CPU shares. A nil r gives nil.
+// limits; CPUWeight becomes CPU shares, and Devices, when not nil, start
+// with a rule denying every device. A nil r gives nil.
 func (r *Resources) OCI() *specs.LinuxResources {
 	if r == nil {
 		return nil
@@ -401,5 +427,6 @@ func (r *Resources) OCI() *specs.LinuxResources {
 	if w := r.IOWeight; w != 0 {
 		l.BlockIO = &specs.LinuxBlockIO{Weight: &w}
 	}
+	l.Devices = devicesOCI(r.Devices)
 	return l
 }

@@ -84,11 +84,12 @@ func TestSharesWeight(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func TestFromOCI(t *testing.T) {
-	if r, err := FromOCI(nil); err != nil || *r != (Resources{}) {
+	if r, err := FromOCI(nil); err != nil || !reflect.DeepEqual(*r, Resources{}) {
 		t.Errorf("FromOCI(nil) = %+v, %v", r, err)
 	}
 	l := &specs.LinuxResources{
-		// runc's default spec carries device rules: ignored.
+		// runc's default spec denies every device: Devices is then
+		// empty, not nil.
 		Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
 		CPU:     &specs.LinuxCPU{Shares: ptr[uint64](512), Quota: ptr[int64](50000), Period: ptr[uint64](100000), Cpus: "0"},
 		Memory:  &specs.LinuxMemory{Limit: ptr[int64](64 << 20), Swap: ptr[int64](-1), Reservation: ptr[int64](32 << 20)},
@@ -100,19 +101,18 @@ func TestFromOCI(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Resources{CPUShares: 512, CPUQuota: 50000, CPUPeriod: 100000, CPUs: "0", MemoryLimit: 64 << 20,
-		MemorySwap: -1, MemoryReservation: 32 << 20, PidsLimit: 100, IOWeight: 300}
-	if *r != want {
+		MemorySwap: -1, MemoryReservation: 32 << 20, PidsLimit: 100, IOWeight: 300, Devices: []DeviceRule{}}
+	if !reflect.DeepEqual(*r, want) {
 		t.Errorf("FromOCI = %+v, want %+v", r, want)
 	}
 	back := r.OCI()
-	l.Devices = nil
 	if !reflect.DeepEqual(back, l) {
 		t.Errorf("OCI() = %+v, want %+v", back, l)
 	}
 	// OCI's "unlimited" values.
 	r, err = FromOCI(&specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: ptr[int64](-1)},
 		Memory: &specs.LinuxMemory{Limit: ptr[int64](-1)}, Pids: &specs.LinuxPids{Limit: ptr[int64](0)}})
-	if err != nil || *r != (Resources{}) {
+	if err != nil || !reflect.DeepEqual(*r, Resources{}) {
 		t.Errorf("FromOCI(unlimited) = %+v, %v", r, err)
 	}
 	if got := (&Resources{CPUWeight: 100}).OCI(); got.CPU == nil || *got.CPU.Shares != WeightToShares(100) {

@@ -304,6 +304,49 @@ func (c *v1) apply(r, prev *Resources) error {
 			return err
 		}
 	}
+	if changed(!devicesEqual(r.Devices, old.Devices)) {
+		if err := c.setDevices(r.Devices); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setDevices writes device rules: "a" to devices.deny, which removes
+// every exception and denies by default, then each rule to devices.allow
+// or devices.deny. nil rules write "a" to devices.allow instead (allow
+// every device), unless devices.list says so already: the kernel refuses
+// "a" in a cgroup with children.
+func (c *v1) setDevices(rules []DeviceRule) error {
+	d := c.dir("devices")
+	if d == "" {
+		if rules != nil {
+			return fmt.Errorf("device rules: controller devices is not mounted: %w", ErrNotSupported)
+		}
+		return nil
+	}
+	if rules == nil {
+		cur, err := readString(filepath.Join(d, "devices.list"))
+		if err != nil {
+			return err
+		}
+		if l, err := parseDevicesList(cur); err == nil && l == nil {
+			return nil
+		}
+		return writeFile(filepath.Join(d, "devices.allow"), "a")
+	}
+	if err := writeFile(filepath.Join(d, "devices.deny"), "a"); err != nil {
+		return err
+	}
+	for _, r := range rules {
+		file := "devices.deny"
+		if r.Allow {
+			file = "devices.allow"
+		}
+		if err := writeFile(filepath.Join(d, file), r.line()); err != nil {
+			return fmt.Errorf("device rule %s: %w", r, err)
+		}
+	}
 	return nil
 }
 
@@ -460,6 +503,15 @@ func (c *v1) read() (*Resources, error) {
 				r.IOWeight = uint16(n)
 			}
 			break
+		}
+	}
+	if d := c.dir("devices"); d != "" {
+		s, err := readString(filepath.Join(d, "devices.list"))
+		if err != nil {
+			return nil, err
+		}
+		if r.Devices, err = parseDevicesList(s); err != nil {
+			return nil, fmt.Errorf("%s/devices.list: %w", d, err)
 		}
 	}
 	return r, nil

@@ -51,6 +51,9 @@ type v2 struct {
 	h    *v2Hier
 	path string
 	dir  string
+	// fresh is set by create when it made the directory, until the first
+	// apply: no device program is attached to it yet.
+	fresh bool
 }
 
 func newV2(h *v2Hier, path string) *v2 {
@@ -71,6 +74,7 @@ func (c *v2) create() (bool, func(), error) {
 		undo()
 		return false, nil, err
 	}
+	c.fresh = len(created) > 0
 	return len(created) == 0, undo, nil
 }
 
@@ -222,6 +226,13 @@ func (c *v2) apply(r, prev *Resources) error {
 	}
 	if changed(r.IOWeight != old.IOWeight) {
 		if err := c.setIOWeight(r.IOWeight); err != nil {
+			return err
+		}
+	}
+	fresh := c.fresh
+	c.fresh = false
+	if changed(!devicesEqual(r.Devices, old.Devices)) {
+		if err := attachDeviceFilter(c.dir, r.Devices, fresh); err != nil {
 			return err
 		}
 	}

@@ -76,35 +76,31 @@ func BenchmarkRunFromImage(b *testing.B) {
 	}
 }
 
-// BenchmarkRunSeccomp is BenchmarkRun with Docker's default seccomp
-// profile and unconfined, interleaved run by run so that both share the
-// machine's noise; it reports each one's median and the difference of
-// the medians (ms). Its op is one run of each.
-func BenchmarkRunSeccomp(b *testing.B) {
-	needRoot(b)
+// benchVariant is one kind of container an interleaved benchmark runs.
+type benchVariant struct {
+	name string
+	rt   *Runtime
+	spec func() *Spec
+}
+
+// benchInterleaved runs each variant once per iteration, in turn (the
+// order rotating), from Create to Delete, and reports each one's median
+// and p90 in ms: variants measured side by side share the machine's
+// noise. It returns the medians by name.
+func benchInterleaved(b *testing.B, variants ...benchVariant) map[string]float64 {
+	b.Helper()
 	ctx := context.Background()
 	if _, err := initPath(); err != nil {
 		b.Fatal(err)
 	}
-	specs := map[string]*Spec{}
-	for _, name := range []string{"default", "unconfined"} {
-		specs[name] = &Spec{
-			Rootfs:    testRootfs,
-			Process:   Process{Args: []string{"/bin/true"}},
-			Resources: cgroup.Resources{MemoryLimit: 64 << 20, PidsLimit: 64},
-			Seccomp:   Seccomp{Unconfined: name == "unconfined"},
-		}
-	}
-	times := map[string][]time.Duration{}
+	times := make([][]time.Duration, len(variants))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		order := []string{"default", "unconfined"}
-		if i%2 == 1 {
-			order[0], order[1] = order[1], order[0]
-		}
-		for _, name := range order {
-			start := time.Now()
-			c, err := Create(ctx, fmt.Sprintf("bench-sc-%s-%d-%d", name, i, b.N), specs[name])
+		for j := range variants {
+			k := (i + j) % len(variants)
+			v := variants[k]
+			t0 := time.Now()
+			c, err := v.rt.Create(ctx, fmt.Sprintf("bench-%s-%d-%d", v.name, i, b.N), v.spec())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -117,17 +113,76 @@ func BenchmarkRunSeccomp(b *testing.B) {
 			if err := c.Delete(ctx); err != nil {
 				b.Fatal(err)
 			}
-			times[name] = append(times[name], time.Since(start))
+			times[k] = append(times[k], time.Since(t0))
 		}
 	}
 	b.StopTimer()
-	med := func(d []time.Duration) float64 {
-		d = slices.Clone(d)
+	med := map[string]float64{}
+	for k, v := range variants {
+		d := append([]time.Duration(nil), times[k]...)
 		slices.Sort(d)
-		return float64(d[len(d)/2]) / float64(time.Millisecond)
+		ms := func(p int) float64 { return float64(d[(len(d)-1)*p/100]) / float64(time.Millisecond) }
+		med[v.name] = ms(50)
+		b.ReportMetric(ms(50), "ms-"+v.name)
+		b.ReportMetric(ms(90), "p90ms-"+v.name)
 	}
-	def, unc := med(times["default"]), med(times["unconfined"])
-	b.ReportMetric(def, "default-ms")
-	b.ReportMetric(unc, "unconfined-ms")
-	b.ReportMetric(def-unc, "delta-ms")
+	return med
+}
+
+// BenchmarkStart runs /bin/true from a plain rootfs and from a busybox
+// image, each with and without a warm init pool, interleaved, and
+// reports the image path against the plain one.
+func BenchmarkStart(b *testing.B) {
+	needRoot(b)
+	store, fresh := newImageStore(b)
+	importImage(b, store, "bench/busybox:1", ocispec.ImageConfig{Cmd: []string{"/bin/true"}}, fresh)
+	if _, err := store.Unpack(context.Background(), "bench/busybox:1"); err != nil {
+		b.Fatal(err)
+	}
+	cold := &Runtime{Images: store}
+	pool := &Runtime{Images: store, InitPool: 4}
+	defer pool.Close()
+	res := cgroup.Resources{MemoryLimit: 64 << 20, PidsLimit: 64}
+	plain := func() *Spec {
+		return &Spec{Rootfs: testRootfs, Process: Process{Args: []string{"/bin/true"}}, Resources: res}
+	}
+	image := func() *Spec { return &Spec{Image: "bench/busybox:1", Resources: res} }
+	m := benchInterleaved(b,
+		benchVariant{"plain", cold, plain},
+		benchVariant{"image", cold, image},
+		benchVariant{"plain-pool", pool, plain},
+		benchVariant{"image-pool", pool, image},
+	)
+	b.ReportMetric(m["image"]/m["plain"], "image/plain")
+	b.ReportMetric(m["image-pool"]/m["plain-pool"], "image/plain-pool")
+	b.ReportMetric(m["plain-pool"]/m["plain"], "pool/cold")
+}
+
+// BenchmarkRunSeccomp is BenchmarkRun with Docker's default seccomp
+// profile and unconfined, interleaved (see benchInterleaved), each with
+// a cold init and from a warm init pool; it reports the difference of
+// the medians (ms).
+func BenchmarkRunSeccomp(b *testing.B) {
+	needRoot(b)
+	cold := &Runtime{}
+	pool := &Runtime{InitPool: 4}
+	defer pool.Close()
+	spec := func(sc Seccomp) func() *Spec {
+		return func() *Spec {
+			return &Spec{
+				Rootfs:    testRootfs,
+				Process:   Process{Args: []string{"/bin/true"}},
+				Resources: cgroup.Resources{MemoryLimit: 64 << 20, PidsLimit: 64},
+				Seccomp:   sc,
+			}
+		}
+	}
+	m := benchInterleaved(b,
+		benchVariant{"default", cold, spec(Seccomp{})},
+		benchVariant{"unconfined", cold, spec(Seccomp{Unconfined: true})},
+		benchVariant{"default-pool", pool, spec(Seccomp{})},
+		benchVariant{"unconfined-pool", pool, spec(Seccomp{Unconfined: true})},
+	)
+	b.ReportMetric(m["default"]-m["unconfined"], "delta-ms")
+	b.ReportMetric(m["default-pool"]-m["unconfined-pool"], "delta-pool-ms")
 }

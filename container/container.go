@@ -99,9 +99,36 @@ type Runtime struct {
 	// (see Volume). Empty means DefaultVolumeRoot. Runtimes of any
 	// process that share a VolumeRoot share its volumes.
 	VolumeRoot string
+	// InitPool, when above 0, is how many container inits the runtime
+	// keeps started ahead of time, past their start-up and waiting in
+	// new mount, PID, UTS, IPC and network namespaces (the default
+	// shape): Start hands one its container, which saves most of what
+	// starting an init costs. The pool fills in the background from the
+	// first Create, holds no container's resources, and is emptied by
+	// Close or the end of the process. Specs of another shape (a user
+	// namespace, joined or host namespaces) and Starts that find the pool
+	// empty start their init as without a pool. Set it before the first
+	// Create.
+	InitPool int
 
 	mu         sync.Mutex
 	containers map[string]*Container
+	pool       *initPool
+	closed     bool
+}
+
+// Close ends what the runtime keeps besides its containers: the inits
+// of its pool are killed and reaped when it returns. Containers are not
+// touched (Delete them); Create and Start still work, without a pool.
+func (r *Runtime) Close() error {
+	r.mu.Lock()
+	p := r.pool
+	r.pool, r.closed = nil, true
+	r.mu.Unlock()
+	if p != nil {
+		p.close()
+	}
+	return nil
 }
 
 // Default is the Runtime the package-level Create uses: containers
@@ -194,7 +221,8 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 	if err := c.prepare(); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
-	cg, err := cgroup.New(r.cgroupPath(id), &spec.Resources)
+	res := c.cgroupResources(spec.Resources)
+	cg, err := cgroup.New(r.cgroupPath(id), &res)
 	if err != nil {
 		if errors.Is(err, cgroup.ErrExists) {
 			err = fmt.Errorf("%w (its cgroup %s holds processes): %w", ErrExists, r.cgroupPath(id), err)
@@ -242,6 +270,9 @@ type Container struct {
 	spec Spec
 	cfg  initproc.Config
 	cg   *cgroup.Cgroup
+	// devRules allow the devices of the spec's Devices (see
+	// cgroupResources).
+	devRules []cgroup.DeviceRule
 	// modes is where each kind of namespace comes from: the spec's
 	// choices over the defaults.
 	modes map[namespace.Kind]NamespaceMode
@@ -362,6 +393,7 @@ func (c *Container) prepare() error {
 		User: p.User, Groups: p.AdditionalGroups, Caps: caps,
 		NNP: !s.AllowPrivilegeEscalation,
 	}
+	p.initTTY(&main)
 	if err := s.capSets(&main); err != nil {
 		return err
 	}
@@ -445,6 +477,9 @@ func (c *Container) prepare() error {
 			}
 		}
 	}
+	if cfg.Devices, c.devRules, err = resolveDevices(s.Devices); err != nil {
+		return err
+	}
 	c.cfg = cfg
 	return nil
 }
@@ -482,21 +517,34 @@ func (c *Container) Start(ctx context.Context) error {
 }
 
 func (c *Container) start(ctx context.Context) (err error) {
-	exe, err := initPath()
-	if err != nil {
-		return err
+	// An init from the runtime's pool (started ahead, in namespaces of
+	// this container's shape) saves the init's own start; without one
+	// (none idle, or a spec the pool cannot serve) init starts now.
+	pooled := c.rt.takeInit(c)
+	var exe string
+	var hostConn *net.UnixConn
+	var childSock *os.File
+	if pooled != nil {
+		hostConn = pooled.conn
+	} else {
+		if exe, err = initPath(); err != nil {
+			return err
+		}
+		if hostConn, childSock, err = initproc.SocketPair(); err != nil {
+			return err
+		}
+		defer childSock.Close()
 	}
-	hostConn, childSock, err := initproc.SocketPair()
-	if err != nil {
-		return err
-	}
-	defer childSock.Close()
 	// Until init runs, a failure undoes everything here; after, fail does.
 	var sio *stdio
 	started := false
 	defer func() {
 		if err != nil && !started {
-			hostConn.Close()
+			if pooled != nil {
+				pooled.discard()
+			} else {
+				hostConn.Close()
+			}
 			if sio != nil {
 				sio.handedOver()
 				sio.wait()
@@ -521,95 +569,33 @@ func (c *Container) start(ctx context.Context) (err error) {
 			stderr = ow
 		}
 	}
-	sio, err = newStdio(p.Stdin, stdout, stderr)
+	sio, err = processStdio(p, stdout, stderr, true)
 	if err != nil {
 		return fmt.Errorf("stdio: %w", err)
 	}
 	defer sio.handedOver()
-	cmd := &exec.Cmd{
-		Path:       exe,
-		Args:       []string{"berth-init", c.id},
-		Env:        []string{initproc.Env + "=1", "GOMAXPROCS=1"},
-		Stderr:     &initLog{log: c.rt.logger(), id: c.id},
-		ExtraFiles: []*os.File{childSock, sio.child[0], sio.child[1], sio.child[2]},
-		SysProcAttr: &syscall.SysProcAttr{
-			Pdeathsig: syscall.SIGKILL,
-		},
-	}
-	modes := c.modes
-	var join []*namespace.Namespace
-	defer func() {
-		for _, ns := range join {
-			ns.Close()
+	var cmd *exec.Cmd
+	var startFiles []*os.File // what a pooled init gets with its config
+	if pooled != nil && c.seccompInCgroup() {
+		// See startInit: the pooled init moves into the container's
+		// cgroup before it starts anything.
+		cmd = pooled.cmd
+		if err := c.cg.Add(cmd.Process.Pid); err != nil {
+			return fmt.Errorf("move init into the container's cgroup: %w", err)
 		}
-	}()
-	for _, k := range namespace.Kinds() {
-		switch modes[k] {
-		case NamespaceNew:
-			if k == namespace.Cgroup {
-				// Each process init starts unshares its own, once it is
-				// in the container's cgroup.
-				continue
-			}
-			cmd.SysProcAttr.Cloneflags |= k.CloneFlag()
-		case NamespaceJoin:
-			ns, err := namespace.Open(c.spec.Namespaces[k].Path)
-			if err != nil {
-				return fmt.Errorf("join %s namespace: %w", k, err)
-			}
-			if ns.Kind() != k {
-				ns.Close()
-				return fmt.Errorf("join %s namespace: %s is a %s namespace", k, c.spec.Namespaces[k].Path, ns.Kind())
-			}
-			join = append(join, ns)
+		startFiles = sio.child[:]
+		c.setPlacement(0)
+	} else if pooled != nil {
+		cmd = pooled.cmd
+		cgFiles, err := c.cg.OpenPlacement()
+		if err != nil {
+			return err
 		}
-	}
-	if modes[namespace.User] == NamespaceNew {
-		cmd.SysProcAttr.UidMappings = namespace.SysProcIDMaps(c.spec.UIDMappings)
-		cmd.SysProcAttr.GidMappings = namespace.SysProcIDMaps(c.spec.GIDMappings)
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
-		// Become the namespace's root: our host UID is not mapped in it.
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
-	}
-	// init stays outside the container's cgroup, as a shim would: its
-	// threads and memory do not count against the container's limits,
-	// and it can still act while the container is frozen or at its pids
-	// limit. It places each process it starts into the cgroup before that
-	// process runs, through these descriptors.
-	cgFiles, err := c.cg.OpenPlacement()
-	if err != nil {
+		defer initproc.CloseFiles(cgFiles)
+		startFiles = append(sio.child[:], cgFiles...)
+		c.setPlacement(len(cgFiles))
+	} else if cmd, err = c.startInit(exe, childSock, sio); err != nil {
 		return err
-	}
-	defer initproc.CloseFiles(cgFiles)
-	if (modes[namespace.User] == NamespaceNew || c.cfg.Seccomp != nil) && c.cg.Version() == cgroup.V2 {
-		// From inside a user namespace, cgroup v2 refuses to create a
-		// process in a cgroup owned by the host's root (the common
-		// ancestor's cgroup.procs is not writable there). And a seccomp
-		// filter, inherited from the thread that forks, refuses clone3
-		// and so CLONE_INTO_CGROUP (Docker's profile answers ENOSYS).
-		// Then init is born in the container's cgroup itself, and its
-		// threads and memory count against the limits.
-		cmd.SysProcAttr.UseCgroupFD = true
-		cmd.SysProcAttr.CgroupFD = int(cgFiles[0].Fd())
-		cgFiles = nil
-	}
-	cmd.ExtraFiles = append(cmd.ExtraFiles, cgFiles...)
-	c.cfg.CgroupFDs = len(cgFiles)
-	c.cfg.CgroupV2 = c.cg.Version() == cgroup.V2
-	if c.cfg.CgroupNS && c.cfg.CgroupV2 {
-		c.cfg.CgroupDir = c.cg.Dirs()[0]
-	}
-	if len(join) > 0 {
-		// The forking thread enters the namespaces and is restored after;
-		// a thread that cannot be restored is destroyed, which would fire
-		// Pdeathsig, so the control socket alone ties init to us here.
-		cmd.SysProcAttr.Pdeathsig = 0
-		err = namespace.Do(cmd.Start, join...)
-	} else {
-		err = onForkThread(cmd.Start)
-	}
-	if err != nil {
-		return fmt.Errorf("start init: %w", err)
 	}
 	started = true
 	c.cmd, c.conn, c.initPid, c.stdio = cmd, hostConn, cmd.Process.Pid, sio
@@ -631,13 +617,15 @@ func (c *Container) start(ctx context.Context) (err error) {
 			return fail(err)
 		}
 	}
-	if err := initproc.Send(hostConn, &initproc.Message{Type: initproc.MsgStart, Config: &cfg}); err != nil {
+	if err := initproc.Send(hostConn, &initproc.Message{Type: initproc.MsgStart, Config: &cfg}, startFiles...); err != nil {
 		return fail(fmt.Errorf("send config to init: %w", err))
 	}
 	stop := context.AfterFunc(ctx, func() { hostConn.SetReadDeadline(time.Unix(1, 0)) })
 	m, files, err := initproc.Recv(hostConn, make([]byte, 64<<10), make([]byte, 256))
 	stop()
-	initproc.CloseFiles(files)
+	if err == nil && m.Type != initproc.MsgStarted {
+		initproc.CloseFiles(files)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return fail(ctx.Err())
@@ -649,11 +637,100 @@ func (c *Container) start(ctx context.Context) (err error) {
 	switch m.Type {
 	case initproc.MsgStarted:
 		c.mainPid = m.Pid
+		if err := sio.attachTTY(files); err != nil {
+			return fail(err)
+		}
 		return nil
 	case initproc.MsgError:
 		return fail(errors.New(m.Error))
 	}
 	return fail(fmt.Errorf("unexpected %q initproc.Message from init", m.Type))
+}
+
+// startInit starts an init for this container now, in its namespaces,
+// with its stdio and cgroup placement descriptors.
+func (c *Container) startInit(exe string, childSock *os.File, sio *stdio) (_ *exec.Cmd, err error) {
+	cmd := newInitCmd(exe, c.id, &initLog{log: c.rt.logger(), id: c.id}, childSock, sio.child[0], sio.child[1], sio.child[2])
+	modes := c.modes
+	var join []*namespace.Namespace
+	defer func() {
+		for _, ns := range join {
+			ns.Close()
+		}
+	}()
+	for _, k := range namespace.Kinds() {
+		switch modes[k] {
+		case NamespaceNew:
+			if k == namespace.Cgroup {
+				// Each process init starts unshares its own, once it is
+				// in the container's cgroup.
+				continue
+			}
+			cmd.SysProcAttr.Cloneflags |= k.CloneFlag()
+		case NamespaceJoin:
+			ns, err := namespace.Open(c.spec.Namespaces[k].Path)
+			if err != nil {
+				return nil, fmt.Errorf("join %s namespace: %w", k, err)
+			}
+			if ns.Kind() != k {
+				ns.Close()
+				return nil, fmt.Errorf("join %s namespace: %s is a %s namespace", k, c.spec.Namespaces[k].Path, ns.Kind())
+			}
+			join = append(join, ns)
+		}
+	}
+	if modes[namespace.User] == NamespaceNew {
+		cmd.SysProcAttr.UidMappings = namespace.SysProcIDMaps(c.spec.UIDMappings)
+		cmd.SysProcAttr.GidMappings = namespace.SysProcIDMaps(c.spec.GIDMappings)
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		// Become the namespace's root: our host UID is not mapped in it.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
+	// init stays outside the container's cgroup, as a shim would: its
+	// threads and memory do not count against the container's limits,
+	// and it can still act while the container is frozen or at its pids
+	// limit. It places each process it starts into the cgroup before that
+	// process runs, through these descriptors.
+	cgFiles, err := c.cg.OpenPlacement()
+	if err != nil {
+		return nil, err
+	}
+	defer initproc.CloseFiles(cgFiles)
+	if (modes[namespace.User] == NamespaceNew && c.cg.Version() == cgroup.V2) || c.seccompInCgroup() {
+		// From inside a user namespace, cgroup v2 refuses to create a
+		// process in a cgroup owned by the host's root (the common
+		// ancestor's cgroup.procs is not writable there). Then init is
+		// born in the container's cgroup itself, and its threads and
+		// memory count against the limits. So with a seccomp filter.
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = int(cgFiles[0].Fd())
+		cgFiles = nil
+	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, cgFiles...)
+	c.setPlacement(len(cgFiles))
+	if len(join) > 0 {
+		// The forking thread enters the namespaces and is restored after;
+		// a thread that cannot be restored is destroyed, which would fire
+		// Pdeathsig, so the control socket alone ties init to us here.
+		cmd.SysProcAttr.Pdeathsig = 0
+		err = namespace.Do(cmd.Start, join...)
+	} else {
+		err = onForkThread(cmd.Start)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start init: %w", err)
+	}
+	return cmd, nil
+}
+
+// setPlacement records in init's config the n cgroup placement
+// descriptors it gets.
+func (c *Container) setPlacement(n int) {
+	c.cfg.CgroupFDs = n
+	c.cfg.CgroupV2 = c.cg.Version() == cgroup.V2
+	if c.cfg.CgroupNS && c.cfg.CgroupV2 {
+		c.cfg.CgroupDir = c.cg.Dirs()[0]
+	}
 }
 
 func (c *Container) closeLogs() {
@@ -677,9 +754,9 @@ func (c *Container) monitor() {
 		if err != nil {
 			break
 		}
-		initproc.CloseFiles(files)
 		switch m.Type {
 		case initproc.MsgExit:
+			initproc.CloseFiles(files)
 			st := exitStatusOf(unix.WaitStatus(m.Status))
 			if m.ID == 0 {
 				mainStatus = st
@@ -696,7 +773,9 @@ func (c *Container) monitor() {
 			c.mu.Lock()
 			ch := c.pending[m.ID]
 			delete(c.pending, m.ID)
+			ep := c.execs[m.ID]
 			c.mu.Unlock()
+			c.execStarted(m, ep, files)
 			if ch != nil {
 				ch <- m
 			}
@@ -917,7 +996,8 @@ func (c *Container) Update(r cgroup.Resources) error {
 	if err := c.checkUsable(); err != nil {
 		return err
 	}
-	if err := c.cg.Update(&r); err != nil {
+	res := c.cgroupResources(r)
+	if err := c.cg.Update(&res); err != nil {
 		return fmt.Errorf("update %s: %w", c.id, err)
 	}
 	c.spec.Resources = r
@@ -978,11 +1058,22 @@ func (c *Container) Delete(ctx context.Context) error {
 // runtime crash, say) to the runtime's logger.
 type initLog struct {
 	log *slog.Logger
-	id  string
+	mu  sync.Mutex
+	id  string // "" for a pooled init not taken yet
+}
+
+// setID names the container whose init this is.
+func (l *initLog) setID(id string) {
+	l.mu.Lock()
+	l.id = id
+	l.mu.Unlock()
 }
 
 // Write logs p as one record.
 func (l *initLog) Write(p []byte) (int, error) {
-	l.log.Warn("container init", "container", l.id, "output", string(p))
+	l.mu.Lock()
+	id := l.id
+	l.mu.Unlock()
+	l.log.Warn("container init", "container", id, "output", string(p))
 	return len(p), nil
 }

@@ -18,7 +18,11 @@
 // of a container like `docker cp`; Top lists its processes like `docker
 // top`. Named volumes (CreateVolume, Volume, Volumes, RemoveVolume, and
 // Mounts of type VolumeMount) are shared between containers and outlive
-// them, like `docker volume`.
+// them, like `docker volume`. Process.TTY runs the main process or an
+// Exec'd one on a terminal of the container's own devpts, like `docker
+// run -it` and `docker exec -it`; Container.Resize and ExecProcess.Resize
+// change its window size. The caller's own terminal is the caller's:
+// berth never puts it in raw mode.
 //
 // Isolation and limits follow Docker's defaults unless the Spec says
 // otherwise: new mount, PID, UTS, IPC and network namespaces (and cgroup
@@ -52,7 +56,7 @@
 //
 // Errors can be matched with errors.Is: ErrInvalidSpec for a bad Spec,
 // ErrExists, ErrNotFound, ErrDeleted, ErrNotRunning, ErrNotPaused,
-// ErrAlreadyStarted, ErrInitUnavailable, ErrVolumeExists,
+// ErrAlreadyStarted, ErrInitUnavailable, ErrNoTTY, ErrVolumeExists,
 // ErrVolumeNotFound and ErrVolumeInUse, and context errors from the
 // calls that take a context. Running containers needs root.
 package container

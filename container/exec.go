@@ -52,13 +52,14 @@ func (c *Container) Exec(ctx context.Context, p Process) (*ExecProcess, error) {
 		Amb:    main.Amb,
 		NNP:    main.NNP,
 	}
+	p.initTTY(pc)
 	if pc.Dir == "" {
 		pc.Dir = main.Dir
 	}
 	if pc.User == "" {
 		pc.User, pc.Groups = main.User, append(append([]string(nil), main.Groups...), p.AdditionalGroups...)
 	}
-	sio, err := newStdio(p.Stdin, p.Stdout, p.Stderr)
+	sio, err := processStdio(&p, p.Stdout, p.Stderr, false)
 	if err != nil {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("exec in %s: stdio: %w", c.id, err)
@@ -75,7 +76,7 @@ func (c *Container) Exec(ctx context.Context, p Process) (*ExecProcess, error) {
 		c.execs = map[uint64]*ExecProcess{}
 	}
 	c.execs[id] = ep
-	err = initproc.Send(c.conn, &initproc.Message{Type: initproc.MsgExec, ID: id, Proc: pc}, sio.child[:]...)
+	err = initproc.Send(c.conn, &initproc.Message{Type: initproc.MsgExec, ID: id, Proc: pc}, sio.execFiles()...)
 	sio.handedOver()
 	if err != nil {
 		delete(c.pending, id)

@@ -42,9 +42,45 @@ func TestMain(m *testing.M) {
 				fmt.Fprintln(os.Stderr, "no busybox rootfs:", err)
 			}
 		}
+		// BERTH_TEST_INIT_POOL=N runs the suite with the Default
+		// runtime's init pool on: its containers must not differ.
+		if n, _ := strconv.Atoi(os.Getenv("BERTH_TEST_INIT_POOL")); n > 0 {
+			Default.InitPool = n
+			defer Default.Close()
+		}
 		return m.Run()
 	}()
 	os.Exit(code)
+}
+
+// settledPool waits until rt's pool (if it has one) is full and starts
+// nothing, and returns the PIDs of its idle inits: leak checks compare
+// the processes and descriptors of a settled pool and leave its inits
+// out.
+func settledPool(t testing.TB, rt *Runtime) map[string]bool {
+	t.Helper()
+	rt.mu.Lock()
+	p := rt.pool
+	rt.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	for i := 0; ; i++ {
+		p.mu.Lock()
+		if len(p.idle) == p.size && p.starting == 0 || p.closed {
+			pids := map[string]bool{}
+			for _, pi := range p.idle {
+				pids[strconv.Itoa(pi.cmd.Process.Pid)] = true
+			}
+			p.mu.Unlock()
+			return pids
+		}
+		p.mu.Unlock()
+		if i == 500 {
+			t.Fatalf("the init pool did not fill in 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // needRoot skips tests that need root and a busybox rootfs.
@@ -121,6 +157,7 @@ type leakSnapshot struct {
 func takeSnapshot(t testing.TB) leakSnapshot {
 	t.Helper()
 	initPath() // the sealed init is made once per process and kept
+	pooled := settledPool(t, Default)
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +174,7 @@ func takeSnapshot(t testing.TB) leakSnapshot {
 	procs := map[string]bool{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
-		if e.Name()[0] >= '0' && e.Name()[0] <= '9' && isOurInit(e.Name()) {
+		if e.Name()[0] >= '0' && e.Name()[0] <= '9' && !pooled[e.Name()] && isOurInit(e.Name()) {
 			procs[e.Name()] = true
 		}
 	}

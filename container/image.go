@@ -40,7 +40,9 @@ func (r *Runtime) fromImage(ctx context.Context, id string, s *Spec) (err error)
 			r.Images.Release(context.Background(), key)
 		}
 	}()
-	dir, err := r.Images.MountPoint(key)
+	// init mounts the snapshot in the container's mount namespace: on a
+	// directory all of them share.
+	dir, err := r.Images.PrivateMountPoint()
 	if err != nil {
 		return err
 	}

@@ -34,19 +34,23 @@ var standardMounts = map[string]bool{
 // tmpfs mounts are converted with their options (see Mount.Options);
 // linux.sysctl becomes Sysctls (and domainname kernel.domainname), the
 // five capability sets Capabilities (the bounding set) and the
-// *Capabilities fields, linux.resources Resources (see cgroup.FromOCI),
+// *Capabilities fields, linux.resources Resources (see cgroup.FromOCI;
+// its device rules come after DefaultDeviceRules, see Spec.Resources),
+// linux.devices Devices (see ociDevices: the host must have each node),
 // linux.seccomp Seccomp.Profile; a spec without linux.seccomp runs
 // unfiltered (Seccomp.Unconfined), as the OCI spec has it and runc does.
-// Annotations are ignored, as the OCI spec allows.
+// process.terminal and consoleSize become Process.TTY and ConsoleSize
+// (no console socket: the caller sets Stdin and Stdout, which the
+// terminal is relayed to). Annotations are ignored, as the OCI spec
+// allows.
 //
 // What berth cannot do is refused, never dropped: the error names the
 // field and matches ErrInvalidSpec and errors.ErrUnsupported. That is
-// hooks, process.terminal and consoleSize, process.apparmorProfile,
-// process.selinuxLabel, linux.mountLabel (berth applies no AppArmor
-// profile or SELinux label), a linux.seccomp that seccomp.Compile
-// refuses (matching seccomp.ErrInvalidProfile instead), linux.devices,
-// linux.netDevices, linux.resources.devices and the other resources
-// cgroup.FromOCI refuses, linux.cgroupsPath (a container's cgroup is
+// hooks, process.apparmorProfile, process.selinuxLabel, linux.mountLabel
+// (berth applies no AppArmor profile or SELinux label), a linux.seccomp
+// that seccomp.Compile refuses (matching seccomp.ErrInvalidProfile
+// instead), linux.netDevices, the resources cgroup.FromOCI refuses,
+// linux.cgroupsPath (a container's cgroup is
 // Runtime.CgroupParent/ID), linux.rootfsPropagation other than private
 // or rprivate, linux.intelRdt, linux.memoryPolicy, linux.personality,
 // linux.timeOffsets, process.scheduler, process.ioPriority,
@@ -80,7 +84,13 @@ func FromOCI(s *specs.Spec, bundle string) (*Spec, error) {
 		out.Rootfs = filepath.Join(bundle, out.Rootfs)
 	}
 	p := s.Process
-	out.Process = Process{Args: p.Args, Env: p.Env, Dir: p.Cwd}
+	out.Process = Process{Args: p.Args, Env: p.Env, Dir: p.Cwd, TTY: p.Terminal}
+	if cs := p.ConsoleSize; cs != nil && p.Terminal { // the OCI spec: ignored without terminal
+		if cs.Height > 0xffff || cs.Width > 0xffff {
+			return nil, fmt.Errorf("%w: OCI process.consoleSize %dx%d: more than 65535 rows or columns", ErrInvalidSpec, cs.Width, cs.Height)
+		}
+		out.Process.ConsoleSize = WindowSize{Rows: uint16(cs.Height), Cols: uint16(cs.Width)}
+	}
 	out.Process.User = fmt.Sprintf("%d:%d", p.User.UID, p.User.GID)
 	if p.User.Username != "" {
 		out.Process.User = p.User.Username
@@ -149,6 +159,11 @@ func FromOCI(s *specs.Spec, bundle string) (*Spec, error) {
 			}
 			out.Resources = *r
 		}
+		devs, err := ociDevices(l.Devices)
+		if err != nil {
+			return nil, err
+		}
+		out.Devices = devs
 		for k, v := range l.Sysctl {
 			if out.Sysctls == nil {
 				out.Sysctls = map[string]string{}
@@ -204,8 +219,6 @@ func ociUnsupported(s *specs.Spec) error {
 		return unsupportedOCI("process.selinuxLabel", fmt.Sprintf("%q: berth sets no SELinux labels", p.SelinuxLabel))
 	}
 	for _, f := range []ociField{
-		{"process.terminal", p.Terminal},
-		{"process.consoleSize", p.ConsoleSize != nil},
 		{"process.scheduler", p.Scheduler != nil},
 		{"process.ioPriority", p.IOPriority != nil},
 		{"process.execCPUAffinity", p.ExecCPUAffinity != nil},
@@ -220,14 +233,10 @@ func ociUnsupported(s *specs.Spec) error {
 	if l == nil {
 		return nil
 	}
-	if r := l.Resources; r != nil && len(r.Devices) > 0 {
-		return unsupportedOCI("linux.resources.devices", "berth applies no device cgroup rules")
-	}
 	if l.MountLabel != "" {
 		return unsupportedOCI("linux.mountLabel", fmt.Sprintf("%q: berth sets no SELinux labels", l.MountLabel))
 	}
 	for _, f := range []ociField{
-		{"linux.devices", len(l.Devices) > 0},
 		{"linux.netDevices", len(l.NetDevices) > 0},
 		{"linux.cgroupsPath", l.CgroupsPath != ""},
 		{"linux.intelRdt", l.IntelRdt != nil},

@@ -227,11 +227,8 @@ func TestFromOCIRefuses(t *testing.T) {
 		"hooks.prestart":      func(s *specs.Spec) { s.Hooks = prestartHook() },
 		"hooks.poststop":      func(s *specs.Spec) { s.Hooks = &specs.Hooks{Poststop: []specs.Hook{{Path: "/bin/true"}}} },
 		"hooks.createRuntime": func(s *specs.Spec) { s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/true"}}} },
-		"linux.devices": func(s *specs.Spec) {
-			s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229}}
-		},
-		"linux.resources.devices": func(s *specs.Spec) {
-			s.Linux.Resources = &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}}
+		"linux.devices[0] (/dev/fifo)": func(s *specs.Spec) {
+			s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/fifo", Type: "p"}}
 		},
 		"linux.resources": func(s *specs.Spec) {
 			s.Linux.Resources = &specs.LinuxResources{HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 1}}}
@@ -239,7 +236,6 @@ func TestFromOCIRefuses(t *testing.T) {
 		"process.apparmorProfile": func(s *specs.Spec) { s.Process.ApparmorProfile = "docker-default" },
 		"process.selinuxLabel":    func(s *specs.Spec) { s.Process.SelinuxLabel = "system_u:system_r:container_t:s0" },
 		"linux.mountLabel":        func(s *specs.Spec) { s.Linux.MountLabel = "system_u:object_r:container_file_t:s0" },
-		"process.terminal":        func(s *specs.Spec) { s.Process.Terminal = true },
 		"process.scheduler":       func(s *specs.Spec) { s.Process.Scheduler = &specs.Scheduler{Policy: specs.SchedFIFO} },
 		"process.ioPriority":      func(s *specs.Spec) { s.Process.IOPriority = &specs.LinuxIOPriority{Class: specs.IOPRIO_CLASS_IDLE} },
 		"process.user.umask":      func(s *specs.Spec) { s.Process.User.Umask = &mode },

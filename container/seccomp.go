@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/container/seccomp"
 	"github.com/berthlabs/berth/internal/initproc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -115,4 +116,16 @@ func compileFilter(p *specs.LinuxSeccomp) (*initproc.Seccomp, error) {
 		return nil, err
 	}
 	return &initproc.Seccomp{Filter: prog.Bytes(), Flags: prog.Flags()}, nil
+}
+
+// seccompInCgroup reports whether the container's init must be in the
+// container's cgroup because of its seccomp filter: on cgroup v2 a
+// process is placed at its birth only by clone3 (CLONE_INTO_CGROUP),
+// which Docker's profile refuses (ENOSYS, so that programs fall back to
+// clone, whose flags it can check), and the filter is inherited from the
+// init thread that forks. Children of an init inside the cgroup are born
+// there with a plain clone. On cgroup v1 init places the forking thread
+// alone and stays outside.
+func (c *Container) seccompInCgroup() bool {
+	return c.cfg.Seccomp != nil && c.cg.Version() == cgroup.V2
 }

@@ -58,8 +58,15 @@ type Spec struct {
 	// and /sys.
 	Mounts []Mount
 
-	// Resources are the cgroup limits.
+	// Resources are the cgroup limits. Resources.Devices, unlike the
+	// other fields, adds to what the container gets anyway: its cgroup
+	// allows DefaultDeviceRules, then the rules of Devices, then these
+	// (like `docker run --device-cgroup-rule`; see cgroup.ParseDeviceRule).
 	Resources cgroup.Resources
+	// Devices are host device nodes made available in the container
+	// (`docker run --device`, see ParseDevice). A device that does not
+	// exist on the host fails Create.
+	Devices []Device
 
 	// Networks are the networks the container joins, in order: eth0,
 	// eth1, ... (`docker run --network`). The container needs a new
@@ -188,6 +195,30 @@ type Process struct {
 	Stdin  io.Reader // the process's standard input
 	Stdout io.Writer // the process's standard output
 	Stderr io.Writer // the process's standard error
+
+	// TTY runs the process on a new pseudo-terminal, like `docker run
+	// -t` (and, with Stdin, `-it`) or `docker exec -it`: a terminal of
+	// the container's own devpts (the process sees /dev/pts/N) that is
+	// its stdin, stdout, stderr and controlling terminal, in a session of
+	// its own. What Stdin yields is written to the terminal as typed
+	// input (Stdin nil: nothing is, as with -t alone; when Stdin ends,
+	// the terminal stays open), and the terminal's output, stdout and
+	// stderr as one stream, goes to Stdout (and to the log, as stdout);
+	// Stderr must be nil or Stdout. The terminal's line discipline works
+	// as on a console: a ^C byte (0x03) in Stdin interrupts the
+	// foreground process group, Container.Resize and ExecProcess.Resize
+	// change the window size and send SIGWINCH. berth never changes the
+	// caller's own terminal: to pass keys through unedited, the caller
+	// puts it in raw mode (see the examples). Stdin need not be a
+	// terminal (a pipe or a network connection works, as with Docker's
+	// API); an *os.File Stdin is polled and no more of it is read once
+	// the process has ended, any other reader is copied until its next
+	// Read after that. Exit codes, Wait and logs work as without a TTY.
+	TTY bool
+	// ConsoleSize is the terminal's window size at start, with TTY
+	// (`docker run --console-size`, the OCI process.consoleSize). Zero
+	// means the kernel's default, 0 rows and 0 columns, until a Resize.
+	ConsoleSize WindowSize
 }
 
 // Rlimit is a soft and hard resource limit.
@@ -368,6 +399,11 @@ func (s *Spec) validate() error {
 			return fmt.Errorf("%w: gid mappings: %w", ErrInvalidSpec, err)
 		}
 	}
+	for _, d := range s.Devices {
+		if err := d.validate(); err != nil {
+			return err
+		}
+	}
 	for i, m := range s.Mounts {
 		if err := m.validate(); err != nil {
 			return fmt.Errorf("%w: mount %d (%s): %w", ErrInvalidSpec, i, m.Target, err)
@@ -429,7 +465,7 @@ func (p *Process) validate() error {
 	if p.Dir != "" && !path.IsAbs(p.Dir) {
 		return fmt.Errorf("%w: working directory %q is not absolute", ErrInvalidSpec, p.Dir)
 	}
-	return nil
+	return p.validateTTY()
 }
 
 func (m *Mount) validate() error {

@@ -18,6 +18,7 @@ type stdio struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	err     error
+	tty     *ttyRelay // with Process.TTY: the terminal (see tty.go)
 }
 
 func newStdio(in io.Reader, out, errw io.Writer) (*stdio, error) {

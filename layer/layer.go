@@ -7,6 +7,21 @@
 // A layer is unpacked into the snapshot named by its chain ID (the OCI
 // image-spec's identity of a layer on top of its parents), so every image
 // and container that shares a chain of layers shares one copy on disk.
+//
+// # Device nodes
+//
+// Layers may hold character and block device nodes, as Docker's images
+// may. A store unpacks them, as Docker does, when it can do so safely (a
+// container then uses only the devices its cgroup's rules allow, see
+// container.DefaultDeviceRules, whatever nodes its image holds). It
+// refuses them, with an error matching archive.ErrDeviceNode and
+// archive.ErrUnsafe that says why, when the process is not root (mknod
+// needs CAP_MKNOD), when it runs in a user namespace other than the
+// host's (the kernel refuses mknod there), and when ROOT/snapshots or
+// ROOT/mounts is not owned by root or is open to other users (any group or
+// other permission bit; Open makes them 0700): a node unpacked there would
+// give any host user who reaches it the device, the host's disk say.
+// Fifos are always unpacked.
 package layer
 
 import (
@@ -349,8 +364,12 @@ func (s *Store) unpack(ctx context.Context, id, parent string, l ocispec.Descrip
 	// Write into the snapshot's own directory where its mounts name one
 	// (an overlay's upper directory takes the layer with overlayfs
 	// whiteouts), else through the mounts.
+	refusal := s.deviceRefusal()
 	err = withDir(ms, true, func(dir string, overlay bool) error {
-		st, err := archive.Apply(ctx, dir, r, archive.Options{OverlayWhiteouts: overlay})
+		st, err := archive.Apply(ctx, dir, r, archive.Options{OverlayWhiteouts: overlay, AllowDevices: refusal == ""})
+		if errors.Is(err, archive.ErrDeviceNode) {
+			return fmt.Errorf("%w; this store does not unpack device nodes: %s", err, refusal)
+		}
 		if err != nil {
 			return err
 		}
@@ -399,6 +418,19 @@ func (s *Store) MountPoint(key string) (string, error) {
 		return "", fmt.Errorf("layer: bad mount point key %q", key)
 	}
 	dir := filepath.Join(s.root, "mounts", key)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("layer: %w", err)
+	}
+	return dir, nil
+}
+
+// PrivateMountPoint returns a directory under the store (ROOT/mounts)
+// for a mount namespace of its own, such as a container's, to mount a
+// snapshot on. Any number of namespaces may mount on it at once; it
+// stays empty on the host. It costs no directory per snapshot, which
+// MountPoint's does.
+func (s *Store) PrivateMountPoint() (string, error) {
+	dir := filepath.Join(s.root, "mounts")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("layer: %w", err)
 	}

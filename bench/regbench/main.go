@@ -30,8 +30,9 @@ func main() {
 	work := flag.String("work", os.TempDir(), "scratch directory")
 	crane := flag.String("crane", "bin/crane", "crane binary")
 	n := flag.Int("n", 5, "runs of each")
+	pushOnly := flag.Bool("push-only", false, "time only the pushes (more runs in the same time)")
 	flag.Parse()
-	if err := run(*root, *name, *work, *crane, *n); err != nil {
+	if err := run(*root, *name, *work, *crane, *n, *pushOnly); err != nil {
 		fmt.Fprintln(os.Stderr, "regbench:", err)
 		os.Exit(1)
 	}
@@ -60,7 +61,7 @@ func median(d []time.Duration) time.Duration {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func run(root, name, work, crane string, n int) error {
+func run(root, name, work, crane string, n int, pushOnly bool) error {
 	ctx := context.Background()
 	src, err := layer.Open(root)
 	if err != nil {
@@ -84,6 +85,13 @@ func run(root, name, work, crane string, n int) error {
 	}
 	var berthPull, skopeoCopy, umociUnpack, berthPush, cranePush []time.Duration
 	for i := range n {
+		if pushOnly {
+			if err := pushPair(ctx, c, src, name, layout, reg.Host, crane, i, &berthPush, &cranePush); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "run %d: push %v | crane %v\n", i+1, berthPush[i], cranePush[i])
+			continue
+		}
 		scratch := filepath.Join(work, fmt.Sprintf("run%d", i))
 		if err := os.MkdirAll(scratch, 0o755); err != nil {
 			return err
@@ -132,29 +140,54 @@ func run(root, name, work, crane string, n int) error {
 		if err := second(); err != nil {
 			return err
 		}
-		// Push to empty repositories.
-		d, err := timed(func() error {
-			_, err := c.Push(ctx, fmt.Sprintf("%s/berth%d/go:latest", reg.Host, i), src, name)
-			return err
-		})
-		if err != nil {
+		if err := pushPair(ctx, c, src, name, layout, reg.Host, crane, i, &berthPush, &cranePush); err != nil {
 			return err
 		}
-		berthPush = append(berthPush, d)
-		d, err = timed(func() error {
-			return sh(crane, "push", "--insecure", layout, fmt.Sprintf("%s/crane%d/go:latest", reg.Host, i))
-		})
-		if err != nil {
-			return err
-		}
-		cranePush = append(cranePush, d)
 		fmt.Fprintf(os.Stderr, "run %d: pull %v | skopeo %v + umoci %v | push %v | crane %v\n", i+1, berthPull[i], skopeoCopy[i], umociUnpack[i], berthPush[i], cranePush[i])
 	}
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/1e6) }
+	pushLine := func() {
+		fmt.Printf("push         berth %s | crane push %s | ratio %.2f (target <= 0.8)\n",
+			ms(median(berthPush)), ms(median(cranePush)), float64(median(berthPush))/float64(median(cranePush)))
+	}
+	if pushOnly {
+		pushLine()
+		return nil
+	}
 	peer := median(skopeoCopy) + median(umociUnpack)
 	fmt.Printf("pull+unpack  berth %s | skopeo copy %s + umoci raw unpack %s = %s | ratio %.2f (target <= 0.5)\n",
 		ms(median(berthPull)), ms(median(skopeoCopy)), ms(median(umociUnpack)), ms(peer), float64(median(berthPull))/float64(peer))
-	fmt.Printf("push         berth %s | crane push %s | ratio %.2f (target <= 1.0)\n",
-		ms(median(berthPush)), ms(median(cranePush)), float64(median(berthPush))/float64(median(cranePush)))
+	pushLine()
 	return nil
+}
+
+// pushPair pushes the image to empty repositories once with berth and
+// once with crane, alternating who goes first, each after a sync so that
+// neither pays for the other's (or a pull's) writeback.
+func pushPair(ctx context.Context, c *registry.Client, src *layer.Store, name, layout, host, crane string, i int, berthPush, cranePush *[]time.Duration) error {
+	pushBerth := func() error {
+		sh("sync")
+		d, err := timed(func() error {
+			_, err := c.Push(ctx, fmt.Sprintf("%s/berth%d/go:latest", host, i), src, name)
+			return err
+		})
+		*berthPush = append(*berthPush, d)
+		return err
+	}
+	pushCrane := func() error {
+		sh("sync")
+		d, err := timed(func() error {
+			return sh(crane, "push", "--insecure", layout, fmt.Sprintf("%s/crane%d/go:latest", host, i))
+		})
+		*cranePush = append(*cranePush, d)
+		return err
+	}
+	first, second := pushBerth, pushCrane
+	if i%2 == 1 {
+		first, second = pushCrane, pushBerth
+	}
+	if err := first(); err != nil {
+		return err
+	}
+	return second()
 }

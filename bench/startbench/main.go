@@ -1,10 +1,12 @@
 // Command startbench times the start-to-exit of a container running
 // /bin/true on a busybox rootfs (new PID, mount, UTS, IPC and network
 // namespaces; 64 MiB memory and 64 pids limits) with berth, runc and
-// crun, interleaved in one run, and prints medians and ratios. With
-// -seccomp every runtime applies Docker's default seccomp profile (the
-// same profile, computed by berth's seccomp.Default for the bundle's
-// capabilities, is the bundle's linux.seccomp); without it none does.
+// crun, interleaved in one run, and prints medians and ratios. berth runs
+// twice: starting each init cold, and with a warm init pool
+// (Runtime.InitPool). With -seccomp every runtime applies Docker's
+// default seccomp profile (the same profile, computed by berth's
+// seccomp.Default for the bundle's capabilities, is the bundle's
+// linux.seccomp); without it none does.
 // bench/runtimes.sh installs the peers and runs it.
 package main
 
@@ -29,7 +31,7 @@ import (
 
 func main() {
 	n := flag.Int("n", 100, "runs per runtime")
-	runtimes := flag.String("runtimes", "berth,runc,crun,unshare", "comma-separated runtimes to time")
+	runtimes := flag.String("runtimes", "berth,berth-pool,runc,crun,unshare", "comma-separated runtimes to time (berth-pool: berth with Runtime.InitPool 4)")
 	withSeccomp := flag.Bool("seccomp", false, "apply Docker's default seccomp profile in every runtime")
 	flag.Parse()
 	if err := run(*n, strings.Split(*runtimes, ","), *withSeccomp); err != nil {
@@ -60,8 +62,10 @@ func run(n int, runtimes []string, withSeccomp bool) error {
 	}
 	times := map[string][]time.Duration{}
 	var avail []string
+	pooled := &container.Runtime{InitPool: 4}
+	defer pooled.Close()
 	for _, r := range runtimes {
-		if r == "berth" {
+		if r == "berth" || r == "berth-pool" {
 			avail = append(avail, r)
 			continue
 		}
@@ -79,7 +83,9 @@ func run(n int, runtimes []string, withSeccomp bool) error {
 			var err error
 			switch r {
 			case "berth":
-				err = runBerth(ctx, id, spec)
+				err = runBerth(ctx, container.Default, id, spec)
+			case "berth-pool":
+				err = runBerth(ctx, pooled, id, spec)
 			case "unshare":
 				err = exec.Command("unshare", "--pid", "--mount", "--uts", "--ipc", "--net", "--fork", "/bin/true").Run()
 			default:
@@ -98,22 +104,23 @@ func run(n int, runtimes []string, withSeccomp bool) error {
 			}
 		}
 	}
-	base := median(times["berth"])
+	base, pool := median(times["berth"]), median(times["berth-pool"])
 	profile := "no seccomp filter"
 	if withSeccomp {
 		profile = "Docker's default seccomp profile"
 	}
 	fmt.Printf("start-to-exit of /bin/true, %d runs each, interleaved, %s\n", n, profile)
-	fmt.Printf("%-8s %10s %10s %10s %12s\n", "runtime", "median", "p10", "p90", "berth/peer")
+	fmt.Printf("%-10s %10s %10s %10s %12s %12s\n", "runtime", "median", "p10", "p90", "berth/peer", "pool/peer")
 	for _, r := range avail {
 		d := times[r]
-		fmt.Printf("%-8s %10s %10s %10s %12.2f\n", r, round(median(d)), round(pct(d, 10)), round(pct(d, 90)), float64(base)/float64(median(d)))
+		m := float64(median(d))
+		fmt.Printf("%-10s %10s %10s %10s %12.2f %12.2f\n", r, round(median(d)), round(pct(d, 10)), round(pct(d, 90)), float64(base)/m, float64(pool)/m)
 	}
 	return nil
 }
 
-func runBerth(ctx context.Context, id string, spec *container.Spec) error {
-	c, err := container.Create(ctx, id, spec)
+func runBerth(ctx context.Context, rt *container.Runtime, id string, spec *container.Spec) error {
+	c, err := rt.Create(ctx, id, spec)
 	if err != nil {
 		return err
 	}

@@ -34,12 +34,16 @@ func init() {
 // initState is the container init's own state. One goroutine (the main
 // loop) owns it.
 type initState struct {
-	conn  *net.UnixConn
-	cg    []int // descriptors that place a process into the container's cgroup
-	pid1  bool
-	procs map[int]uint64 // pid -> process ID (0: main)
-	byID  map[uint64]int // process ID -> pid
-	cfg   *Config
+	conn *net.UnixConn
+	cg   []int // descriptors that place a process into the container's cgroup
+	// cgFiles hold cg open when they came with the config (pooled).
+	cgFiles []*os.File
+	loUp    bool // loopback is up already (a pooled init did it ahead)
+	pid1    bool
+	procs   map[int]uint64 // pid -> process ID (0: main)
+	byID    map[uint64]int // process ID -> pid
+	cfg     *Config
+	pts     int // the container's /dev/pts, for TTYs (-1: none)
 }
 
 // Main is PID 1 of a container. It builds the root filesystem, starts
@@ -65,30 +69,45 @@ func Main() {
 		signal.Notify(sigs, forwardSignals...)
 		close(notified)
 	}()
-	s := &initState{conn: conn, pid1: os.Getpid() == 1, procs: map[int]uint64{}, byID: map[uint64]int{}}
+	s := &initState{conn: conn, pid1: os.Getpid() == 1, procs: map[int]uint64{}, byID: map[uint64]int{}, pts: -1}
+	if os.Getenv(PoolEnv) == "1" {
+		s.pooled()
+	}
 	buf, oob := make([]byte, MaxMessage), make([]byte, 4096)
 	m, files, err := Recv(conn, buf, oob)
-	CloseFiles(files)
 	if err != nil || m.Type != MsgStart || m.Config == nil {
 		os.Exit(122)
 	}
 	s.cfg = m.Config
-	for i := 0; i < s.cfg.CgroupFDs; i++ {
-		unix.CloseOnExec(7 + i)
-		s.cg = append(s.cg, 7+i)
+	// The main process's stdio and the cgroup descriptors were inherited
+	// (fds 4, 5 and 6, then 7 on) by an init started for its container,
+	// or come with the config to one started ahead (a pooled init). Our
+	// own 0-2 are the host's log of init itself.
+	var stdio []*os.File
+	switch {
+	case len(files) == 0:
+		for i := 0; i < s.cfg.CgroupFDs; i++ {
+			unix.CloseOnExec(7 + i)
+			s.cg = append(s.cg, 7+i)
+		}
+		for fd := 4; fd <= 6; fd++ {
+			unix.CloseOnExec(fd)
+			stdio = append(stdio, os.NewFile(uintptr(fd), "stdio"))
+		}
+	case len(files) == 3+s.cfg.CgroupFDs:
+		stdio = files[:3]
+		s.cgFiles = files[3:]
+		for _, f := range s.cgFiles {
+			s.cg = append(s.cg, int(f.Fd()))
+		}
+	default:
+		os.Exit(122)
 	}
 	if err := s.setup(); err != nil {
 		Send(conn, &Message{Type: MsgError, Error: err.Error()})
 		os.Exit(123)
 	}
-	// The main process's stdio arrives as fds 4, 5 and 6; our own 0-2 are
-	// the host's log of init itself.
-	var stdio []*os.File
-	for fd := 4; fd <= 6; fd++ {
-		unix.CloseOnExec(fd)
-		stdio = append(stdio, os.NewFile(uintptr(fd), "stdio"))
-	}
-	pid, err := s.spawn(&s.cfg.Main, stdio)
+	pid, master, err := s.start(&s.cfg.Main, stdio)
 	CloseFiles(stdio)
 	if err != nil {
 		Send(conn, &Message{Type: MsgError, Error: err.Error()})
@@ -96,7 +115,7 @@ func Main() {
 	}
 	s.procs[pid], s.byID[0] = 0, pid
 	<-notified
-	Send(conn, &Message{Type: MsgStarted, Pid: pid})
+	s.sendStarted(0, pid, master)
 
 	// Children are reaped by a goroutine blocked in wait4 (SIGCHLD is
 	// not needed).
@@ -156,17 +175,17 @@ func (s *initState) handle(m *Message, files []*os.File) {
 	defer CloseFiles(files)
 	switch m.Type {
 	case MsgExec:
-		if m.Proc == nil || len(files) != 3 {
+		if m.Proc == nil || (len(files) != 3 && !(m.Proc.TTY && len(files) == 0)) {
 			Send(s.conn, &Message{Type: MsgError, ID: m.ID, Error: "malformed exec request"})
 			return
 		}
-		pid, err := s.spawn(m.Proc, files)
+		pid, master, err := s.start(m.Proc, files)
 		if err != nil {
 			Send(s.conn, &Message{Type: MsgError, ID: m.ID, Error: err.Error()})
 			return
 		}
 		s.procs[pid], s.byID[m.ID] = m.ID, pid
-		Send(s.conn, &Message{Type: MsgStarted, ID: m.ID, Pid: pid})
+		s.sendStarted(m.ID, pid, master)
 	case MsgSignal:
 		if pid, ok := s.byID[m.ID]; ok {
 			unix.Kill(pid, unix.Signal(m.Signal))
@@ -212,12 +231,13 @@ func (s *initState) setup() error {
 	if err := setupRootfs(c); err != nil {
 		return err
 	}
+	s.pts = openDevpts()
 	if c.Hostname != "" {
 		if err := unix.Sethostname([]byte(c.Hostname)); err != nil {
 			return fmt.Errorf("set hostname: %w", err)
 		}
 	}
-	if c.NewNet {
+	if c.NewNet && !s.loUp {
 		if err := namespace.LoopbackUp(); err != nil {
 			return fmt.Errorf("bring up loopback: %w", err)
 		}
@@ -277,6 +297,9 @@ func (s *initState) spawn(p *Proc, stdio []*os.File) (int, error) {
 	if err := p.CheckCaps(user.UID); err != nil {
 		return 0, err
 	}
+	if err := giveTTY(p, stdio, user.UID); err != nil {
+		return 0, err
+	}
 	env := p.Env
 	if LookupEnv(env, "HOME") == "" {
 		env = append(env, "HOME="+user.Home)
@@ -296,7 +319,8 @@ func (s *initState) spawn(p *Proc, stdio []*os.File) (int, error) {
 }
 
 func (s *initState) spawnOnThread(p *Proc, path, dir string, env []string, u IDs, stdio []*os.File) (int, error) {
-	sys := &syscall.SysProcAttr{Setsid: true}
+	// A TTY's slave is fd 0: the new session's controlling terminal.
+	sys := &syscall.SysProcAttr{Setsid: true, Setctty: p.TTY}
 	switch {
 	case len(s.cg) == 0:
 		// init is in the container's cgroup itself: children inherit it.

@@ -31,11 +31,12 @@ type Message struct {
 // Message types.
 const (
 	MsgStart   = "start"   // host -> init: set up and run the main process
-	MsgStarted = "started" // init -> host: main (ID 0) or exec (ID) process runs, Pid
-	MsgExec    = "exec"    // host -> init: run another process, stdio in SCM_RIGHTS
+	MsgStarted = "started" // init -> host: main (ID 0) or exec (ID) process runs, Pid; a TTY's master in SCM_RIGHTS
+	MsgExec    = "exec"    // host -> init: run another process, stdio in SCM_RIGHTS (none with Proc.TTY)
 	MsgSignal  = "signal"  // host -> init: signal process ID (0: main)
 	MsgExit    = "exit"    // init -> host: process ID ended with wait status Status
 	MsgError   = "error"   // init -> host: request ID failed
+	MsgReady   = "ready"   // init -> host: a pooled init waits for its MsgStart
 )
 
 // Config is what init needs to build the container.
@@ -66,10 +67,25 @@ type Config struct {
 	// with their contents (the /etc/hosts and /etc/resolv.conf of a
 	// networked container), before Mounts, so that a user's mount wins.
 	Files []File `json:"files,omitempty"`
+	// Devices are device nodes for init to make in the container's /dev
+	// after its standard ones.
+	Devices []Device `json:"devices,omitempty"`
 	// Seccomp, when set, is installed on the thread that starts each
 	// process (Main and every Exec), just before it forks.
 	Seccomp *Seccomp `json:"seccomp,omitempty"`
 	Main    Proc     `json:"main"`
+}
+
+// Device is a device node for init to make: mknod of Type (S_IFCHR or
+// S_IFBLK) with Major, Minor, Mode (permission bits), UID and GID at Path
+// (below /dev), or, where mknod is refused, a bind mount of HostPath.
+type Device struct {
+	Path         string `json:"path"`
+	HostPath     string `json:"hostPath"`
+	Type         uint32 `json:"type"`
+	Major, Minor uint32
+	Mode         uint32 `json:"mode"`
+	UID, GID     uint32
 }
 
 // File is a generated file for init to mount in the container.
@@ -102,6 +118,17 @@ type Proc struct {
 	Perm *CapSet `json:"perm,omitempty"`
 	Eff  *CapSet `json:"eff,omitempty"`
 	NNP  bool    `json:"nnp,omitempty"`
+	// TTY runs the process on a new terminal of the container's devpts
+	// (see tty_linux.go): its master comes with MsgStarted. Winsize is
+	// the terminal's size at start (nil: the kernel's 0x0).
+	TTY     bool     `json:"tty,omitempty"`
+	Winsize *Winsize `json:"winsize,omitempty"`
+}
+
+// Winsize is a terminal's size in character cells.
+type Winsize struct {
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
 }
 
 // SocketPair returns the host's end as a net.UnixConn (served by the

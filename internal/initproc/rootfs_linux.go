@@ -387,6 +387,11 @@ func setupDev(rootfd int, c *Config) error {
 			return err
 		}
 	}
+	for _, d := range c.Devices {
+		if err := makeDevice(rootfd, d); err != nil {
+			return fmt.Errorf("create device %s: %w", d.Path, err)
+		}
+	}
 	return nil
 }
 

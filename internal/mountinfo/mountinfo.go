@@ -3,6 +3,8 @@
 package mountinfo
 
 import (
+	"bufio"
+	"io"
 	"strconv"
 	"strings"
 )
@@ -26,4 +28,34 @@ func Unescape(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// Entry is one line of a mountinfo file.
+type Entry struct {
+	Line       string // the line as the kernel wrote it
+	MountPoint string // unescaped
+	FSType     string
+}
+
+// Read parses a mountinfo file (lines of "ID parent major:minor root
+// mountpoint options [optional fields] - fstype source superoptions").
+// Lines it cannot parse are skipped.
+func Read(r io.Reader) ([]Entry, error) {
+	var out []Entry
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		fields := strings.Fields(line)
+		sep := strings.Index(line, " - ")
+		if len(fields) < 5 || sep < 0 {
+			continue
+		}
+		rest := strings.Fields(line[sep+3:])
+		if len(rest) == 0 {
+			continue
+		}
+		out = append(out, Entry{Line: line, MountPoint: Unescape(fields[4]), FSType: rest[0]})
+	}
+	return out, sc.Err()
 }

@@ -46,8 +46,10 @@ type Options struct {
 	// layer names; set it when unprivileged (rootless unpacking).
 	NoChown bool
 	// AllowDevices lets Apply create character and block devices, which
-	// needs CAP_MKNOD. Without it a device entry is an error (ErrUnsafe).
-	// Fifos are always created.
+	// needs CAP_MKNOD. Without it a device entry is an error matching
+	// ErrUnsafe and ErrDeviceNode. Fifos are always created. A device node
+	// in dir gives whoever can reach it there the device (the host's disk,
+	// say): set it only for a dir that other users cannot traverse.
 	AllowDevices bool
 	// MaxFiles is the most entries the layer may have; 0 means
 	// DefaultMaxFiles.
@@ -557,7 +559,7 @@ func (a *applier) node(parent, base string, hdr *tar.Header) error {
 		mode = unix.S_IFIFO
 	}
 	if mode != unix.S_IFIFO && !a.opts.AllowDevices {
-		return unsafeErr("device nodes are not allowed (Options.AllowDevices)")
+		return deviceError{}
 	}
 	if hdr.Devmajor < 0 || hdr.Devmajor > math.MaxUint32 || hdr.Devminor < 0 || hdr.Devminor > math.MaxUint32 {
 		return unsafeErr("invalid device number %d:%d", hdr.Devmajor, hdr.Devminor)

@@ -11,6 +11,11 @@ import (
 // the root, a device node without Options.AllowDevices, an invalid name.
 var ErrUnsafe = errors.New("unsafe layer entry")
 
+// ErrDeviceNode is matched (with errors.Is), as well as ErrUnsafe, by the
+// error of a character or block device entry that Options.AllowDevices
+// does not allow.
+var ErrDeviceNode = errors.New("device node not allowed")
+
 // ErrLimit is matched (with errors.Is) by the error of Apply when a layer
 // exceeds Options.MaxFiles or Options.MaxBytes.
 var ErrLimit = errors.New("layer exceeds a limit")
@@ -42,6 +47,15 @@ type kindError struct {
 
 func (e *kindError) Error() string        { return e.msg }
 func (e *kindError) Is(target error) bool { return target == e.kind }
+
+// deviceError is the refusal of a device node: it matches ErrUnsafe and
+// ErrDeviceNode.
+type deviceError struct{}
+
+func (deviceError) Error() string {
+	return "device nodes are not allowed (Options.AllowDevices)"
+}
+func (deviceError) Is(target error) bool { return target == ErrUnsafe || target == ErrDeviceNode }
 
 func unsafeErr(format string, args ...any) error {
 	return &kindError{msg: fmt.Sprintf(format, args...), kind: ErrUnsafe}

@@ -156,7 +156,7 @@ func hostileCases() []hostileCase {
 		{name: "char-device-refused", ents: func(string) []ent { return []ent{device("dev/mem", tar.TypeChar, 1, 1)} },
 			wantErr: ErrUnsafe, wantMsg: `archive: entry "dev/mem": device nodes are not allowed (Options.AllowDevices)`},
 		{name: "block-device-refused", ents: func(string) []ent { return []ent{device("sda", tar.TypeBlock, 8, 0)} },
-			wantErr: ErrUnsafe},
+			wantErr: ErrDeviceNode},
 		{name: "device-over-outside-via-symlink", ents: func(out string) []ent {
 			return []ent{symlink("s", out), device("s/null", tar.TypeChar, 1, 3)}
 		}, opts: Options{AllowDevices: true}, wantErr: errAny},

@@ -104,13 +104,19 @@ func (o *Overlay) options(lower []string, upper, work string) []string {
 
 // create makes fs (and, for an active snapshot, work) in dir.
 func (o *Overlay) create(ctx context.Context, dir string, s *snap) error {
+	if s.kind == KindActive && s.parent != nil {
+		return o.makeSpare(dir)
+	}
+	return os.Mkdir(filepath.Join(dir, "fs"), 0o755)
+}
+
+// makeSpare makes what create makes for an active snapshot with a
+// parent: fs and work.
+func (o *Overlay) makeSpare(dir string) error {
 	if err := os.Mkdir(filepath.Join(dir, "fs"), 0o755); err != nil {
 		return err
 	}
-	if s.kind == KindActive && s.parent != nil {
-		return os.Mkdir(filepath.Join(dir, "work"), 0o711)
-	}
-	return nil
+	return os.Mkdir(filepath.Join(dir, "work"), 0o711)
 }
 
 func (o *Overlay) mounts(s *snap) []Mount {

@@ -158,6 +158,18 @@ type store struct {
 	// committed caches the committed snapshots read: id -> *snap.
 	committed sync.Map
 
+	// bg counts the goroutines that delete removed ephemeral snapshots'
+	// directories or make spares; close waits for them.
+	bg sync.WaitGroup
+
+	// spareMu guards the spares: directories of ephemeral active
+	// snapshots made ahead (see takeSpare).
+	spareMu      sync.Mutex
+	spares       []string
+	spareMaking  bool
+	sparesClosed bool
+	spareSeq     uint64
+
 	// idMu guards nextID, idLimit and idBlock.
 	idMu    sync.Mutex
 	nextID  uint64
@@ -490,7 +502,7 @@ func (st *store) sweep() error {
 			continue
 		}
 		if r, _ := st.readRecord(id); r == nil {
-			err = st.removeDir(id, l)
+			err = st.removeDir(id, l, false)
 		} else {
 			l.Unlock()
 		}
@@ -680,6 +692,7 @@ func (st *store) lookup(ctx context.Context, key string) (*snap, error) {
 type held struct {
 	release func()
 	f       *lockfile.File
+	spare   bool // the directory is a spare: the driver's dirs are made
 }
 
 func (h *held) unlock() {
@@ -879,10 +892,23 @@ func (st *store) readIDs() (uint64, error) {
 // makeDir makes the directory of the new snapshot id, with its lock file,
 // and returns the lock, held. The directory appears under its name with
 // the lock already taken, so nobody takes it for a crash's leftover.
-func (st *store) makeDir(ctx context.Context, id uint64) (*held, error) {
+// With spare, a spare directory is taken if there is one.
+func (st *store) makeDir(ctx context.Context, id uint64, spare bool) (*held, error) {
 	release, err := st.locks.Lock(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if spare {
+		if dir := st.takeSpare(); dir != "" {
+			f, err := lockfile.TryLock(filepath.Join(dir, snapLockFile), lockfile.Exclusive, false)
+			if err == nil && f != nil {
+				if err = os.Rename(dir, st.snapshotPath(id)); err == nil {
+					return &held{release: release, f: f, spare: true}, nil
+				}
+				f.Unlock()
+			}
+			os.RemoveAll(dir)
+		}
 	}
 	tmp := st.path(snapshotsDir, st.tmpName("new-"+strconv.FormatUint(id, 10)))
 	var f *lockfile.File
@@ -905,10 +931,80 @@ func (st *store) makeDir(ctx context.Context, id uint64) (*held, error) {
 	return &held{release: release, f: f}, nil
 }
 
+// spares is how many spare directories a store keeps ready.
+const spares = 2
+
+// spareDriver is a driver that can make the directories of an
+// ephemeral active snapshot with a parent ahead of time.
+type spareDriver interface {
+	makeSpare(dir string) error
+}
+
+// takeSpare returns a spare directory (the lock file and the driver's
+// directories of an ephemeral active snapshot with a parent, made
+// ahead under a temporary name) or "" when none is ready, and has the
+// spares refilled in the background. A container's rootfs is such a
+// snapshot: the creates it would wait for (each new inode costs on the
+// order of a millisecond on some disks) were done before it was asked.
+func (st *store) takeSpare() string {
+	if _, ok := st.drv.(spareDriver); !ok {
+		return ""
+	}
+	st.spareMu.Lock()
+	defer st.spareMu.Unlock()
+	var dir string
+	if n := len(st.spares); n > 0 {
+		dir, st.spares = st.spares[n-1], st.spares[:n-1]
+	}
+	if !st.spareMaking && !st.sparesClosed && len(st.spares) < spares {
+		st.spareMaking = true
+		st.bg.Add(1)
+		go st.makeSpares()
+	}
+	return dir
+}
+
+// makeSpares makes spare directories until there are enough or the
+// store closes.
+func (st *store) makeSpares() {
+	defer st.bg.Done()
+	drv := st.drv.(spareDriver)
+	for {
+		st.spareMu.Lock()
+		if st.sparesClosed || len(st.spares) >= spares {
+			st.spareMaking = false
+			st.spareMu.Unlock()
+			return
+		}
+		st.spareSeq++
+		dir := st.path(snapshotsDir, st.tmpName("spare-"+strconv.FormatUint(st.spareSeq, 10)))
+		st.spareMu.Unlock()
+		err := os.Mkdir(dir, 0o700)
+		if err == nil {
+			var f *os.File
+			if f, err = os.OpenFile(filepath.Join(dir, snapLockFile), os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600); err == nil {
+				f.Close()
+				err = drv.makeSpare(dir)
+			}
+		}
+		st.spareMu.Lock()
+		if err != nil || st.sparesClosed {
+			st.spareMaking = false
+			st.spareMu.Unlock()
+			os.RemoveAll(dir)
+			return
+		}
+		st.spares = append(st.spares, dir)
+		st.spareMu.Unlock()
+	}
+}
+
 // removeDir removes the directory of snapshot id and releases h, its
 // lock: it moves the directory to a temporary name first, so that the
-// lock file goes with it and waiters see the snapshot is gone.
-func (st *store) removeDir(id uint64, h *lockfile.File) error {
+// lock file goes with it and waiters see the snapshot is gone. With
+// later, the files of the renamed directory are deleted by a goroutine
+// that close waits for (a crash leaves them for the next open).
+func (st *store) removeDir(id uint64, h *lockfile.File, later bool) error {
 	tmp := st.path(snapshotsDir, st.tmpName("rm-"+strconv.FormatUint(id, 10)))
 	err := os.Rename(st.snapshotPath(id), tmp)
 	h.Unlock()
@@ -917,6 +1013,14 @@ func (st *store) removeDir(id uint64, h *lockfile.File) error {
 	}
 	if err != nil {
 		return err
+	}
+	if later {
+		st.bg.Add(1)
+		go func() {
+			defer st.bg.Done()
+			os.RemoveAll(tmp)
+		}()
+		return nil
 	}
 	return os.RemoveAll(tmp)
 }
@@ -1008,7 +1112,7 @@ func (st *store) create(ctx context.Context, kind Kind, key, parent string, opts
 	}
 	now := time.Now().UTC()
 	s := &snap{id: id, kind: kind, name: key, labels: info.Labels, created: now, updated: now}
-	h, err := st.makeDir(ctx, id)
+	h, err := st.makeDir(ctx, id, kind == KindActive && parent != "" && ephemeral(info.Labels))
 	if err != nil {
 		return nil, err
 	}
@@ -1024,7 +1128,7 @@ func (st *store) create(ctx context.Context, kind Kind, key, parent string, opts
 				os.Remove(st.snapshotPath(s.parent.id, childrenDir, strconv.FormatUint(id, 10)))
 			}
 			pl.Unlock()
-			st.removeDir(id, h.f)
+			st.removeDir(id, h.f, false)
 			return
 		}
 		pl.Unlock()
@@ -1048,7 +1152,9 @@ func (st *store) create(ctx context.Context, kind Kind, key, parent string, opts
 	}
 	dir := st.snapshotPath(id)
 	durable := !ephemeral(s.labels)
-	err = st.drv.create(ctx, dir, s)
+	if !h.spare {
+		err = st.drv.create(ctx, dir, s)
+	}
 	if err == nil && durable {
 		err = syncDir(dir)
 	}
@@ -1209,7 +1315,9 @@ func (st *store) remove(ctx context.Context, key string) (err error) {
 	}
 	st.committed.Delete(s.id)
 	locked = false
-	err = st.removeDir(s.id, h.f)
+	// An ephemeral snapshot (a container's rootfs) is gone once its name
+	// and directory are: its files may be deleted after Remove returns.
+	err = st.removeDir(s.id, h.f, ephemeral(s.labels))
 	h.release()
 	if err != nil {
 		return fmt.Errorf("snapshot removed, but not its directory (a later open removes it): %w", err)
@@ -1345,6 +1453,14 @@ func (st *store) close() error {
 		return nil
 	}
 	st.closed = true
+	st.spareMu.Lock()
+	st.sparesClosed = true
+	st.spareMu.Unlock()
+	st.bg.Wait()
+	for _, dir := range st.spares {
+		os.RemoveAll(dir)
+	}
+	st.spares = nil
 	return st.lock.Close()
 }
 
