@@ -50,7 +50,10 @@ try release-agent-sysfs sh -c 'for f in /sys/fs/cgroup/*/release_agent /sys/fs/c
 # busybox date exits 0 when it cannot set the clock: look at the clock.
 try set-time sh -c "date -s '2001-02-03 04:05:06'; [ \$(date +%Y) = 2001 ]"
 try kill-host kill -9 $HOSTPID
-# TODO(devices): opening a device the device rules do not allow (Spec.Devices, device cgroup) belongs here.
+# A device the device rules do not allow: the kernel log (readable by
+# root without CAP_SYSLOG where dmesg_restrict is 0).
+try open-kmsg sh -c "mknod $W/kmsg c 1 11; head -c 1 $W/kmsg > $W/kmsg.out && [ -s $W/kmsg.out ]"
+try open-tun sh -c "mknod $W/tun c 10 200; [ -c $W/tun ] && exec 3<> $W/tun"
 rm -rf $W 2>/dev/null
 echo done
 `
