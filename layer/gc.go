@@ -12,6 +12,7 @@ import (
 	"github.com/berthlabs/berth/layer/content"
 	"github.com/berthlabs/berth/layer/snapshot"
 	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // GCStats tells what GC removed.
@@ -30,7 +31,8 @@ type GCStats struct {
 // blob that no name reaches (content.Store.GC). Active snapshots and
 // views of live owners, the root filesystems of containers, are never
 // removed, and neither are the layers under them, even when their image
-// is no longer named. Nor are snapshots committed while GC runs.
+// is no longer named. Nor are snapshots committed while GC runs. The
+// roots (SetRoot) keep what they reach as names do.
 //
 // GC first removes the active snapshots and views of owners that have
 // died (see LabelOwner). It waits, within ctx, for every holder of the
@@ -52,7 +54,11 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 		return st, fmt.Errorf("gc: %w", err)
 	}
 
-	keep, err := s.chainIDs(ctx)
+	roots, err := s.rootDigests(ctx)
+	if err != nil {
+		return st, fmt.Errorf("gc: %w", err)
+	}
+	keep, err := s.chainIDs(ctx, roots)
 	if err != nil {
 		return st, fmt.Errorf("gc: %w", err)
 	}
@@ -99,7 +105,7 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 			}
 		}
 	}
-	blobs, err := s.Content.GC(ctx)
+	blobs, err := s.Content.GC(ctx, roots...)
 	st.Blobs = blobs
 	if err != nil {
 		return st, err
@@ -107,11 +113,15 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 	return st, nil
 }
 
-// chainIDs returns the chain ID of every layer of every named image.
-func (s *Store) chainIDs(ctx context.Context) (map[string]bool, error) {
+// chainIDs returns the chain ID of every layer of every named image and
+// of every root (SetRoot).
+func (s *Store) chainIDs(ctx context.Context, roots []digest.Digest) (map[string]bool, error) {
 	imgs, err := s.Content.Images(ctx)
 	if err != nil {
 		return nil, err
+	}
+	for _, d := range roots {
+		imgs = append(imgs, content.Image{Name: "root " + d.String(), Target: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: d}})
 	}
 	keep := make(map[string]bool)
 	for _, img := range imgs {

@@ -56,6 +56,11 @@ func (s *Store) putImage(ctx context.Context, name string, img ocispec.Image, la
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
+	return s.putConfig(ctx, name, cb, layers, annotations)
+}
+
+// putConfig is putImage with the config as JSON.
+func (s *Store) putConfig(ctx context.Context, name string, cb []byte, layers []ocispec.Descriptor, annotations map[string]string) (ocispec.Descriptor, error) {
 	cfgDesc, err := s.Content.Put(ctx, ocispec.MediaTypeImageConfig, bytes.NewReader(cb), "")
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("store config: %w", err)
