@@ -4,10 +4,13 @@
 # the peers from Debian when missing. crun refuses hybrid cgroup hosts, so
 # on those the whole run happens in a private mount namespace with the
 # empty cgroup v2 mount at /sys/fs/cgroup/unified unmounted (berth and runc
-# use the v1 controllers either way).
+# use the v1 controllers either way). SECCOMP=1 applies Docker's default
+# seccomp profile in every runtime (linux.seccomp in the bundle).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100}
+ARGS=(-n "$N")
+if [ "${SECCOMP:-0}" = 1 ]; then ARGS+=(-seccomp); fi
 missing=()
 for p in runc crun busybox-static; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -16,6 +19,6 @@ fi
 mkdir -p .bench
 go build -o .bench/startbench ./bench/startbench
 if mountpoint -q /sys/fs/cgroup/unified; then
-	exec unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec .bench/startbench -n "$0"' "$N"
+	exec unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec .bench/startbench "$@"' startbench "${ARGS[@]}"
 fi
-exec .bench/startbench -n "$N"
+exec .bench/startbench "${ARGS[@]}"

@@ -157,3 +157,32 @@ func BenchmarkStart(b *testing.B) {
 	b.ReportMetric(m["image-pool"]/m["plain-pool"], "image/plain-pool")
 	b.ReportMetric(m["plain-pool"]/m["plain"], "pool/cold")
 }
+
+// BenchmarkRunSeccomp is BenchmarkRun with Docker's default seccomp
+// profile and unconfined, interleaved (see benchInterleaved), each with
+// a cold init and from a warm init pool; it reports the difference of
+// the medians (ms).
+func BenchmarkRunSeccomp(b *testing.B) {
+	needRoot(b)
+	cold := &Runtime{}
+	pool := &Runtime{InitPool: 4}
+	defer pool.Close()
+	spec := func(sc Seccomp) func() *Spec {
+		return func() *Spec {
+			return &Spec{
+				Rootfs:    testRootfs,
+				Process:   Process{Args: []string{"/bin/true"}},
+				Resources: cgroup.Resources{MemoryLimit: 64 << 20, PidsLimit: 64},
+				Seccomp:   sc,
+			}
+		}
+	}
+	m := benchInterleaved(b,
+		benchVariant{"default", cold, spec(Seccomp{})},
+		benchVariant{"unconfined", cold, spec(Seccomp{Unconfined: true})},
+		benchVariant{"default-pool", pool, spec(Seccomp{})},
+		benchVariant{"unconfined-pool", pool, spec(Seccomp{Unconfined: true})},
+	)
+	b.ReportMetric(m["default"]-m["unconfined"], "delta-ms")
+	b.ReportMetric(m["default-pool"]-m["unconfined-pool"], "delta-pool-ms")
+}

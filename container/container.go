@@ -409,6 +409,10 @@ func (c *Container) prepare() error {
 	if err := s.capSets(&main); err != nil {
 		return err
 	}
+	seccompFilter, err := s.program(caps)
+	if err != nil {
+		return err
+	}
 	if s.rootfsMounts == nil {
 		u, err := root.ResolveUser(p.User, p.AdditionalGroups)
 		if err != nil {
@@ -436,6 +440,7 @@ func (c *Container) prepare() error {
 		NewIPC:        modes[namespace.IPC] == NamespaceNew,
 		UserNS:        modes[namespace.User] == NamespaceNew,
 		CgroupNS:      modes[namespace.Cgroup] == NamespaceNew,
+		Seccomp:       seccompFilter,
 		Main:          main,
 	}
 	if len(s.Sysctls) > 0 {
@@ -584,7 +589,16 @@ func (c *Container) start(ctx context.Context) (err error) {
 	var cmd *exec.Cmd
 	var startFiles []*os.File // what a pooled init gets with its config
 	awaitIDMaps := false      // newuidmap writes init's maps (rootless)
-	if pooled != nil {
+	if pooled != nil && c.seccompInCgroup() {
+		// See startInit: the pooled init moves into the container's
+		// cgroup before it starts anything.
+		cmd = pooled.cmd
+		if err := c.cg.Add(cmd.Process.Pid); err != nil {
+			return fmt.Errorf("move init into the container's cgroup: %w", err)
+		}
+		startFiles = sio.child[:]
+		c.setPlacement(0)
+	} else if pooled != nil {
 		cmd = pooled.cmd
 		cgFiles, err := c.cg.OpenPlacement()
 		if err != nil {
@@ -707,12 +721,12 @@ func (c *Container) startInit(exe string, childSock *os.File, sio *stdio) (_ *ex
 		return nil, false, err
 	}
 	defer initproc.CloseFiles(cgFiles)
-	if modes[namespace.User] == NamespaceNew && c.cg.Version() == cgroup.V2 {
+	if (modes[namespace.User] == NamespaceNew && c.cg.Version() == cgroup.V2) || c.seccompInCgroup() {
 		// From inside a user namespace, cgroup v2 refuses to create a
 		// process in a cgroup owned by the host's root (the common
 		// ancestor's cgroup.procs is not writable there). Then init is
 		// born in the container's cgroup itself, and its threads and
-		// memory count against the limits.
+		// memory count against the limits. So with a seccomp filter.
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = int(cgFiles[0].Fd())
 		cgFiles = nil

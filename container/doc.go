@@ -28,7 +28,12 @@
 // otherwise: new mount, PID, UTS, IPC and network namespaces (and cgroup
 // namespace on cgroup v2), a pivot_root into the rootfs with /proc, a
 // minimal /dev, read-only /sys, masked and read-only paths as runc has
-// them, Docker's default capability set, no_new_privs.
+// them, Docker's default capability set, no_new_privs, and Docker's
+// default seccomp profile for those capabilities (Spec.Seccomp: a
+// profile of the caller's in the OCI or Docker form, or Unconfined;
+// container/seccomp compiles profiles to BPF in pure Go). init installs
+// the filter on the thread that starts each process, so its own setup is
+// never filtered.
 //
 // PID 1 of every container is berth's init (internal/initproc): a small
 // static Go program, built for amd64 and arm64 and embedded in this

@@ -137,13 +137,25 @@ func ExampleFromOCI() {
 	fmt.Println(spec.Mounts[0].Type, spec.Mounts[0].Target, spec.Mounts[0].Options)
 	fmt.Println(spec.AmbientCapabilities, spec.Sysctls)
 
+	// Without linux.seccomp the container is unconfined, as in the OCI
+	// spec; with it, its profile is the container's.
+	fmt.Println(spec.Seccomp.Unconfined)
 	oci.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActErrno}
+	if spec, err = container.FromOCI(oci, "/srv/bundle"); err != nil {
+		panic(err)
+	}
+	fmt.Println(spec.Seccomp.Profile.DefaultAction)
+
+	// What berth cannot do is refused.
+	oci.Process.ApparmorProfile = "docker-default"
 	_, err = container.FromOCI(oci, "/srv/bundle")
-	fmt.Println(errors.Is(err, errors.ErrUnsupported), strings.Contains(err.Error(), "linux.seccomp"))
+	fmt.Println(errors.Is(err, errors.ErrUnsupported), strings.Contains(err.Error(), "process.apparmorProfile"))
 	// Output:
 	// /srv/bundle/rootfs true 1000:1000
 	// tmpfs /tmp [nosuid noexec size=16m]
 	// [CAP_NET_BIND_SERVICE] map[net.ipv4.ip_unprivileged_port_start:0]
+	// true
+	// SCMP_ACT_ERRNO
 	// true true
 }
 
@@ -435,4 +447,53 @@ func ExampleContainer_Top() {
 	}
 	// Output:
 	// 1000 sleep 60
+}
+
+// Run containers under Docker's default seccomp profile (the default),
+// under a profile of one's own in the OCI runtime spec's form, and
+// unconfined, like `docker run --security-opt seccomp=...`. Needs root
+// and a static busybox.
+func ExampleSeccomp() {
+	rootfs, err := containertest.TempBusyboxRootfs()
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(rootfs)
+	ctx := context.Background()
+	eacces := uint(13)
+	for i, sc := range []container.Seccomp{
+		{}, // Docker's default profile
+		{Profile: &specs.LinuxSeccomp{
+			DefaultAction: specs.ActAllow,
+			Syscalls: []specs.LinuxSyscall{{
+				Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno, ErrnoRet: &eacces,
+			}},
+		}},
+		{Unconfined: true},
+	} {
+		var out strings.Builder
+		c, err := container.Create(ctx, fmt.Sprintf("example-seccomp-%d", i), &container.Spec{
+			Rootfs: rootfs,
+			Process: container.Process{
+				Args:   []string{"sh", "-c", "unshare -U true 2>/dev/null && echo -n 'unshare ok, ' || echo -n 'unshare refused, '; mkdir /tmp/d$$ 2>/dev/null && rmdir /tmp/d$$ && echo 'mkdir ok' || echo 'mkdir refused'"},
+				Stdout: &out,
+			},
+			Seccomp: sc,
+		})
+		if err != nil {
+			panic(err)
+		}
+		if err := c.Start(ctx); err != nil {
+			panic(err)
+		}
+		if _, err := c.Wait(ctx); err != nil {
+			panic(err)
+		}
+		c.Delete(ctx)
+		fmt.Print(out.String())
+	}
+	// Output:
+	// unshare refused, mkdir ok
+	// unshare ok, mkdir refused
+	// unshare ok, mkdir ok
 }

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/berthlabs/berth/cgroup"
+	"github.com/berthlabs/berth/container/seccomp"
 	"github.com/berthlabs/berth/internal/initproc"
 	"github.com/berthlabs/berth/namespace"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -35,7 +36,9 @@ var standardMounts = map[string]bool{
 // five capability sets Capabilities (the bounding set) and the
 // *Capabilities fields, linux.resources Resources (see cgroup.FromOCI;
 // its device rules come after DefaultDeviceRules, see Spec.Resources),
-// linux.devices Devices (see ociDevices: the host must have each node).
+// linux.devices Devices (see ociDevices: the host must have each node),
+// linux.seccomp Seccomp.Profile; a spec without linux.seccomp runs
+// unfiltered (Seccomp.Unconfined), as the OCI spec has it and runc does.
 // process.terminal and consoleSize become Process.TTY and ConsoleSize
 // (no console socket: the caller sets Stdin and Stdout, which the
 // terminal is relayed to). Annotations are ignored, as the OCI spec
@@ -43,9 +46,11 @@ var standardMounts = map[string]bool{
 //
 // What berth cannot do is refused, never dropped: the error names the
 // field and matches ErrInvalidSpec and errors.ErrUnsupported. That is
-// hooks, process.apparmorProfile,
-// process.selinuxLabel, linux.mountLabel, linux.seccomp,
-// linux.netDevices, the resources cgroup.FromOCI refuses, linux.cgroupsPath (a container's cgroup is
+// hooks, process.apparmorProfile, process.selinuxLabel, linux.mountLabel
+// (berth applies no AppArmor profile or SELinux label), a linux.seccomp
+// that seccomp.Compile refuses (matching seccomp.ErrInvalidProfile
+// instead), linux.netDevices, the resources cgroup.FromOCI refuses,
+// linux.cgroupsPath (a container's cgroup is
 // Runtime.CgroupParent/ID), linux.rootfsPropagation other than private
 // or rprivate, linux.intelRdt, linux.memoryPolicy, linux.personality,
 // linux.timeOffsets, process.scheduler, process.ioPriority,
@@ -63,6 +68,14 @@ func FromOCI(s *specs.Spec, bundle string) (*Spec, error) {
 		Rootfs:         s.Root.Path,
 		ReadonlyRootfs: s.Root.Readonly,
 		Hostname:       s.Hostname,
+		Seccomp:        Seccomp{Unconfined: true},
+	}
+	if s.Linux != nil && s.Linux.Seccomp != nil {
+		// Checked now, so a bad profile fails here and not at Create.
+		if _, err := seccomp.Compile(s.Linux.Seccomp); err != nil {
+			return nil, fmt.Errorf("%w: OCI linux.seccomp: %w", ErrInvalidSpec, err)
+		}
+		out.Seccomp = Seccomp{Profile: s.Linux.Seccomp}
 	}
 	if s.Domainname != "" {
 		out.Sysctls = map[string]string{"kernel.domainname": s.Domainname}
@@ -199,9 +212,13 @@ func ociUnsupported(s *specs.Spec) error {
 		}
 	}
 	p := s.Process
+	if p.ApparmorProfile != "" {
+		return unsupportedOCI("process.apparmorProfile", fmt.Sprintf("%q: berth applies no AppArmor profile (its confinement is namespaces, capabilities, seccomp and cgroups)", p.ApparmorProfile))
+	}
+	if p.SelinuxLabel != "" {
+		return unsupportedOCI("process.selinuxLabel", fmt.Sprintf("%q: berth sets no SELinux labels", p.SelinuxLabel))
+	}
 	for _, f := range []ociField{
-		{"process.apparmorProfile", p.ApparmorProfile != ""},
-		{"process.selinuxLabel", p.SelinuxLabel != ""},
 		{"process.scheduler", p.Scheduler != nil},
 		{"process.ioPriority", p.IOPriority != nil},
 		{"process.execCPUAffinity", p.ExecCPUAffinity != nil},
@@ -216,10 +233,11 @@ func ociUnsupported(s *specs.Spec) error {
 	if l == nil {
 		return nil
 	}
+	if l.MountLabel != "" {
+		return unsupportedOCI("linux.mountLabel", fmt.Sprintf("%q: berth sets no SELinux labels", l.MountLabel))
+	}
 	for _, f := range []ociField{
-		{"linux.seccomp", l.Seccomp != nil},
 		{"linux.netDevices", len(l.NetDevices) > 0},
-		{"linux.mountLabel", l.MountLabel != ""},
 		{"linux.cgroupsPath", l.CgroupsPath != ""},
 		{"linux.intelRdt", l.IntelRdt != nil},
 		{"linux.memoryPolicy", l.MemoryPolicy != nil},

@@ -224,7 +224,6 @@ func TestFromOCIRefuses(t *testing.T) {
 	seven := 7
 	mode := uint32(0o22)
 	for field, edit := range map[string]func(s *specs.Spec){
-		"linux.seccomp":       func(s *specs.Spec) { s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActErrno} },
 		"hooks.prestart":      func(s *specs.Spec) { s.Hooks = prestartHook() },
 		"hooks.poststop":      func(s *specs.Spec) { s.Hooks = &specs.Hooks{Poststop: []specs.Hook{{Path: "/bin/true"}}} },
 		"hooks.createRuntime": func(s *specs.Spec) { s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/true"}}} },

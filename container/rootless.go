@@ -171,6 +171,7 @@ type cgroupHandle interface {
 	Version() cgroup.Version
 	Dirs() []string
 	OpenPlacement() ([]*os.File, error)
+	Add(pid int) error
 	Kill(ctx context.Context) error
 	OOMKills() (uint64, error)
 	Processes() ([]int, error)
@@ -276,6 +277,7 @@ func (n *noCgroup) Path() string                       { return "" }
 func (n *noCgroup) Version() cgroup.Version            { return 0 }
 func (n *noCgroup) Dirs() []string                     { return nil }
 func (n *noCgroup) OpenPlacement() ([]*os.File, error) { return nil, nil }
+func (n *noCgroup) Add(int) error                      { return n.errNo("add a process") }
 func (n *noCgroup) OOMKills() (uint64, error)          { return 0, n.errNo("OOM kills") }
 func (n *noCgroup) Freeze(context.Context) error       { return n.errNo("freeze") }
 func (n *noCgroup) Thaw() error                        { return n.errNo("thaw") }

@@ -125,6 +125,12 @@ type Spec struct {
 	// no_new_privs so that setuid binaries and file capabilities cannot
 	// raise privileges.
 	AllowPrivilegeEscalation bool
+	// Seccomp is the system call filter of the container's processes (the
+	// main one and every Exec): the zero value is Docker's default
+	// profile for the container's capabilities; Seccomp{Unconfined: true}
+	// turns filtering off, like `docker run --security-opt
+	// seccomp=unconfined`. See Seccomp.
+	Seccomp Seccomp
 
 	// MaskedPaths are hidden from the container (bind-mounted over with
 	// /dev/null or an empty read-only tmpfs). Nil means
@@ -632,6 +638,7 @@ func (s *Spec) clone() *Spec {
 	c.Ports = slices.Clone(s.Ports)
 	c.MaskedPaths = slices.Clone(s.MaskedPaths)
 	c.ReadonlyPaths = slices.Clone(s.ReadonlyPaths)
+	c.Seccomp = s.Seccomp.clone()
 	return &c
 }
 

@@ -45,7 +45,8 @@ const clockTicks = 100
 
 // Top lists the processes of the running container, like `docker top`:
 // those in its cgroup (its main process, their children and Exec'd
-// processes; not berth's init, which stays outside), sorted by host PID.
+// processes; not berth's init, which stays outside or, on cgroup v2 with
+// a user namespace or a seccomp filter, is left out), sorted by host PID.
 // A process that ends while it is read is left out. On a container that
 // is not running, Top returns an error matching ErrNotRunning.
 func (c *Container) Top() ([]ProcessInfo, error) {
@@ -58,6 +59,7 @@ func (c *Container) Top() ([]ProcessInfo, error) {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("top %s: %w", c.id, ErrNotRunning)
 	}
+	initPid := c.initPid
 	c.mu.Unlock()
 	pids, err := c.cg.Processes()
 	if err != nil {
@@ -69,6 +71,12 @@ func (c *Container) Top() ([]ProcessInfo, error) {
 	}
 	out := make([]ProcessInfo, 0, len(pids))
 	for _, pid := range pids {
+		if pid == initPid {
+			// berth's init, in the cgroup where it must be (cgroup v2
+			// with a user namespace or a seccomp filter): not one of the
+			// container's processes.
+			continue
+		}
 		p, err := readProcess(pid, boot)
 		if errors.Is(err, os.ErrNotExist) {
 			continue // ended meanwhile

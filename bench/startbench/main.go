@@ -3,7 +3,10 @@
 // namespaces; 64 MiB memory and 64 pids limits) with berth, runc and
 // crun, interleaved in one run, and prints medians and ratios. berth runs
 // twice: starting each init cold, and with a warm init pool
-// (Runtime.InitPool).
+// (Runtime.InitPool). With -seccomp every runtime applies Docker's
+// default seccomp profile (the same profile, computed by berth's
+// seccomp.Default for the bundle's capabilities, is the bundle's
+// linux.seccomp); without it none does.
 // bench/runtimes.sh installs the peers and runs it.
 package main
 
@@ -22,20 +25,22 @@ import (
 	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/container"
 	"github.com/berthlabs/berth/container/containertest"
+	"github.com/berthlabs/berth/container/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func main() {
 	n := flag.Int("n", 100, "runs per runtime")
 	runtimes := flag.String("runtimes", "berth,berth-pool,runc,crun,unshare", "comma-separated runtimes to time (berth-pool: berth with Runtime.InitPool 4)")
+	withSeccomp := flag.Bool("seccomp", false, "apply Docker's default seccomp profile in every runtime")
 	flag.Parse()
-	if err := run(*n, strings.Split(*runtimes, ",")); err != nil {
+	if err := run(*n, strings.Split(*runtimes, ","), *withSeccomp); err != nil {
 		fmt.Fprintln(os.Stderr, "startbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n int, runtimes []string) error {
+func run(n int, runtimes []string, withSeccomp bool) error {
 	dir, err := os.MkdirTemp("", "berth-startbench-")
 	if err != nil {
 		return err
@@ -45,7 +50,7 @@ func run(n int, runtimes []string) error {
 	if err := containertest.BusyboxRootfs(rootfs); err != nil {
 		return err
 	}
-	if err := writeBundle(dir); err != nil {
+	if err := writeBundle(dir, withSeccomp); err != nil {
 		return err
 	}
 	ctx := context.Background()
@@ -53,6 +58,7 @@ func run(n int, runtimes []string) error {
 		Rootfs:    rootfs,
 		Process:   container.Process{Args: []string{"/bin/true"}},
 		Resources: cgroup.Resources{MemoryLimit: 64 << 20, PidsLimit: 64},
+		Seccomp:   container.Seccomp{Unconfined: !withSeccomp},
 	}
 	times := map[string][]time.Duration{}
 	var avail []string
@@ -99,7 +105,11 @@ func run(n int, runtimes []string) error {
 		}
 	}
 	base, pool := median(times["berth"]), median(times["berth-pool"])
-	fmt.Printf("start-to-exit of /bin/true, %d runs each, interleaved\n", n)
+	profile := "no seccomp filter"
+	if withSeccomp {
+		profile = "Docker's default seccomp profile"
+	}
+	fmt.Printf("start-to-exit of /bin/true, %d runs each, interleaved, %s\n", n, profile)
 	fmt.Printf("%-10s %10s %10s %10s %12s %12s\n", "runtime", "median", "p10", "p90", "berth/peer", "pool/peer")
 	for _, r := range avail {
 		d := times[r]
@@ -130,7 +140,7 @@ func runBerth(ctx context.Context, rt *container.Runtime, id string, spec *conta
 
 // writeBundle writes config.json for runc and crun: the same work as the
 // berth spec above.
-func writeBundle(dir string) error {
+func writeBundle(dir string, withSeccomp bool) error {
 	mem, pids := int64(64<<20), int64(64)
 	caps := []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
 		"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
@@ -159,6 +169,13 @@ func writeBundle(dir string) error {
 				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"},
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
+	}
+	if withSeccomp {
+		p, err := seccomp.Default(caps)
+		if err != nil {
+			return err
+		}
+		s.Linux.Seccomp = p
 	}
 	b, err := json.MarshalIndent(&s, "", "  ")
 	if err != nil {

@@ -350,7 +350,15 @@ func (s *initState) spawnOnThread(p *Proc, path, dir string, env []string, u IDs
 	}
 	if s.cfg.CgroupNS {
 		// The child's cgroup namespace is rooted at its cgroup.
-		sys.Unshareflags = unix.CLONE_NEWCGROUP
+		if s.cfg.CgroupV2 && len(s.cg) > 0 {
+			// It is born there (CLONE_INTO_CGROUP): it unshares after.
+			sys.Unshareflags = unix.CLONE_NEWCGROUP
+		} else if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			// This thread is in the container's cgroup already: its new
+			// namespace is the child's. (A seccomp filter would refuse
+			// the child's own unshare.)
+			return 0, fmt.Errorf("unshare cgroup namespace: %w", err)
+		}
 	}
 	if p.NNP {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
@@ -400,6 +408,16 @@ func (s *initState) spawnOnThread(p *Proc, path, dir string, env []string, u IDs
 	if u.UID != 0 {
 		// The child becomes the user after it is forked and placed.
 		sys.Credential = &syscall.Credential{Uid: u.UID, Gid: u.GID, NoSetGroups: true}
+	}
+	if s.cfg.Seccomp != nil {
+		// Last, after no_new_privs: the child inherits the filter, and its
+		// program runs under it from execve on. Everything the fork does
+		// here and in the child before execve must pass it (Docker's
+		// profile allows a plain clone, setsid, setuid and the like; on
+		// cgroup v2 the host keeps this fork off clone3, see Start).
+		if err := InstallSeccomp(s.cfg.Seccomp); err != nil {
+			return 0, err
+		}
 	}
 	proc, err := os.StartProcess(path, p.Args, &os.ProcAttr{
 		Dir:   dir,

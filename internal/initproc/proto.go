@@ -93,6 +93,9 @@ type Config struct {
 	// Devices are device nodes for init to make in the container's /dev
 	// after its standard ones.
 	Devices []Device `json:"devices,omitempty"`
+	// Seccomp, when set, is installed on the thread that starts each
+	// process (Main and every Exec), just before it forks.
+	Seccomp *Seccomp `json:"seccomp,omitempty"`
 	Main    Proc     `json:"main"`
 }
 
