@@ -242,7 +242,11 @@ func (p *initPool) kickLocked() {
 func (p *initPool) checkLocked(fd int) {
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}}
 	n, err := unix.Poll(fds, 0)
-	if err == nil && n > 0 && fds[0].Revents&(unix.POLLPRI|unix.POLLERR) != 0 {
+	for errors.Is(err, unix.EINTR) { // a signal, such as the runtime's preemption
+		n, err = unix.Poll(fds, 0)
+	}
+	if err != nil || n > 0 && fds[0].Revents&(unix.POLLPRI|unix.POLLERR) != 0 {
+		// A change, or no way to tell: compare the tables.
 		p.refreshLocked()
 	}
 }
