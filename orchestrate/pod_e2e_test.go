@@ -21,8 +21,16 @@ import (
 )
 
 // podE2E is a Manager running real containers from a busybox image, with
-// the real clock. Pod names in these tests start with "oe-" so that the
-// leak check can tell their cgroups, sandboxes and mounts apart.
+// the real clock. Pod names in these tests start with "oe-", and their
+// cgroups and sandboxes live under names with this binary's PID
+// (e2eCgroupParent, e2eSandboxDir), so that the leak check sees only
+// what this binary made: other test binaries on the machine may run the
+// same tests at the same time.
+var (
+	e2eCgroupParent = fmt.Sprintf("/berth-oe-%d", os.Getpid())
+	e2eSandboxDir   = filepath.Join(containerruntime.DefaultSandboxDir, fmt.Sprintf("oe-%d", os.Getpid()))
+)
+
 type podE2E struct {
 	t      *testing.T
 	ctx    context.Context
@@ -55,7 +63,8 @@ func newPodE2E(t *testing.T, opts Options, rtOpts ...containerruntime.Option) *p
 	if _, err := store.ImportDirs(ctx, "busybox", ocispec.ImageConfig{Cmd: []string{"sh"}}, rootfs); err != nil {
 		t.Fatal(err)
 	}
-	crt := &container.Runtime{Images: store}
+	crt := &container.Runtime{Images: store, CgroupParent: e2eCgroupParent}
+	rtOpts = append([]containerruntime.Option{containerruntime.WithSandboxDir(e2eSandboxDir)}, rtOpts...)
 	// One container first: the runtime keeps its sealed init open for
 	// good, which is no leak.
 	c, err := crt.Create(ctx, fmt.Sprintf("oe-warm-%d", os.Getpid()), &container.Spec{Image: "busybox", Process: container.Process{Args: []string{"true"}}})
@@ -364,17 +373,19 @@ func checkE2ELeaks(t *testing.T, before e2eSnapshot) {
 			problems = append(problems, fmt.Sprintf("file descriptors: %d before, %d after: %v", before.fds, len(fds), links))
 		}
 		for _, pat := range []string{
-			"/sys/fs/cgroup/*/berth/oe-*", "/sys/fs/cgroup/berth/oe-*", "/sys/fs/cgroup/unified/berth/oe-*",
-			filepath.Join(containerruntime.DefaultSandboxDir, "oe-*"),
+			"/sys/fs/cgroup/*" + e2eCgroupParent + "/*", "/sys/fs/cgroup" + e2eCgroupParent + "/*",
+			filepath.Join(e2eSandboxDir, "*"),
 		} {
 			left, _ := filepath.Glob(pat)
 			for _, l := range left {
-				problems = append(problems, "left: "+l)
+				if fi, err := os.Stat(l); err == nil && fi.IsDir() { // not a cgroup's control files
+					problems = append(problems, "left: "+l)
+				}
 			}
 		}
 		mi, _ := os.ReadFile("/proc/self/mountinfo")
 		for _, l := range strings.Split(string(mi), "\n") {
-			if f := strings.Fields(l); len(f) > 4 && (strings.Contains(f[4], "/oe-") || strings.Contains(f[4], "berth-orchestrate-")) {
+			if f := strings.Fields(l); len(f) > 4 && (strings.HasPrefix(f[4], e2eSandboxDir+"/") || strings.Contains(f[4], "berth-orchestrate-")) {
 				problems = append(problems, "mount left: "+f[4])
 			}
 		}
@@ -395,6 +406,17 @@ func checkE2ELeaks(t *testing.T, before e2eSnapshot) {
 			}
 		}
 		if len(problems) == 0 {
+			// The parents are empty now: remove them too.
+			parents, _ := filepath.Glob("/sys/fs/cgroup/*" + e2eCgroupParent)
+			if v2, _ := filepath.Glob("/sys/fs/cgroup" + e2eCgroupParent); len(v2) > 0 {
+				parents = append(parents, v2...)
+			}
+			for _, p := range parents {
+				if err := os.Remove(p); err != nil {
+					t.Errorf("cgroup parent: %v", err)
+				}
+			}
+			os.Remove(e2eSandboxDir)
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
