@@ -26,12 +26,14 @@ import (
 	"github.com/berthlabs/berth/container"
 	"github.com/berthlabs/berth/container/containertest"
 	"github.com/berthlabs/berth/container/seccomp"
+	"github.com/berthlabs/berth/layer"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func main() {
 	n := flag.Int("n", 100, "runs per runtime")
-	runtimes := flag.String("runtimes", "berth,berth-pool,runc,crun,unshare", "comma-separated runtimes to time (berth-pool: berth with Runtime.InitPool 4)")
+	runtimes := flag.String("runtimes", "berth,berth-pool,runc,crun,unshare", "comma-separated runtimes to time (berth-pool: berth with Runtime.InitPool 4; from a busybox image: berth-image, berth-image-pool, podman for podman run --rm)")
 	withSeccomp := flag.Bool("seccomp", false, "apply Docker's default seccomp profile in every runtime")
 	flag.Parse()
 	if err := run(*n, strings.Split(*runtimes, ","), *withSeccomp); err != nil {
@@ -64,8 +66,40 @@ func run(n int, runtimes []string, withSeccomp bool) error {
 	var avail []string
 	pooled := &container.Runtime{InitPool: 4}
 	defer pooled.Close()
+	var images *layer.Store
 	for _, r := range runtimes {
-		if r == "berth" || r == "berth-pool" {
+		if strings.HasPrefix(r, "berth-image") && images == nil {
+			if images, err = layer.Open(filepath.Join(dir, "store")); err != nil {
+				return err
+			}
+			defer images.Close()
+			if _, err := images.ImportDirs(context.Background(), "bench/busybox:1", ocispec.ImageConfig{Cmd: []string{"/bin/true"}}, rootfs); err != nil {
+				return err
+			}
+			if _, err := images.Unpack(context.Background(), "bench/busybox:1"); err != nil {
+				return err
+			}
+		}
+		if r == "podman" {
+			if err := podmanImport(rootfs); err != nil {
+				return err
+			}
+			defer exec.Command("podman", "--cgroup-manager=cgroupfs", "rmi", "-f", podmanImage).Run()
+		}
+	}
+	imageCold := &container.Runtime{Images: images}
+	imagePool := &container.Runtime{Images: images, InitPool: 4}
+	defer imagePool.Close()
+	imageSpec := &container.Spec{Image: "bench/busybox:1", Resources: spec.Resources, Seccomp: spec.Seccomp}
+	podmanArgs := []string{"--cgroup-manager=cgroupfs", "run", "--rm", "--runtime", "crun",
+		"--network", "none", "--memory", "64m", "--pids-limit", "64",
+		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"}
+	if !withSeccomp {
+		podmanArgs = append(podmanArgs, "--security-opt", "seccomp=unconfined")
+	}
+	podmanArgs = append(podmanArgs, podmanImage, "/bin/true")
+	for _, r := range runtimes {
+		if strings.HasPrefix(r, "berth") {
 			avail = append(avail, r)
 			continue
 		}
@@ -86,6 +120,16 @@ func run(n int, runtimes []string, withSeccomp bool) error {
 				err = runBerth(ctx, container.Default, id, spec)
 			case "berth-pool":
 				err = runBerth(ctx, pooled, id, spec)
+			case "berth-image":
+				err = runBerth(ctx, imageCold, id, imageSpec)
+			case "berth-image-pool":
+				err = runBerth(ctx, imagePool, id, imageSpec)
+			case "podman":
+				var out []byte
+				out, err = exec.Command("podman", podmanArgs...).CombinedOutput()
+				if err != nil {
+					err = fmt.Errorf("%w: %s", err, out)
+				}
 			case "unshare":
 				err = exec.Command("unshare", "--pid", "--mount", "--uts", "--ipc", "--net", "--fork", "/bin/true").Run()
 			default:
@@ -136,6 +180,18 @@ func runBerth(ctx context.Context, rt *container.Runtime, id string, spec *conta
 		return fmt.Errorf("exit: %v", st)
 	}
 	return c.Delete(ctx)
+}
+
+// podmanImage is the busybox rootfs imported into podman.
+const podmanImage = "localhost/berth-startbench:latest"
+
+// podmanImport makes rootfs a podman image (podman import of its tar).
+func podmanImport(rootfs string) error {
+	cmd := exec.Command("sh", "-c", `tar -C "$1" -c . | podman --cgroup-manager=cgroupfs import -q - "$2" >/dev/null`, "sh", rootfs, podmanImage)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("podman import: %w: %s", err, out)
+	}
+	return nil
 }
 
 // writeBundle writes config.json for runc and crun: the same work as the
