@@ -119,12 +119,16 @@ type Manager struct {
 
 	// The watch that feeds the controllers, started by the first Run or
 	// RunUntilIdle and stopped by Close.
-	watchOnce   sync.Once
-	watchErr    error
-	watchCtx    context.Context
-	watchCancel context.CancelFunc
-	watchDone   chan struct{}
-	dispatched  atomic.Uint64 // ResourceVersion of the last event handed out
+	watchOnce sync.Once
+	// watchRestarts counts the store watch's restarts, lastWatchErr
+	// is why it broke last.
+	watchRestarts atomic.Int64
+	lastWatchErr  atomic.Pointer[error]
+	watchErr      error
+	watchCtx      context.Context
+	watchCancel   context.CancelFunc
+	watchDone     chan struct{}
+	dispatched    atomic.Uint64 // ResourceVersion of the last event handed out
 
 	mu      sync.Mutex
 	running bool
@@ -453,6 +457,11 @@ func (m *Manager) Delete(ctx context.Context, kind, namespace, name string) erro
 }
 
 // startWatch starts, once, the store watch that feeds the controllers.
+// When the watch breaks (a WatchError, or its channel closes while the
+// Manager runs), it is started again from the last version seen, or
+// from a fresh list when the store no longer holds the changes since
+// (ErrExpired): then the objects deleted meanwhile are dispatched as
+// deletions. Failing watches are retried after 100 ms, doubling to 5 s.
 func (m *Manager) startWatch() error {
 	m.watchOnce.Do(func() {
 		ch, err := m.store.Watch(m.watchCtx, "", WatchOptions{SendInitial: true})
@@ -463,22 +472,100 @@ func (m *Manager) startWatch() error {
 		}
 		go func() {
 			defer close(m.watchDone)
-			// The initial events come in name order, not version
-			// order; the bookmark after them says that every write up
-			// to the revision of the watch's start has been seen
-			// (deletions before it included).
-			initial := true
-			for ev := range ch {
-				if ev.Type == WatchBookmark {
-					initial = false
-					m.observe(ev.ResourceVersion)
-					continue
-				}
-				m.dispatch(ev, !initial)
-			}
+			m.followWatch(ch)
 		}()
 	})
 	return m.watchErr
+}
+
+// watchKey identifies an object among all kinds.
+type watchKey struct{ kind, namespace, name string }
+
+// followWatch dispatches the events of ch, a watch with SendInitial,
+// and starts it again whenever it breaks, until the Manager closes.
+func (m *Manager) followWatch(ch <-chan WatchEvent) {
+	// known holds the last state of every object seen, for the
+	// deletions a list after a broken watch cannot show.
+	known := map[watchKey]Object{}
+	listing := true             // ch begins with initial events
+	seen := map[watchKey]bool{} // what the list being read holds
+	wait := 100 * time.Millisecond
+	for {
+		var broke error
+		for ev := range ch {
+			if ev.Type == WatchError {
+				broke = ev.Err
+				continue
+			}
+			if ev.Type == WatchBookmark {
+				if listing {
+					for k, obj := range known {
+						if !seen[k] {
+							delete(known, k)
+							m.dispatch(WatchEvent{Type: WatchDeleted, Object: obj, ResourceVersion: ev.ResourceVersion}, false)
+						}
+					}
+					listing, seen = false, map[watchKey]bool{}
+				}
+				m.observe(ev.ResourceVersion)
+				continue
+			}
+			k := watchKey{ev.Object.Kind(), ev.Object.Meta().Namespace, ev.Object.Meta().Name}
+			if ev.Type == WatchDeleted {
+				delete(known, k)
+			} else {
+				known[k] = ev.Object
+			}
+			if listing {
+				seen[k] = true
+			}
+			m.dispatch(ev, !listing)
+			wait = 100 * time.Millisecond
+		}
+		for {
+			if m.watchCtx.Err() != nil {
+				return
+			}
+			if broke == nil {
+				broke = errors.New("the watch ended")
+			}
+			since := m.dispatched.Load()
+			var err error
+			if since == 0 || listing || errors.Is(broke, ErrExpired) {
+				listing, seen = true, map[watchKey]bool{}
+				ch, err = m.store.Watch(m.watchCtx, "", WatchOptions{SendInitial: true})
+			} else {
+				ch, err = m.store.Watch(m.watchCtx, "", WatchOptions{Since: since})
+			}
+			if err == nil {
+				m.recordWatchRestart(broke)
+				break
+			}
+			broke = err
+			select {
+			case <-m.watchCtx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 5*time.Second)
+		}
+	}
+}
+
+// recordWatchRestart counts a watch started again after it broke.
+func (m *Manager) recordWatchRestart(why error) {
+	m.watchRestarts.Add(1)
+	m.lastWatchErr.Store(&why)
+}
+
+// WatchRestarts returns how many times the Manager's store watch broke
+// and was started again, and why it broke last (nil if never).
+func (m *Manager) WatchRestarts() (int64, error) {
+	var err error
+	if p := m.lastWatchErr.Load(); p != nil {
+		err = *p
+	}
+	return m.watchRestarts.Load(), err
 }
 
 // dispatch hands one watch event to every controller's keysFor and to

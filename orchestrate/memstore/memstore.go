@@ -114,15 +114,9 @@ func (s *store) Create(ctx context.Context, obj orchestrate.Object) (orchestrate
 	if _, ok := s.objects[kind][k]; ok {
 		return nil, fmt.Errorf("create %s: %w", describe(kind, k), orchestrate.ErrExists)
 	}
-	stored := obj.DeepCopy()
-	// Status is observed state: a new object has none, whatever the
-	// caller sent (as the Kubernetes API server does).
-	storeutil.ClearStatus(stored)
+	stored := storeutil.Created(obj)
 	m := stored.Meta()
-	m.Namespace = k.namespace
 	m.UID = storeutil.NewUID()
-	m.Generation = 1
-	m.DeletionTime = nil
 	s.rev++
 	m.ResourceVersion = s.rev
 	m.CreationTime = time.Now()
@@ -145,33 +139,15 @@ func (s *store) Update(ctx context.Context, obj orchestrate.Object) (orchestrate
 	if err != nil {
 		return nil, err
 	}
-	next := obj.DeepCopy()
-	nm, cm := next.Meta(), cur.Meta()
-	nm.Namespace = k.namespace
-	nm.UID, nm.CreationTime, nm.Generation = cm.UID, cm.CreationTime, cm.Generation
-	nm.ResourceVersion = cm.ResourceVersion
-	storeutil.CopyStatus(next, cur) // the status is kept
-	specEqual := storeutil.SpecEqual(next, cur)
-	if cm.DeletionTime != nil {
-		// A graceful delete cannot be undone, and what is being deleted
-		// does not change its spec.
-		t := *cm.DeletionTime
-		nm.DeletionTime = &t
-		if !specEqual {
-			return nil, fmt.Errorf("update %s: the object is being deleted; its spec cannot change: %w", describe(kind, k), orchestrate.ErrInvalid)
-		}
-	} else if nm.DeletionTime != nil && !storeutil.Graceful(kind) {
-		// Nothing would ever finish the deletion of another kind.
-		return nil, fmt.Errorf("update %s: only pods and namespaces are deleted gracefully (DeletionTime); delete it instead: %w", describe(kind, k), orchestrate.ErrInvalid)
-	}
-	if !specEqual {
-		nm.Generation++
+	next, err := storeutil.Updated(cur, obj)
+	if err != nil {
+		return nil, err
 	}
 	if reflect.DeepEqual(next, cur) {
 		return cur.DeepCopy(), nil // nothing changed: no write, no event
 	}
 	s.rev++
-	nm.ResourceVersion = s.rev
+	next.Meta().ResourceVersion = s.rev
 	s.objects[kind][k] = next
 	s.notify(orchestrate.WatchModified, next)
 	return next.DeepCopy(), nil
@@ -390,12 +366,8 @@ func (s *store) current(kind string, k key, meta *orchestrate.ObjectMeta, op str
 	if !ok {
 		return nil, fmt.Errorf("%s %s: %w", op, describe(kind, k), orchestrate.ErrNotFound)
 	}
-	if meta.ResourceVersion != 0 && meta.ResourceVersion != cur.Meta().ResourceVersion {
-		return nil, fmt.Errorf("%s %s: version %d, stored %d: %w", op, describe(kind, k),
-			meta.ResourceVersion, cur.Meta().ResourceVersion, orchestrate.ErrConflict)
-	}
-	if meta.UID != "" && meta.UID != cur.Meta().UID {
-		return nil, fmt.Errorf("%s %s: UID %s is not the stored object's: %w", op, describe(kind, k), meta.UID, orchestrate.ErrConflict)
+	if err := storeutil.CheckVersion(op, cur, meta); err != nil {
+		return nil, err
 	}
 	return cur, nil
 }
