@@ -22,11 +22,13 @@ run: deps
 # first time, ~3 min, then cached), then every test (as root they create
 # real namespaces, cgroups and mounts; without root they skip with the
 # reason), then the concurrent code's unit tests again under the race
-# detector.
+# detector. orchestrate/etcdstore is a module of its own (it keeps the
+# etcd client's grpc out of berth's graph): check and test cover it too.
 test: deps check
 	scripts/images.sh
 	$(GO) test -count=1 -timeout 15m ./...
 	$(GO) test -race -count=1 -timeout 10m -skip 'TestE2E' ./orchestrate/... ./registry/ ./layer/content/
+	cd orchestrate/etcdstore && $(GO) test -count=1 -timeout 10m ./... && $(GO) test -race -count=1 -timeout 10m ./...
 
 check:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -34,6 +36,7 @@ check:
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	cd orchestrate/etcdstore && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 # Service images for tests (redis, postgres) built from Debian packages
 # and cached; see scripts/images.sh for the cache's path rule. IMAGES

@@ -31,6 +31,8 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -136,11 +138,14 @@ func Open(ctx context.Context, endpoints []string, opts ...Option) (*Store, erro
 	s.owned = true
 	wait := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		actx, cancel := context.WithTimeout(ctx, time.Second)
 		_, err = s.Revision(actx)
 		cancel()
 		if err == nil {
 			return s, nil
+		}
+		if e := probe(endpoints); e != nil {
+			err = fmt.Errorf("%w (%w)", err, e)
 		}
 		select {
 		case <-ctx.Done():
@@ -151,6 +156,25 @@ func Open(ctx context.Context, endpoints []string, opts ...Option) (*Store, erro
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// probe says why none of endpoints takes a TCP connection (nil if one
+// does): the client's own error says only that its call timed out.
+func probe(endpoints []string) error {
+	var errs []error
+	for _, ep := range endpoints {
+		host := ep
+		if u, err := url.Parse(ep); err == nil && u.Host != "" {
+			host = u.Host
+		}
+		c, err := net.DialTimeout("tcp", host, 500*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // Client returns the etcd client the store uses.
