@@ -233,23 +233,10 @@ func checkPrefix(kind, namespace string) error {
 	return nil
 }
 
-// kinds makes an empty object of each kind the store holds.
-var kinds = map[string]func() orchestrate.Object{
-	orchestrate.KindPod:        func() orchestrate.Object { return new(orchestrate.Pod) },
-	orchestrate.KindReplicaSet: func() orchestrate.Object { return new(orchestrate.ReplicaSet) },
-	orchestrate.KindDeployment: func() orchestrate.Object { return new(orchestrate.Deployment) },
-	orchestrate.KindJob:        func() orchestrate.Object { return new(orchestrate.Job) },
-	orchestrate.KindConfigMap:  func() orchestrate.Object { return new(orchestrate.ConfigMap) },
-	orchestrate.KindSecret:     func() orchestrate.Object { return new(orchestrate.Secret) },
-	orchestrate.KindNamespace:  func() orchestrate.Object { return new(orchestrate.Namespace) },
-	orchestrate.KindService:    func() orchestrate.Object { return new(orchestrate.Service) },
-	orchestrate.KindEndpoints:  func() orchestrate.Object { return new(orchestrate.Endpoints) },
-}
-
 // encode returns obj's stored value: its gob encoding, without the
 // ResourceVersion (the key's ModRevision is that).
 func (s *Store) encode(obj orchestrate.Object) ([]byte, error) {
-	if kinds[obj.Kind()] == nil {
+	if storeutil.NewObject(obj.Kind()) == nil {
 		return nil, fmt.Errorf("%s: a kind the etcd store does not hold: %w", obj.Kind(), orchestrate.ErrInvalid)
 	}
 	m := obj.Meta()
@@ -271,11 +258,10 @@ func (s *Store) encode(obj orchestrate.Object) ([]byte, error) {
 // decode returns the object stored as value under key at rev.
 func (s *Store) decode(key string, value []byte, rev int64) (orchestrate.Object, error) {
 	kind, _, _ := strings.Cut(strings.TrimPrefix(key, s.prefix), "/")
-	mk := kinds[kind]
-	if mk == nil {
+	obj := storeutil.NewObject(kind)
+	if obj == nil {
 		return nil, fmt.Errorf("etcdstore: key %s: kind %q unknown", key, kind)
 	}
-	obj := mk()
 	if err := gob.NewDecoder(bytes.NewReader(value)).Decode(obj); err != nil {
 		return nil, fmt.Errorf("etcdstore: key %s: decode: %w", key, err)
 	}

@@ -190,3 +190,25 @@ func Created(obj orchestrate.Object) orchestrate.Object {
 	m.DeletionTime = nil
 	return stored
 }
+
+// kinds makes an empty object of each kind a store can hold.
+var kinds = map[string]func() orchestrate.Object{
+	orchestrate.KindPod:        func() orchestrate.Object { return new(orchestrate.Pod) },
+	orchestrate.KindReplicaSet: func() orchestrate.Object { return new(orchestrate.ReplicaSet) },
+	orchestrate.KindDeployment: func() orchestrate.Object { return new(orchestrate.Deployment) },
+	orchestrate.KindJob:        func() orchestrate.Object { return new(orchestrate.Job) },
+	orchestrate.KindConfigMap:  func() orchestrate.Object { return new(orchestrate.ConfigMap) },
+	orchestrate.KindSecret:     func() orchestrate.Object { return new(orchestrate.Secret) },
+	orchestrate.KindNamespace:  func() orchestrate.Object { return new(orchestrate.Namespace) },
+	orchestrate.KindService:    func() orchestrate.Object { return new(orchestrate.Service) },
+	orchestrate.KindEndpoints:  func() orchestrate.Object { return new(orchestrate.Endpoints) },
+}
+
+// NewObject returns an empty object of kind, nil for a kind no store
+// holds: what a store that encodes objects decodes them into.
+func NewObject(kind string) orchestrate.Object {
+	if mk := kinds[kind]; mk != nil {
+		return mk()
+	}
+	return nil
+}
