@@ -32,6 +32,12 @@
 // one:
 //
 //   - orchestrate/memstore: the Store in the process's memory;
+//   - orchestrate/filestore: memstore's Store persisted in a directory
+//     (an fsynced log), the default for one machine: a Manager that
+//     restarts on it finds its objects and converges;
+//   - orchestrate/etcdstore: the Store on etcd v3, kept as Kubernetes'
+//     API server keeps objects there (a module of its own, so that the
+//     etcd client's grpc stays out of the graph of other programs);
 //   - orchestrate/containerruntime: the Runtime on package container;
 //   - orchestrate/fakeruntime: a Runtime that runs nothing, for tests;
 //   - orchestrate/storetest: the suite every Store must pass;
