@@ -59,6 +59,35 @@ type Options struct {
 	// the pod's grace period, and waited in real time (the data path's,
 	// not the Clock's), as the containers' stop is.
 	ServiceDrainDelay time.Duration
+
+	// NodeName, when set, makes the Manager a node of a cluster of
+	// Managers sharing one Store (etcdstore): it registers a Node of that
+	// name (refused, with ErrExists, while another live Manager holds
+	// it), renews the node's Lease in NamespaceNodeLease every quarter of
+	// NodeLeaseDuration, and runs only the pods bound to it
+	// (PodSpec.NodeName). The Managers elect a leader (a Lease in
+	// NamespaceSystem) that alone runs the workload controllers, the
+	// garbage collector, the scheduler and the node lifecycle
+	// controller. Run is needed: RunUntilIdle does not join a cluster.
+	NodeName string
+	// NodeLabels are the Node's labels (nodeSelector matches them);
+	// kubernetes.io/hostname is NodeName.
+	NodeLabels map[string]string
+	// NodeAllocatable is what pods may request of the node; zero fields
+	// are the machine's CPUs, its memory and DefaultNodePods.
+	NodeAllocatable NodeResources
+	// NodeLeaseDuration is how long a node's Lease holds
+	// (DefaultNodeLeaseDuration when 0): a node that has not renewed it
+	// for that long is marked Ready Unknown.
+	NodeLeaseDuration time.Duration
+	// NodeLostGrace is how long a node stays Ready Unknown before its
+	// pods are marked failed (ReasonNodeLost) and replaced elsewhere
+	// (DefaultNodeLostGrace when 0).
+	NodeLostGrace time.Duration
+	// LeaderLeaseDuration is how long the leader's Lease holds
+	// (DefaultLeaderLeaseDuration when 0): when the leader dies another
+	// Manager takes over within about that long.
+	LeaderLeaseDuration time.Duration
 }
 
 // DefaultServiceDrainDelay is Options.ServiceDrainDelay when zero.
@@ -107,6 +136,7 @@ type Manager struct {
 	crash    CrashLoopBackoff
 
 	services    *serviceController
+	cluster     *cluster // nil unless Options.NodeName is set
 	serviceCIDR netip.Prefix
 
 	kinds     map[string]*kindController
@@ -186,9 +216,23 @@ func NewManager(opts Options) (*Manager, error) {
 		}
 		m.stateDir, m.ownState = dir, true
 	}
+	c, err := newCluster(opts)
+	if err != nil {
+		return nil, err
+	}
+	m.cluster = c
 	m.watchCtx, m.watchCancel = context.WithCancel(context.Background())
 	m.watchDone = make(chan struct{})
-	m.gc = reconcile.New[gcKey](reconcile.Func[gcKey](m.collect), reconcile.Options[gcKey]{
+	collect := m.collect
+	if m.cluster != nil {
+		collect = func(ctx context.Context, k gcKey) (reconcile.Result, error) {
+			if !m.IsLeader() {
+				return reconcile.Result{}, nil // the leader's resync brings it back
+			}
+			return m.collect(ctx, k)
+		}
+	}
+	m.gc = reconcile.New[gcKey](reconcile.Func[gcKey](collect), reconcile.Options[gcKey]{
 		Name: "gc", Workers: 1, Clock: m.clock, Logger: m.log,
 	})
 	// The controllers, in the order each watch event is handed to them.
@@ -206,7 +250,27 @@ func NewManager(opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("orchestrate: new manager: Options.ServiceCIDR %s: want an IPv4 range of /28 or more, host bits clear", m.serviceCIDR)
 	}
 	registerServices(m, m.serviceCIDR)
+	m.register(KindNode, nil, nil, nil)
+	m.register(KindLease, nil, nil, nil)
+	if m.cluster != nil {
+		registerScheduler(m)
+	}
 	return m, nil
+}
+
+// leaderOnly runs a cluster-wide controller's reconciles only on the
+// leader; the others drop their keys (a new leader lists everything
+// again).
+type leaderOnly struct {
+	m *Manager
+	r reconcile.Reconciler[string]
+}
+
+func (l leaderOnly) Reconcile(ctx context.Context, key string) (reconcile.Result, error) {
+	if !l.m.IsLeader() {
+		return reconcile.Result{}, nil
+	}
+	return l.r.Reconcile(ctx, key)
 }
 
 // register adds the controller of a kind: r reconciles objects of the
@@ -215,6 +279,9 @@ func NewManager(opts Options) (*Manager, error) {
 // nil, checks objects of the kind in Apply.
 func (m *Manager) register(kind string, r reconcile.Reconciler[string], keysFor func(ev WatchEvent) []string, validate func(ctx context.Context, obj Object) error) {
 	kc := &kindController{kind: kind, keysFor: keysFor, validate: validate}
+	if r != nil && m.cluster != nil && kind != KindPod {
+		r = leaderOnly{m, r}
+	}
 	if r != nil {
 		kc.ctrl = reconcile.New[string](r, reconcile.Options[string]{
 			Name:    kind,
@@ -635,10 +702,20 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	m.running = true
 	m.mu.Unlock()
+	if m.cluster != nil {
+		if err := m.joinCluster(ctx); err != nil {
+			return err
+		}
+	}
 	if err := m.startWatch(); err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
+	if m.cluster != nil {
+		wg.Go(func() { m.heartbeat(ctx) })
+		wg.Go(func() { m.elect(ctx) })
+		wg.Go(func() { m.nodeLifecycle(ctx) })
+	}
 	errs := make([]error, len(m.kindOrder)+1)
 	for i, kind := range m.kindOrder {
 		if c := m.kinds[kind].ctrl; c != nil {

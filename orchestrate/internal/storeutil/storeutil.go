@@ -202,6 +202,8 @@ var kinds = map[string]func() orchestrate.Object{
 	orchestrate.KindNamespace:  func() orchestrate.Object { return new(orchestrate.Namespace) },
 	orchestrate.KindService:    func() orchestrate.Object { return new(orchestrate.Service) },
 	orchestrate.KindEndpoints:  func() orchestrate.Object { return new(orchestrate.Endpoints) },
+	orchestrate.KindNode:       func() orchestrate.Object { return new(orchestrate.Node) },
+	orchestrate.KindLease:      func() orchestrate.Object { return new(orchestrate.Lease) },
 }
 
 // NewObject returns an empty object of kind, nil for a kind no store
