@@ -174,7 +174,9 @@ func (s *scheduler) Reconcile(ctx context.Context, key string) (reconcile.Result
 		if pod.Status.Reason != ReasonFailedScheduling || pod.Status.Message != msg {
 			pod.Status.Phase = PodPending
 			pod.Status.Reason, pod.Status.Message = ReasonFailedScheduling, msg
-			if _, err := m.store.UpdateStatus(ctx, pod); err != nil && !errors.Is(err, ErrConflict) && !errors.Is(err, ErrNotFound) {
+			if _, err := m.store.UpdateStatus(ctx, pod); errors.Is(err, ErrConflict) {
+				return reconcile.Result{Requeue: true}, nil
+			} else if err != nil && !errors.Is(err, ErrNotFound) {
 				return reconcile.Result{}, err
 			}
 			m.recordEvent(pod, EventWarning, ReasonFailedScheduling, "%s", msg)
