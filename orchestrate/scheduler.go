@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berthlabs/berth/orchestrate/reconcile"
@@ -23,7 +24,13 @@ const ReasonFailedScheduling = "FailedScheduling"
 // schedulerRetry is how often a pod that fits no node is tried again.
 const schedulerRetry = 10 * time.Second
 
-type scheduler struct{ m *Manager }
+// scheduler binds one pod at a time (mu), as Kubernetes' scheduler
+// does: each binding reads the bindings before it, so that concurrent
+// pods of one owner spread rather than all pick the same node.
+type scheduler struct {
+	m  *Manager
+	mu sync.Mutex
+}
 
 // registerScheduler adds the scheduler of a node Manager.
 func registerScheduler(m *Manager) {
@@ -105,6 +112,8 @@ func podRequests(p *Pod) NodeResources {
 // then the least requested, then by name.
 func (s *scheduler) Reconcile(ctx context.Context, key string) (reconcile.Result, error) {
 	m := s.m
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	ns, name := splitKey(key)
 	pod, err := Get[*Pod](ctx, m.store, ns, name)
 	if errors.Is(err, ErrNotFound) {
