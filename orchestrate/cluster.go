@@ -133,12 +133,6 @@ func (m *Manager) IsLeader() bool {
 	return m.cluster.leader
 }
 
-// leads reports whether the Manager runs the cluster-wide controllers:
-// it is no node (it runs everything), or it is the leader.
-func (m *Manager) leads() bool {
-	return m.cluster == nil || m.IsLeader()
-}
-
 // lapsed reports whether l has not been renewed for its duration, as
 // this Manager observed it (see cluster.observed).
 func (c *cluster) lapsed(l *Lease, now time.Time) bool {
