@@ -74,7 +74,7 @@ type nodeProc struct {
 	done chan struct{}
 }
 
-func startNodeProc(t *testing.T, name string, endpoints []string) *nodeProc {
+func startNodeProc(t testing.TB, name string, endpoints []string) *nodeProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), nodeEnv+"="+name, endpointsEnv+"="+strings.Join(endpoints, ","))
@@ -95,7 +95,7 @@ func (p *nodeProc) kill() {
 }
 
 // leaderNode returns the node whose Manager holds the leader's Lease.
-func leaderNode(t *testing.T, s orchestrate.Store) string {
+func leaderNode(t testing.TB, s orchestrate.Store) string {
 	l, err := orchestrate.Get[*orchestrate.Lease](context.Background(), s, orchestrate.NamespaceSystem, orchestrate.LeaderLeaseName)
 	if err != nil {
 		return ""
@@ -106,7 +106,7 @@ func leaderNode(t *testing.T, s orchestrate.Store) string {
 
 // runningPer counts the pods Running (and not failed, not being
 // deleted) per node.
-func runningPer(t *testing.T, s orchestrate.Store) map[string]int {
+func runningPer(t testing.TB, s orchestrate.Store) map[string]int {
 	out := map[string]int{}
 	for _, p := range pods(t, s) {
 		if p.Status.Phase == orchestrate.PodRunning {

@@ -98,6 +98,9 @@ type Store struct {
 	mu       sync.Mutex
 	wanted   uint64
 	progress chan struct{} // closed and replaced when wanted grows
+
+	cacheMu sync.Mutex
+	cache   map[decodedKey]orchestrate.Object
 }
 
 var _ orchestrate.Store = (*Store)(nil)
@@ -105,7 +108,8 @@ var _ orchestrate.Store = (*Store)(nil)
 // New returns a Store on cli (which the caller closes after the
 // store's last use).
 func New(cli *clientv3.Client, opts ...Option) *Store {
-	s := &Store{cli: cli, prefix: DefaultPrefix, maxSize: DefaultMaxObjectSize, progress: make(chan struct{})}
+	s := &Store{cli: cli, prefix: DefaultPrefix, maxSize: DefaultMaxObjectSize, progress: make(chan struct{}),
+		cache: map[decodedKey]orchestrate.Object{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -255,8 +259,47 @@ func (s *Store) encode(obj orchestrate.Object) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// decode returns the object stored as value under key at rev.
+// decodeCacheSize bounds the decoded objects the store keeps.
+const decodeCacheSize = 4096
+
+// decodedKey identifies a stored value: a key's value at one
+// ModRevision never changes.
+type decodedKey struct {
+	key string
+	rev int64
+}
+
+// decode returns the object stored as value under key at rev: a copy of
+// the one decoded before, if the cache has it (decoding gob afresh
+// compiles its types each time, most of a List's cost).
 func (s *Store) decode(key string, value []byte, rev int64) (orchestrate.Object, error) {
+	dk := decodedKey{key, rev}
+	s.cacheMu.Lock()
+	cached := s.cache[dk]
+	s.cacheMu.Unlock()
+	if cached != nil {
+		return cached.DeepCopy(), nil
+	}
+	obj, err := s.decodeValue(key, value, rev)
+	if err != nil {
+		return nil, err
+	}
+	s.cacheMu.Lock()
+	if len(s.cache) >= decodeCacheSize {
+		for k := range s.cache { // drop about a quarter, at random
+			delete(s.cache, k)
+			if len(s.cache) < decodeCacheSize*3/4 {
+				break
+			}
+		}
+	}
+	s.cache[dk] = obj.DeepCopy()
+	s.cacheMu.Unlock()
+	return obj, nil
+}
+
+// decodeValue decodes a stored value.
+func (s *Store) decodeValue(key string, value []byte, rev int64) (orchestrate.Object, error) {
 	kind, _, _ := strings.Cut(strings.TrimPrefix(key, s.prefix), "/")
 	obj := storeutil.NewObject(kind)
 	if obj == nil {
@@ -273,7 +316,7 @@ func (s *Store) decode(key string, value []byte, rev int64) (orchestrate.Object,
 // decoded), so that comparing it with what was read finds no
 // difference that is the encoding's (an empty map and none).
 func (s *Store) canonical(obj orchestrate.Object, value []byte) (orchestrate.Object, error) {
-	c, err := s.decode(s.key(obj.Kind(), obj.Meta().Namespace, obj.Meta().Name), value, int64(obj.Meta().ResourceVersion))
+	c, err := s.decodeValue(s.key(obj.Kind(), obj.Meta().Namespace, obj.Meta().Name), value, int64(obj.Meta().ResourceVersion))
 	if err != nil {
 		return nil, err
 	}

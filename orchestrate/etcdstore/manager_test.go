@@ -63,7 +63,7 @@ func startManager(t *testing.T, s orchestrate.Store) (*orchestrate.Manager, *fak
 }
 
 // pods returns the names of the pods stored (not being deleted).
-func pods(t *testing.T, s orchestrate.Store) []*orchestrate.Pod {
+func pods(t testing.TB, s orchestrate.Store) []*orchestrate.Pod {
 	t.Helper()
 	ps, err := orchestrate.List[*orchestrate.Pod](context.Background(), s, orchestrate.NamespaceAll, nil)
 	if err != nil {
