@@ -209,3 +209,33 @@ func waitB(b *testing.B, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A 150-replica ReplicaSet until all its pods are ready, scheduled over
+// three node Managers on one etcd member (fake runtimes).
+func BenchmarkReplicaSet150ThreeNodes(b *testing.B) {
+	c := etcdtest.Start(b, 1)
+	s := open(b, c, etcdstore.WithPrefix(etcdstore.DefaultPrefix))
+	for i := range 3 {
+		startEtcdNode(b, c, fmt.Sprintf("n%d", i+1))
+	}
+	ctx := context.Background()
+	waitB(b, "3 ready nodes and a leader", func() bool { return readyNodes(s) == 3 && leaderNode(b, s) != "" })
+	for i := 0; b.Loop(); i++ {
+		name := fmt.Sprintf("rs%d", i)
+		if _, err := s.Create(ctx, replicaSet(name, 150)); err != nil {
+			b.Fatal(err)
+		}
+		waitB(b, "150 ready", func() bool {
+			rs, err := orchestrate.Get[*orchestrate.ReplicaSet](ctx, s, "", name)
+			return err == nil && rs.Status.ReadyReplicas == 150
+		})
+		b.StopTimer()
+		r := runningPer(b, s)
+		b.Logf("per node: %v", r)
+		if err := s.Delete(ctx, orchestrate.KindReplicaSet, "", name); err != nil {
+			b.Fatal(err)
+		}
+		waitB(b, "the pods gone", func() bool { return len(pods(b, s)) == 0 })
+		b.StartTimer()
+	}
+}

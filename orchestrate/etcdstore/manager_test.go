@@ -118,7 +118,7 @@ func TestManagerSurvivesEtcdLoss(t *testing.T) {
 }
 
 // proxied returns a Store on c through a proxy the test can cut.
-func proxied(t *testing.T, c *etcdtest.Cluster, prefix string) (*etcdstore.Store, *etcdtest.Proxy) {
+func proxied(t testing.TB, c *etcdtest.Cluster, prefix string) (*etcdstore.Store, *etcdtest.Proxy) {
 	t.Helper()
 	p, err := etcdtest.NewProxy(c.Endpoints()[0])
 	if err != nil {
