@@ -22,8 +22,9 @@ run: deps
 # first time, ~3 min, then cached), then every test (as root they create
 # real namespaces, cgroups and mounts; without root they skip with the
 # reason), then the concurrent code's unit tests again under the race
-# detector. orchestrate/etcdstore is a module of its own (it keeps the
-# etcd client's grpc out of berth's graph): check and test cover it too.
+# detector. orchestrate/etcdstore and examples/cluster are modules of
+# their own (they keep the etcd client's grpc out of berth's graph):
+# check and test cover them too.
 test: deps check
 	scripts/images.sh
 	$(GO) test -count=1 -timeout 15m ./...
@@ -37,6 +38,7 @@ check:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	cd orchestrate/etcdstore && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
+	cd examples/cluster && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 # Service images for tests (redis, postgres) built from Debian packages
 # and cached; see scripts/images.sh for the cache's path rule. IMAGES
