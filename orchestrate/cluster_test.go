@@ -445,3 +445,56 @@ func TestSchedulerFit(t *testing.T) {
 	waitUntil(t, 20*time.Second, "the pod left bound once there is room", func() bool { return get(left[0]).Spec.NodeName == "n1" })
 	waitUntil(t, 20*time.Second, "n1 runs two pods", func() bool { return n1.rt.RunningImages("web:v1") == 2 })
 }
+
+// A Job's pod on a node that is lost is marked failed and the Job runs
+// a new one on another node (its failure counted against the backoff
+// limit).
+func TestClusterJobNodeLost(t *testing.T) {
+	ctx := context.Background()
+	store := memstore.New()
+	var nodes []*testNode
+	for i := range 2 {
+		nodes = append(nodes, startNode(t, store, fmt.Sprintf("n%d", i+1), orchestrate.NodeResources{}, nil))
+	}
+	waitUntil(t, 10*time.Second, "one leader", func() bool { return len(leaders(nodes)) == 1 })
+	waitUntil(t, 10*time.Second, "two ready nodes", func() bool {
+		ns, _ := orchestrate.List[*orchestrate.Node](ctx, store, "", nil)
+		return len(ns) == 2 && ns[0].Ready().Status == orchestrate.ConditionTrue && ns[1].Ready().Status == orchestrate.ConditionTrue
+	})
+	// Keep the Job's pod off the leader, so that losing its node leaves
+	// the leader to notice.
+	follower := nodes[0]
+	if follower.m.IsLeader() {
+		follower = nodes[1]
+	}
+	limit := 3
+	job := &orchestrate.Job{
+		ObjectMeta: orchestrate.ObjectMeta{Name: "batch"},
+		Spec: orchestrate.JobSpec{BackoffLimit: &limit, Template: orchestrate.PodTemplate{
+			Labels: map[string]string{"job": "batch"},
+			Spec: orchestrate.PodSpec{RestartPolicy: orchestrate.RestartPolicyNever, NodeSelector: map[string]string{"kubernetes.io/hostname": follower.name},
+				Containers: []orchestrate.Container{{Name: "c", Image: "web:v1", Command: []string{"work"}}}},
+		}},
+	}
+	if _, err := nodes[0].m.Apply(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the Job's pod running on "+follower.name, func() bool { return follower.rt.RunningImages("web:v1") == 1 })
+	first := livePods(t, store)[0].Name
+	follower.store.Cut()
+	waitUntil(t, 20*time.Second, "the first pod failed NodeLost and counted", func() bool {
+		p, err := orchestrate.Get[*orchestrate.Pod](ctx, store, "", first)
+		if err != nil || p.Status.Reason != orchestrate.ReasonNodeLost {
+			return false
+		}
+		j, err := orchestrate.Get[*orchestrate.Job](ctx, store, "", "batch")
+		return err == nil && j.Status.Failed == 1
+	})
+	// The new pod wants the lost node (its selector), so it waits there
+	// unscheduled until the node is back; then it runs there.
+	follower.store.Heal()
+	waitUntil(t, 20*time.Second, "a second pod running on the returned node, the first torn down", func() bool {
+		ps := livePods(t, store)
+		return len(ps) == 1 && ps[0].Name != first && follower.rt.Running(ps[0].Name, "c") != nil && follower.rt.Running(first, "c") == nil
+	})
+}

@@ -196,6 +196,11 @@ func (s *Store) replay() ([]orchestrate.Object, error) {
 		return nil, err
 	}
 	s.log = f
+	// The log's directory entry is durable too (a new log's).
+	if d, err := os.Open(s.dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
 	out := make([]orchestrate.Object, 0, len(objs))
 	for _, o := range objs {
 		out = append(out, o)
