@@ -2,17 +2,22 @@
 // Kubernetes' API server keeps its objects there: each object is one key
 // (/berth/<kind>/<namespace>/<name>, or /berth/<kind>/<name> for a
 // cluster-scoped kind), its ResourceVersion is the key's ModRevision,
-// and every write is a transaction: Create puts only if the key's
-// CreateRevision is 0 (it does not exist), Update, UpdateStatus and
-// Delete only if its ModRevision is still the one read. A watch is an
+// and every write is a transaction: Create puts only if the key does
+// not exist (its ModRevision is 0, the compare Kubernetes sends; its
+// CreateRevision is 0 then too), Update, UpdateStatus and Delete only
+// if its ModRevision is still the one read (else reading it, as
+// Kubernetes' GuaranteedUpdate does). A watch is an
 // etcd watch of the key prefix from a revision, with the previous value
 // of each key (for a deletion's last state); etcd's compaction of that
 // revision ends it with a WatchError matching orchestrate.ErrExpired, so
 // that the Manager lists again. Revision is the revision of a response's
-// header. These are the only etcd calls it makes (range, txn with
-// compares on CreateRevision and ModRevision, watch with prevKV and
-// progress notifications), all of them ones Kubernetes makes, so the
-// store also runs on kine (SQLite, Postgres, MySQL behind etcd's API).
+// header. These are the only etcd calls it makes (range with a prefix,
+// a count or a revision; txn comparing ModRevision with a put or a
+// delete, else a range; watch of a prefix from a revision with prevKV
+// and progress notifications, and progress requests), all of them
+// calls Kubernetes makes, in its shapes, so that the store should run
+// on kine (SQLite, Postgres, MySQL behind etcd's API) unchanged; it
+// has been tested on etcd only.
 //
 // It meets the whole contract of orchestrate.Store (package storetest
 // checks it against a real etcd). The values are the objects' gob
@@ -332,7 +337,7 @@ func wrap(what string, err error) error {
 }
 
 // Create stores a new object: a transaction that puts it only if its
-// key's CreateRevision is 0.
+// key does not exist (ModRevision 0).
 func (s *Store) Create(ctx context.Context, obj orchestrate.Object) (orchestrate.Object, error) {
 	if err := storeutil.Check(obj); err != nil {
 		return nil, err
@@ -350,8 +355,10 @@ func (s *Store) Create(ctx context.Context, obj orchestrate.Object) (orchestrate
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	key := s.key(stored.Kind(), m.Namespace, m.Name)
+	// ModRevision 0 is "no such key" (its CreateRevision is 0 too): the
+	// compare Kubernetes' create sends, and the one kine recognises.
 	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, string(value))).
 		Commit()
 	if err != nil {
@@ -436,9 +443,12 @@ func (s *Store) update(ctx context.Context, op string, obj orchestrate.Object, n
 			return cur, nil // nothing changed: no write, no event
 		}
 		rev := int64(cur.Meta().ResourceVersion)
+		// Else a read, as Kubernetes' GuaranteedUpdate sends it (kine
+		// recognises an update by that shape).
 		resp, err := s.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
 			Then(clientv3.OpPut(key, string(value))).
+			Else(clientv3.OpGet(key)).
 			Commit()
 		if err != nil {
 			return nil, wrap(what, err)
@@ -472,6 +482,7 @@ func (s *Store) Delete(ctx context.Context, kind, namespace, name string) error 
 		tx, err := s.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).
 			Then(clientv3.OpDelete(key)).
+			Else(clientv3.OpGet(key)).
 			Commit()
 		if err != nil {
 			return wrap(what, err)
