@@ -106,6 +106,7 @@ type Store struct {
 
 	cacheMu sync.Mutex
 	cache   map[decodedKey]orchestrate.Object
+	latest  map[string]int64 // key → the latest ModRevision in cache
 }
 
 var _ orchestrate.Store = (*Store)(nil)
@@ -114,7 +115,7 @@ var _ orchestrate.Store = (*Store)(nil)
 // store's last use).
 func New(cli *clientv3.Client, opts ...Option) *Store {
 	s := &Store{cli: cli, prefix: DefaultPrefix, maxSize: DefaultMaxObjectSize, progress: make(chan struct{}),
-		cache: map[decodedKey]orchestrate.Object{}}
+		cache: map[decodedKey]orchestrate.Object{}, latest: map[string]int64{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -289,17 +290,7 @@ func (s *Store) decode(key string, value []byte, rev int64) (orchestrate.Object,
 	if err != nil {
 		return nil, err
 	}
-	s.cacheMu.Lock()
-	if len(s.cache) >= decodeCacheSize {
-		for k := range s.cache { // drop about a quarter, at random
-			delete(s.cache, k)
-			if len(s.cache) < decodeCacheSize*3/4 {
-				break
-			}
-		}
-	}
-	s.cache[dk] = obj.DeepCopy()
-	s.cacheMu.Unlock()
+	s.remember(key, rev, obj)
 	return obj, nil
 }
 
@@ -368,7 +359,12 @@ func (s *Store) Create(ctx context.Context, obj orchestrate.Object) (orchestrate
 		return nil, fmt.Errorf("%s: %w", what, orchestrate.ErrExists)
 	}
 	m.ResourceVersion = uint64(resp.Header.Revision)
-	return s.canonical(stored, value)
+	c, err := s.canonical(stored, value)
+	if err != nil {
+		return nil, err
+	}
+	s.remember(key, resp.Header.Revision, c)
+	return c, nil
 }
 
 // read returns the stored object under key and its ModRevision (nil if
@@ -417,19 +413,46 @@ func (s *Store) update(ctx context.Context, op string, obj orchestrate.Object, n
 	}
 	what := op + " " + storeutil.Describe(kind, ns, name)
 	key := s.key(kind, ns, name)
-	for {
-		cur, err := s.read(ctx, key)
-		if err != nil {
+	// As Kubernetes' GuaranteedUpdate with a cached state: start from
+	// the latest version of the object this store has seen, if any,
+	// and read it only when that proves stale (the transaction fails,
+	// returning the stored value) or decides the outcome (a conflict or
+	// a no-op found against the cache is checked on a fresh read).
+	cur, fresh := s.latestOf(key), false
+	if cur == nil {
+		var err error
+		if cur, err = s.read(ctx, key); err != nil {
 			return nil, wrap(what, err)
 		}
+		fresh = true
+	}
+	reread := func() error {
+		var err error
+		cur, err = s.read(ctx, key)
+		fresh = true
+		return err
+	}
+	for {
 		if cur == nil {
 			return nil, fmt.Errorf("%s: %w", what, orchestrate.ErrNotFound)
 		}
 		if err := storeutil.CheckVersion(op, cur, obj.Meta()); err != nil {
+			if !fresh {
+				if err := reread(); err != nil {
+					return nil, wrap(what, err)
+				}
+				continue
+			}
 			return nil, err
 		}
 		n, err := next(cur, obj)
 		if err != nil {
+			if !fresh {
+				if err := reread(); err != nil {
+					return nil, wrap(what, err)
+				}
+				continue
+			}
 			return nil, err
 		}
 		value, err := s.encode(n)
@@ -440,6 +463,12 @@ func (s *Store) update(ctx context.Context, op string, obj orchestrate.Object, n
 			return nil, err
 		}
 		if reflect.DeepEqual(n, cur) {
+			if !fresh {
+				if err := reread(); err != nil {
+					return nil, wrap(what, err)
+				}
+				continue
+			}
 			return cur, nil // nothing changed: no write, no event
 		}
 		rev := int64(cur.Meta().ResourceVersion)
@@ -455,10 +484,70 @@ func (s *Store) update(ctx context.Context, op string, obj orchestrate.Object, n
 		}
 		if resp.Succeeded {
 			n.Meta().ResourceVersion = uint64(resp.Header.Revision)
+			s.remember(key, resp.Header.Revision, n)
 			return n, nil
 		}
-		// Written meanwhile: read again; CheckVersion decides whether
-		// the caller's version still holds.
+		// Written meanwhile: the Else read holds what is stored now;
+		// CheckVersion decides whether the caller's version still holds.
+		cur, fresh = nil, true
+		if len(resp.Responses) == 1 {
+			if r := resp.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) == 1 {
+				if cur, err = s.decode(string(r.Kvs[0].Key), r.Kvs[0].Value, r.Kvs[0].ModRevision); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+}
+
+// latestOf returns a copy of the latest version of the object under key
+// that the store has seen (read, watched or written), nil if none.
+func (s *Store) latestOf(key string) orchestrate.Object {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	rev, ok := s.latest[key]
+	if !ok {
+		return nil
+	}
+	if o := s.cache[decodedKey{key, rev}]; o != nil {
+		return o.DeepCopy()
+	}
+	return nil
+}
+
+// remember caches obj as the value of key at rev, the latest seen if
+// no later one was.
+func (s *Store) remember(key string, rev int64, obj orchestrate.Object) {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	s.rememberLocked(key, rev, obj)
+}
+
+func (s *Store) rememberLocked(key string, rev int64, obj orchestrate.Object) {
+	if len(s.cache) >= decodeCacheSize {
+		for k := range s.cache { // drop about a quarter, at random
+			delete(s.cache, k)
+			if s.latest[k.key] == k.rev {
+				delete(s.latest, k.key)
+			}
+			if len(s.cache) < decodeCacheSize*3/4 {
+				break
+			}
+		}
+	}
+	s.cache[decodedKey{key, rev}] = obj.DeepCopy()
+	if rev > s.latest[key] {
+		s.latest[key] = rev
+	}
+}
+
+// forget drops the latest version of key, deleted at rev, unless a
+// later one (the key created again) is known.
+func (s *Store) forget(key string, rev int64) {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if s.latest[key] <= rev {
+		delete(s.latest, key)
 	}
 }
 
@@ -488,6 +577,7 @@ func (s *Store) Delete(ctx context.Context, kind, namespace, name string) error 
 			return wrap(what, err)
 		}
 		if tx.Succeeded {
+			s.forget(key, tx.Header.Revision)
 			return nil
 		}
 	}

@@ -160,10 +160,13 @@ func (s *Store) event(e *clientv3.Event) (orchestrate.WatchEvent, error) {
 		if e.PrevKv == nil {
 			return orchestrate.WatchEvent{}, fmt.Errorf("key %s deleted at %d without its previous value", e.Kv.Key, rev)
 		}
-		obj, err := s.decode(string(e.Kv.Key), e.PrevKv.Value, rev)
+		// Not through the cache: the previous value at the deletion's
+		// revision is no version of the key.
+		obj, err := s.decodeValue(string(e.Kv.Key), e.PrevKv.Value, rev)
 		if err != nil {
 			return orchestrate.WatchEvent{}, err
 		}
+		s.forget(string(e.Kv.Key), rev)
 		return orchestrate.WatchEvent{Type: orchestrate.WatchDeleted, Object: obj, ResourceVersion: uint64(rev)}, nil
 	default:
 		obj, err := s.decode(string(e.Kv.Key), e.Kv.Value, rev)
