@@ -31,6 +31,9 @@ const (
 // back, tears down its containers.
 const ReasonNodeLost = "NodeLost"
 
+// errLeaseTaken: another Manager holds this node's Lease.
+var errLeaseTaken = errors.New("another Manager holds the node's lease")
+
 // cluster is the state of a Manager that is a node of a cluster.
 type cluster struct {
 	node        string
@@ -43,6 +46,10 @@ type cluster struct {
 
 	mu     sync.Mutex
 	leader bool
+	// fenced is set when another Manager took this node's Lease (this
+	// one was away longer than the lease): it then stops the pods it
+	// runs, which the other runs now, and renews nothing.
+	fenced bool
 	// observed records, per Lease key, the version last seen and when
 	// this Manager saw it change: a Lease has lapsed when its version
 	// has not changed for its duration on this Manager's clock (as
@@ -131,6 +138,13 @@ func (m *Manager) IsLeader() bool {
 	m.cluster.mu.Lock()
 	defer m.cluster.mu.Unlock()
 	return m.cluster.leader
+}
+
+// isFenced reports whether another Manager took over the node's name.
+func (c *cluster) isFenced() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fenced
 }
 
 // lapsed reports whether l has not been renewed for its duration, as
@@ -252,7 +266,14 @@ func (m *Manager) heartbeat(ctx context.Context) {
 			return
 		case <-m.clock.After(every):
 		}
-		if err := m.renewNodeLease(ctx); err != nil {
+		if err := m.renewNodeLease(ctx); errors.Is(err, errLeaseTaken) {
+			m.log.Error("another Manager took over this node's name; stopping its pods here", "node", c.node, "err", err)
+			c.mu.Lock()
+			c.fenced = true
+			c.mu.Unlock()
+			m.pods.requeueAll()
+			return
+		} else if err != nil {
 			m.log.Warn("node lease renewal failed", "node", c.node, "err", err)
 			continue
 		}
@@ -277,7 +298,7 @@ func (m *Manager) renewNodeLease(ctx context.Context) error {
 		return err
 	}
 	if l.Spec.Holder != c.identity {
-		return fmt.Errorf("the lease of node %s is held by %s", c.node, l.Spec.Holder)
+		return fmt.Errorf("the lease of node %s is held by %s: %w", c.node, l.Spec.Holder, errLeaseTaken)
 	}
 	l.Spec.RenewTime = m.clock.Now()
 	_, err = m.store.Update(rctx, l)
@@ -332,6 +353,9 @@ func (m *Manager) elect(ctx context.Context) {
 // this Manager holds it now.
 func (m *Manager) tryLead(ctx context.Context) (bool, error) {
 	c := m.cluster
+	if c.isFenced() {
+		return false, nil // another Manager is this node now
+	}
 	rctx, cancel := context.WithTimeout(ctx, c.leaderLease/3)
 	defer cancel()
 	now := m.clock.Now()

@@ -498,3 +498,35 @@ func TestClusterJobNodeLost(t *testing.T) {
 		return len(ps) == 1 && ps[0].Name != first && follower.rt.Running(ps[0].Name, "c") != nil && follower.rt.Running(first, "c") == nil
 	})
 }
+
+// A node away for longer than its lease can be taken over by a new
+// Manager of its name; when the old one comes back it finds its Lease
+// held by the other and stops the pods it ran (the other runs them).
+func TestClusterNodeNameTakenOver(t *testing.T) {
+	ctx := context.Background()
+	store := memstore.New()
+	leaderNode := startNode(t, store, "n0", orchestrate.NodeResources{}, map[string]string{"role": "control"})
+	waitUntil(t, 10*time.Second, "n0 leads", func() bool { return leaderNode.m.IsLeader() })
+	old := startNode(t, store, "n1", orchestrate.NodeResources{}, nil)
+	waitUntil(t, 10*time.Second, "n1 ready", func() bool {
+		n, err := orchestrate.Get[*orchestrate.Node](ctx, store, "", "n1")
+		return err == nil && n.Ready().Status == orchestrate.ConditionTrue
+	})
+	p := &orchestrate.Pod{ObjectMeta: orchestrate.ObjectMeta{Name: "pinned"},
+		Spec: orchestrate.PodSpec{NodeName: "n1", Containers: []orchestrate.Container{{Name: "c", Image: "web:v1"}}}}
+	if _, err := leaderNode.m.Apply(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the pinned pod running on the old n1", func() bool { return old.rt.Running("pinned", "c") != nil })
+	old.store.Cut()
+	time.Sleep(testLease + 200*time.Millisecond) // its lease lapses
+	repl := startNode(t, store, "n1", orchestrate.NodeResources{}, nil)
+	old.store.Heal()
+	waitUntil(t, 20*time.Second, "the old n1 stops the pod, the new n1 runs it", func() bool {
+		return old.rt.Running("pinned", "c") == nil && repl.rt.Running("pinned", "c") != nil
+	})
+	l, err := orchestrate.Get[*orchestrate.Lease](ctx, store, orchestrate.NamespaceNodeLease, "n1")
+	if err != nil || l.Spec.Transitions != 1 {
+		t.Errorf("n1's lease: %v %+v; want taken over once", err, l)
+	}
+}

@@ -200,7 +200,7 @@ func (pc *podController) Reconcile(ctx context.Context, name string) (reconcile.
 	st := pc.pods[name]
 	pc.mu.Unlock()
 
-	if c := pc.m.cluster; c != nil && pod != nil && pod.Spec.NodeName != c.node {
+	if c := pc.m.cluster; c != nil && pod != nil && (pod.Spec.NodeName != c.node || c.isFenced()) {
 		if pod.Spec.NodeName == "" && pod.DeletionTime != nil && pc.m.IsLeader() {
 			// Never scheduled: no node will finish its deletion.
 			return reconcile.Result{}, pc.removeObject(ctx, ns, pname, pod.UID)
@@ -228,6 +228,14 @@ func (pc *podController) Reconcile(ctx context.Context, name string) (reconcile.
 		st = nil
 	}
 	if pod == nil {
+		return reconcile.Result{}, nil
+	}
+	if lostPod(pod) {
+		if ref := controllerOf(&pod.ObjectMeta); ref != nil && ref.Kind == KindReplicaSet {
+			// Replaced by its ReplicaSet and torn down: nothing needs
+			// the object any more (a Job's stays: it counts it).
+			return reconcile.Result{}, pc.removeObject(ctx, ns, pname, pod.UID)
+		}
 		return reconcile.Result{}, nil
 	}
 	if pod.DeletionTime != nil {
@@ -951,4 +959,20 @@ func (pc *podController) status(st *podState, pod *Pod) PodStatus {
 		st.readySince = time.Time{}
 	}
 	return s
+}
+
+// requeueAll reconciles again every pod the controller runs.
+func (pc *podController) requeueAll() {
+	if pc.ctrl == nil {
+		return
+	}
+	pc.mu.Lock()
+	keys := make([]string, 0, len(pc.pods))
+	for k := range pc.pods {
+		keys = append(keys, k)
+	}
+	pc.mu.Unlock()
+	for _, k := range keys {
+		pc.ctrl.Add(k)
+	}
 }
