@@ -137,7 +137,16 @@ func TestWatchCompacted(t *testing.T) {
 		cm := first.DeepCopy().(*orchestrate.ConfigMap)
 		cm.ResourceVersion = 0
 		cm.Data["k"] = string(rune('a' + i))
-		got, err := s.Update(ctx, cm)
+		// While the two left elect a leader (member 0 may have been
+		// it), etcd answers "request timed out": try again.
+		var got orchestrate.Object
+		var err error
+		for deadline := time.Now().Add(15 * time.Second); ; {
+			if got, err = s.Update(ctx, cm); err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
