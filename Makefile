@@ -23,12 +23,15 @@ run: deps
 # real namespaces, cgroups and mounts; without root they skip with the
 # reason), the container suite again with the Default runtime's init
 # pool on, then the concurrent code's unit tests again under the race
-# detector.
+# detector. orchestrate/etcdstore and examples/cluster are modules of
+# their own (they keep the etcd client's grpc out of berth's graph):
+# check and test cover them too.
 test: deps check
 	scripts/images.sh
 	$(GO) test -count=1 -timeout 15m ./...
 	BERTH_TEST_INIT_POOL=2 $(GO) test -count=1 -timeout 10m ./container/
 	$(GO) test -race -count=1 -timeout 10m -skip 'TestE2E' ./orchestrate/... ./registry/ ./layer/content/
+	cd orchestrate/etcdstore && $(GO) test -count=1 -timeout 10m ./... && $(GO) test -race -count=1 -timeout 10m ./...
 
 check:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -36,6 +39,8 @@ check:
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	cd orchestrate/etcdstore && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
+	cd examples/cluster && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 # Service images for tests (redis, postgres) built from Debian packages
 # and cached; see scripts/images.sh for the cache's path rule. IMAGES

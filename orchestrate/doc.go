@@ -32,6 +32,12 @@
 // one:
 //
 //   - orchestrate/memstore: the Store in the process's memory;
+//   - orchestrate/filestore: memstore's Store persisted in a directory
+//     (an fsynced log), the default for one machine: a Manager that
+//     restarts on it finds its objects and converges;
+//   - orchestrate/etcdstore: the Store on etcd v3, kept as Kubernetes'
+//     API server keeps objects there (a module of its own, so that the
+//     etcd client's grpc stays out of the graph of other programs);
 //   - orchestrate/containerruntime: the Runtime on package container;
 //   - orchestrate/fakeruntime: a Runtime that runs nothing, for tests;
 //   - orchestrate/storetest: the suite every Store must pass;
@@ -91,6 +97,34 @@
 // happens is recorded as Events (Started, Killing, Unhealthy, BackOff,
 // ScalingReplicaSet, ...), read with Manager.Events or followed with
 // Manager.SubscribeEvents.
+//
+// # Clusters
+//
+// Managers that share one Store (etcdstore, on an etcd cluster) and
+// each have an Options.NodeName are the nodes of a cluster, each the
+// embedding program itself (no kubelet, no daemon). A node registers a
+// Node (cluster-scoped: capacity, allocatable, labels, a Ready
+// condition) and renews a Lease of its name in NamespaceNodeLease, as
+// kube-node-lease does; a second Manager with the name of a live node
+// is refused (ErrExists). Each node runs only the pods bound to it
+// (PodSpec.NodeName). The Managers elect a leader with a Lease in
+// NamespaceSystem, taken over by a conditional Update (the version
+// read), so that it works on every Store; only the leader runs the
+// workload controllers, the garbage collector, the scheduler and the
+// node lifecycle controller, and a new leader hands them every object
+// again. The scheduler binds each pending pod to a Ready node whose
+// labels match its NodeSelector and whose allocatable holds its
+// requests (CPU shares and memory reservation, or its limits) beside
+// those of the pods bound there, spreading the pods of one owner; a pod
+// that fits nowhere stays Pending with the reason FailedScheduling and
+// a message as Kubernetes' ("0/3 nodes are available: 3 Insufficient
+// cpu."). A node whose Lease has not changed for NodeLeaseDuration is
+// marked Ready Unknown; after NodeLostGrace more its pods are marked
+// Failed with ReasonNodeLost, so that their ReplicaSets and Jobs
+// replace them on other nodes; a node that comes back (a partition
+// healed) stops and removes the containers of those pods. A node keeps
+// its pods running while it cannot reach the store, and its watch
+// resumes (or lists again) when it can.
 //
 // Every timer of the controllers (probe periods, backoff, requeues)
 // reads the Manager's Clock, so tests can drive it with a

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
+	"time"
 
 	"github.com/berthlabs/berth/orchestrate"
+	"github.com/berthlabs/berth/orchestrate/fakeruntime"
 	"github.com/berthlabs/berth/orchestrate/memstore"
 )
 
@@ -76,4 +79,48 @@ func ExampleGet() {
 	// Output:
 	// settings fast 1
 	// true
+}
+
+// Two Managers on one store as the nodes of a cluster (a store shared
+// by processes on several machines would be etcdstore's): one is
+// elected leader and schedules a pod to a node, which runs it.
+func ExampleManager_IsLeader() {
+	store := memstore.New()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var managers []*orchestrate.Manager
+	for _, name := range []string{"node-a", "node-b"} {
+		m, err := orchestrate.NewManager(orchestrate.Options{
+			Store: store, Runtime: fakeruntime.New(nil, "busybox"),
+			NodeName: name, NodeLeaseDuration: time.Second, LeaderLeaseDuration: time.Second,
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer m.Close(context.Background())
+		go m.Run(ctx)
+		managers = append(managers, m)
+	}
+	_, err := managers[0].Apply(ctx, &orchestrate.Pod{
+		ObjectMeta: orchestrate.ObjectMeta{Name: "web"},
+		Spec:       orchestrate.PodSpec{Containers: []orchestrate.Container{{Name: "app", Image: "busybox"}}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for {
+		p, err := orchestrate.Get[*orchestrate.Pod](ctx, store, "", "web")
+		if err == nil && p.Status.Phase == orchestrate.PodRunning {
+			leaders := 0
+			for _, m := range managers {
+				if m.IsLeader() {
+					leaders++
+				}
+			}
+			fmt.Println("running on a node:", p.Spec.NodeName != "", "leaders:", leaders)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Output: running on a node: true leaders: 1
 }

@@ -59,6 +59,35 @@ type Options struct {
 	// the pod's grace period, and waited in real time (the data path's,
 	// not the Clock's), as the containers' stop is.
 	ServiceDrainDelay time.Duration
+
+	// NodeName, when set, makes the Manager a node of a cluster of
+	// Managers sharing one Store (etcdstore): it registers a Node of that
+	// name (refused, with ErrExists, while another live Manager holds
+	// it), renews the node's Lease in NamespaceNodeLease every quarter of
+	// NodeLeaseDuration, and runs only the pods bound to it
+	// (PodSpec.NodeName). The Managers elect a leader (a Lease in
+	// NamespaceSystem) that alone runs the workload controllers, the
+	// garbage collector, the scheduler and the node lifecycle
+	// controller. Run is needed: RunUntilIdle does not join a cluster.
+	NodeName string
+	// NodeLabels are the Node's labels (nodeSelector matches them);
+	// kubernetes.io/hostname is NodeName.
+	NodeLabels map[string]string
+	// NodeAllocatable is what pods may request of the node; zero fields
+	// are the machine's CPUs, its memory and DefaultNodePods.
+	NodeAllocatable NodeResources
+	// NodeLeaseDuration is how long a node's Lease holds
+	// (DefaultNodeLeaseDuration when 0): a node that has not renewed it
+	// for that long is marked Ready Unknown.
+	NodeLeaseDuration time.Duration
+	// NodeLostGrace is how long a node stays Ready Unknown before its
+	// pods are marked failed (ReasonNodeLost) and replaced elsewhere
+	// (DefaultNodeLostGrace when 0).
+	NodeLostGrace time.Duration
+	// LeaderLeaseDuration is how long the leader's Lease holds
+	// (DefaultLeaderLeaseDuration when 0): when the leader dies another
+	// Manager takes over within about that long.
+	LeaderLeaseDuration time.Duration
 }
 
 // DefaultServiceDrainDelay is Options.ServiceDrainDelay when zero.
@@ -107,6 +136,7 @@ type Manager struct {
 	crash    CrashLoopBackoff
 
 	services    *serviceController
+	cluster     *cluster // nil unless Options.NodeName is set
 	serviceCIDR netip.Prefix
 
 	kinds     map[string]*kindController
@@ -119,12 +149,16 @@ type Manager struct {
 
 	// The watch that feeds the controllers, started by the first Run or
 	// RunUntilIdle and stopped by Close.
-	watchOnce   sync.Once
-	watchErr    error
-	watchCtx    context.Context
-	watchCancel context.CancelFunc
-	watchDone   chan struct{}
-	dispatched  atomic.Uint64 // ResourceVersion of the last event handed out
+	watchOnce sync.Once
+	// watchRestarts counts the store watch's restarts, lastWatchErr
+	// is why it broke last.
+	watchRestarts atomic.Int64
+	lastWatchErr  atomic.Pointer[error]
+	watchErr      error
+	watchCtx      context.Context
+	watchCancel   context.CancelFunc
+	watchDone     chan struct{}
+	dispatched    atomic.Uint64 // ResourceVersion of the last event handed out
 
 	mu      sync.Mutex
 	running bool
@@ -182,9 +216,23 @@ func NewManager(opts Options) (*Manager, error) {
 		}
 		m.stateDir, m.ownState = dir, true
 	}
+	c, err := newCluster(opts)
+	if err != nil {
+		return nil, err
+	}
+	m.cluster = c
 	m.watchCtx, m.watchCancel = context.WithCancel(context.Background())
 	m.watchDone = make(chan struct{})
-	m.gc = reconcile.New[gcKey](reconcile.Func[gcKey](m.collect), reconcile.Options[gcKey]{
+	collect := m.collect
+	if m.cluster != nil {
+		collect = func(ctx context.Context, k gcKey) (reconcile.Result, error) {
+			if !m.IsLeader() {
+				return reconcile.Result{}, nil // the leader's resync brings it back
+			}
+			return m.collect(ctx, k)
+		}
+	}
+	m.gc = reconcile.New[gcKey](reconcile.Func[gcKey](collect), reconcile.Options[gcKey]{
 		Name: "gc", Workers: 1, Clock: m.clock, Logger: m.log,
 	})
 	// The controllers, in the order each watch event is handed to them.
@@ -202,7 +250,27 @@ func NewManager(opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("orchestrate: new manager: Options.ServiceCIDR %s: want an IPv4 range of /28 or more, host bits clear", m.serviceCIDR)
 	}
 	registerServices(m, m.serviceCIDR)
+	m.register(KindNode, nil, nil, nil)
+	m.register(KindLease, nil, nil, nil)
+	if m.cluster != nil {
+		registerScheduler(m)
+	}
 	return m, nil
+}
+
+// leaderOnly runs a cluster-wide controller's reconciles only on the
+// leader; the others drop their keys (a new leader lists everything
+// again).
+type leaderOnly struct {
+	m *Manager
+	r reconcile.Reconciler[string]
+}
+
+func (l leaderOnly) Reconcile(ctx context.Context, key string) (reconcile.Result, error) {
+	if !l.m.IsLeader() {
+		return reconcile.Result{}, nil
+	}
+	return l.r.Reconcile(ctx, key)
 }
 
 // register adds the controller of a kind: r reconciles objects of the
@@ -211,6 +279,9 @@ func NewManager(opts Options) (*Manager, error) {
 // nil, checks objects of the kind in Apply.
 func (m *Manager) register(kind string, r reconcile.Reconciler[string], keysFor func(ev WatchEvent) []string, validate func(ctx context.Context, obj Object) error) {
 	kc := &kindController{kind: kind, keysFor: keysFor, validate: validate}
+	if r != nil && m.cluster != nil && kind != KindPod {
+		r = leaderOnly{m, r}
+	}
 	if r != nil {
 		kc.ctrl = reconcile.New[string](r, reconcile.Options[string]{
 			Name:    kind,
@@ -453,6 +524,11 @@ func (m *Manager) Delete(ctx context.Context, kind, namespace, name string) erro
 }
 
 // startWatch starts, once, the store watch that feeds the controllers.
+// When the watch breaks (a WatchError, or its channel closes while the
+// Manager runs), it is started again from the last version seen, or
+// from a fresh list when the store no longer holds the changes since
+// (ErrExpired): then the objects deleted meanwhile are dispatched as
+// deletions. Failing watches are retried after 100 ms, doubling to 5 s.
 func (m *Manager) startWatch() error {
 	m.watchOnce.Do(func() {
 		ch, err := m.store.Watch(m.watchCtx, "", WatchOptions{SendInitial: true})
@@ -463,22 +539,100 @@ func (m *Manager) startWatch() error {
 		}
 		go func() {
 			defer close(m.watchDone)
-			// The initial events come in name order, not version
-			// order; the bookmark after them says that every write up
-			// to the revision of the watch's start has been seen
-			// (deletions before it included).
-			initial := true
-			for ev := range ch {
-				if ev.Type == WatchBookmark {
-					initial = false
-					m.observe(ev.ResourceVersion)
-					continue
-				}
-				m.dispatch(ev, !initial)
-			}
+			m.followWatch(ch)
 		}()
 	})
 	return m.watchErr
+}
+
+// watchKey identifies an object among all kinds.
+type watchKey struct{ kind, namespace, name string }
+
+// followWatch dispatches the events of ch, a watch with SendInitial,
+// and starts it again whenever it breaks, until the Manager closes.
+func (m *Manager) followWatch(ch <-chan WatchEvent) {
+	// known holds the last state of every object seen, for the
+	// deletions a list after a broken watch cannot show.
+	known := map[watchKey]Object{}
+	listing := true             // ch begins with initial events
+	seen := map[watchKey]bool{} // what the list being read holds
+	wait := 100 * time.Millisecond
+	for {
+		var broke error
+		for ev := range ch {
+			if ev.Type == WatchError {
+				broke = ev.Err
+				continue
+			}
+			if ev.Type == WatchBookmark {
+				if listing {
+					for k, obj := range known {
+						if !seen[k] {
+							delete(known, k)
+							m.dispatch(WatchEvent{Type: WatchDeleted, Object: obj, ResourceVersion: ev.ResourceVersion}, false)
+						}
+					}
+					listing, seen = false, map[watchKey]bool{}
+				}
+				m.observe(ev.ResourceVersion)
+				continue
+			}
+			k := watchKey{ev.Object.Kind(), ev.Object.Meta().Namespace, ev.Object.Meta().Name}
+			if ev.Type == WatchDeleted {
+				delete(known, k)
+			} else {
+				known[k] = ev.Object
+			}
+			if listing {
+				seen[k] = true
+			}
+			m.dispatch(ev, !listing)
+			wait = 100 * time.Millisecond
+		}
+		for {
+			if m.watchCtx.Err() != nil {
+				return
+			}
+			if broke == nil {
+				broke = errors.New("the watch ended")
+			}
+			since := m.dispatched.Load()
+			var err error
+			if since == 0 || listing || errors.Is(broke, ErrExpired) {
+				listing, seen = true, map[watchKey]bool{}
+				ch, err = m.store.Watch(m.watchCtx, "", WatchOptions{SendInitial: true})
+			} else {
+				ch, err = m.store.Watch(m.watchCtx, "", WatchOptions{Since: since})
+			}
+			if err == nil {
+				m.recordWatchRestart(broke)
+				break
+			}
+			broke = err
+			select {
+			case <-m.watchCtx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 5*time.Second)
+		}
+	}
+}
+
+// recordWatchRestart counts a watch started again after it broke.
+func (m *Manager) recordWatchRestart(why error) {
+	m.watchRestarts.Add(1)
+	m.lastWatchErr.Store(&why)
+}
+
+// WatchRestarts returns how many times the Manager's store watch broke
+// and was started again, and why it broke last (nil if never).
+func (m *Manager) WatchRestarts() (int64, error) {
+	var err error
+	if p := m.lastWatchErr.Load(); p != nil {
+		err = *p
+	}
+	return m.watchRestarts.Load(), err
 }
 
 // dispatch hands one watch event to every controller's keysFor and to
@@ -548,10 +702,20 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	m.running = true
 	m.mu.Unlock()
+	if m.cluster != nil {
+		if err := m.joinCluster(ctx); err != nil {
+			return err
+		}
+	}
 	if err := m.startWatch(); err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
+	if m.cluster != nil {
+		wg.Go(func() { m.heartbeat(ctx) })
+		wg.Go(func() { m.elect(ctx) })
+		wg.Go(func() { m.nodeLifecycle(ctx) })
+	}
 	errs := make([]error, len(m.kindOrder)+1)
 	for i, kind := range m.kindOrder {
 		if c := m.kinds[kind].ctrl; c != nil {

@@ -5,7 +5,7 @@ import "strings"
 // ClusterScoped reports whether objects of a kind are outside every
 // namespace, as KindNamespace is: their ObjectMeta.Namespace is empty.
 // Objects of every other kind are in a namespace.
-func ClusterScoped(kind string) bool { return kind == KindNamespace }
+func ClusterScoped(kind string) bool { return kind == KindNamespace || kind == KindNode }
 
 // NamespaceOf returns the namespace an object of kind named with
 // namespace ns is stored in: "" for a cluster-scoped kind, and

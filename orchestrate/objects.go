@@ -190,6 +190,14 @@ type PodSpec struct {
 	// TerminationGracePeriod is how long a container has to exit after
 	// its stop signal before it is killed; 0 means 30 seconds.
 	TerminationGracePeriod time.Duration `json:"-"`
+	// NodeName is the node the pod is bound to, set by the scheduler
+	// (or by the caller, which skips it) when the Managers run as nodes
+	// of a cluster (Options.NodeName): each node runs only the pods
+	// bound to it. Empty: not yet scheduled.
+	NodeName string `json:"nodeName,omitempty"`
+	// NodeSelector is the labels a node must have for the pod to be
+	// scheduled there.
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
 }
 
 // Container is one container of a Pod.

@@ -200,8 +200,17 @@ func (pc *podController) Reconcile(ctx context.Context, name string) (reconcile.
 	st := pc.pods[name]
 	pc.mu.Unlock()
 
-	if st != nil && (pod == nil || pod.UID != st.uid) {
-		// Deleted (or deleted and created anew): tear the old one down.
+	if c := pc.m.cluster; c != nil && pod != nil && (pod.Spec.NodeName != c.node || c.isFenced()) {
+		if pod.Spec.NodeName == "" && pod.DeletionTime != nil && pc.m.IsLeader() {
+			// Never scheduled: no node will finish its deletion.
+			return reconcile.Result{}, pc.removeObject(ctx, ns, pname, pod.UID)
+		}
+		pod = nil // another node's, or not yet scheduled
+	}
+	if st != nil && (pod == nil || pod.UID != st.uid || lostPod(pod)) {
+		// Deleted (or deleted and created anew), or marked failed when
+		// this node was lost and replaced elsewhere: tear the old one
+		// down.
 		st.mu.Lock()
 		err := pc.teardown(ctx, st, true)
 		st.mu.Unlock()
@@ -219,6 +228,14 @@ func (pc *podController) Reconcile(ctx context.Context, name string) (reconcile.
 		st = nil
 	}
 	if pod == nil {
+		return reconcile.Result{}, nil
+	}
+	if lostPod(pod) {
+		if ref := controllerOf(&pod.ObjectMeta); ref != nil && ref.Kind == KindReplicaSet {
+			// Replaced by its ReplicaSet and torn down: nothing needs
+			// the object any more (a Job's stays: it counts it).
+			return reconcile.Result{}, pc.removeObject(ctx, ns, pname, pod.UID)
+		}
 		return reconcile.Result{}, nil
 	}
 	if pod.DeletionTime != nil {
@@ -248,6 +265,12 @@ func (pc *podController) Reconcile(ctx context.Context, name string) (reconcile.
 		return reconcile.Result{}, errors.Join(syncErr, err)
 	}
 	return res, syncErr
+}
+
+// lostPod reports whether the node lifecycle controller marked pod
+// failed because its node was lost.
+func lostPod(pod *Pod) bool {
+	return pod.Status.Phase == PodFailed && pod.Status.Reason == ReasonNodeLost
 }
 
 // finalize ends the graceful deletion of a pod: it stops its containers
@@ -373,7 +396,9 @@ func (pc *podController) writeStatus(ctx context.Context, st *podState, pod *Pod
 		return nil
 	}
 	pod.Status = status
-	pod.ResourceVersion = 0 // the controller is the only writer of a pod's status
+	if pc.m.cluster == nil {
+		pod.ResourceVersion = 0 // the controller is the only writer of a pod's status
+	} // in a cluster the node lifecycle controller writes it too (ReasonNodeLost)
 	if _, err := pc.m.store.UpdateStatus(ctx, pod); err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrConflict) {
 		return fmt.Errorf("update status of pod %s: %w", pod.Name, err)
 	}
@@ -934,4 +959,20 @@ func (pc *podController) status(st *podState, pod *Pod) PodStatus {
 		st.readySince = time.Time{}
 	}
 	return s
+}
+
+// requeueAll reconciles again every pod the controller runs.
+func (pc *podController) requeueAll() {
+	if pc.ctrl == nil {
+		return
+	}
+	pc.mu.Lock()
+	keys := make([]string, 0, len(pc.pods))
+	for k := range pc.pods {
+		keys = append(keys, k)
+	}
+	pc.mu.Unlock()
+	for _, k := range keys {
+		pc.ctrl.Add(k)
+	}
 }

@@ -96,7 +96,9 @@ import "context"
 // stored state, with the deletion's ResourceVersion). The changes of one
 // watch come in ResourceVersion order, each once, none left out, and
 // every watch sees a write in the same order. A slow reader delays only
-// itself: writes never wait for watchers.
+// itself: writes never wait for watchers. A watch on a remote store can
+// break (the connection lost, the history compacted): it then sends a
+// WatchError and its channel closes.
 //
 // With WatchOptions.SendInitial, the objects stored when the watch
 // begins come first, as WatchAdded events sorted by kind, namespace and
@@ -169,6 +171,15 @@ const (
 	// WatchBookmark carries no object: every change up to its
 	// ResourceVersion has been sent.
 	WatchBookmark WatchEventType = "Bookmark"
+	// WatchError carries no object: the watch broke (its Err says why)
+	// and its channel closes after it. A store whose watches can break
+	// (one on a remote server) sends it; its Err matches ErrExpired
+	// when the changes after the last event sent are no longer held
+	// (etcd compacted them), and the watcher must then list again
+	// (WatchOptions.SendInitial); otherwise it can watch again from the
+	// last version it saw (WatchOptions.Since). A watch that ends
+	// because its context ended sends none.
+	WatchError WatchEventType = "Error"
 )
 
 // WatchEvent is one change seen by a watch.
@@ -179,6 +190,9 @@ type WatchEvent struct {
 	// state; nil for WatchBookmark.
 	Object Object
 	// ResourceVersion is the version the event brings the watch to: the
-	// object's ResourceVersion, or a WatchBookmark's version.
+	// object's ResourceVersion, or a WatchBookmark's version (0 for
+	// WatchError).
 	ResourceVersion uint64
+	// Err is why the watch broke, for WatchError; nil otherwise.
+	Err error
 }

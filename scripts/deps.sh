@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # uidmap: newuidmap/newgidmap for the rootless tests; gcc: go test -race; containernetworking-plugins (and the iptables its
 # portmap and firewall plugins run): the CNI tests; debootstrap: the
-# service images of scripts/images.sh; curl: bench/sandbox.sh's probes.
-want=(busybox-static uidmap skopeo umoci docker-registry apache2-utils gcc libc6-dev containernetworking-plugins iptables debootstrap curl "$@")
+# service images of scripts/images.sh; curl: bench/sandbox.sh's probes;
+# etcd-server: orchestrate/etcdstore's tests run real etcd members.
+want=(busybox-static uidmap skopeo umoci docker-registry apache2-utils gcc libc6-dev containernetworking-plugins iptables debootstrap curl etcd-server "$@")
 missing=()
 for p in "${want[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -22,6 +23,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 go mod download
+(cd orchestrate/etcdstore && go mod download)
 # crane, a peer for interop tests and benchmarks, from the Go module proxy.
 if [ ! -x bin/crane ]; then
 	GOBIN="$PWD/bin" go install github.com/google/go-containerregistry/cmd/crane@v0.22.1

@@ -216,7 +216,7 @@ func TestDecodeErrors(t *testing.T) {
 		want       []string
 	}{
 		{"unknown field", pod("    imagePullPolicyy: Always\n"), []string{"document 0 (Pod web)", "spec.containers[0].imagePullPolicyy: unknown field"}},
-		{"unsupported field", pod("  nodeSelector: {disk: ssd}\n"), []string{"spec.nodeSelector: unknown field, or one berth does not support"}},
+		{"unsupported field", pod("  tolerations: [{key: a}]\n"), []string{"spec.tolerations: unknown field, or one berth does not support"}},
 		{"unsupported metadata", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  finalizers: [x]\n", []string{"metadata.finalizers"}},
 		{"case matters", pod("    Image: other\n"), []string{"spec.containers[0].Image"}},
 		{"wrong type", pod("    command: sleep\n"), []string{"spec.containers[0].command", "not a valid []string"}},

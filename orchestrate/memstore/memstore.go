@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/berthlabs/berth/orchestrate"
+	"github.com/berthlabs/berth/orchestrate/internal/memhook"
 	"github.com/berthlabs/berth/orchestrate/internal/storeutil"
 )
 
@@ -64,6 +65,33 @@ type store struct {
 	history      []orchestrate.WatchEvent
 	historyCap   int
 	historyFloor uint64
+
+	// onWrite, when set (package filestore), is called with every write
+	// before it is made, s.mu held; its error refuses the write.
+	onWrite func(typ orchestrate.WatchEventType, obj orchestrate.Object) error
+}
+
+// persist hands a write to onWrite, if set.
+func (s *store) persist(typ orchestrate.WatchEventType, obj orchestrate.Object) error {
+	if s.onWrite == nil {
+		return nil
+	}
+	return s.onWrite(typ, obj)
+}
+
+func init() {
+	memhook.New = func(objs []orchestrate.Object, rev uint64, onWrite func(orchestrate.WatchEventType, orchestrate.Object) error) orchestrate.Store {
+		s := New().(*store)
+		for _, o := range objs {
+			if s.objects[o.Kind()] == nil {
+				s.objects[o.Kind()] = map[key]orchestrate.Object{}
+			}
+			s.objects[o.Kind()][keyOf(o)] = o.DeepCopy()
+		}
+		s.rev, s.historyFloor = rev, rev
+		s.onWrite = onWrite
+		return s
+	}
 }
 
 // key identifies an object of one kind.
@@ -114,18 +142,15 @@ func (s *store) Create(ctx context.Context, obj orchestrate.Object) (orchestrate
 	if _, ok := s.objects[kind][k]; ok {
 		return nil, fmt.Errorf("create %s: %w", describe(kind, k), orchestrate.ErrExists)
 	}
-	stored := obj.DeepCopy()
-	// Status is observed state: a new object has none, whatever the
-	// caller sent (as the Kubernetes API server does).
-	storeutil.ClearStatus(stored)
+	stored := storeutil.Created(obj)
 	m := stored.Meta()
-	m.Namespace = k.namespace
 	m.UID = storeutil.NewUID()
-	m.Generation = 1
-	m.DeletionTime = nil
-	s.rev++
-	m.ResourceVersion = s.rev
+	m.ResourceVersion = s.rev + 1
 	m.CreationTime = time.Now()
+	if err := s.persist(orchestrate.WatchAdded, stored); err != nil {
+		return nil, fmt.Errorf("create %s: %w", describe(kind, k), err)
+	}
+	s.rev++
 	if s.objects[kind] == nil {
 		s.objects[kind] = map[key]orchestrate.Object{}
 	}
@@ -145,33 +170,18 @@ func (s *store) Update(ctx context.Context, obj orchestrate.Object) (orchestrate
 	if err != nil {
 		return nil, err
 	}
-	next := obj.DeepCopy()
-	nm, cm := next.Meta(), cur.Meta()
-	nm.Namespace = k.namespace
-	nm.UID, nm.CreationTime, nm.Generation = cm.UID, cm.CreationTime, cm.Generation
-	nm.ResourceVersion = cm.ResourceVersion
-	storeutil.CopyStatus(next, cur) // the status is kept
-	specEqual := storeutil.SpecEqual(next, cur)
-	if cm.DeletionTime != nil {
-		// A graceful delete cannot be undone, and what is being deleted
-		// does not change its spec.
-		t := *cm.DeletionTime
-		nm.DeletionTime = &t
-		if !specEqual {
-			return nil, fmt.Errorf("update %s: the object is being deleted; its spec cannot change: %w", describe(kind, k), orchestrate.ErrInvalid)
-		}
-	} else if nm.DeletionTime != nil && !storeutil.Graceful(kind) {
-		// Nothing would ever finish the deletion of another kind.
-		return nil, fmt.Errorf("update %s: only pods and namespaces are deleted gracefully (DeletionTime); delete it instead: %w", describe(kind, k), orchestrate.ErrInvalid)
-	}
-	if !specEqual {
-		nm.Generation++
+	next, err := storeutil.Updated(cur, obj)
+	if err != nil {
+		return nil, err
 	}
 	if reflect.DeepEqual(next, cur) {
 		return cur.DeepCopy(), nil // nothing changed: no write, no event
 	}
+	next.Meta().ResourceVersion = s.rev + 1
+	if err := s.persist(orchestrate.WatchModified, next); err != nil {
+		return nil, fmt.Errorf("update %s: %w", describe(kind, k), err)
+	}
 	s.rev++
-	nm.ResourceVersion = s.rev
 	s.objects[kind][k] = next
 	s.notify(orchestrate.WatchModified, next)
 	return next.DeepCopy(), nil
@@ -196,8 +206,11 @@ func (s *store) UpdateStatus(ctx context.Context, obj orchestrate.Object) (orche
 	}
 	next := cur.DeepCopy()
 	storeutil.CopyStatus(next, obj)
+	next.Meta().ResourceVersion = s.rev + 1
+	if err := s.persist(orchestrate.WatchModified, next); err != nil {
+		return nil, fmt.Errorf("update status of %s: %w", describe(kind, k), err)
+	}
 	s.rev++
-	next.Meta().ResourceVersion = s.rev
 	s.objects[kind][k] = next
 	s.notify(orchestrate.WatchModified, next)
 	return next.DeepCopy(), nil
@@ -211,9 +224,14 @@ func (s *store) Delete(ctx context.Context, kind, namespace, name string) error 
 	if !ok {
 		return fmt.Errorf("delete %s: %w", describe(kind, k), orchestrate.ErrNotFound)
 	}
+	gone := cur.DeepCopy()
+	gone.Meta().ResourceVersion = s.rev + 1 // the deletion's version, as Kubernetes does
+	if err := s.persist(orchestrate.WatchDeleted, gone); err != nil {
+		return fmt.Errorf("delete %s: %w", describe(kind, k), err)
+	}
+	cur = gone
 	delete(s.objects[kind], k)
 	s.rev++
-	cur.Meta().ResourceVersion = s.rev // the deletion's version, as Kubernetes does
 	s.notify(orchestrate.WatchDeleted, cur)
 	return nil
 }
@@ -390,12 +408,8 @@ func (s *store) current(kind string, k key, meta *orchestrate.ObjectMeta, op str
 	if !ok {
 		return nil, fmt.Errorf("%s %s: %w", op, describe(kind, k), orchestrate.ErrNotFound)
 	}
-	if meta.ResourceVersion != 0 && meta.ResourceVersion != cur.Meta().ResourceVersion {
-		return nil, fmt.Errorf("%s %s: version %d, stored %d: %w", op, describe(kind, k),
-			meta.ResourceVersion, cur.Meta().ResourceVersion, orchestrate.ErrConflict)
-	}
-	if meta.UID != "" && meta.UID != cur.Meta().UID {
-		return nil, fmt.Errorf("%s %s: UID %s is not the stored object's: %w", op, describe(kind, k), meta.UID, orchestrate.ErrConflict)
+	if err := storeutil.CheckVersion(op, cur, meta); err != nil {
+		return nil, err
 	}
 	return cur, nil
 }

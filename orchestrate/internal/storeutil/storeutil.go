@@ -118,3 +118,99 @@ func ClearStatus(obj orchestrate.Object) {
 func statusOf(obj orchestrate.Object) reflect.Value {
 	return reflect.ValueOf(obj).Elem().FieldByName("Status")
 }
+
+// Describe names an object in errors: "Pod default/web", or "Namespace
+// team" for a cluster-scoped one.
+func Describe(kind, namespace, name string) string {
+	if namespace == "" {
+		return kind + " " + name
+	}
+	return kind + " " + namespace + "/" + name
+}
+
+// CheckVersion refuses a conditional write (op, such as "update") of
+// cur with the ResourceVersion and UID of meta: ErrConflict when either
+// is set and not cur's.
+func CheckVersion(op string, cur orchestrate.Object, meta *orchestrate.ObjectMeta) error {
+	cm := cur.Meta()
+	if meta.ResourceVersion != 0 && meta.ResourceVersion != cm.ResourceVersion {
+		return fmt.Errorf("%s %s: version %d, stored %d: %w", op, Describe(cur.Kind(), cm.Namespace, cm.Name),
+			meta.ResourceVersion, cm.ResourceVersion, orchestrate.ErrConflict)
+	}
+	if meta.UID != "" && meta.UID != cm.UID {
+		return fmt.Errorf("%s %s: UID %s is not the stored object's: %w", op, Describe(cur.Kind(), cm.Namespace, cm.Name), meta.UID, orchestrate.ErrConflict)
+	}
+	return nil
+}
+
+// Updated returns what an Update of the stored object cur with obj
+// stores: obj's metadata and spec, with cur's namespace, UID,
+// CreationTime, ResourceVersion and status, Generation incremented when
+// the spec changed, and a DeletionTime once set kept (ErrInvalid for a
+// spec change of an object being deleted, and for a DeletionTime on a
+// kind that is not deleted gracefully). The caller compares it with cur
+// (reflect.DeepEqual) to tell a no-op, and sets the new version.
+func Updated(cur, obj orchestrate.Object) (orchestrate.Object, error) {
+	next := obj.DeepCopy()
+	nm, cm := next.Meta(), cur.Meta()
+	nm.Namespace = cm.Namespace
+	nm.UID, nm.CreationTime, nm.Generation = cm.UID, cm.CreationTime, cm.Generation
+	nm.ResourceVersion = cm.ResourceVersion
+	CopyStatus(next, cur) // the status is kept
+	specEqual := SpecEqual(next, cur)
+	if cm.DeletionTime != nil {
+		// A graceful delete cannot be undone, and what is being deleted
+		// does not change its spec.
+		t := *cm.DeletionTime
+		nm.DeletionTime = &t
+		if !specEqual {
+			return nil, fmt.Errorf("update %s: the object is being deleted; its spec cannot change: %w", Describe(cur.Kind(), cm.Namespace, cm.Name), orchestrate.ErrInvalid)
+		}
+	} else if nm.DeletionTime != nil && !Graceful(cur.Kind()) {
+		// Nothing would ever finish the deletion of another kind.
+		return nil, fmt.Errorf("update %s: only pods and namespaces are deleted gracefully (DeletionTime); delete it instead: %w", Describe(cur.Kind(), cm.Namespace, cm.Name), orchestrate.ErrInvalid)
+	}
+	if !specEqual {
+		nm.Generation++
+	}
+	return next, nil
+}
+
+// Created returns what a Create of obj stores, but for its UID,
+// ResourceVersion and CreationTime: a copy in its namespace
+// (Namespace), with Generation 1, no DeletionTime and no status.
+func Created(obj orchestrate.Object) orchestrate.Object {
+	stored := obj.DeepCopy()
+	// Status is observed state: a new object has none, whatever the
+	// caller sent (as the Kubernetes API server does).
+	ClearStatus(stored)
+	m := stored.Meta()
+	m.Namespace = Namespace(obj)
+	m.Generation = 1
+	m.DeletionTime = nil
+	return stored
+}
+
+// kinds makes an empty object of each kind a store can hold.
+var kinds = map[string]func() orchestrate.Object{
+	orchestrate.KindPod:        func() orchestrate.Object { return new(orchestrate.Pod) },
+	orchestrate.KindReplicaSet: func() orchestrate.Object { return new(orchestrate.ReplicaSet) },
+	orchestrate.KindDeployment: func() orchestrate.Object { return new(orchestrate.Deployment) },
+	orchestrate.KindJob:        func() orchestrate.Object { return new(orchestrate.Job) },
+	orchestrate.KindConfigMap:  func() orchestrate.Object { return new(orchestrate.ConfigMap) },
+	orchestrate.KindSecret:     func() orchestrate.Object { return new(orchestrate.Secret) },
+	orchestrate.KindNamespace:  func() orchestrate.Object { return new(orchestrate.Namespace) },
+	orchestrate.KindService:    func() orchestrate.Object { return new(orchestrate.Service) },
+	orchestrate.KindEndpoints:  func() orchestrate.Object { return new(orchestrate.Endpoints) },
+	orchestrate.KindNode:       func() orchestrate.Object { return new(orchestrate.Node) },
+	orchestrate.KindLease:      func() orchestrate.Object { return new(orchestrate.Lease) },
+}
+
+// NewObject returns an empty object of kind, nil for a kind no store
+// holds: what a store that encodes objects decodes them into.
+func NewObject(kind string) orchestrate.Object {
+	if mk := kinds[kind]; mk != nil {
+		return mk()
+	}
+	return nil
+}
