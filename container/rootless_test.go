@@ -394,28 +394,10 @@ func BenchmarkRootlessChildRun(b *testing.B) {
 	if err := busybox.Rootfs(rootfs); err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
 	rt := &Runtime{NoCgroups: true}
-	spec := &Spec{Rootfs: rootfs, Process: Process{Args: []string{"/bin/true"}}}
-	if _, err := initPath(); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		c, err := rt.Create(ctx, fmt.Sprintf("bench-%d-%d", i, b.N), spec)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := c.Start(ctx); err != nil {
-			b.Fatal(err)
-		}
-		if st, err := c.Wait(ctx); err != nil || !st.Success() {
-			b.Fatal(st, err)
-		}
-		if err := c.Delete(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchInterleaved(b, benchVariant{"rootless", rt, func() *Spec {
+		return &Spec{Rootfs: rootfs, Process: Process{Args: []string{"/bin/true"}}}
+	}})
 }
 
 // checkHostOwners checks, on the host, the owners of what the child's

@@ -5,13 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -463,46 +461,11 @@ func TestFromOCITerminal(t *testing.T) {
 // It reports both medians and their ratio.
 func BenchmarkRunTTY(b *testing.B) {
 	needRoot(b)
-	ctx := context.Background()
-	if _, err := initPath(); err != nil {
-		b.Fatal(err)
-	}
-	var times [2][]time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		for j := 0; j < 2; j++ {
-			useTTY := (i+j)%2 == 1
-			t0 := time.Now()
-			c, err := Create(ctx, fmt.Sprintf("bench-tty-%d-%d-%d", i, j, b.N), &Spec{
-				Rootfs:  testRootfs,
-				Process: Process{Args: []string{"/bin/true"}, TTY: useTTY, Stdout: io.Discard},
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := c.Start(ctx); err != nil {
-				b.Fatal(err)
-			}
-			if st, err := c.Wait(ctx); err != nil || !st.Success() {
-				b.Fatal(st, err)
-			}
-			if err := c.Delete(ctx); err != nil {
-				b.Fatal(err)
-			}
-			k := 0
-			if useTTY {
-				k = 1
-			}
-			times[k] = append(times[k], time.Since(t0))
+	spec := func(tty bool) func() *Spec {
+		return func() *Spec {
+			return &Spec{Rootfs: testRootfs, Process: Process{Args: []string{"/bin/true"}, TTY: tty, Stdout: io.Discard}}
 		}
 	}
-	med := func(d []time.Duration) float64 {
-		d = append([]time.Duration(nil), d...)
-		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-		return float64(d[len(d)/2]) / float64(time.Millisecond)
-	}
-	plain, tty := med(times[0]), med(times[1])
-	b.ReportMetric(plain, "ms-plain")
-	b.ReportMetric(tty, "ms-tty")
-	b.ReportMetric(tty/plain, "tty/plain")
+	m := benchInterleaved(b, benchVariant{"plain", Default, spec(false)}, benchVariant{"tty", Default, spec(true)})
+	b.ReportMetric(m["tty"]/m["plain"], "tty/plain")
 }

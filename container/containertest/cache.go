@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berthlabs/berth/internal/atomicfile"
 	"io"
 	"log/slog"
 	"net"
@@ -254,7 +255,7 @@ func loadArchive(ctx context.Context, st *layer.Store, path string) (string, err
 		return fail(fmt.Errorf("the archive names no image (docker save NAME:TAG)"))
 	}
 	b, _ := json.Marshal(names)
-	if err := writeAtomic(stamp, b); err != nil {
+	if err := atomicfile.WriteFile(stamp, b); err != nil {
 		return fail(err)
 	}
 	return names[0], nil
@@ -267,24 +268,6 @@ func allResolve(ctx context.Context, st *layer.Store, names []string) bool {
 		}
 	}
 	return true
-}
-
-func writeAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
 
 // busyboxRecipe changes when BusyboxImage would build a different image.
