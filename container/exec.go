@@ -64,13 +64,7 @@ func (c *Container) Exec(ctx context.Context, p Process) (*ExecProcess, error) {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("exec in %s: stdio: %w", c.id, err)
 	}
-	c.nextID++
-	id := c.nextID
-	reply := make(chan *initproc.Message, 1)
-	if c.pending == nil {
-		c.pending = map[uint64]chan *initproc.Message{}
-	}
-	c.pending[id] = reply
+	id, reply := c.requestLocked()
 	ep := &ExecProcess{c: c, id: id, stdio: sio, done: make(chan struct{})}
 	if c.execs == nil {
 		c.execs = map[uint64]*ExecProcess{}
@@ -144,4 +138,17 @@ func (p *ExecProcess) finish(st *ExitStatus) {
 		p.status = st
 		close(p.done)
 	}()
+}
+
+// requestLocked makes a request ID for a message to init and the channel
+// its answer comes on (see monitor). c.mu is held.
+func (c *Container) requestLocked() (uint64, chan *initproc.Message) {
+	c.nextID++
+	id := c.nextID
+	reply := make(chan *initproc.Message, 1)
+	if c.pending == nil {
+		c.pending = map[uint64]chan *initproc.Message{}
+	}
+	c.pending[id] = reply
+	return id, reply
 }

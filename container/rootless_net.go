@@ -30,13 +30,7 @@ func (c *Container) socketInside(ctx context.Context, domain, typ int) (*os.File
 		c.mu.Unlock()
 		return nil, fmt.Errorf("%s: %w", c.id, ErrNotRunning)
 	}
-	c.nextID++
-	id := c.nextID
-	reply := make(chan *initproc.Message, 1)
-	if c.pending == nil {
-		c.pending = map[uint64]chan *initproc.Message{}
-	}
-	c.pending[id] = reply
+	id, reply := c.requestLocked()
 	err := initproc.Send(c.conn, &initproc.Message{Type: initproc.MsgSocket, ID: id, Socket: &initproc.Socket{Domain: domain, Type: typ}})
 	if err != nil {
 		delete(c.pending, id)
