@@ -75,7 +75,7 @@ var buildProbeOnce = sync.OnceValues(func() (string, error) {
 
 // escapeProbe builds testdata/escapeprobe (static, CGO_ENABLED=0) once
 // and returns the directory that holds it.
-func escapeProbe(t *testing.T) string {
+func escapeProbe(t testing.TB) string {
 	t.Helper()
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("needs the go command to build the probe")
@@ -135,11 +135,6 @@ func init() {
 func TestEscape(t *testing.T) {
 	needRoot(t)
 	probeDir := escapeProbe(t)
-	var st unix.Stat_t
-	if err := unix.Stat("/", &st); err != nil {
-		t.Fatal(err)
-	}
-	disk := fmt.Sprintf("%d %d", unix.Major(st.Dev), unix.Minor(st.Dev))
 	host := exec.Command("sleep", "60")
 	if err := host.Start(); err != nil {
 		t.Fatal(err)
@@ -147,53 +142,15 @@ func TestEscape(t *testing.T) {
 	defer func() { host.Process.Kill(); host.Wait() }()
 	self, _ := os.Executable()
 	sumBefore := fileSum(t, self)
-	env := []string{fmt.Sprintf("HOSTPID=%d", host.Process.Pid), "DISK=" + disk}
-	want := maps.Clone(probeWant)
-	if _, ok := want["i386-getpid"]; ok {
-		if out, _ := exec.Command(filepath.Join(probeDir, "escapeprobe"), "i386-getpid").Output(); string(out) != "i386-getpid=ok\n" {
-			t.Logf("no i386 system calls on this kernel (%q): not probed", out)
-			env = append(env, "ESCAPEPROBE_NO_I386=1")
-			for k := range want {
-				if strings.HasPrefix(k, "i386-") {
-					delete(want, k)
-				}
-			}
-		}
-	}
-	spec := func(user string, sc Seccomp) *Spec {
-		return &Spec{
-			Process: Process{
-				Args: []string{"sh", "-c", escapeScript + "\n/probe/escapeprobe"},
-				Env:  env, User: user,
-			},
-			Mounts:  []Mount{{Type: Bind, Source: probeDir, Target: "/probe", ReadOnly: true}},
-			Seccomp: sc,
-		}
-	}
+	env, want := escapeEnv(t, probeDir, host.Process.Pid)
 	for _, user := range []string{"", "1000:1000"} {
 		name := "root"
 		if user != "" {
 			name = "user-" + strings.Split(user, ":")[0]
 		}
 		t.Run(name, func(t *testing.T) {
-			out, _ := run(t, spec(user, Seccomp{}))
-			r := results(out)
-			if r["done"] != "" || !strings.Contains(out, "\ndone\n") {
-				t.Fatalf("the script did not finish:\n%s", out)
-			}
-			for k, v := range r {
-				if _, raw := want[k]; !raw && v != "refused" {
-					t.Errorf("%s: %s", k, v)
-				}
-			}
-			for k, w := range want {
-				if r[k] != w {
-					t.Errorf("%s: %q, want %s", k, r[k], w)
-				}
-			}
-			if t.Failed() {
-				t.Logf("output:\n%s", out)
-			}
+			out, _ := run(t, escapeSpec(probeDir, env, user, Seccomp{}))
+			checkEscapes(t, out, want)
 		})
 	}
 	if err := host.Process.Signal(unix.Signal(0)); err != nil {
@@ -205,7 +162,7 @@ func TestEscape(t *testing.T) {
 
 	// Unconfined, root in the container creates a user namespace, and the
 	// calls the filter answered reach the kernel.
-	out, _ := run(t, spec("", Seccomp{Unconfined: true}))
+	out, _ := run(t, escapeSpec(probeDir, env, "", Seccomp{Unconfined: true}))
 	r := results(out)
 	if r["unshare-U"] != "ESCAPED" {
 		t.Errorf("unconfined: unshare -U: %q, want it to succeed (the default profile is what stops it)", r["unshare-U"])
@@ -225,5 +182,65 @@ func TestEscape(t *testing.T) {
 	if t.Failed() {
 		t.Logf("unconfined output:\n%s", out)
 	}
-	// TODO(rootless): the same set in a rootless container.
+	// TestRootlessChild runs the same set in a rootless container.
+}
+
+// escapeEnv returns the environment escapeScript and the probe need
+// (hostPid: a process outside the container; the host's root disk) and
+// what each of the probe's calls must get on this kernel.
+func escapeEnv(t *testing.T, probeDir string, hostPid int) ([]string, map[string]string) {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat("/", &st); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{fmt.Sprintf("HOSTPID=%d", hostPid), fmt.Sprintf("DISK=%d %d", unix.Major(st.Dev), unix.Minor(st.Dev))}
+	want := maps.Clone(probeWant)
+	if _, ok := want["i386-getpid"]; ok {
+		if out, _ := exec.Command(filepath.Join(probeDir, "escapeprobe"), "i386-getpid").Output(); string(out) != "i386-getpid=ok\n" {
+			t.Logf("no i386 system calls on this kernel (%q): not probed", out)
+			env = append(env, "ESCAPEPROBE_NO_I386=1")
+			for k := range want {
+				if strings.HasPrefix(k, "i386-") {
+					delete(want, k)
+				}
+			}
+		}
+	}
+	return env, want
+}
+
+// escapeSpec runs escapeScript, then the probe, as user.
+func escapeSpec(probeDir string, env []string, user string, sc Seccomp) *Spec {
+	return &Spec{
+		Process: Process{
+			Args: []string{"sh", "-c", escapeScript + "\n/probe/escapeprobe"},
+			Env:  env, User: user,
+		},
+		Mounts:  []Mount{{Type: Bind, Source: probeDir, Target: "/probe", ReadOnly: true}},
+		Seccomp: sc,
+	}
+}
+
+// checkEscapes requires every attempt of escapeScript to be refused and
+// each probe call to get what want says.
+func checkEscapes(t *testing.T, out string, want map[string]string) {
+	t.Helper()
+	r := results(out)
+	if r["done"] != "" || !strings.Contains(out, "\ndone\n") {
+		t.Fatalf("the script did not finish:\n%s", out)
+	}
+	for k, v := range r {
+		if _, raw := want[k]; !raw && v != "refused" {
+			t.Errorf("%s: %s", k, v)
+		}
+	}
+	for k, w := range want {
+		if r[k] != w {
+			t.Errorf("%s: %q, want %s", k, r[k], w)
+		}
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", out)
+	}
 }

@@ -43,6 +43,7 @@ import (
 const (
 	envRootlessChild = "BERTH_ROOTLESS_CHILD" // "single" or "subids"
 	envRootlessUID   = "BERTH_ROOTLESS_SUBUID"
+	envRootlessProbe = "BERTH_ROOTLESS_PROBE" // TestEscape's probe, built by the parent
 	envRootlessRO    = "BERTH_ROOTLESS_ROOTDIR" // a root-owned host directory
 	envRootlessCg    = "BERTH_ROOTLESS_CGROUP"  // a cgroup delegated to the user
 )
@@ -294,6 +295,9 @@ func runAsRootlessUser(tb testing.TB, tc rootlessCase, args ...string) *rootless
 		envRootlessUID + "=" + strconv.FormatUint(uint64(tc.sub), 10),
 		envRootlessRO + "=" + rootDir,
 		envRootlessCg + "=" + cg,
+	}
+	if t, ok := tb.(*testing.T); ok {
+		cmd.Env = append(cmd.Env, envRootlessProbe+"="+escapeProbe(t))
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}},
@@ -575,6 +579,28 @@ echo done`
 		out, st := runOut(t, rt, &Spec{Process: sh(script)})
 		if !st.Success() || strings.TrimSpace(out) != "ESCAPED: control\ndone" {
 			t.Errorf("escape attempts: %v:\n%s", st, out)
+		}
+	})
+
+	t.Run("escape set", func(t *testing.T) {
+		// TestEscape's attempts and raw system calls, in a rootless
+		// container: all refused as in a root one.
+		probe := os.Getenv(envRootlessProbe)
+		if probe == "" {
+			t.Skip("the parent built no escape probe")
+		}
+		host := exec.Command("sleep", "60")
+		if err := host.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { host.Process.Kill(); host.Wait() }()
+		env, want := escapeEnv(t, probe, host.Process.Pid)
+		spec := escapeSpec(probe, env, "", Seccomp{})
+		spec.Rootfs = rootfs
+		out, _ := runIn(t, rt, spec)
+		checkEscapes(t, out, want)
+		if err := host.Process.Signal(syscall.Signal(0)); err != nil {
+			t.Errorf("the host process died: %v", err)
 		}
 	})
 
