@@ -43,7 +43,7 @@ import (
 const (
 	envRootlessChild = "BERTH_ROOTLESS_CHILD" // "single" or "subids"
 	envRootlessUID   = "BERTH_ROOTLESS_SUBUID"
-	envRootlessProbe = "BERTH_ROOTLESS_PROBE" // TestEscape's probe, built by the parent
+	envRootlessProbe = "BERTH_ROOTLESS_PROBE"   // TestEscape's probe, built by the parent
 	envRootlessRO    = "BERTH_ROOTLESS_ROOTDIR" // a root-owned host directory
 	envRootlessCg    = "BERTH_ROOTLESS_CGROUP"  // a cgroup delegated to the user
 )
