@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -75,7 +76,13 @@ func MountAll(ms []Mount, target string) error {
 
 // Unmount unmounts what is mounted on target, every mount stacked there
 // (as MountAll leaves them). It fails if target is not a mount point.
+//
+// A mount is busy for a moment while any process this one forks has not
+// executed yet: the child holds copies of this process's descriptors,
+// and a descriptor of a file under target keeps the mount in use. So
+// EBUSY is retried for up to a second before it is returned.
 func Unmount(target string) error {
+	busy := 0
 	for i := 0; ; i++ {
 		err := unix.Unmount(target, 0)
 		if err == nil {
@@ -83,6 +90,11 @@ func Unmount(target string) error {
 		}
 		if i > 0 && errors.Is(err, unix.EINVAL) {
 			return nil // nothing more is mounted there
+		}
+		if errors.Is(err, unix.EBUSY) && busy < 100 {
+			busy++
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		return &os.PathError{Op: "unmount", Path: target, Err: err}
 	}
