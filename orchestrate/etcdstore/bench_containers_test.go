@@ -13,6 +13,7 @@ import (
 	"github.com/berthlabs/berth/orchestrate"
 	"github.com/berthlabs/berth/orchestrate/containerruntime"
 	"github.com/berthlabs/berth/orchestrate/etcdstore/internal/etcdtest"
+	"github.com/berthlabs/berth/orchestrate/internal/fixture"
 	"github.com/berthlabs/berth/orchestrate/memstore"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -57,7 +58,7 @@ func BenchmarkReplicaSet50Containers(b *testing.B) {
 				rctx, cancel := context.WithCancel(ctx)
 				done := make(chan error, 1)
 				go func() { done <- m.Run(rctx) }()
-				rs := replicaSet("oe-bench", 50)
+				rs := fixture.ReplicaSet("oe-bench", 50)
 				rs.Spec.Template.Spec.Containers[0].Command = []string{"sleep", "3600"}
 				if _, err := m.Apply(ctx, rs); err != nil {
 					b.Fatal(err)

@@ -11,24 +11,9 @@ import (
 	"github.com/berthlabs/berth/orchestrate/etcdstore"
 	"github.com/berthlabs/berth/orchestrate/etcdstore/internal/etcdtest"
 	"github.com/berthlabs/berth/orchestrate/fakeruntime"
+	"github.com/berthlabs/berth/orchestrate/internal/fixture"
 	"github.com/berthlabs/berth/orchestrate/memstore"
 )
-
-func replicaSet(name string, replicas int) *orchestrate.ReplicaSet {
-	return &orchestrate.ReplicaSet{
-		ObjectMeta: orchestrate.ObjectMeta{Name: name},
-		Spec: orchestrate.ReplicaSetSpec{
-			Replicas: replicas,
-			Selector: &orchestrate.LabelSelector{MatchLabels: map[string]string{"app": name}},
-			Template: orchestrate.PodTemplate{
-				Labels: map[string]string{"app": name},
-				Spec: orchestrate.PodSpec{Containers: []orchestrate.Container{
-					{Name: "app", Image: "web:v1", Command: []string{"serve"}},
-				}},
-			},
-		},
-	}
-}
 
 // A 50-replica ReplicaSet until all its pods are ready, on the
 // in-memory store and on etcd (one member on loopback), interleaved
@@ -54,7 +39,7 @@ func BenchmarkReplicaSet50(b *testing.B) {
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan error, 1)
 				go func() { done <- m.Run(ctx) }()
-				if _, err := m.Apply(ctx, replicaSet("web", 50)); err != nil {
+				if _, err := m.Apply(ctx, fixture.ReplicaSet("web", 50)); err != nil {
 					b.Fatal(err)
 				}
 				for {
@@ -137,7 +122,7 @@ func BenchmarkFailover(b *testing.B) {
 		}
 	})
 	waitB(b, "3 ready nodes", func() bool { return readyNodes(s) == 3 && leaderNode(b, s) != "" })
-	if _, err := s.Create(ctx, deployment("web", 6)); err != nil {
+	if _, err := s.Create(ctx, fixture.Deployment("web", 6)); err != nil {
 		b.Fatal(err)
 	}
 	waitB(b, "6 pods running", func() bool { return total(runningPer(b, s)) == 6 })
@@ -222,7 +207,7 @@ func BenchmarkReplicaSet150ThreeNodes(b *testing.B) {
 	waitB(b, "3 ready nodes and a leader", func() bool { return readyNodes(s) == 3 && leaderNode(b, s) != "" })
 	for i := 0; b.Loop(); i++ {
 		name := fmt.Sprintf("rs%d", i)
-		if _, err := s.Create(ctx, replicaSet(name, 150)); err != nil {
+		if _, err := s.Create(ctx, fixture.ReplicaSet(name, 150)); err != nil {
 			b.Fatal(err)
 		}
 		waitB(b, "150 ready", func() bool {
@@ -235,7 +220,7 @@ func BenchmarkReplicaSet150ThreeNodes(b *testing.B) {
 		if err := s.Delete(ctx, orchestrate.KindReplicaSet, "", name); err != nil {
 			b.Fatal(err)
 		}
-		waitB(b, "the pods gone", func() bool { return len(pods(b, s)) == 0 })
+		waitB(b, "the pods gone", func() bool { return len(fixture.LivePods(b, s)) == 0 })
 		b.StartTimer()
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/berthlabs/berth/orchestrate/etcdstore"
 	"github.com/berthlabs/berth/orchestrate/etcdstore/internal/etcdtest"
 	"github.com/berthlabs/berth/orchestrate/fakeruntime"
+	"github.com/berthlabs/berth/orchestrate/internal/fixture"
 )
 
 // The child node processes of TestClusterProcesses.
@@ -108,7 +109,7 @@ func leaderNode(t testing.TB, s orchestrate.Store) string {
 // deleted) per node.
 func runningPer(t testing.TB, s orchestrate.Store) map[string]int {
 	out := map[string]int{}
-	for _, p := range pods(t, s) {
+	for _, p := range fixture.LivePods(t, s) {
 		if p.Status.Phase == orchestrate.PodRunning {
 			out[p.Spec.NodeName]++
 		}
@@ -132,7 +133,7 @@ func TestClusterProcesses(t *testing.T) {
 	for _, n := range []string{"n1", "n2", "n3"} {
 		procs[n] = startNodeProc(t, n, c.Endpoints())
 	}
-	waitFor(t, "a leader and 3 ready nodes", func() bool {
+	fixture.WaitFor(t, "a leader and 3 ready nodes", func() bool {
 		ns, _ := orchestrate.List[*orchestrate.Node](ctx, s, "", nil)
 		ready := 0
 		for _, n := range ns {
@@ -142,13 +143,13 @@ func TestClusterProcesses(t *testing.T) {
 		}
 		return ready == 3 && leaderNode(t, s) != ""
 	})
-	d := deployment("web", 6)
+	d := fixture.Deployment("web", 6)
 	if _, err := s.Create(ctx, d); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
 		if t.Failed() {
-			for _, p := range pods(t, s) {
+			for _, p := range fixture.LivePods(t, s) {
 				t.Logf("pod %s node %q phase %s reason %s %s", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.Reason, p.Status.Message)
 			}
 			ns, _ := orchestrate.List[*orchestrate.Node](ctx, s, "", nil)
@@ -159,7 +160,7 @@ func TestClusterProcesses(t *testing.T) {
 			t.Logf("%d replicasets; leader %s", len(rss), leaderNode(t, s))
 		}
 	}()
-	waitFor(t, "6 pods Running, 2 per node", func() bool {
+	fixture.WaitFor(t, "6 pods Running, 2 per node", func() bool {
 		r := runningPer(t, s)
 		return r["n1"] == 2 && r["n2"] == 2 && r["n3"] == 2
 	})
@@ -172,7 +173,7 @@ func TestClusterProcesses(t *testing.T) {
 	}
 	start := time.Now()
 	procs[victim].kill()
-	waitFor(t, "the killed node's pods Running elsewhere", func() bool {
+	fixture.WaitFor(t, "the killed node's pods Running elsewhere", func() bool {
 		r := runningPer(t, s)
 		return r[victim] == 0 && r["n1"]+r["n2"]+r["n3"] == 6
 	})
@@ -185,7 +186,7 @@ func TestClusterProcesses(t *testing.T) {
 	// kill -9 of the leader.
 	start = time.Now()
 	procs[leader].kill()
-	waitFor(t, "another leader", func() bool {
+	fixture.WaitFor(t, "another leader", func() bool {
 		l := leaderNode(t, s)
 		return l != "" && l != leader
 	})
@@ -199,7 +200,7 @@ func TestClusterProcesses(t *testing.T) {
 	// kill of one etcd member: a scale-up still goes through, to the
 	// one node left.
 	c.Members[2].Kill()
-	waitFor(t, "a scale-up to 8 with one etcd member down", func() bool {
+	fixture.WaitFor(t, "a scale-up to 8 with one etcd member down", func() bool {
 		d, err := orchestrate.Get[*orchestrate.Deployment](ctx, s, "", "web")
 		if err != nil {
 			return false

@@ -10,34 +10,8 @@ import (
 	"github.com/berthlabs/berth/orchestrate/etcdstore"
 	"github.com/berthlabs/berth/orchestrate/etcdstore/internal/etcdtest"
 	"github.com/berthlabs/berth/orchestrate/fakeruntime"
+	"github.com/berthlabs/berth/orchestrate/internal/fixture"
 )
-
-func deployment(name string, replicas int) *orchestrate.Deployment {
-	return &orchestrate.Deployment{
-		ObjectMeta: orchestrate.ObjectMeta{Name: name},
-		Spec: orchestrate.DeploymentSpec{
-			Replicas: replicas,
-			Selector: &orchestrate.LabelSelector{MatchLabels: map[string]string{"app": name}},
-			Template: orchestrate.PodTemplate{
-				Labels: map[string]string{"app": name},
-				Spec: orchestrate.PodSpec{Containers: []orchestrate.Container{
-					{Name: "app", Image: "web:v1", Command: []string{"serve"}},
-				}},
-			},
-		},
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // startManager runs a Manager on s with a fake runtime until t ends.
 func startManager(t *testing.T, s orchestrate.Store) (*orchestrate.Manager, *fakeruntime.Runtime) {
@@ -62,22 +36,6 @@ func startManager(t *testing.T, s orchestrate.Store) (*orchestrate.Manager, *fak
 	return m, rt
 }
 
-// pods returns the names of the pods stored (not being deleted).
-func pods(t testing.TB, s orchestrate.Store) []*orchestrate.Pod {
-	t.Helper()
-	ps, err := orchestrate.List[*orchestrate.Pod](context.Background(), s, orchestrate.NamespaceAll, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*orchestrate.Pod
-	for _, p := range ps {
-		if p.DeletionTime == nil {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 // A Manager on etcd keeps a Deployment's pods running while etcd is
 // away (its writes fail meanwhile), and converges again once it is
 // back: a scale-up applied then is carried out.
@@ -86,17 +44,17 @@ func TestManagerSurvivesEtcdLoss(t *testing.T) {
 	s := open(t, c)
 	m, rt := startManager(t, s)
 	ctx := context.Background()
-	if _, err := m.Apply(ctx, deployment("web", 3)); err != nil {
+	if _, err := m.Apply(ctx, fixture.Deployment("web", 3)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "3 running containers", func() bool { return rt.RunningImages("web:v1") == 3 })
+	fixture.WaitFor(t, "3 running containers", func() bool { return rt.RunningImages("web:v1") == 3 })
 	c.Members[0].Kill()
 	time.Sleep(3 * time.Second)
 	if n := rt.RunningImages("web:v1"); n != 3 {
 		t.Errorf("%d containers running while etcd is away, want 3 kept", n)
 	}
 	actx, cancel := context.WithTimeout(ctx, time.Second)
-	_, err := m.Apply(actx, deployment("other", 1))
+	_, err := m.Apply(actx, fixture.Deployment("other", 1))
 	cancel()
 	if err == nil {
 		t.Error("Apply succeeded with etcd away")
@@ -104,7 +62,7 @@ func TestManagerSurvivesEtcdLoss(t *testing.T) {
 	if err := c.Members[0].Restart(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the scale-up after etcd came back", func() bool {
+	fixture.WaitFor(t, "the scale-up after etcd came back", func() bool {
 		d, err := orchestrate.Get[*orchestrate.Deployment](ctx, s, "", "web")
 		if err != nil {
 			return false
@@ -113,7 +71,7 @@ func TestManagerSurvivesEtcdLoss(t *testing.T) {
 		_, err = m.Apply(ctx, d)
 		return err == nil
 	})
-	waitFor(t, "4 running containers and pods", func() bool { return rt.RunningImages("web:v1") == 4 && len(pods(t, s)) == 4 })
+	fixture.WaitFor(t, "4 running containers and pods", func() bool { return rt.RunningImages("web:v1") == 4 && len(fixture.LivePods(t, s)) == 4 })
 	t.Log(m.WatchRestarts())
 }
 
@@ -146,11 +104,11 @@ func TestManagerRelistsAfterCompaction(t *testing.T) {
 	ms, proxy := proxied(t, c, "/relist/")
 	other := open(t, c, etcdstore.WithPrefix("/relist/"))
 	m, rt := startManager(t, ms)
-	if _, err := m.Apply(ctx, deployment("web", 2)); err != nil {
+	if _, err := m.Apply(ctx, fixture.Deployment("web", 2)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "2 running containers", func() bool { return rt.RunningImages("web:v1") == 2 && len(pods(t, other)) == 2 })
-	before := pods(t, other)
+	fixture.WaitFor(t, "2 running containers", func() bool { return rt.RunningImages("web:v1") == 2 && len(fixture.LivePods(t, other)) == 2 })
+	before := fixture.LivePods(t, other)
 	proxy.Cut()
 	// Behind the Manager's back: one pod goes, and etcd compacts.
 	if err := other.Delete(ctx, orchestrate.KindPod, "", before[0].Name); err != nil {
@@ -167,11 +125,11 @@ func TestManagerRelistsAfterCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy.Heal()
-	waitFor(t, "a new pod in place of the deleted one", func() bool {
-		ps := pods(t, other)
+	fixture.WaitFor(t, "a new pod in place of the deleted one", func() bool {
+		ps := fixture.LivePods(t, other)
 		return len(ps) == 2 && ps[0].Name != before[0].Name && ps[1].Name != before[0].Name
 	})
-	waitFor(t, "the deleted pod's containers torn down", func() bool {
+	fixture.WaitFor(t, "the deleted pod's containers torn down", func() bool {
 		_, sbs := rt.Live()
 		for _, sb := range sbs {
 			if sb == before[0].Name {
@@ -180,7 +138,7 @@ func TestManagerRelistsAfterCompaction(t *testing.T) {
 		}
 		return rt.RunningImages("web:v1") == 2
 	})
-	waitFor(t, "the watch started again after the compaction", func() bool {
+	fixture.WaitFor(t, "the watch started again after the compaction", func() bool {
 		n, why := m.WatchRestarts()
 		return n > 0 && errors.Is(why, orchestrate.ErrExpired)
 	})

@@ -10,6 +10,7 @@ import (
 	"github.com/berthlabs/berth/orchestrate/etcdstore"
 	"github.com/berthlabs/berth/orchestrate/etcdstore/internal/etcdtest"
 	"github.com/berthlabs/berth/orchestrate/fakeruntime"
+	"github.com/berthlabs/berth/orchestrate/internal/fixture"
 )
 
 // etcdNode is a node Manager of the test process whose connection to
@@ -59,11 +60,11 @@ func TestPartitionedNode(t *testing.T) {
 	for i := range 3 {
 		nodes = append(nodes, startEtcdNode(t, c, fmt.Sprintf("n%d", i+1)))
 	}
-	waitFor(t, "3 ready nodes and a leader", func() bool { return readyNodes(s) == 3 && leaderNode(t, s) != "" })
-	if _, err := s.Create(ctx, deployment("web", 6)); err != nil {
+	fixture.WaitFor(t, "3 ready nodes and a leader", func() bool { return readyNodes(s) == 3 && leaderNode(t, s) != "" })
+	if _, err := s.Create(ctx, fixture.Deployment("web", 6)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "2 pods running per node", func() bool {
+	fixture.WaitFor(t, "2 pods running per node", func() bool {
 		for _, n := range nodes {
 			if n.rt.RunningImages("web:v1") != 2 {
 				return false
@@ -80,7 +81,7 @@ func TestPartitionedNode(t *testing.T) {
 	}
 	start := time.Now()
 	lost.proxy.Cut()
-	waitFor(t, "the partitioned node's pods Running elsewhere", func() bool {
+	fixture.WaitFor(t, "the partitioned node's pods Running elsewhere", func() bool {
 		r := runningPer(t, s)
 		return r[lost.name] == 0 && total(r) == 6
 	})
@@ -89,8 +90,8 @@ func TestPartitionedNode(t *testing.T) {
 		t.Errorf("the partitioned node runs %d containers, want its 2 kept", n)
 	}
 	lost.proxy.Heal()
-	waitFor(t, "the healed node to tear its stale pods down", func() bool { return lost.rt.RunningImages("web:v1") == 0 })
-	waitFor(t, "the healed node Ready", func() bool { return readyNodes(s) == 3 })
+	fixture.WaitFor(t, "the healed node to tear its stale pods down", func() bool { return lost.rt.RunningImages("web:v1") == 0 })
+	fixture.WaitFor(t, "the healed node Ready", func() bool { return readyNodes(s) == 3 })
 	running := 0
 	for _, n := range nodes {
 		running += n.rt.RunningImages("web:v1")

@@ -12,47 +12,15 @@ import (
 	"github.com/berthlabs/berth/orchestrate"
 	"github.com/berthlabs/berth/orchestrate/fakeruntime"
 	"github.com/berthlabs/berth/orchestrate/filestore"
+	"github.com/berthlabs/berth/orchestrate/internal/fixture"
 )
-
-func deployment(name string, replicas int) *orchestrate.Deployment {
-	return &orchestrate.Deployment{
-		ObjectMeta: orchestrate.ObjectMeta{Name: name},
-		Spec: orchestrate.DeploymentSpec{
-			Replicas: replicas,
-			Selector: &orchestrate.LabelSelector{MatchLabels: map[string]string{"app": name}},
-			Template: orchestrate.PodTemplate{
-				Labels: map[string]string{"app": name},
-				Spec: orchestrate.PodSpec{Containers: []orchestrate.Container{
-					{Name: "app", Image: "web:v1", Command: []string{"serve"}},
-				}},
-			},
-		},
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // podNames returns the names of the stored pods not being deleted.
 func podNames(t *testing.T, s orchestrate.Store) []string {
 	t.Helper()
-	ps, err := orchestrate.List[*orchestrate.Pod](context.Background(), s, orchestrate.NamespaceAll, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, p := range ps {
-		if p.DeletionTime == nil {
-			out = append(out, p.Name)
-		}
+	for _, p := range fixture.LivePods(t, s) {
+		out = append(out, p.Name)
 	}
 	return out
 }
@@ -107,7 +75,7 @@ func child(dir string) int {
 	}
 	ctx := context.Background()
 	go m.Run(ctx)
-	if _, err := m.Apply(ctx, deployment("web", 3)); err != nil {
+	if _, err := m.Apply(ctx, fixture.Deployment("web", 3)); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -151,7 +119,7 @@ func TestManagerRestartConverges(t *testing.T) {
 	}
 	m, rt, stop := runManager(t, s, dir+"/state")
 	defer stop()
-	waitFor(t, "3 containers running again", func() bool { return rt.RunningImages("web:v1") == 3 })
+	fixture.WaitFor(t, "3 containers running again", func() bool { return rt.RunningImages("web:v1") == 3 })
 	time.Sleep(500 * time.Millisecond) // room for a wrong extra pod
 	after := podNames(t, s)
 	if !slices.Equal(before, after) {
