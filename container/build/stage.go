@@ -507,6 +507,16 @@ func (sr *stageRun) run(ctx context.Context, step int, c *instructions.RunComman
 	return false, sr.addLayer(ctx, l, createdBy, key)
 }
 
+// commitLayer commits the snapshot a, written by a step, as a layer and
+// adds it (see addLayer).
+func (sr *stageRun) commitLayer(ctx context.Context, a *active, createdBy, key string) error {
+	l, err := sr.j.commit(ctx, a)
+	if err != nil {
+		return err
+	}
+	return sr.addLayer(ctx, l, createdBy, key)
+}
+
 // addLayer appends a layer step's result to the state and caches it.
 func (sr *stageRun) addLayer(ctx context.Context, l layer.Layer, createdBy, key string) error {
 	now := time.Now().UTC()
@@ -747,11 +757,7 @@ func (sr *stageRun) copy(ctx context.Context, step int, sd instructions.SourcesA
 		a.discard()
 		return false, err
 	}
-	l, err := j.commit(ctx, a)
-	if err != nil {
-		return false, err
-	}
-	return false, sr.addLayer(ctx, l, createdBy, key)
+	return false, sr.commitLayer(ctx, a, createdBy, key)
 }
 
 // resolveChown resolves --chown's user[:group] against the root
@@ -876,11 +882,7 @@ func (sr *stageRun) workdir(ctx context.Context, createdBy string) (bool, error)
 		a.discard()
 		return false, fmt.Errorf("WORKDIR %s: %w", cfg.WorkingDir, err)
 	}
-	l, err := j.commit(ctx, a)
-	if err != nil {
-		return false, err
-	}
-	return false, sr.addLayer(ctx, l, createdBy, key)
+	return false, sr.commitLayer(ctx, a, createdBy, key)
 }
 
 // resolveUser resolves USER's user[:group] against the root filesystem: a
