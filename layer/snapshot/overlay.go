@@ -80,7 +80,10 @@ func (o *Overlay) check(tmp string) error {
 		return fmt.Errorf("%w: overlayfs: %v", ErrNotSupported, err)
 	}
 	err := os.WriteFile(filepath.Join(dirs["merged"], "f"), []byte("x"), 0o644)
-	if uerr := unix.Unmount(dirs["merged"], 0); uerr != nil {
+	// Unmount waits out the moment a fork elsewhere in this process (a
+	// warm init unsharing its mount namespace) holds the mount busy.
+	if uerr := Unmount(dirs["merged"]); uerr != nil {
+		_ = unix.Unmount(dirs["merged"], unix.MNT_DETACH)
 		return fmt.Errorf("overlayfs check: %w", uerr)
 	}
 	if err != nil {
