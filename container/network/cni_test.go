@@ -44,7 +44,7 @@ func newCNIConf(t *testing.T) cniTestConf {
 	if h.host, err = netlink.NewHandle(); err != nil {
 		t.Fatal(err)
 	}
-	routes, err := h.hostRoutes()
+	routes, err := h.hostRoutesExcept(0)
 	h.host.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -53,6 +53,17 @@
 // interfaces and, at the network's host address, from containers
 // (hairpin).
 //
+// # Across hosts
+//
+// [Network.SetOverlay] routes a network's subnet to other hosts' berth
+// networks ([Peer]: a host's address and its network's subnet) over a
+// VXLAN tunnel in the hub, as flannel's VXLAN backend does for
+// Kubernetes' pod network: containers reach the peers' containers by
+// their addresses, without NAT, the host reaches them through the hub,
+// and a service's backends may be the peers' containers. The tunnel's
+// UDP socket is in the host's namespace, and the tunnel goes with the
+// hub.
+//
 // # Dialing in
 //
 // [Dial], [Listen] and [ListenPacket] open sockets inside a network

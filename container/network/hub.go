@@ -201,9 +201,10 @@ func (h *hub) close() error {
 	return errors.Join(errs...)
 }
 
-// hostRoutes lists the host's IPv4 and IPv6 routes to prefixes of every
-// table, the default routes left out.
-func (h *hub) hostRoutes() ([]netip.Prefix, error) {
+// hostRoutesExcept lists the host's IPv4 and IPv6 routes to prefixes of
+// every table, the default routes and those on the link of index skip
+// (if not 0) left out.
+func (h *hub) hostRoutesExcept(skip int) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		routes, err := retryDump(func() ([]netlink.Route, error) {
@@ -213,7 +214,7 @@ func (h *hub) hostRoutes() ([]netip.Prefix, error) {
 			return nil, fmt.Errorf("list host routes: %w", err)
 		}
 		for _, r := range routes {
-			if r.Dst == nil {
+			if r.Dst == nil || skip != 0 && r.LinkIndex == skip {
 				continue
 			}
 			p, ok := prefixOf(r.Dst)

@@ -96,6 +96,11 @@ type Options struct {
 	// DNSUpstreams and for containers' /etc/resolv.conf; empty means
 	// /etc/resolv.conf.
 	ResolvConf string
+	// NodePortAddrs are the host's addresses services' NodePorts are
+	// published on (kube-proxy's --nodeport-addresses); nil means
+	// 127.0.0.1 only, and the unspecified address 0.0.0.0 means every
+	// address.
+	NodePortAddrs []netip.Addr
 }
 
 func (o *Options) resolvConfPath() string {
@@ -134,6 +139,7 @@ type Manager struct {
 	nextSvc     int                  // the last service's id
 	records     map[string]DNSRecord // SetDNS's, by lower-case name
 	zones       []string             // SetDNSZones's
+	overlay     *overlay             // Network.SetOverlay's
 }
 
 // New returns a Manager. Nothing is made until the first network is
@@ -242,7 +248,7 @@ func (m *Manager) create(ctx context.Context, cfg Config) (_ *Network, err error
 		return nil, fmt.Errorf("network %s: %w", cfg.Name, err)
 	}
 	defer unlock()
-	routes, err := m.hub.hostRoutes()
+	routes, err := m.hub.hostRoutesExcept(0)
 	if err != nil {
 		return nil, fmt.Errorf("network %s: %w", cfg.Name, err)
 	}
@@ -532,9 +538,13 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 	if len(n.endpoints) > 0 {
 		return fmt.Errorf("%w: network %s has %d endpoints attached", ErrInUse, name, len(n.endpoints))
 	}
+	var err error
+	if m.overlay != nil && m.overlay.n == n {
+		err = m.removeOverlay()
+	}
 	delete(m.networks, name)
 	n.removed = true
-	err := n.teardown()
+	err = errors.Join(err, n.teardown())
 	if rerr := m.syncRules(); rerr != nil {
 		err = errors.Join(err, rerr)
 	}
@@ -584,6 +594,11 @@ func (m *Manager) Close() error {
 		}
 	}
 	m.services = nil
+	if m.hub != nil && m.overlay != nil {
+		// Its socket is in the host: delete it now rather than when
+		// the kernel gets to the hub's namespace.
+		errs = append(errs, m.removeOverlay())
+	}
 	if m.hub != nil {
 		errs = append(errs, m.hub.close())
 		m.hub = nil
@@ -594,7 +609,7 @@ func (m *Manager) Close() error {
 // syncRules makes the hub's and the host's firewall rules fit the
 // networks. m.mu is held.
 func (m *Manager) syncRules() error {
-	return errors.Join(m.hub.syncRules(m.networkList()), m.syncHostRules())
+	return errors.Join(m.hub.syncRules(m.networkList(), m.overlay), m.syncHostRules())
 }
 
 // syncHostRules makes the host's table fit the networks and published

@@ -26,7 +26,10 @@ func ifname(s string) []byte {
 // same bridge or to the uplink (two networks are isolated), and an
 // internal network's traffic reaches nothing through the uplink but the
 // host's own address on it.
-func (h *hub) syncRules(nets []*Network) error {
+//
+// The network with the overlay, vx (nil: none), may also send to its
+// tunnel.
+func (h *hub) syncRules(nets []*Network, vx *overlay) error {
 	if h.hubNft == nil {
 		// One socket in the hub for its life: opening one in another
 		// namespace costs a trip of a thread into it each time.
@@ -47,14 +50,17 @@ func (h *hub) syncRules(nets []*Network) error {
 	drop := &expr.Verdict{Kind: expr.VerdictDrop}
 	for _, n := range nets {
 		br := n.bridgeName
-		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+		isolate := []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(br)},
 			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(br)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(uplinkName)},
-			drop,
-		}})
+		}
+		if vx != nil && vx.n == n {
+			isolate = append(isolate, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(vx.name)})
+		}
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(isolate, drop)})
 		if n.cfg.Internal {
 			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append([]expr.Any{
 				&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},

@@ -92,13 +92,15 @@ type ServicePort struct {
 	// Port is the port on the VIP, 1 to 65535.
 	Port uint16
 	// NodePort, if not zero, is also published on this host at
-	// 127.0.0.1:NodePort, relayed to VIP:Port (Kubernetes' NodePort, on
-	// the node's loopback). A port in use fails with ErrPortInUse.
+	// NodePort of each of Options.NodePortAddrs (127.0.0.1 unless set),
+	// relayed to VIP:Port (Kubernetes' NodePort). A port in use fails
+	// with ErrPortInUse.
 	NodePort uint16
 	// Backends are the addresses new connections are spread over, at
 	// random; none refuses connections at once (TCP reset, ICMP port
 	// unreachable). They must be reachable from the hub: addresses of
-	// endpoints of this Manager's networks.
+	// endpoints of this Manager's networks, or of its overlay's peers'
+	// networks (Network.SetOverlay).
 	Backends []netip.AddrPort
 }
 
@@ -166,25 +168,28 @@ func (m *Manager) SetService(ctx context.Context, cfg ServiceConfig) (err error)
 		if p.NodePort == 0 {
 			continue
 		}
-		mp := PortMapping{HostIP: netip.AddrFrom4([4]byte{127, 0, 0, 1}), HostPort: p.NodePort, ContainerPort: p.Port, Protocol: p.Protocol}
-		var reuse *Publication
-		if old != nil && old.cfg.VIP == cfg.VIP {
-			for _, op := range old.pubs {
-				if op.ports[0].HostPort == mp.HostPort && op.ports[0].ContainerPort == mp.ContainerPort && op.ports[0].Protocol == mp.Protocol {
-					reuse = op
+		for _, addr := range m.nodePortAddrs() {
+			mp := PortMapping{HostIP: addr, HostPort: p.NodePort, ContainerPort: p.Port, Protocol: p.Protocol}
+			var reuse *Publication
+			if old != nil && old.cfg.VIP == cfg.VIP {
+				for _, op := range old.pubs {
+					if q := op.ports[0]; q.HostPort == mp.HostPort && q.ContainerPort == mp.ContainerPort && q.Protocol == mp.Protocol &&
+						(q.HostIP == mp.HostIP || !q.HostIP.IsValid() && mp.HostIP.IsUnspecified()) {
+						reuse = op
+					}
 				}
 			}
+			if reuse != nil {
+				keep = append(keep, reuse)
+				s.pubs = append(s.pubs, reuse)
+				continue
+			}
+			pub, err := Publish(ctx, cfg.VIP, []PortMapping{mp}, m.log)
+			if err != nil {
+				return fmt.Errorf("service %s: node port: %w", cfg.Name, err)
+			}
+			s.pubs = append(s.pubs, pub)
 		}
-		if reuse != nil {
-			keep = append(keep, reuse)
-			s.pubs = append(s.pubs, reuse)
-			continue
-		}
-		pub, err := Publish(ctx, cfg.VIP, []PortMapping{mp}, m.log)
-		if err != nil {
-			return fmt.Errorf("service %s: node port: %w", cfg.Name, err)
-		}
-		s.pubs = append(s.pubs, pub)
 	}
 	m.services[cfg.Name] = s
 	if err := m.syncServices(); err != nil {
@@ -211,6 +216,14 @@ func (m *Manager) SetService(ctx context.Context, cfg ServiceConfig) (err error)
 	}
 	m.log.Debug("service set", "name", cfg.Name, "vip", cfg.VIP)
 	return nil
+}
+
+// nodePortAddrs returns the addresses NodePorts are published on.
+func (m *Manager) nodePortAddrs() []netip.Addr {
+	if len(m.opts.NodePortAddrs) == 0 {
+		return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1})}
+	}
+	return m.opts.NodePortAddrs
 }
 
 // RemoveService removes the service name: its rules, its route and its
