@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	goruntime "runtime"
 	"strconv"
@@ -43,6 +44,7 @@ type cluster struct {
 	nodeLease   time.Duration
 	grace       time.Duration
 	leaderLease time.Duration
+	nodeIP      netip.Addr // Options.NodeIP
 
 	mu     sync.Mutex
 	leader bool
@@ -84,6 +86,7 @@ func newCluster(opts Options) (*cluster, error) {
 		nodeLease:   opts.NodeLeaseDuration,
 		grace:       opts.NodeLostGrace,
 		leaderLease: opts.LeaderLeaseDuration,
+		nodeIP:      opts.NodeIP,
 		observed:    map[string]observedLease{}, notReadySince: map[string]time.Time{},
 	}
 	for k, v := range opts.NodeLabels {
@@ -106,6 +109,9 @@ func newCluster(opts Options) (*cluster, error) {
 	}
 	if c.leaderLease <= 0 {
 		c.leaderLease = DefaultLeaderLeaseDuration
+	}
+	if c.nodeIP.IsValid() && (!c.nodeIP.IsGlobalUnicast() && !c.nodeIP.IsPrivate() || c.nodeIP.Zone() != "") {
+		return nil, fmt.Errorf("orchestrate: new manager: Options.NodeIP %s: want a unicast address of this node", c.nodeIP)
 	}
 	return c, nil
 }
@@ -183,6 +189,17 @@ func (m *Manager) joinCluster(ctx context.Context) error {
 			return fmt.Errorf("orchestrate: node %s: %w", c.node, err)
 		}
 	}
+	var cidr netip.Prefix
+	if nn, ok := m.runtime.(NodeNetwork); ok {
+		cidr = nn.PodCIDR()
+	}
+	if err := m.checkNodeNetwork(ctx, cidr); err != nil {
+		return fmt.Errorf("orchestrate: node %s: %w", c.node, err)
+	}
+	var podCIDR string
+	if cidr.IsValid() {
+		podCIDR = cidr.String()
+	}
 	now := m.clock.Now()
 	lease := &Lease{ObjectMeta: ObjectMeta{Name: c.node, Namespace: NamespaceNodeLease},
 		Spec: LeaseSpec{Holder: c.identity, Duration: c.nodeLease, AcquireTime: now, RenewTime: now}}
@@ -203,7 +220,7 @@ func (m *Manager) joinCluster(ctx context.Context) error {
 	} else if err != nil {
 		return fmt.Errorf("orchestrate: node %s: %w", c.node, err)
 	}
-	node := &Node{ObjectMeta: ObjectMeta{Name: c.node, Labels: c.labels}}
+	node := &Node{ObjectMeta: ObjectMeta{Name: c.node, Labels: c.labels}, Spec: NodeSpec{PodCIDR: podCIDR}}
 	if _, err := m.store.Create(ctx, node); err != nil && !errors.Is(err, ErrExists) {
 		return fmt.Errorf("orchestrate: node %s: %w", c.node, err)
 	} else if errors.Is(err, ErrExists) {
@@ -211,7 +228,7 @@ func (m *Manager) joinCluster(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("orchestrate: node %s: %w", c.node, err)
 		}
-		cur.Labels = c.labels
+		cur.Labels, cur.Spec.PodCIDR = c.labels, podCIDR
 		if _, err := m.store.Update(ctx, cur); err != nil {
 			return fmt.Errorf("orchestrate: node %s: %w", c.node, err)
 		}
@@ -240,6 +257,10 @@ func (m *Manager) writeNodeStatus(ctx context.Context) error {
 		}
 		now := m.clock.Now()
 		node.Status.Capacity, node.Status.Allocatable = c.alloc, c.alloc
+		node.Status.Addresses = []NodeAddress{{Type: NodeHostname, Address: c.node}}
+		if c.nodeIP.IsValid() {
+			node.Status.Addresses = append([]NodeAddress{{Type: NodeInternalIP, Address: c.nodeIP.String()}}, node.Status.Addresses...)
+		}
 		node.setCondition(NodeCondition{Type: NodeReady, Status: ConditionTrue, Reason: "NodeReady",
 			Message: "the node renews its lease", LastHeartbeat: now, LastTransition: now})
 		_, err = m.store.UpdateStatus(ctx, node)

@@ -149,15 +149,26 @@ const (
 // startNode runs a node Manager on store until the test ends.
 func startNode(t *testing.T, store orchestrate.Store, name string, alloc orchestrate.NodeResources, labels map[string]string) *testNode {
 	t.Helper()
-	cs := &cuttable{Store: store}
 	rt := fakeruntime.New(nil, "web:v1")
-	m, err := orchestrate.NewManager(orchestrate.Options{
-		Store: cs, Runtime: rt, StateDir: t.TempDir(),
-		NodeName: name, NodeLabels: labels, NodeAllocatable: alloc,
-		NodeLeaseDuration: testLease, NodeLostGrace: testGrace, LeaderLeaseDuration: testLease,
-	})
+	n, err := startNodeWith(t, store, rt, rt, orchestrate.Options{NodeName: name, NodeLabels: labels, NodeAllocatable: alloc})
 	if err != nil {
 		t.Fatal(err)
+	}
+	return n
+}
+
+// startNodeWith runs a node Manager with opts (the store, runtime, state
+// directory and leases filled in) on store until the test ends; fake is
+// the fake runtime inside runtime.
+func startNodeWith(t *testing.T, store orchestrate.Store, fake *fakeruntime.Runtime, runtime orchestrate.Runtime, opts orchestrate.Options) (*testNode, error) {
+	t.Helper()
+	cs := &cuttable{Store: store}
+	rt, name := fake, opts.NodeName
+	opts.Store, opts.Runtime, opts.StateDir = cs, runtime, t.TempDir()
+	opts.NodeLeaseDuration, opts.NodeLostGrace, opts.LeaderLeaseDuration = testLease, testGrace, testLease
+	m, err := orchestrate.NewManager(opts)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -179,7 +190,7 @@ func startNode(t *testing.T, store orchestrate.Store, name string, alloc orchest
 		})
 	}
 	t.Cleanup(n.stop)
-	return n
+	return n, nil
 }
 
 func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {

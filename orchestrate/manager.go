@@ -88,6 +88,12 @@ type Options struct {
 	// (DefaultLeaderLeaseDuration when 0): when the leader dies another
 	// Manager takes over within about that long.
 	LeaderLeaseDuration time.Duration
+	// NodeIP is the node's address, where the other nodes reach it (the
+	// kubelet's --node-ip): the Node's InternalIP. With a Runtime that is
+	// a NodeNetwork, the pods of every node reach each other's by their
+	// addresses through it, and so do Services and NodePorts; without
+	// one, pods reach only the pods of their own node.
+	NodeIP netip.Addr
 }
 
 // DefaultServiceDrainDelay is Options.ServiceDrainDelay when zero.
@@ -250,7 +256,7 @@ func NewManager(opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("orchestrate: new manager: Options.ServiceCIDR %s: want an IPv4 range of /28 or more, host bits clear", m.serviceCIDR)
 	}
 	registerServices(m, m.serviceCIDR)
-	m.register(KindNode, nil, nil, nil)
+	registerNodeRoutes(m)
 	m.register(KindLease, nil, nil, nil)
 	if m.cluster != nil {
 		registerScheduler(m)
@@ -279,7 +285,9 @@ func (l leaderOnly) Reconcile(ctx context.Context, key string) (reconcile.Result
 // nil, checks objects of the kind in Apply.
 func (m *Manager) register(kind string, r reconcile.Reconciler[string], keysFor func(ev WatchEvent) []string, validate func(ctx context.Context, obj Object) error) {
 	kc := &kindController{kind: kind, keysFor: keysFor, validate: validate}
-	if r != nil && m.cluster != nil && kind != KindPod {
+	// Pods, the routes to other nodes' pods and the Services' data path
+	// are every node's own; the rest is the leader's.
+	if r != nil && m.cluster != nil && kind != KindPod && kind != KindNode && kind != KindService {
 		r = leaderOnly{m, r}
 	}
 	if r != nil {

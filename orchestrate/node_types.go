@@ -1,6 +1,9 @@
 package orchestrate
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // Kinds of the cluster objects.
 const (
@@ -47,6 +50,10 @@ type Node struct {
 type NodeSpec struct {
 	// Unschedulable keeps new pods off the node (kubectl cordon).
 	Unschedulable bool `json:"unschedulable,omitempty"`
+	// PodCIDR is the range the node's pods get their addresses from
+	// (its Runtime's NodeNetwork.PodCIDR), in CIDR notation; no two
+	// nodes have overlapping ranges.
+	PodCIDR string `json:"podCIDR,omitempty"`
 }
 
 // NodeStatus is the observed state of a Node.
@@ -59,6 +66,36 @@ type NodeStatus struct {
 	Allocatable NodeResources `json:"allocatable"`
 	// Conditions: NodeReady.
 	Conditions []NodeCondition `json:"conditions,omitempty"`
+	// Addresses are where the node is reached: NodeInternalIP
+	// (Options.NodeIP) and NodeHostname.
+	Addresses []NodeAddress `json:"addresses,omitempty"`
+}
+
+// Types of NodeAddress, as Kubernetes names them.
+const (
+	NodeInternalIP = "InternalIP" // the address other nodes reach it at
+	NodeHostname   = "Hostname"   // its name
+)
+
+// NodeAddress is one address of a Node.
+type NodeAddress struct {
+	// Type is NodeInternalIP or NodeHostname.
+	Type string `json:"type"`
+	// Address is the address or name.
+	Address string `json:"address"`
+}
+
+// InternalIP returns the node's NodeInternalIP address, or the zero
+// Addr.
+func (n *Node) InternalIP() netip.Addr {
+	for _, a := range n.Status.Addresses {
+		if a.Type == NodeInternalIP {
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				return ip
+			}
+		}
+	}
+	return netip.Addr{}
 }
 
 // NodeReady is the type of a Node's condition saying whether it is

@@ -297,6 +297,11 @@ func (sc *serviceController) Reconcile(ctx context.Context, key string) (reconci
 		delete(sc.reserved, key) // the store has what Apply reserved
 		sc.mu.Unlock()
 	}
+	if sc.m.cluster != nil && !sc.m.IsLeader() {
+		// Allocation and Endpoints are the leader's; every node
+		// programs its own data path from what the leader stored.
+		return reconcile.Result{}, sc.programStored(ctx, svc)
+	}
 	if svc, err = sc.allocate(ctx, svc); err != nil {
 		sc.m.recordEvent(svc, EventWarning, "AllocationFailed", "%v", err)
 		return reconcile.Result{}, err
@@ -315,6 +320,23 @@ func (sc *serviceController) Reconcile(ctx context.Context, key string) (reconci
 		return reconcile.Result{}, nil
 	}
 	return reconcile.Result{}, sc.program(ctx, svc, eps)
+}
+
+// programStored programs the proxy from the Service and Endpoints as
+// the store has them, on a node that does not lead. A Service the
+// leader has not given its ClusterIP yet waits for that update.
+func (sc *serviceController) programStored(ctx context.Context, svc *Service) error {
+	if sc.proxy == nil || svc.Spec.ClusterIP == "" && svc.Spec.Type != ServiceTypeExternalName {
+		return nil
+	}
+	eps, err := Get[*Endpoints](ctx, sc.m.store, svc.Namespace, svc.Name)
+	if errors.Is(err, ErrNotFound) {
+		eps, err = &Endpoints{}, nil
+	}
+	if err != nil {
+		return err
+	}
+	return sc.program(ctx, svc, eps)
 }
 
 // forget removes what the proxy has of a Service that is gone; key is

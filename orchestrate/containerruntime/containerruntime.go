@@ -55,7 +55,13 @@ func WithSandboxDir(dir string) Option {
 // server with the pod's search domains and "options ndots:5". The
 // Runtime then also implements orchestrate.ServiceProxy on n's Manager:
 // Services get virtual IPs and DNS names (under orchestrate.ClusterDomain,
-// for which the embedded DNS server becomes authoritative).
+// for which the embedded DNS server becomes authoritative). And it
+// implements orchestrate.NodeNetwork with n's subnet and overlay
+// (network.Network.SetOverlay): on a node with Options.NodeIP, the pods
+// of every node reach each other, and Services lead to the pods of
+// every node. Give each node's network a subnet of its own, and
+// publish NodePorts on the node's address with the Manager's
+// network.Options.NodePortAddrs.
 func WithNetwork(n *network.Network) Option {
 	return func(r *containerRuntime) { r.net = n }
 }
@@ -72,6 +78,11 @@ func New(rt *container.Runtime, opts ...Option) orchestrate.Runtime {
 	}
 	return r
 }
+
+var (
+	_ orchestrate.ServiceProxy = (*containerRuntime)(nil)
+	_ orchestrate.NodeNetwork  = (*containerRuntime)(nil)
+)
 
 type containerRuntime struct {
 	rt         *container.Runtime
@@ -248,6 +259,28 @@ func (r *containerRuntime) SetDNS(name string, addrs []netip.Addr, cname string)
 	if r.net != nil {
 		r.net.Manager().SetDNS(name, network.DNSRecord{Addrs: addrs, CNAME: cname})
 	}
+}
+
+// PodCIDR implements orchestrate.NodeNetwork: the network's subnet.
+func (r *containerRuntime) PodCIDR() netip.Prefix {
+	if r.net == nil {
+		return netip.Prefix{}
+	}
+	return r.net.Config().Subnet
+}
+
+// SetNodeRoutes implements orchestrate.NodeNetwork with the network's
+// overlay (network.Network.SetOverlay, on the default port and VNI):
+// each other node is a peer.
+func (r *containerRuntime) SetNodeRoutes(ctx context.Context, local netip.Addr, routes []orchestrate.NodeRoute) error {
+	if r.net == nil {
+		return nil
+	}
+	cfg := network.OverlayConfig{Local: local}
+	for _, rt := range routes {
+		cfg.Peers = append(cfg.Peers, network.Peer{Name: rt.Node, Addr: rt.NodeIP, Subnet: rt.PodCIDR})
+	}
+	return r.net.SetOverlay(ctx, cfg)
 }
 
 // newSandboxNamespaces makes new network, IPC and UTS namespaces, with
