@@ -28,6 +28,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if cfg := os.Getenv(trafficNodeEnv); cfg != "" {
+		os.Exit(runTrafficNode(cfg))
+	}
 	if name := os.Getenv(nodeEnv); name != "" {
 		os.Exit(runNode(name, strings.Split(os.Getenv(endpointsEnv), ",")))
 	}
