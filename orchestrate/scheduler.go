@@ -105,11 +105,13 @@ func podRequests(p *Pod) NodeResources {
 	return r
 }
 
-// Reconcile binds one pending pod to a node: of the Ready, schedulable
-// nodes whose labels match its nodeSelector and whose allocatable holds
-// its requests beside those of the pods bound there, the one with the
-// fewest pods of the same owner (spreading a ReplicaSet's replicas),
-// then the least requested, then by name.
+// Reconcile binds one pending pod to a node, and with it every other
+// pending pod the same listing shows (as Kubernetes' scheduler binds
+// from its cache, counting the pods it just bound): of the Ready,
+// schedulable nodes whose labels match a pod's nodeSelector and whose
+// allocatable holds its requests beside those of the pods bound there,
+// the one with the fewest pods of the same owner (spreading a
+// ReplicaSet's replicas), then the least requested, then by name.
 func (s *scheduler) Reconcile(ctx context.Context, key string) (reconcile.Result, error) {
 	m := s.m
 	s.mu.Lock()
@@ -122,7 +124,7 @@ func (s *scheduler) Reconcile(ctx context.Context, key string) (reconcile.Result
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	if pod.Spec.NodeName != "" || pod.DeletionTime != nil || podFinished(pod) {
+	if !pending(pod) {
 		return reconcile.Result{}, nil
 	}
 	nodes, err := List[*Node](ctx, m.store, "", nil)
@@ -133,25 +135,82 @@ func (s *scheduler) Reconcile(ctx context.Context, key string) (reconcile.Result
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	used := map[string]NodeResources{}
-	owned := map[string]int{} // pods of the same owner per node
-	owner := controllerOf(&pod.ObjectMeta)
+	pl := newPlacement(nodes, pods)
+	res, err := s.bind(ctx, pl, pod, true)
+	if err != nil || res != (reconcile.Result{}) {
+		return res, err
+	}
+	// The others pending in this listing, oldest first; each has its
+	// own key queued too, which finds it bound.
+	var more []*Pod
 	for _, p := range pods {
-		if p.Spec.NodeName == "" || podFinished(p) {
-			continue
-		}
-		u, r := used[p.Spec.NodeName], podRequests(p)
-		u.MilliCPU, u.Memory, u.Pods = u.MilliCPU+r.MilliCPU, u.Memory+r.Memory, u.Pods+r.Pods
-		used[p.Spec.NodeName] = u
-		if o := controllerOf(&p.ObjectMeta); owner != nil && o != nil && o.UID == owner.UID {
-			owned[p.Spec.NodeName]++
+		if pending(p) && keyOf(p) != key {
+			more = append(more, p)
 		}
 	}
+	slices.SortFunc(more, func(a, b *Pod) int {
+		if c := a.CreationTime.Compare(b.CreationTime); c != 0 {
+			return c
+		}
+		return strings.Compare(keyOf(a), keyOf(b))
+	})
+	for _, p := range more {
+		if err := ctx.Err(); err != nil {
+			return reconcile.Result{}, nil
+		}
+		if _, err := s.bind(ctx, pl, p, false); err != nil {
+			m.log.Debug("scheduler: bind", "pod", keyOf(p), "err", err)
+		}
+	}
+	return reconcile.Result{}, nil
+}
+
+// pending reports whether a pod waits for a node.
+func pending(p *Pod) bool {
+	return p.Spec.NodeName == "" && p.DeletionTime == nil && !podFinished(p)
+}
+
+// placement is what the nodes have bound: requests and pods per owner.
+type placement struct {
+	nodes []*Node
+	used  map[string]NodeResources
+	owned map[string]map[string]int // owner UID → node → pods
+}
+
+func newPlacement(nodes []*Node, pods []*Pod) *placement {
+	pl := &placement{nodes: nodes, used: map[string]NodeResources{}, owned: map[string]map[string]int{}}
+	for _, p := range pods {
+		if p.Spec.NodeName != "" && !podFinished(p) {
+			pl.add(p, p.Spec.NodeName)
+		}
+	}
+	return pl
+}
+
+// add counts p as bound to node.
+func (pl *placement) add(p *Pod, node string) {
+	u, r := pl.used[node], podRequests(p)
+	u.MilliCPU, u.Memory, u.Pods = u.MilliCPU+r.MilliCPU, u.Memory+r.Memory, u.Pods+r.Pods
+	pl.used[node] = u
+	if o := controllerOf(&p.ObjectMeta); o != nil {
+		if pl.owned[o.UID] == nil {
+			pl.owned[o.UID] = map[string]int{}
+		}
+		pl.owned[o.UID][node]++
+	}
+}
+
+// fit returns the node pod goes to, or "" and why none fits.
+func (pl *placement) fit(pod *Pod) (string, string) {
 	want := podRequests(pod)
+	var owned map[string]int
+	if o := controllerOf(&pod.ObjectMeta); o != nil {
+		owned = pl.owned[o.UID]
+	}
 	var fit []*Node
 	reasons := map[string]int{}
-	for _, n := range nodes {
-		u, alloc := used[n.Name], n.Status.Allocatable
+	for _, n := range pl.nodes {
+		u, alloc := pl.used[n.Name], n.Status.Allocatable
 		switch {
 		case n.Ready().Status != ConditionTrue:
 			reasons["node(s) were not ready"]++
@@ -175,25 +234,14 @@ func (s *scheduler) Reconcile(ctx context.Context, key string) (reconcile.Result
 			parts = append(parts, fmt.Sprintf("%d %s", n, r))
 		}
 		slices.Sort(parts)
-		msg := fmt.Sprintf("0/%d nodes are available", len(nodes))
+		msg := fmt.Sprintf("0/%d nodes are available", len(pl.nodes))
 		if len(parts) > 0 {
 			msg += ": " + strings.Join(parts, ", ")
 		}
-		msg += "."
-		if pod.Status.Reason != ReasonFailedScheduling || pod.Status.Message != msg {
-			pod.Status.Phase = PodPending
-			pod.Status.Reason, pod.Status.Message = ReasonFailedScheduling, msg
-			if _, err := m.store.UpdateStatus(ctx, pod); errors.Is(err, ErrConflict) {
-				return reconcile.Result{Requeue: true}, nil
-			} else if err != nil && !errors.Is(err, ErrNotFound) {
-				return reconcile.Result{}, err
-			}
-			m.recordEvent(pod, EventWarning, ReasonFailedScheduling, "%s", msg)
-		}
-		return reconcile.Result{RequeueAfter: schedulerRetry}, nil
+		return "", msg + "."
 	}
 	score := func(n *Node) (int, int64) {
-		u, a := used[n.Name], n.Status.Allocatable
+		u, a := pl.used[n.Name], n.Status.Allocatable
 		var frac int64 // thousandths of the most requested resource
 		if a.MilliCPU > 0 {
 			frac = max(frac, (u.MilliCPU+want.MilliCPU)*1000/a.MilliCPU)
@@ -220,7 +268,32 @@ func (s *scheduler) Reconcile(ctx context.Context, key string) (reconcile.Result
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
-	pod.Spec.NodeName = fit[0].Name
+	return fit[0].Name, ""
+}
+
+// bind binds pod where pl fits it and counts it there. A pod that fits
+// nowhere gets the FailedScheduling reason when report is set (it is
+// the one the reconcile was for) and is retried later.
+func (s *scheduler) bind(ctx context.Context, pl *placement, pod *Pod, report bool) (reconcile.Result, error) {
+	m := s.m
+	node, msg := pl.fit(pod)
+	if node == "" {
+		if !report {
+			return reconcile.Result{}, nil
+		}
+		if pod.Status.Reason != ReasonFailedScheduling || pod.Status.Message != msg {
+			pod.Status.Phase = PodPending
+			pod.Status.Reason, pod.Status.Message = ReasonFailedScheduling, msg
+			if _, err := m.store.UpdateStatus(ctx, pod); errors.Is(err, ErrConflict) {
+				return reconcile.Result{Requeue: true}, nil
+			} else if err != nil && !errors.Is(err, ErrNotFound) {
+				return reconcile.Result{}, err
+			}
+			m.recordEvent(pod, EventWarning, ReasonFailedScheduling, "%s", msg)
+		}
+		return reconcile.Result{RequeueAfter: schedulerRetry}, nil
+	}
+	pod.Spec.NodeName = node
 	if _, err := m.store.Update(ctx, pod); err != nil {
 		if errors.Is(err, ErrConflict) {
 			return reconcile.Result{Requeue: true}, nil
@@ -230,7 +303,8 @@ func (s *scheduler) Reconcile(ctx context.Context, key string) (reconcile.Result
 		}
 		return reconcile.Result{}, err
 	}
-	m.recordEvent(pod, EventNormal, "Scheduled", "assigned %s/%s to %s", pod.Namespace, pod.Name, fit[0].Name)
+	pl.add(pod, node)
+	m.recordEvent(pod, EventNormal, "Scheduled", "assigned %s/%s to %s", pod.Namespace, pod.Name, node)
 	return reconcile.Result{}, nil
 }
 

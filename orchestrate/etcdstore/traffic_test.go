@@ -170,29 +170,9 @@ func (l *lan) relay(t *testing.T, target string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				up, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				done := make(chan struct{}, 2)
-				go func() { io.Copy(up, c); up.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
-				go func() { io.Copy(c, up); c.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
-				<-done
-				<-done
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	p := etcdtest.ServeProxy(ln, target)
+	t.Cleanup(p.Close)
+	return p.Addr
 }
 
 // host makes a node's "host" namespace, with eth0 at addr/24 on the LAN.

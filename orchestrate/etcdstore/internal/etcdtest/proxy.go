@@ -26,9 +26,15 @@ func NewProxy(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ServeProxy(l, target), nil
+}
+
+// ServeProxy is NewProxy on a listener of the caller's (one opened in
+// another network namespace, say); Close closes it.
+func ServeProxy(l net.Listener, target string) *Proxy {
 	p := &Proxy{Addr: l.Addr().String(), target: target, l: l, conns: map[net.Conn]bool{}}
 	go p.serve()
-	return p, nil
+	return p
 }
 
 func (p *Proxy) serve() {
