@@ -44,7 +44,9 @@ type Option func(*containerRuntime)
 // WithSandboxDir sets the host directory under which sandboxes keep
 // their namespaces (DIR/NAME/{net,ipc,uts}); it is made if missing.
 // Runtimes that share one must not run pods of the same name at once:
-// give each Manager its own.
+// give each Manager its own. Each sandbox records its owning process;
+// a Runtime's first sandbox removes those of owners that died without
+// removing them (kill -9), whose namespace mounts would otherwise stay.
 func WithSandboxDir(dir string) Option {
 	return func(r *containerRuntime) { r.sandboxDir = dir }
 }
@@ -87,6 +89,7 @@ var (
 type containerRuntime struct {
 	rt         *container.Runtime
 	sandboxDir string
+	sweepOnce  sync.Once // the sandboxes of dead processes, at the first sandbox
 	net        *network.Network // nil: sandboxes have loopback only
 
 	mu         sync.Mutex
@@ -133,6 +136,7 @@ func (r *containerRuntime) CreateSandbox(ctx context.Context, cfg orchestrate.Sa
 	}
 	r.sandboxes[cfg.Name] = nil // reserved
 	r.mu.Unlock()
+	r.sweepOnce.Do(func() { sweepSandboxes(r.sandboxDir) })
 	dir := filepath.Join(r.sandboxDir, cfg.Name)
 	defer func() {
 		if err != nil {
@@ -143,6 +147,9 @@ func (r *containerRuntime) CreateSandbox(ctx context.Context, cfg orchestrate.Sa
 		}
 	}()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create sandbox %s: %w", cfg.Name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(processIdentity(os.Getpid())), 0o600); err != nil {
 		return "", fmt.Errorf("create sandbox %s: %w", cfg.Name, err)
 	}
 	netns, err := newSandboxNamespaces(dir, cfg.Hostname)
@@ -313,6 +320,53 @@ func newSandboxNamespaces(dir, hostname string) (*namespace.Namespace, error) {
 		netns = nil
 	}
 	return netns, err
+}
+
+// ownerFile, in a sandbox's directory, names the process that made it
+// (processIdentity), so that another can remove it once that process
+// is gone.
+const ownerFile = "owner"
+
+// processIdentity is pid and its start time (in clock ticks since boot),
+// which no later process of that pid shares; "" if pid does not exist.
+func processIdentity(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return ""
+	}
+	return fmt.Sprintf("%d %s", pid, f[19]) // field 22, starttime
+}
+
+// sweepSandboxes removes the sandboxes under dir whose owner died
+// without removing them (killed with -9, say): their namespace mounts
+// would otherwise stay until reboot. A directory without an owner file
+// is left alone (another process may be making it).
+func sweepSandboxes(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		sb := filepath.Join(dir, e.Name())
+		b, err := os.ReadFile(filepath.Join(sb, ownerFile))
+		if err != nil {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscanf(string(b), "%d", &pid); err != nil || processIdentity(pid) == string(b) {
+			continue
+		}
+		releaseSandboxDir(sb)
+	}
 }
 
 // releaseSandboxDir unmounts and removes a sandbox's namespace files

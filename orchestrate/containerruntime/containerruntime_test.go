@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/berthlabs/berth/container"
@@ -75,5 +76,45 @@ func TestSandboxDir(t *testing.T) {
 func TestDefaultSandboxDir(t *testing.T) {
 	if containerruntime.DefaultSandboxDir != "/run/berth/sandboxes" {
 		t.Errorf("DefaultSandboxDir = %q, which moves every user's sandboxes", containerruntime.DefaultSandboxDir)
+	}
+}
+
+// A sandbox whose owner died (its owner file names a process that is
+// gone) is removed, namespace mounts and all, by the next Runtime on the
+// directory when it makes its first sandbox; a live owner's is kept.
+func TestSandboxOfDeadOwnerSwept(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates and bind-mounts namespaces")
+	}
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "sandboxes")
+	a := containerruntime.New(&container.Runtime{}, containerruntime.WithSandboxDir(dir))
+	for _, name := range []string{"dead-1", "live-1"} {
+		id, err := a.CreateSandbox(ctx, orchestrate.SandboxConfig{Name: name, Hostname: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.RemoveSandbox(ctx, id) })
+	}
+	// As if dead-1's process had been killed: pid 2^22+1 is above
+	// Linux's pid_max.
+	if err := os.WriteFile(filepath.Join(dir, "dead-1", "owner"), []byte("4194305 1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := containerruntime.New(&container.Runtime{}, containerruntime.WithSandboxDir(dir))
+	id, err := b.CreateSandbox(ctx, orchestrate.SandboxConfig{Name: "other-1", Hostname: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.RemoveSandbox(ctx, id)
+	if _, err := os.Stat(filepath.Join(dir, "dead-1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the dead owner's sandbox is still there: %v", err)
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), filepath.Join(dir, "dead-1")+"/") {
+		t.Errorf("the dead owner's namespace mounts are still there")
+	}
+	if _, err := namespace.Open(filepath.Join(dir, "live-1", "net")); err != nil {
+		t.Errorf("the live owner's sandbox was touched: %v", err)
 	}
 }
