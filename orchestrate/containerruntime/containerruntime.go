@@ -89,7 +89,7 @@ var (
 type containerRuntime struct {
 	rt         *container.Runtime
 	sandboxDir string
-	sweepOnce  sync.Once // the sandboxes of dead processes, at the first sandbox
+	sweepOnce  sync.Once        // the sandboxes of dead processes, at the first sandbox
 	net        *network.Network // nil: sandboxes have loopback only
 
 	mu         sync.Mutex
