@@ -106,7 +106,6 @@ func (c *deploymentController) validate(ctx context.Context, obj Object) error {
 // itself, a ReplicaSet's controller (or for one no one controls, the
 // Deployments that would adopt it), and a pod's ReplicaSet's controller.
 func (c *deploymentController) keysFor(ev WatchEvent) []string {
-	ctx := context.Background()
 	switch o := ev.Object.(type) {
 	case *Deployment:
 		return []string{keyOf(o)}
@@ -120,12 +119,8 @@ func (c *deploymentController) keysFor(ev WatchEvent) []string {
 		if ev.Type == WatchDeleted {
 			return nil
 		}
-		ds, err := List[*Deployment](ctx, c.m.store, o.Namespace, nil)
-		if err != nil {
-			return nil
-		}
 		var keys []string
-		for _, d := range ds {
+		for _, d := range watched[*Deployment](c.m.watched, NamespaceOf(KindReplicaSet, o.Namespace)) {
 			if d.Spec.Selector.Matches(o.Labels) {
 				keys = append(keys, keyOf(d))
 			}
@@ -136,8 +131,8 @@ func (c *deploymentController) keysFor(ev WatchEvent) []string {
 		if ref == nil || ref.Kind != KindReplicaSet {
 			return nil
 		}
-		obj, err := c.m.store.Get(ctx, KindReplicaSet, o.Namespace, ref.Name)
-		if err != nil {
+		obj := c.m.watched.get(KindReplicaSet, o.Namespace, ref.Name)
+		if obj == nil {
 			return nil
 		}
 		if ref := controllerOf(obj.Meta()); ref != nil && ref.Kind == KindDeployment {

@@ -152,6 +152,9 @@ type Manager struct {
 	// one, as last dispatched; only the dispatching goroutine uses it.
 	gcRefs map[string]string
 	pods   *podController
+	// watched is what the store watch has shown, for keysFor (only the
+	// dispatching goroutine writes it).
+	watched *watchState
 
 	// The watch that feeds the controllers, started by the first Run or
 	// RunUntilIdle and stopped by Close.
@@ -194,6 +197,7 @@ func NewManager(opts Options) (*Manager, error) {
 		drain:   opts.ServiceDrainDelay,
 		kinds:   map[string]*kindController{},
 		gcRefs:  map[string]string{},
+		watched: newWatchState(),
 	}
 	if m.store == nil {
 		return nil, errors.New("orchestrate: new manager: Options.Store is nil: pass a Store, such as memstore.New()")
@@ -553,15 +557,12 @@ func (m *Manager) startWatch() error {
 	return m.watchErr
 }
 
-// watchKey identifies an object among all kinds.
-type watchKey struct{ kind, namespace, name string }
-
 // followWatch dispatches the events of ch, a watch with SendInitial,
 // and starts it again whenever it breaks, until the Manager closes.
 func (m *Manager) followWatch(ch <-chan WatchEvent) {
-	// known holds the last state of every object seen, for the
-	// deletions a list after a broken watch cannot show.
-	known := map[watchKey]Object{}
+	// m.watched holds the last state of every object seen, also for
+	// the deletions a list after a broken watch cannot show.
+	known := m.watched
 	listing := true             // ch begins with initial events
 	seen := map[watchKey]bool{} // what the list being read holds
 	wait := 100 * time.Millisecond
@@ -574,9 +575,10 @@ func (m *Manager) followWatch(ch <-chan WatchEvent) {
 			}
 			if ev.Type == WatchBookmark {
 				if listing {
-					for k, obj := range known {
+					for _, k := range known.keys() {
 						if !seen[k] {
-							delete(known, k)
+							obj := known.get(k.kind, k.namespace, k.name)
+							known.delete(k)
 							m.dispatch(WatchEvent{Type: WatchDeleted, Object: obj, ResourceVersion: ev.ResourceVersion}, false)
 						}
 					}
@@ -585,11 +587,11 @@ func (m *Manager) followWatch(ch <-chan WatchEvent) {
 				m.observe(ev.ResourceVersion)
 				continue
 			}
-			k := watchKey{ev.Object.Kind(), ev.Object.Meta().Namespace, ev.Object.Meta().Name}
+			k := keyOfObject(ev.Object)
 			if ev.Type == WatchDeleted {
-				delete(known, k)
+				known.delete(k)
 			} else {
-				known[k] = ev.Object
+				known.set(ev.Object)
 			}
 			if listing {
 				seen[k] = true

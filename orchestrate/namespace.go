@@ -72,6 +72,15 @@ func (m *Manager) startNamespaceDeletion(ctx context.Context, name string) error
 
 func (c *namespaceController) reconcile(ctx context.Context, name string) (reconcile.Result, error) {
 	m := c.m
+	// Most keys come from objects added to an active namespace, or to
+	// the default one, which need not exist as an object: the watch's
+	// state says so without a store read. (A Namespace's own change,
+	// its first listing included, reaches the watch's state before the
+	// reconcile its event brings.)
+	switch w, ok := m.watched.get(KindNamespace, "", name).(*Namespace); {
+	case !ok, w.DeletionTime == nil && w.Status.Phase == NamespaceActive:
+		return reconcile.Result{}, nil
+	}
 	n, err := Get[*Namespace](ctx, m.store, "", name)
 	if errors.Is(err, ErrNotFound) {
 		return reconcile.Result{}, nil

@@ -113,12 +113,8 @@ func (c *replicaSetController) keysFor(ev WatchEvent) []string {
 		if ev.Type == WatchDeleted || !podActive(o) {
 			return nil
 		}
-		sets, err := List[*ReplicaSet](context.Background(), c.m.store, o.Namespace, nil)
-		if err != nil {
-			return nil
-		}
 		var keys []string
-		for _, rs := range sets {
+		for _, rs := range watched[*ReplicaSet](c.m.watched, NamespaceOf(KindPod, o.Namespace)) {
 			if rs.Spec.Selector.Matches(o.Labels) {
 				keys = append(keys, keyOf(rs))
 			}

@@ -261,12 +261,8 @@ func (sc *serviceController) keysFor(ev WatchEvent) []string {
 	case *Endpoints:
 		return []string{keyOf(o)}
 	case *Pod:
-		svcs, err := List[*Service](context.Background(), sc.m.store, NamespaceOf(KindPod, o.Namespace), nil)
-		if err != nil {
-			return nil
-		}
 		var keys []string
-		for _, s := range svcs {
+		for _, s := range watched[*Service](sc.m.watched, NamespaceOf(KindPod, o.Namespace)) {
 			if s.Spec.Selector != nil {
 				keys = append(keys, keyOf(s))
 			}
