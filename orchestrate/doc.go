@@ -126,6 +126,16 @@
 // its pods running while it cannot reach the store, and its watch
 // resumes (or lists again) when it can.
 //
+// With Options.NodeIP and a Runtime that is a NodeNetwork
+// (containerruntime with a network), a node's Node carries its pod range
+// (spec.podCIDR) and its address (status InternalIP), a node whose range
+// overlaps another's is refused, and every node routes the others' pod
+// ranges to them, so that pods reach the pods of every node by their
+// addresses. The Service controller runs on every node: the leader
+// allocates ClusterIPs and NodePorts and keeps Endpoints, and each node
+// programs its own data path and DNS from them, so that a ClusterIP or
+// a NodePort on any node leads to the pods of all nodes.
+//
 // Every timer of the controllers (probe periods, backoff, requeues)
 // reads the Manager's Clock, so tests can drive it with a
 // reconcile.FakeClock and Manager.RunUntilIdle. Close stops and removes
