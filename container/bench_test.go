@@ -123,6 +123,11 @@ func BenchmarkStart(b *testing.B) {
 	b.ReportMetric(m["image"]/m["plain"], "image/plain")
 	b.ReportMetric(m["image-pool"]/m["plain-pool"], "image/plain-pool")
 	b.ReportMetric(m["plain-pool"]/m["plain"], "pool/cold")
+	if p := pool.initPool(); p != nil {
+		hits, misses, gen := p.counts()
+		b.ReportMetric(float64(hits)*100/float64(max(1, hits+misses)), "pool-hit%")
+		b.ReportMetric(float64(gen), "mount-changes")
+	}
 }
 
 // BenchmarkRunSeccomp is BenchmarkRun with Docker's default seccomp

@@ -125,6 +125,8 @@ type initPool struct {
 	starting int
 	closed   bool
 	gen      uint64        // bumped when the host's mount table changes
+	hits     int           // takes that got an init
+	misses   int           // takes that found none
 	table    string        // the table (less namespace files) when gen began
 	check    int           // mountinfo, polled by take and refill
 	kick     chan struct{} // asks the refiller to look
@@ -222,11 +224,21 @@ func (p *initPool) take() *pooledInit {
 		pi := p.idle[0]
 		p.idle = p.idle[1:]
 		if pi.alive() {
+			p.hits++
 			return pi
 		}
 		p.retireLocked(pi)
 	}
+	p.misses++
 	return nil
+}
+
+// counts returns the takes that got an init and those that found none,
+// and how often the host's mount table changed.
+func (p *initPool) counts() (hits, misses int, gen uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.hits, p.misses, p.gen
 }
 
 func (p *initPool) kickLocked() {
