@@ -217,6 +217,18 @@ func (l *lan) host(t *testing.T, i int, addr netip.Addr) *namespace.Namespace {
 	return ns
 }
 
+// setLink sets node i's port on the LAN up or down (a partition).
+func (l *lan) setLink(i int, up bool) error {
+	link, err := l.nl.LinkByName(fmt.Sprintf("lan%d", i))
+	if err != nil {
+		return err
+	}
+	if up {
+		return l.nl.LinkSetUp(link)
+	}
+	return l.nl.LinkSetDown(link)
+}
+
 // hostLeftovers lists what a node left in its host namespace: links
 // other than lo and eth0, and the overlay's UDP socket.
 func hostLeftovers(ns *namespace.Namespace) ([]string, error) {
@@ -355,8 +367,10 @@ func fetch(ctx context.Context, ns *namespace.Namespace, addr string, timeout ti
 // runs elsewhere within lease + grace + a few seconds, and a client
 // loop through another node's NodePort sees errors only inside that
 // window; the killed node's host namespace keeps nothing of berth's
-// network (tunnel, routes, socket), and neither do the others' once
-// they are stopped.
+// network (tunnel, routes, socket). A partitioned node (its LAN link
+// down): its pod is replaced, and once healed it tears the stale pod
+// down and its NodePort leads to the live pods. The nodes' host
+// namespaces keep nothing once they are stopped.
 func TestClusterTraffic(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes with containers and waits for leases")
@@ -547,6 +561,61 @@ func TestClusterTraffic(t *testing.T) {
 	if len(left) > 0 {
 		t.Errorf("kill -9 of %s left in its host namespace: %v", victim, left)
 	}
+	// A partition: the other survivor's LAN link goes down. Its pod is
+	// replaced on the leader's node; once the link is back, the node
+	// tears the stale pod down, and the Service answers through both
+	// NodePorts from the live pods only.
+	cutNode := ""
+	for _, n := range names {
+		if n != victim && n != leader {
+			cutNode = n
+		}
+	}
+	cutIndex := slices.Index(names, cutNode) + 1
+	stale, staleIP := "", ""
+	for _, p := range fixture.LivePods(t, s) {
+		if p.Spec.NodeName == cutNode && p.Status.Ready {
+			stale, staleIP = p.Name, p.Status.PodIP+":8080"
+		}
+	}
+	if err := l.setLink(cutIndex, false); err != nil {
+		t.Fatal(err)
+	}
+	fixture.WaitFor(t, "the partitioned node's pod replaced on "+leader, func() bool {
+		per := map[string]int{}
+		for _, n := range readyOn() {
+			per[n]++
+		}
+		return per[leader] == 3
+	})
+	// Cut off, the node keeps its pod running (seen from its own host).
+	if body, err := fetch(ctx, procs[cutNode].ns, staleIP, 3*time.Second); err != nil || body != stale {
+		t.Errorf("the partitioned node's pod %s at %s: %q, %v; want it kept running", stale, staleIP, body, err)
+	}
+	if err := l.setLink(cutIndex, true); err != nil {
+		t.Fatal(err)
+	}
+	fixture.WaitFor(t, "the healed node's stale pod torn down, the node Ready", func() bool {
+		if _, err := fetch(ctx, procs[cutNode].ns, staleIP, time.Second); err == nil {
+			return false
+		}
+		n, err := orchestrate.Get[*orchestrate.Node](ctx, s, "", cutNode)
+		return err == nil && n.Ready().Status == orchestrate.ConditionTrue
+	})
+	live := readyOn()
+	for _, through := range []string{leader, cutNode} {
+		addr := fmt.Sprintf("%s:%d", procs[through].cfg.NodeIP, trafficNodePort)
+		for range 10 {
+			body, err := fetch(ctx, l.ns, addr, 3*time.Second)
+			if err != nil {
+				t.Fatalf("after the partition healed, through %s's NodePort: %v", through, err)
+			}
+			if live[body] != leader {
+				t.Fatalf("after the partition healed, through %s's NodePort: answered by %q, not one of the live pods %v", through, body, live)
+			}
+		}
+	}
+
 	for _, name := range names {
 		p := procs[name]
 		p.stop(t)
