@@ -72,7 +72,8 @@
 // (the user writes those of a Service without a selector). When the
 // Runtime is also a ServiceProxy (containerruntime.WithNetwork), the
 // Service controller gives Services ClusterIPs from
-// DefaultServiceCIDR, NodePorts on 127.0.0.1, and DNS names (svc,
+// DefaultServiceCIDR, NodePorts (on 127.0.0.1, or the addresses of
+// network.Options.NodePortAddrs), and DNS names (svc,
 // svc.ns, svc.ns.svc.cluster.local) in the pods' DNS server, and writes
 // each Service's ready backends to the proxy whenever they change. A
 // pod being deleted is drained before its containers are stopped: the

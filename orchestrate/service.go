@@ -47,8 +47,9 @@ type ServiceType string
 const (
 	// ServiceTypeClusterIP: a virtual IP reached from pods and the host.
 	ServiceTypeClusterIP ServiceType = "ClusterIP"
-	// ServiceTypeNodePort: a ClusterIP, and each port also on the node's
-	// loopback at its nodePort (127.0.0.1:nodePort).
+	// ServiceTypeNodePort: a ClusterIP, and each port also on the node
+	// at its nodePort (with containerruntime: on 127.0.0.1, or the
+	// addresses of the network Manager's Options.NodePortAddrs).
 	ServiceTypeNodePort ServiceType = "NodePort"
 	// ServiceTypeExternalName: the name is a DNS CNAME to
 	// spec.externalName; no virtual IP.
