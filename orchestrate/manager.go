@@ -155,6 +155,9 @@ type Manager struct {
 	// watched is what the store watch has shown, for keysFor (only the
 	// dispatching goroutine writes it).
 	watched *watchState
+	// watchSynced is set once the watch's first listing is dispatched:
+	// watched holds every object from then on.
+	watchSynced atomic.Bool
 
 	// The watch that feeds the controllers, started by the first Run or
 	// RunUntilIdle and stopped by Close.
@@ -583,6 +586,7 @@ func (m *Manager) followWatch(ch <-chan WatchEvent) {
 						}
 					}
 					listing, seen = false, map[watchKey]bool{}
+					m.watchSynced.Store(true)
 				}
 				m.observe(ev.ResourceVersion)
 				continue

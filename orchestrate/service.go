@@ -753,9 +753,16 @@ func targetPort(p *Pod, sp ServicePort) (int, bool) {
 // NAME_SERVICE_HOST, NAME_SERVICE_PORT (and _SERVICE_PORT_PORTNAME) and
 // the Docker-link style NAME_PORT, NAME_PORT_80_TCP{,_PROTO,_PORT,_ADDR}.
 func (m *Manager) serviceEnv(ctx context.Context, namespace string) []string {
-	svcs, err := List[*Service](ctx, m.store, namespace, nil)
-	if err != nil {
-		return nil
+	// The watch's state once it has listed everything: a Service made
+	// before the pod reached it before the pod's own event did.
+	var svcs []*Service
+	if m.watchSynced.Load() {
+		svcs = watched[*Service](m.watched, NamespaceOf(KindService, namespace))
+	} else {
+		var err error
+		if svcs, err = List[*Service](ctx, m.store, namespace, nil); err != nil {
+			return nil
+		}
 	}
 	var env []string
 	for _, s := range svcs {
