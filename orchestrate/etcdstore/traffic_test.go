@@ -329,6 +329,18 @@ func (p *trafficProc) sweep(t *testing.T) {
 	}
 }
 
+// firstAnswer waits up to 10 s for addr, dialed inside ns, to answer.
+func firstAnswer(t *testing.T, ns *namespace.Namespace, addr string) {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err = fetch(context.Background(), ns, addr, time.Second); err == nil {
+			return
+		}
+	}
+	t.Fatalf("%s did not answer in 10 s: %v", addr, err)
+}
+
 // fetch GETs / from addr, dialed inside ns, and returns the body.
 func fetch(ctx context.Context, ns *namespace.Namespace, addr string, timeout time.Duration) (string, error) {
 	dctx, cancel := context.WithTimeout(ctx, timeout)
@@ -464,8 +476,12 @@ func TestClusterTraffic(t *testing.T) {
 	pods := readyOn()
 
 	// Every node's NodePort reaches the pods of all three nodes.
+	// (A pod's readiness reaches the other nodes' proxies through the
+	// leader's Endpoints a moment later: wait for each NodePort's first
+	// answer.)
 	for i, through := range names {
 		addr := fmt.Sprintf("10.250.0.%d:%d", i+1, trafficNodePort)
+		firstAnswer(t, l.ns, addr)
 		seen := map[string]bool{}
 		for try := 0; try < 60 && len(seen) < 3; try++ {
 			body, err := fetch(ctx, l.ns, addr, 3*time.Second)
@@ -605,6 +621,7 @@ func TestClusterTraffic(t *testing.T) {
 	live := readyOn()
 	for _, through := range []string{leader, cutNode} {
 		addr := fmt.Sprintf("%s:%d", procs[through].cfg.NodeIP, trafficNodePort)
+		firstAnswer(t, l.ns, addr)
 		for range 10 {
 			body, err := fetch(ctx, l.ns, addr, 3*time.Second)
 			if err != nil {
