@@ -131,3 +131,29 @@ func ExampleManager_SetService() {
 	fmt.Print(line)
 	// Output: hello from 10.78.0.2
 }
+
+// One host of a two-host overlay: this host (at 198.51.100.10 on the
+// network between the hosts) runs its containers on 10.244.1.0/24, the
+// other (198.51.100.11) on 10.244.2.0/24 and makes the mirror call. Then
+// containers of either reach the other's by their addresses, and a
+// service may have backends on both. Not run: it needs a second host.
+func ExampleNetwork_SetOverlay() {
+	ctx := context.Background()
+	m := network.New(network.Options{NodePortAddrs: []netip.Addr{netip.MustParseAddr("198.51.100.10")}})
+	defer m.Close()
+	n, err := m.Create(ctx, network.Config{Name: "pods", Subnet: netip.MustParsePrefix("10.244.1.0/24")})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	err = n.SetOverlay(ctx, network.OverlayConfig{
+		Local: netip.MustParseAddr("198.51.100.10"),
+		Peers: []network.Peer{{Name: "host-2", Addr: netip.MustParseAddr("198.51.100.11"), Subnet: netip.MustParsePrefix("10.244.2.0/24")}},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	cfg, _ := n.Overlay()
+	fmt.Println(len(cfg.Peers), cfg.Port, cfg.VNI)
+}
