@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -177,7 +178,10 @@ func (w *PortStrategy) WaitUntilReady(ctx context.Context, s *Sandbox) error {
 	}
 	return poll(ctx, time.Millisecond, 20*time.Millisecond, func(context.Context) (bool, error, error) {
 		ok, err := listening(s.c.Pid(), w.port, w.proto)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		// A process that is exiting has its network table gone before
+		// its /proc entry (ESRCH): not ready yet, and the exit is
+		// reported as such once the container's end is seen.
+		if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ESRCH) {
 			return false, nil, err
 		}
 		return ok, nil, nil
