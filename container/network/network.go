@@ -155,6 +155,9 @@ func New(opts Options) *Manager {
 	if opts.Pools == nil {
 		opts.Pools = DefaultPools
 	}
+	if len(opts.NodePortAddrs) == 0 {
+		opts.NodePortAddrs = []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1})}
+	}
 	return &Manager{opts: opts, log: log, networks: map[string]*Network{}, resolvers: map[uint64]*resolver{}, nats: map[*Publication]natEntry{}, done: make(chan struct{}), services: map[string]*service{}, records: map[string]DNSRecord{}}
 }
 
@@ -540,7 +543,7 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 	}
 	var err error
 	if m.overlay != nil && m.overlay.n == n {
-		err = m.removeOverlay()
+		err = m.dropOverlay() // the rules are synced below
 	}
 	delete(m.networks, name)
 	n.removed = true
@@ -597,7 +600,7 @@ func (m *Manager) Close() error {
 	if m.hub != nil && m.overlay != nil {
 		// Its socket is in the host: delete it now rather than when
 		// the kernel gets to the hub's namespace.
-		errs = append(errs, m.removeOverlay())
+		errs = append(errs, m.dropOverlay())
 	}
 	if m.hub != nil {
 		errs = append(errs, m.hub.close())

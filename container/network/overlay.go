@@ -96,9 +96,12 @@ func vtepMAC(a netip.Addr) net.HardwareAddr {
 // containers and this host reach the peers' containers by their
 // addresses, and services' backends may be the peers' containers. Peers
 // that are gone lose their routes; connections to them fail. A Manager
-// has one overlay, on one network that is not internal. Errors match
-// ErrInvalidConfig, ErrSubnetOverlap, ErrInUse (another network has the
-// overlay) or ErrClosed; the overlay is then as it was. IPv4 only.
+// has one overlay, on one network that is not internal. A change of
+// Local, Port, VNI or MTU makes a new tunnel in place of the old one.
+// Errors match ErrInvalidConfig, ErrSubnetOverlap, ErrInUse (another
+// network has the overlay) or ErrClosed; the overlay is then as it was,
+// except that a new tunnel that failed leaves the network with none.
+// IPv4 only.
 func (n *Network) SetOverlay(ctx context.Context, cfg OverlayConfig) error {
 	m := n.m
 	m.mu.Lock()
@@ -137,10 +140,7 @@ func (n *Network) SetOverlay(ctx context.Context, cfg OverlayConfig) error {
 			return fmt.Errorf("overlay of network %s: %w", n.cfg.Name, err)
 		}
 	}
-	prev := o.cfg.Peers
-	if old == nil {
-		prev = nil
-	}
+	prev := o.cfg.Peers // none for a new tunnel
 	if err := o.setPeers(prev, cfg.Peers); err != nil {
 		// Put back what was there: a peer half set is worse than one
 		// not set yet.
@@ -346,12 +346,9 @@ func (o *overlay) delPeer(p Peer) error {
 	h := o.n.m.hub
 	hop := p.Subnet.Addr()
 	idx := o.link.Attrs().Index
-	var errs []error
+	errs := []error{o.delHostRoute(p)}
 	gone := func(err error) bool {
 		return err == nil || errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV)
-	}
-	if err := h.host.RouteDel(&netlink.Route{LinkIndex: h.hostLink.Attrs().Index, Dst: ipNet(p.Subnet), Scope: netlink.SCOPE_LINK}); !gone(err) {
-		errs = append(errs, fmt.Errorf("remove host route to %s: %w", p.Subnet, err))
 	}
 	if err := h.nl.RouteDel(&netlink.Route{LinkIndex: idx, Dst: ipNet(p.Subnet)}); !gone(err) {
 		errs = append(errs, fmt.Errorf("remove hub route to %s: %w", p.Subnet, err))
@@ -365,9 +362,16 @@ func (o *overlay) delPeer(p Peer) error {
 	return errors.Join(errs...)
 }
 
-// removeOverlay removes the Manager's overlay: the host's routes to the
-// peers, and the tunnel with everything on it. m.mu is held.
+// removeOverlay removes the Manager's overlay (dropOverlay) and the
+// hub's rule that lets its network send to the tunnel. m.mu is held.
 func (m *Manager) removeOverlay() error {
+	return errors.Join(m.dropOverlay(), m.syncRules())
+}
+
+// dropOverlay removes the host's routes to the peers and the tunnel,
+// with everything on it, leaving the hub's rules to the caller. m.mu is
+// held.
+func (m *Manager) dropOverlay() error {
 	o := m.overlay
 	if o == nil {
 		return nil
@@ -375,16 +379,21 @@ func (m *Manager) removeOverlay() error {
 	m.overlay = nil
 	var errs []error
 	for _, p := range o.cfg.Peers {
-		err := m.hub.host.RouteDel(&netlink.Route{LinkIndex: m.hub.hostLink.Attrs().Index, Dst: ipNet(p.Subnet), Scope: netlink.SCOPE_LINK})
-		if err != nil && !errors.Is(err, unix.ESRCH) {
-			errs = append(errs, fmt.Errorf("remove host route to %s: %w", p.Subnet, err))
-		}
+		errs = append(errs, o.delHostRoute(p))
 	}
 	if err := m.hub.nl.LinkDel(o.link); err != nil && !errors.Is(err, unix.ENODEV) {
 		errs = append(errs, fmt.Errorf("remove VXLAN device: %w", err))
 	}
-	if err := m.syncRules(); err != nil {
-		errs = append(errs, err)
-	}
 	return errors.Join(errs...)
+}
+
+// delHostRoute removes the host's route to p's subnet through the hub;
+// one that is not there is no error.
+func (o *overlay) delHostRoute(p Peer) error {
+	h := o.n.m.hub
+	err := h.host.RouteDel(&netlink.Route{LinkIndex: h.hostLink.Attrs().Index, Dst: ipNet(p.Subnet), Scope: netlink.SCOPE_LINK})
+	if err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("remove host route to %s: %w", p.Subnet, err)
+	}
+	return nil
 }

@@ -168,13 +168,12 @@ func (m *Manager) SetService(ctx context.Context, cfg ServiceConfig) (err error)
 		if p.NodePort == 0 {
 			continue
 		}
-		for _, addr := range m.nodePortAddrs() {
+		for _, addr := range m.opts.NodePortAddrs {
 			mp := PortMapping{HostIP: addr, HostPort: p.NodePort, ContainerPort: p.Port, Protocol: p.Protocol}
 			var reuse *Publication
 			if old != nil && old.cfg.VIP == cfg.VIP {
 				for _, op := range old.pubs {
-					if q := op.ports[0]; q.HostPort == mp.HostPort && q.ContainerPort == mp.ContainerPort && q.Protocol == mp.Protocol &&
-						(q.HostIP == mp.HostIP || !q.HostIP.IsValid() && mp.HostIP.IsUnspecified()) {
+					if q := op.ports[0]; q.HostIP == mp.HostIP && q.HostPort == mp.HostPort && q.ContainerPort == mp.ContainerPort && q.Protocol == mp.Protocol {
 						reuse = op
 					}
 				}
@@ -216,14 +215,6 @@ func (m *Manager) SetService(ctx context.Context, cfg ServiceConfig) (err error)
 	}
 	m.log.Debug("service set", "name", cfg.Name, "vip", cfg.VIP)
 	return nil
-}
-
-// nodePortAddrs returns the addresses NodePorts are published on.
-func (m *Manager) nodePortAddrs() []netip.Addr {
-	if len(m.opts.NodePortAddrs) == 0 {
-		return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1})}
-	}
-	return m.opts.NodePortAddrs
 }
 
 // RemoveService removes the service name: its rules, its route and its
