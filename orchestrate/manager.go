@@ -580,8 +580,7 @@ func (m *Manager) followWatch(ch <-chan WatchEvent) {
 				if listing {
 					for _, k := range known.keys() {
 						if !seen[k] {
-							obj := known.get(k.kind, k.namespace, k.name)
-							known.delete(k)
+							obj := known.delete(k)
 							m.dispatch(WatchEvent{Type: WatchDeleted, Object: obj, ResourceVersion: ev.ResourceVersion}, false)
 						}
 					}

@@ -305,12 +305,11 @@ func (sc *serviceController) Reconcile(ctx context.Context, key string) (reconci
 	}
 	var eps *Endpoints
 	if svc.Spec.Selector != nil {
-		if eps, err = sc.syncEndpoints(ctx, svc); err != nil {
-			return reconcile.Result{}, err
-		}
-	} else if eps, err = Get[*Endpoints](ctx, sc.m.store, ns, name); errors.Is(err, ErrNotFound) {
-		eps, err = &Endpoints{}, nil
-	} else if err != nil {
+		eps, err = sc.syncEndpoints(ctx, svc)
+	} else {
+		eps, err = sc.storedEndpoints(ctx, ns, name)
+	}
+	if err != nil {
 		return reconcile.Result{}, err
 	}
 	if sc.proxy == nil {
@@ -326,14 +325,22 @@ func (sc *serviceController) programStored(ctx context.Context, svc *Service) er
 	if sc.proxy == nil || svc.Spec.ClusterIP == "" && svc.Spec.Type != ServiceTypeExternalName {
 		return nil
 	}
-	eps, err := Get[*Endpoints](ctx, sc.m.store, svc.Namespace, svc.Name)
-	if errors.Is(err, ErrNotFound) {
-		eps, err = &Endpoints{}, nil
-	}
+	eps, err := sc.storedEndpoints(ctx, svc.Namespace, svc.Name)
 	if err != nil {
 		return err
 	}
 	return sc.program(ctx, svc, eps)
+}
+
+// storedEndpoints returns the Endpoints of a Service as stored (written
+// by the leader, or by the user for a Service without a selector), or
+// none.
+func (sc *serviceController) storedEndpoints(ctx context.Context, namespace, name string) (*Endpoints, error) {
+	eps, err := Get[*Endpoints](ctx, sc.m.store, namespace, name)
+	if errors.Is(err, ErrNotFound) {
+		return &Endpoints{}, nil
+	}
+	return eps, err
 }
 
 // forget removes what the proxy has of a Service that is gone; key is

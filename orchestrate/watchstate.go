@@ -38,10 +38,13 @@ func (w *watchState) set(o Object) {
 	w.objs[k.kind][k] = o
 }
 
-func (w *watchState) delete(k watchKey) {
+// delete removes the object and returns it (nil if there was none).
+func (w *watchState) delete(k watchKey) Object {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	o := w.objs[k.kind][k]
 	delete(w.objs[k.kind], k)
+	return o
 }
 
 // get returns the object, or nil.
