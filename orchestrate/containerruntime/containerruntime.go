@@ -28,6 +28,7 @@ import (
 
 	"github.com/berthlabs/berth/container"
 	"github.com/berthlabs/berth/container/network"
+	"github.com/berthlabs/berth/internal/owner"
 	"github.com/berthlabs/berth/layer/content"
 	"github.com/berthlabs/berth/namespace"
 	"github.com/berthlabs/berth/orchestrate"
@@ -149,7 +150,7 @@ func (r *containerRuntime) CreateSandbox(ctx context.Context, cfg orchestrate.Sa
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("create sandbox %s: %w", cfg.Name, err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(processIdentity(os.Getpid())), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(owner.Self()), 0o600); err != nil {
 		return "", fmt.Errorf("create sandbox %s: %w", cfg.Name, err)
 	}
 	netns, err := newSandboxNamespaces(dir, cfg.Hostname)
@@ -322,29 +323,10 @@ func newSandboxNamespaces(dir, hostname string) (*namespace.Namespace, error) {
 	return netns, err
 }
 
-// ownerFile, in a sandbox's directory, names the process that made it
-// (processIdentity), so that another can remove it once that process
-// is gone.
+// ownerFile, in a sandbox's directory, holds the owner token
+// (internal/owner: PID and start time) of the process that made it, so
+// that another can remove it once that process is gone.
 const ownerFile = "owner"
-
-// processIdentity is pid and its start time (in clock ticks since boot),
-// which no later process of that pid shares; "" if pid does not exist.
-func processIdentity(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return ""
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return ""
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return ""
-	}
-	return fmt.Sprintf("%d %s", pid, f[19]) // field 22, starttime
-}
 
 // sweepSandboxes removes the sandboxes under dir whose owner died
 // without removing them (killed with -9, say): their namespace mounts
@@ -358,11 +340,7 @@ func sweepSandboxes(dir string) {
 	for _, e := range entries {
 		sb := filepath.Join(dir, e.Name())
 		b, err := os.ReadFile(filepath.Join(sb, ownerFile))
-		if err != nil {
-			continue
-		}
-		var pid int
-		if _, err := fmt.Sscanf(string(b), "%d", &pid); err != nil || processIdentity(pid) == string(b) {
+		if err != nil || owner.Alive(string(b)) {
 			continue
 		}
 		releaseSandboxDir(sb)

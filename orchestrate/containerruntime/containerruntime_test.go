@@ -97,8 +97,8 @@ func TestSandboxOfDeadOwnerSwept(t *testing.T) {
 		t.Cleanup(func() { a.RemoveSandbox(ctx, id) })
 	}
 	// As if dead-1's process had been killed: pid 2^22+1 is above
-	// Linux's pid_max.
-	if err := os.WriteFile(filepath.Join(dir, "dead-1", "owner"), []byte("4194305 1"), 0o600); err != nil {
+	// Linux's pid_max (an owner token is "PID-START").
+	if err := os.WriteFile(filepath.Join(dir, "dead-1", "owner"), []byte("4194305-1"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	b := containerruntime.New(&container.Runtime{}, containerruntime.WithSandboxDir(dir))
