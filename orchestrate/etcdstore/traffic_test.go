@@ -150,16 +150,26 @@ func newLAN(t *testing.T) *lan {
 	if err := l.nl.AddrAdd(l.br, &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(10, 250, 0, 254), Mask: net.CIDRMask(24, 32)}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"lo", "lan"} {
-		link, err := l.nl.LinkByName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := l.nl.LinkSetUp(link); err != nil {
-			t.Fatal(err)
-		}
+	if err := setLinks(l.nl, true, "lo", "lan"); err != nil {
+		t.Fatal(err)
 	}
 	return l
+}
+
+// setLinks sets the links named up or down, in nl's namespace.
+func setLinks(nl *netlink.Handle, up bool, names ...string) error {
+	for _, name := range names {
+		link, err := nl.LinkByName(name)
+		if err == nil && up {
+			err = nl.LinkSetUp(link)
+		} else if err == nil {
+			err = nl.LinkSetDown(link)
+		}
+		if err != nil {
+			return fmt.Errorf("link %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // relay makes target (a loopback address of this namespace) reachable
@@ -188,11 +198,7 @@ func (l *lan) host(t *testing.T, i int, addr netip.Addr) *namespace.Namespace {
 	if err := l.nl.LinkAdd(veth); err != nil {
 		t.Fatal(err)
 	}
-	p, err := l.nl.LinkByName(port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.nl.LinkSetUp(p); err != nil {
+	if err := setLinks(l.nl, true, port); err != nil {
 		t.Fatal(err)
 	}
 	nl, err := netlink.NewHandleAt(netns.NsHandle(ns.Fd()))
@@ -200,33 +206,22 @@ func (l *lan) host(t *testing.T, i int, addr netip.Addr) *namespace.Namespace {
 		t.Fatal(err)
 	}
 	defer nl.Close()
-	for _, name := range []string{"lo", "eth0"} {
-		link, err := nl.LinkByName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if name == "eth0" {
-			if err := nl.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(24, 32)}}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := nl.LinkSetUp(link); err != nil {
-			t.Fatal(err)
-		}
+	eth0, err := nl.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nl.AddrAdd(eth0, &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(24, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := setLinks(nl, true, "lo", "eth0"); err != nil {
+		t.Fatal(err)
 	}
 	return ns
 }
 
 // setLink sets node i's port on the LAN up or down (a partition).
 func (l *lan) setLink(i int, up bool) error {
-	link, err := l.nl.LinkByName(fmt.Sprintf("lan%d", i))
-	if err != nil {
-		return err
-	}
-	if up {
-		return l.nl.LinkSetUp(link)
-	}
-	return l.nl.LinkSetDown(link)
+	return setLinks(l.nl, up, fmt.Sprintf("lan%d", i))
 }
 
 // hostLeftovers lists what a node left in its host namespace: links
