@@ -40,6 +40,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/container"
 	"github.com/berthlabs/berth/container/containertest"
 	"github.com/berthlabs/berth/container/network"
@@ -201,22 +202,13 @@ func (n *node) sweep() {
 	for _, m := range mounts {
 		unix.Unmount(m, unix.MNT_DETACH)
 	}
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*" + n.cfg.Cgroup)
-	roots2, _ := filepath.Glob("/sys/fs/cgroup" + n.cfg.Cgroup)
-	for _, root := range append(roots, roots2...) {
-		var dirs []string
-		filepath.WalkDir(root, func(p string, e os.DirEntry, err error) error {
-			if err == nil && e.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		slices.Reverse(dirs)
-		for _, d := range dirs {
-			for i := 0; i < 50 && os.Remove(d) != nil; i++ {
-				time.Sleep(100 * time.Millisecond) // its processes are being killed
-			}
+	// The containers' cgroups empty once their inits have ended.
+	for range 50 {
+		cgroup.Sweep(n.cfg.Cgroup)
+		if cg, err := cgroup.Load(n.cfg.Cgroup); err != nil || cg.Delete(context.Background()) == nil {
+			break
 		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

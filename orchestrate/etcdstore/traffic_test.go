@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/container"
 	"github.com/berthlabs/berth/container/containertest"
 	"github.com/berthlabs/berth/container/network"
@@ -305,22 +306,13 @@ func (p *trafficProc) sweep(t *testing.T) {
 	for _, m := range mounts {
 		unix.Unmount(m, unix.MNT_DETACH)
 	}
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + p.cfg.Cgroup)
-	dirs2, _ := filepath.Glob("/sys/fs/cgroup" + p.cfg.Cgroup)
-	for _, d := range append(dirs, dirs2...) {
-		var all []string
-		filepath.WalkDir(d, func(path string, e os.DirEntry, err error) error {
-			if err == nil && e.IsDir() {
-				all = append(all, path)
-			}
-			return nil
-		})
-		slices.Reverse(all)
-		for _, c := range all {
-			for i := 0; i < 50 && os.Remove(c) != nil; i++ {
-				time.Sleep(100 * time.Millisecond) // its processes are being killed
-			}
+	// The containers' cgroups empty once their inits have ended.
+	for range 50 {
+		cgroup.Sweep(p.cfg.Cgroup)
+		if cg, err := cgroup.Load(p.cfg.Cgroup); err != nil || cg.Delete(context.Background()) == nil {
+			break
 		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
