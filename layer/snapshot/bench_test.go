@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 )
 
 // implementations are the Snapshotters the benchmarks compare.
@@ -95,5 +97,37 @@ func BenchmarkCommit(b *testing.B) {
 				b.StartTimer()
 			}
 		})
+	}
+}
+
+// BenchmarkEphemeral times Prepare and Remove of an ephemeral snapshot (a
+// container's rootfs) on a two-layer image, as a container's Create and
+// Delete do, and reports each half's median.
+func BenchmarkEphemeral(b *testing.B) {
+	requireRoot(b)
+	requireOverlay(b)
+	ctx := context.Background()
+	sn := open(b, newOverlay, b.TempDir())
+	top := makeImage(b, sn, 10)
+	var prep, rm []time.Duration
+	i := 0
+	for b.Loop() {
+		key := fmt.Sprintf("container-%d", i)
+		i++
+		t0 := time.Now()
+		if _, err := sn.Prepare(ctx, key, top, Ephemeral()); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		must(b, sn.Remove(ctx, key))
+		rm = append(rm, time.Since(t1))
+		prep = append(prep, t1.Sub(t0))
+	}
+	for _, m := range []struct {
+		unit string
+		d    []time.Duration
+	}{{"ms-prepare", prep}, {"ms-remove", rm}} {
+		slices.Sort(m.d)
+		b.ReportMetric(float64(m.d[len(m.d)/2])/float64(time.Millisecond), m.unit)
 	}
 }
