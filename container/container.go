@@ -309,25 +309,25 @@ type Container struct {
 	// rootMu is held shared while CopyTo or CopyFrom has a stopped image
 	// container's snapshot mounted, and exclusively (under mu) by Start
 	// and Delete.
-	rootMu  sync.RWMutex
+	rootMu sync.RWMutex
 	// rootHold is an O_PATH descriptor of a running image container's
 	// root filesystem, and rootReleased is closed once it is closed (see
 	// holdRoot).
 	rootHold     int
 	rootReleased chan struct{}
-	state   State
-	cmd     *exec.Cmd
-	conn    *net.UnixConn
-	stdio   *stdio
-	log     *logFile
-	logs    []io.Closer
-	initPid int
-	mainPid int
-	pending map[uint64]chan *initproc.Message
-	execs   map[uint64]*ExecProcess
-	nextID  uint64
-	done    chan struct{} // closed when the main process has ended and init is reaped
-	exit    *ExitStatus
+	state        State
+	cmd          *exec.Cmd
+	conn         *net.UnixConn
+	stdio        *stdio
+	log          *logFile
+	logs         []io.Closer
+	initPid      int
+	mainPid      int
+	pending      map[uint64]chan *initproc.Message
+	execs        map[uint64]*ExecProcess
+	nextID       uint64
+	done         chan struct{} // closed when the main process has ended and init is reaped
+	exit         *ExitStatus
 	// Networking, while the container runs: its endpoints (Spec.Networks
 	// order), published ports and port-forwards.
 	endpoints []*network.Endpoint
@@ -882,7 +882,7 @@ func (c *Container) monitor() {
 			}
 		}
 	}
-	c.cmd.Wait()   // reaps init
+	c.cmd.Wait() // reaps init
 	c.releaseRoot()
 	c.stdio.wait() // the output is copied once every holder has exited
 	if mainStatus == nil {
