@@ -296,6 +296,7 @@ func (s *Store) Delete(ctx context.Context, d digest.Digest) error {
 	} else if err != nil {
 		return fmt.Errorf("delete blob %s: %w", d, err)
 	}
+	s.blobGone(d)
 	return nil
 }
 

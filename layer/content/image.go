@@ -164,7 +164,7 @@ func (s *Store) resolve(ctx context.Context, name string) (Image, error) {
 	if err := ctx.Err(); err != nil {
 		return Image{}, err
 	}
-	idx, err := s.dir.readIndex()
+	idx, err := s.readIndexCached()
 	if err != nil {
 		return Image{}, fmt.Errorf("resolve %s: %w", name, err)
 	}
@@ -197,6 +197,10 @@ func (s *Store) resolve(ctx context.Context, name string) (Image, error) {
 		return Image{}, fmt.Errorf("resolve %s: %w", ref, ErrNotFound)
 	}
 	img := toImage(*found)
+	if p := img.Target.Platform; p != nil { // shared with readIndexCached's
+		cp := *p
+		img.Target.Platform = &cp
+	}
 	if perr == nil {
 		img.Name = ref.String()
 	} else {

@@ -299,7 +299,7 @@ func (s *Store) manifest(ctx context.Context, desc ocispec.Descriptor, platform 
 		if err := checkDigest(cur.Digest); err != nil {
 			return fail(err)
 		}
-		b, err := s.dir.readBlob(cur)
+		b, err := s.readBlobCached(cur)
 		if err != nil {
 			return fail(err)
 		}
@@ -323,7 +323,7 @@ func (s *Store) manifest(ctx context.Context, desc ocispec.Descriptor, platform 
 		if !isConfigType(m.Config.MediaType) {
 			return fail(fmt.Errorf("%w: manifest %s: config media type %q is not an image config", ErrInvalid, cur.Digest, m.Config.MediaType))
 		}
-		cb, err := s.dir.readBlob(m.Config)
+		cb, err := s.readBlobCached(m.Config)
 		if err != nil {
 			return fail(fmt.Errorf("config: %w", err))
 		}

@@ -65,6 +65,7 @@ type Store struct {
 	// indexSem serializes index.json updates in this process; the flock
 	// on the directory serializes them between processes.
 	indexSem chan struct{}
+	cache    readCache
 }
 
 // Open opens the store in root, creating root, oci-layout, index.json and

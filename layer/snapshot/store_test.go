@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestStore checks what the suite cannot see from outside, for both
@@ -281,4 +282,67 @@ func TestEphemeralPowerLoss(t *testing.T) {
 		s.Close()
 		t.Fatal("a durable snapshot lost its directories and the open did not say so")
 	}
+}
+
+// An ephemeral snapshot on a parent takes a spare directory, whose record
+// is written into the spare and renamed into place, and leaves its record
+// in its own directory when removed. A process killed between those steps
+// leaves a directory that the next open removes, with its name and the
+// parent's child entry, and the key and the parent stay usable.
+func TestEphemeralSpareCrash(t *testing.T) {
+	requireRoot(t)
+	requireOverlay(t)
+	ctx := context.Background()
+	root := t.TempDir()
+	sn := open(t, newOverlay, root)
+	prepare(t, sn, "base-work", "")
+	commit(t, sn, "base", "base-work")
+	// The first ephemeral Prepare has the spares made; the next ones
+	// take them.
+	prepare(t, sn, "first", "base", Ephemeral())
+	must(t, sn.Remove(ctx, "first"))
+	idOf := func(key string) string {
+		id, err := os.Readlink(filepath.Join(root, namesDir, nameFile(key)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	var halfMade, halfRemoved string
+	for _, key := range []string{"half-made", "half-removed"} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if ents, _ := filepath.Glob(filepath.Join(root, snapshotsDir, tmpPrefix+"*spare-*", spareRecord)); len(ents) > 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		prepare(t, sn, key, "base", Ephemeral())
+		id := idOf(key)
+		if _, err := os.Stat(filepath.Join(root, snapshotsDir, id, spareRecord)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s: the spare's record file is still in its directory (err %v): it did not take a spare, or kept it", key, err)
+		}
+		rec := filepath.Join(root, metadataDir, id+".json")
+		switch key {
+		case "half-made": // killed before the rename of its record
+			must(t, os.Rename(rec, filepath.Join(root, snapshotsDir, id, spareRecord)))
+			halfMade = id
+		case "half-removed": // killed after the first step of Remove
+			must(t, os.Rename(rec, filepath.Join(root, snapshotsDir, id, goneRecord)))
+			halfRemoved = id
+		}
+	}
+	sn.Close()
+	sn = open(t, newOverlay, root)
+	for key, id := range map[string]string{"half-made": halfMade, "half-removed": halfRemoved} {
+		if _, err := sn.Stat(ctx, key); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s after reopening: %v, want ErrNotFound", key, err)
+		}
+		if _, err := os.Lstat(filepath.Join(root, snapshotsDir, id)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: directory %s is still there (err %v)", key, id, err)
+		}
+		prepare(t, sn, key, "base", Ephemeral())
+		must(t, sn.Remove(ctx, key))
+	}
+	must(t, sn.Remove(ctx, "base"))
 }
