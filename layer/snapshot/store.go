@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"github.com/berthlabs/berth/internal/owner"
 	"hash/fnv"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -89,8 +89,8 @@ const (
 	// writeSpareRecord and remove).
 	spareRecord = "record.json"
 	goneRecord  = "removed.json"
-	childrenDir  = "children"
-	tmpPrefix    = ".tmp-"
+	childrenDir = "children"
+	tmpPrefix   = ".tmp-"
 
 	// idBlockMin and idBlockMax bound how many IDs one write of the ids
 	// file reserves: a process starts small and doubles.
