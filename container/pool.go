@@ -219,7 +219,9 @@ func (p *initPool) take() *pooledInit {
 	if p.closed {
 		return nil
 	}
-	p.checkLocked(p.check)
+	// The table itself, not only a poll for a change: an init handed
+	// out here must not miss a mount made before this call (~30 us).
+	p.refreshLocked()
 	for len(p.idle) > 0 {
 		pi := p.idle[0]
 		p.idle = p.idle[1:]
