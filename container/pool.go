@@ -219,9 +219,7 @@ func (p *initPool) take() *pooledInit {
 	if p.closed {
 		return nil
 	}
-	// The table itself, not only a poll for a change: an init handed
-	// out here must not miss a mount made before this call (~30 us).
-	p.refreshLocked()
+	p.checkLocked(p.check)
 	for len(p.idle) > 0 {
 		pi := p.idle[0]
 		p.idle = p.idle[1:]
