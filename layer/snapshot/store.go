@@ -987,17 +987,16 @@ func (st *store) makeSpares() {
 		dir := st.path(snapshotsDir, st.tmpName("spare-"+strconv.FormatUint(st.spareSeq, 10)))
 		st.spareMu.Unlock()
 		err := os.Mkdir(dir, 0o700)
-		if err == nil {
+		for _, name := range []string{snapLockFile, spareRecord} {
 			var f *os.File
-			if f, err = os.OpenFile(filepath.Join(dir, snapLockFile), os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600); err == nil {
-				f.Close()
-				err = drv.makeSpare(dir)
-			}
 			if err == nil {
-				if f, err = os.OpenFile(filepath.Join(dir, spareRecord), os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600); err == nil {
+				if f, err = os.OpenFile(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600); err == nil {
 					f.Close()
 				}
 			}
+		}
+		if err == nil {
+			err = drv.makeSpare(dir)
 		}
 		st.spareMu.Lock()
 		if err != nil || st.sparesClosed {
