@@ -132,12 +132,12 @@ func testPath(t *testing.T) string {
 	return p
 }
 
-// hostMounts reads /proc/self/mountinfo independently of the package: every
+// hostMounts reads the mount table independently of the package: every
 // cgroup and cgroup2 mount point (name=systemd and the hybrid unified one
 // included), and the mount point of each v1 controller.
 func hostMounts(t *testing.T) (all []string, ctrl map[string]string) {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	b, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}

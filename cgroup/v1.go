@@ -29,17 +29,17 @@ type v1Hier struct {
 	mounts []string          // distinct mount points, cpuset's first
 }
 
-// v1Hierarchy reads /proc/self/mountinfo once. Controllers that are not
+// v1Hierarchy reads the mount table (mountinfo.Path) once. Controllers that are not
 // mounted are skipped; co-mounted ones (cpu,cpuacct) share a mount point.
 var v1Hierarchy = sync.OnceValues(func() (*v1Hier, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	f, err := os.Open(mountinfo.Path)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
 	defer f.Close()
 	h, err := parseV1Mounts(f)
 	if err != nil {
-		return nil, fmt.Errorf("cgroup: read /proc/self/mountinfo: %w", err)
+		return nil, fmt.Errorf("cgroup: read %s: %w", mountinfo.Path, err)
 	}
 	if len(h.mounts) == 0 {
 		return nil, fmt.Errorf("cgroup: no cgroup v1 controller is mounted: %w", ErrNotSupported)

@@ -93,7 +93,7 @@ func TestMountIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return strings.Contains(out.String(), "ok") }, "mount inside")
-	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	mi, _ := os.ReadFile("/proc/thread-self/mountinfo")
 	if bytes.Contains(mi, []byte(" inner ")) || bytes.Contains(mi, []byte("/data ")) {
 		t.Errorf("a mount made inside the container is visible on the host")
 	}

@@ -4,16 +4,16 @@ import (
 	"archive/tar"
 	"context"
 	"fmt"
-	"github.com/berthlabs/berth/internal/openat2"
 	"io"
 	"os"
 	"path"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/berthlabs/berth/internal/openat2"
+	"github.com/berthlabs/berth/internal/osthread"
 	"github.com/berthlabs/berth/layer/archive"
 	"github.com/berthlabs/berth/layer/snapshot"
 	"github.com/berthlabs/berth/namespace"
@@ -159,10 +159,9 @@ func mountPrivately(ms []snapshot.Mount, target string) (int, error) {
 		err error
 	}
 	ch := make(chan result, 1)
-	go func() {
+	osthread.Go(func() {
 		// The thread is never unlocked: it ends with the goroutine and
 		// takes its mount namespace along.
-		runtime.LockOSThread()
 		fd, err := func() (int, error) {
 			if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_FS); err != nil {
 				return -1, fmt.Errorf("unshare the mount namespace: %w", err)
@@ -178,7 +177,7 @@ func mountPrivately(ms []snapshot.Mount, target string) (int, error) {
 			return fd, err
 		}()
 		ch <- result{fd, err}
-	}()
+	})
 	r := <-ch
 	return r.fd, r.err
 }

@@ -59,6 +59,14 @@ func TestMain(m *testing.M) {
 // out.
 func settledPool(t testing.TB, rt *Runtime) map[string]bool {
 	t.Helper()
+	return settledPoolDo(t, rt, nil)
+}
+
+// settledPoolDo is settledPool that also runs fn (when not nil) while
+// the pool is settled: no init of the pool's is starting or being
+// reaped, so the descriptors it holds stay as they are while fn runs.
+func settledPoolDo(t testing.TB, rt *Runtime, fn func()) map[string]bool {
+	t.Helper()
 	rt.mu.Lock()
 	p := rt.pool
 	rt.mu.Unlock()
@@ -67,7 +75,10 @@ func settledPool(t testing.TB, rt *Runtime) map[string]bool {
 	}
 	for i := 0; ; i++ {
 		p.mu.Lock()
-		if len(p.idle) == p.size && p.starting == 0 || p.closed {
+		if len(p.idle) == p.size && p.starting == 0 && p.retiring == 0 || p.closed {
+			if fn != nil {
+				fn()
+			}
 			pids := map[string]bool{}
 			for _, pi := range p.idle {
 				pids[strconv.Itoa(pi.cmd.Process.Pid)] = true
@@ -157,8 +168,18 @@ type leakSnapshot struct {
 func takeSnapshot(t testing.TB) leakSnapshot {
 	t.Helper()
 	initPath() // the sealed init is made once per process and kept
-	pooled := settledPool(t, Default)
-	mi, err := os.ReadFile("/proc/self/mountinfo")
+	// The Default pool's inits hold descriptors: count them while it is
+	// settled.
+	countFDs := func() int {
+		fds, _ := os.ReadDir("/proc/self/fd")
+		return len(fds)
+	}
+	fds := -1
+	pooled := settledPoolDo(t, Default, func() { fds = countFDs() })
+	if fds < 0 {
+		fds = countFDs()
+	}
+	mi, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,8 +199,7 @@ func takeSnapshot(t testing.TB) leakSnapshot {
 			procs[e.Name()] = true
 		}
 	}
-	fds, _ := os.ReadDir("/proc/self/fd")
-	return leakSnapshot{mounts: normalizeMounts(string(mi)), cgroups: cgs, procs: procs, fds: len(fds)}
+	return leakSnapshot{mounts: normalizeMounts(string(mi)), cgroups: cgs, procs: procs, fds: fds}
 }
 
 // isOurInit reports whether process pid is a container init started by

@@ -35,7 +35,7 @@ import (
 // source on a new filesystem) is not in that copy on a host whose
 // mounts are private, and a filesystem unmounted on the host lives on
 // in it. So the pool watches the host's mount table (poll(2) on
-// /proc/self/mountinfo): when it changes in anything other than
+// mountinfo.Path): when it changes in anything other than
 // namespace files (which pooled inits detach from their copies), the
 // pooled inits are retired and new ones started. Start checks the table
 // too, before it takes one, so a mount made just before a Create is
@@ -123,6 +123,7 @@ type initPool struct {
 	mu       sync.Mutex
 	idle     []*pooledInit // oldest first
 	starting int
+	retiring int // inits being killed and reaped
 	closed   bool
 	gen      uint64        // bumped when the host's mount table changes
 	hits     int           // takes that got an init
@@ -190,7 +191,7 @@ func newInitPool(r *Runtime, size int) (*initPool, error) {
 		return nil, err
 	}
 	for i := range 2 {
-		fd, err := unix.Open("/proc/self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open(mountinfo.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return fail(err)
 		}
@@ -281,16 +282,20 @@ func (p *initPool) refreshLocked() {
 // retireLocked ends an init that is no longer wanted, in the background.
 func (p *initPool) retireLocked(pi *pooledInit) {
 	p.wg.Add(1)
+	p.retiring++
 	go func() {
 		defer p.wg.Done()
 		pi.discard()
+		p.mu.Lock()
+		p.retiring--
+		p.mu.Unlock()
 	}()
 }
 
 // mountTable is the host's mount table without namespace files, as
 // text to compare.
 func mountTable() string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	b, err := os.ReadFile(mountinfo.Path)
 	if err != nil {
 		return ""
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,6 +112,75 @@ func cgroupV1() bool {
 // inits whose mount namespaces were copied before those mounts.
 func TestPoolAfterHostMount(t *testing.T) {
 	needRoot(t)
+	poolAfterHostMount(t)
+}
+
+// The same holds when the embedding program's own code has parked the
+// main thread in a mount namespace of its own (a goroutine that unshared
+// one and ended locked, on the main thread): /proc/self then shows that
+// namespace, frozen, but berth's view of the host's table must not. Run
+// in a child test binary, since the main thread stays parked for good.
+func TestPoolMainThreadElsewhere(t *testing.T) {
+	needRoot(t)
+	if os.Getenv("BERTH_POOL_PARKED_MAIN") == "1" {
+		parkMainThread(t)
+		poolAfterHostMount(t)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestPoolMainThreadElsewhere$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "BERTH_POOL_PARKED_MAIN=1", "BERTH_TEST_INIT_POOL=")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "main thread parked in mnt:") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+// parkMainThread leaves the process's main thread in a private mount
+// namespace for the rest of the process, as a careless goroutine would:
+// it unshares on the main thread and ends locked. A goroutine lands on
+// the main thread when the goroutine that started it runs there and
+// then blocks (the new one is run next on the same thread), so it waits
+// until this goroutine runs on the main thread first.
+func parkMainThread(t *testing.T) {
+	host, err := os.Readlink("/proc/thread-self/ns/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	onMain := func() bool {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		return unix.Gettid() == unix.Getpid()
+	}
+	for i := 0; i < 100000; i++ {
+		if !onMain() {
+			time.Sleep(time.Duration(i%10) * time.Microsecond)
+			continue
+		}
+		parked := make(chan bool, 1)
+		go func() {
+			runtime.LockOSThread()
+			if unix.Gettid() != unix.Getpid() {
+				runtime.UnlockOSThread()
+				parked <- false
+				return
+			}
+			// Ends locked: Go cannot end the main thread, so it parks it.
+			parked <- unix.Unshare(unix.CLONE_NEWNS) == nil
+		}()
+		if <-parked {
+			self, _ := os.Readlink("/proc/self/ns/mnt")
+			if self == host {
+				t.Fatalf("/proc/self/ns/mnt is still %s", host)
+			}
+			t.Logf("main thread parked in %s (the process's threads are in %s)", self, host)
+			return
+		}
+	}
+	t.Skip("no goroutine landed on the main thread in 100000 tries")
+}
+
+// poolAfterHostMount is TestPoolAfterHostMount's body.
+func poolAfterHostMount(t *testing.T) {
 	rt := poolRuntime(t, 2)
 	idle := settledPool(t, rt)
 	dir := t.TempDir()

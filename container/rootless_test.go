@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -22,6 +21,7 @@ import (
 	"github.com/berthlabs/berth/cgroup"
 	"github.com/berthlabs/berth/container/network"
 	"github.com/berthlabs/berth/internal/busybox"
+	"github.com/berthlabs/berth/internal/osthread"
 	"github.com/berthlabs/berth/layer"
 	"github.com/berthlabs/berth/layer/snapshot"
 	"github.com/berthlabs/berth/namespace"
@@ -180,8 +180,7 @@ func rootlessUser(t testing.TB, subStart uint32) (name string, uid, gid int, hom
 // given back to the Go scheduler.
 func withUserFiles(files map[string]string, fn func() error) error {
 	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+	osthread.Go(func() { // never unlocked: the thread ends with this goroutine
 		done <- func() error {
 			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 				return fmt.Errorf("unshare the mount namespace: %w", err)
@@ -196,7 +195,7 @@ func withUserFiles(files map[string]string, fn func() error) error {
 			}
 			return fn()
 		}()
-	}()
+	})
 	return <-done
 }
 

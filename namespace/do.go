@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+
+	"github.com/berthlabs/berth/internal/osthread"
 )
 
 // Do runs fn on an OS thread that has entered the given namespaces, waits
@@ -39,8 +41,7 @@ func Do(fn func() error, nss ...*Namespace) error {
 		}
 	}
 	done := make(chan *outcome, 1)
-	go func() {
-		runtime.LockOSThread()
+	osthread.Go(func() {
 		o := new(outcome)
 		defer func() {
 			if o.restored {
@@ -49,7 +50,7 @@ func Do(fn func() error, nss ...*Namespace) error {
 			done <- o
 		}()
 		doLocked(fn, nss, o)
-	}()
+	})
 	o := <-done
 	switch {
 	case o.panicked:

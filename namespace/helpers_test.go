@@ -44,10 +44,10 @@ func stopSleeper(cmd *exec.Cmd) {
 	cmd.Wait()
 }
 
-// mountPoints returns the mount points listed in /proc/self/mountinfo.
+// mountPoints returns the mount points in this mount namespace.
 func mountPoints(t *testing.T) []string {
 	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
+	f, err := os.Open("/proc/thread-self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func mountPoints(t *testing.T) []string {
 }
 
 // checkNoMountsLeft makes a directory for the test to mount in and, when
-// the test ends, fails it if /proc/self/mountinfo then lists any mount
+// the test ends, fails it if /proc/thread-self/mountinfo then lists any mount
 // under that directory that was not there before (other packages' tests
 // may mount elsewhere at the same time), or if anything is left in it.
 func checkNoMountsLeft(t *testing.T) string {

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/berthlabs/berth/internal/osthread"
 	"golang.org/x/sys/unix"
 )
 
@@ -42,8 +43,7 @@ func New(setup func() error, kinds ...Kind) ([]*Namespace, error) {
 		err error
 	}
 	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
+	osthread.Go(func() {
 		var r result
 		restored := false
 		defer func() {
@@ -98,7 +98,7 @@ func New(setup func() error, kinds ...Kind) ([]*Namespace, error) {
 			}
 			r.nss, r.err = nil, fmt.Errorf("%s: %w", what, err)
 		}
-	}()
+	})
 	r := <-done
 	return r.nss, r.err
 }

@@ -841,8 +841,8 @@ func (m *Manager) Close(ctx context.Context) error {
 	return err
 }
 
-// mountsUnder returns the mount points at or under dir, from
-// /proc/self/mountinfo.
+// mountsUnder returns the mount points at or under dir, from this mount
+// namespace's table.
 func mountsUnder(dir string) ([]string, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
@@ -853,7 +853,7 @@ func mountsUnder(dir string) ([]string, error) {
 	} else if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	data, err := os.ReadFile(mountinfo.Path)
 	if err != nil {
 		return nil, err
 	}

@@ -383,7 +383,7 @@ func checkE2ELeaks(t *testing.T, before e2eSnapshot) {
 				}
 			}
 		}
-		mi, _ := os.ReadFile("/proc/self/mountinfo")
+		mi, _ := os.ReadFile("/proc/thread-self/mountinfo")
 		for _, l := range strings.Split(string(mi), "\n") {
 			if f := strings.Fields(l); len(f) > 4 && (strings.HasPrefix(f[4], e2eSandboxDir+"/") || strings.Contains(f[4], "berth-orchestrate-")) {
 				problems = append(problems, "mount left: "+f[4])

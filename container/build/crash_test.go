@@ -91,7 +91,7 @@ func TestKilledBuild(t *testing.T) {
 		}
 		return nil
 	})
-	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	mi, _ := os.ReadFile("/proc/thread-self/mountinfo")
 	if bytes.Contains(mi, []byte(root)) {
 		t.Errorf("left behind: mounts under %s", root)
 	}

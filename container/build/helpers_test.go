@@ -166,7 +166,7 @@ func (e *env) checkClean() {
 	for _, d := range ents {
 		e.t.Errorf("left behind: mount point %s", d.Name())
 	}
-	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	mi, _ := os.ReadFile("/proc/thread-self/mountinfo")
 	if bytes.Contains(mi, []byte(e.root)) {
 		e.t.Errorf("left behind: mounts under %s", e.root)
 	}

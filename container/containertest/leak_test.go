@@ -130,7 +130,7 @@ func TestNothingLeft(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mounts, _ := os.ReadFile("/proc/self/mountinfo")
+			mounts, _ := os.ReadFile("/proc/thread-self/mountinfo")
 			for _, id := range ids {
 				if _, err := st.Snapshots.Stat(context.Background(), "container-"+id); err == nil || !strings.Contains(err.Error(), snapshot.ErrNotFound.Error()) {
 					t.Errorf("root filesystem snapshot of %s left: %v", id, err)

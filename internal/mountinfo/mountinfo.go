@@ -9,6 +9,13 @@ import (
 	"strings"
 )
 
+// Path is the mount table of the calling thread's mount namespace. It
+// is the process's namespace wherever berth reads it (from goroutines
+// that did not change their thread's), whereas /proc/self/mountinfo is
+// the main thread's: a goroutine of the embedding program that left the
+// main thread in a namespace of its own would freeze that view.
+const Path = "/proc/thread-self/mountinfo"
+
 // Unescape undoes the octal escapes that mountinfo uses in paths for
 // space, tab, newline and backslash (\040, \011, \012, \134). Text that
 // is not a valid escape is kept as it is.

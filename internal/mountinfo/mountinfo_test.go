@@ -42,7 +42,7 @@ func TestUnescapeKernel(t *testing.T) {
 		t.Skip("cannot mount tmpfs:", err)
 	}
 	defer syscall.Unmount(dir, syscall.MNT_DETACH)
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	data, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func requireRoot(tb testing.TB) {
 // mountsUnder returns the mount points in this mount namespace under dir.
 func mountsUnder(tb testing.TB, dir string) []string {
 	tb.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
+	f, err := os.Open("/proc/thread-self/mountinfo")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func mountsUnder(tb testing.TB, dir string) []string {
 }
 
 // checkNoLeakedMounts makes tb fail if it leaves a mount under its
-// temporary directories, comparing /proc/self/mountinfo before and after.
+// temporary directories, comparing the mount table before and after.
 // (Other test binaries may mount elsewhere at the same time.)
 func checkNoLeakedMounts(tb testing.TB) {
 	tb.Helper()

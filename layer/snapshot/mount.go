@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/berthlabs/berth/internal/osthread"
 	"golang.org/x/sys/unix"
 )
 
@@ -349,11 +349,10 @@ func mountOverlayRelative(source, target string, flags uintptr, opts []string) e
 		return fmt.Errorf("%w: overlay options are %d bytes even relative to %s, more than a page", unix.E2BIG, len(data), base)
 	}
 	errc := make(chan error, 1)
-	go func() {
+	osthread.Go(func() {
 		// The thread's working directory is unshared from the process, so
 		// the thread must never run other goroutines: it stays locked and
 		// exits with this goroutine.
-		runtime.LockOSThread()
 		if err := unix.Unshare(unix.CLONE_FS); err != nil {
 			errc <- fmt.Errorf("unshare CLONE_FS: %w", err)
 			return
@@ -363,7 +362,7 @@ func mountOverlayRelative(source, target string, flags uintptr, opts []string) e
 			return
 		}
 		errc <- unix.Mount(source, target, "overlay", flags, data)
-	}()
+	})
 	return <-errc
 }
 

@@ -110,7 +110,7 @@ func TestSandboxOfDeadOwnerSwept(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "dead-1")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the dead owner's sandbox is still there: %v", err)
 	}
-	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	mi, _ := os.ReadFile("/proc/thread-self/mountinfo")
 	if strings.Contains(string(mi), filepath.Join(dir, "dead-1")+"/") {
 		t.Errorf("the dead owner's namespace mounts are still there")
 	}

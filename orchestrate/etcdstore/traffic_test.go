@@ -295,7 +295,7 @@ func (p *trafficProc) stop(t *testing.T) {
 // next start to tear down: its sandboxes' namespace mounts and its
 // containers' (empty) cgroups.
 func (p *trafficProc) sweep(t *testing.T) {
-	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	mi, _ := os.ReadFile("/proc/thread-self/mountinfo")
 	var mounts []string
 	for _, l := range strings.Split(string(mi), "\n") {
 		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], p.cfg.Dir+"/") {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berthlabs/berth/internal/mountinfo"
 	"github.com/berthlabs/berth/layer/snapshot"
 )
 
@@ -26,7 +27,7 @@ func requireRoot(tb testing.TB) {
 // mountsUnder returns the mount points in this mount namespace under dir.
 func mountsUnder(tb testing.TB, dir string) []string {
 	tb.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
+	f, err := os.Open(mountinfo.Path)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func mountsUnder(tb testing.TB, dir string) []string {
 }
 
 // checkNoLeakedMounts makes tb fail if it leaves a mount under its
-// temporary directories, comparing /proc/self/mountinfo before and after.
+// temporary directories, comparing the mount table before and after.
 // (Other test binaries may mount elsewhere at the same time.)
 func checkNoLeakedMounts(tb testing.TB) {
 	tb.Helper()
