@@ -140,6 +140,7 @@ func (c *Container) openRoot() (int, func(), error) {
 	// Start and Delete take rootMu (under c.mu, which is held here):
 	// the snapshot is mounted once at a time, and stays while it is used.
 	c.rootMu.RLock()
+	c.awaitRoot()
 	fd, err := mountPrivately(c.spec.rootfsMounts, c.spec.Rootfs)
 	if err != nil {
 		c.rootMu.RUnlock()
