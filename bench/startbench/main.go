@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,11 +111,16 @@ func run(n int, runtimes []string, withSeccomp bool) error {
 		avail = append(avail, r)
 	}
 	// Warm up each once, then interleave so that they share the noise.
+	// The order is shuffled each round (the same shuffles every run): a
+	// runtime pays for what the one before it still does in the
+	// background (podman's processes, berth's removals and the pool's
+	// refill), and a fixed rotation would have it always follow the same
+	// one.
+	rng := rand.New(rand.NewPCG(1, 2))
+	order := append([]string(nil), avail...)
 	for i := -1; i < n; i++ {
-		// Who goes first rotates: a runtime right after podman pays for
-		// what podman's processes still do after it returns.
-		for j := range avail {
-			r := avail[(i+1+j)%len(avail)]
+		rng.Shuffle(len(order), func(a, b int) { order[a], order[b] = order[b], order[a] })
+		for _, r := range order {
 			id := fmt.Sprintf("sb-%s-%d-%d", r, os.Getpid(), i+1)
 			start := time.Now()
 			var err error
