@@ -187,6 +187,8 @@ func (o *options) pull(ctx context.Context, r ref, store *layer.Store) (*Pulled,
 	if err := store.Content.Tag(ctx, res.Name, desc); err != nil {
 		return nil, err
 	}
+	// Pushes to another repository of this registry mount from here.
+	o.addSources(ctx, store.Content, append([]ocispec.Descriptor{m.Config}, m.Layers...), r.Name())
 	return res, nil
 }
 

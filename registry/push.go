@@ -39,8 +39,9 @@ type Pushed struct {
 // (other tags, other repositories) to send it to in the same call.
 //
 // Blobs go once per repository, skipping those the registry has and
-// mounting from another repository of the same registry where a name in
-// the store says it has them, then the manifest (and, for an index, the
+// mounting from another repository of the same registry where the store
+// says it has them (a name in the store, or where earlier pushes and
+// pulls sent or found the blob: content.Store.Sources), then the manifest (and, for an index, the
 // platform manifests it lists, all of which must be in the store) under
 // each tag. A reference with a digest must be src's digest.
 func (c *Client) Push(ctx context.Context, ref string, store *layer.Store, src string, opts ...Option) (*Pushed, error) {
@@ -170,26 +171,35 @@ func (o *options) push(ctx context.Context, cs *content.Store, src string, dst [
 		for _, r := range refs {
 			res.Refs = append(res.Refs, r.String())
 		}
-		// The next repositories of the same registry mount from this one.
+		// The next repositories of the same registry mount from this
+		// one, and so do later pushes.
 		for _, b := range g.blobs {
 			mounts[b.Digest] = append([]string{name}, mounts[b.Digest]...)
 		}
+		o.addSources(ctx, cs, g.blobs, name)
 	}
 	return res, nil
 }
 
-// mountSources maps each blob to the repositories ("domain/path") of the
-// store's images that hold it: where a registry may have it already.
+// mountSources maps each blob to the repositories ("domain/path") where
+// a registry may have it already: those the store recorded it was pushed
+// to or pulled from (content.Store.Sources, the most recent first), then
+// those of the store's images that hold it.
 func mountSources(ctx context.Context, cs *content.Store, g *graph) (map[digest.Digest][]string, error) {
 	want := map[digest.Digest]bool{}
+	out := map[digest.Digest][]string{}
 	for _, b := range g.blobs {
 		want[b.Digest] = true
+		srcs, err := cs.Sources(ctx, b.Digest)
+		if err != nil {
+			return nil, err
+		}
+		out[b.Digest] = srcs
 	}
 	imgs, err := cs.Images(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := map[digest.Digest][]string{}
 	for _, img := range imgs {
 		r, err := content.ParseReference(img.Name)
 		if err != nil {
@@ -293,6 +303,17 @@ func (o *options) pushRepo(ctx context.Context, cs *content.Store, g *graph, ref
 		}
 	}
 	return nil
+}
+
+// addSources records that repository repo ("domain/path") holds blobs,
+// for later pushes to mount them from there. It is a hint: a failure is
+// logged, not returned.
+func (o *options) addSources(ctx context.Context, cs *content.Store, blobs []ocispec.Descriptor, repo string) {
+	for _, b := range blobs {
+		if err := cs.AddSource(ctx, b.Digest, repo); err != nil {
+			o.logger.Debug("registry: record where a blob is", "blob", b.Digest, "repo", repo, "err", err)
+		}
+	}
 }
 
 type blobOutcome int

@@ -24,6 +24,7 @@ import (
 	"github.com/berthlabs/berth/layer"
 	"github.com/berthlabs/berth/layer/content"
 	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 func TestParseReference(t *testing.T) {
@@ -232,10 +233,23 @@ func TestPushUploads(t *testing.T) {
 	if r.Descriptor.Digest != pushed.Descriptor.Digest || len(r.Manifest.Layers) != 1 || r.Config.Config.Cmd[0] != "sh" {
 		t.Errorf("inspect %+v", r)
 	}
-	// Two repositories at once: the second mounts from the first.
-	both, err := New().Push(ctx, reg.Ref("one/app", "v1"), store, "example.com/local/app:v1", WithDestinations(reg.Ref("two/app", "v1")))
+	// Another repository later: the store remembers where the blobs went
+	// and mounts them from there, as docker push does.
+	again, err := New().Push(ctx, reg.Ref("one/app", "v1"), store, "example.com/local/app:v1")
+	if err != nil || again.Uploaded != 0 || again.Mounted != 2 {
+		t.Errorf("push to a second repository: %+v %v", again, err)
+	}
+	// Two repositories at once, of a registry that has none of it: the
+	// second mounts from the first.
+	reg2 := regtest.Start(t, regtest.Options{})
+	both, err := New().Push(ctx, reg2.Ref("one/app", "v1"), store, "example.com/local/app:v1", WithDestinations(reg2.Ref("two/app", "v1")))
 	if err != nil || both.Uploaded != 2 || both.Mounted != 2 {
 		t.Errorf("push to two repositories: %+v %v", both, err)
+	}
+	for _, ref := range []string{reg.Ref("one/app", "v1"), reg2.Ref("two/app", "v1")} {
+		if _, err := New().Pull(ctx, ref, openStore(t)); err != nil {
+			t.Errorf("pull %s after mounts: %v", ref, err)
+		}
 	}
 	// A digest destination must be the image's.
 	if _, err := New().Push(ctx, reg.Host+"/up/app@sha256:"+fmt.Sprintf("%064x", 7), store, "example.com/local/app:v1"); !errors.Is(err, ErrInvalidReference) {
@@ -243,6 +257,63 @@ func TestPushUploads(t *testing.T) {
 	}
 	if _, err := New().Push(ctx, reg.Ref("up/app", "x"), store, "example.com/local/none:v1"); !errors.Is(err, content.ErrNotFound) {
 		t.Errorf("push of an unknown image: %v", err)
+	}
+}
+
+// Where a pull found the blobs is remembered even when the image's name
+// is gone, and a remembered repository that no longer has a blob costs a
+// refused mount, then an upload.
+func TestPushMountSources(t *testing.T) {
+	needRegistry(t)
+	ctx := testCtx(t)
+	reg := regtest.Start(t, regtest.Options{})
+	src := openStore(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "file"), []byte("mount me"), 0o644)
+	if _, err := src.ImportDirs(ctx, "example.com/local/app:v1", imageConfig(), dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New().Push(ctx, reg.Ref("origin/app", "v1"), src, "example.com/local/app:v1"); err != nil {
+		t.Fatal(err)
+	}
+	store := openStore(t)
+	pulled, err := New().Pull(ctx, reg.Ref("origin/app", "v1"), store, WithoutUnpack())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Content.Tag(ctx, "example.com/mine/app:v1", pulled.Manifest); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Content.Untag(ctx, pulled.Name); err != nil {
+		t.Fatal(err)
+	}
+	pushed, err := New().Push(ctx, reg.Ref("copy/app", "v1"), store, "example.com/mine/app:v1")
+	if err != nil || pushed.Mounted != 2 || pushed.Uploaded != 0 {
+		t.Fatalf("push after a pull: %+v %v", pushed, err)
+	}
+	// A fresh registry at a stale address: the store says its repository
+	// has the blobs, it does not.
+	fresh := regtest.Start(t, regtest.Options{})
+	man, _, err := store.Content.Manifest(ctx, pulled.Manifest, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range append([]ocispec.Descriptor{man.Config}, man.Layers...) {
+		if err := store.Content.AddSource(ctx, d.Digest, fresh.Host+"/gone/app"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stale, err := New().Push(ctx, fresh.Ref("new/app", "v1"), store, "example.com/mine/app:v1")
+	if err != nil || stale.Uploaded != 2 || stale.Mounted != 0 {
+		t.Fatalf("push with stale sources: %+v %v", stale, err)
+	}
+	back, err := New().Pull(ctx, fresh.Ref("new/app", "v1"), openStore(t))
+	if err != nil || back.Manifest.Digest != pulled.Manifest.Digest {
+		t.Fatalf("pull back: %+v %v", back, err)
+	}
+	// Now the fresh registry's new/app is the most recent source.
+	if srcs, err := store.Content.Sources(ctx, man.Config.Digest); err != nil || len(srcs) == 0 || srcs[0] != fresh.Host+"/new/app" {
+		t.Errorf("sources after the push: %v %v", srcs, err)
 	}
 }
 

@@ -2,7 +2,14 @@
 // run, interleaved, against a docker-registry it starts on loopback:
 //
 //	pull + unpack   berth Pull          | skopeo copy docker:// oci: + umoci raw unpack
-//	push            berth Push          | crane push (of an OCI layout)
+//	push (upload)   berth Push          | crane push (of an OCI layout)
+//	push (mount)    berth Push          | crane copy (from another repository)
+//
+// An upload push sends every blob: berth's store forgets where it pushed
+// before (content.Store.Sources) first. A mount push goes to a new
+// repository of a registry that has the blobs in another one: berth
+// mounts them from where its store says it pushed them, crane copy from
+// the repository it copies.
 //
 // The image comes from an existing berth store (-store, -name), as
 // bench/registry.sh builds it (the Go toolchain as one layer plus
@@ -83,13 +90,16 @@ func run(root, name, work, crane string, n int, pushOnly bool) error {
 	if err := src.Content.ExportLayout(ctx, layout, name); err != nil {
 		return err
 	}
-	var berthPull, skopeoCopy, umociUnpack, berthPush, cranePush []time.Duration
+	var berthPull, skopeoCopy, umociUnpack, berthPush, cranePush, berthMount, craneMount []time.Duration
 	for i := range n {
 		if pushOnly {
 			if err := pushPair(ctx, c, src, name, layout, reg.Host, crane, i, &berthPush, &cranePush); err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "run %d: push %v | crane %v\n", i+1, berthPush[i], cranePush[i])
+			if err := mountPair(ctx, c, src, name, reg.Host, crane, i, &berthMount, &craneMount); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "run %d: push %v | crane %v | mount-push %v | crane copy %v\n", i+1, berthPush[i], cranePush[i], berthMount[i], craneMount[i])
 			continue
 		}
 		scratch := filepath.Join(work, fmt.Sprintf("run%d", i))
@@ -143,12 +153,17 @@ func run(root, name, work, crane string, n int, pushOnly bool) error {
 		if err := pushPair(ctx, c, src, name, layout, reg.Host, crane, i, &berthPush, &cranePush); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "run %d: pull %v | skopeo %v + umoci %v | push %v | crane %v\n", i+1, berthPull[i], skopeoCopy[i], umociUnpack[i], berthPush[i], cranePush[i])
+		if err := mountPair(ctx, c, src, name, reg.Host, crane, i, &berthMount, &craneMount); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "run %d: pull %v | skopeo %v + umoci %v | push %v | crane %v | mount-push %v | crane copy %v\n", i+1, berthPull[i], skopeoCopy[i], umociUnpack[i], berthPush[i], cranePush[i], berthMount[i], craneMount[i])
 	}
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/1e6) }
 	pushLine := func() {
-		fmt.Printf("push         berth %s | crane push %s | ratio %.2f (target <= 0.8)\n",
+		fmt.Printf("push upload  berth %s | crane push %s | ratio %.2f (target <= 0.8)\n",
 			ms(median(berthPush)), ms(median(cranePush)), float64(median(berthPush))/float64(median(cranePush)))
+		fmt.Printf("push mount   berth %s | crane copy %s | ratio %.2f\n",
+			ms(median(berthMount)), ms(median(craneMount)), float64(median(berthMount))/float64(median(craneMount)))
 	}
 	if pushOnly {
 		pushLine()
@@ -166,6 +181,10 @@ func run(root, name, work, crane string, n int, pushOnly bool) error {
 // neither pays for the other's (or a pull's) writeback.
 func pushPair(ctx context.Context, c *registry.Client, src *layer.Store, name, layout, host, crane string, i int, berthPush, cranePush *[]time.Duration) error {
 	pushBerth := func() error {
+		// Forget where earlier pushes went, or berth would mount.
+		if err := os.RemoveAll(filepath.Join(src.Content.Root(), "sources")); err != nil {
+			return err
+		}
 		sh("sync")
 		d, err := timed(func() error {
 			_, err := c.Push(ctx, fmt.Sprintf("%s/berth%d/go:latest", host, i), src, name)
@@ -185,6 +204,39 @@ func pushPair(ctx context.Context, c *registry.Client, src *layer.Store, name, l
 	first, second := pushBerth, pushCrane
 	if i%2 == 1 {
 		first, second = pushCrane, pushBerth
+	}
+	if err := first(); err != nil {
+		return err
+	}
+	return second()
+}
+
+// mountPair pushes the image to new repositories of the registry, which
+// has its blobs in others: berth from its store (which remembers where
+// it pushed them), crane by copying the seed repository; alternating who
+// goes first.
+func mountPair(ctx context.Context, c *registry.Client, src *layer.Store, name, host, crane string, i int, berthMount, craneMount *[]time.Duration) error {
+	pushBerth := func() error {
+		d, err := timed(func() error {
+			p, err := c.Push(ctx, fmt.Sprintf("%s/berthm%d/go:latest", host, i), src, name)
+			if err == nil && p.Mounted == 0 {
+				err = fmt.Errorf("mount push: nothing mounted: %+v", p)
+			}
+			return err
+		})
+		*berthMount = append(*berthMount, d)
+		return err
+	}
+	copyCrane := func() error {
+		d, err := timed(func() error {
+			return sh(crane, "copy", "--insecure", host+"/seed/go:latest", fmt.Sprintf("%s/cranem%d/go:latest", host, i))
+		})
+		*craneMount = append(*craneMount, d)
+		return err
+	}
+	first, second := pushBerth, copyCrane
+	if i%2 == 1 {
+		first, second = copyCrane, pushBerth
 	}
 	if err := first(); err != nil {
 		return err

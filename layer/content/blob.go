@@ -297,6 +297,7 @@ func (s *Store) Delete(ctx context.Context, d digest.Digest) error {
 		return fmt.Errorf("delete blob %s: %w", d, err)
 	}
 	s.blobGone(d)
+	s.dropSources(d)
 	return nil
 }
 

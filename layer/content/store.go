@@ -125,6 +125,9 @@ func Open(root string) (*Store, error) {
 	if err := s.cleanBlobTemps(); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	if err := s.cleanSourceTemps(); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
 	return s, nil
 }
 
