@@ -237,6 +237,7 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 	defer func() {
 		if err != nil {
 			made.releaseVolumes()
+			made.closeDetachedRootfs()
 		}
 	}()
 	if err := c.useVolumes(ctx); err != nil {
@@ -245,6 +246,7 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *Spec) (c *Contain
 	if err := c.prepare(); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
+	c.takeDetachedRootfs()
 	res := c.cgroupResources(spec.Resources)
 	cg, err := r.newCgroup(id, spec, &res)
 	if err != nil {
@@ -310,6 +312,10 @@ type Container struct {
 	// container's snapshot mounted, and exclusively (under mu) by Start
 	// and Delete.
 	rootMu sync.RWMutex
+	// rootfsMnt is an image container's root filesystem mounted ahead
+	// by its snapshot store (a detached mount), for init, until Start
+	// sends it (see takeDetachedRootfs).
+	rootfsMnt *os.File
 	// rootHold is an O_PATH descriptor of a running image container's
 	// root filesystem, and rootReleased is closed once it is closed (see
 	// holdRoot).
@@ -658,6 +664,12 @@ func (c *Container) start(ctx context.Context) (err error) {
 		if err := c.connect(ctx, &cfg); err != nil {
 			return fail(err)
 		}
+	}
+	if c.rootfsMnt != nil {
+		// Init gets its own copy.
+		startFiles = append(startFiles, c.rootfsMnt)
+		cfg.RootfsDetached = true
+		defer c.closeDetachedRootfs()
 	}
 	if err := initproc.Send(hostConn, &initproc.Message{Type: initproc.MsgStart, Config: &cfg}, startFiles...); err != nil {
 		return fail(fmt.Errorf("send config to init: %w", err))

@@ -3,6 +3,7 @@ package container
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/berthlabs/berth/layer"
 	"github.com/berthlabs/berth/layer/snapshot"
@@ -82,6 +83,7 @@ func (r *Runtime) fromImage(ctx context.Context, id string, s *Spec) (err error)
 // releaseImage removes an image container's root filesystem snapshot
 // unless the spec keeps it.
 func (c *Container) releaseImage(ctx context.Context) error {
+	c.closeDetachedRootfs()
 	if c.spec.Image == "" || c.spec.KeepRootfs {
 		return nil
 	}
@@ -91,4 +93,34 @@ func (c *Container) releaseImage(ctx context.Context) error {
 		return fmt.Errorf("remove root filesystem snapshot: %w", err)
 	}
 	return nil
+}
+
+// detachedMounter is a snapshot store that makes the mounts of
+// containers' root filesystems ahead (snapshot.Overlay).
+type detachedMounter interface {
+	DetachedMount(key string) *os.File
+}
+
+// takeDetachedRootfs takes the mount of an image container's root
+// filesystem that its snapshot store made ahead, if it made one and init
+// can attach it: in the host's user namespace. Init then moves it into
+// place instead of mounting the overlay, which takes 0.1-0.5 ms on this
+// path otherwise.
+func (c *Container) takeDetachedRootfs() {
+	if c.spec.Image == "" || c.spec.KeepRootfs || c.cfg.UserNS || os.Geteuid() != 0 {
+		return
+	}
+	if dm, ok := c.rt.Images.Snapshots.(detachedMounter); ok {
+		c.rootfsMnt = dm.DetachedMount(snapshotKey(c.id))
+	}
+}
+
+// closeDetachedRootfs closes the mount takeDetachedRootfs took, once it
+// was sent to init or is no longer wanted: a detached mount that init
+// did not attach goes with it.
+func (c *Container) closeDetachedRootfs() {
+	if c.rootfsMnt != nil {
+		c.rootfsMnt.Close()
+		c.rootfsMnt = nil
+	}
 }

@@ -3,10 +3,12 @@ package container
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berthlabs/berth/internal/busybox"
 	"github.com/berthlabs/berth/layer"
@@ -114,4 +116,90 @@ func TestRunFromImage(t *testing.T) {
 	}
 	store.Close()
 	checkNoLeaks(t, before)
+}
+
+// An image container on the image the one before it ran gets its root
+// filesystem mounted ahead by the snapshot store, and init moves that
+// mount into place: the container sees the image, writes to its own
+// snapshot (not the image), and nothing is left behind. A container
+// from another image mounts its own.
+func TestImageDetachedRootfs(t *testing.T) {
+	needRoot(t)
+	for _, pool := range []int{0, 2} {
+		t.Run(fmt.Sprintf("pool%d", pool), func(t *testing.T) { imageDetachedRootfs(t, pool) })
+	}
+}
+
+func imageDetachedRootfs(t *testing.T, pool int) {
+	ctx := testCtx(t)
+	before := takeSnapshot(t)
+	store, fresh := newImageStore(t)
+	importImage(t, store, "example.com/ahead:v1", ocispec.ImageConfig{Cmd: []string{"sh", "-c", "cat /etc/os; test -e /written && echo leaked; echo w > /written; grep -c spare /proc/self/mountinfo || true"}}, fresh, osRelease(t, "ahead"))
+	importImage(t, store, "example.com/other:v1", ocispec.ImageConfig{Cmd: []string{"sh", "-c", "cat /etc/os; grep -c spare /proc/self/mountinfo || true"}}, fresh, osRelease(t, "other"))
+	rt := &Runtime{Images: store, InitPool: pool}
+	if _, ok := store.Snapshots.(*snapshot.Overlay); !ok {
+		t.Skip("the store is not on overlayfs")
+	}
+	runOnce := func(image string) (string, bool) {
+		t.Helper()
+		c, err := rt.Create(ctx, testID(t), &Spec{Image: image})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ahead := c.rootfsMnt != nil
+		var out syncBuffer
+		c.spec.Process.Stdout, c.spec.Process.Stderr = &out, &out
+		if err := c.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := c.Wait(ctx); err != nil || !st.Success() {
+			t.Fatalf("%s: %v %v: %s", image, st, err, out.String())
+		}
+		if err := c.Delete(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), ahead
+	}
+	out, _ := runOnce("example.com/ahead:v1") // makes it the image mounted ahead
+	if out != "ahead\n0\n" {
+		t.Errorf("first run: %q", out)
+	}
+	// The spares are mounted on it in the background.
+	var got bool
+	for deadline := time.Now().Add(10 * time.Second); !got && time.Now().Before(deadline); {
+		var ahead bool
+		out, ahead = runOnce("example.com/ahead:v1")
+		if ahead {
+			got = true
+			// The mount made ahead shows the spare's old name in its
+			// options: this is the mount init moved.
+			if out != "ahead\n1\n" {
+				t.Errorf("run with the mount made ahead: %q", out)
+			}
+		}
+	}
+	if !got {
+		t.Fatal("no container got its root filesystem mounted ahead in 10s")
+	}
+	// The image itself is unchanged: no run saw another's /written.
+	out, _ = runOnce("example.com/ahead:v1")
+	if !strings.HasPrefix(out, "ahead\n") || strings.Contains(out, "leaked") {
+		t.Errorf("a later run: %q", out)
+	}
+	// Another image: mounted by init.
+	out, ahead := runOnce("example.com/other:v1")
+	if ahead || out != "other\n0\n" {
+		t.Errorf("other image: ahead %v, %q", ahead, out)
+	}
+	rt.Close()
+	store.Close()
+	checkNoLeaks(t, before)
+}
+
+// osRelease makes a layer directory holding /etc/os with name in it.
+func osRelease(t *testing.T, name string) string {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
+	os.WriteFile(filepath.Join(dir, "etc/os"), []byte(name+"\n"), 0o644)
+	return dir
 }

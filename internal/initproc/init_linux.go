@@ -44,6 +44,9 @@ type initState struct {
 	byID    map[uint64]int // process ID -> pid
 	cfg     *Config
 	pts     int // the container's /dev/pts, for TTYs (-1: none)
+	// rootfsMnt is the root filesystem mounted ahead (see
+	// Config.RootfsDetached), or nil.
+	rootfsMnt *os.File
 }
 
 // Main is PID 1 of a container. It builds the root filesystem, starts
@@ -84,6 +87,9 @@ func Main() {
 		os.Exit(122)
 	}
 	s.cfg = m.Config
+	if s.cfg.RootfsDetached && len(files) > 0 {
+		s.rootfsMnt, files = files[len(files)-1], files[:len(files)-1]
+	}
 	// The main process's stdio and the cgroup descriptors were inherited
 	// (fds 4, 5 and 6, then 7 on) by an init started for its container,
 	// or come with the config to one started ahead (a pooled init). Our
@@ -235,7 +241,12 @@ func (s *initState) killAll() {
 func (s *initState) setup() error {
 	c := s.cfg
 	unix.Umask(0)
-	if err := setupRootfs(c); err != nil {
+	err := setupRootfs(c, s.rootfsMnt)
+	if s.rootfsMnt != nil {
+		s.rootfsMnt.Close()
+		s.rootfsMnt = nil
+	}
+	if err != nil {
 		return err
 	}
 	s.pts = openDevpts()

@@ -68,21 +68,26 @@ type Config struct {
 	// RootfsMounts, when set, make the root filesystem (a snapshot's
 	// overlay or bind mount): init mounts them on Rootfs inside the
 	// container's mount namespace, so they vanish with it.
-	RootfsMounts  []snapshot.Mount `json:"rootfsMounts,omitempty"`
-	Readonly      bool             `json:"readonly,omitempty"`
-	Hostname      string           `json:"hostname,omitempty"`
-	Mounts        []Mount          `json:"mounts,omitempty"`
-	MaskedPaths   []string         `json:"masked,omitempty"`
-	ReadonlyPaths []string         `json:"readonlyPaths,omitempty"`
-	Rlimits       []Rlimit         `json:"rlimits,omitempty"`
-	OOMScoreAdj   int              `json:"oomScoreAdj,omitempty"`
-	NewNet        bool             `json:"newNet,omitempty"`
-	NewIPC        bool             `json:"newIPC,omitempty"`
-	UserNS        bool             `json:"userNS,omitempty"`
-	CgroupNS      bool             `json:"cgroupNS,omitempty"`
-	CgroupV2      bool             `json:"cgroupV2,omitempty"`
-	CgroupFDs     int              `json:"cgroupFDs,omitempty"` // from fd 7 on
-	CgroupDir     string           `json:"cgroupDir,omitempty"` // v2: mounted as /sys/fs/cgroup
+	RootfsMounts []snapshot.Mount `json:"rootfsMounts,omitempty"`
+	// RootfsDetached says that the last descriptor sent with MsgStart
+	// is RootfsMounts mounted ahead, attached nowhere (a detached mount,
+	// fsmount(2)): init moves it onto Rootfs instead of mounting them,
+	// and mounts them if that fails.
+	RootfsDetached bool     `json:"rootfsDetached,omitempty"`
+	Readonly       bool     `json:"readonly,omitempty"`
+	Hostname       string   `json:"hostname,omitempty"`
+	Mounts         []Mount  `json:"mounts,omitempty"`
+	MaskedPaths    []string `json:"masked,omitempty"`
+	ReadonlyPaths  []string `json:"readonlyPaths,omitempty"`
+	Rlimits        []Rlimit `json:"rlimits,omitempty"`
+	OOMScoreAdj    int      `json:"oomScoreAdj,omitempty"`
+	NewNet         bool     `json:"newNet,omitempty"`
+	NewIPC         bool     `json:"newIPC,omitempty"`
+	UserNS         bool     `json:"userNS,omitempty"`
+	CgroupNS       bool     `json:"cgroupNS,omitempty"`
+	CgroupV2       bool     `json:"cgroupV2,omitempty"`
+	CgroupFDs      int      `json:"cgroupFDs,omitempty"` // from fd 7 on
+	CgroupDir      string   `json:"cgroupDir,omitempty"` // v2: mounted as /sys/fs/cgroup
 	// Sysctls are written to /proc/sys inside the container (keys with
 	// dots, checked by CheckSysctl).
 	Sysctls map[string]string `json:"sysctls,omitempty"`

@@ -220,12 +220,16 @@ func mountAt(rootfd int, p, source, fstype string, flags uintptr, data string) e
 
 const mntNoExec = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 
-func setupRootfs(c *Config) error {
+// setupRootfs builds the container's root filesystem and enters it;
+// detached, when not nil, is c.RootfsMounts mounted ahead.
+func setupRootfs(c *Config, detached *os.File) error {
 	// Nothing we mount may propagate back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
-	if len(c.RootfsMounts) > 0 {
+	if detached != nil && unix.MoveMount(int(detached.Fd()), "", unix.AT_FDCWD, c.Rootfs, unix.MOVE_MOUNT_F_EMPTY_PATH) == nil {
+		// Mounted ahead, by the host.
+	} else if len(c.RootfsMounts) > 0 {
 		if err := snapshot.MountAll(c.RootfsMounts, c.Rootfs); err != nil {
 			return fmt.Errorf("mount the root filesystem: %w", err)
 		}

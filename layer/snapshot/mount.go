@@ -233,19 +233,34 @@ var attrFlags = []struct{ flag, attr uintptr }{
 // "lowerdir+" per layer, so no option string is ever long), fsmount(2) and
 // move_mount(2).
 func mountOverlayFsconfig(source, target string, flags uintptr, opts []string) error {
+	mfd, err := fsmountOverlay(source, flags, opts)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(mfd)
+	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move_mount: %w", err)
+	}
+	return nil
+}
+
+// fsmountOverlay makes a detached overlay mount with fsopen(2),
+// fsconfig(2) (one "lowerdir+" per layer) and fsmount(2), and returns
+// its descriptor.
+func fsmountOverlay(source string, flags uintptr, opts []string) (int, error) {
 	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		if errors.Is(err, unix.ENOSYS) {
-			return errNoLowerdirPlus
+			return -1, errNoLowerdirPlus
 		}
-		return fmt.Errorf("fsopen: %w", err)
+		return -1, fmt.Errorf("fsopen: %w", err)
 	}
 	defer unix.Close(fd)
-	fail := func(what string, err error) error {
+	fail := func(what string, err error) (int, error) {
 		if msg := fsLog(fd); msg != "" {
-			return fmt.Errorf("fsconfig %s: %w (%s)", what, err, msg)
+			return -1, fmt.Errorf("fsconfig %s: %w (%s)", what, err, msg)
 		}
-		return fmt.Errorf("fsconfig %s: %w", what, err)
+		return -1, fmt.Errorf("fsconfig %s: %w", what, err)
 	}
 	if err := unix.FsconfigSetString(fd, "source", source); err != nil {
 		return fail("source", err)
@@ -257,15 +272,18 @@ func mountOverlayFsconfig(source, target string, flags uintptr, opts []string) e
 			for _, dir := range splitLowerdirs(v) {
 				if err := unix.FsconfigSetString(fd, "lowerdir+", dir); err != nil {
 					if len(dir) > 255 {
-						return errLongValue // fsconfig takes at most 256 bytes
+						return -1, errLongValue // fsconfig takes at most 256 bytes
 					}
 					if errors.Is(err, unix.EINVAL) && overlayAPI.Load() == 0 {
-						return errNoLowerdirPlus
+						return -1, errNoLowerdirPlus
 					}
 					return fail("lowerdir+ "+dir, err)
 				}
 			}
 		case hasValue:
+			if len(v) > 255 {
+				return -1, errLongValue
+			}
 			if err := unix.FsconfigSetString(fd, k, v); err != nil {
 				return fail(o, err)
 			}
@@ -286,13 +304,34 @@ func mountOverlayFsconfig(source, target string, flags uintptr, opts []string) e
 	}
 	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, int(attrs))
 	if err != nil {
-		return fmt.Errorf("fsmount: %w", err)
+		return -1, fmt.Errorf("fsmount: %w", err)
 	}
-	defer unix.Close(mfd)
-	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("move_mount: %w", err)
+	return mfd, nil
+}
+
+// Detached makes m, an overlay, as a mount that is attached nowhere
+// (fsmount(2)), and returns its descriptor: move_mount(2) with
+// MOVE_MOUNT_F_EMPTY_PATH attaches it, in any mount namespace the caller
+// may mount in, as Mount would have mounted m; closing the last
+// descriptor of a mount never attached unmounts it. It needs Linux 6.8
+// (fsconfig's "lowerdir+") and layer paths under 256 bytes, and fails
+// with ErrNotSupported otherwise, and for other types.
+func (m Mount) Detached() (*os.File, error) {
+	flags, data := parseOptions(m.Options)
+	if m.Type != "overlay" || flags&unix.MS_BIND != 0 {
+		return nil, fmt.Errorf("detached mount of %s %s: %w: only overlays", m.Type, m.Source, ErrNotSupported)
 	}
-	return nil
+	if overlayAPI.Load() == 2 {
+		return nil, fmt.Errorf("detached mount of %s: %w: %w", m.Source, ErrNotSupported, errNoLowerdirPlus)
+	}
+	mfd, err := fsmountOverlay(m.Source, flags, splitOptions(data))
+	if errors.Is(err, errNoLowerdirPlus) || errors.Is(err, errLongValue) {
+		return nil, fmt.Errorf("detached mount of %s: %w: %w", m.Source, ErrNotSupported, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("detached mount of %s: %w", m.Source, err)
+	}
+	return os.NewFile(uintptr(mfd), "overlay"), nil
 }
 
 // fsLog reads the messages the kernel left on a filesystem context.

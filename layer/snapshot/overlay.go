@@ -122,6 +122,24 @@ func (o *Overlay) makeSpare(dir string) error {
 	return os.Mkdir(filepath.Join(dir, "work"), 0o711)
 }
 
+// detachedSpare mounts the spare in dir on parent, as the overlay of
+// an active snapshot made from it will be, but attached nowhere.
+func (o *Overlay) detachedSpare(dir string, parent *snap) (*os.File, error) {
+	chain := append([]string{o.st.fsDir(parent)}, o.st.chain(parent)...)
+	m := Mount{Type: "overlay", Source: "overlay", Options: o.options(chain, filepath.Join(dir, "fs"), filepath.Join(dir, "work"))}
+	return m.Detached()
+}
+
+// DetachedMount returns, once, a mount of the ephemeral active snapshot
+// key that was made ahead (see Mount.Detached), or nil when there is
+// none: the caller attaches it with move_mount(2) instead of mounting
+// what Prepare returned, and closes it. A store makes such mounts while
+// it makes its spare directories, on the parent of the latest ephemeral
+// Prepare, so that a container's root filesystem on the image it ran
+// last is mounted before it is asked for. Remove and Close close what
+// was not taken.
+func (o *Overlay) DetachedMount(key string) *os.File { return o.st.detachedMount(key) }
+
 func (o *Overlay) mounts(s *snap) []Mount {
 	fs := o.st.fsDir(s)
 	chain := o.st.chain(s)
@@ -194,3 +212,5 @@ func (o *Overlay) Close() error { return o.st.close() }
 func (o *Overlay) Dir(ctx context.Context, key string) (string, error) {
 	return o.st.dir(ctx, key)
 }
+
+var _ spareDriver = (*Overlay)(nil)
