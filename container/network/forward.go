@@ -120,6 +120,9 @@ func (f *Forwarder) Close() error {
 		return nil
 	}
 	f.closed = true
+	if l, ok := f.l.(*net.TCPListener); ok {
+		stopListening(l)
+	}
 	f.l.Close()
 	for c := range f.conns {
 		c.Close()

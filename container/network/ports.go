@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // UDPIdleTimeout is how long a published UDP port keeps a client's flow
@@ -493,6 +495,9 @@ func (p *Publication) Close() error {
 		p.onClose()
 	}
 	for _, c := range p.closers {
+		if l, ok := c.(*net.TCPListener); ok {
+			stopListening(l)
+		}
 		c.Close()
 	}
 	for c := range p.conns {
@@ -501,6 +506,17 @@ func (p *Publication) Close() error {
 	p.mu.Unlock()
 	p.wg.Wait()
 	return nil
+}
+
+// stopListening takes l out of the listening state (shutdown(2) of its
+// reading side) before it is closed. Closing alone ends the socket only
+// with its last descriptor: a process this one forks holds copies of
+// every descriptor until it executes its program, and meanwhile the
+// port would go on accepting connections after Close returned.
+func stopListening(l *net.TCPListener) {
+	if rc, err := l.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RD) })
+	}
 }
 
 // Validate checks m as Publish would, without binding anything: a

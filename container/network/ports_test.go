@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -344,4 +346,40 @@ func outputRules(t *testing.T, link string) int {
 		return 0 // no table, no chain: no rules
 	}
 	return len(rules)
+}
+
+// Close stops the published port accepting at once, even while another
+// process holds a copy of its socket (as a child forked by this process
+// does until it executes its program).
+func TestPublishCloseWithForkedCopy(t *testing.T) {
+	ctx := context.Background()
+	p, err := Publish(ctx, netip.MustParseAddr("127.0.0.1"), []PortMapping{{HostIP: netip.MustParseAddr("127.0.0.1"), ContainerPort: 9}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p.Ports()[0].HostPort)))
+	var l *net.TCPListener
+	for _, c := range p.closers {
+		if tl, ok := c.(*net.TCPListener); ok {
+			l = tl
+		}
+	}
+	f, err := l.File() // a copy of the socket, as a forked child has
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := exec.Command("sleep", "30")
+	child.ExtraFiles = []*os.File{f}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", addr, 2*time.Second); err == nil {
+		c.Close()
+		t.Fatalf("%s still accepts after Close while a child holds the socket", addr)
+	}
 }
