@@ -201,14 +201,19 @@ func pushPair(ctx context.Context, c *registry.Client, src *layer.Store, name, l
 		*cranePush = append(*cranePush, d)
 		return err
 	}
-	first, second := pushBerth, pushCrane
+	return alternate(i, pushBerth, pushCrane)
+}
+
+// alternate runs a then b, or b then a when i is odd: who goes first
+// takes turns.
+func alternate(i int, a, b func() error) error {
 	if i%2 == 1 {
-		first, second = pushCrane, pushBerth
+		a, b = b, a
 	}
-	if err := first(); err != nil {
+	if err := a(); err != nil {
 		return err
 	}
-	return second()
+	return b()
 }
 
 // mountPair pushes the image to new repositories of the registry, which
@@ -234,12 +239,5 @@ func mountPair(ctx context.Context, c *registry.Client, src *layer.Store, name, 
 		*craneMount = append(*craneMount, d)
 		return err
 	}
-	first, second := pushBerth, copyCrane
-	if i%2 == 1 {
-		first, second = copyCrane, pushBerth
-	}
-	if err := first(); err != nil {
-		return err
-	}
-	return second()
+	return alternate(i, pushBerth, copyCrane)
 }

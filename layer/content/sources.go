@@ -116,25 +116,15 @@ func checkSourceRepo(repo string) error {
 // were killed: those older than a minute (a live one's exists for
 // microseconds).
 func (s *Store) cleanSourceTemps() error {
-	for _, alg := range algorithms {
-		dir := filepath.Join(string(s.dir), sourcesDir, string(alg))
-		entries, err := os.ReadDir(dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
+	return s.eachEntry(sourcesDir, func(dir string, e os.DirEntry) error {
+		if !strings.HasPrefix(e.Name(), ".tmp-") {
+			return nil
 		}
-		if err != nil {
-			return err
-		}
-		for _, e := range entries {
-			if !strings.HasPrefix(e.Name(), ".tmp-") {
-				continue
-			}
-			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Minute {
-				if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return err
-				}
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Minute {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
 			}
 		}
-	}
-	return nil
+		return nil
+	})
 }

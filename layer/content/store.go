@@ -149,8 +149,42 @@ func isRootTemp(name string) bool {
 // A live writer holds an flock on its file, so a file whose lock can be
 // taken belongs to nobody.
 func (s *Store) cleanBlobTemps() error {
+	return s.eachEntry(blobsDir, func(dir string, e os.DirEntry) error {
+		if strings.HasPrefix(e.Name(), blobLockPrefix) && e.Type().IsRegular() {
+			// A lock file its killed holder left; a live one's lock
+			// cannot be taken.
+			if l, _ := lockfile.TryLock(filepath.Join(dir, e.Name()), lockfile.Exclusive, false); l != nil {
+				l.Remove()
+			}
+			return nil
+		}
+		if !strings.HasPrefix(e.Name(), blobTempPrefix) || !e.Type().IsRegular() {
+			return nil
+		}
+		p := filepath.Join(dir, e.Name())
+		f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		defer f.Close()
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// eachEntry calls fn with each entry of the store's directories
+// sub/ALG, one per digest algorithm, and the directory; missing ones are
+// skipped. It stops at the first error.
+func (s *Store) eachEntry(sub string, fn func(dir string, e os.DirEntry) error) error {
 	for _, alg := range algorithms {
-		dir := filepath.Join(string(s.dir), blobsDir, string(alg))
+		dir := filepath.Join(string(s.dir), sub, string(alg))
 		entries, err := os.ReadDir(dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
@@ -159,32 +193,9 @@ func (s *Store) cleanBlobTemps() error {
 			return err
 		}
 		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), blobLockPrefix) && e.Type().IsRegular() {
-				// A lock file its killed holder left; a live one's
-				// lock cannot be taken.
-				if l, _ := lockfile.TryLock(filepath.Join(dir, e.Name()), lockfile.Exclusive, false); l != nil {
-					l.Remove()
-				}
-				continue
-			}
-			if !strings.HasPrefix(e.Name(), blobTempPrefix) || !e.Type().IsRegular() {
-				continue
-			}
-			p := filepath.Join(dir, e.Name())
-			f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					continue
-				}
+			if err := fn(dir, e); err != nil {
 				return err
 			}
-			if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					f.Close()
-					return err
-				}
-			}
-			f.Close()
 		}
 	}
 	return nil
