@@ -241,6 +241,16 @@ func (s *Store) Unpack(ctx context.Context, name string) (*Image, error) {
 	}
 	img := &Image{Name: name, Manifest: m, Config: cfg}
 	chain := ChainIDs(cfg.RootFS.DiffIDs)
+	if len(chain) > 1 {
+		// Unpacked already, the common case: the top layer's snapshot
+		// exists, and with it every one below (a committed snapshot
+		// with children cannot be removed). One look, not one a layer.
+		top := chain[len(chain)-1].String()
+		if _, err := s.Snapshots.Stat(ctx, top); err == nil {
+			img.ChainID = top
+			return img, nil
+		}
+	}
 	parent := ""
 	for i, l := range m.Layers {
 		id := chain[i].String()
