@@ -527,6 +527,10 @@ func (st *store) sweep() error {
 	return nil
 }
 
+// recordFile is the name of snapshot id's record in metadata/,
+// "<id>.json"; recordID reads it back.
+func recordFile(id uint64) string { return strconv.FormatUint(id, 10) + ".json" }
+
 // recordID returns the ID in a record's file name, "<id>.json".
 func recordID(name string) (uint64, bool) {
 	s, ok := strings.CutSuffix(name, ".json")
@@ -600,7 +604,7 @@ func (st *store) end() { st.closeMu.RUnlock() }
 
 // readRecord reads the record of id; nil, nil when there is none.
 func (st *store) readRecord(id uint64) (*record, error) {
-	b, err := os.ReadFile(st.path(metadataDir, strconv.FormatUint(id, 10)+".json"))
+	b, err := os.ReadFile(st.path(metadataDir, recordFile(id)))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -1333,7 +1337,7 @@ func (st *store) writeRecord(s *snap, kind Kind, name string, labels map[string]
 	if err != nil {
 		return err
 	}
-	return st.writeFile(st.path(metadataDir), strconv.FormatUint(s.id, 10)+".json", b, durable)
+	return st.writeFile(st.path(metadataDir), recordFile(s.id), b, durable)
 }
 
 // writeSpareRecord writes the record of s, an ephemeral snapshot in a
@@ -1363,7 +1367,7 @@ func (st *store) writeSpareRecord(s *snap) error {
 	if err != nil {
 		return &os.PathError{Op: "write", Path: p, Err: err}
 	}
-	return os.Rename(p, st.path(metadataDir, strconv.FormatUint(s.id, 10)+".json"))
+	return os.Rename(p, st.path(metadataDir, recordFile(s.id)))
 }
 
 // recordJSON is the record of s, as it is or will be.
@@ -1492,7 +1496,7 @@ func (st *store) remove(ctx context.Context, key string) (err error) {
 		return fmt.Errorf("%w: it is the parent of %d snapshots", ErrInUse, n)
 	}
 
-	rec := st.path(metadataDir, strconv.FormatUint(s.id, 10)+".json")
+	rec := st.path(metadataDir, recordFile(s.id))
 	if ephemeral(s.labels) {
 		// Into the directory that is removed next: unlinking a file
 		// with data here would wait on the file system's journal (~0.2
