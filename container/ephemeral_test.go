@@ -57,6 +57,16 @@ func TestEphemeralAfterKill(t *testing.T) {
 	committed := snapshotsOf(t, store, snapshot.KindCommitted)
 	store.Close()
 
+	// The killed child cannot remove its containers' cgroups (they are
+	// empty once its processes are gone): this test does.
+	t.Cleanup(func() {
+		for i := range 3 {
+			dirs, _ := filepath.Glob(fmt.Sprintf("/sys/fs/cgroup/*/berth/eph-%d", i))
+			for _, d := range append(dirs, fmt.Sprintf("/sys/fs/cgroup/berth/eph-%d", i)) {
+				os.Remove(d)
+			}
+		}
+	})
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestEphemeralAfterKill$")
 	cmd.Env = append(os.Environ(), "BERTH_EPHEMERAL_CHILD="+root, "BERTH_TEST_INIT_POOL=")
 	out, err := cmd.StdoutPipe()
