@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthlabs/berth/internal/osthread"
 	"github.com/berthlabs/berth/namespace"
 	"golang.org/x/sys/unix"
 )
@@ -149,7 +150,7 @@ func parkMainThread(t *testing.T) {
 	onMain := func() bool {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		return unix.Gettid() == unix.Getpid()
+		return osthread.OnMainThread()
 	}
 	for i := 0; i < 100000; i++ {
 		if !onMain() {
@@ -159,7 +160,7 @@ func parkMainThread(t *testing.T) {
 		parked := make(chan bool, 1)
 		go func() {
 			runtime.LockOSThread()
-			if unix.Gettid() != unix.Getpid() {
+			if !osthread.OnMainThread() {
 				runtime.UnlockOSThread()
 				parked <- false
 				return

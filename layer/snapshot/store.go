@@ -993,26 +993,31 @@ func (st *store) takeSpare(parentName string) spareDir {
 	defer st.spareMu.Unlock()
 	var sp spareDir
 	if n := len(st.spares); n > 0 {
-		i := n - 1
-		for j := n - 1; j >= 0; j-- {
-			if st.spares[j].mnt != nil && st.spares[j].parentName == parentName {
-				i = j
-				break
-			}
+		i := slices.IndexFunc(st.spares, func(sp spareDir) bool { return sp.mnt != nil && sp.parentName == parentName })
+		if i < 0 {
+			i = n - 1
 		}
 		sp = st.spares[i]
-		st.spares = append(st.spares[:i], st.spares[i+1:]...)
+		st.spares = slices.Delete(st.spares, i, i+1)
 	}
 	if sp.mnt != nil && sp.parentName != parentName {
 		st.closeDetached(sp.mnt)
 		sp.mnt = nil
 	}
-	if !st.spareMaking && !st.sparesClosed && len(st.spares) < spares {
+	if len(st.spares) < spares {
+		st.startSparesLocked()
+	}
+	return sp
+}
+
+// startSparesLocked has makeSpares run in the background unless it runs
+// already or the store is closing; st.spareMu is held.
+func (st *store) startSparesLocked() {
+	if !st.spareMaking && !st.sparesClosed {
 		st.spareMaking = true
 		st.bg.Add(1)
 		go st.makeSpares()
 	}
-	return sp
 }
 
 // closeDetached closes a detached mount nobody took, on a goroutine:
@@ -1038,11 +1043,7 @@ func (st *store) setHot(name string, parent *snap) {
 		return
 	}
 	st.hot, st.hotName = parent, name
-	if !st.spareMaking && !st.sparesClosed {
-		st.spareMaking = true
-		st.bg.Add(1)
-		go st.makeSpares()
-	}
+	st.startSparesLocked()
 }
 
 // detachedMount returns, once, the mount that was made ahead for the
@@ -1667,7 +1668,6 @@ func (st *store) close() error {
 		f.Close()
 	}
 	st.detached = nil
-	st.bg.Wait()
 	return st.lock.Close()
 }
 
