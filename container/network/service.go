@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -213,7 +214,13 @@ func (m *Manager) SetService(ctx context.Context, cfg ServiceConfig) (err error)
 			m.hub.removeServiceRoute(old.cfg.VIP)
 		}
 	}
-	m.log.Debug("service set", "name", cfg.Name, "vip", cfg.VIP)
+	if m.log.Enabled(ctx, slog.LevelDebug) {
+		var ports []string
+		for _, p := range cfg.Ports {
+			ports = append(ports, fmt.Sprintf("%s/%d:%v", p.Protocol, p.Port, p.Backends))
+		}
+		m.log.Debug("service set", "name", cfg.Name, "vip", cfg.VIP, "ports", ports)
+	}
 	return nil
 }
 

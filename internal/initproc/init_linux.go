@@ -6,12 +6,12 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/debug"
 	"strconv"
 	"syscall"
 	"unsafe"
 
+	"github.com/berthlabs/berth/internal/osthread"
 	"github.com/berthlabs/berth/namespace"
 	"golang.org/x/sys/unix"
 )
@@ -330,11 +330,13 @@ func (s *initState) spawn(p *Proc, stdio []*os.File) (int, error) {
 		err error
 	}
 	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
+	// Never unlocked: the thread, which may have entered the
+	// container's cgroups, dies with this goroutine (and is never the
+	// main thread, which could not die and would stay there).
+	osthread.Go(func() {
 		pid, err := s.spawnOnThread(p, path, dir, env, user, stdio)
 		ch <- result{pid, err}
-	}()
+	})
 	r := <-ch
 	return r.pid, r.err
 }

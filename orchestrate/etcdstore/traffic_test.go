@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -78,6 +79,15 @@ func trafficNodeMain(cfg trafficNode) error {
 		}
 		stop()
 	}()
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return err
+	}
+	lf, err := os.Create(filepath.Join(cfg.Dir, "node.log")) // the test prints it when it fails
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	log := slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	images, err := layer.Open(filepath.Join(cfg.Dir, "layers"))
 	if err != nil {
 		return err
@@ -92,7 +102,7 @@ func trafficNodeMain(cfg trafficNode) error {
 	}
 	nodeIP := netip.MustParseAddr(cfg.NodeIP)
 	nm := network.New(network.Options{LockFile: filepath.Join(cfg.Dir, "network.lock"), DNSUpstreams: []netip.AddrPort{},
-		NodePortAddrs: []netip.Addr{nodeIP}})
+		NodePortAddrs: []netip.Addr{nodeIP}, Logger: log})
 	defer nm.Close()
 	n, err := nm.Create(ctx, network.Config{Name: "pods", Subnet: netip.MustParsePrefix(cfg.Subnet)})
 	if err != nil {
@@ -105,7 +115,7 @@ func trafficNodeMain(cfg trafficNode) error {
 	defer s.Close()
 	crt := &container.Runtime{Images: images, CgroupParent: cfg.Cgroup}
 	m, err := orchestrate.NewManager(orchestrate.Options{
-		Store: s, StateDir: filepath.Join(cfg.Dir, "state"),
+		Store: s, StateDir: filepath.Join(cfg.Dir, "state"), Logger: log,
 		Runtime:  containerruntime.New(crt, containerruntime.WithNetwork(n), containerruntime.WithSandboxDir(filepath.Join(cfg.Dir, "sandboxes"))),
 		NodeName: cfg.Name, NodeIP: nodeIP,
 		NodeLeaseDuration: clusterLease, NodeLostGrace: clusterGrace, LeaderLeaseDuration: clusterLease,
@@ -439,6 +449,10 @@ func TestClusterTraffic(t *testing.T) {
 	}
 	defer func() {
 		if t.Failed() {
+			for _, name := range names {
+				b, _ := os.ReadFile(filepath.Join(procs[name].cfg.Dir, "node.log"))
+				t.Logf("node %s's log:\n%s", name, b)
+			}
 			for _, p := range fixture.LivePods(t, s) {
 				t.Logf("pod %s node %q phase %s ready %v ip %s reason %s %s", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.Ready, p.Status.PodIP, p.Status.Reason, p.Status.Message)
 			}
