@@ -82,7 +82,7 @@ func trafficNodeMain(cfg trafficNode) error {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return err
 	}
-	lf, err := os.Create(filepath.Join(cfg.Dir, "node.log")) // the test prints it when it fails
+	lf, err := os.Create(filepath.Join(cfg.Dir, "node.log")) // startTrafficNode's cleanup prints it when the test fails
 	if err != nil {
 		return err
 	}
@@ -280,7 +280,13 @@ func startTrafficNode(t *testing.T, cfg trafficNode, ns *namespace.Namespace) *t
 	}
 	p := &trafficProc{cfg: cfg, ns: ns, cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.stop(t) })
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(cfg.Dir, "node.log"))
+			t.Logf("node %s's log:\n%s", cfg.Name, b)
+		}
+	})
 	return p
 }
 
@@ -449,10 +455,6 @@ func TestClusterTraffic(t *testing.T) {
 	}
 	defer func() {
 		if t.Failed() {
-			for _, name := range names {
-				b, _ := os.ReadFile(filepath.Join(procs[name].cfg.Dir, "node.log"))
-				t.Logf("node %s's log:\n%s", name, b)
-			}
 			for _, p := range fixture.LivePods(t, s) {
 				t.Logf("pod %s node %q phase %s ready %v ip %s reason %s %s", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.Ready, p.Status.PodIP, p.Status.Reason, p.Status.Message)
 			}
